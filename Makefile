@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for developers.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format generate check-generated unit
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+## Start Kafka, the schema registry, PostgreSQL and the services; Ctrl-C stops everything.
+run: install
+	$(PY) -m devstack run
+
+## Lint, type-check, verify generated stubs, then the whole test suite against the real stack.
+test: install check-generated lint
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q -m "not integration"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## Regenerate the protobuf/gRPC stubs under ledger/v1 from proto/.
+generate: install
+	$(PY) scripts/generate_stubs.py
+
+## CI: the committed stubs must be exactly what the generator produces.
+check-generated: generate
+	@git diff --exit-code -- ledger/v1 || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- ledger/v1)" || { echo "Untracked generated stubs in ledger/v1: commit them." >&2; exit 1; }

@@ -1,0 +1,201 @@
+"""Kafka as the event store: transactional appends by the one writer of a shard, and replay.
+
+Every call here blocks; the batcher runs them on one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ledger.events.codec import EventCodec, UndecodableEvent
+from ledger.events.records import Event
+
+log = logging.getLogger(__name__)
+
+
+class Fenced(RuntimeError):
+    """Another process took over this shard's transactional id: this one must stop writing."""
+
+
+class AppendFailed(RuntimeError):
+    """The transaction was aborted: nothing of the batch reached the log; a retry is safe."""
+
+
+def _is_fatal(err: KafkaError) -> bool:
+    return bool(err.fatal()) or err.code() in (
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    )
+
+
+class EventStore:
+    def __init__(
+        self, bootstrap: str, topic: str, transactional_id: str, codec: EventCodec
+    ) -> None:
+        self._topic = topic
+        self._codec = codec
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "transactional.id": transactional_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                # The transaction commit flushes; lingering would only add latency.
+                "linger.ms": 0,
+                "partitioner": "murmur2",
+                "transaction.timeout.ms": 60_000,
+                "message.timeout.ms": 30_000,
+            }
+        )
+        self._bootstrap = bootstrap
+
+    def open(self, timeout: float = 60) -> None:
+        """Fence any zombie holding our transactional id and abort its open transaction."""
+        try:
+            self._producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise AppendFailed(f"could not initialise transactions: {exc.args[0].str()}") from exc
+
+    def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
+        """Write `(event, partition)` pairs in one transaction; return each event's offset."""
+        offsets: list[int] = [-1] * len(events)
+        failures: list[KafkaError] = []
+
+        def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
+            def report(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    failures.append(err)
+                else:
+                    offsets[index] = msg.offset() or 0
+
+            return report
+
+        try:
+            self._producer.begin_transaction()
+            for index, (event, partition) in enumerate(events):
+                self._produce(event, partition, delivered(index))
+            self._commit()
+        except KafkaException as exc:
+            self._handle(exc.args[0])
+        if failures or -1 in offsets:
+            # Unreachable if librdkafka keeps its promise that a commit means delivered.
+            raise AppendFailed(f"delivery not confirmed after commit: {failures}")
+        return offsets
+
+    def _produce(self, event: Event, partition: int, on_delivery: Any) -> None:
+        value = self._codec.encode(event)
+        key = event.account_id.encode()
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value, key, partition=partition, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.01)
+
+    def _commit(self) -> None:
+        while True:
+            try:
+                self._producer.commit_transaction()
+                # Serve delivery reports that the commit's flush left queued.
+                self._producer.poll(0)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                log.warning("retrying transaction commit: %s", exc.args[0].str())
+
+    def _handle(self, err: KafkaError) -> None:
+        if _is_fatal(err):
+            raise Fenced(f"producer fenced or failed fatally: {err.str()}")
+        if err.txn_requires_abort():
+            try:
+                self._producer.abort_transaction()
+            except KafkaException as exc:
+                if _is_fatal(exc.args[0]):
+                    raise Fenced(f"producer fenced during abort: {exc.args[0].str()}") from exc
+                raise AppendFailed(f"abort failed: {exc.args[0].str()}") from exc
+            raise AppendFailed(f"transaction aborted: {err.str()}")
+        raise AppendFailed(f"append failed: {err.str()}")
+
+    def close(self) -> None:
+        self._producer.flush(5)
+
+    def replay(
+        self,
+        partitions: Sequence[int],
+        apply: Callable[[Event, int, int], None],
+        timeout: float = 600,
+    ) -> int:
+        """Feed every committed event of `partitions` to `apply`, up to the current end."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": "ledger-command-replay",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            }
+        )
+        try:
+            return self._replay(consumer, partitions, apply, time.monotonic() + timeout)
+        finally:
+            consumer.close()
+
+    def _replay(
+        self,
+        consumer: Consumer,
+        partitions: Sequence[int],
+        apply: Callable[[Event, int, int], None],
+        deadline: float,
+    ) -> int:
+        ends = {}
+        for p in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)
+            ends[p] = high
+        pending = {p for p, high in ends.items() if high > 0}
+        if not pending:
+            return 0
+        consumer.assign([TopicPartition(self._topic, p, 0) for p in pending])
+        count = 0
+        undecodable = 0
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replay did not reach the end of partitions {sorted(pending)}")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(err)
+                    # The end-of-partition marker carries the position reached, which is
+                    # past any trailing transaction marker once everything is read.
+                    if (msg.offset() or 0) >= ends[msg.partition() or 0]:
+                        pending.discard(msg.partition() or 0)
+                    continue
+                try:
+                    event = self._codec.decode(msg.value() or b"")
+                except UndecodableEvent as exc:
+                    # The projector dead-letters such bytes; they carry no state we could fold.
+                    undecodable += 1
+                    log.error(
+                        "skipping undecodable record at %s/%s: %s",
+                        msg.partition(),
+                        msg.offset(),
+                        exc,
+                    )
+                    continue
+                apply(event, msg.partition() or 0, msg.offset() or 0)
+                count += 1
+        if undecodable:
+            log.error("replay skipped %d undecodable records", undecodable)
+        return count

@@ -1,0 +1,119 @@
+"""ledger.v1.CommandService: translates requests into domain commands and outcomes into replies."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+
+from command_server.event_store import AppendFailed
+from command_server.group_commit import CommandIdReused, GroupCommitter, Misrouted, NotServing
+from command_server.write_model import Outcome
+from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.v1 import commands_pb2 as pb
+from ledger.v1 import commands_pb2_grpc as pb_grpc
+
+_STATUS_OF = {
+    RejectionKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    RejectionKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    RejectionKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    RejectionKind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectionKind.VERSION_CONFLICT: grpc.StatusCode.ABORTED,
+}
+
+_Context = grpc.aio.ServicerContext[object, object]
+
+
+class CommandServicer(pb_grpc.CommandServiceServicer):
+    def __init__(self) -> None:
+        # Set by the composition root once the write model is rebuilt; until then: UNAVAILABLE.
+        self.committer: GroupCommitter | None = None
+
+    async def OpenAccount(
+        self, request: pb.OpenAccountRequest, context: _Context
+    ) -> pb.OpenAccountResponse:
+        command = OpenAccount(
+            command_id=request.command_id,
+            account_id=request.account_id,
+            currency=request.currency,
+            owner=request.owner,
+        )
+        outcome = await self._submit(command, context)
+        return pb.OpenAccountResponse(version=outcome.version, consistency_token=outcome.token)
+
+    async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
+        command = Deposit(
+            command_id=request.command_id,
+            account_id=request.account_id,
+            amount=request.amount,
+            expected_version=_expected_version(request),
+        )
+        outcome = await self._submit(command, context)
+        return pb.DepositResponse(version=outcome.version, consistency_token=outcome.token)
+
+    async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
+        command = Withdraw(
+            command_id=request.command_id,
+            account_id=request.account_id,
+            amount=request.amount,
+            expected_version=_expected_version(request),
+        )
+        outcome = await self._submit(command, context)
+        return pb.WithdrawResponse(version=outcome.version, consistency_token=outcome.token)
+
+    async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
+        command = Transfer(
+            command_id=request.command_id,
+            from_account_id=request.from_account_id,
+            to_account_id=request.to_account_id,
+            amount=request.amount,
+            expected_version=_expected_version(request),
+        )
+        outcome = await self._submit(command, context)
+        return pb.TransferResponse(version=outcome.version, consistency_token=outcome.token)
+
+    async def CloseAccount(
+        self, request: pb.CloseAccountRequest, context: _Context
+    ) -> pb.CloseAccountResponse:
+        command = CloseAccount(
+            command_id=request.command_id,
+            account_id=request.account_id,
+            expected_version=_expected_version(request),
+        )
+        outcome = await self._submit(command, context)
+        return pb.CloseAccountResponse(version=outcome.version, consistency_token=outcome.token)
+
+    async def _submit(self, command: Command, context: _Context) -> Outcome:
+        if self.committer is None:
+            await _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the command server is still rebuilding its state from the event store; retry",
+            )
+        try:
+            return await self.committer.submit(command)
+        except Rejection as exc:
+            await _abort(context, _STATUS_OF[exc.kind], exc.message)
+        except CommandIdReused as exc:
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except (NotServing, Misrouted) as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        except AppendFailed as exc:
+            await _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"the event store did not accept the write ({exc}); nothing was recorded, "
+                "retry with the same command_id",
+            )
+
+
+def _expected_version(
+    request: pb.DepositRequest | pb.WithdrawRequest | pb.TransferRequest | pb.CloseAccountRequest,
+) -> int | None:
+    return request.expected_version if request.HasField("expected_version") else None
+
+
+async def _abort(context: _Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # grpc.aio raises; this keeps mypy honest

@@ -1,0 +1,73 @@
+"""The command server's configuration, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+EVENT_TOPIC = "account_events"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    listen: str = "127.0.0.1:50051"
+    topic: str = EVENT_TOPIC
+    partitions: int = 6
+    shard_index: int = 0
+    shard_count: int = 1
+    # Group commit: a batch closes when it holds this many commands or has waited this long.
+    batch_max_commands: int = 1000
+    batch_max_wait_ms: int = 0
+    # How many command ids (most recent first) are remembered for idempotent retries.
+    dedupe_window: int = 1_000_000
+    grace_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        settings = cls(
+            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or defaults.kafka_bootstrap,
+            registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
+            listen=env.get("LEDGER_COMMAND_ADDR") or defaults.listen,
+            topic=env.get("LEDGER_TOPIC") or defaults.topic,
+            partitions=_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
+            shard_index=_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
+            shard_count=_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
+            batch_max_commands=_int(
+                env, "LEDGER_BATCH_MAX_COMMANDS", defaults.batch_max_commands, minimum=1
+            ),
+            batch_max_wait_ms=_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
+            dedupe_window=_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
+        )
+        if settings.shard_index >= settings.shard_count:
+            raise SettingsError(
+                f"LEDGER_SHARD_INDEX ({settings.shard_index}) must be below "
+                f"LEDGER_SHARD_COUNT ({settings.shard_count})"
+            )
+        return settings
+
+    @property
+    def transactional_id(self) -> str:
+        # Stable across restarts so that a new process fences its predecessor (design, decision 2).
+        return f"ledger-command-{self.shard_index}-of-{self.shard_count}"

@@ -1,0 +1,54 @@
+"""The event store's topic: created with infinite retention, refused if it could lose events."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+# Kafka is the only source of truth: nothing may ever be deleted or compacted away.
+REQUIRED_CONFIG = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
+
+
+class UnsafeTopic(RuntimeError):
+    """The topic exists with settings that could lose events; the server must not start."""
+
+
+def ensure_event_topic(admin: AdminClient, topic: str, partitions: int, timeout: float = 30) -> int:
+    """Create `topic` if missing, verify its retention, and return its partition count."""
+    metadata = admin.list_topics(timeout=timeout)
+    if topic not in metadata.topics:
+        futures = admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, config=dict(REQUIRED_CONFIG))],
+            request_timeout=timeout,
+        )
+        try:
+            futures[topic].result(timeout)
+        except KafkaException as exc:
+            # Another instance may have created it between our look and our create.
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    verify_retention(admin, topic, timeout)
+    metadata = admin.list_topics(topic=topic, timeout=timeout)
+    return len(metadata.topics[topic].partitions)
+
+
+def verify_retention(admin: AdminClient, topic: str, timeout: float = 30) -> None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+    wrong = {
+        name: configs[name].value
+        for name, wanted in REQUIRED_CONFIG.items()
+        if configs[name].value != wanted
+    }
+    if wrong:
+        found = ", ".join(f"{name}={value}" for name, value in sorted(wrong.items()))
+        needed = ", ".join(f"{name}={value}" for name, value in REQUIRED_CONFIG.items())
+        raise UnsafeTopic(
+            f"topic {topic!r} could lose events ({found}); the event store needs {needed}. "
+            f"Fix it with kafka-configs --alter --entity-type topics --entity-name {topic} "
+            f"--add-config {needed.replace(', ', ',')}"
+        )

@@ -1,0 +1,144 @@
+"""`python -m devstack run|fetch`: the local stack from the command line (`make run`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from devstack.errors import StackError
+from devstack.ledger_services import LedgerService
+from devstack.locations import default_cache_dir, default_data_dir
+from devstack.maven import fetch_all, is_cached
+from devstack.ports import StackPorts
+from devstack.service import Service
+from devstack.stack import LocalStack
+
+_WATCH_INTERVAL = 0.5
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Run the Ledger's local stack: Kafka, schema registry, PostgreSQL.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "run",
+        help="start everything on the default ports (LEDGER_*_PORT) with data in "
+        "LEDGER_DATA_DIR (default .data/); Ctrl-C stops it",
+    )
+    commands.add_parser(
+        "fetch", help="only download Kafka and the registry into LEDGER_CACHE_DIR (.cache/)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            return _fetch()
+        return _run()
+    except StackError as error:
+        print(f"devstack: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _ledger_services(stack: LocalStack) -> list[Service]:
+    """The Ledger's own servers: started after the stack, in this order, and stopped before it.
+
+    Each runs `python -m <package>` with `stack.environment()`; the gRPC servers are ready when
+    their grpc.health.v1 says SERVING.
+    """
+    command_addr = os.environ.get("LEDGER_COMMAND_ADDR") or "127.0.0.1:50051"
+    return [LedgerService.command_server(stack, stack.data_dir, listen=command_addr)]
+
+
+def _fetch() -> int:
+    cache_dir = default_cache_dir()
+    if is_cached(cache_dir):
+        print(f"devstack: Kafka and the registry are already in {_shown(cache_dir)}")
+        return 0
+    began = time.monotonic()
+    fetch_all(cache_dir)
+    print(f"devstack: fetched into {_shown(cache_dir)} in {time.monotonic() - began:.1f}s")
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _run() -> int:
+    # SIGTERM (from a supervisor, `kill`) takes the same clean path as Ctrl-C; SIGINT is set
+    # too because a shell starting us in the background would have us ignore it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    stack = LocalStack(default_data_dir(), StackPorts.from_env())
+    started: list[Service] = []
+    try:
+        print(
+            f"devstack: starting Kafka, registry and PostgreSQL, data in {_shown(stack.data_dir)}"
+        )
+        began = time.monotonic()
+        stack.start()
+        started.extend(stack.services)
+        for service in _ledger_services(stack):
+            service.start()
+            started.append(service)
+        print(f"devstack: ready in {time.monotonic() - began:.1f}s")
+        for service in started:
+            print(f"  {service.name:<16} {service.address:<48} log: {_shown(service.log_file)}")
+        print("  environment for the Ledger services:")
+        for name, value in stack.environment().items():
+            print(f"    {name}={value}")
+        print("devstack: Ctrl-C stops everything", flush=True)
+        return _watch(started)
+    except KeyboardInterrupt:
+        if not started:
+            print("devstack: start interrupted; everything stopped")
+        return 0
+    finally:
+        # A start that failed or was interrupted has already stopped what it had started.
+        if started:
+            _shut_down(stack, started)
+
+
+def _watch(services: Sequence[Service]) -> int:
+    """Sleep until interrupted; a service that dies on its own ends the run with an error."""
+    while True:
+        time.sleep(_WATCH_INTERVAL)
+        for service in services:
+            if not service.is_running():
+                print(
+                    f"devstack: {service.name} exited unexpectedly; see {_shown(service.log_file)}",
+                    file=sys.stderr,
+                )
+                return 1
+
+
+def _shut_down(stack: LocalStack, started: Sequence[Service]) -> None:
+    print("devstack: stopping (Ctrl-C again to kill)", flush=True)
+    extras = [service for service in started if service not in stack.services]
+    try:
+        for service in reversed(extras):
+            service.stop()
+        stack.stop()
+    except KeyboardInterrupt:
+        for service in extras:
+            service.kill()
+        stack.kill()
+    print("devstack: stopped")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it, for shorter lines."""
+    cwd = Path.cwd()
+    return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Apache Kafka 4 in KRaft mode: one node that is both broker and controller."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+from pathlib import Path
+
+from devstack.java import java_executable
+from devstack.maven import KAFKA_VERSION, kafka_libs
+from devstack.ports import LOOPBACK, ensure_port_free
+from devstack.process import ManagedProcess, clean_environment, run_tool
+
+KAFKA_MIN_JAVA = 17
+# log.cleaner.dedupe.buffer.size defaults to 128 MiB of heap, too much for a small -Xmx.
+_DEDUPE_BUFFER_BYTES = 16 * 1024 * 1024
+
+_LOG4J2 = """\
+# Written by devstack on every start.
+status = warn
+# Log4j's own shutdown hook would close the appender while Kafka still logs its shutdown.
+shutdownHook = disable
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.console.ref = console
+# Per-request and state-change chatter would drown the interesting lines.
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+class Kafka:
+    """One Kafka node; data in `<data_dir>/logs`, its own log in `<data_dir>/kafka.log`."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        controller_port: int,
+        *,
+        cache_dir: Path,
+        heap: str = "768m",
+        ready_timeout: float = 90.0,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.controller_port = controller_port
+        self.cache_dir = cache_dir
+        self.heap = heap
+        self.ready_timeout = ready_timeout
+        self.log_dir = data_dir / "logs"
+        self.log_file = data_dir / "kafka.log"
+        self._cancel = cancel
+        # A clean shutdown moves leadership and flushes logs; give it time before SIGKILL.
+        self._process = ManagedProcess(self.name, self.log_file, stop_timeout=60.0)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return self.bootstrap_servers
+
+    def is_running(self) -> bool:
+        return self._process.is_running()
+
+    def start(self) -> None:
+        """Format the storage on first use, start the node, wait until it answers metadata."""
+        ensure_port_free(self.port, "kafka")
+        ensure_port_free(self.controller_port, "kafka controller")
+        java = java_executable(KAFKA_MIN_JAVA, f"Kafka {KAFKA_VERSION}")
+        classpath = f"{kafka_libs(self.cache_dir)}/*"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        log4j = self.data_dir / "log4j2.properties"
+        log4j.write_text(_LOG4J2)
+        common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+        env = clean_environment()
+        if not (self.log_dir / "meta.properties").is_file():
+            run_tool(
+                [
+                    java,
+                    # A one-second tool: the quick JIT and a simple GC leave the CPU to the
+                    # registry and PostgreSQL that start at the same time.
+                    "-XX:TieredStopAtLevel=1",
+                    "-XX:+UseSerialGC",
+                    *common,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "--cluster-id",
+                    _new_cluster_id(),
+                    "--config",
+                    str(config),
+                ],
+                log_file=self.log_file,
+                what="formatting Kafka's storage",
+                timeout=120.0,
+                env=env,
+            )
+        server = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            *common,
+        ]
+        self._process.launch([*server, "kafka.Kafka", str(config)], env=env)
+        self._process.wait_ready(
+            self._answers_metadata,
+            timeout=self.ready_timeout,
+            what="an admin client listing topics",
+            cancel=self._cancel,
+        )
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def _write_config(self) -> Path:
+        # Rewritten on every start, so that the same data can be served on other ports.
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}"
+            ),
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            # One node: every internal topic must make do with a single replica.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            # One partition each: the first consumer group and the first transaction do not
+            # wait for 50 partitions to get a leader.
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+            # Topics are created on purpose (with their retention), never by a typo.
+            "auto.create.topics.enable": "false",
+            "log.cleaner.dedupe.buffer.size": str(_DEDUPE_BUFFER_BYTES),
+            # A SIGKILLed node's old registration blocks the restarted one until its session
+            # expires (default 9 s): shorter, for fault tests, yet tolerant of a slow CI machine.
+            "broker.heartbeat.interval.ms": "1000",
+            "broker.session.timeout.ms": "5000",
+            # Sized for a 2-core machine.
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "num.recovery.threads.per.data.dir": "2",
+        }
+        config = self.data_dir / "server.properties"
+        lines = ["# Written by devstack on every start."]
+        lines += [f"{key}={value}" for key, value in settings.items()]
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+    def _answers_metadata(self) -> bool:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        # log_level 0: librdkafka would print every refused connection while the node boots.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        try:
+            metadata = admin.list_topics(timeout=2.0)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
+
+
+def _new_cluster_id() -> str:
+    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()

@@ -1,0 +1,139 @@
+"""Ledger's own processes (command server, projector, query server) run as children of the stack.
+
+Shared by `make run`, the end-to-end tests and the benchmarks, so that all of them start the
+services exactly the same way: `python -m <package>` with the stack's environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack.ports import LOOPBACK, free_port
+from devstack.process import ManagedProcess, clean_environment
+from devstack.stack import LocalStack
+
+
+def grpc_serving(address: str) -> Callable[[], bool]:
+    """A readiness probe: the server's grpc.health.v1 answers SERVING."""
+
+    def probe() -> bool:
+        with grpc.insecure_channel(address) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1
+                )
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+class LedgerService:
+    """One Ledger process: started, probed until ready, stopped (SIGTERM) or killed (SIGKILL)."""
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        *,
+        env: Mapping[str, str],
+        log_file: Path,
+        address: str,
+        ready: Callable[[], bool],
+        start_timeout: float = 60,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.env = dict(env)
+        self.address = address
+        self._ready = ready
+        self._start_timeout = start_timeout
+        self._process = ManagedProcess(name, log_file, stop_timeout=30)
+
+    @classmethod
+    def command_server(
+        cls,
+        stack: LocalStack,
+        data_dir: Path,
+        *,
+        topic: str | None = None,
+        listen: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> LedgerService:
+        address = listen or f"{LOOPBACK}:{free_port()}"
+        env = {**stack.environment(), "LEDGER_COMMAND_ADDR": address, **(extra_env or {})}
+        if topic is not None:
+            env["LEDGER_TOPIC"] = topic
+        return cls(
+            "command-server",
+            "command_server",
+            env=env,
+            log_file=data_dir / "logs" / "command-server.log",
+            address=address,
+            ready=grpc_serving(address),
+        )
+
+    @classmethod
+    def query_server(
+        cls,
+        stack: LocalStack,
+        data_dir: Path,
+        *,
+        topic: str | None = None,
+        database_url: str | None = None,
+        listen: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> LedgerService:
+        address = listen or f"{LOOPBACK}:{free_port()}"
+        env = {**stack.environment(), "LEDGER_QUERY_ADDR": address, **(extra_env or {})}
+        if topic is not None:
+            env["LEDGER_TOPIC"] = topic
+        if database_url is not None:
+            env["LEDGER_DATABASE_URL"] = database_url
+        return cls(
+            "query-server",
+            "query_server",
+            env=env,
+            log_file=data_dir / "logs" / "query-server.log",
+            address=address,
+            ready=grpc_serving(address),
+        )
+
+    @property
+    def log_file(self) -> Path:
+        return self._process.log_file
+
+    def launch(self) -> None:
+        self._process.launch([sys.executable, "-m", self.module], env=clean_environment(self.env))
+
+    def start(self) -> None:
+        """Launch and wait until ready; raises StackError with the log's tail if it is not."""
+        self.launch()
+        self._process.wait_ready(
+            self._ready, timeout=self._start_timeout, what=f"{self.name} ready at {self.address}"
+        )
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def is_running(self) -> bool:
+        return self._process.is_running()
+
+    def wait_exit(self, timeout: float) -> int:
+        return self._process.wait(timeout)
+
+    def run_to_exit(self, timeout: float) -> int:
+        self.launch()
+        return self.wait_exit(timeout)
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace")

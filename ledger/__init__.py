@@ -1,0 +1,1 @@
+"""Ledger: an event-sourced accounts ledger (shared contract: API stubs, events, domain)."""

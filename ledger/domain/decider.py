@@ -1,0 +1,358 @@
+"""The ledger's rules: `decide` turns a command into events, `evolve` folds an event into state.
+
+Both are pure. The command server keeps the accounts it owns by evolving them with every event it
+reads or writes, and asks `decide` what a new command means for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from ledger.domain.account import Account, AccountStatus
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+    fingerprint,
+)
+from ledger.domain.money import (
+    INT64_MAX,
+    currency_exponent,
+    format_amount,
+    parse_amount,
+    require_positive_decimal,
+)
+from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.validation import (
+    require_account_id,
+    require_command_id,
+    require_expected_version,
+    require_owner,
+)
+from ledger.events.records import (
+    AccountClosed,
+    AccountOpened,
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferCredited,
+    TransferDebited,
+    event_id_for,
+)
+
+
+class InconsistentEvent(ValueError):
+    """An event that cannot follow the account's current state.
+
+    The log never holds such an event when every writer goes through `decide`, so meeting one
+    means the log or the reader is wrong; it must stop processing rather than be skipped.
+    """
+
+
+def decide(command: Command, accounts: Mapping[str, Account], now: datetime) -> list[Event]:
+    """The events that `command` causes, or a Rejection saying why it is refused.
+
+    `accounts` holds the current state of the accounts the command touches (see `accounts_of`);
+    an absent id is an account that does not exist. `now` (timezone-aware) becomes the events'
+    `occurred_at`, truncated to milliseconds.
+    """
+    occurred_at = _event_time(now)
+    require_command_id(command.command_id)
+    match command:
+        case OpenAccount():
+            return _open(command, accounts, occurred_at)
+        case Deposit():
+            return _deposit(command, accounts, occurred_at)
+        case Withdraw():
+            return _withdraw(command, accounts, occurred_at)
+        case Transfer():
+            return _transfer(command, accounts, occurred_at)
+        case CloseAccount():
+            return _close(command, accounts, occurred_at)
+
+
+def evolve(account: Account | None, event: Event) -> Account:
+    """The account's state after `event`. Raises InconsistentEvent if the event cannot follow."""
+    if isinstance(event, AccountOpened):
+        evolved = _opened(account, event)
+    else:
+        evolved = _changed(account, event)
+    if event.balance_after is not None and event.balance_after != evolved.balance:
+        raise InconsistentEvent(
+            f"{_describe(event)}: records balance_after {event.balance_after} but the balance "
+            f"is {evolved.balance}"
+        )
+    return evolved
+
+
+def replay(
+    events: Iterable[Event], accounts: Mapping[str, Account] | None = None
+) -> dict[str, Account]:
+    """Fold `events` in order into the states of the accounts they concern, starting from
+    `accounts` (which is not modified)."""
+    states = dict(accounts or {})
+    for event in events:
+        states[event.account_id] = evolve(states.get(event.account_id), event)
+    return states
+
+
+def _open(command: OpenAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    require_account_id(command.account_id, "account_id")
+    currency_exponent(command.currency)
+    require_owner(command.owner)
+    existing = accounts.get(command.account_id)
+    if existing is not None:
+        closed = " (closed; account ids are never reused)" if _is_closed(existing) else ""
+        raise Rejection(
+            RejectionKind.ALREADY_EXISTS,
+            f"account {command.account_id!r} already exists{closed}",
+        )
+    common = _common(command, command.account_id, version=1, at=at, balance_after=0)
+    return [AccountOpened(**common, currency=command.currency, owner=command.owner)]
+
+
+def _deposit(command: Deposit, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    require_account_id(command.account_id, "account_id")
+    require_positive_decimal(command.amount)
+    require_expected_version(command.expected_version)
+    account = _existing(accounts, command.account_id)
+    amount = parse_amount(command.amount, account.currency)
+    _require_version(account, command.expected_version)
+    _require_open(account, "deposit into")
+    balance = _credited(account, amount)
+    common = _common(command, account.account_id, account.version + 1, at, balance)
+    return [MoneyDeposited(**common, amount=amount)]
+
+
+def _withdraw(command: Withdraw, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    require_account_id(command.account_id, "account_id")
+    require_positive_decimal(command.amount)
+    require_expected_version(command.expected_version)
+    account = _existing(accounts, command.account_id)
+    amount = parse_amount(command.amount, account.currency)
+    _require_version(account, command.expected_version)
+    _require_open(account, "withdraw from")
+    balance = _debited(account, amount, "withdrawal")
+    common = _common(command, account.account_id, account.version + 1, at, balance)
+    return [MoneyWithdrawn(**common, amount=amount)]
+
+
+def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    require_account_id(command.from_account_id, "from_account_id")
+    require_account_id(command.to_account_id, "to_account_id")
+    if command.from_account_id == command.to_account_id:
+        raise Rejection(
+            RejectionKind.INVALID,
+            f"cannot transfer from account {command.from_account_id!r} to itself",
+        )
+    require_positive_decimal(command.amount)
+    require_expected_version(command.expected_version)
+    source = _existing(accounts, command.from_account_id)
+    destination = _existing(accounts, command.to_account_id)
+    amount = parse_amount(command.amount, source.currency)
+    _require_version(source, command.expected_version)
+    _require_open(source, "transfer from")
+    _require_open(destination, "transfer to")
+    if source.currency != destination.currency:
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"currency mismatch: account {source.account_id!r} holds {source.currency} but "
+            f"account {destination.account_id!r} holds {destination.currency}",
+        )
+    source_balance = _debited(source, amount, "transfer")
+    destination_balance = _credited(destination, amount)
+    debit = _common(command, source.account_id, source.version + 1, at, source_balance)
+    credit = _common(
+        command, destination.account_id, destination.version + 1, at, destination_balance
+    )
+    return [
+        TransferDebited(
+            **debit,
+            amount=amount,
+            transfer_id=command.command_id,
+            counterparty_id=destination.account_id,
+        ),
+        TransferCredited(
+            **credit,
+            amount=amount,
+            transfer_id=command.command_id,
+            counterparty_id=source.account_id,
+        ),
+    ]
+
+
+def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    require_account_id(command.account_id, "account_id")
+    require_expected_version(command.expected_version)
+    account = _existing(accounts, command.account_id)
+    _require_version(account, command.expected_version)
+    if _is_closed(account):
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"cannot close account {account.account_id!r}: it is already closed",
+        )
+    if account.balance != 0:
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"cannot close account {account.account_id!r}: its balance is "
+            f"{_money(account.balance, account)}, and only a zero balance can be closed",
+        )
+    return [AccountClosed(**_common(command, account.account_id, account.version + 1, at, 0))]
+
+
+def _opened(account: Account | None, event: AccountOpened) -> Account:
+    if account is not None:
+        raise InconsistentEvent(f"{_describe(event)}: the account was already opened")
+    if event.version != 1:
+        raise InconsistentEvent(f"{_describe(event)}: an account opens at version 1")
+    return Account(
+        account_id=event.account_id,
+        currency=event.currency,
+        owner=event.owner,
+        status=AccountStatus.OPEN,
+        balance=0,
+        version=1,
+        opened_at=event.occurred_at,
+        updated_at=event.occurred_at,
+    )
+
+
+def _changed(
+    account: Account | None,
+    event: MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited | AccountClosed,
+) -> Account:
+    if account is None:
+        raise InconsistentEvent(f"{_describe(event)}: the account does not exist")
+    if account.account_id != event.account_id:
+        raise InconsistentEvent(f"{_describe(event)}: applied to account {account.account_id!r}")
+    if event.version != account.version + 1:
+        raise InconsistentEvent(
+            f"{_describe(event)}: the account is at version {account.version}, so the next "
+            f"event must have version {account.version + 1}"
+        )
+    if _is_closed(account):
+        raise InconsistentEvent(f"{_describe(event)}: the account is closed")
+    status = AccountStatus.OPEN
+    match event:
+        case MoneyDeposited(amount=amount) | TransferCredited(amount=amount):
+            balance = account.balance + _positive(amount, event)
+        case MoneyWithdrawn(amount=amount) | TransferDebited(amount=amount):
+            balance = account.balance - _positive(amount, event)
+            if balance < 0:
+                raise InconsistentEvent(
+                    f"{_describe(event)}: overdraws the account (balance {account.balance}, "
+                    f"amount {amount} minor units)"
+                )
+        case AccountClosed():
+            if account.balance != 0:
+                raise InconsistentEvent(
+                    f"{_describe(event)}: closes an account whose balance is {account.balance}"
+                )
+            balance, status = 0, AccountStatus.CLOSED
+    return replace(
+        account, balance=balance, status=status, version=event.version, updated_at=event.occurred_at
+    )
+
+
+class _CommonFields(TypedDict):
+    event_id: str
+    account_id: str
+    version: int
+    command_id: str
+    command_fingerprint: str
+    occurred_at: datetime
+    balance_after: int
+
+
+def _common(
+    command: Command, account_id: str, version: int, at: datetime, balance_after: int
+) -> _CommonFields:
+    return _CommonFields(
+        event_id=event_id_for(account_id, version),
+        account_id=account_id,
+        version=version,
+        command_id=command.command_id,
+        command_fingerprint=fingerprint(command),
+        occurred_at=at,
+        balance_after=balance_after,
+    )
+
+
+def _event_time(now: datetime) -> datetime:
+    if now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got {now!r}")
+    utc = now.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond - utc.microsecond % 1000)
+
+
+def _existing(accounts: Mapping[str, Account], account_id: str) -> Account:
+    account = accounts.get(account_id)
+    if account is None:
+        raise Rejection(RejectionKind.NOT_FOUND, f"account {account_id!r} does not exist")
+    return account
+
+
+def _require_version(account: Account, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != account.version:
+        raise Rejection(
+            RejectionKind.VERSION_CONFLICT,
+            f"account {account.account_id!r} is at version {account.version}, not the expected "
+            f"version {expected_version}: read it again and decide anew",
+        )
+
+
+def _require_open(account: Account, action: str) -> None:
+    if _is_closed(account):
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"cannot {action} account {account.account_id!r}: it is closed",
+        )
+
+
+def _is_closed(account: Account) -> bool:
+    return account.status is AccountStatus.CLOSED
+
+
+def _credited(account: Account, amount: int) -> int:
+    balance = account.balance + amount
+    if balance > INT64_MAX:
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"account {account.account_id!r} cannot hold more than "
+            f"{_money(INT64_MAX, account)}: balance {_money(account.balance, account)}, "
+            f"credit {_money(amount, account)}",
+        )
+    return balance
+
+
+def _debited(account: Account, amount: int, movement: str) -> int:
+    if amount > account.balance:
+        raise Rejection(
+            RejectionKind.PRECONDITION,
+            f"insufficient funds: account {account.account_id!r} balance "
+            f"{_money(account.balance, account)}, {movement} {_money(amount, account)}",
+        )
+    return account.balance - amount
+
+
+def _money(minor: int, account: Account) -> str:
+    return f"{format_amount(minor, account.currency)} {account.currency}"
+
+
+def _positive(amount: int, event: Event) -> int:
+    if amount <= 0:
+        raise InconsistentEvent(f"{_describe(event)}: amount {amount} is not positive")
+    return amount
+
+
+def _describe(event: Event) -> str:
+    return (
+        f"{type(event).__name__} {event.event_id} (account {event.account_id!r}, "
+        f"version {event.version})"
+    )

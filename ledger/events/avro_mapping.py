@@ -1,0 +1,67 @@
+"""How event records map onto the Avro envelope in `schemas/account_event.avsc`.
+
+The envelope holds the fields every event has; `payload` is a union with one Avro record per
+event class, named after the class, whose fields are the class's own fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from importlib.resources import files
+from typing import Any
+
+from ledger.events.records import (
+    AccountClosed,
+    AccountEvent,
+    AccountOpened,
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferCredited,
+    TransferDebited,
+)
+
+AVRO_NAMESPACE = "ledger.events"
+EVENT_TYPES: tuple[type[Event], ...] = (
+    AccountOpened,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferDebited,
+    TransferCredited,
+    AccountClosed,
+)
+_BY_AVRO_NAME: dict[str, type[Event]] = {
+    f"{AVRO_NAMESPACE}.{event_type.__name__}": event_type for event_type in EVENT_TYPES
+}
+ENVELOPE_FIELDS = tuple(field.name for field in fields(AccountEvent))
+_PAYLOAD_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    event_type: tuple(f.name for f in fields(event_type) if f.name not in ENVELOPE_FIELDS)
+    for event_type in EVENT_TYPES
+}
+
+
+def current_schema() -> str:
+    """The live schema's JSON text, as shipped with the package."""
+    return files("ledger.events").joinpath("schemas", "account_event.avsc").read_text("utf-8")
+
+
+def to_datum(event: Event) -> dict[str, Any]:
+    """The Avro datum for `event`, with the payload in fastavro's (record name, value) notation."""
+    datum = {name: getattr(event, name) for name in ENVELOPE_FIELDS}
+    payload = {name: getattr(event, name) for name in _PAYLOAD_FIELDS[type(event)]}
+    datum["payload"] = (f"{AVRO_NAMESPACE}.{type(event).__name__}", payload)
+    return datum
+
+
+def from_datum(datum: object) -> Event:
+    """The event in a datum read with the current schema (payload as (record name, value)).
+
+    Raises KeyError, TypeError or ValueError if the datum does not have that shape.
+    """
+    if not isinstance(datum, dict):
+        raise TypeError(f"expected an AccountEvent record, got {type(datum).__name__}")
+    avro_name, payload = datum["payload"]
+    event_type = _BY_AVRO_NAME[avro_name]
+    envelope = {name: datum[name] for name in ENVELOPE_FIELDS}
+    own = {name: payload[name] for name in _PAYLOAD_FIELDS[event_type]}
+    return event_type(**envelope, **own)

@@ -1,0 +1,106 @@
+"""The facts the ledger records, one per change of one account.
+
+These records are the contract between the command server (which writes them), the projector
+(which reads them) and the Avro schema in `schemas/account_event.avsc` (how they are stored).
+Money is always an `int` of minor units of the account's currency (cents for USD).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeAlias
+
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-5d0b-4c59-9a57-2f3f4e0d8b31")
+
+
+def event_id_for(account_id: str, version: int) -> str:
+    """The id of the event that takes `account_id` to `version`.
+
+    Derived rather than random so that deciding stays a pure function and a retried write
+    produces the same ids.
+    """
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{account_id}/{version}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountEvent:
+    """Fields every event carries. Use the `Event` union, not this base, in signatures."""
+
+    event_id: str
+    account_id: str
+    version: int
+    """The account's version after this event: 1 for AccountOpened, then +1 per event."""
+    command_id: str
+    command_fingerprint: str
+    """Hash of the command's payload; a retry with the same command_id must match it."""
+    occurred_at: datetime
+    """UTC, millisecond precision (what Avro's timestamp-millis keeps)."""
+    balance_after: int | None = None
+    """The account's balance right after this event, in minor units. None in events written
+    before the schema had it."""
+
+    def __post_init__(self) -> None:
+        # Enforced here so that what is decided is exactly what survives an encode/decode trip.
+        if self.occurred_at.utcoffset() != timedelta(0):
+            raise ValueError(f"occurred_at must be a UTC datetime, got {self.occurred_at!r}")
+        if self.occurred_at.microsecond % 1000:
+            raise ValueError(f"occurred_at must have millisecond precision: {self.occurred_at!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountOpened(AccountEvent):
+    """The account came into existence with a zero balance."""
+
+    currency: str
+    """ISO 4217 code; every amount on the account is in minor units of it."""
+    owner: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyDeposited(AccountEvent):
+    """Money was paid into the account."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoneyWithdrawn(AccountEvent):
+    """Money was paid out of the account."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferDebited(AccountEvent):
+    """Money left this account for `counterparty_id`; the matching TransferCredited has the same
+    `transfer_id` (the Transfer command's id)."""
+
+    amount: int
+    transfer_id: str
+    counterparty_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferCredited(AccountEvent):
+    """Money arrived on this account from `counterparty_id`."""
+
+    amount: int
+    transfer_id: str
+    counterparty_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountClosed(AccountEvent):
+    """The account was closed at a zero balance; no event follows it."""
+
+
+Event: TypeAlias = (
+    AccountOpened
+    | MoneyDeposited
+    | MoneyWithdrawn
+    | TransferDebited
+    | TransferCredited
+    | AccountClosed
+)

@@ -1,0 +1,1 @@
+"""Fast, pure unit tests: no network, no Kafka, no registry, no database."""
