@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
@@ -36,9 +39,25 @@ def ensure_event_topic(admin: AdminClient, topic: str, partitions: int, timeout:
     return len(metadata.topics[topic].partitions)
 
 
-def verify_retention(admin: AdminClient, topic: str, timeout: float = 30) -> None:
+def _describe(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            configs: dict[str, Any] = admin.describe_configs([resource], request_timeout=timeout)[
+                resource
+            ].result(timeout)
+            return configs
+        except KafkaException as exc:
+            # Right after creation the broker may not know the topic yet: metadata propagates.
+            retriable = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def verify_retention(admin: AdminClient, topic: str, timeout: float = 30) -> None:
+    configs = _describe(admin, topic, timeout)
     wrong = {
         name: configs[name].value
         for name, wanted in REQUIRED_CONFIG.items()

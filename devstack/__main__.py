@@ -54,7 +54,13 @@ def _ledger_services(stack: LocalStack) -> list[Service]:
     their grpc.health.v1 says SERVING.
     """
     command_addr = os.environ.get("LEDGER_COMMAND_ADDR") or "127.0.0.1:50051"
-    return [LedgerService.command_server(stack, stack.data_dir, listen=command_addr)]
+    projector_http = os.environ.get("LEDGER_PROJECTOR_HTTP") or "127.0.0.1:9464"
+    query_addr = os.environ.get("LEDGER_QUERY_ADDR") or "127.0.0.1:50052"
+    return [
+        LedgerService.command_server(stack, stack.data_dir, listen=command_addr),
+        LedgerService.projector(stack, stack.data_dir, http=projector_http),
+        LedgerService.query_server(stack, stack.data_dir, listen=query_addr),
+    ]
 
 
 def _fetch() -> int:
@@ -95,6 +101,7 @@ def _run() -> int:
         print("  environment for the Ledger services:")
         for name, value in stack.environment().items():
             print(f"    {name}={value}")
+        _print_grpcurl_hints(started)
         print("devstack: Ctrl-C stops everything", flush=True)
         return _watch(started)
     except KeyboardInterrupt:
@@ -105,6 +112,23 @@ def _run() -> int:
         # A start that failed or was interrupted has already stopped what it had started.
         if started:
             _shut_down(stack, started)
+
+
+# The gRPC servers among the Ledger services, and the API each one serves.
+_GRPC_APIS = {
+    "command-server": "ledger.v1.CommandService",
+    "query-server": "ledger.v1.QueryService",
+}
+
+
+def _print_grpcurl_hints(services: Sequence[Service]) -> None:
+    """How to call the servers; the README's grpcurl section has the full walk-through."""
+    servers = [s for s in services if s.name in _GRPC_APIS]
+    if servers:
+        print('  call them with grpcurl (README.md, "Calling the services with grpcurl"):')
+    for server in servers:
+        print(f"    grpcurl -plaintext {server.address} list")
+        print(f"    grpcurl -plaintext {server.address} describe {_GRPC_APIS[server.name]}")
 
 
 def _watch(services: Sequence[Service]) -> int:

@@ -7,6 +7,7 @@ services exactly the same way: `python -m <package>` with the stack's environmen
 from __future__ import annotations
 
 import sys
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -103,6 +104,43 @@ class LedgerService:
             log_file=data_dir / "logs" / "query-server.log",
             address=address,
             ready=grpc_serving(address),
+        )
+
+    @classmethod
+    def projector(
+        cls,
+        stack: LocalStack,
+        data_dir: Path,
+        *,
+        topic: str | None = None,
+        http: str | None = None,
+        name: str = "projector",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> LedgerService:
+        """The projector, ready once its /healthz answers 200 (consuming, database reachable).
+
+        `name` tells instances apart (log file); each gets its own status port unless `http`
+        says which.
+        """
+        address = http or f"{LOOPBACK}:{free_port()}"
+        env = {**stack.environment(), "LEDGER_PROJECTOR_HTTP": address, **(extra_env or {})}
+        if topic is not None:
+            env["LEDGER_TOPIC"] = topic
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://{address}/healthz", timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except OSError:
+                return False
+
+        return cls(
+            name,
+            "projector",
+            env=env,
+            log_file=data_dir / "logs" / f"{name}.log",
+            address=address,
+            ready=healthy,
         )
 
     @property

@@ -1,0 +1,201 @@
+"""The Kafka side of the live projector: a group consumer on its own thread.
+
+librdkafka's consumer blocks, so it runs on a dedicated thread that hands each batch to the event
+loop and waits until it is committed before it polls again. Rebalance callbacks run inside
+poll/consume on this thread, so no batch is ever in flight when partitions come or go: on
+assignment we read the partitions' checkpoints from PostgreSQL and resume right after them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from ledger.events.codec import EventCodec
+from projector.batch import BatchResult
+from projector.consumed import ConsumedRecord, consumed_record
+from projector.status import Status
+
+log = logging.getLogger(__name__)
+
+_POLL_TIMEOUT = 0.5
+_RETRY_DELAY_MAX = 5.0
+
+ApplyBatch = Callable[[Sequence[ConsumedRecord]], BatchResult]
+"""Applies a batch (blocking until its transaction committed) and returns what it did."""
+ReadCheckpoints = Callable[[Collection[int]], Mapping[int, int]]
+"""The last applied offset of each of the given partitions that has one (blocking)."""
+
+
+class FeedFailed(RuntimeError):
+    """Kafka reported an error the projector cannot continue after."""
+
+
+def consumer_config(
+    bootstrap: str, group_id: str, session_timeout_ms: int | None = None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "client.id": "ledger-projector",
+        # librdkafka's own lines go through our logging (structured, JSON on request).
+        "logger": logging.getLogger("projector.kafka"),
+        # Never see events of aborted or still open transactions (design decision 5).
+        "isolation.level": "read_committed",
+        # PostgreSQL's checkpoints say where to resume; Kafka's offsets are only for lag tools.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # An offset outside the log means events we have not applied are gone (or the topic was
+        # recreated): stop rather than silently jump to either end.
+        "auto.offset.reset": "error",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
+    }
+    if session_timeout_ms is not None:
+        config["session.timeout.ms"] = session_timeout_ms
+    return config
+
+
+class Feed:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        codec: EventCodec,
+        batch_max_events: int,
+        *,
+        apply_batch: ApplyBatch,
+        read_checkpoints: ReadCheckpoints,
+        status: Status,
+    ) -> None:
+        self._config = dict(config)
+        self._topic = topic
+        self._codec = codec
+        self._batch_max = batch_max_events
+        self._apply_batch = apply_batch
+        self._read_checkpoints = read_checkpoints
+        self._status = status
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then leave the group (thread-safe)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Consume and apply until `stop()`; raises whatever stops it otherwise."""
+        consumer = Consumer({**self._config, "on_commit": _log_commit})
+        try:
+            consumer.subscribe(
+                [self._topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+            self._status.set_consuming(True)
+            while not self._stopping.is_set():
+                messages = self._next_messages(consumer)
+                records = self._decoded(messages)
+                if records is None:
+                    break
+                if records:
+                    result = self._apply_batch(records)
+                    self._commit_offsets(consumer, result)
+                self._observe(consumer)
+        finally:
+            self._status.set_consuming(False)
+            # Leaves the group at once, so the partitions move to another instance now rather
+            # than after the session timeout.
+            consumer.close()
+
+    def _next_messages(self, consumer: Consumer) -> list[Message]:
+        # consume() waits for a full batch or the timeout, which would delay every event of a
+        # quiet topic by the timeout; so wait for one record, then take whatever else is queued.
+        first = consumer.poll(_POLL_TIMEOUT)
+        if first is None:
+            return []
+        rest = consumer.consume(self._batch_max - 1, 0) if self._batch_max > 1 else []
+        messages = []
+        for message in (first, *rest):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.fatal() or error.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise FeedFailed(f"consuming {self._topic!r}: {error.str()}")
+            else:
+                log.warning("consuming %s: %s", self._topic, error.str())
+        return messages
+
+    def _decoded(self, messages: Sequence[Message]) -> list[ConsumedRecord] | None:
+        """The messages as records, or None if we were stopped while the registry was down."""
+        delay = 0.1
+        while True:
+            try:
+                return [consumed_record(self._codec, message) for message in messages]
+            except Exception as error:
+                # Not UndecodableEvent (that is per record): the registry did not answer, and
+                # the same bytes will decode once it does.
+                log.warning("decoding failed (%r); retrying in %.1fs", error, delay)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, _RETRY_DELAY_MAX)
+
+    def _commit_offsets(self, consumer: Consumer, result: BatchResult) -> None:
+        if not result.checkpoints:
+            return
+        offsets = [
+            TopicPartition(self._topic, partition, offset + 1)
+            for partition, offset in result.checkpoints.items()
+        ]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:
+            log.debug("could not commit offsets to Kafka (only used for lag tools): %s", error)
+
+    def _observe(self, consumer: Consumer) -> None:
+        """Record position and high watermark of our partitions; no batch is in flight."""
+        try:
+            positions = consumer.position(consumer.assignment())
+        except KafkaException:
+            return
+        for tp in positions:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            self._status.observed(
+                tp.partition,
+                position=tp.offset if tp.offset >= 0 else None,
+                high_watermark=high if high >= 0 else None,
+            )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        started = time.monotonic()
+        checkpoints = self._read_checkpoints(numbers)
+        for tp in partitions:
+            tp.offset = checkpoints.get(tp.partition, -1) + 1
+        consumer.assign(partitions)
+        self._status.assigned({p: checkpoints.get(p) for p in numbers})
+        log.info(
+            "assigned partitions %s of %s, resuming at offsets %s (checkpoints read in %.0f ms)",
+            sorted(numbers),
+            self._topic,
+            {tp.partition: tp.offset for tp in partitions},
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        self._status.revoked(numbers)
+        log.info("partitions %s of %s revoked", numbers, self._topic)
+
+
+def _log_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    if error is not None:
+        log.debug("offset commit to Kafka failed (only used for lag tools): %s", error.str())

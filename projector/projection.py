@@ -1,0 +1,195 @@
+"""What a batch of events does to the read model, computed without I/O.
+
+`project` checks every event against the accounts' state as stored (through the domain's own
+`evolve`, so the read side enforces exactly the rules the write side decided with) and returns
+the rows to write. Money stays in integer minor units with the currency's exponent; the
+database turns it into NUMERIC in major units with the currency's scale (1234, 2 -> 12.34).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.domain.account import Account
+from ledger.domain.decider import InconsistentEvent, evolve
+from ledger.domain.money import currency_exponent
+from ledger.events.records import (
+    AccountClosed,
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferCredited,
+    TransferDebited,
+)
+from projector.consumed import DecodedRecord
+
+MOVEMENT_COLUMNS = (
+    "event_id",
+    "account_id",
+    "version",
+    "kind",
+    "amount",
+    "balance_after",
+    "exponent",
+    "occurred_at",
+    "counterparty_id",
+    "transfer_id",
+    "command_id",
+    "partition",
+    "offset",
+)
+
+# Kind in the read model, and whether the movement brings money in.
+_MOVEMENTS: dict[type[Event], tuple[str, bool]] = {
+    MoneyDeposited: ("DEPOSIT", True),
+    MoneyWithdrawn: ("WITHDRAWAL", False),
+    TransferDebited: ("TRANSFER_OUT", False),
+    TransferCredited: ("TRANSFER_IN", True),
+}
+
+
+class Contradiction(RuntimeError):
+    """A decodable event that cannot follow the read model's state of its account.
+
+    The projector must stop on it: skipping it would silently drop (or invent) a movement.
+    """
+
+    def __init__(
+        self, topic: str, record: DecodedRecord, stored: StoredAccount | None, reason: str
+    ) -> None:
+        event = record.event
+        state = "absent" if stored is None else f"at version {stored.account.version}"
+        super().__init__(
+            f"event at topic {topic!r} partition {record.partition} offset {record.offset} "
+            f"(account {event.account_id!r}, event version {event.version}) contradicts the "
+            f"read model, where the account is {state}: {reason}"
+        )
+        self.topic = topic
+        self.partition = record.partition
+        self.offset = record.offset
+        self.account_id = event.account_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """An `accounts` row: the domain state plus what only the read model keeps."""
+
+    account: Account
+    partition: int
+    closed_at: datetime | None
+
+
+@dataclass(slots=True)
+class DayTotals:
+    """One account's movements on one UTC day within a batch, in minor units."""
+
+    currency: str
+    inflow: int = 0
+    outflow: int = 0
+    movement_count: int = 0
+    closing_balance: int = 0
+
+
+@dataclass(slots=True)
+class Projection:
+    """The rows one batch writes: final state of each account it touched, its new movements,
+    and its contribution to each (account, day) summary.
+
+    Movements hold money in minor units with the currency's exponent (MOVEMENT_COLUMNS): the
+    database turns them into NUMERIC, which is cheaper than building Decimals here.
+    """
+
+    accounts: dict[str, StoredAccount] = field(default_factory=dict)
+    movements: list[tuple[Any, ...]] = field(default_factory=list)
+    days: dict[tuple[str, date], DayTotals] = field(default_factory=dict)
+
+
+def to_minor(major: Decimal, currency: str) -> int:
+    """An amount in major units (12.34) as minor units of the currency (1234). Raises
+    ValueError if `major` has more decimal places than the currency allows."""
+    scaled = major.scaleb(currency_exponent(currency))
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{major} has more decimal places than {currency} allows")
+    return int(scaled)
+
+
+def project(
+    topic: str, records: Sequence[DecodedRecord], stored: Mapping[str, StoredAccount]
+) -> Projection:
+    """The rows that applying `records` (in log order) to the `stored` accounts produces.
+
+    `stored` must hold the current row of every account the records name that exists.
+    Raises Contradiction on the first event that cannot follow its account's state.
+    """
+    projection = Projection()
+    states = projection.accounts
+    for record in records:
+        event = record.event
+        current = states.get(event.account_id) or stored.get(event.account_id)
+        states[event.account_id] = _apply(topic, record, current)
+        movement = _MOVEMENTS.get(type(event))
+        if movement is not None:
+            _add_movement(projection, record, states[event.account_id], *movement)
+    return projection
+
+
+def _apply(topic: str, record: DecodedRecord, current: StoredAccount | None) -> StoredAccount:
+    event = record.event
+    try:
+        account = evolve(None if current is None else current.account, event)
+    except InconsistentEvent as error:
+        raise Contradiction(topic, record, current, str(error)) from None
+    if current is None:
+        return StoredAccount(account, record.partition, None)
+    if current.partition != record.partition:
+        # Per-partition checkpoints only order an account's events if they share a partition.
+        raise Contradiction(
+            topic,
+            record,
+            current,
+            f"the account's events are in partition {current.partition}, not {record.partition}",
+        )
+    closed_at = event.occurred_at if isinstance(event, AccountClosed) else current.closed_at
+    return StoredAccount(account, current.partition, closed_at)
+
+
+def _add_movement(
+    projection: Projection, record: DecodedRecord, state: StoredAccount, kind: str, inflow: bool
+) -> None:
+    event = record.event
+    if not isinstance(event, MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited):
+        raise TypeError(f"{type(event).__name__} is not a movement")
+    transfer = event if isinstance(event, TransferDebited | TransferCredited) else None
+    account = state.account
+    currency = account.currency
+    projection.movements.append(
+        (
+            event.event_id,
+            event.account_id,
+            event.version,
+            kind,
+            event.amount,
+            account.balance,
+            currency_exponent(currency),
+            event.occurred_at,
+            None if transfer is None else transfer.counterparty_id,
+            None if transfer is None else transfer.transfer_id,
+            event.command_id,
+            record.partition,
+            record.offset,
+        )
+    )
+    key = (event.account_id, event.occurred_at.date())
+    totals = projection.days.get(key)
+    if totals is None:
+        totals = projection.days[key] = DayTotals(currency)
+    if inflow:
+        totals.inflow += event.amount
+    else:
+        totals.outflow += event.amount
+    totals.movement_count += 1
+    totals.closing_balance = account.balance

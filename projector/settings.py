@@ -1,0 +1,86 @@
+"""The projector's configuration, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
+
+T = TypeVar("T", int, None)
+
+READ_MODEL_SCHEMA = "ledger"
+"""The PostgreSQL schema the query server reads (its search_path)."""
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> HostPort:
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be host:port, got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    topic: str = ACCOUNT_EVENTS_TOPIC
+    http: HostPort = HostPort("127.0.0.1", 9464)
+    # 5000 measured best for catch-up: larger batches gain little and hold locks longer.
+    batch_max_events: int = 5000
+    group_id: str = "read_model"
+    schema: str = READ_MODEL_SCHEMA
+    session_timeout_ms: int | None = None
+    """How soon the group notices a dead instance and moves its partitions (librdkafka's
+    default when None)."""
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        http = env.get("LEDGER_PROJECTOR_HTTP")
+        return cls(
+            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or defaults.kafka_bootstrap,
+            registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
+            database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
+            topic=env.get("LEDGER_TOPIC") or defaults.topic,
+            http=HostPort.parse("LEDGER_PROJECTOR_HTTP", http) if http else defaults.http,
+            batch_max_events=_positive_int(
+                env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events
+            ),
+            group_id=env.get("LEDGER_PROJECTOR_GROUP") or defaults.group_id,
+            session_timeout_ms=_positive_int(env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", None),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: T) -> int | T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value

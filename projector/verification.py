@@ -1,0 +1,119 @@
+"""Checking a read model against an independent fold of the log.
+
+The fold keeps every account in memory and evolves it with the domain's `evolve`, event after
+event, never going through the database; the read model was built batch by batch through
+PostgreSQL. Where they disagree (balance, version, status, number of movements), the read model
+is wrong.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.domain.account import Account
+from ledger.domain.decider import evolve
+from ledger.events.records import (
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferCredited,
+    TransferDebited,
+)
+from projector.projection import to_minor
+
+_MOVEMENT_TYPES = (MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited)
+_SHOWN_MISMATCHES = 10
+
+
+class VerificationFailed(RuntimeError):
+    """The read model disagrees with the fold of the log; the message lists the differences."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """What must agree between the fold and the read model for one account."""
+
+    balance: int
+    version: int
+    status: str
+    movements: int
+
+
+@dataclass(slots=True)
+class Fold:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    movements: Counter[str] = field(default_factory=Counter)
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.accounts[event.account_id] = evolve(self.accounts.get(event.account_id), event)
+            if isinstance(event, _MOVEMENT_TYPES):
+                self.movements[event.account_id] += 1
+
+    def summaries(self) -> dict[str, AccountSummary]:
+        return {
+            account_id: AccountSummary(
+                account.balance,
+                account.version,
+                account.status.name,
+                self.movements[account_id],
+            )
+            for account_id, account in self.accounts.items()
+        }
+
+
+async def read_model_summaries(connection: Any) -> dict[str, AccountSummary]:
+    """The same summaries from the read model the connection's search_path points at."""
+    rows = await connection.fetch(
+        """
+        SELECT a.account_id, a.currency, a.balance, a.version, a.status,
+               coalesce(m.movements, 0) AS movements
+        FROM accounts a
+        LEFT JOIN (SELECT account_id, count(*) AS movements FROM movements GROUP BY account_id) m
+            USING (account_id)
+        """
+    )
+    orphans = await connection.fetchval(
+        "SELECT count(*) FROM movements m"
+        " WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = m.account_id)"
+    )
+    if orphans:
+        raise VerificationFailed(f"{orphans} movements belong to no account")
+    return {
+        row["account_id"]: AccountSummary(
+            to_minor(row["balance"], row["currency"]),
+            row["version"],
+            row["status"],
+            row["movements"],
+        )
+        for row in rows
+    }
+
+
+def differences(
+    expected: dict[str, AccountSummary], actual: dict[str, AccountSummary]
+) -> list[str]:
+    """Human-readable differences, `expected` being the fold and `actual` the read model."""
+    found = []
+    for account_id in sorted(expected.keys() | actual.keys()):
+        want, got = expected.get(account_id), actual.get(account_id)
+        if want != got:
+            found.append(f"account {account_id!r}: log says {want}, read model has {got}")
+    return found
+
+
+async def verify(connection: Any, fold: Fold) -> int:
+    """Raise VerificationFailed unless the read model matches `fold`; return the account count."""
+    expected = fold.summaries()
+    problems = differences(expected, await read_model_summaries(connection))
+    if problems:
+        shown = "; ".join(problems[:_SHOWN_MISMATCHES])
+        more = len(problems) - _SHOWN_MISMATCHES
+        raise VerificationFailed(
+            f"{len(problems)} accounts differ from the log: {shown}"
+            + (f"; and {more} more" if more > 0 else "")
+        )
+    return len(expected)

@@ -1,0 +1,140 @@
+"""The query server's composition root: wires settings, PostgreSQL, Kafka and gRPC together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TypeAlias
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from ledger.reflection import documented_pool
+from ledger.telemetry.exporter import QUERY_SERVER_METRICS_ADDR, start_metrics_exporter
+from ledger.telemetry.interceptor import MetricsInterceptor
+from ledger.telemetry.logs import configure_logging
+from ledger.telemetry.metrics import GrpcServerMetrics
+from ledger.v1 import queries_pb2, queries_pb2_grpc
+from query_server.checkpoints import Checkpoints
+from query_server.errors import Unavailable
+from query_server.listener import CheckpointListener
+from query_server.read_model import ReadModel
+from query_server.servicer import QueryServicer, ReadSide
+from query_server.settings import Settings, SettingsError
+from query_server.token_wait import TokenWaiter
+from query_server.watermarks import HighWatermarks
+
+log = logging.getLogger("query_server")
+
+SERVICE_NAME = queries_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+
+_ServingStatus: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+class _Health:
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()
+
+    async def set(self, status: _ServingStatus) -> None:
+        await self.servicer.set("", status)
+        await self.servicer.set(SERVICE_NAME, status)
+
+
+async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadModel | None:
+    """The pool, once PostgreSQL accepts connections; None if we are stopped first."""
+    backoff = 0.1
+    while not stopping.is_set():
+        try:
+            return await ReadModel.open(settings.database_url, settings.topic, settings.pool_size)
+        except Unavailable as exc:
+            log.warning("%s; retrying in %.1fs", exc.message, backoff)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), backoff)
+        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+    return None
+
+
+async def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> int:
+    """Serve until SIGTERM/SIGINT, with metrics in `registry` (exported on LEDGER_METRICS_ADDR)."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    health_status = _Health()
+    servicer = QueryServicer()
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create(registry))])
+    queries_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
+        pool=documented_pool(),
+    )
+    server.add_insecure_port(settings.listen)
+    metrics = start_metrics_exporter(QUERY_SERVER_METRICS_ADDR, registry=registry)
+    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+    # Health and reflection answer (NOT_SERVING) while we connect to the read model.
+    await server.start()
+    log.info("listening on %s; connecting to the read model", settings.listen)
+
+    read_model = await _open_read_model(settings, stopping)
+    if read_model is None:
+        await server.stop(0)
+        if metrics is not None:
+            metrics.close()
+        return 0
+    checkpoints = Checkpoints()
+    watermarks = HighWatermarks(settings.kafka_bootstrap, settings.topic)
+    servicer.read_side = ReadSide(
+        read_model,
+        checkpoints,
+        TokenWaiter(checkpoints, read_model.checkpoints, settings.default_wait_seconds),
+        watermarks,
+    )
+
+    async def on_listening(listening: bool) -> None:
+        # Without the LISTEN connection, reads with a consistency token would only time out.
+        await health_status.set(
+            health_pb2.HealthCheckResponse.SERVING
+            if listening
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if listening:
+            log.info("serving ledger.v1.QueryService on %s", settings.listen)
+
+    listener = CheckpointListener(
+        settings.database_url, settings.topic, checkpoints, read_model.checkpoints, on_listening
+    )
+    listening = loop.create_task(listener.run(), name="checkpoint-listener")
+
+    await stopping.wait()
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+    # Followers would otherwise hold the server for the whole grace period.
+    checkpoints.close()
+    await server.stop(settings.grace_seconds)
+    watermarks.close()
+    await read_model.close()
+    if metrics is not None:
+        metrics.close()
+    log.info("stopped")
+    return 0
+
+
+def main() -> None:
+    configure_logging("query-server")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        log.critical("cannot start: %s", exc)
+        sys.exit(2)
+    sys.exit(asyncio.run(serve(settings)))

@@ -1,0 +1,217 @@
+"""ledger.v1.QueryService: translates requests into read-model queries and rows into replies."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from ledger.consistency import ConsistencyToken
+from ledger.v1 import queries_pb2 as pb
+from ledger.v1 import queries_pb2_grpc as pb_grpc
+from query_server import messages, validation
+from query_server.checkpoints import Checkpoints
+from query_server.errors import InvalidArgument, NotCovered, NotFound, QueryFailed, Unavailable
+from query_server.read_model import ReadModel
+from query_server.rows import Snapshot
+from query_server.token_wait import TokenWaiter
+from query_server.watch import follow
+from query_server.watermarks import HighWatermarks
+
+log = logging.getLogger(__name__)
+
+_Context = grpc.aio.ServicerContext[object, object]
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+_STATUS_OF: dict[type[QueryFailed], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    NotCovered: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+# How long GetProjectionStatus waits for Kafka before answering with the last watermarks seen.
+_WATERMARK_WAIT_SECONDS = 0.5
+
+
+def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(error, QueryFailed):
+        code = next(code for kind, code in _STATUS_OF.items() if isinstance(error, kind))
+        return code, error.message
+    log.error("bug answering a query", exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error in the query server (see its log)"
+
+
+def _unary(
+    method: Callable[[QueryServicer, _Request, _Context], Awaitable[_Response]],
+) -> Callable[[QueryServicer, _Request, _Context], Coroutine[Any, Any, _Response]]:
+    """Answers a refusal (or a bug) with its status code and message."""
+
+    @functools.wraps(method)
+    async def answer(self: QueryServicer, request: _Request, context: _Context) -> _Response:
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            await context.abort(*_status_of(error))
+
+    return answer
+
+
+def _streaming(
+    method: Callable[[QueryServicer, _Request, _Context], AsyncIterator[_Response]],
+) -> Callable[[QueryServicer, _Request, _Context], AsyncIterator[_Response]]:
+    """Ends a stream on a refusal (or a bug) with its status code and message."""
+
+    @functools.wraps(method)
+    async def answer(
+        self: QueryServicer, request: _Request, context: _Context
+    ) -> AsyncIterator[_Response]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except Exception as error:
+            await context.abort(*_status_of(error))
+
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSide:
+    """What the servicer needs once the read model is reachable."""
+
+    read_model: ReadModel
+    checkpoints: Checkpoints
+    token_waiter: TokenWaiter
+    watermarks: HighWatermarks
+
+
+class QueryServicer(pb_grpc.QueryServiceServicer):
+    def __init__(self) -> None:
+        # Set by the composition root once the database is reachable; until then: UNAVAILABLE.
+        self.read_side: ReadSide | None = None
+
+    @_unary
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: _Context
+    ) -> pb.GetAccountResponse:
+        account_id = validation.account_id(request.account_id)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        row, snapshot = await side.read_model.account(account_id)
+        _check_covered(token, snapshot)
+        return pb.GetAccountResponse(
+            account=messages.account(row), freshness=messages.freshness(snapshot)
+        )
+
+    @_unary
+    async def ListAccounts(
+        self, request: pb.ListAccountsRequest, context: _Context
+    ) -> pb.ListAccountsResponse:
+        query = validation.list_accounts(request)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        page = await side.read_model.accounts(query)
+        _check_covered(token, page.snapshot)
+        return pb.ListAccountsResponse(
+            accounts=[messages.account(row) for row in page.rows],
+            next_page_token=query.page.token_after(page.next_after),
+            freshness=messages.freshness(page.snapshot),
+        )
+
+    @_unary
+    async def ListTransactions(
+        self, request: pb.ListTransactionsRequest, context: _Context
+    ) -> pb.ListTransactionsResponse:
+        query = validation.list_transactions(request)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        movements = await side.read_model.movements(query)
+        page = movements.page
+        _check_covered(token, page.snapshot)
+        return pb.ListTransactionsResponse(
+            transactions=[messages.transaction(row, movements.currency) for row in page.rows],
+            next_page_token=query.page.token_after(page.next_after),
+            freshness=messages.freshness(page.snapshot),
+        )
+
+    @_unary
+    async def GetBalanceAt(
+        self, request: pb.GetBalanceAtRequest, context: _Context
+    ) -> pb.GetBalanceAtResponse:
+        account_id, at = validation.balance_at(request)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        row, snapshot = await side.read_model.balance_at(account_id, at)
+        _check_covered(token, snapshot)
+        return messages.balance(row, snapshot)
+
+    @_unary
+    async def GetDailySummaries(
+        self, request: pb.GetDailySummariesRequest, context: _Context
+    ) -> pb.GetDailySummariesResponse:
+        query = validation.daily_summaries(request)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        page = await side.read_model.daily_summaries(query)
+        _check_covered(token, page.snapshot)
+        return pb.GetDailySummariesResponse(
+            summaries=[messages.summary(row) for row in page.rows],
+            next_page_token=query.page.token_after(page.next_after),
+            freshness=messages.freshness(page.snapshot),
+        )
+
+    @_unary
+    async def GetProjectionStatus(
+        self, request: pb.GetProjectionStatusRequest, context: _Context
+    ) -> pb.GetProjectionStatusResponse:
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        rows, snapshot = await side.read_model.checkpoint_rows()
+        _check_covered(token, snapshot)
+        watermarks = await side.watermarks.observe(_WATERMARK_WAIT_SECONDS)
+        checkpoints = {row.partition: row for row in rows}
+        return pb.GetProjectionStatusResponse(
+            partitions=[
+                messages.partition_status(p, checkpoints.get(p), watermarks.get(p))
+                for p in sorted(checkpoints.keys() | watermarks.keys())
+            ],
+            freshness=messages.freshness(snapshot),
+        )
+
+    @_streaming
+    async def WatchAccount(
+        self, request: pb.WatchAccountRequest, context: _Context
+    ) -> AsyncIterator[pb.WatchAccountResponse]:
+        account_id = validation.account_id(request.account_id)
+        token = validation.consistency_token(request.consistency_token)
+        side = await self._ready(token, context)
+        first = True
+        async for update in follow(side.read_model, side.checkpoints, account_id):
+            if first:
+                _check_covered(token, update.snapshot)
+                first = False
+            yield messages.watch_update(update)
+
+    async def _ready(self, token: ConsistencyToken | None, context: _Context) -> ReadSide:
+        """The read side, once the read model includes `token` (waiting within the deadline)."""
+        side = self.read_side
+        if side is None:
+            raise Unavailable("the query server is still connecting to the read model; retry")
+        if token is not None:
+            await side.token_waiter.wait(token, context.time_remaining())
+        return side
+
+
+def _check_covered(token: ConsistencyToken | None, snapshot: Snapshot) -> None:
+    # The wait guarantees this (checkpoints only move forward); checked so that a broken
+    # guarantee shows as an error, never as a stale answer passed off as fresh.
+    if token is not None and not token.covered_by(snapshot.checkpoints):
+        raise Unavailable(
+            "the read model went back behind the consistency token after reaching it "
+            "(is it being rebuilt?); retry"
+        )

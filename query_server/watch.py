@@ -1,0 +1,67 @@
+"""Following one account: its state now, then every change in order, as the projector applies it.
+
+A follower sleeps on the shared `Checkpoints` until the checkpoint of its account's partition
+moves past what it last read (a NOTIFY wakes it, no polling), then reads its account's changes
+after the last version it sent: one indexed read, whatever else happened in the partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ledger.consistency import ConsistencyToken
+from query_server.checkpoints import Checkpoints
+from query_server.read_model import ReadModel
+from query_server.rows import AccountRow, MovementRow, Snapshot
+
+# Movements read per round trip when a follower has a backlog.
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    account: AccountRow
+    """The account right after `movement` (or now, if there is no movement)."""
+    movement: MovementRow | None
+    """None for the first update and for changes that move no money (closing)."""
+    snapshot: Snapshot
+
+
+async def follow(
+    read_model: ReadModel, checkpoints: Checkpoints, account_id: str
+) -> AsyncIterator[AccountUpdate]:
+    """The account's current state, then one update per change, ending after it is closed."""
+    account, snapshot = await read_model.account(account_id)
+    yield AccountUpdate(account, None, snapshot)
+    sent = account.version
+    while account.status != "CLOSED":
+        # Every change to the account moves its partition's checkpoint past what we read.
+        applied = snapshot.checkpoints.get(account.partition, -1)
+        await checkpoints.wait(ConsistencyToken.at(account.partition, applied + 1))
+        complete = False
+        while not complete:
+            changes = await read_model.account_changes(account_id, sent, _BATCH)
+            account, snapshot, complete = changes.account, changes.snapshot, changes.complete
+            for movement in changes.movements:
+                yield AccountUpdate(_after(account, movement), movement, snapshot)
+                sent = movement.version
+        # Events that move no money (closing) show only in the account row.
+        if account.version > sent:
+            yield AccountUpdate(account, None, snapshot)
+            sent = account.version
+
+
+def _after(now: AccountRow, movement: MovementRow) -> AccountRow:
+    """The account as it was right after `movement`, given its state `now`."""
+    if movement.version == now.version:
+        return now
+    # Money only moves on open accounts, and owner and currency never change.
+    return dataclasses.replace(
+        now,
+        status="OPEN",
+        balance=movement.balance_after,
+        version=movement.version,
+        updated_at=movement.occurred_at,
+    )

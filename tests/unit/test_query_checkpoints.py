@@ -1,0 +1,126 @@
+"""The shared checkpoint board, the token waiter and the NOTIFY payloads that feed them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import pytest
+
+from ledger.consistency import ConsistencyToken
+from query_server.checkpoints import Checkpoints, ShuttingDown
+from query_server.errors import NotCovered
+from query_server.listener import MalformedNotification, parse_notification
+from query_server.token_wait import TokenWaiter
+
+
+async def test_a_waiter_wakes_once_every_partition_of_its_token_is_covered() -> None:
+    checkpoints = Checkpoints()
+    future = checkpoints.register(ConsistencyToken({0: 5, 1: 3}))
+    checkpoints.advance({0: 5})
+    await asyncio.sleep(0)
+    assert not future.done()
+    checkpoints.advance({1: 2, 2: 100})
+    assert not future.done()
+    checkpoints.advance({1: 3})
+    assert future.done()
+    checkpoints.discard(future)
+
+
+async def test_checkpoints_only_move_forward() -> None:
+    checkpoints = Checkpoints()
+    checkpoints.advance({0: 5})
+    checkpoints.advance({0: 3})
+    assert checkpoints.known == {0: 5}
+    assert checkpoints.register(ConsistencyToken.at(0, 4)).done()
+
+
+async def test_a_discarded_waiter_is_forgotten() -> None:
+    checkpoints = Checkpoints()
+    future = checkpoints.register(ConsistencyToken.at(0, 1))
+    checkpoints.discard(future)
+    future.cancel()
+    checkpoints.advance({0: 1})
+    assert future.cancelled()
+
+
+async def test_closing_fails_present_and_future_waiters() -> None:
+    checkpoints = Checkpoints()
+    waiting = asyncio.ensure_future(checkpoints.wait(ConsistencyToken.at(0, 1)))
+    await asyncio.sleep(0)
+    checkpoints.close()
+    with pytest.raises(ShuttingDown):
+        await waiting
+    with pytest.raises(ShuttingDown):
+        await checkpoints.wait(ConsistencyToken.at(0, 1))
+
+
+def _waiter(checkpoints: Checkpoints, table: Mapping[int, int]) -> TokenWaiter:
+    async def read_table() -> Mapping[int, int]:
+        return table
+
+    return TokenWaiter(checkpoints, read_table, default_wait_seconds=0.05)
+
+
+async def test_the_table_is_read_once_a_waiter_is_registered() -> None:
+    # The NOTIFY for offset 7 went out before the waiter registered: only the table has it.
+    checkpoints = Checkpoints()
+    await _waiter(checkpoints, {0: 7}).wait(ConsistencyToken.at(0, 7), time_remaining=None)
+    assert checkpoints.known == {0: 7}
+
+
+async def test_a_notification_wakes_the_waiter() -> None:
+    checkpoints = Checkpoints()
+    waiter = _waiter(checkpoints, {0: 1})
+    waiting = asyncio.ensure_future(waiter.wait(ConsistencyToken.at(0, 2), time_remaining=5))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    checkpoints.advance({0: 2})
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_token_never_covered_times_out_with_an_explanation() -> None:
+    checkpoints = Checkpoints()
+    waiter = _waiter(checkpoints, {0: 1})
+    with pytest.raises(NotCovered, match="partition 0"):
+        await waiter.wait(ConsistencyToken({0: 2, 1: 0}), time_remaining=None)
+    assert checkpoints.known == {0: 1}
+
+
+def test_the_wait_ends_before_the_callers_deadline() -> None:
+    waiter = _waiter(Checkpoints(), {})
+    assert 0.9 <= waiter.budget(1.0) < 1.0
+    assert 0 <= waiter.budget(0.01) < 0.01
+    assert waiter.budget(-1) == 0
+    assert waiter.budget(None) == 0.05
+
+
+def test_notifications_for_our_topic_are_parsed() -> None:
+    payload = '{"topic": "account_events", "checkpoints": {"0": 12, "5": 0}}'
+    assert parse_notification(payload, "account_events") == {0: 12, 5: 0}
+    assert parse_notification(payload, "other_topic") is None
+
+
+def test_notifications_about_another_schema_are_ignored() -> None:
+    live = '{"topic": "t", "schema": "ledger", "checkpoints": {"0": 1}}'
+    shadow = '{"topic": "t", "schema": "ledger_rebuild", "checkpoints": {"0": 99}}'
+    assert parse_notification(live, "t") == {0: 1}
+    assert parse_notification(shadow, "t") is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json",
+        "[]",
+        '{"checkpoints": {}}',
+        '{"topic": "account_events"}',
+        '{"topic": "account_events", "checkpoints": {"x": 1}}',
+        '{"topic": "account_events", "checkpoints": {"0": "1"}}',
+        '{"topic": "account_events", "checkpoints": {"0": true}}',
+        '{"topic": "account_events", "checkpoints": {"0": 1.5}}',
+    ],
+)
+def test_malformed_notifications_are_reported(payload: str) -> None:
+    with pytest.raises(MalformedNotification):
+        parse_notification(payload, "account_events")
