@@ -98,8 +98,8 @@ class Kafka:
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "--cluster-id",
-                    _new_cluster_id(),
+                    # One argument: a random id may start with "-" and read as an option.
+                    f"--cluster-id={_new_cluster_id()}",
                     "--config",
                     str(config),
                 ],

@@ -23,6 +23,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # What asyncpg raises when the server dies under a connection in mid-transaction.
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.InterfaceError,
     DeadLetterFailed,
 )
 """Errors after which the same operation may well succeed. Batches are safe to retry: nothing

@@ -46,7 +46,8 @@ class Settings:
     batch_max_events: int = 5000
     group_id: str = "read_model"
     schema: str = READ_MODEL_SCHEMA
-    session_timeout_ms: int | None = None
+    # librdkafka's default (45 s) leaves a crashed projector's partitions idle that long.
+    session_timeout_ms: int = 6000
     """How soon the group notices a dead instance and moves its partitions (librdkafka's
     default when None)."""
 
@@ -69,7 +70,9 @@ class Settings:
                 env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events
             ),
             group_id=env.get("LEDGER_PROJECTOR_GROUP") or defaults.group_id,
-            session_timeout_ms=_positive_int(env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", None),
+            session_timeout_ms=_positive_int(
+                env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
+            ),
         )
 
 

@@ -117,6 +117,9 @@ _CONNECTION_ERRORS = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
+    # What asyncpg raises when the server dies under a connection in use.
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.InterfaceError,
     # 57xxx: admin/crash shutdown, cannot connect now, statement cancelled.
     asyncpg.OperatorInterventionError,
     # 53xxx: too many connections, out of memory or disk.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+
+# Before anything imports grpc: with fork support on, grpc's fork handlers can crash a child
+# that the tests fork (PostgreSQL is started with `user=`, which forks) while calls are in flight.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest
 

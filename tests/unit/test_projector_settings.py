@@ -15,7 +15,7 @@ def test_defaults() -> None:
     assert settings.schema == "ledger"
     assert str(settings.http) == "127.0.0.1:9464"
     assert settings.batch_max_events == 5000
-    assert settings.session_timeout_ms is None
+    assert settings.session_timeout_ms == 6000
 
 
 def test_every_variable_is_read() -> None:

@@ -1,0 +1,84 @@
+"""How big a drill is: the test suite's size and the soak's, and every knob in between."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+
+COMMAND_SERVER = "command_server"
+PROJECTOR = "projector"
+QUERY_SERVER = "query_server"
+KAFKA = "kafka"
+POSTGRES = "postgres"
+
+LEDGER_PROCESSES = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER)
+COMPONENTS = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER, KAFKA, POSTGRES)
+"""Everything the drill kills, in the order the figures list them."""
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillConfig:
+    seed: int
+    seconds: float = 35.0
+    """Minimum duration of the load. The load goes on until every planned kill has happened."""
+    min_kills: int = 1
+    """Each component is killed at least this many times."""
+    extra_kills: bool = False
+    """After the planned kills, keep killing random components while the load runs."""
+    clients: int = 12
+    """Concurrent command clients, each with its own channel (and its own accounts)."""
+    readers: int = 2
+    """Concurrent query clients reading their writes back with consistency tokens."""
+    accounts_per_client: int = 4
+    """How many open accounts a client keeps (it opens new ones as it closes old ones)."""
+    think_time_s: float = 0.01
+    """A client waits up to this long (uniformly) between two commands."""
+    call_deadline_s: float = 3.0
+    """Per-call deadline of an ordinary attempt."""
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 2.0
+    gap_s: tuple[float, float] = (1.0, 4.0)
+    """Pause between the moment a fault is over (everything healthy) and the next kill."""
+    restart_delay_s: tuple[float, float] = (0.0, 1.0)
+    """How long a killed component stays down before the supervisor starts it again."""
+    healthy_deadline_s: float = 120.0
+    """How long after a kill everything may take to be healthy again before it is a finding."""
+    resolve_deadline_s: float = 90.0
+    """After the load: how long clients keep retrying commands that have no answer yet."""
+    catch_up_deadline_s: float = 120.0
+    """After the load: how long the projector may take to reach the end of the log."""
+    resend_sample: int = 200
+    """After all faults: how many acknowledged commands are sent again (same command_id) to
+    check that the rebuilt dedupe memory still answers them with their original result."""
+    projector_session_timeout_ms: int = 6000
+    """The projector's consumer group session timeout. With librdkafka's default (45 s) a
+    projector restarted after SIGKILL waits for its dead predecessor's session to expire
+    before it gets its partitions back."""
+    partitions: int = 6
+
+    @classmethod
+    def test_size(cls, seed: int | None = None) -> DrillConfig:
+        """Small enough for the test suite: every component killed once, about 2 minutes
+        (the load lasts until the last planned kill is over)."""
+        return cls(seed=new_seed() if seed is None else seed, seconds=30.0, gap_s=(0.5, 2.0))
+
+    @classmethod
+    def soak_size(cls, seed: int | None = None) -> DrillConfig:
+        """`--soak`: at least 90 s of load, every component killed at least twice, plus more
+        random kills while the load lasts."""
+        return cls(
+            seed=new_seed() if seed is None else seed,
+            seconds=90.0,
+            min_kills=2,
+            extra_kills=True,
+            clients=16,
+            readers=3,
+            resend_sample=500,
+        )
+
+    def with_changes(self, **changes: object) -> DrillConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,367 @@
+"""One drill on a running local stack: its own topic and database, the three Ledger processes,
+the load, the faults, then every check. The stack is left running and ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+import grpc
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from command_server.topic import REQUIRED_CONFIG, verify_retention
+from devstack.errors import StackError
+from devstack.ledger_services import LedgerService, grpc_serving
+from devstack.ports import LOOPBACK, free_port
+from devstack.stack import LocalStack
+from fault_drill.calls import CHANNEL_OPTIONS, GiveUp
+from fault_drill.config import (
+    COMMAND_SERVER,
+    KAFKA,
+    POSTGRES,
+    PROJECTOR,
+    QUERY_SERVER,
+    DrillConfig,
+)
+from fault_drill.event_log import LogRecord, LogUnreadable, count_records, read_log
+from fault_drill.faults import Component, FaultInjector, Supervisor, projector_assigned
+from fault_drill.journal import Journal, Status
+from fault_drill.read_model import NotCaughtUp, Snapshot, snapshot, wait_caught_up
+from fault_drill.report import Timing, build_report, render_text, write_json
+from fault_drill.verify import (
+    CommandChecks,
+    Fold,
+    ReadModelChecks,
+    check_commands,
+    check_read_model,
+    fold_log,
+)
+from fault_drill.workload import Book, Client, Reader, ReadStats, resend_acknowledged
+from ledger.v1 import commands_pb2_grpc as cmd_grpc
+from ledger.v1 import queries_pb2_grpc as qry_grpc
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DrillResult:
+    report: dict[str, Any]
+    """The figures and the verdict (also in `out_dir/report.json`)."""
+    journal: Journal
+    records: list[LogRecord]
+    """The whole log as read back at the end (empty if it could not be read)."""
+    read_model: Snapshot | None
+
+
+def printer(journal: Journal) -> Say:
+    def say(message: str) -> None:
+        print(f"[{journal.now():7.1f}s] {message}", flush=True)
+
+    return say
+
+
+def _create_topic(stack: LocalStack, topic: str, partitions: int) -> None:
+    """The event topic with the retention the command server insists on, polled until its
+    configuration can be described (creation races the broker's propagation)."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1, config=dict(REQUIRED_CONFIG))])[
+        topic
+    ].result(30)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            verify_retention(admin, topic, timeout=5)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+async def _create_database(stack: LocalStack, name: str) -> str:
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return str(stack.postgres.url(name))
+
+
+async def _drop_database(stack: LocalStack, name: str) -> None:
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _exit_code(service: LedgerService) -> Callable[[], int | None]:
+    def code() -> int | None:
+        try:
+            return service.wait_exit(0)
+        except StackError:
+            return None
+
+    return code
+
+
+def _always_ok() -> bool:
+    return True
+
+
+async def run_drill(
+    stack: LocalStack,
+    config: DrillConfig,
+    out_dir: Path,
+    *,
+    say: Say | None = None,
+    keep_database: bool = False,
+) -> DrillResult:
+    """Run one drill on `stack` (which must be running) and return its report (also written to
+    `out_dir/report.json`, with the journal in `out_dir/journal.jsonl`) and what it checked."""
+    journal = Journal()
+    say = say or printer(journal)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    run_id = f"d{uuid.uuid4().hex[:6]}"
+    topic = f"drill_{run_id}"
+    database = f"drill_{run_id}"
+    say(
+        f"fault drill, seed {config.seed} (reproduce the plan with --seed {config.seed}); "
+        f"topic {topic}, database {database}, logs in {out_dir / 'logs'}"
+    )
+    await asyncio.to_thread(_create_topic, stack, topic, config.partitions)
+    database_url = await _create_database(stack, database)
+
+    command_server = LedgerService.command_server(
+        stack, out_dir, topic=topic, extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
+    )
+    projector = LedgerService.projector(
+        stack,
+        out_dir,
+        topic=topic,
+        extra_env={
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_PROJECTOR_GROUP": f"drill-{run_id}",
+            "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS": str(config.projector_session_timeout_ms),
+        },
+    )
+    query_server = LedgerService.query_server(
+        stack,
+        out_dir,
+        topic=topic,
+        database_url=database_url,
+        extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
+    )
+    services = (command_server, projector, query_server)
+    components = {
+        COMMAND_SERVER: Component(
+            COMMAND_SERVER,
+            command_server,
+            command_server.log_file,
+            grpc_serving(command_server.address),
+            _exit_code(command_server),
+        ),
+        PROJECTOR: Component(
+            PROJECTOR,
+            projector,
+            projector.log_file,
+            lambda: projector_assigned(projector.address, config.partitions),
+            _exit_code(projector),
+        ),
+        QUERY_SERVER: Component(
+            QUERY_SERVER,
+            query_server,
+            query_server.log_file,
+            grpc_serving(query_server.address),
+            _exit_code(query_server),
+        ),
+        KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok),
+        POSTGRES: Component(POSTGRES, stack.postgres, stack.postgres.log_file, _always_ok),
+    }
+
+    async def all_healthy() -> bool:
+        for component in components.values():
+            if component.held or not component.service.is_running():
+                return False
+        probes = await asyncio.gather(*(asyncio.to_thread(c.healthy) for c in components.values()))
+        return all(probes)
+
+    async def wait_healthy(deadline_s: float) -> bool:
+        end = time.monotonic() + deadline_s
+        while not await all_healthy():
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
+    supervisor = Supervisor(components, journal, deadline_s=config.healthy_deadline_s, say=say)
+    injector = FaultInjector(components, supervisor, journal, config, healthy=all_healthy, say=say)
+    reads = ReadStats()
+    errors: list[str] = []
+    fold: Fold | None = None
+    commands: CommandChecks | None = None
+    read_model: ReadModelChecks | None = None
+    dead_letter_records: int | None = None
+    dead_letter_rows: int | None = None
+    caught_up_s: float | None = None
+    records: list[LogRecord] = []
+    read_back: Snapshot | None = None
+    load_started = load_ended = journal.now()
+    tasks: list[asyncio.Task[None]] = []
+    supervising: asyncio.Task[None] | None = None
+    channels: list[grpc.aio.Channel] = []
+    try:
+        for service in services:
+            await asyncio.to_thread(service.start)
+        if not await wait_healthy(config.healthy_deadline_s):
+            raise StackError("the Ledger processes did not all become healthy")
+        say("command server, projector and query server are up; load starts")
+        supervising = asyncio.create_task(supervisor.run(), name="supervisor")
+
+        book = Book()
+        stop_clients = asyncio.Event()
+        stop_readers = asyncio.Event()
+        give_up = GiveUp()
+        clients = []
+        for index in range(config.clients):
+            channel = grpc.aio.insecure_channel(command_server.address, options=CHANNEL_OPTIONS)
+            channels.append(channel)
+            clients.append(
+                Client(
+                    index,
+                    cmd_grpc.CommandServiceStub(channel),
+                    book=book,
+                    journal=journal,
+                    config=config,
+                    run_id=run_id,
+                    stop=stop_clients,
+                    give_up=give_up,
+                )
+            )
+        query_channel = grpc.aio.insecure_channel(query_server.address, options=CHANNEL_OPTIONS)
+        channels.append(query_channel)
+        readers = [
+            Reader(
+                index,
+                qry_grpc.QueryServiceStub(query_channel),
+                book=book,
+                config=config,
+                stop=stop_readers,
+                stats=reads,
+            )
+            for index in range(config.readers)
+        ]
+        client_tasks = [asyncio.create_task(c.run(), name=f"client-{c.index}") for c in clients]
+        reader_tasks = [asyncio.create_task(r.run(), name="reader") for r in readers]
+        tasks = [*client_tasks, *reader_tasks]
+
+        load_started = journal.now()
+        await injector.run(load_started + config.seconds)
+        remaining = load_started + config.seconds - journal.now()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        load_ended = journal.now()
+        stop_clients.set()
+        say(
+            f"load over after {load_ended - load_started:.1f}s: {len(journal)} commands; "
+            "waiting until everything is healthy, then clients finish what they have in hand"
+        )
+        if not await wait_healthy(config.healthy_deadline_s):
+            errors.append("not everything was healthy after the load")
+        give_up.set(time.monotonic() + config.resolve_deadline_s)
+        await asyncio.gather(*client_tasks)
+        acknowledged = journal.acknowledged()
+        say(
+            f"{len(acknowledged)} commands acknowledged, "
+            f"{sum(1 for r in journal if r.status is Status.UNRESOLVED)} unresolved; "
+            f"sending {min(config.resend_sample, len(acknowledged))} of them again"
+        )
+        post = GiveUp()
+        post.set(time.monotonic() + config.resolve_deadline_s)
+        await resend_acknowledged(
+            acknowledged,
+            cmd_grpc.CommandServiceStub(channels[0]),
+            journal=journal,
+            config=config,
+            give_up=post,
+        )
+        stop_readers.set()
+        await asyncio.gather(*reader_tasks)
+        supervisor.stop()
+        await supervising
+
+        say("reading the whole log back (read_committed)")
+        try:
+            records = await asyncio.to_thread(
+                read_log, stack.kafka_bootstrap, stack.registry_url, topic
+            )
+            fold = fold_log(records)
+            commands = check_commands(journal, fold)
+            last_offsets: dict[int, int] = {}
+            for record in records:
+                last_offsets[record.partition] = record.offset
+            say(f"{len(records)} records; waiting for the projector to apply them all")
+            caught_up_s = await wait_caught_up(
+                database_url, topic, last_offsets, deadline_s=config.catch_up_deadline_s
+            )
+            read_back = await snapshot(database_url, topic)
+            read_model = check_read_model(fold, read_back)
+            dead_letter_rows = read_back.dead_letters
+            dead_letter_records = await asyncio.to_thread(
+                count_records, stack.kafka_bootstrap, f"{topic}.dlq"
+            )
+        except (LogUnreadable, NotCaughtUp) as error:
+            errors.append(str(error))
+    except Exception as error:
+        errors.append(f"the drill failed: {error!r}")
+        say("".join(traceback.format_exception(error)))
+    finally:
+        supervisor.stop()
+        for task in tasks:
+            task.cancel()
+        if supervising is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervising
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+        for service in reversed(services):
+            await asyncio.to_thread(service.stop)
+        # The stack is left as it was found: running and ready.
+        for component in (components[KAFKA], components[POSTGRES]):
+            if not component.service.is_running():
+                await asyncio.to_thread(component.service.start)
+        if not keep_database:
+            with contextlib.suppress(Exception):
+                await _drop_database(stack, database)
+
+    report = build_report(
+        config=config,
+        journal=journal,
+        faults=injector.faults,
+        crashes=supervisor.crashes,
+        unrecovered=injector.unrecovered,
+        fold=fold,
+        commands=commands,
+        read_model=read_model,
+        reads=reads,
+        dead_letter_records=dead_letter_records,
+        dead_letter_rows=dead_letter_rows,
+        timing=Timing(load_started, load_ended, journal.now(), caught_up_s),
+        errors=errors,
+        topic=topic,
+    )
+    journal.write(out_dir / "journal.jsonl")
+    write_json(report, out_dir / "report.json")
+    say(f"journal: {out_dir / 'journal.jsonl'}, report: {out_dir / 'report.json'}")
+    print(render_text(report), flush=True)
+    return DrillResult(report, journal, records, read_back)

@@ -1,0 +1,444 @@
+"""The figures of a drill: one JSON document, printed as a short text and as a Markdown table."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fault_drill.calls import EXPECTED_TRANSIENT
+from fault_drill.config import COMPONENTS, DrillConfig
+from fault_drill.faults import Crash, Fault, median_max
+from fault_drill.journal import Journal, Mode, Result, Status
+from fault_drill.verify import CommandChecks, Fold, ReadModelChecks
+from fault_drill.workload import ReadStats
+
+SAMPLES = 20
+"""How many examples of each kind of finding the report keeps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    load_started: float
+    load_ended: float
+    finished: float
+    caught_up_s: float | None
+
+
+FLOWING_WINDOW_S = 2.0
+"""Writes count as flowing at a kill if an acknowledgement arrived this long before it."""
+
+
+def write_outage(fault: Fault, acks: Sequence[tuple[float, float]]) -> float | None:
+    """Seconds from the kill to the first acknowledgement of an attempt sent after it; None if
+    writes were not flowing when the component was killed (an earlier outage still lasted)."""
+    if not writes_flowing(fault, acks):
+        return None
+    finished = [end for start, end in acks if start >= fault.killed_at]
+    return None if not finished else min(finished) - fault.killed_at
+
+
+def writes_flowing(fault: Fault, acks: Sequence[tuple[float, float]]) -> bool:
+    window = fault.killed_at - FLOWING_WINDOW_S
+    return any(window <= end <= fault.killed_at for _, end in acks)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def build_report(
+    *,
+    config: DrillConfig,
+    journal: Journal,
+    faults: Sequence[Fault],
+    crashes: Sequence[Crash],
+    unrecovered: Sequence[str],
+    fold: Fold | None,
+    commands: CommandChecks | None,
+    read_model: ReadModelChecks | None,
+    reads: ReadStats,
+    dead_letter_records: int | None,
+    dead_letter_rows: int | None,
+    timing: Timing,
+    errors: Sequence[str],
+    topic: str,
+) -> dict[str, Any]:
+    records = list(journal)
+    attempts = [a for r in records for a in r.attempts]
+    acks = sorted((a.started, a.finished) for a in attempts if a.result is Result.ACK)
+    transient = Counter(a.code for a in attempts if a.result is Result.TRANSIENT)
+    refused = Counter(r.refusal for r in records if r.status is Status.REFUSED)
+    deliberate = {
+        # Commands whose first answer was lost on purpose (the attempt's deadline expired).
+        "lost_answer": sum(
+            1
+            for r in records
+            if r.mode is Mode.LOST_ANSWER
+            and r.attempts
+            and r.attempts[0].code == "DEADLINE_EXCEEDED"
+        ),
+        "twin": sum(1 for r in records if r.mode is Mode.TWIN),
+        "resend_after_ack": sum(1 for a in attempts if a.mode is Mode.RESEND),
+        "resend_after_recovery": sum(1 for a in attempts if a.mode is Mode.POST_RECOVERY),
+        "same_id_other_payload": len(journal.reuse_probes),
+    }
+    kills = Counter(f.component for f in faults)
+    restarts = Counter(c.component for c in crashes)
+
+    recovery: dict[str, Any] = {}
+    for component in COMPONENTS:
+        mine = [f for f in faults if f.component == component]
+        ready = median_max([f.ready_s for f in mine if f.ready_s is not None])
+        healthy = median_max([f.healthy_s for f in mine if f.healthy_s is not None])
+        outage = median_max([o for f in mine if (o := write_outage(f, acks)) is not None])
+        recovery[component] = {
+            "kills": kills[component],
+            "supervisor_restarts": restarts[component],
+            "ready_median_s": _rounded(ready[0]),
+            "ready_max_s": _rounded(ready[1]),
+            "healthy_median_s": _rounded(healthy[0]),
+            "healthy_max_s": _rounded(healthy[1]),
+            "write_outage_median_s": _rounded(outage[0]),
+            "write_outage_max_s": _rounded(outage[1]),
+        }
+
+    failures = list(errors)
+    for component in COMPONENTS:
+        if kills[component] < config.min_kills:
+            failures.append(
+                f"{component} was killed {kills[component]} times, fewer than {config.min_kills}"
+            )
+    failures.extend(unrecovered)
+    checks: dict[str, Any] = {}
+    if commands is not None:
+        for name in (
+            "lost",
+            "duplicated",
+            "wrong_effects",
+            "answer_mismatches",
+            "refused_but_applied",
+            "phantoms",
+            "unexpected_refusals",
+            "unexpected_acks",
+            "reuse_probe_failures",
+            "balance_mismatches",
+        ):
+            found: list[str] = getattr(commands, name)
+            checks[name] = {"count": len(found), "examples": found[:SAMPLES]}
+            if found:
+                failures.append(f"{name}: {len(found)} (e.g. {found[0]})")
+        if commands.unresolved:
+            failures.append(f"{commands.unresolved} commands never got a final answer")
+    if fold is not None:
+        checks["log_invariants"] = {
+            "count": len(fold.violations),
+            "examples": fold.violations[:SAMPLES],
+        }
+        if fold.violations:
+            failures.append(f"log invariants: {len(fold.violations)} (e.g. {fold.violations[0]})")
+    if read_model is not None:
+        checks["read_model_invariants"] = {
+            "count": len(read_model.invariants),
+            "examples": read_model.invariants[:SAMPLES],
+        }
+        if read_model.invariants:
+            failures.append(
+                f"read model invariants: {len(read_model.invariants)} "
+                f"(e.g. {read_model.invariants[0]})"
+            )
+        if not read_model.equal:
+            failures.append(
+                "the read model differs from the fold of the log: "
+                + "; ".join(read_model.differences[:3])
+            )
+    if reads.violations:
+        failures.append(f"read-your-writes: {len(reads.violations)} (e.g. {reads.violations[0]})")
+    if dead_letter_records or dead_letter_rows:
+        failures.append(
+            f"dead letters: {dead_letter_records} records in the topic, {dead_letter_rows} rows"
+        )
+
+    findings = [
+        f"{c.component} crashed at {c.detected_at:.1f}s (exit code {c.exit_code}"
+        + (f", while {c.during_fault} was down" if c.during_fault else "")
+        + (
+            f", back after {c.restarted_at - c.detected_at:.1f}s"
+            if c.restarted_at is not None
+            else ", never came back"
+        )
+        + f"): {c.log_tail.rsplit(' | ', 1)[-1]} (log: {c.log_file})"
+        for c in crashes
+    ]
+    unexpected_codes = {code: n for code, n in transient.items() if code not in EXPECTED_TRANSIENT}
+    if unexpected_codes:
+        findings.append(
+            f"command server: status codes it should not answer (retried): {unexpected_codes}"
+        )
+    if reads.unexpected:
+        findings.append(
+            f"query server: {len(reads.unexpected)} answers with a status it should not give "
+            f"(retried), e.g. {reads.unexpected[0]}"
+        )
+    for fault in faults:
+        if fault.start_failures:
+            findings.append(
+                f"{fault.component} killed at {fault.killed_at:.1f}s: {len(fault.start_failures)} "
+                f"failed starts before it was ready: {fault.start_failures[0]}"
+                + (
+                    " (SIGSEGV before exec: gRPC's fork handlers in the process that forked; "
+                    "run it with GRPC_ENABLE_FORK_SUPPORT=false)"
+                    if "code -11 " in fault.start_failures[0]
+                    else ""
+                )
+            )
+        down = write_outage(fault, acks)
+        if down is not None and fault.healthy_s is not None and down > fault.healthy_s + 10:
+            findings.append(
+                f"{fault.component} killed at {fault.killed_at:.1f}s: writes were unavailable for "
+                f"{down:.1f}s, {down - fault.healthy_s:.1f}s longer than it took every "
+                "component to report healthy again"
+            )
+
+    return {
+        "passed": not failures,
+        "failures": failures,
+        "findings": findings,
+        "seed": config.seed,
+        "topic": topic,
+        "started_at": datetime.fromtimestamp(journal.wall_started, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "config": asdict(config),
+        "load_s": round(timing.load_ended - timing.load_started, 1),
+        "total_s": round(timing.finished, 1),
+        "commands": {
+            "sent": len(records),
+            "acknowledged": sum(1 for r in records if r.status is Status.ACKNOWLEDGED),
+            "refused": dict(refused),
+            "unresolved": sum(1 for r in records if r.status is Status.UNRESOLVED),
+            "by_kind": dict(Counter(r.kind.value for r in records)),
+            "attempts": len(attempts),
+            "acknowledgements_checked": None if commands is None else commands.acks_checked,
+        },
+        "retries": {
+            "transient": sum(transient.values()),
+            "transient_by_code": dict(transient),
+            "deliberate": deliberate,
+            "acknowledged_after_a_failed_attempt": None
+            if commands is None
+            else commands.retried_acknowledged,
+            "answered_from_dedupe_memory": None
+            if commands is None
+            else commands.answered_from_memory,
+        },
+        "lost": None if commands is None else len(commands.lost),
+        "duplicated": None if commands is None else len(commands.duplicated),
+        "kills": {c: kills[c] for c in COMPONENTS},
+        "supervisor_restarts": {c: restarts[c] for c in COMPONENTS},
+        "recovery": recovery,
+        "faults": [
+            {
+                "component": f.component,
+                "killed_at_s": round(f.killed_at, 2),
+                "restart_delay_s": round(f.restart_delay_s, 2),
+                "ready_s": _rounded(f.ready_s),
+                "healthy_s": _rounded(f.healthy_s),
+                "writes_flowing_at_kill": writes_flowing(f, acks),
+                "write_outage_s": _rounded(write_outage(f, acks)),
+                "failed_starts": f.start_failures,
+            }
+            for f in faults
+        ],
+        "crashes": [
+            {
+                "component": c.component,
+                "detected_at_s": round(c.detected_at, 2),
+                "exit_code": c.exit_code,
+                "during_fault": c.during_fault,
+                "restarted_after_s": None
+                if c.restarted_at is None
+                else round(c.restarted_at - c.detected_at, 2),
+                "failed_starts": c.start_failures,
+                "log_file": str(c.log_file),
+                "log_tail": c.log_tail,
+            }
+            for c in crashes
+        ],
+        "log": {
+            "records": None if fold is None else fold.events + fold.undecodable,
+            "events": None if fold is None else fold.events,
+            "undecodable": None if fold is None else fold.undecodable,
+            "dead_letter_records": dead_letter_records,
+        },
+        "read_model": None
+        if read_model is None
+        else {
+            "equals_fold": read_model.equal,
+            "rows": read_model.rows,
+            "checksums": read_model.checksums,
+            "differences": read_model.differences[:SAMPLES],
+            "dead_letter_rows": dead_letter_rows,
+            "caught_up_s": _rounded(timing.caught_up_s),
+        },
+        "reads": {
+            "reads": reads.reads,
+            "transient": dict(reads.transient),
+            "gave_up": reads.gave_up,
+            "violations": reads.violations[:SAMPLES],
+            "unexpected": reads.unexpected[:SAMPLES],
+        },
+        "checks": checks,
+    }
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pairs(counts: dict[str, Any] | None) -> str:
+    return ", ".join(f"{key} {value}" for key, value in (counts or {}).items()) or "none"
+
+
+def _checksums(read_model: dict[str, Any]) -> str:
+    """The per-table checksums, shortened, when fold and read model agree."""
+    checksums = read_model.get("checksums") or {}
+    fold, sql = checksums.get("fold", {}), checksums.get("read_model", {})
+    return ", ".join(
+        f"{table} {digest[:12]}"
+        + ("" if sql.get(table) == digest else f" != {sql.get(table, '')[:12]}")
+        for table, digest in fold.items()
+    )
+
+
+def render_text(report: dict[str, Any]) -> str:
+    commands = report["commands"]
+    retries = report["retries"]
+    lines = [
+        f"fault drill seed {report['seed']}: {report['load_s']}s of load, "
+        f"{report['config']['clients']} clients, {report['total_s']}s in all "
+        f"(topic {report['topic']})",
+        f"commands: {commands['sent']} sent, {commands['acknowledged']} acknowledged, "
+        f"refused {commands['refused'] or 0}, {commands['unresolved']} unresolved; "
+        f"{commands['attempts']} attempts",
+        f"retries: {retries['transient']} failed attempts retried {retries['transient_by_code']} "
+        "(including the answers lost on purpose); deliberate "
+        f"{retries['deliberate']}; {retries['acknowledged_after_a_failed_attempt']} acknowledged "
+        f"after a failed attempt, {retries['answered_from_dedupe_memory']} of them answered "
+        "from the dedupe memory (written, answer lost, retry got the original)",
+        "",
+        f"{'component':<15}{'kills':>6}{'crashes':>8}  {'ready after kill (s)':>22}  "
+        f"{'all healthy (s)':>17}  {'write outage (s)':>17}",
+        f"{'':<15}{'':>6}{'':>8}  {'median':>11}{'max':>11}  {'median':>9}{'max':>8}  "
+        f"{'median':>9}{'max':>8}",
+    ]
+    for component, r in report["recovery"].items():
+        lines.append(
+            f"{component:<15}{r['kills']:>6}{r['supervisor_restarts']:>8}  "
+            f"{_s(r['ready_median_s']):>11}{_s(r['ready_max_s']):>11}  "
+            f"{_s(r['healthy_median_s']):>9}{_s(r['healthy_max_s']):>8}  "
+            f"{_s(r['write_outage_median_s']):>9}{_s(r['write_outage_max_s']):>8}"
+        )
+    read_model = report["read_model"] or {}
+    log = report["log"]
+    lines += [
+        "",
+        f"log: {log['events']} events; read model: {read_model.get('rows')}, "
+        f"caught up {read_model.get('caught_up_s')}s after the load",
+        f"read model sha256 (fold vs SQL): {_checksums(read_model)}",
+        f"LOST: {report['lost']}   DUPLICATED: {report['duplicated']}   "
+        f"read model == fold: {read_model.get('equals_fold')}   "
+        f"reads with a token: {report['reads']['reads']} "
+        f"({len(report['reads']['violations'])} stale)",
+    ]
+    for name, check in report["checks"].items():
+        if check["count"]:
+            lines.append(f"  {name}: {check['count']}, e.g. {check['examples'][0]}")
+    if report["findings"]:
+        lines.append("findings:")
+        lines += [f"  - {finding}" for finding in report["findings"]]
+    lines.append("RESULT: " + ("PASS" if report["passed"] else "FAIL"))
+    lines += [f"  - {failure}" for failure in report["failures"]]
+    return "\n".join(lines)
+
+
+def replay_command(report: dict[str, Any]) -> str:
+    """The command line that replays a run's plan and workload choices."""
+    config = report["config"]
+    soak = bool(config["extra_kills"])
+    size = DrillConfig.soak_size(0) if soak else DrillConfig.test_size(0)
+    words = ["python -m fault_drill"] + (["--soak"] if soak else [])
+    if config["seconds"] != size.seconds:
+        words.append(f"--seconds {config['seconds']:g}")
+    if config["min_kills"] != size.min_kills:
+        words.append(f"--kills {config['min_kills']}")
+    if config["clients"] != size.clients:
+        words.append(f"--clients {config['clients']}")
+    if config["projector_session_timeout_ms"] != size.projector_session_timeout_ms:
+        words.append(f"--projector-session-timeout-ms {config['projector_session_timeout_ms']}")
+    words.append(f"--seed {report['seed']}")
+    return " ".join(words)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The figures as Markdown, for docs/reliability.md."""
+    commands = report["commands"]
+    retries = report["retries"]
+    read_model = report["read_model"] or {}
+    rows = read_model.get("rows") or {}
+    lines = [
+        f"Seed `{report['seed']}`, {report['started_at']}: {report['load_s']} s of load from "
+        f"{report['config']['clients']} clients, {report['total_s']} s in all "
+        f"(`{replay_command(report)}` replays the plan).",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| commands sent / acknowledged | {commands['sent']} / {commands['acknowledged']} |",
+        f"| commands by kind | {_pairs(commands['by_kind'])} |",
+        f"| refused (final answers, all provoked on purpose) | {_pairs(commands['refused'])} |",
+        f"| unresolved | {commands['unresolved']} |",
+        f"| failed attempts retried (incl. answers lost on purpose) | {retries['transient']}: "
+        f"{_pairs(retries['transient_by_code'])} |",
+        f"| deliberate retries | {_pairs(retries['deliberate'])} |",
+        f"| acknowledged after a failed attempt | "
+        f"{retries['acknowledged_after_a_failed_attempt']} |",
+        f"| of which written before the retry, answered from the dedupe memory | "
+        f"{retries['answered_from_dedupe_memory']} |",
+        f"| answers compared with the log | {commands['acknowledgements_checked']} |",
+        f"| **lost** | **{report['lost']}** |",
+        f"| **duplicated** | **{report['duplicated']}** |",
+        f"| events in the log | {report['log']['events']} |",
+        f"| read model == fold of the log | {read_model.get('equals_fold')}: {_pairs(rows)} rows; "
+        f"sha256 {_checksums(read_model)} |",
+        f"| projector caught up after the load | {read_model.get('caught_up_s')} s |",
+        f"| reads with a consistency token (stale) | {report['reads']['reads']} "
+        f"({len(report['reads']['violations'])}) |",
+        f"| result | {'PASS' if report['passed'] else 'FAIL'} |",
+        "",
+        "| component | kills | crashes (supervisor restarts) | ready after kill, median / max (s) "
+        "| all healthy, median / max (s) | write outage, median / max (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for component, r in report["recovery"].items():
+        lines.append(
+            f"| {component} | {r['kills']} | {r['supervisor_restarts']} | "
+            f"{_s(r['ready_median_s'])} / {_s(r['ready_max_s'])} | "
+            f"{_s(r['healthy_median_s'])} / {_s(r['healthy_max_s'])} | "
+            f"{_s(r['write_outage_median_s'])} / {_s(r['write_outage_max_s'])} |"
+        )
+    if report["findings"]:
+        lines += ["", "Findings of this run:", ""]
+        lines += [f"- {finding[:400]}" for finding in report["findings"]]
+    if report["failures"]:
+        lines += ["", "Failures:", ""]
+        lines += [f"- {failure[:400]}" for failure in report["failures"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")

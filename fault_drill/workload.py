@@ -1,0 +1,538 @@
+"""The load: command clients with a mixed workload, and readers that read their writes back.
+
+Each client owns a few accounts: it deposits into them, withdraws from them, transfers from
+them to any open account of the same currency (its own or another client's), and now and then
+retires one (withdraws exactly its balance, then closes it) and opens a new one. A client knows
+its accounts' balances from the answers it got, so every command it sends is valid when the
+server's state is right; only deliberate probes (an overdraft, closing a non-zero balance, a
+command_id reused with another payload) expect a refusal. A refusal nobody provoked is a sign
+that the server lost or invented state, and the checks count it.
+
+Deliberate retries (see `journal.Mode`): an answer lost on purpose (a first attempt with a few
+milliseconds of deadline), a resend after the acknowledgement, two copies at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.message import Message
+
+from fault_drill.calls import (
+    EXPECTED_TRANSIENT,
+    RETRYABLE,
+    GiveUp,
+    Reply,
+    RetryPolicy,
+    send,
+    settle,
+)
+from fault_drill.config import DrillConfig
+from fault_drill.journal import Attempt, CommandRecord, Journal, Kind, Mode, Status
+from ledger.domain.money import format_amount
+from ledger.v1 import commands_pb2 as cmd
+from ledger.v1 import commands_pb2_grpc as cmd_grpc
+from ledger.v1 import queries_pb2 as qry
+from ledger.v1 import queries_pb2_grpc as qry_grpc
+
+CURRENCIES = ("EUR", "JPY", "KWD", "EUR")
+"""Per account slot: two, zero and three decimal places."""
+MAX_AMOUNT = {"EUR": 50_000, "JPY": 20_000, "KWD": 200_000}
+"""Largest deposit, in minor units."""
+OVERDRAFT = 10**12
+"""Added to a balance to make a withdrawal no in-flight deposit could cover."""
+
+OK = "ok"
+INSUFFICIENT = "FAILED_PRECONDITION"
+
+OPEN, RETIRING, CLOSED, UNCERTAIN = "open", "retiring", "closed", "uncertain"
+
+
+@dataclass(slots=True)
+class AccountView:
+    """What the clients know of an account from the answers they got."""
+
+    account_id: str
+    currency: str
+    owner: int
+    state: str = OPEN
+    balance: int = 0
+    pending_debits: int = 0
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while no command touching the account is in flight."""
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @property
+    def available(self) -> int:
+        """What can surely be taken out, whatever the commands in flight turn out to do."""
+        return self.balance - self.pending_debits
+
+
+@dataclass(slots=True)
+class Acked:
+    account_id: str
+    version: int
+    token: str
+
+
+@dataclass(slots=True)
+class Book:
+    """The accounts the clients have opened (acknowledged), shared by all clients."""
+
+    accounts: dict[str, AccountView] = field(default_factory=dict)
+    recent: deque[Acked] = field(default_factory=lambda: deque(maxlen=500))
+
+    def owned(self, client: int, state: str = OPEN) -> list[AccountView]:
+        return [a for a in self.accounts.values() if a.owner == client and a.state == state]
+
+    def open_in(self, currency: str) -> list[AccountView]:
+        return [a for a in self.accounts.values() if a.currency == currency and a.state == OPEN]
+
+    def begin(self, record: CommandRecord) -> None:
+        for account_id in record.accounts:
+            view = self.accounts.get(account_id)
+            if view is not None:
+                view.inflight += 1
+                view.idle.clear()
+        if record.kind in (Kind.WITHDRAW, Kind.TRANSFER) and record.expect == OK:
+            assert record.amount is not None
+            self.accounts[record.accounts[0]].pending_debits += record.amount
+
+    def end(self, record: CommandRecord) -> None:
+        """The command has its outcome: apply it (if acknowledged) to what we know."""
+        for account_id in record.accounts:
+            view = self.accounts.get(account_id)
+            if view is not None:
+                view.inflight -= 1
+                if not view.inflight:
+                    view.idle.set()
+        if record.kind in (Kind.WITHDRAW, Kind.TRANSFER) and record.expect == OK:
+            assert record.amount is not None
+            self.accounts[record.accounts[0]].pending_debits -= record.amount
+        if record.status is Status.UNRESOLVED:
+            for account_id in record.accounts:
+                if account_id in self.accounts:
+                    self.accounts[account_id].state = UNCERTAIN
+            return
+        if record.status is not Status.ACKNOWLEDGED:
+            return
+        assert record.version is not None
+        assert record.token is not None
+        self.recent.append(Acked(record.accounts[0], record.version, record.token))
+        amount = record.amount or 0
+        match record.kind:
+            case Kind.OPEN:
+                self.accounts[record.accounts[0]] = AccountView(
+                    record.accounts[0], record.currency, record.client
+                )
+            case Kind.DEPOSIT:
+                self.accounts[record.accounts[0]].balance += amount
+            case Kind.WITHDRAW:
+                self.accounts[record.accounts[0]].balance -= amount
+            case Kind.TRANSFER:
+                self.accounts[record.accounts[0]].balance -= amount
+                self.accounts[record.accounts[1]].balance += amount
+            case Kind.CLOSE:
+                self.accounts[record.accounts[0]].state = CLOSED
+
+
+@dataclass(slots=True)
+class ReadStats:
+    reads: int = 0
+    transient: Counter[str] = field(default_factory=Counter)
+    """Failed attempts that were retried, by status code."""
+    gave_up: int = 0
+    violations: list[str] = field(default_factory=list)
+    """Read-your-writes violations: a read with a command's token that did not show it."""
+    unexpected: list[str] = field(default_factory=list)
+    """Answers with a status a query server should not give (INTERNAL, UNKNOWN...)."""
+
+
+class Client:
+    def __init__(
+        self,
+        index: int,
+        stub: cmd_grpc.CommandServiceAsyncStub,
+        *,
+        book: Book,
+        journal: Journal,
+        config: DrillConfig,
+        run_id: str,
+        stop: asyncio.Event,
+        give_up: GiveUp,
+    ) -> None:
+        self.index = index
+        self._stub = stub
+        self._book = book
+        self._journal = journal
+        self._config = config
+        self._run_id = run_id
+        self._stop = stop
+        self._give_up = give_up
+        self._rng = random.Random(f"{config.seed}/client/{index}")
+        self._policy = RetryPolicy(
+            config.call_deadline_s, config.backoff_base_s, config.backoff_cap_s
+        )
+        self._commands = 0
+        self._opened = 0
+        self.reuse_probes = 0
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            await self.step()
+            await asyncio.sleep(self._rng.uniform(0, self._config.think_time_s))
+
+    async def step(self) -> None:
+        rng = self._rng
+        mine = self._book.owned(self.index)
+        if len(mine) < self._config.accounts_per_client and (not mine or rng.random() < 0.3):
+            await self._open()
+            return
+        roll = rng.random()
+        if roll < 0.30:
+            await self._deposit(rng.choice(mine))
+        elif roll < 0.52:
+            await self._withdraw(rng.choice(mine))
+        elif roll < 0.87:
+            await self._transfer(rng.choice(mine))
+        elif roll < 0.92:
+            await self._retire(mine)
+        elif roll < 0.95:
+            await self._overdraw(rng.choice(mine))
+        elif roll < 0.98:
+            await self._close_non_zero(mine)
+        else:
+            await self._deposit(rng.choice(mine))
+
+    # --- The commands ----------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        slot = self._opened
+        self._opened += 1
+        account_id = f"{self._run_id}-c{self.index}-a{slot}"
+        currency = CURRENCIES[slot % len(CURRENCIES)]
+        request = cmd.OpenAccountRequest(
+            command_id=self._command_id(),
+            account_id=account_id,
+            currency=currency,
+            owner=f"drill client {self.index}",
+        )
+        record = self._record(Kind.OPEN, (account_id,), None, currency, OK, request)
+        await self._execute(record, lambda t: self._stub.OpenAccount(request, timeout=t))
+
+    async def _deposit(self, account: AccountView, *, amount: int | None = None) -> None:
+        amount = amount or self._rng.randint(1, MAX_AMOUNT[account.currency])
+        request = cmd.DepositRequest(
+            command_id=self._command_id(),
+            account_id=account.account_id,
+            amount=format_amount(amount, account.currency),
+        )
+        record = self._record(
+            Kind.DEPOSIT, (account.account_id,), amount, account.currency, OK, request
+        )
+        acked = await self._execute(record, lambda t: self._stub.Deposit(request, timeout=t))
+        if acked and self._rng.random() < 0.02:
+            await self._reuse_probe(record, request)
+
+    async def _withdraw(self, account: AccountView) -> None:
+        if account.available <= 0:
+            await self._deposit(account)
+            return
+        amount = self._rng.randint(1, max(1, account.available // 2))
+        await self._send_withdrawal(account, amount, OK)
+
+    async def _send_withdrawal(self, account: AccountView, amount: int, expect: str) -> bool:
+        request = cmd.WithdrawRequest(
+            command_id=self._command_id(),
+            account_id=account.account_id,
+            amount=format_amount(amount, account.currency),
+        )
+        record = self._record(
+            Kind.WITHDRAW, (account.account_id,), amount, account.currency, expect, request
+        )
+        return await self._execute(record, lambda t: self._stub.Withdraw(request, timeout=t))
+
+    async def _transfer(self, source: AccountView) -> None:
+        targets = [a for a in self._book.open_in(source.currency) if a is not source]
+        if source.available <= 0 or not targets:
+            await self._deposit(source)
+            return
+        target = self._rng.choice(targets)
+        amount = self._rng.randint(1, max(1, source.available // 3))
+        request = cmd.TransferRequest(
+            command_id=self._command_id(),
+            from_account_id=source.account_id,
+            to_account_id=target.account_id,
+            amount=format_amount(amount, source.currency),
+        )
+        record = self._record(
+            Kind.TRANSFER,
+            (source.account_id, target.account_id),
+            amount,
+            source.currency,
+            OK,
+            request,
+        )
+        await self._execute(record, lambda t: self._stub.Transfer(request, timeout=t))
+
+    async def _retire(self, mine: list[AccountView]) -> None:
+        """Withdraw exactly the balance, then close: needs an exactly known balance, so no
+        command may be in flight on the account (new transfers to it stop at once)."""
+        idle = [a for a in mine if a.inflight == 0]
+        if not idle:
+            return
+        account = self._rng.choice(idle)
+        account.state = RETIRING
+        # Transfers to it that are still in flight resolve at the latest when clients give up.
+        await account.idle.wait()
+        if account.state != RETIRING:
+            return  # a command on it never got an answer: its balance is not known exactly
+        if account.balance > 0 and not await self._send_withdrawal(account, account.balance, OK):
+            account.state = UNCERTAIN
+            return
+        request = cmd.CloseAccountRequest(
+            command_id=self._command_id(), account_id=account.account_id
+        )
+        record = self._record(
+            Kind.CLOSE, (account.account_id,), None, account.currency, OK, request
+        )
+        if not await self._execute(record, lambda t: self._stub.CloseAccount(request, timeout=t)):
+            account.state = UNCERTAIN
+
+    async def _overdraw(self, account: AccountView) -> None:
+        """A withdrawal of more than any balance the account could have: must be refused."""
+        await self._send_withdrawal(account, account.balance + OVERDRAFT, INSUFFICIENT)
+
+    async def _close_non_zero(self, mine: list[AccountView]) -> None:
+        """Closing an account whose balance is surely not zero: must be refused."""
+        candidates = [a for a in mine if a.balance > 0 and a.pending_debits == 0]
+        if not candidates:
+            return
+        account = self._rng.choice(candidates)
+        request = cmd.CloseAccountRequest(
+            command_id=self._command_id(), account_id=account.account_id
+        )
+        record = self._record(
+            Kind.CLOSE, (account.account_id,), None, account.currency, INSUFFICIENT, request
+        )
+        await self._execute(record, lambda t: self._stub.CloseAccount(request, timeout=t))
+
+    async def _reuse_probe(self, original: CommandRecord, request: cmd.DepositRequest) -> None:
+        """The same command_id with another payload: must be refused with ALREADY_EXISTS."""
+        changed = cmd.DepositRequest()
+        changed.CopyFrom(request)
+        changed.amount = format_amount((original.amount or 0) + 1, original.currency)
+        probe = CommandRecord(
+            original.command_id,
+            original.kind,
+            self.index,
+            original.accounts,
+            (original.amount or 0) + 1,
+            original.currency,
+            "ALREADY_EXISTS",
+            {},
+        )
+        final = await send(
+            probe,
+            lambda t: self._stub.Deposit(changed, timeout=t),
+            journal=self._journal,
+            policy=self._policy,
+            rng=self._rng,
+            give_up=self._give_up,
+            mode=Mode.PLAIN,
+        )
+        code = "GAVE_UP" if final is None else final.code
+        detail = "" if final is None else final.detail
+        self._journal.reuse_probes.append((original.command_id, code, detail))
+        self.reuse_probes += 1
+
+    # --- Sending ----------------------------------------------------------------------------
+
+    def _command_id(self) -> str:
+        self._commands += 1
+        return f"{self._run_id}-c{self.index}-{self._commands}"
+
+    def _record(
+        self,
+        kind: Kind,
+        accounts: tuple[str, ...],
+        amount: int | None,
+        currency: str,
+        expect: str,
+        request: Message,
+    ) -> CommandRecord:
+        fields = {f.name: v for f, v in request.ListFields()}
+        roll = self._rng.random()
+        mode = Mode.LOST_ANSWER if roll < 0.08 else Mode.TWIN if roll < 0.13 else Mode.PLAIN
+        return self._journal.add(
+            CommandRecord(
+                fields["command_id"],
+                kind,
+                self.index,
+                accounts,
+                amount,
+                currency,
+                expect,
+                fields,
+                mode=mode,
+            )
+        )
+
+    async def _execute(
+        self, record: CommandRecord, call: Callable[[float], Awaitable[Reply]]
+    ) -> bool:
+        """Send the command in its mode until it has an outcome; True if acknowledged."""
+        self._book.begin(record)
+        try:
+            if record.mode is Mode.TWIN:
+                finals = await asyncio.gather(self._send(record, call), self._send(record, call))
+                for final in finals:
+                    settle(record, final)
+            elif record.mode is Mode.LOST_ANSWER:
+                first = self._rng.uniform(0.001, 0.03)
+                settle(record, await self._send(record, call, record.mode, first))
+            else:
+                settle(record, await self._send(record, call))
+        finally:
+            self._book.end(record)
+        acked = record.status is Status.ACKNOWLEDGED
+        if acked and self._rng.random() < 0.08:
+            await asyncio.sleep(self._rng.uniform(0, 0.3))
+            await self._send(record, call, Mode.RESEND)
+        return acked
+
+    async def _send(
+        self,
+        record: CommandRecord,
+        call: Callable[[float], Awaitable[Reply]],
+        mode: Mode | None = None,
+        first_deadline_s: float | None = None,
+    ) -> Attempt | None:
+        return await send(
+            record,
+            call,
+            journal=self._journal,
+            policy=self._policy,
+            rng=self._rng,
+            give_up=self._give_up,
+            mode=mode or record.mode,
+            first_deadline_s=first_deadline_s,
+        )
+
+
+async def resend_acknowledged(
+    records: list[CommandRecord],
+    stub: cmd_grpc.CommandServiceAsyncStub,
+    *,
+    journal: Journal,
+    config: DrillConfig,
+    give_up: GiveUp,
+) -> None:
+    """Send acknowledged commands again once every fault is over: a server whose dedupe memory
+    was rebuilt from the log must answer each with its original version and token."""
+    rng = random.Random(f"{config.seed}/post-recovery")
+    policy = RetryPolicy(config.call_deadline_s, config.backoff_base_s, config.backoff_cap_s)
+    sample = rng.sample(records, min(config.resend_sample, len(records)))
+    semaphore = asyncio.Semaphore(8)
+
+    async def one(record: CommandRecord) -> None:
+        call = _call_for(stub, record)
+        async with semaphore:
+            await send(
+                record,
+                call,
+                journal=journal,
+                policy=policy,
+                rng=rng,
+                give_up=give_up,
+                mode=Mode.POST_RECOVERY,
+            )
+
+    await asyncio.gather(*(one(record) for record in sample))
+
+
+def _call_for(
+    stub: cmd_grpc.CommandServiceAsyncStub, record: CommandRecord
+) -> Callable[[float], Awaitable[Reply]]:
+    """The call that sends `record`'s request again, exactly as it was first sent."""
+    fields = record.request
+    match record.kind:
+        case Kind.OPEN:
+            open_request = cmd.OpenAccountRequest(**fields)
+            return lambda t: stub.OpenAccount(open_request, timeout=t)
+        case Kind.DEPOSIT:
+            deposit = cmd.DepositRequest(**fields)
+            return lambda t: stub.Deposit(deposit, timeout=t)
+        case Kind.WITHDRAW:
+            withdraw = cmd.WithdrawRequest(**fields)
+            return lambda t: stub.Withdraw(withdraw, timeout=t)
+        case Kind.TRANSFER:
+            transfer = cmd.TransferRequest(**fields)
+            return lambda t: stub.Transfer(transfer, timeout=t)
+        case Kind.CLOSE:
+            close = cmd.CloseAccountRequest(**fields)
+            return lambda t: stub.CloseAccount(close, timeout=t)
+
+
+class Reader:
+    """Reads accounts back from the query server with the tokens of acknowledged commands."""
+
+    def __init__(
+        self,
+        index: int,
+        stub: qry_grpc.QueryServiceAsyncStub,
+        *,
+        book: Book,
+        config: DrillConfig,
+        stop: asyncio.Event,
+        stats: ReadStats,
+    ) -> None:
+        self._stub = stub
+        self._book = book
+        self._stop = stop
+        self._stats = stats
+        self._rng = random.Random(f"{config.seed}/reader/{index}")
+        self._deadline = max(5.0, config.call_deadline_s)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            if not self._book.recent:
+                await asyncio.sleep(0.05)
+                continue
+            await self._read(self._rng.choice(self._book.recent))
+            await asyncio.sleep(self._rng.uniform(0, 0.05))
+
+    async def _read(self, acked: Acked) -> None:
+        request = qry.GetAccountRequest(account_id=acked.account_id, consistency_token=acked.token)
+        ceiling = 0.05
+        what = f"GetAccount({acked.account_id}) with the token of version {acked.version}"
+        for _ in range(20):
+            if self._stop.is_set():
+                return
+            try:
+                reply = await self._stub.GetAccount(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code not in RETRYABLE:
+                    # NOT_FOUND with the token of the account's own command: not read back.
+                    self._stats.violations.append(f"{what}: {code.name} {error.details()}")
+                    return
+                self._stats.transient[code.name] += 1
+                if code.name not in EXPECTED_TRANSIENT:
+                    self._stats.unexpected.append(f"{what}: {code.name} {error.details()}")
+                await asyncio.sleep(self._rng.uniform(0, ceiling))
+                ceiling = min(ceiling * 2, 2.0)
+                continue
+            self._stats.reads += 1
+            if reply.account.version < acked.version:
+                self._stats.violations.append(f"{what} answered version {reply.account.version}")
+            return
+        self._stats.gave_up += 1
