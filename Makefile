@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format generate check-generated unit soak
+.PHONY: install run test lint format generate check-generated unit soak bench bench-quick
 
 install: $(STAMP)
 
@@ -46,3 +46,11 @@ check-generated: generate
 ## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
 soak: install
 	$(PY) -m fault_drill --soak
+
+## Benchmarks (docs/performance.md): a table, and JSON in bench/results/. Needs Go (builds ghz once).
+bench: install
+	$(PY) -m bench
+
+## The same, short (under 2 minutes).
+bench-quick: install
+	$(PY) -m bench --quick

@@ -4,35 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeAlias
 
 import grpc
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from command_server.event_store import AppendFailed, EventStore, Fenced
+from command_server.event_store import AppendFailed, Fenced
 from command_server.group_commit import GroupCommitter
 from command_server.servicer import CommandServicer
 from command_server.settings import Settings, SettingsError
 from command_server.shards import Shard
-from command_server.topic import UnsafeTopic, ensure_event_topic
-from command_server.write_model import WriteModel
-from ledger.events.codec import EventCodec
-from ledger.events.schema_store import ConfluentSchemaStore
+from command_server.topic import UnsafeTopic
+from command_server.writer_process import WriterLost, WriterProcess
 from ledger.reflection import documented_pool
+from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter
+from ledger.telemetry.interceptor import MetricsInterceptor
+from ledger.telemetry.logs import configure_logging
+from ledger.telemetry.metrics import CommandMetrics, GrpcServerMetrics
 from ledger.v1 import commands_pb2, commands_pb2_grpc
 
 log = logging.getLogger("command_server")
 
 SERVICE_NAME = commands_pb2.DESCRIPTOR.services_by_name["CommandService"].full_name
 EXIT_FENCED = 3
+EXIT_WRITER_LOST = 1
 
 _ServingStatus: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
 
@@ -44,24 +43,6 @@ class _Health:
     async def set(self, status: _ServingStatus) -> None:
         await self.servicer.set("", status)
         await self.servicer.set(SERVICE_NAME, status)
-
-
-def _connect(settings: Settings) -> tuple[EventStore, Shard]:
-    """Blocking start-up: topic, schema, and fencing of any zombie of our shard."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    partitions = ensure_event_topic(admin, settings.topic, settings.partitions)
-    if partitions != settings.partitions:
-        log.warning(
-            "topic %s has %d partitions (LEDGER_PARTITIONS=%d); using the topic's count",
-            settings.topic,
-            partitions,
-            settings.partitions,
-        )
-    codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": settings.registry_url})))
-    codec.register(settings.topic)
-    store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_id, codec)
-    store.open()
-    return store, Shard(settings.shard_index, settings.shard_count, partitions)
 
 
 async def serve(settings: Settings) -> int:
@@ -82,9 +63,15 @@ async def serve(settings: Settings) -> int:
         exit_code = EXIT_FENCED
         stopping.set()
 
+    def on_writer_lost(exc: WriterLost) -> None:
+        nonlocal exit_code
+        log.critical("the event-store writer process stopped unexpectedly; stopping: %s", exc)
+        exit_code = EXIT_WRITER_LOST
+        stopping.set()
+
     health_status = _Health()
     servicer = CommandServicer()
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create())])
     commands_pb2_grpc.add_CommandServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     reflection.enable_server_reflection(
@@ -93,33 +80,38 @@ async def serve(settings: Settings) -> int:
         pool=documented_pool(),
     )
     server.add_insecure_port(settings.listen)
+    metrics = start_metrics_exporter(COMMAND_SERVER_METRICS_ADDR)
+    # Only once the port is ours: the writer fences any other instance of this shard. It starts
+    # now so that its interpreter start-up overlaps ours.
+    started = time.monotonic()
+    writer = WriterProcess(settings)
+    writer.start()
     await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
     # Health and reflection answer (NOT_SERVING) while the state is rebuilt.
     await server.start()
     log.info("listening on %s; rebuilding shard %s", settings.listen, settings.transactional_id)
 
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
-    started = time.monotonic()
-    store, shard = await loop.run_in_executor(executor, _connect, settings)
-    model = WriteModel(settings.dedupe_window)
-    replayed = await loop.run_in_executor(
-        executor, store.replay, shard.owned_partitions, model.apply
-    )
+    try:
+        rebuilt = await writer.rebuilt()
+    except BaseException:
+        await writer.stop()
+        raise
+    shard = Shard(settings.shard_index, settings.shard_count, rebuilt.partitions)
     log.info(
         "rebuilt %d accounts from %d events of partitions %s in %.2fs",
-        len(model.accounts),
-        replayed,
+        rebuilt.accounts,
+        rebuilt.events,
         shard.owned_partitions,
         time.monotonic() - started,
     )
     committer = GroupCommitter(
-        model,
-        store,
+        writer,
         shard,
-        executor,
         max_commands=settings.batch_max_commands,
         max_wait_ms=settings.batch_max_wait_ms,
         on_fenced=on_fenced,
+        on_writer_lost=on_writer_lost,
+        metrics=CommandMetrics.create(),
     )
     commit_loop = asyncio.create_task(committer.run(), name="group-commit")
     servicer.committer = committer
@@ -132,17 +124,16 @@ async def serve(settings: Settings) -> int:
     await server.stop(settings.grace_seconds)
     await committer.close()
     await commit_loop
-    await loop.run_in_executor(executor, store.close)
-    executor.shutdown()
+    # The writer flushes and closes its producer before it exits.
+    await writer.stop()
+    if metrics is not None:
+        metrics.close()
     log.info("stopped after %d batches, %d commands", committer.batches, committer.commands)
     return exit_code
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LEDGER_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging("command-server")
     try:
         settings = Settings.from_env()
         sys.exit(asyncio.run(serve(settings)))

@@ -42,6 +42,7 @@ class EventStore:
         self._codec = codec
         self._producer = Producer(
             {
+                "logger": log,
                 "bootstrap.servers": bootstrap,
                 "transactional.id": transactional_id,
                 "enable.idempotence": True,
@@ -54,6 +55,7 @@ class EventStore:
             }
         )
         self._bootstrap = bootstrap
+        self._in_transaction = False
 
     def open(self, timeout: float = 60) -> None:
         """Fence any zombie holding our transactional id and abort its open transaction."""
@@ -77,7 +79,10 @@ class EventStore:
             return report
 
         try:
-            self._producer.begin_transaction()
+            if not self._in_transaction:
+                self._producer.begin_transaction()
+            # From here on the transaction either commits or is over (aborted or failed).
+            self._in_transaction = False
             for index, (event, partition) in enumerate(events):
                 self._produce(event, partition, delivered(index))
             self._commit()
@@ -87,6 +92,22 @@ class EventStore:
             # Unreachable if librdkafka keeps its promise that a commit means delivered.
             raise AppendFailed(f"delivery not confirmed after commit: {failures}")
         return offsets
+
+    def prepare(self) -> None:
+        """Begin the next transaction ahead of the next batch, while there is nothing to do.
+
+        Beginning is local to the producer (the broker hears of a transaction only with its
+        first record), but it is a round trip to librdkafka's own thread that a waiting batch
+        would otherwise pay. A failure here is left to the next `append`, which begins again
+        and reports it.
+        """
+        if self._in_transaction:
+            return
+        try:
+            self._producer.begin_transaction()
+        except KafkaException:
+            return
+        self._in_transaction = True
 
     def _produce(self, event: Event, partition: int, on_delivery: Any) -> None:
         value = self._codec.encode(event)
@@ -137,6 +158,7 @@ class EventStore:
         """Feed every committed event of `partitions` to `apply`, up to the current end."""
         consumer = Consumer(
             {
+                "logger": log,
                 "bootstrap.servers": self._bootstrap,
                 "group.id": "ledger-command-replay",
                 "enable.auto.commit": False,

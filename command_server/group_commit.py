@@ -1,115 +1,90 @@
-"""Group commit: commands that arrive together are decided in order and written in one transaction.
+"""Group commit, gRPC side: commands that arrive together go to the writer as one batch.
 
-Commands are decided against the committed state overlaid with what earlier commands of the same
-batch changed. Every caller (including the rejected ones, whose verdict may rest on the pending
-state) is answered only once the batch's transaction has committed; if it aborts, all of them get
-the error and the pending state is dropped (design, decision 3).
+The writer process (see writer.py) decides a batch's commands in order and writes their events
+in one Kafka transaction. While it works on one batch, the next one queues up here: a batch is
+whatever arrived during the previous commit (bounded by `max_commands`, optionally lingering up
+to `max_wait_ms`). Every caller is answered once the writer has answered its batch, that is once
+the transaction committed or aborted (design, decision 3).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from command_server.event_store import AppendFailed, EventStore, Fenced
+from command_server.event_store import Fenced
 from command_server.shards import Shard
-from command_server.write_model import Outcome, WriteModel
-from ledger.domain.account import Account
-from ledger.domain.commands import Command, accounts_of, fingerprint
-from ledger.domain.decider import decide, evolve
-from ledger.domain.rejection import Rejection
-from ledger.events.records import Event
+from command_server.wire import (
+    Ack,
+    CommandIdReused,
+    NotServing,
+    pack_command,
+    unpack_verdict,
+)
+from command_server.writer_process import WriterLost, WriterProcess
+from ledger.domain.commands import Command, accounts_of
+from ledger.telemetry.metrics import CommandMetrics
+
+__all__ = ["CommandIdReused", "GroupCommitter", "Misrouted", "NotServing"]
 
 log = logging.getLogger(__name__)
-
-
-class NotServing(RuntimeError):
-    """The server is starting, shutting down or was fenced: try again, possibly elsewhere."""
 
 
 class Misrouted(RuntimeError):
     """The command touches accounts this shard does not own."""
 
 
-class CommandIdReused(RuntimeError):
-    """A command id that already named a different command."""
-
-
-def utc_now() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 @dataclass(slots=True)
 class _Submission:
     command: Command
-    fingerprint: str
-    future: asyncio.Future[Outcome]
-
-
-_Verdict = Outcome | BaseException | None
-
-
-@dataclass(slots=True)
-class _Decisions:
-    verdicts: list[_Verdict]
-    # Events to append, each with its partition, and the index of the submission behind it.
-    events: list[tuple[Event, int]]
-    authors: list[int]
-    # A duplicate inside the batch (index -> index of its original) shares the original's verdict.
-    aliases: dict[int, int]
+    future: asyncio.Future[Ack]
 
 
 class GroupCommitter:
     def __init__(
         self,
-        model: WriteModel,
-        store: EventStore,
+        writer: WriterProcess,
         shard: Shard,
-        executor: Executor,
         *,
         max_commands: int,
         max_wait_ms: int,
         on_fenced: Callable[[Fenced], None],
-        clock: Callable[[], datetime] = utc_now,
+        on_writer_lost: Callable[[WriterLost], None],
+        metrics: CommandMetrics | None = None,
     ) -> None:
-        self._model = model
-        self._store = store
+        self._writer = writer
         self._shard = shard
-        self._executor = executor
         self._max_commands = max_commands
         self._max_wait = max_wait_ms / 1000
         self._on_fenced = on_fenced
-        self._clock = clock
+        self._on_writer_lost = on_writer_lost
+        self._metrics = metrics or CommandMetrics.create(registry=None)
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._closing = False
         self._fenced: Fenced | None = None
+        self._lost: WriterLost | None = None
         self.batches = 0
         self.commands = 0
 
-    async def submit(self, command: Command) -> Outcome:
+    async def submit(self, command: Command) -> Ack:
         """Decide and durably append `command`; raises Rejection or one of this module's errors."""
         if self._fenced is not None:
             raise NotServing(f"this shard was taken over by another instance: {self._fenced}")
+        if self._lost is not None:
+            raise NotServing(f"the command server lost its event-store writer: {self._lost}")
         if self._closing:
             raise NotServing("the command server is shutting down; retry on its successor")
-        self._check_owner(command)
-        stamp = fingerprint(command)
-        known = self._model.outcome(command.command_id)
-        if known is not None:
-            verdict = _retried(known, command, stamp)
-            if isinstance(verdict, CommandIdReused):
-                raise verdict
-            return verdict
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Submission(command, stamp, future))
+        if self._shard.count > 1:
+            self._check_owner(command)
+        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Submission(command, future))
         return await future
 
     def _check_owner(self, command: Command) -> None:
+        """Refuse commands for accounts of other shards (a single shard owns everything)."""
         partitions = [self._shard.partition_of(a) for a in accounts_of(command)]
         foreign = [p for p in partitions if not self._shard.owns(p)]
         if not foreign:
@@ -160,102 +135,40 @@ class GroupCommitter:
         self._queue.put_nowait(None)
 
     async def _commit(self, batch: list[_Submission]) -> None:
-        decisions = self._decide(batch)
-        verdicts, events = decisions.verdicts, decisions.events
-        if events:
-            try:
-                offsets = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._store.append, events
-                )
-            except Fenced as exc:
-                self._fenced = exc
-                self._fail(batch, NotServing(f"this shard was taken over: {exc}"))
-                self._on_fenced(exc)
-                return
-            except AppendFailed as exc:
-                log.warning("batch of %d commands aborted: %s", len(batch), exc)
-                self._fail(batch, exc)
-                return
-            except Exception as exc:
-                log.exception("unexpected failure appending a batch")
-                self._fail(batch, exc)
-                return
-            for (event, partition), offset in zip(events, offsets, strict=True):
-                self._model.apply(event, partition, offset)
-            for index in set(decisions.authors):
-                verdicts[index] = self._model.outcome(batch[index].command.command_id)
-        for duplicate, original in decisions.aliases.items():
-            verdicts[duplicate] = verdicts[original]
+        if self._fenced is not None:
+            self._fail(batch, NotServing(f"this shard was taken over: {self._fenced}"))
+            return
+        if self._lost is not None:
+            self._fail(batch, NotServing(f"the event-store writer is gone: {self._lost}"))
+            return
+        began = time.perf_counter()
+        try:
+            fenced, verdicts = await self._writer.commit([pack_command(s.command) for s in batch])
+        except WriterLost as exc:
+            log.critical("the event-store writer process is gone: %s", exc)
+            self._lost = exc
+            self._fail(batch, NotServing(f"the event-store writer is gone: {exc}"))
+            self._on_writer_lost(exc)
+            return
+        self._metrics.observe_commit(time.perf_counter() - began)
+        self._metrics.observe_batch(len(batch))
         self.batches += 1
         self.commands += len(batch)
         for submission, verdict in zip(batch, verdicts, strict=True):
-            _settle(submission.future, verdict)
-
-    def _decide(self, batch: list[_Submission]) -> _Decisions:
-        now = self._clock()
-        pending: dict[str, Account] = {}
-        first_of: dict[str, int] = {}
-        decisions = _Decisions([None] * len(batch), [], [], {})
-        verdicts, events, authors, aliases = (
-            decisions.verdicts,
-            decisions.events,
-            decisions.authors,
-            decisions.aliases,
-        )
-        for index, sub in enumerate(batch):
-            command_id = sub.command.command_id
-            known = self._model.outcome(command_id)
-            if known is not None:
-                verdicts[index] = _retried(known, sub.command, sub.fingerprint)
-                continue
-            if command_id in first_of:
-                original = first_of[command_id]
-                if batch[original].fingerprint == sub.fingerprint:
-                    aliases[index] = original
-                else:
-                    verdicts[index] = _reused(sub.command)
-                continue
-            current = {
-                a: acc
-                for a in accounts_of(sub.command)
-                if (acc := pending.get(a) or self._model.accounts.get(a)) is not None
-            }
-            try:
-                decided = decide(sub.command, current, now)
-            except Rejection as exc:
-                verdicts[index] = exc
-                continue
-            first_of[command_id] = index
-            for event in decided:
-                pending[event.account_id] = evolve(current.get(event.account_id), event)
-                current[event.account_id] = pending[event.account_id]
-                events.append((event, self._shard.partition_of(event.account_id)))
-                authors.append(index)
-        return decisions
+            _settle(submission.future, unpack_verdict(verdict))
+        if fenced is not None and self._fenced is None:
+            self._fenced = Fenced(fenced)
+            self._on_fenced(self._fenced)
 
     def _fail(self, batch: list[_Submission], error: BaseException) -> None:
         for submission in batch:
             _settle(submission.future, error)
 
 
-def _reused(command: Command) -> CommandIdReused:
-    return CommandIdReused(
-        f"command_id {command.command_id!r} was already used for a different command; "
-        "a retry must repeat the original request exactly, a new command needs a new command_id"
-    )
-
-
-def _retried(known: Outcome, command: Command, stamp: str) -> Outcome | CommandIdReused:
-    """A command whose id has a recorded outcome: the same answer again, or a refusal."""
-    return known if known.fingerprint == stamp else _reused(command)
-
-
-def _settle(future: asyncio.Future[Outcome], verdict: _Verdict) -> None:
+def _settle(future: asyncio.Future[Ack], verdict: Ack | BaseException) -> None:
     if future.done():
         return  # the caller gave up (deadline or cancellation); the outcome is remembered
-    if verdict is None:
-        future.set_exception(RuntimeError("no verdict reached for a command in the batch"))
-    elif isinstance(verdict, Outcome):
+    if isinstance(verdict, Ack):
         future.set_result(verdict)
     else:
         future.set_exception(verdict)

@@ -8,7 +8,7 @@ import grpc
 
 from command_server.event_store import AppendFailed
 from command_server.group_commit import CommandIdReused, GroupCommitter, Misrouted, NotServing
-from command_server.write_model import Outcome
+from command_server.wire import Ack
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.v1 import commands_pb2 as pb
@@ -84,7 +84,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         outcome = await self._submit(command, context)
         return pb.CloseAccountResponse(version=outcome.version, consistency_token=outcome.token)
 
-    async def _submit(self, command: Command, context: _Context) -> Outcome:
+    async def _submit(self, command: Command, context: _Context) -> Ack:
         if self.committer is None:
             await _abort(
                 context,

@@ -19,16 +19,21 @@ class Outcome:
     # The version the command left its (source) account at; 0 until the source's event is seen.
     version: int = 0
     positions: dict[int, int] = field(default_factory=dict)
+    _token: str | None = None
 
     @property
     def token(self) -> str:
-        return ConsistencyToken(self.positions).encode()
+        # Encoded once: every answer to the command (and to its retries) carries the same token.
+        if self._token is None:
+            self._token = ConsistencyToken(self.positions).encode()
+        return self._token
 
     def record(self, event: Event, partition: int, offset: int) -> None:
         # A transfer's credit lands on the destination; the response reports the source.
         if not isinstance(event, TransferCredited):
             self.version = event.version
         self.positions[partition] = max(offset, self.positions.get(partition, -1))
+        self._token = None
 
 
 class WriteModel:
@@ -42,7 +47,14 @@ class WriteModel:
 
     def apply(self, event: Event, partition: int, offset: int) -> None:
         """Fold one committed event in; raises InconsistentEvent if the log contradicts itself."""
-        self.accounts[event.account_id] = evolve(self.accounts.get(event.account_id), event)
+        self.apply_decided(
+            event, evolve(self.accounts.get(event.account_id), event), partition, offset
+        )
+
+    def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> None:
+        """Record a committed event whose resulting account `state` is already known (the batcher
+        evolved it while deciding, against this very model plus the batch's earlier events)."""
+        self.accounts[event.account_id] = state
         outcome = self._outcomes.get(event.command_id)
         if outcome is None:
             outcome = Outcome(event.command_fingerprint)

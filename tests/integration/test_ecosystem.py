@@ -31,9 +31,6 @@ pytestmark = pytest.mark.integration
 
 PROMPTLY_S = 10.0
 BANNER = "===== devstack:"
-not_wired_yet = pytest.mark.xfail(
-    strict=True, reason="ledger.telemetry is not wired into this process yet"
-)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,6 @@ def test_the_query_server_logs_one_json_object_per_line(
     assert any("serving ledger.v1.QueryService" in event["message"] for event in events)
 
 
-@not_wired_yet
 def test_the_command_server_exports_commands_and_its_group_commit(
     ledger: RunningLedger, traffic: str
 ) -> None:
@@ -152,7 +148,6 @@ def test_the_command_server_exports_commands_and_its_group_commit(
     _eventually(check)
 
 
-@not_wired_yet
 def test_the_command_server_logs_one_json_object_per_line(
     ledger: RunningLedger, traffic: str
 ) -> None:

@@ -1,0 +1,57 @@
+"""`python -m bench [--quick] [--only SCENARIO ...]`: run the benchmarks, print, write JSON.
+
+Starts its own Kafka, schema registry and PostgreSQL (devstack) on free ports in a temporary
+directory, measures each scenario beside its baseline in the same run, prints a table and writes
+bench/results/<timestamp>.json and bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from bench.harness import Bench, bench_environment
+from bench.procstat import machine
+from bench.report import Report, render, write
+from bench.scenarios import commands, pending, restart
+
+SCENARIOS: dict[str, Callable[[Bench, Report], None]] = {
+    "commands": commands.run,
+    "restart": restart.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (under 2 minutes)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(SCENARIOS),
+        help="run only these scenarios (default: all)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the stack's data and logs")
+    args = parser.parse_args(argv)
+    report = Report(
+        mode="quick" if args.quick else "full",
+        machine=machine(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    started = time.monotonic()
+    with bench_environment(args.quick, keep=args.keep) as bench:
+        for name in args.only or list(SCENARIOS):
+            print(f"== {name}", flush=True)
+            SCENARIOS[name](bench, report)
+    pending.run(report)
+    report.settings["wall_seconds"] = round(time.monotonic() - started, 1)
+    print()
+    print(render(report))
+    print(f"\nwrote {write(report)} ({report.settings['wall_seconds']}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

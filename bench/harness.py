@@ -1,0 +1,107 @@
+"""The benchmark's environment: one real local stack on free ports, and the servers under test."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.noop_server import ADDRESS_VARIABLE
+from bench.procstat import child_pid, descendant_pid, tree_cpu_seconds
+from devstack import LocalStack, StackPorts, default_cache_dir
+from devstack.ledger_services import LedgerService, grpc_serving
+from devstack.ports import LOOPBACK, free_port
+from devstack.process import clean_environment
+
+
+@dataclass
+class Bench:
+    """What every scenario gets: the stack, a scratch directory and the cache (jars, ghz)."""
+
+    stack: LocalStack
+    work_dir: Path
+    cache_dir: Path
+    quick: bool
+
+    def kafka_pid(self) -> int:
+        """The Kafka broker's JVM, to account for the CPU the event store costs."""
+        return descendant_pid("kafka.Kafka")
+
+    def new_topic(self, purpose: str) -> str:
+        return f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
+
+    def command_server(
+        self, topic: str, extra_env: Mapping[str, str] | None = None
+    ) -> LedgerService:
+        env = {"LEDGER_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        return LedgerService.command_server(
+            self.stack, self.work_dir / f"cs-{topic}", topic=topic, extra_env=env
+        )
+
+    def noop_server(self) -> LedgerService:
+        address = f"{LOOPBACK}:{free_port()}"
+        env = clean_environment({ADDRESS_VARIABLE: address})
+        return LedgerService(
+            "noop-server",
+            "bench.noop_server",
+            env=env,
+            log_file=self.work_dir / "logs" / "noop-server.log",
+            address=address,
+            ready=grpc_serving(address),
+        )
+
+
+@contextmanager
+def bench_environment(quick: bool, keep: bool = False) -> Iterator[Bench]:
+    """Start Kafka, the registry and PostgreSQL in a temp dir; stop them and drop it after."""
+    cache_dir = default_cache_dir()
+    work_dir = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    try:
+        started = time.monotonic()
+        print(f"starting the local stack in {work_dir} ...", flush=True)
+        with LocalStack(work_dir / "stack", StackPorts.free(), cache_dir=cache_dir) as stack:
+            print(f"stack ready in {time.monotonic() - started:.1f}s", flush=True)
+            yield Bench(stack, work_dir, cache_dir, quick)
+    finally:
+        if keep:
+            print(f"kept the stack's data and logs in {work_dir}", flush=True)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@contextmanager
+def running(service: LedgerService, module: str) -> Iterator[int]:
+    """Start `service`, yield its pid, and always stop it."""
+    try:
+        service.start()
+        yield child_pid(module)
+    finally:
+        service.stop()
+
+
+class CpuMeter:
+    """CPU seconds a process and its descendants spend between `start()` and `stop()`."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._started_cpu = 0.0
+        self._started_at = 0.0
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+
+    def start(self) -> None:
+        self._started_cpu = tree_cpu_seconds(self._pid)
+        self._started_at = time.monotonic()
+
+    def stop(self) -> None:
+        self.cpu_s = tree_cpu_seconds(self._pid) - self._started_cpu
+        self.wall_s = time.monotonic() - self._started_at
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0

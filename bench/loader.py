@@ -1,0 +1,123 @@
+"""Fill an event topic fast: valid account histories, produced directly in Kafka transactions.
+
+The restart benchmark needs up to a million events in the log. Going through gRPC would take
+longer than the benchmark itself, so the events are built here with the domain's own `decide`
+(so every account's history is valid: an AccountOpened, then deposits, each with its running
+balance), encoded with the same `EventCodec` and produced by a transactional producer into the
+partitions the command server would have chosen.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from command_server.topic import ensure_event_topic
+from ledger.domain.account import Account
+from ledger.domain.commands import Deposit, OpenAccount
+from ledger.domain.decider import decide, evolve
+from ledger.events.codec import EventCodec
+from ledger.events.records import Event
+from ledger.events.schema_store import ConfluentSchemaStore
+from ledger.partitioning import partition_of
+
+EVENTS_PER_ACCOUNT = 100
+TRANSACTION_EVENTS = 20_000
+
+
+@dataclass(frozen=True)
+class Loaded:
+    events: int
+    accounts: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def histories(
+    first_account: int, accounts: int, per_account: int, prefix: str = "restart-"
+) -> Iterator[Event]:
+    """Each account: opened, then `per_account - 1` deposits, all decided by the domain."""
+    now = datetime.now(UTC)
+    for number in range(first_account, first_account + accounts):
+        account_id = f"{prefix}{number}"
+        opened = decide(OpenAccount(f"open-{account_id}", account_id, "USD", "bench"), {}, now)
+        state: Account = evolve(None, opened[0])
+        yield opened[0]
+        for n in range(1, per_account):
+            deposit = Deposit(f"dep-{account_id}-{n}", account_id, "1.00")
+            (event,) = decide(deposit, {account_id: state}, now)
+            state = evolve(state, event)
+            yield event
+
+
+def load(
+    bootstrap: str,
+    registry_url: str,
+    topic: str,
+    *,
+    first_account: int,
+    accounts: int,
+    per_account: int = EVENTS_PER_ACCOUNT,
+    prefix: str = "restart-",
+    partitions: int = 6,
+) -> Loaded:
+    """Append `accounts` valid histories of `per_account` events to `topic` (created with the
+    command server's own settings if missing); accounts are named `<prefix><number>`."""
+    started = time.monotonic()
+    partitions = ensure_event_topic(
+        AdminClient({"bootstrap.servers": bootstrap}), topic, partitions
+    )
+    codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": registry_url})))
+    codec.register(topic)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"bench-loader-{uuid.uuid4().hex[:8]}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "none",
+            "queue.buffering.max.messages": 200_000,
+        }
+    )
+    producer.init_transactions(60)
+    count = 0
+    in_transaction = 0
+    producer.begin_transaction()
+    for event in histories(first_account, accounts, per_account, prefix):
+        key = event.account_id.encode()
+        value = codec.encode(event)
+        partition = partition_of(event.account_id, partitions)
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        in_transaction += 1
+        if in_transaction >= TRANSACTION_EVENTS:
+            _commit(producer)
+            producer.begin_transaction()
+            in_transaction = 0
+    _commit(producer)
+    producer.flush(30)
+    return Loaded(count, accounts, time.monotonic() - started)
+
+
+def _commit(producer: Producer) -> None:
+    try:
+        producer.commit_transaction(120)
+    except KafkaException as exc:
+        raise RuntimeError(f"loading events failed: {exc.args[0].str()}") from exc

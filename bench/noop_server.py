@@ -1,0 +1,61 @@
+"""The baseline: a grpc.aio server with ledger.v1.CommandService/Deposit that does nothing.
+
+`python -m bench.noop_server` listens on `BENCH_NOOP_ADDR` and answers every Deposit with the same
+fixed DepositResponse, so the benchmark can compare the command server against the cost of gRPC
+itself in Python (same server library, same defaults, same load generator). It also serves
+grpc.health.v1, so the stack's readiness probe works for it as for the Ledger services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ledger.v1 import commands_pb2 as pb
+
+ADDRESS_VARIABLE = "BENCH_NOOP_ADDR"
+_Context = grpc.aio.ServicerContext[object, object]
+_FIXED = pb.DepositResponse(version=2, consistency_token="v1.MDow")
+
+
+async def deposit(request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
+    return _FIXED
+
+
+def command_service() -> grpc.GenericRpcHandler:
+    """ledger.v1.CommandService with Deposit only, (de)serialised by the generated classes."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        deposit,
+        request_deserializer=pb.DepositRequest.FromString,
+        response_serializer=pb.DepositResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler("ledger.v1.CommandService", {"Deposit": handler})
+
+
+async def serve(address: str) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    # The same constructor call as the command server's composition root: default options.
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((command_service(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(address)
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await stopping.wait()
+    await server.stop(1)
+
+
+def main() -> None:
+    asyncio.run(serve(os.environ[ADDRESS_VARIABLE]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Results: rows of medians, goals checked against them, a printed table and JSON files."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    """One measured configuration: medians over its runs, and every run's figures."""
+
+    scenario: str
+    target: str
+    load: str
+    metrics: dict[str, float]
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Goal:
+    """A goal of the issue, checked against this run's figures."""
+
+    name: str
+    measured: float
+    limit: float
+    at_least: bool
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        if math.isnan(self.measured):
+            return False
+        return self.measured >= self.limit if self.at_least else self.measured <= self.limit
+
+    def describe(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        verdict = "met" if self.met else "MISSED"
+        goal = f"goal {sign} {self.limit:,g}{self.unit}"
+        return f"{self.name}: {self.measured:,.2f}{self.unit} ({goal}) {verdict}"
+
+
+@dataclass
+class Pending:
+    """A scenario that cannot run yet, and why."""
+
+    scenario: str
+    reason: str
+
+
+@dataclass
+class Report:
+    mode: str
+    machine: dict[str, object]
+    started_at: str
+    rows: list[Row] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["goals"] = [{**asdict(goal), "met": goal.met} for goal in self.goals]
+        return data
+
+
+def median_of(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The median of every metric over the runs."""
+    keys = runs[0].keys() if runs else ()
+    return {key: statistics.median(run[key] for run in runs) for key in keys}
+
+
+_COLUMNS = (
+    ("scenario", "scenario"),
+    ("target", "target"),
+    ("load", "load"),
+    ("commands_per_s", "cmd/s"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("ratio", "vs noop"),
+    ("server_cores", "server cores"),
+    ("loadgen_cores", "ghz cores"),
+    ("server_cpu_ms", "server CPU ms/cmd"),
+    ("kafka_cpu_ms", "Kafka CPU ms/cmd"),
+    ("loadgen_cpu_ms", "ghz CPU ms/cmd"),
+    ("seconds_to_serving", "to SERVING s"),
+    ("replay_s", "replay s"),
+    ("events_per_s", "events/s"),
+)
+
+
+def _cell(row: Row, key: str) -> str:
+    if key in ("scenario", "target", "load"):
+        return str(getattr(row, key))
+    value = row.metrics.get(key)
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "n/a"
+    if key.endswith("_cores"):
+        return f"{value:.2f}"
+    if key == "ratio":
+        return f"{value:.2f}x"
+    if key.endswith("_per_s"):
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def render(report: Report) -> str:
+    columns = [(key, title) for key, title in _COLUMNS if any(_cell(r, key) for r in report.rows)]
+    table = [[title for _, title in columns]]
+    table += [[_cell(row, key) for key, _ in columns] for row in report.rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = []
+    for number, line in enumerate(table):
+        lines.append(
+            "| "
+            + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+            + " |"
+        )
+        if number == 0:
+            lines.append("| " + " | ".join("-" * width for width in widths) + " |")
+    out = [
+        f"Ledger benchmarks ({report.mode}), {report.started_at}",
+        f"machine: {report.machine}",
+        "",
+        *lines,
+        "",
+        "goals:",
+        *(f"  {goal.describe()}" for goal in report.goals),
+    ]
+    if report.notes:
+        out += ["", "notes:", *(f"  {note}" for note in report.notes)]
+    if report.pending:
+        out += ["", "not measured yet:", *(f"  {p.scenario}: {p.reason}" for p in report.pending)]
+    return "\n".join(out)
+
+
+def write(report: Report, directory: Path = RESULTS_DIR) -> Path:
+    """Write `<timestamp>.json` and `latest.json`; return the timestamped path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{stamp}.json"
+    path.write_text(text)
+    (directory / "latest.json").write_text(text)
+    return path

@@ -1,0 +1,215 @@
+"""Scenario 1: durable Deposits across 10,000 accounts, beside a no-op gRPC server.
+
+Both servers get the same ghz load, run by run interleaved so that the noise of a shared machine
+falls on both alike. The ratio is the median, over the pairs of adjacent runs, of the command
+server's commands/s over the no-op server's at the same client count. A second part holds the
+rate at 1,000 commands/s and reports the latency.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import loader
+from bench.ghz import GhzError, GhzRun, Load, ensure_ghz, run_ghz
+from bench.harness import Bench, CpuMeter, running
+from bench.report import Goal, Report, Row, median_of
+
+ACCOUNTS = 10_000
+DEPOSIT = "ledger.v1.CommandService/Deposit"
+ACCOUNT_PREFIX = "bench-"
+# Per request: a fresh command id, one of the 10,000 accounts at random.
+DEPOSIT_DATA = json.dumps(
+    {
+        "command_id": "{{newUUID}}",
+        "account_id": f"{ACCOUNT_PREFIX}{{{{randomInt 0 {ACCOUNTS}}}}}",
+        "amount": "1.00",
+    }
+)
+GOAL_COMMANDS_PER_S = 5_000
+GOAL_RATIO = 0.6
+GOAL_STEADY_P99_MS = 20.0
+STEADY_RPS = 1_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    clients: tuple[int, ...]
+    runs: int
+    seconds: float
+    warmup_s: float
+    first_warmup_s: float
+    steady_seconds: float
+    steady_runs: int
+
+
+FULL = Plan(
+    clients=(1, 16, 64),
+    runs=5,
+    seconds=6,
+    warmup_s=3,
+    first_warmup_s=60,
+    steady_seconds=20,
+    steady_runs=3,
+)
+QUICK = Plan(
+    clients=(1, 16, 64),
+    runs=1,
+    seconds=3,
+    warmup_s=1,
+    first_warmup_s=15,
+    steady_seconds=6,
+    steady_runs=1,
+)
+
+
+def _figures(run: GhzRun, server: CpuMeter, kafka: CpuMeter) -> dict[str, float]:
+    per_command = 1000 / run.ok if run.ok else math.nan
+    return {
+        "commands_per_s": run.ok_rps,
+        "p50_ms": run.p50_ms,
+        "p99_ms": run.p99_ms,
+        "errors": float(run.count - run.ok),
+        "server_cores": server.cores,
+        "loadgen_cores": run.cpu_cores,
+        # CPU milliseconds per successful command: steadier than rates on a shared machine.
+        "server_cpu_ms": server.cpu_s * per_command,
+        "kafka_cpu_ms": kafka.cpu_s * per_command,
+        "loadgen_cpu_ms": run.cpu_s * per_command,
+    }
+
+
+def _measure(ghz: Path, address: str, pid: int, kafka_pid: int, load: Load) -> dict[str, float]:
+    server, kafka = CpuMeter(pid), CpuMeter(kafka_pid)
+    server.start()
+    kafka.start()
+    run = run_ghz(ghz, address, load)
+    server.stop()
+    kafka.stop()
+    if run.ok == 0:
+        raise GhzError(f"no call to {address} succeeded: {run.errors}")
+    return _figures(run, server, kafka)
+
+
+def run(bench: Bench, report: Report) -> None:
+    plan = QUICK if bench.quick else FULL
+    ghz = ensure_ghz(bench.cache_dir)
+    topic = bench.new_topic("commands")
+    ledger = bench.command_server(topic)
+    noop = bench.noop_server()
+    report.settings["commands"] = {
+        "accounts": ACCOUNTS,
+        "plan": asdict(plan),
+        "deposit_data": DEPOSIT_DATA,
+        "topic": topic,
+    }
+    # The accounts are opened by producing their AccountOpened events directly (seconds, where
+    # 10,000 OpenAccount calls would take longer than the measurements); the command server
+    # then starts on that log, as after a restart.
+    opened = loader.load(
+        bench.stack.kafka_bootstrap,
+        bench.stack.registry_url,
+        topic,
+        first_account=0,
+        accounts=ACCOUNTS,
+        per_account=1,
+        prefix=ACCOUNT_PREFIX,
+    )
+    print(f"opened {ACCOUNTS:,} accounts in {opened.seconds:.1f}s", flush=True)
+    with (
+        running(ledger, "command_server") as ledger_pid,
+        running(noop, "bench.noop_server") as noop_pid,
+    ):
+        kafka_pid = bench.kafka_pid()
+        targets = (("ledger", ledger.address, ledger_pid), ("noop", noop.address, noop_pid))
+        # A fresh JVM spends its first minute compiling: load Kafka through the command server
+        # before the first figure is taken (the no-op server needs no more than a short one).
+        for name, address, pid in targets:
+            seconds = plan.first_warmup_s if name == "ledger" else plan.warmup_s
+            _measure(ghz, address, pid, kafka_pid, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
+        for clients in plan.clients:
+            for _, address, pid in targets:
+                _measure(
+                    ghz,
+                    address,
+                    pid,
+                    kafka_pid,
+                    Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s),
+                )
+            runs: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
+            for _ in range(plan.runs):
+                for name, address, pid in targets:
+                    load = Load(DEPOSIT, DEPOSIT_DATA, clients, duration_s=plan.seconds)
+                    runs[name].append(_measure(ghz, address, pid, kafka_pid, load))
+            ledger_median = median_of(runs["ledger"])
+            noop_median = median_of(runs["noop"])
+            # Each ledger run is paired with the no-op run right after it: the median of those
+            # ratios shrugs off a noisy minute better than a ratio of medians would.
+            paired = list(zip(runs["ledger"], runs["noop"], strict=True))
+            for ledger_run, noop_run in paired:
+                ledger_run["ratio"] = ledger_run["commands_per_s"] / noop_run["commands_per_s"]
+                ledger_run["cpu_ratio"] = noop_run["server_cpu_ms"] / ledger_run["server_cpu_ms"]
+            ledger_median["ratio"] = statistics.median(run["ratio"] for run, _ in paired)
+            ledger_median["cpu_ratio"] = statistics.median(run["cpu_ratio"] for run, _ in paired)
+            load_text = f"{clients} clients"
+            report.rows.append(Row("commands", "ledger", load_text, ledger_median, runs["ledger"]))
+            report.rows.append(Row("commands", "noop", load_text, noop_median, runs["noop"]))
+            print(
+                f"  {clients:>2} clients: ledger {ledger_median['commands_per_s']:,.0f}/s "
+                f"p99 {ledger_median['p99_ms']:.1f} ms, "
+                f"noop {noop_median['commands_per_s']:,.0f}/s",
+                flush=True,
+            )
+        steady: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
+        for _ in range(plan.steady_runs):
+            for name, address, pid in targets:
+                # Enough workers that the rate never waits for a slow answer.
+                load = Load(DEPOSIT, DEPOSIT_DATA, 64, plan.steady_seconds, rps=STEADY_RPS)
+                steady[name].append(_measure(ghz, address, pid, kafka_pid, load))
+        for name in ("ledger", "noop"):
+            report.rows.append(
+                Row("steady", name, f"{STEADY_RPS:,}/s", median_of(steady[name]), steady[name])
+            )
+    best = max(
+        (row for row in report.rows if row.scenario == "commands" and row.target == "ledger"),
+        key=lambda row: row.metrics["commands_per_s"],
+    )
+    report.goals.append(
+        Goal(f"commands/s ({best.load})", best.metrics["commands_per_s"], GOAL_COMMANDS_PER_S, True)
+    )
+    report.goals.append(
+        Goal(f"ratio to no-op ({best.load})", best.metrics["ratio"], GOAL_RATIO, True, "x")
+    )
+    noop_best = next(
+        row
+        for row in report.rows
+        if row.scenario == "commands" and row.target == "noop" and row.load == best.load
+    )
+    report.notes.append(
+        f"server CPU per call, no-op over ledger ({best.load}): {best.metrics['cpu_ratio']:.2f}; "
+        "were the server's CPU the only limit, the throughput ratio would be this"
+    )
+    report.notes.append(
+        f"the no-op gRPC server answered {noop_best.metrics['commands_per_s']:,.0f} calls/s "
+        f"({best.load}) on this machine: the ceiling of a Python grpc.aio server here, against "
+        f"which the {GOAL_COMMANDS_PER_S:,} commands/s goal is to be read"
+    )
+    steady_ledger = next(r for r in report.rows if r.scenario == "steady" and r.target == "ledger")
+    steady_noop = next(r for r in report.rows if r.scenario == "steady" and r.target == "noop")
+    report.notes.append(
+        f"at {STEADY_RPS:,} calls/s the no-op server's own p99 was "
+        f"{steady_noop.metrics['p99_ms']:.1f} ms: the floor this machine puts under that goal"
+    )
+    report.goals.append(
+        Goal(
+            f"p99 ack at {STEADY_RPS:,} commands/s",
+            steady_ledger.metrics.get("p99_ms", math.nan),
+            GOAL_STEADY_P99_MS,
+            False,
+            " ms",
+        )
+    )

@@ -1,0 +1,183 @@
+"""Scenario 5: how long the command server takes to serve again with N events in its log.
+
+The log is filled directly (bench.loader), then the command server is started on it and timed
+from launch until grpc.health.v1 says SERVING (it rebuilds its write model from the whole log
+first). The baseline is a plain read_committed consumer reading the same records without
+decoding them: the floor that any replay from Kafka pays.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from bench.harness import Bench
+from bench.loader import EVENTS_PER_ACCOUNT, Loaded, load
+from bench.report import Goal, Report, Row, median_of
+from devstack.ledger_services import LedgerService, grpc_serving
+from devstack.ports import LOOPBACK, free_port
+
+GOAL_SECONDS = 5.0
+GOAL_EVENTS = 1_000_000
+FULL_SIZES = (100_000, 1_000_000)
+QUICK_SIZES = (30_000,)
+LOADER_PROCESSES = 2
+_REBUILT = re.compile(r"rebuilt (\d+) accounts from (\d+) events .* in ([0-9.]+)s")
+
+
+def _load_chunk(args: tuple[str, str, str, int, int]) -> Loaded:
+    bootstrap, registry_url, topic, first, accounts = args
+    return load(bootstrap, registry_url, topic, first_account=first, accounts=accounts)
+
+
+def fill(bench: Bench, topic: str, first_account: int, events: int) -> float:
+    """Append `events` events (in whole account histories) to `topic`; returns events/s."""
+    accounts = events // EVENTS_PER_ACCOUNT
+    per_process = -(-accounts // LOADER_PROCESSES)
+    chunks = [
+        (
+            bench.stack.kafka_bootstrap,
+            bench.stack.registry_url,
+            topic,
+            first_account + start,
+            min(per_process, accounts - start),
+        )
+        for start in range(0, accounts, per_process)
+    ]
+    started = time.monotonic()
+    with multiprocessing.get_context("spawn").Pool(len(chunks)) as pool:
+        loaded = pool.map(_load_chunk, chunks)
+    return sum(part.events for part in loaded) / (time.monotonic() - started)
+
+
+def raw_read_seconds(bootstrap: str, topic: str) -> tuple[float, int]:
+    """Read every committed record of `topic` without decoding: (seconds, records)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+    try:
+        started = time.monotonic()
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = list(metadata.topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+        records = 0
+        while pending:
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if (
+                        err.code() == KafkaError._PARTITION_EOF
+                        and (msg.offset() or 0) >= ends[msg.partition() or 0]
+                    ):
+                        pending.discard(msg.partition() or 0)
+                    continue
+                records += 1
+        return time.monotonic() - started, records
+    finally:
+        consumer.close()
+
+
+def time_to_serving(bench: Bench, topic: str, timeout: float = 900) -> tuple[float, float]:
+    """Start a command server on `topic`; (seconds until SERVING, replay seconds it logged)."""
+    address = f"{LOOPBACK}:{free_port()}"
+    env = {
+        **bench.stack.environment(),
+        "LEDGER_COMMAND_ADDR": address,
+        "LEDGER_TOPIC": topic,
+        "LEDGER_LOG_LEVEL": "INFO",
+    }
+    service = LedgerService(
+        "command-server",
+        "command_server",
+        env=env,
+        log_file=bench.work_dir / f"restart-{topic}" / "command-server.log",
+        address=address,
+        ready=grpc_serving(address),
+        start_timeout=timeout,
+    )
+    probe = grpc_serving(address)
+    started = time.monotonic()
+    service.launch()
+    try:
+        while not probe():
+            if not service.is_running():
+                raise RuntimeError(f"the command server exited: {service.log_text()[-2000:]}")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"not SERVING after {timeout:.0f}s")
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        service.stop()
+    # The log file collects every start on this topic: the last rebuild line is this one's.
+    found = _REBUILT.findall(service.log_text())
+    replay = float(found[-1][2]) if found else float("nan")
+    return elapsed, replay
+
+
+def run(bench: Bench, report: Report) -> None:
+    sizes = QUICK_SIZES if bench.quick else FULL_SIZES
+    restarts = 1 if bench.quick else 2
+    topic = bench.new_topic("restart")
+    report.settings["restart"] = {
+        "sizes": list(sizes),
+        "restarts_per_size": restarts,
+        "events_per_account": EVENTS_PER_ACCOUNT,
+        "topic": topic,
+    }
+    in_log = 0
+    for size in sizes:
+        rate = fill(bench, topic, in_log // EVENTS_PER_ACCOUNT, size - in_log)
+        in_log = size
+        print(f"log holds {in_log:,} events (loaded at {rate:,.0f} events/s)", flush=True)
+        raw_s, records = raw_read_seconds(bench.stack.kafka_bootstrap, topic)
+        runs = []
+        for _ in range(restarts):
+            serving_s, replay_s = time_to_serving(bench, topic)
+            runs.append(
+                {
+                    "seconds_to_serving": serving_s,
+                    "replay_s": replay_s,
+                    "events_per_s": in_log / replay_s if replay_s > 0 else float("nan"),
+                }
+            )
+            print(f"  SERVING after {serving_s:.1f}s (rebuild {replay_s:.1f}s)", flush=True)
+        load_text = f"{in_log:,} events"
+        report.rows.append(Row("restart", "ledger", load_text, median_of(runs), runs))
+        report.rows.append(
+            Row(
+                "restart",
+                "raw read",
+                load_text,
+                {"seconds_to_serving": raw_s, "events_per_s": records / raw_s},
+            )
+        )
+    largest = report.rows[-2]
+    report.goals.append(
+        Goal(
+            f"restart to SERVING ({largest.load})",
+            largest.metrics["seconds_to_serving"],
+            GOAL_SECONDS,
+            False,
+            " s",
+        )
+    )
+    if in_log < GOAL_EVENTS:
+        report.goals[-1].name += f" (the goal is for {GOAL_EVENTS:,}; full mode measures it)"

@@ -1,0 +1,98 @@
+"""The gRPC process's handle on the writer process: spawn it, wait until it has rebuilt the
+state, exchange batches with it over a pipe without blocking the event loop, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+from dataclasses import dataclass
+from typing import Any
+
+from command_server.settings import Settings
+from command_server.wire import PackedCommand, WriterFailed
+from command_server.writer import KNOWN_START_FAILURES, READY, BatchReply, writer_main
+
+
+class WriterLost(RuntimeError):
+    """The writer process exited or closed its end of the pipe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What the writer reports once it has rebuilt its state from the event store."""
+
+    partitions: int
+    accounts: int
+    events: int
+
+
+class WriterProcess:
+    def __init__(self, settings: Settings) -> None:
+        # spawn, not fork: this process already runs gRPC's and asyncio's threads.
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe(duplex=True)
+        self._process = context.Process(
+            target=writer_main,
+            args=(child_conn, settings),
+            name="command-server-writer",
+            # Should this process die without stopping it, multiprocessing still terminates it.
+            daemon=True,
+        )
+        self._child_conn = child_conn
+
+    def start(self) -> None:
+        self._process.start()
+        # Only the child keeps its end open, so its exit shows here as end-of-file.
+        self._child_conn.close()
+
+    async def rebuilt(self) -> Rebuilt:
+        """Wait until the writer is ready to take batches; raise what made it fail otherwise."""
+        message = await self._receive()
+        if message[0] == READY:
+            _, partitions, accounts, events = message
+            return Rebuilt(partitions, accounts, events)
+        _, kind, text = message
+        raise KNOWN_START_FAILURES.get(kind, WriterFailed)(text)
+
+    async def commit(self, batch: list[PackedCommand]) -> BatchReply:
+        """Hand one batch to the writer and wait for its verdicts."""
+        try:
+            self._conn.send(batch)
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            raise WriterLost(f"the writer process is gone: {exc!r}") from exc
+        reply: BatchReply = await self._receive()
+        return reply
+
+    async def _receive(self) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        fd = self._conn.fileno()
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            if future.done():
+                return
+            try:
+                # The writer sends each message whole, so this does not wait for long.
+                future.set_result(self._conn.recv())
+            except (EOFError, OSError) as exc:
+                future.set_exception(WriterLost(f"the writer process is gone: {exc!r}"))
+
+        loop.add_reader(fd, readable)
+        try:
+            return await future
+        finally:
+            loop.remove_reader(fd)
+
+    async def stop(self, grace_seconds: float = 30) -> int | None:
+        """Ask the writer to close its producer and exit; returns its exit code."""
+        with contextlib.suppress(OSError):  # it may be gone already
+            self._conn.send(None)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._process.join, grace_seconds)
+        if self._process.is_alive():
+            self._process.kill()
+            await loop.run_in_executor(None, self._process.join, 5)
+        self._conn.close()
+        return self._process.exitcode
