@@ -16,10 +16,11 @@ from grpc_reflection.v1alpha import reflection
 from command_server.event_store import AppendFailed, Fenced
 from command_server.group_commit import GroupCommitter
 from command_server.servicer import CommandServicer
-from command_server.settings import Settings, SettingsError
+from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.topic import UnsafeTopic
 from command_server.writer_process import WriterLost, WriterProcess
+from ledger.environment import SettingsError
 from ledger.reflection import documented_pool
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter
 from ledger.telemetry.interceptor import MetricsInterceptor

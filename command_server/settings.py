@@ -6,24 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-EVENT_TOPIC = "account_events"
+from ledger.environment import SettingsError, env_int
+from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +37,14 @@ class Settings:
             registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
             listen=env.get("LEDGER_COMMAND_ADDR") or defaults.listen,
             topic=env.get("LEDGER_TOPIC") or defaults.topic,
-            partitions=_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
-            shard_index=_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
-            shard_count=_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
-            batch_max_commands=_int(
+            partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
+            shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
+            shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
+            batch_max_commands=env_int(
                 env, "LEDGER_BATCH_MAX_COMMANDS", defaults.batch_max_commands, minimum=1
             ),
-            batch_max_wait_ms=_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
-            dedupe_window=_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
+            batch_max_wait_ms=env_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
+            dedupe_window=env_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
         )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from command_server.event_store import AppendFailed, EventStore, Fenced
-from command_server.settings import Settings, SettingsError
+from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.topic import UnsafeTopic, ensure_event_topic
 from command_server.wire import (
@@ -47,6 +47,7 @@ from ledger.domain.account import Account
 from ledger.domain.commands import Command, accounts_of, fingerprint
 from ledger.domain.decider import decide, evolve
 from ledger.domain.rejection import Rejection
+from ledger.environment import SettingsError
 from ledger.events.codec import EventCodec
 from ledger.events.records import Event
 from ledger.events.schema_store import ConfluentSchemaStore

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ledger.environment import SettingsError
 from ledger.reflection import documented_pool
 from ledger.telemetry.exporter import QUERY_SERVER_METRICS_ADDR, start_metrics_exporter
 from ledger.telemetry.interceptor import MetricsInterceptor
@@ -25,7 +26,7 @@ from query_server.errors import Unavailable
 from query_server.listener import CheckpointListener
 from query_server.read_model import ReadModel
 from query_server.servicer import QueryServicer, ReadSide
-from query_server.settings import Settings, SettingsError
+from query_server.settings import Settings
 from query_server.token_wait import TokenWaiter
 from query_server.watermarks import HighWatermarks
 

@@ -6,24 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-EVENT_TOPIC = "account_events"
+from ledger.environment import SettingsError, env_int
+from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -62,7 +48,7 @@ class Settings:
             listen=env.get("LEDGER_QUERY_ADDR") or defaults.listen,
             topic=env.get("LEDGER_TOPIC") or defaults.topic,
             kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or None,
-            pool_size=_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
+            pool_size=env_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
             default_wait_seconds=_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds
             ),

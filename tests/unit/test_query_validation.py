@@ -8,10 +8,11 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.consistency import ConsistencyToken
+from ledger.environment import SettingsError
 from ledger.v1 import queries_pb2 as pb
 from query_server import validation
 from query_server.errors import InvalidArgument
-from query_server.settings import Settings, SettingsError
+from query_server.settings import Settings
 
 
 def _ts(seconds: int, nanos: int = 0) -> Timestamp:
