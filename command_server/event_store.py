@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.events.codec import EventCodec, UndecodableEvent
 from ledger.events.records import Event
 
@@ -50,8 +51,13 @@ class EventStore:
                 # The transaction commit flushes; lingering would only add latency.
                 "linger.ms": 0,
                 "partitioner": "murmur2",
-                "transaction.timeout.ms": 60_000,
-                "message.timeout.ms": 30_000,
+                # A broker that dies with our transaction open holds the partitions until the
+                # transaction times out: keep that short (librdkafka wants the message timeout
+                # below it).
+                "transaction.timeout.ms": 10_000,
+                "message.timeout.ms": 9_000,
+                # Snapshot chunks are larger than events (the snapshot topic allows them).
+                "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
             }
         )
         self._bootstrap = bootstrap
@@ -93,6 +99,18 @@ class EventStore:
             raise AppendFailed(f"delivery not confirmed after commit: {failures}")
         return offsets
 
+    def publish(self, topic: str, records: Sequence[tuple[str, bytes | None]]) -> None:
+        """Write keyed records (None: a tombstone) to `topic` in one transaction of their own."""
+        try:
+            if not self._in_transaction:
+                self._producer.begin_transaction()
+            self._in_transaction = False
+            for key, value in records:
+                self._send(topic, value, key.encode(), partition=0)
+            self._commit()
+        except KafkaException as exc:
+            self._handle(exc.args[0])
+
     def prepare(self) -> None:
         """Begin the next transaction ahead of the next batch, while there is nothing to do.
 
@@ -111,11 +129,20 @@ class EventStore:
 
     def _produce(self, event: Event, partition: int, on_delivery: Any) -> None:
         value = self._codec.encode(event)
-        key = event.account_id.encode()
+        self._send(self._topic, value, event.account_id.encode(), partition, on_delivery)
+
+    def _send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes,
+        partition: int,
+        on_delivery: Any = None,
+    ) -> None:
         while True:
             try:
                 self._producer.produce(
-                    self._topic, value, key, partition=partition, on_delivery=on_delivery
+                    topic, value, key, partition=partition, on_delivery=on_delivery
                 )
                 return
             except BufferError:
@@ -153,9 +180,11 @@ class EventStore:
         self,
         partitions: Sequence[int],
         apply: Callable[[Event, int, int], None],
+        start: Mapping[int, int] | None = None,
         timeout: float = 600,
     ) -> int:
-        """Feed every committed event of `partitions` to `apply`, up to the current end."""
+        """Feed every committed event of `partitions` to `apply`, from `start` (offset per
+        partition, default 0) up to the current end."""
         consumer = Consumer(
             {
                 "logger": log,
@@ -170,7 +199,9 @@ class EventStore:
             }
         )
         try:
-            return self._replay(consumer, partitions, apply, time.monotonic() + timeout)
+            return self._replay(
+                consumer, partitions, apply, start or {}, time.monotonic() + timeout
+            )
         finally:
             consumer.close()
 
@@ -179,16 +210,17 @@ class EventStore:
         consumer: Consumer,
         partitions: Sequence[int],
         apply: Callable[[Event, int, int], None],
+        start: Mapping[int, int],
         deadline: float,
     ) -> int:
         ends = {}
         for p in partitions:
             _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)
             ends[p] = high
-        pending = {p for p, high in ends.items() if high > 0}
+        pending = {p for p, high in ends.items() if high > start.get(p, 0)}
         if not pending:
             return 0
-        consumer.assign([TopicPartition(self._topic, p, 0) for p in pending])
+        consumer.assign([TopicPartition(self._topic, p, start.get(p, 0)) for p in pending])
         count = 0
         undecodable = 0
         while pending:

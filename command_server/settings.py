@@ -26,6 +26,9 @@ class Settings:
     batch_max_wait_ms: int = 0
     # How many command ids (most recent first) are remembered for idempotent retries.
     dedupe_window: int = 1_000_000
+    # A snapshot of the write model every this many events (0: never), so that a restart
+    # replays only the events after it.
+    snapshot_every_events: int = 10_000
     grace_seconds: float = 10.0
 
     @classmethod
@@ -45,6 +48,9 @@ class Settings:
             ),
             batch_max_wait_ms=env_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
             dedupe_window=env_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
+            snapshot_every_events=env_int(
+                env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
+            ),
         )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 # Kafka is the only source of truth: nothing may ever be deleted or compacted away.
@@ -39,7 +39,7 @@ def ensure_event_topic(admin: AdminClient, topic: str, partitions: int, timeout:
     return len(metadata.topics[topic].partitions)
 
 
-def _describe(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
+def describe_topic_config(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     deadline = time.monotonic() + timeout
     while True:
@@ -57,7 +57,7 @@ def _describe(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:
 
 
 def verify_retention(admin: AdminClient, topic: str, timeout: float = 30) -> None:
-    configs = _describe(admin, topic, timeout)
+    configs = describe_topic_config(admin, topic, timeout)
     wrong = {
         name: configs[name].value
         for name, wanted in REQUIRED_CONFIG.items()
@@ -71,3 +71,9 @@ def verify_retention(admin: AdminClient, topic: str, timeout: float = 30) -> Non
             f"Fix it with kafka-configs --alter --entity-type topics --entity-name {topic} "
             f"--add-config {needed.replace(', ', ',')}"
         )
+
+
+def topic_id(admin: AdminClient, topic: str, timeout: float = 30) -> str:
+    """The topic's unique id: a topic deleted and created again under its name gets a new one."""
+    description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    return str(description.result(timeout).topic_id)

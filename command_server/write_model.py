@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
+from command_server.outcome_log import (
+    CHUNK_ENTRIES,
+    OutcomeColumns,
+    OutcomeLog,
+)
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
@@ -28,21 +34,40 @@ class Outcome:
             self._token = ConsistencyToken(self.positions).encode()
         return self._token
 
-    def record(self, event: Event, partition: int, offset: int) -> None:
-        # A transfer's credit lands on the destination; the response reports the source.
-        if not isinstance(event, TransferCredited):
-            self.version = event.version
+    def record(self, version: int, partition: int, offset: int) -> None:
+        # A transfer's credit (version 0 here) lands on the destination; the answer reports the
+        # source.
+        self.version = max(self.version, version)
         self.positions[partition] = max(offset, self.positions.get(partition, -1))
         self._token = None
 
 
-class WriteModel:
-    """Current accounts and recent outcomes; only the batcher changes it, after a commit."""
+def source_version(event: Event) -> int:
+    """The version an event contributes to its command's answer: 0 for a transfer's credit."""
+    return 0 if isinstance(event, TransferCredited) else event.version
 
-    def __init__(self, dedupe_window: int) -> None:
+
+# An outcome restored from a snapshot stays packed in its partition's log until it is asked for;
+# the index then holds (partition, absolute index) instead of an Outcome.
+_Entry = Outcome | tuple[int, int]
+
+
+class WriteModel:
+    """Current accounts and recent outcomes; only the batcher changes it, after a commit.
+
+    The dedupe window is kept per partition, because snapshots are: each owned partition
+    remembers at least the outcomes of its last `dedupe_window / partitions owned` events, and
+    forgets older ones a whole chunk at a time.
+    """
+
+    def __init__(self, dedupe_window: int, partitions: list[int] | None = None) -> None:
         self.accounts: dict[str, Account] = {}
-        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
-        self._dedupe_window = dedupe_window
+        self._index: dict[str, _Entry] = {}
+        self.logs: dict[int, OutcomeLog] = {p: OutcomeLog() for p in partitions or []}
+        self.account_ids: dict[int, set[str]] = {p: set() for p in partitions or []}
+        self.positions: dict[int, int] = {}
+        """The offset of the last event folded in, per partition."""
+        self._window = -(-dedupe_window // max(1, len(self.logs)))
         self.events_applied = 0
 
     def apply(self, event: Event, partition: int, offset: int) -> None:
@@ -54,15 +79,96 @@ class WriteModel:
     def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> None:
         """Record a committed event whose resulting account `state` is already known (the batcher
         evolved it while deciding, against this very model plus the batch's earlier events)."""
-        self.accounts[event.account_id] = state
-        outcome = self._outcomes.get(event.command_id)
+        account_id = event.account_id
+        if account_id not in self.accounts:
+            self._partition_accounts(partition).add(account_id)
+        self.accounts[account_id] = state
+        self.positions[partition] = offset
+        command_id = event.command_id
+        log = self._log(partition)
+        log.append(command_id, event.command_fingerprint, offset)
+        outcome = self.outcome(command_id)
         if outcome is None:
-            outcome = Outcome(event.command_fingerprint)
-            self._outcomes[event.command_id] = outcome
-            if len(self._outcomes) > self._dedupe_window:
-                self._outcomes.popitem(last=False)
-        outcome.record(event, partition, offset)
+            outcome = self._index[command_id] = Outcome(event.command_fingerprint)
+        outcome.record(source_version(event), partition, offset)
         self.events_applied += 1
+        if len(log) >= self._window + CHUNK_ENTRIES:
+            self._forget_oldest(partition, log)
 
     def outcome(self, command_id: str) -> Outcome | None:
-        return self._outcomes.get(command_id)
+        entry = self._index.get(command_id)
+        if entry is None or isinstance(entry, Outcome):
+            return entry
+        partition, index = entry
+        log = self.logs[partition]
+        version, token = log.answer(index)
+        positions = dict(ConsistencyToken.decode(token).positions)
+        outcome = Outcome(log.fingerprint(index), version, positions, token)
+        self._index[command_id] = outcome
+        return outcome
+
+    def chunk(self, partition: int, first: int, end: int) -> OutcomeColumns:
+        """Entries [first, end) of a partition's log, each with its command's answer."""
+        log = self.logs[partition]
+        answers: list[tuple[int, str]] = []
+        for index in log.span(first, end):
+            outcome = self.outcome(log.command_id(index))
+            # A transfer whose other event was forgotten in its partition: forgotten here too.
+            answers.append((0, "") if outcome is None else (outcome.version, outcome.token))
+        return log.columns(first, end, answers)
+
+    def restore(
+        self, partition: int, accounts: list[Account], outcomes: list[OutcomeColumns], offset: int
+    ) -> None:
+        """Take one partition's state from a snapshot that covers it up to `offset`."""
+        ids = self._partition_accounts(partition)
+        for account in accounts:
+            self.accounts[account.account_id] = account
+            ids.add(account.account_id)
+        log = self.logs[partition] = OutcomeLog(outcomes[0].first if outcomes else 0)
+        for columns in outcomes:
+            log.extend(columns)
+            first, count = columns.first, len(columns)
+            # Every entry carries its command's whole answer, so the two events of a transfer
+            # index the same answer and either may stand for it.
+            places = zip(repeat(partition, count), range(first, first + count), strict=True)
+            entries: Iterable[tuple[str, _Entry]] = zip(columns.command_ids, places, strict=True)
+            if "" in columns.tokens:
+                # Forgotten by the time the chunk was written: stays forgotten.
+                tokens = columns.tokens
+                entries = (
+                    (command_id, place)
+                    for command_id, place, token in zip(
+                        columns.command_ids, places, tokens, strict=True
+                    )
+                    if token
+                )
+            self._index.update(entries)
+        self.positions[partition] = offset
+
+    def _forget_oldest(self, partition: int, log: OutcomeLog) -> None:
+        # Down to a chunk boundary, keeping at least the window.
+        keep_from = (log.end - self._window) // CHUNK_ENTRIES * CHUNK_ENTRIES
+        for index in range(log.start, keep_from):
+            command_id = log.command_id(index)
+            entry = self._index.get(command_id)
+            if entry == (partition, index) or (
+                # This command's, not a later one's that reused its id: a command's events in
+                # one partition are adjacent (offset, offset + 1), a later batch's are beyond.
+                isinstance(entry, Outcome)
+                and entry.positions.get(partition, -1) <= log.offset(index) + 1
+            ):
+                del self._index[command_id]
+        log.drop_oldest(keep_from - log.start)
+
+    def _log(self, partition: int) -> OutcomeLog:
+        log = self.logs.get(partition)
+        if log is None:
+            log = self.logs[partition] = OutcomeLog()
+        return log
+
+    def _partition_accounts(self, partition: int) -> set[str]:
+        ids = self.account_ids.get(partition)
+        if ids is None:
+            ids = self.account_ids[partition] = set()
+        return ids

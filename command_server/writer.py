@@ -14,22 +14,19 @@ the other core, and the gRPC process only forwards commands and answers.
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from typing import Any
-
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from command_server.event_store import AppendFailed, EventStore, Fenced
 from command_server.settings import Settings
 from command_server.shards import Shard
-from command_server.topic import UnsafeTopic, ensure_event_topic
+from command_server.snapshots import Snapshots
+from command_server.startup import connect, rebuild
+from command_server.topic import UnsafeTopic
 from command_server.wire import (
     ACK,
     APPEND_FAILED,
@@ -48,9 +45,7 @@ from ledger.domain.commands import Command, accounts_of, fingerprint
 from ledger.domain.decider import decide, evolve
 from ledger.domain.rejection import Rejection
 from ledger.environment import SettingsError
-from ledger.events.codec import EventCodec
 from ledger.events.records import Event
-from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -72,25 +67,6 @@ BatchReply = tuple[str | None, list[PackedVerdict]]
 def utc_now() -> datetime:
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def connect(settings: Settings) -> tuple[EventStore, Shard]:
-    """Blocking start-up: topic, schema, and fencing of any zombie of our shard."""
-    admin_config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": log}
-    admin = AdminClient(admin_config)
-    partitions = ensure_event_topic(admin, settings.topic, settings.partitions)
-    if partitions != settings.partitions:
-        log.warning(
-            "topic %s has %d partitions (LEDGER_PARTITIONS=%d); using the topic's count",
-            settings.topic,
-            partitions,
-            settings.partitions,
-        )
-    codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": settings.registry_url})))
-    codec.register(settings.topic)
-    store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_id, codec)
-    store.open()
-    return store, Shard(settings.shard_index, settings.shard_count, partitions)
 
 
 @dataclass(slots=True)
@@ -137,6 +113,8 @@ class Batcher:
         self._shard = shard
         self._clock = clock
         self._fenced: Fenced | None = None
+        self.appended = 0
+        """Events the last batch appended."""
 
     def commit(self, packed: list[PackedCommand]) -> BatchReply:
         batch = [_Submission(unpack_command(command)) for command in packed]
@@ -145,6 +123,7 @@ class Batcher:
             return str(self._fenced), [refusal] * len(batch)
         decisions = self._decide(batch)
         verdicts, events = decisions.verdicts, decisions.events
+        self.appended = 0
         if events:
             try:
                 offsets = self._store.append(events)
@@ -157,6 +136,7 @@ class Batcher:
             except Exception as exc:
                 log.exception("unexpected failure appending a batch")
                 return None, [(FAILED, f"appending the batch failed: {exc!r}")] * len(batch)
+            self.appended = len(events)
             apply = self._model.apply_decided
             for (event, partition), offset, state in zip(
                 events, offsets, decisions.states, strict=True
@@ -246,16 +226,8 @@ def writer_main(conn: Connection, settings: Settings) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging("command-server")
     try:
-        store, shard = connect(settings)
-        model = WriteModel(settings.dedupe_window)
-        # Rebuilding allocates millions of long-lived objects and no garbage cycles: the cyclic
-        # collector would only scan them again and again.
-        gc.disable()
-        replayed = store.replay(shard.owned_partitions, model.apply)
-        gc.enable()
-        # The rebuilt state lives as long as the process: keep the collector off it for good.
-        gc.collect()
-        gc.freeze()
+        store, shard, snapshots = connect(settings)
+        model, replayed = rebuild(settings, store, shard, snapshots)
     except tuple(KNOWN_START_FAILURES.values()) as exc:
         _send(conn, (START_FAILED, type(exc).__name__, str(exc)))
         return
@@ -267,8 +239,12 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         store.close()
         return
     batcher = Batcher(model, store, shard)
+    if snapshots is not None:
+        snapshots.note(replayed)
     try:
         while True:
+            if snapshots is not None and snapshots.due:
+                _snapshot(snapshots, model)
             if not conn.poll():
                 # Idle: the next batch's transaction can begin now rather than when it arrives.
                 store.prepare()
@@ -278,11 +254,27 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 log.error("the gRPC process went away; the writer stops")
                 break
             if message is None:
+                if snapshots is not None:
+                    # A clean stop leaves a snapshot of everything: the next start replays nothing.
+                    _snapshot(snapshots, model)
                 break
-            if not _send(conn, batcher.commit(message)):
+            fenced, verdicts = batcher.commit(message)
+            if not _send(conn, (fenced, verdicts)):
                 break
+            if snapshots is not None:
+                snapshots.note(batcher.appended)
     finally:
         store.close()
+
+
+def _snapshot(snapshots: Snapshots, model: WriteModel) -> None:
+    try:
+        snapshots.write(model)
+    except Fenced:
+        pass  # the next batch reports it
+    except AppendFailed as exc:
+        # A snapshot only saves time at the next start; the log still has everything.
+        log.warning("snapshot not written, retrying after more events: %s", exc)
 
 
 def _send(conn: Connection, message: object) -> bool:

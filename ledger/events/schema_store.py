@@ -12,6 +12,7 @@ from typing import Protocol
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 _HTTP_NOT_FOUND = 404
+_HTTP_CONFLICT = 409
 
 
 class UnknownSchemaId(LookupError):
@@ -48,16 +49,28 @@ class ConfluentSchemaStore:
         avro = Schema(schema, schema_type="AVRO")
         try:
             # Set first, so the new schema is itself checked against every earlier version.
-            self._client.set_compatibility(subject_name=subject, level=self._compatibility)
+            self._set_compatibility(subject)
         except SchemaRegistryError as error:
             if error.http_status_code != _HTTP_NOT_FOUND:
                 raise
             # Some registries (Apicurio's Confluent API) only configure subjects that exist; a new
             # subject has no earlier version to be compatible with, so register first.
             schema_id = self._client.register_schema(subject, avro)
-            self._client.set_compatibility(subject_name=subject, level=self._compatibility)
+            self._set_compatibility(subject)
             return schema_id
         return self._client.register_schema(subject, avro)
+
+    def _set_compatibility(self, subject: str) -> None:
+        try:
+            self._client.set_compatibility(subject_name=subject, level=self._compatibility)
+        except SchemaRegistryError as error:
+            # Two writers configuring a subject at once: the other one created the rule first
+            # (Apicurio refuses to create it twice). Fine if it chose what we need.
+            if error.http_status_code != _HTTP_CONFLICT:
+                raise
+            level = self._client.get_compatibility(subject_name=subject)
+            if level != self._compatibility:
+                raise
 
     def schema(self, schema_id: int) -> str:
         try:

@@ -1,0 +1,256 @@
+"""The records of the snapshot topic: what they hold and how they are encoded.
+
+A snapshot of one partition is a manifest plus chunks, each one Kafka record keyed by what it
+is, so that compaction keeps only the latest of each:
+
+    "<partition>/manifest"         what the snapshot covers and which chunks make it up
+    "<partition>/outcomes/<n>"     entries [n * CHUNK_ENTRIES, (n + 1) * CHUNK_ENTRIES) of the
+                                   partition's outcome log; immutable once full
+    "<partition>/accounts/<n>"     the n-th slice of the partition's accounts, rewritten by every
+                                   snapshot and tied to its manifest by `generation`
+
+Values are schemaless Avro (one record with a union body). Snapshots are a cache private to the
+command server, never a contract: a record this code cannot read is ignored and the partition
+replayed from the event log, so the format can change by bumping FORMAT.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from array import array
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
+from ledger.domain.account import Account, AccountStatus
+
+FORMAT = 1
+ACCOUNTS_PER_CHUNK = 10_000
+
+_ACCOUNT = {
+    "type": "record",
+    "name": "AccountState",
+    "fields": [
+        {"name": "account_id", "type": "string"},
+        {"name": "currency", "type": "string"},
+        {"name": "owner", "type": "string"},
+        {"name": "closed", "type": "boolean"},
+        {"name": "balance", "type": "long"},
+        {"name": "version", "type": "long"},
+        {"name": "opened_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "updated_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+_SCHEMA = parse_schema(
+    {
+        "type": "record",
+        "name": "SnapshotRecord",
+        "namespace": "ledger.command_server.snapshot",
+        "fields": [
+            {"name": "format", "type": "int"},
+            {
+                "name": "body",
+                "type": [
+                    {
+                        "type": "record",
+                        "name": "Manifest",
+                        "fields": [
+                            {"name": "topic", "type": "string"},
+                            {"name": "topic_id", "type": "string"},
+                            {"name": "partition", "type": "int"},
+                            {"name": "lineage", "type": "string"},
+                            {"name": "generation", "type": "string"},
+                            {"name": "next_offset", "type": "long"},
+                            {"name": "outcomes_start", "type": "long"},
+                            {"name": "outcomes_end", "type": "long"},
+                            {"name": "account_chunks", "type": "int"},
+                        ],
+                    },
+                    {
+                        "type": "record",
+                        "name": "OutcomeChunk",
+                        "fields": [
+                            {"name": "lineage", "type": "string"},
+                            {"name": "first", "type": "long"},
+                            {"name": "command_ids", "type": {"type": "array", "items": "string"}},
+                            {"name": "fingerprints", "type": "bytes"},
+                            {"name": "offsets", "type": "bytes"},
+                            {"name": "versions", "type": "bytes"},
+                            {"name": "tokens", "type": {"type": "array", "items": "string"}},
+                        ],
+                    },
+                    {
+                        "type": "record",
+                        "name": "AccountChunk",
+                        "fields": [
+                            {"name": "generation", "type": "string"},
+                            {"name": "accounts", "type": {"type": "array", "items": _ACCOUNT}},
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+)
+
+
+class UnreadableSnapshot(ValueError):
+    """A snapshot record that cannot be used; the partition is replayed from the log instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    topic: str
+    topic_id: str
+    partition: int
+    lineage: str
+    """Which numbering of outcome entries the chunks belong to; new after a full replay."""
+    generation: str
+    """This snapshot; its account chunks carry the same value."""
+    next_offset: int
+    """The first offset of the partition the snapshot does not cover."""
+    outcomes_start: int
+    outcomes_end: int
+    account_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeChunk:
+    lineage: str
+    columns: OutcomeColumns
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChunk:
+    generation: str
+    accounts: list[Account]
+
+
+Body = Manifest | OutcomeChunk | AccountChunk
+
+
+def manifest_key(partition: int) -> str:
+    return f"{partition}/manifest"
+
+
+def outcomes_key(partition: int, chunk: int) -> str:
+    return f"{partition}/outcomes/{chunk}"
+
+
+def accounts_key(partition: int, chunk: int) -> str:
+    return f"{partition}/accounts/{chunk}"
+
+
+def partition_of_key(key: str) -> int | None:
+    head, _, _ = key.partition("/")
+    return int(head) if head.isdigit() else None
+
+
+def encode(body: Body) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, _SCHEMA, {"format": FORMAT, "body": _to_datum(body)})
+    return out.getvalue()
+
+
+def decode(value: bytes) -> Body:
+    try:
+        datum: Any = schemaless_reader(io.BytesIO(value), _SCHEMA, None)
+    except Exception as exc:
+        raise UnreadableSnapshot(f"not a snapshot record of this version: {exc!r}") from exc
+    if datum["format"] != FORMAT:
+        raise UnreadableSnapshot(f"snapshot format {datum['format']}, this server reads {FORMAT}")
+    return _from_datum(datum["body"])
+
+
+def _to_datum(body: Body) -> tuple[str, dict[str, Any]]:
+    match body:
+        case Manifest():
+            return ("ledger.command_server.snapshot.Manifest", _fields(body))
+        case OutcomeChunk(lineage=lineage, columns=columns):
+            return (
+                "ledger.command_server.snapshot.OutcomeChunk",
+                {
+                    "lineage": lineage,
+                    "first": columns.first,
+                    "command_ids": columns.command_ids,
+                    "fingerprints": columns.fingerprints,
+                    "offsets": _little_endian(columns.offsets),
+                    "versions": _little_endian(columns.versions),
+                    "tokens": columns.tokens,
+                },
+            )
+        case AccountChunk(generation=generation, accounts=accounts):
+            return (
+                "ledger.command_server.snapshot.AccountChunk",
+                {"generation": generation, "accounts": [_account_datum(a) for a in accounts]},
+            )
+
+
+def _from_datum(datum: dict[str, Any]) -> Body:
+    if "next_offset" in datum:
+        return Manifest(**datum)
+    if "command_ids" in datum:
+        ids: list[str] = datum["command_ids"]
+        tokens: list[str] = datum["tokens"]
+        offsets, versions = _words(datum["offsets"]), _words(datum["versions"])
+        fingerprints: bytes = datum["fingerprints"]
+        lengths = {len(ids), len(offsets), len(versions), len(tokens)}
+        if lengths != {len(fingerprints) / FINGERPRINT_BYTES}:
+            raise UnreadableSnapshot("outcome chunk with columns of different lengths")
+        columns = OutcomeColumns(datum["first"], ids, fingerprints, offsets, versions, tokens)
+        return OutcomeChunk(datum["lineage"], columns)
+    return AccountChunk(datum["generation"], [_account(a) for a in datum["accounts"]])
+
+
+def _fields(manifest: Manifest) -> dict[str, Any]:
+    return {name: getattr(manifest, name) for name in Manifest.__slots__}
+
+
+def _account_datum(account: Account) -> dict[str, Any]:
+    return {
+        "account_id": account.account_id,
+        "currency": account.currency,
+        "owner": account.owner,
+        "closed": account.status is AccountStatus.CLOSED,
+        "balance": account.balance,
+        "version": account.version,
+        "opened_at": account.opened_at,
+        "updated_at": account.updated_at,
+    }
+
+
+def _account(datum: dict[str, Any]) -> Account:
+    opened_at: datetime = datum["opened_at"]
+    updated_at: datetime = datum["updated_at"]
+    return Account(
+        datum["account_id"],
+        datum["currency"],
+        datum["owner"],
+        AccountStatus.CLOSED if datum["closed"] else AccountStatus.OPEN,
+        datum["balance"],
+        datum["version"],
+        opened_at,
+        updated_at,
+    )
+
+
+def _little_endian(words: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        return words.tobytes()
+    swapped = array("q", words)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _words(data: bytes) -> array[int]:
+    if len(data) % 8:
+        raise UnreadableSnapshot("a column of 64-bit words with a partial word")
+    words = array("q")
+    words.frombytes(data)
+    if sys.byteorder != "little":
+        words.byteswap()
+    return words

@@ -1,0 +1,103 @@
+"""The compacted topic that holds the command server's snapshots, next to the event topic.
+
+Unlike the event topic it may lose anything: a snapshot is a cache of a fold of the log, and
+a partition without a usable one is simply replayed. Compaction keeps the latest value of each
+key, which is all a restart reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from command_server.topic import describe_topic_config
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024
+SNAPSHOT_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "max.message.bytes": str(SNAPSHOT_MAX_BYTES),
+    # Compact soon after superseded chunks pile up, so a restart reads little more than the
+    # latest snapshot.
+    "segment.bytes": str(64 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": "3600000",
+}
+
+
+def snapshot_topic_name(event_topic: str) -> str:
+    return f"{event_topic}.snapshots"
+
+
+def ensure_snapshot_topic(admin: AdminClient, topic: str, timeout: float = 30) -> bool:
+    """Create the snapshot topic if missing; False (snapshots off) if it exists uncompacted."""
+    metadata = admin.list_topics(timeout=timeout)
+    if topic not in metadata.topics:
+        futures = admin.create_topics(
+            [NewTopic(topic, num_partitions=1, config=dict(SNAPSHOT_TOPIC_CONFIG))],
+            request_timeout=timeout,
+        )
+        try:
+            futures[topic].result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    policy = describe_topic_config(admin, topic, timeout)["cleanup.policy"].value
+    if policy != "compact":
+        log.warning(
+            "topic %s has cleanup.policy=%s, not compact: snapshots are off and every start "
+            "replays the whole log. Fix: kafka-configs --alter --entity-type topics "
+            "--entity-name %s --add-config cleanup.policy=compact",
+            topic,
+            policy,
+            topic,
+        )
+        return False
+    return True
+
+
+def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, bytes]:
+    """The latest committed value of every live key of the (single-partition) topic."""
+    consumer = Consumer(
+        {
+            "logger": log,
+            "bootstrap.servers": bootstrap,
+            "group.id": "ledger-command-snapshots",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 2 * SNAPSHOT_MAX_BYTES,
+        }
+    )
+    latest: dict[str, bytes] = {}
+    try:
+        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        if end == 0:
+            return latest
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading snapshot topic {topic} did not reach offset {end}")
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(err)
+                    if (msg.offset() or 0) >= end:
+                        return latest
+                    continue
+                key = (msg.key() or b"").decode("utf-8", "replace")
+                value = msg.value()
+                if value is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = value
+    finally:
+        consumer.close()

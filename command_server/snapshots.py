@@ -1,0 +1,228 @@
+"""Snapshots of the write model: written every N events and at a clean stop, read at start.
+
+A restart then reads the latest snapshot of each owned partition and replays only the events
+after it, instead of folding the whole log (design: "later: from snapshots in a compacted
+topic"). A snapshot is written in a Kafka transaction of the shard's own producer, so a fenced
+zombie cannot write one and a crash mid-way leaves the previous snapshot whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from command_server.event_store import EventStore
+from command_server.outcome_log import CHUNK_ENTRIES, OutcomeColumns
+from command_server.snapshot_format import (
+    ACCOUNTS_PER_CHUNK,
+    AccountChunk,
+    Body,
+    Manifest,
+    OutcomeChunk,
+    UnreadableSnapshot,
+    accounts_key,
+    decode,
+    encode,
+    manifest_key,
+    outcomes_key,
+    partition_of_key,
+)
+from command_server.write_model import WriteModel
+from ledger.domain.account import Account
+
+log = logging.getLogger(__name__)
+
+_Body = TypeVar("_Body", Manifest, OutcomeChunk, AccountChunk)
+
+
+@dataclass(slots=True)
+class _Written:
+    """What this process knows the snapshot topic holds for one partition."""
+
+    lineage: str = field(default_factory=lambda: uuid.uuid4().hex)
+    complete: set[int] = field(default_factory=set)
+    """Full outcome chunks of this lineage already in the topic: never written again."""
+    keys: set[str] = field(default_factory=set)
+    """Every live key of the partition, so that those no longer part of it get tombstones."""
+    next_offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotTarget:
+    topic: str
+    event_topic: str
+    event_topic_id: str
+    every_events: int
+    """Write once this many events were folded in since the last snapshot; 0: never."""
+
+
+class Snapshots:
+    def __init__(self, store: EventStore, target: SnapshotTarget) -> None:
+        self._store = store
+        self._target = target
+        self._written: dict[int, _Written] = {}
+        self._since = 0
+
+    def restore(
+        self, model: WriteModel, partitions: Sequence[int], latest: Mapping[str, bytes]
+    ) -> dict[int, int]:
+        """Load every owned partition's usable snapshot into `model`; returns, per partition,
+        the offset its replay starts from."""
+        keys: dict[int, set[str]] = {p: set() for p in partitions}
+        for key in latest:
+            owner = partition_of_key(key)
+            if owner in keys:
+                keys[owner].add(key)
+        start: dict[int, int] = {}
+        for p in partitions:
+            self._written[p] = _Written(keys=keys[p])
+            if manifest_key(p) not in latest:
+                continue
+            try:
+                manifest, accounts, outcomes = self._read(p, latest)
+            except UnreadableSnapshot as exc:
+                log.warning("partition %d: snapshot not usable (%s); replaying it whole", p, exc)
+                continue
+            model.restore(p, accounts, outcomes, manifest.next_offset - 1)
+            end = manifest.outcomes_end
+            self._written[p] = _Written(
+                manifest.lineage,
+                {c for c in range(manifest.outcomes_start // CHUNK_ENTRIES, end // CHUNK_ENTRIES)},
+                keys[p],
+                manifest.next_offset,
+            )
+            start[p] = manifest.next_offset
+        return start
+
+    def _read(
+        self, partition: int, latest: Mapping[str, bytes]
+    ) -> tuple[Manifest, list[Account], list[OutcomeColumns]]:
+        manifest = _expect(Manifest, latest, manifest_key(partition))
+        target = self._target
+        if (manifest.topic, manifest.topic_id, manifest.partition) != (
+            target.event_topic,
+            target.event_topic_id,
+            partition,
+        ):
+            raise UnreadableSnapshot(
+                f"it is of {manifest.topic} (id {manifest.topic_id}) partition "
+                f"{manifest.partition}, not of this topic (id {target.event_topic_id})"
+            )
+        outcomes: list[OutcomeColumns] = []
+        expected = manifest.outcomes_start
+        for chunk in range(expected // CHUNK_ENTRIES, -(-manifest.outcomes_end // CHUNK_ENTRIES)):
+            body = _expect(OutcomeChunk, latest, outcomes_key(partition, chunk))
+            columns = body.columns
+            if body.lineage != manifest.lineage or columns.first != expected:
+                raise UnreadableSnapshot(f"outcome chunk {chunk} is not of this snapshot")
+            outcomes.append(columns)
+            expected += len(columns)
+        if expected != manifest.outcomes_end:
+            raise UnreadableSnapshot(f"outcomes end at {expected}, not {manifest.outcomes_end}")
+        accounts: list[Account] = []
+        for chunk in range(manifest.account_chunks):
+            slice_ = _expect(AccountChunk, latest, accounts_key(partition, chunk))
+            if slice_.generation != manifest.generation:
+                raise UnreadableSnapshot(f"account chunk {chunk} is not of this snapshot")
+            accounts += slice_.accounts
+        return manifest, accounts, outcomes
+
+    def note(self, events: int) -> None:
+        self._since += events
+
+    @property
+    def due(self) -> bool:
+        return 0 < self._target.every_events <= self._since
+
+    def write(self, model: WriteModel) -> None:
+        """Write a snapshot of every partition that changed since its last one.
+
+        Raises what EventStore.publish raises; on failure nothing is recorded as written, so
+        the next attempt writes everything again.
+        """
+        started = time.monotonic()
+        records: list[tuple[str, bytes | None]] = []
+        updated: dict[int, _Written] = {}
+        for partition, written in self._written.items():
+            position = model.positions.get(partition)
+            if position is None or position + 1 == written.next_offset:
+                continue
+            updated[partition] = self._partition_records(partition, written, model, records)
+        # Whatever happens, the next attempt waits for another `every_events` events: a broken
+        # snapshot topic must not cost every batch a failed transaction.
+        self._since = 0
+        if records:
+            self._store.publish(self._target.topic, records)
+        self._written.update(updated)
+        if updated:
+            log.info(
+                "snapshot of partitions %s written (%d records) in %.3fs",
+                sorted(updated),
+                len(records),
+                time.monotonic() - started,
+            )
+
+    def _partition_records(
+        self,
+        partition: int,
+        written: _Written,
+        model: WriteModel,
+        records: list[tuple[str, bytes | None]],
+    ) -> _Written:
+        outcomes = model.logs[partition]
+        start, end = outcomes.start, outcomes.end
+        complete = {c for c in written.complete if c * CHUNK_ENTRIES >= start}
+        keys = {manifest_key(partition)}
+
+        def add(key: str, body: Body) -> None:
+            keys.add(key)
+            records.append((key, encode(body)))
+
+        for chunk in range(start // CHUNK_ENTRIES, -(-end // CHUNK_ENTRIES)):
+            key = outcomes_key(partition, chunk)
+            if chunk in complete:
+                keys.add(key)
+                continue
+            first = chunk * CHUNK_ENTRIES
+            add(
+                key,
+                OutcomeChunk(written.lineage, model.chunk(partition, first, first + CHUNK_ENTRIES)),
+            )
+            if first + CHUNK_ENTRIES <= end:
+                complete.add(chunk)
+        generation = uuid.uuid4().hex
+        accounts = [model.accounts[a] for a in model.account_ids.get(partition, ())]
+        chunks = range(0, len(accounts), ACCOUNTS_PER_CHUNK)
+        for number, at in enumerate(chunks):
+            slice_ = accounts[at : at + ACCOUNTS_PER_CHUNK]
+            add(accounts_key(partition, number), AccountChunk(generation, slice_))
+        records.extend((key, None) for key in sorted(written.keys - keys))
+        next_offset = model.positions[partition] + 1
+        manifest = Manifest(
+            self._target.event_topic,
+            self._target.event_topic_id,
+            partition,
+            written.lineage,
+            generation,
+            next_offset,
+            start,
+            end,
+            len(chunks),
+        )
+        # Last in the transaction, although the transaction makes the order invisible.
+        records.append((manifest_key(partition), encode(manifest)))
+        return _Written(written.lineage, complete, keys, next_offset)
+
+
+def _expect(kind: type[_Body], latest: Mapping[str, bytes], key: str) -> _Body:
+    value = latest.get(key)
+    if value is None:
+        raise UnreadableSnapshot(f"{key} is missing")
+    body = decode(value)
+    if not isinstance(body, kind):
+        raise UnreadableSnapshot(f"{key} holds a {type(body).__name__}")
+    return body

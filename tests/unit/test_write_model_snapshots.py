@@ -1,0 +1,237 @@
+"""Snapshots of the write model, without Kafka: restoring one and folding the rest of the log in
+must give exactly what folding the whole log gives."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from command_server import outcome_log, snapshots, write_model
+from command_server.snapshot_format import (
+    AccountChunk,
+    Manifest,
+    OutcomeChunk,
+    UnreadableSnapshot,
+    decode,
+    encode,
+)
+from command_server.snapshots import Snapshots, SnapshotTarget
+from command_server.write_model import WriteModel
+from ledger.domain.account import Account
+from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.decider import decide, evolve
+from ledger.domain.rejection import Rejection
+from ledger.events.records import Event
+from ledger.partitioning import partition_of
+
+PARTITIONS = [0, 1, 2]
+TARGET = SnapshotTarget("account_events.snapshots", "account_events", "topic-id-1", every_events=1)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class CapturedTopic:
+    """Stands in for EventStore.publish: keeps the latest value of each key, as compaction does."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, bytes] = {}
+        self.transactions = 0
+
+    def publish(self, topic: str, records: Sequence[tuple[str, bytes | None]]) -> None:
+        assert topic == TARGET.topic
+        self.transactions += 1
+        for key, value in records:
+            if value is None:
+                self.latest.pop(key, None)
+            else:
+                self.latest[key] = value
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many chunks and several evictions from a log of a few hundred events.
+    for module in (outcome_log, write_model, snapshots):
+        monkeypatch.setattr(module, "CHUNK_ENTRIES", 16)
+    monkeypatch.setattr(snapshots, "ACCOUNTS_PER_CHUNK", 3)
+
+
+def history(seed: int, commands: int) -> list[tuple[Event, int, int]]:
+    """A valid log: (event, partition, offset) of random commands over ten accounts."""
+    rng = random.Random(seed)
+    state: dict[str, Account] = {}
+    offsets = dict.fromkeys(PARTITIONS, -1)
+    log: list[tuple[Event, int, int]] = []
+    ids = [f"acct-{n}" for n in range(10)]
+    script: list[Command] = [OpenAccount(f"open-{a}", a, "EUR", "owner") for a in ids]
+    for n in range(commands):
+        source, target = rng.sample(ids, 2)
+        amount = str(rng.randint(1, 300))
+        choices: list[Command] = [
+            Deposit(f"c{n}", source, amount),
+            Withdraw(f"c{n}", source, amount),
+            Transfer(f"c{n}", source, target, amount),
+        ]
+        script.append(rng.choice(choices))
+    for step, command in enumerate(script):
+        try:
+            events = decide(command, state, START + timedelta(seconds=step))
+        except Rejection:
+            continue
+        for event in events:
+            state[event.account_id] = evolve(state.get(event.account_id), event)
+            partition = partition_of(event.account_id, len(PARTITIONS))
+            # Gaps, as transaction markers leave them.
+            offsets[partition] += 2
+            log.append((event, partition, offsets[partition]))
+    return log
+
+
+def fold(log: Sequence[tuple[Event, int, int]], window: int = 10_000) -> WriteModel:
+    model = WriteModel(window, PARTITIONS)
+    for event, partition, offset in log:
+        model.apply(event, partition, offset)
+    return model
+
+
+def answers(model: WriteModel, log: Sequence[tuple[Event, int, int]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for event, _, _ in log:
+        outcome = model.outcome(event.command_id)
+        found[event.command_id] = (
+            None
+            if outcome is None
+            else (outcome.fingerprint, outcome.version, outcome.positions, outcome.token)
+        )
+    return found
+
+
+def assert_same_answers(
+    restored: dict[str, object], whole: dict[str, object], log: Sequence[tuple[Event, int, int]]
+) -> None:
+    """What the whole fold remembers, the restored model answers identically; it may remember
+    more (a transfer forgotten in one partition stays answered by its other event), and then
+    with the original answer."""
+    original = answers(fold(log), log)
+    for command_id, answer in whole.items():
+        if answer is not None:
+            assert restored[command_id] == answer, command_id
+        elif restored[command_id] is not None:
+            assert restored[command_id] == original[command_id], command_id
+    assert sum(a is not None for a in restored.values()) >= sum(
+        a is not None for a in whole.values()
+    )
+
+
+def restored(topic: CapturedTopic, window: int = 10_000) -> tuple[WriteModel, dict[int, int]]:
+    model = WriteModel(window, PARTITIONS)
+    start = Snapshots(topic, TARGET).restore(model, PARTITIONS, topic.latest)  # type: ignore[arg-type]
+    return model, start
+
+
+def tail(
+    log: Sequence[tuple[Event, int, int]], start: dict[int, int]
+) -> list[tuple[Event, int, int]]:
+    return [(e, p, o) for e, p, o in log if o >= start.get(p, 0)]
+
+
+@pytest.mark.parametrize("window", [10_000, 40])
+@pytest.mark.parametrize("seed", range(6))
+def test_snapshot_plus_tail_equals_the_whole_fold(seed: int, window: int) -> None:
+    log = history(seed, 250)
+    whole = fold(log, window)
+    topic = CapturedTopic()
+    cut = random.Random(seed).randrange(len(log) // 3, len(log))
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = WriteModel(window, PARTITIONS)
+    writer.restore(model, PARTITIONS, {})
+    # Snapshots taken now and then while the log grows: later ones write only what changed.
+    for at, (event, partition, offset) in enumerate(log[:cut]):
+        model.apply(event, partition, offset)
+        if at % 37 == 0:
+            writer.write(model)
+    writer.write(model)
+
+    again, start = restored(topic, window)
+    assert start
+    assert all(start[p] <= max(o for _, q, o in log if q == p) + 1 for p in start)
+    for event, partition, offset in tail(log, start):
+        again.apply(event, partition, offset)
+    assert again.accounts == whole.accounts
+    assert again.positions == whole.positions
+    assert_same_answers(answers(again, log), answers(whole, log), log)
+
+
+def test_a_restored_model_snapshots_again_and_restores_the_same() -> None:
+    log = history(11, 200)
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS)
+    writer.restore(model, PARTITIONS, {})
+    for event, partition, offset in log[:120]:
+        model.apply(event, partition, offset)
+    writer.write(model)
+    second, start = restored(topic)
+    second_writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    second_writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, topic.latest)
+    for event, partition, offset in tail(log, start):
+        second.apply(event, partition, offset)
+    second_writer.write(second)
+    third, start = restored(topic)
+    assert tail(log, start) == []
+    whole = fold(log)
+    assert third.accounts == whole.accounts
+    assert_same_answers(answers(third, log), answers(whole, log), log)
+
+
+def test_the_window_forgets_old_commands_but_keeps_the_last_ones() -> None:
+    log = history(3, 400)
+    window = 30
+    model = fold(log, window)
+    whole = fold(log)
+    remembered = answers(model, log)
+    # At least the last `window` commands of the shard are remembered, as a replay would.
+    recent = [e.command_id for e, _, _ in log][-window:]
+    assert all(remembered[c] == answers(whole, log)[c] for c in recent)
+    assert sum(1 for v in remembered.values() if v is None) > 0
+    assert all(len(model.logs[p]) < window + 16 for p in PARTITIONS)
+
+
+def test_a_snapshot_of_another_topic_is_ignored() -> None:
+    log = history(5, 50)
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = fold(log)
+    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.write(model)
+    recreated = SnapshotTarget(TARGET.topic, TARGET.event_topic, "topic-id-2", every_events=1)
+    fresh = WriteModel(10_000, PARTITIONS)
+    assert Snapshots(topic, recreated).restore(fresh, PARTITIONS, topic.latest) == {}  # type: ignore[arg-type]
+    assert fresh.accounts == {}
+
+
+def test_a_missing_chunk_makes_the_partition_replay() -> None:
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.write(fold(history(6, 120)))
+    victim = next(k for k in topic.latest if "/outcomes/" in k)
+    del topic.latest[victim]
+    _, start = restored(topic)
+    assert int(victim.split("/")[0]) not in start
+    assert len(start) == len(PARTITIONS) - 1
+
+
+def test_records_round_trip_and_garbage_is_unreadable() -> None:
+    model = fold(history(7, 40))
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.write(model)
+    kinds = {type(decode(value)) for value in topic.latest.values()}
+    assert kinds == {Manifest, OutcomeChunk, AccountChunk}
+    for value in topic.latest.values():
+        assert encode(decode(value)) == value
+    with pytest.raises(UnreadableSnapshot):
+        decode(b"\x02garbage")
