@@ -112,9 +112,15 @@ class WriteModel:
         log = self.logs[partition]
         answers: list[tuple[int, str]] = []
         for index in log.span(first, end):
-            outcome = self.outcome(log.command_id(index))
-            # A transfer whose other event was forgotten in its partition: forgotten here too.
-            answers.append((0, "") if outcome is None else (outcome.version, outcome.token))
+            entry = self._index.get(log.command_id(index))
+            if isinstance(entry, Outcome):
+                answers.append((entry.version, entry.token))
+            elif entry is not None:
+                # Restored and never asked for: its answer is still packed where it came from.
+                answers.append(self.logs[entry[0]].answer(entry[1]))
+            else:
+                # A transfer whose other event was forgotten in its partition: forgotten here too.
+                answers.append((0, ""))
         return log.columns(first, end, answers)
 
     def restore(
