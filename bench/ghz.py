@@ -23,6 +23,7 @@ from devstack.locations import PROJECT_ROOT
 
 PROTO_ROOT = PROJECT_ROOT / "proto"
 COMMANDS_PROTO = "ledger/v1/commands.proto"
+QUERIES_PROTO = "ledger/v1/queries.proto"
 
 
 GHZ = GoTool("ghz", "github.com/bojand/ghz/cmd/ghz", "v0.120.0")
@@ -67,7 +68,8 @@ class GhzRun:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """What ghz sends: one method, a templated JSON body, a client count and a limit."""
+    """What ghz sends: one method (of `proto`), a templated JSON body, a client count and a
+    limit."""
 
     call: str
     data: str
@@ -77,6 +79,7 @@ class Load:
     rps: int | None = None
     connections: int = 1
     timeout_s: float = 20.0
+    proto: str = COMMANDS_PROTO
 
 
 def run_ghz(binary: Path, address: str, load: Load) -> GhzRun:
@@ -85,7 +88,7 @@ def run_ghz(binary: Path, address: str, load: Load) -> GhzRun:
         str(binary),
         "--insecure",
         f"--import-paths={PROTO_ROOT}",
-        f"--proto={PROTO_ROOT / COMMANDS_PROTO}",
+        f"--proto={PROTO_ROOT / load.proto}",
         f"--call={load.call}",
         f"--data={load.data}",
         f"--concurrency={load.concurrency}",

@@ -6,8 +6,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class Bench:
         """The Kafka broker's JVM, to account for the CPU the event store costs."""
         return descendant_pid("kafka.Kafka")
 
+    def postgres_pid(self) -> int:
+        """The PostgreSQL postmaster: its tree holds the backends doing the read model's work."""
+        return descendant_pid(str(self.stack.postgres.pgdata))
+
     def new_topic(self, purpose: str) -> str:
         return f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
 
@@ -41,6 +46,31 @@ class Bench:
         env = {"LEDGER_LOG_LEVEL": "WARNING", **(extra_env or {})}
         return LedgerService.command_server(
             self.stack, self.work_dir / f"cs-{topic}", topic=topic, extra_env=env
+        )
+
+    def projector(
+        self, topic: str, database_url: str, extra_env: Mapping[str, str] | None = None
+    ) -> LedgerService:
+        env = {
+            "LEDGER_LOG_LEVEL": "WARNING",
+            "LEDGER_DATABASE_URL": database_url,
+            # Its own consumer group: the checkpoints in its fresh database say where to start.
+            "LEDGER_PROJECTOR_GROUP": f"bench-{topic}",
+            **(extra_env or {}),
+        }
+        return LedgerService.projector(
+            self.stack, self.work_dir / f"projector-{topic}", topic=topic, extra_env=env
+        )
+
+    def query_server(self, topic: str, database_url: str) -> LedgerService:
+        # Metrics on a free port: the default one may be taken by a `make run` on this machine.
+        env = {"LEDGER_LOG_LEVEL": "WARNING", "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
+        return LedgerService.query_server(
+            self.stack,
+            self.work_dir / f"qs-{topic}",
+            topic=topic,
+            database_url=database_url,
+            extra_env=env,
         )
 
     def noop_server(self) -> LedgerService:
@@ -82,6 +112,19 @@ def running(service: LedgerService, module: str) -> Iterator[int]:
         yield child_pid(module)
     finally:
         service.stop()
+
+
+@contextmanager
+def running_all(services: Sequence[tuple[LedgerService, str]]) -> Iterator[list[int]]:
+    """Start `(service, module)` pairs at once (each spends seconds importing and connecting,
+    mostly waiting), yield their pids in order, and always stop every one started."""
+    with ExitStack() as stack:
+        for service, _ in services:
+            stack.callback(service.stop)
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            for started in [pool.submit(service.start) for service, _ in services]:
+                started.result()
+        yield [child_pid(module) for _, module in services]
 
 
 class CpuMeter:

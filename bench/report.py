@@ -83,17 +83,29 @@ _COLUMNS = (
     ("target", "target"),
     ("load", "load"),
     ("commands_per_s", "cmd/s"),
+    ("queries_per_s", "queries/s"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("ratio", "vs noop"),
     ("server_cores", "server cores"),
     ("loadgen_cores", "ghz cores"),
+    ("client_cores", "client cores"),
     ("server_cpu_ms", "server CPU ms/cmd"),
+    ("query_cpu_ms", "server CPU ms/query"),
     ("kafka_cpu_ms", "Kafka CPU ms/cmd"),
+    ("postgres_cpu_ms", "PG CPU ms/query"),
     ("loadgen_cpu_ms", "ghz CPU ms/cmd"),
+    ("loadgen_query_cpu_ms", "ghz CPU ms/query"),
     ("seconds_to_serving", "to SERVING s"),
     ("replay_s", "replay s"),
+    ("first_batch_s", "first batch s"),
+    ("elapsed_s", "elapsed s"),
     ("events_per_s", "events/s"),
+    ("vs_copy", "vs COPY"),
+    ("process_cpu_s", "process CPU s"),
+    ("postgres_cpu_s", "PG CPU s"),
+    ("process_cpu_us_per_event", "process CPU µs/event"),
+    ("postgres_cpu_us_per_event", "PG CPU µs/event"),
 )
 
 
@@ -107,17 +119,17 @@ def _cell(row: Row, key: str) -> str:
         return "n/a"
     if key.endswith("_cores"):
         return f"{value:.2f}"
-    if key == "ratio":
+    if key in ("ratio", "vs_copy"):
         return f"{value:.2f}x"
     if key.endswith("_per_s"):
         return f"{value:,.0f}"
     return f"{value:,.2f}"
 
 
-def render(report: Report) -> str:
-    columns = [(key, title) for key, title in _COLUMNS if any(_cell(r, key) for r in report.rows)]
+def _table(rows: Sequence[Row]) -> list[str]:
+    columns = [(key, title) for key, title in _COLUMNS if any(_cell(r, key) for r in rows)]
     table = [[title for _, title in columns]]
-    table += [[_cell(row, key) for key, _ in columns] for row in report.rows]
+    table += [[_cell(row, key) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     lines = []
     for number, line in enumerate(table):
@@ -128,12 +140,21 @@ def render(report: Report) -> str:
         )
         if number == 0:
             lines.append("| " + " | ".join("-" * width for width in widths) + " |")
+    return lines
+
+
+def render(report: Report) -> str:
+    # One table per scenario, each with only its own columns: a single table with every
+    # scenario's columns would be mostly empty and too wide to read.
+    scenarios = list(dict.fromkeys(row.scenario for row in report.rows))
+    lines: list[str] = []
+    for scenario in scenarios:
+        lines += [*_table([row for row in report.rows if row.scenario == scenario]), ""]
     out = [
         f"Ledger benchmarks ({report.mode}), {report.started_at}",
         f"machine: {report.machine}",
         "",
         *lines,
-        "",
         "goals:",
         *(f"  {goal.describe()}" for goal in report.goals),
     ]

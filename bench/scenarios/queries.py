@@ -1,0 +1,177 @@
+"""Scenario 4: GetAccount over a populated read model, beside a no-op gRPC server.
+
+10,000 accounts are opened by producing their AccountOpened events into a fresh topic
+(bench.loader), a projector writes them into a fresh database and is stopped once its
+checkpoints cover the topic (so that it takes no CPU from the measurement), then the query
+server and the no-op server (bench/noop_server.py, answering a fixed GetAccountResponse) get
+the same ghz load, run by run interleaved: GetAccount of a random one of the accounts, without
+a consistency token, at each client count. The ratio is the median over adjacent pairs of runs,
+as in the commands scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import loader
+from bench.ghz import QUERIES_PROTO, GhzError, GhzRun, Load, ensure_ghz, run_ghz
+from bench.harness import Bench, CpuMeter, running_all
+from bench.log_scan import scan
+from bench.read_model import fresh_database, wait_covered
+from bench.report import Goal, Report, Row, median_of
+
+ACCOUNTS = 10_000
+ACCOUNT_PREFIX = "query-"
+GET_ACCOUNT = "ledger.v1.QueryService/GetAccount"
+# Per request: one of the accounts at random.
+GET_ACCOUNT_DATA = json.dumps({"account_id": f"{ACCOUNT_PREFIX}{{{{randomInt 0 {ACCOUNTS}}}}}"})
+GOAL_QUERIES_PER_S = 5_000
+GOAL_P99_MS = 10.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    clients: tuple[int, ...]
+    runs: int
+    seconds: float
+    warmup_s: float
+
+
+FULL = Plan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
+QUICK = Plan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
+
+
+def _figures(run: GhzRun, server: CpuMeter, postgres: CpuMeter) -> dict[str, float]:
+    per_query = 1000 / run.ok if run.ok else math.nan
+    return {
+        "queries_per_s": run.ok_rps,
+        "p50_ms": run.p50_ms,
+        "p99_ms": run.p99_ms,
+        "errors": float(run.count - run.ok),
+        "server_cores": server.cores,
+        "loadgen_cores": run.cpu_cores,
+        "query_cpu_ms": server.cpu_s * per_query,
+        "postgres_cpu_ms": postgres.cpu_s * per_query,
+        "loadgen_query_cpu_ms": run.cpu_s * per_query,
+    }
+
+
+def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
+    server, postgres = CpuMeter(pid), CpuMeter(postgres_pid)
+    server.start()
+    postgres.start()
+    run = run_ghz(ghz, address, load)
+    server.stop()
+    postgres.stop()
+    if run.ok == 0:
+        raise GhzError(f"no call to {address} succeeded: {run.errors}")
+    return _figures(run, server, postgres)
+
+
+def _load(clients: int, seconds: float) -> Load:
+    return Load(GET_ACCOUNT, GET_ACCOUNT_DATA, clients, duration_s=seconds, proto=QUERIES_PROTO)
+
+
+def _compare(
+    bench: Bench, report: Report, plan: Plan, ghz: Path, topic: str, database_url: str
+) -> None:
+    query_server = bench.query_server(topic, database_url)
+    noop = bench.noop_server()
+    with running_all([(query_server, "query_server"), (noop, "bench.noop_server")]) as pids:
+        postgres_pid = bench.postgres_pid()
+        targets = (
+            ("ledger", query_server.address, pids[0]),
+            ("noop", noop.address, pids[1]),
+        )
+        for clients in plan.clients:
+            for _, address, pid in targets:
+                _measure(ghz, address, pid, postgres_pid, _load(clients, plan.warmup_s))
+            runs: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
+            for _ in range(plan.runs):
+                for name, address, pid in targets:
+                    load = _load(clients, plan.seconds)
+                    runs[name].append(_measure(ghz, address, pid, postgres_pid, load))
+            ledger_median = median_of(runs["ledger"])
+            noop_median = median_of(runs["noop"])
+            # Each query-server run against the no-op run right after it (see commands.py).
+            paired = list(zip(runs["ledger"], runs["noop"], strict=True))
+            for ledger_run, noop_run in paired:
+                ledger_run["ratio"] = ledger_run["queries_per_s"] / noop_run["queries_per_s"]
+            ledger_median["ratio"] = statistics.median(run["ratio"] for run, _ in paired)
+            load_text = f"{clients} clients"
+            report.rows.append(Row("queries", "ledger", load_text, ledger_median, runs["ledger"]))
+            report.rows.append(Row("queries", "noop", load_text, noop_median, runs["noop"]))
+            print(
+                f"  {clients:>2} clients: query server {ledger_median['queries_per_s']:,.0f}/s "
+                f"p99 {ledger_median['p99_ms']:.1f} ms, noop {noop_median['queries_per_s']:,.0f}/s",
+                flush=True,
+            )
+
+
+async def _populate_and_compare(
+    bench: Bench,
+    report: Report,
+    plan: Plan,
+    ghz: Path,
+    topic: str,
+    last_offsets: dict[int, int],
+) -> None:
+    async with fresh_database(bench.stack, "queries") as database_url:
+        projector = bench.projector(topic, database_url)
+        try:
+            await asyncio.to_thread(projector.start)
+            await wait_covered(database_url, topic, last_offsets, timeout_s=300)
+        finally:
+            await asyncio.to_thread(projector.stop)
+        # ghz and the servers run in other processes: blocking this loop meanwhile is fine.
+        _compare(bench, report, plan, ghz, topic, database_url)
+
+
+def run(bench: Bench, report: Report) -> None:
+    plan = QUICK if bench.quick else FULL
+    ghz = ensure_ghz(bench.cache_dir)
+    topic = bench.new_topic("queries")
+    report.settings["queries"] = {
+        "accounts": ACCOUNTS,
+        "plan": asdict(plan),
+        "get_account_data": GET_ACCOUNT_DATA,
+        "topic": topic,
+    }
+    loader.load(
+        bench.stack.kafka_bootstrap,
+        bench.stack.registry_url,
+        topic,
+        first_account=0,
+        accounts=ACCOUNTS,
+        per_account=1,
+        prefix=ACCOUNT_PREFIX,
+    )
+    last_offsets = scan(bench.stack.kafka_bootstrap, topic, keep_values=False).last_offsets
+    asyncio.run(_populate_and_compare(bench, report, plan, ghz, topic, last_offsets))
+    rows = [row for row in report.rows if row.scenario == "queries"]
+    best = max(
+        (row for row in rows if row.target == "ledger"),
+        key=lambda row: row.metrics["queries_per_s"],
+    )
+    noop_best = next(r for r in rows if r.target == "noop" and r.load == best.load)
+    report.goals.append(
+        Goal(
+            f"GetAccount queries/s ({best.load})",
+            best.metrics["queries_per_s"],
+            GOAL_QUERIES_PER_S,
+            True,
+        )
+    )
+    report.goals.append(
+        Goal(f"GetAccount p99 ({best.load})", best.metrics["p99_ms"], GOAL_P99_MS, False, " ms")
+    )
+    report.notes.append(
+        f"the no-op gRPC server answered {noop_best.metrics['queries_per_s']:,.0f} GetAccount/s "
+        f"({best.load}, p99 {noop_best.metrics['p99_ms']:.1f} ms): the ceiling of a Python "
+        f"grpc.aio server here, against which the {GOAL_QUERIES_PER_S:,}/s goal is to be read"
+    )
