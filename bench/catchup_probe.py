@@ -44,7 +44,7 @@ def decode_figures(events: int) -> None:
     if batch is not None:
         timings["decode_batch"] = lambda: batch(values)
     for name, run in timings.items():
-        best = min(timeit.repeat(run, number=1, repeat=5))
+        best = min(timeit.repeat(run, number=1, repeat=5, timer=time.process_time))
         print(f"{name}: {best / len(values) * 1e6:.2f} µs/event over {len(values)} events")
 
 
@@ -85,7 +85,9 @@ def _one_catchup(
     profile: Path | None,
     extra_env: dict[str, str],
 ) -> dict[str, float]:
+    from bench.procstat import cpu_seconds, tree_cpu_seconds
     from devstack.ledger_services import LedgerService
+    from devstack.process import clean_environment
 
     url = asyncio.run(_fresh_database(stack.database_url, stack.database_url))
     env = {
@@ -97,11 +99,17 @@ def _one_catchup(
     }
     service = LedgerService.projector(stack, work, topic=topic, extra_env=env)
     started = time.monotonic()
-    service.launch()
+    # A probe: nothing public names the processes.
+    pg_pid = stack.postgres._process.pid
+    pg_cpu = tree_cpu_seconds(pg_pid)
+    # From the tree's own directory: `python -m` puts the working directory ahead of PYTHONPATH.
+    service._process.launch(
+        [sys.executable, "-m", "projector"], env=clean_environment(service.env), cwd=source
+    )
+    pid = service._process.pid
+    assert pid is not None
     spy = None
     if profile is not None:
-        # A probe: nothing public names the process.
-        pid = service._process.pid
         spy = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -129,13 +137,21 @@ def _one_catchup(
             if now - started > 900 or not service.is_running():
                 raise RuntimeError(f"projector stuck at {total}: {service.log_text()[-2000:]}")
             time.sleep(0.2)
+        projector_cpu = cpu_seconds(pid)
+        pg_cpu = tree_cpu_seconds(pg_pid) - pg_cpu
     finally:
         done = time.monotonic()
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
         service.stop()
-    return {"total_s": done - started, "events_per_s": events / (done - started)}
+    return {
+        "total_s": round(done - started, 2),
+        "events_per_s": round(events / (done - started)),
+        # CPU per event moves far less than wall time on a shared machine.
+        "projector_cpu_us": round(projector_cpu / events * 1e6, 1),
+        "postgres_cpu_us": round(pg_cpu / events * 1e6, 1),
+    }
 
 
 async def _raw_copy(base_url: str, admin_url: str, events: int) -> float:
@@ -189,6 +205,7 @@ def catchup_figures(
         )
         print(f"loaded {loaded.events} events in {loaded.seconds:.1f}s", flush=True)
         figures: dict[str, list[float]] = {name: [] for name in [*sources, "raw COPY"]}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in sources}
         for round_ in range(runs):
             for name, spec in sources.items():
                 tree, _, batch = spec.partition("@")
@@ -202,12 +219,17 @@ def catchup_figures(
                     {"LEDGER_PROJECTOR_BATCH": batch} if batch else {},
                 )
                 figures[name].append(run["events_per_s"])
+                cpu[name].append((run["projector_cpu_us"], run["postgres_cpu_us"]))
                 print(f"round {round_} {name}: {run}", flush=True)
             rate = asyncio.run(_raw_copy(stack.database_url, stack.database_url, loaded.events))
             figures["raw COPY"].append(rate)
             print(f"round {round_} raw COPY: {rate:,.0f} events/s", flush=True)
         for name, rates in figures.items():
             print(f"{name}: median {statistics.median(rates):,.0f} events/s of {rates}")
+        for name, pairs in cpu.items():
+            projector = statistics.median(p for p, _ in pairs)
+            postgres = statistics.median(q for _, q in pairs)
+            print(f"{name}: median CPU µs/event: projector {projector}, PostgreSQL {postgres}")
 
 
 def main() -> None:
