@@ -226,7 +226,11 @@ class EventStore:
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replay did not reach the end of partitions {sorted(pending)}")
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            messages = consumer.consume(num_messages=10_000, timeout=0.5)
+            decoded = iter(
+                self._codec.decode_batch([m.value() or b"" for m in messages if m.error() is None])
+            )
+            for msg in messages:
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -236,16 +240,15 @@ class EventStore:
                     if (msg.offset() or 0) >= ends[msg.partition() or 0]:
                         pending.discard(msg.partition() or 0)
                     continue
-                try:
-                    event = self._codec.decode(msg.value() or b"")
-                except UndecodableEvent as exc:
+                event = next(decoded)
+                if isinstance(event, UndecodableEvent):
                     # The projector dead-letters such bytes; they carry no state we could fold.
                     undecodable += 1
                     log.error(
                         "skipping undecodable record at %s/%s: %s",
                         msg.partition(),
                         msg.offset(),
-                        exc,
+                        event,
                     )
                     continue
                 apply(event, msg.partition() or 0, msg.offset() or 0)

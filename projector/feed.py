@@ -4,6 +4,10 @@ librdkafka's consumer blocks, so it runs on a dedicated thread that hands each b
 loop and waits until it is committed before it polls again. Rebalance callbacks run inside
 poll/consume on this thread, so no batch is ever in flight when partitions come or go: on
 assignment we read the partitions' checkpoints from PostgreSQL and resume right after them.
+
+While catching up, one poll takes several batches' worth of records; each batch is then decoded
+while the one before it is being applied (the thread decodes while PostgreSQL works), and still
+only one batch is in flight at a time and none when the next poll runs.
 """
 
 from __future__ import annotations
@@ -12,22 +16,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ledger.events.codec import EventCodec
 from projector.batch import BatchResult
-from projector.consumed import ConsumedRecord, consumed_record
+from projector.consumed import ConsumedRecord, consumed_records
 from projector.status import Status
 
 log = logging.getLogger(__name__)
 
 _POLL_TIMEOUT = 0.5
 _RETRY_DELAY_MAX = 5.0
+_BATCHES_PER_POLL = 4
+"""How many batches one poll may take when that many records are queued (catching up)."""
 
-ApplyBatch = Callable[[Sequence[ConsumedRecord]], BatchResult]
-"""Applies a batch (blocking until its transaction committed) and returns what it did."""
+ApplyBatch = Callable[[Sequence[ConsumedRecord]], "Future[BatchResult]"]
+"""Starts applying a batch; the future says what it did once its transaction committed."""
 ReadCheckpoints = Callable[[Collection[int]], Mapping[int, int]]
 """The last applied offset of each of the given partitions that has one (blocking)."""
 
@@ -102,13 +109,8 @@ class Feed:
             )
             self._status.set_consuming(True)
             while not self._stopping.is_set():
-                messages = self._next_messages(consumer)
-                records = self._decoded(messages)
-                if records is None:
+                if not self._apply_in_order(consumer, self._next_messages(consumer)):
                     break
-                if records:
-                    result = self._apply_batch(records)
-                    self._commit_offsets(consumer, result)
                 self._observe(consumer)
         finally:
             self._status.set_consuming(False)
@@ -116,13 +118,33 @@ class Feed:
             # than after the session timeout.
             consumer.close()
 
+    def _apply_in_order(self, consumer: Consumer, messages: Sequence[Message]) -> bool:
+        """Apply `messages` as batches of at most `batch_max_events`, one transaction each, in
+        order, decoding each batch while the previous one is applied. False if told to stop
+        (the batch in flight is finished, later ones are left for the next run)."""
+        in_flight: Future[BatchResult] | None = None
+        for start in range(0, len(messages), self._batch_max):
+            records = self._decoded(messages[start : start + self._batch_max])
+            if in_flight is not None:
+                # Raises what the batch raised (a contradiction): nothing later is applied.
+                self._commit_offsets(consumer, in_flight.result())
+                in_flight = None
+            if records is None or (start and self._stopping.is_set()):
+                return False
+            if records:
+                in_flight = self._apply_batch(records)
+        if in_flight is not None:
+            self._commit_offsets(consumer, in_flight.result())
+        return True
+
     def _next_messages(self, consumer: Consumer) -> list[Message]:
         # consume() waits for a full batch or the timeout, which would delay every event of a
         # quiet topic by the timeout; so wait for one record, then take whatever else is queued.
         first = consumer.poll(_POLL_TIMEOUT)
         if first is None:
             return []
-        rest = consumer.consume(self._batch_max - 1, 0) if self._batch_max > 1 else []
+        most = self._batch_max * _BATCHES_PER_POLL
+        rest = consumer.consume(most - 1, 0) if most > 1 else []
         messages = []
         for message in (first, *rest):
             error = message.error()
@@ -139,7 +161,7 @@ class Feed:
         delay = 0.1
         while True:
             try:
-                return [consumed_record(self._codec, message) for message in messages]
+                return consumed_records(self._codec, messages)
             except Exception as error:
                 # Not UndecodableEvent (that is per record): the registry did not answer, and
                 # the same bytes will decode once it does.

@@ -1,7 +1,8 @@
 """`python -m projector` (run): keep the read model up to date until told to stop.
 
 The consumer thread (feed.py) drives: it hands each batch to the event loop, where it is applied
-in one PostgreSQL transaction (batch.py), and waits for the commit before it polls again.
+in one PostgreSQL transaction (batch.py), decodes the next one meanwhile, and waits for the
+commit before it hands over another batch or polls again.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Collection, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -55,7 +56,7 @@ class LiveProjector:
             settings.topic,
             codec,
             settings.batch_max_events,
-            apply_batch=self._apply_blocking,
+            apply_batch=self._apply_started,
             read_checkpoints=self._checkpoints_blocking,
             status=self._status,
         )
@@ -101,8 +102,9 @@ class LiveProjector:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def _apply_blocking(self, records: Sequence[ConsumedRecord]) -> BatchResult:
-        return self._on_loop(self._apply(records))
+    def _apply_started(self, records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._apply(records), self._loop)
 
     def _checkpoints_blocking(self, partitions: Collection[int]) -> Mapping[int, int]:
         return self._on_loop(self._checkpoints(partitions))

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledger.events.codec import EventCodec
-from projector.consumed import ConsumedRecord, consumed_record
+from projector.consumed import ConsumedRecord, consumed_records
 
 _POLL_TIMEOUT = 0.5
 
@@ -76,7 +76,7 @@ class LogReader:
                     f"no progress reading {self._topic!r} for {self._stall_timeout:.0f}s; still "
                     f"at offsets {self._reached} of {self._ends} (an open transaction?)"
                 )
-            records = []
+            in_range = []
             for message in self._consumer.consume(self._batch_max, _POLL_TIMEOUT):
                 partition = message.partition() or 0
                 offset = message.offset() or 0
@@ -90,9 +90,9 @@ class LogReader:
                     continue
                 self._advance(partition, offset + 1)
                 if partition in self._ends and offset < self._ends[partition]:
-                    records.append(consumed_record(self._codec, message))
-            if records:
-                return records
+                    in_range.append(message)
+            if in_range:
+                return consumed_records(self._codec, in_range)
         return None
 
     def _pending(self) -> bool:

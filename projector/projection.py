@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from ledger.domain.account import Account
 from ledger.domain.decider import InconsistentEvent, evolve
@@ -43,13 +43,14 @@ MOVEMENT_COLUMNS = (
     "offset",
 )
 
-# Kind in the read model, and whether the movement brings money in.
-_MOVEMENTS: dict[type[Event], tuple[str, bool]] = {
-    MoneyDeposited: ("DEPOSIT", True),
-    MoneyWithdrawn: ("WITHDRAWAL", False),
-    TransferDebited: ("TRANSFER_OUT", False),
-    TransferCredited: ("TRANSFER_IN", True),
+# Kind in the read model, whether the movement brings money in, and whether it is a transfer.
+_MOVEMENTS: dict[type[Event], tuple[str, bool, bool]] = {
+    MoneyDeposited: ("DEPOSIT", True, False),
+    MoneyWithdrawn: ("WITHDRAWAL", False, False),
+    TransferDebited: ("TRANSFER_OUT", False, True),
+    TransferCredited: ("TRANSFER_IN", True, True),
 }
+_Movement: TypeAlias = MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited
 
 
 class Contradiction(RuntimeError):
@@ -127,13 +128,52 @@ def project(
     """
     projection = Projection()
     states = projection.accounts
+    days = projection.days
+    add_movement = projection.movements.append
+    # Runs once per event of a catch-up: the movement is built inline, not in a function.
     for record in records:
         event = record.event
-        current = states.get(event.account_id) or stored.get(event.account_id)
-        states[event.account_id] = _apply(topic, record, current)
+        account_id = event.account_id
+        state = _apply(topic, record, states.get(account_id) or stored.get(account_id))
+        states[account_id] = state
         movement = _MOVEMENTS.get(type(event))
-        if movement is not None:
-            _add_movement(projection, record, states[event.account_id], *movement)
+        if movement is None:
+            continue
+        kind, inflow, is_transfer = movement
+        moved = cast(_Movement, event)
+        transfer = cast(TransferDebited | TransferCredited, event) if is_transfer else None
+        account = state.account
+        currency = account.currency
+        balance = account.balance
+        amount = moved.amount
+        occurred_at = event.occurred_at
+        add_movement(
+            (
+                event.event_id,
+                account_id,
+                event.version,
+                kind,
+                amount,
+                balance,
+                currency_exponent(currency),
+                occurred_at,
+                None if transfer is None else transfer.counterparty_id,
+                None if transfer is None else transfer.transfer_id,
+                event.command_id,
+                record.partition,
+                record.offset,
+            )
+        )
+        key = (account_id, occurred_at.date())
+        totals = days.get(key)
+        if totals is None:
+            totals = days[key] = DayTotals(currency)
+        if inflow:
+            totals.inflow += amount
+        else:
+            totals.outflow += amount
+        totals.movement_count += 1
+        totals.closing_balance = balance
     return projection
 
 
@@ -155,41 +195,3 @@ def _apply(topic: str, record: DecodedRecord, current: StoredAccount | None) -> 
         )
     closed_at = event.occurred_at if isinstance(event, AccountClosed) else current.closed_at
     return StoredAccount(account, current.partition, closed_at)
-
-
-def _add_movement(
-    projection: Projection, record: DecodedRecord, state: StoredAccount, kind: str, inflow: bool
-) -> None:
-    event = record.event
-    if not isinstance(event, MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited):
-        raise TypeError(f"{type(event).__name__} is not a movement")
-    transfer = event if isinstance(event, TransferDebited | TransferCredited) else None
-    account = state.account
-    currency = account.currency
-    projection.movements.append(
-        (
-            event.event_id,
-            event.account_id,
-            event.version,
-            kind,
-            event.amount,
-            account.balance,
-            currency_exponent(currency),
-            event.occurred_at,
-            None if transfer is None else transfer.counterparty_id,
-            None if transfer is None else transfer.transfer_id,
-            event.command_id,
-            record.partition,
-            record.offset,
-        )
-    )
-    key = (event.account_id, event.occurred_at.date())
-    totals = projection.days.get(key)
-    if totals is None:
-        totals = projection.days[key] = DayTotals(currency)
-    if inflow:
-        totals.inflow += event.amount
-    else:
-        totals.outflow += event.amount
-    totals.movement_count += 1
-    totals.closing_balance = account.balance

@@ -45,6 +45,14 @@ def current_schema() -> str:
     return files("ledger.events").joinpath("schemas", "account_event.avsc").read_text("utf-8")
 
 
+def record_fields() -> dict[str, tuple[str, ...]]:
+    """Every field of each event class (envelope and own), by its payload record's Avro name."""
+    return {
+        name: tuple(f.name for f in fields(event_type))
+        for name, event_type in _BY_AVRO_NAME.items()
+    }
+
+
 def to_datum(event: Event) -> dict[str, Any]:
     """The Avro datum for `event`, with the payload in fastavro's (record name, value) notation."""
     datum = {name: getattr(event, name) for name in ENVELOPE_FIELDS}

@@ -3,7 +3,8 @@
 A value is: magic byte 0, the writer schema's registry id (4 bytes, big-endian), then the Avro
 binary body. Any stock Confluent Avro deserializer can read it. Decoding resolves the writer's
 schema (fetched by id, cached) against the current schema, so events written by older versions of
-the ledger stay readable.
+the ledger stay readable; bodies written with the current schema itself, nearly all of them, are
+read directly into records (`direct_reader`), about three times faster.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import asyncio
 import io
 import json
 import struct
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.types import Schema
 
-from ledger.events.avro_mapping import current_schema, from_datum, to_datum
+from ledger.events import direct_reader
+from ledger.events.avro_mapping import current_schema, from_datum, record_fields, to_datum
 from ledger.events.records import Event
 from ledger.events.schema_store import SchemaStore, UnknownSchemaId
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC, value_subject
@@ -56,9 +60,13 @@ class EventCodec:
     def __init__(self, store: SchemaStore) -> None:
         self._store = store
         self._schema_text = current_schema()
-        self._reader_schema = _parse(self._schema_text)
+        self._schema_json = json.loads(self._schema_text)
+        self._reader_schema = parse_schema(json.loads(self._schema_text))
         self._schema_id: int | None = None
         self._writer_schemas: dict[int, Schema] = {}
+        self._direct = _directly_readable(self._schema_json)
+        self._direct_ids: set[int] = set()
+        """Writer schema ids whose bodies `direct_reader` reads (the current schema's)."""
 
     @property
     def schema_id(self) -> int:
@@ -72,6 +80,8 @@ class EventCodec:
         idempotently, and remember its id for encoding."""
         schema_id = self._store.register(value_subject(topic), self._schema_text)
         self._writer_schemas[schema_id] = self._reader_schema
+        if self._direct:
+            self._direct_ids.add(schema_id)
         self._schema_id = schema_id
         return schema_id
 
@@ -87,11 +97,37 @@ class EventCodec:
 
     def decode(self, data: bytes) -> Event:
         """The event in a Kafka value. Raises UndecodableEvent if it is not one."""
+        return self._decode(data, {})
+
+    def decode_batch(self, values: Sequence[bytes]) -> list[Event | UndecodableEvent]:
+        """The event in each value, in order, or the UndecodableEvent saying why it is not one.
+
+        What `decode` does for each value, cheaper per value: timestamps shared by several
+        events are converted once. Other errors (registry unreachable) propagate.
+        """
+        times: dict[int, datetime] = {}
+        results: list[Event | UndecodableEvent] = []
+        append = results.append
+        for data in values:
+            try:
+                append(self._decode(data, times))
+            except UndecodableEvent as error:
+                append(error)
+        return results
+
+    def _decode(self, data: bytes, times: dict[int, datetime]) -> Event:
         if len(data) < _HEADER.size:
             raise UndecodableEvent(f"{len(data)} bytes is too short for the Confluent wire format")
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC_BYTE:
             raise UndecodableEvent(f"unknown magic byte {magic} (expected {MAGIC_BYTE})")
+        if schema_id in self._direct_ids:
+            try:
+                return direct_reader.read(data, _HEADER.size, times)
+            # Not the well-formed body it should be: fastavro reads it below and reports it
+            # exactly as it always has.
+            except Exception:
+                pass
         writer_schema = self._writer_schema(schema_id)
         body = io.BytesIO(data[_HEADER.size :])
         try:
@@ -116,13 +152,24 @@ class EventCodec:
         except UnknownSchemaId as error:
             raise UndecodableEvent(f"unknown schema id: {error}", schema_id) from error
         try:
-            parsed = _parse(text)
+            loaded: Any = json.loads(text)
+            parsed = parse_schema(loaded)
         except Exception as error:
             raise UndecodableEvent(f"unusable writer schema: {error!r}", schema_id) from error
         self._writer_schemas[schema_id] = parsed
+        # The same schema under another id (another subject, or a registry that was reset).
+        if self._direct and json.loads(text) == self._schema_json:
+            self._direct_ids.add(schema_id)
         return parsed
 
 
-def _parse(text: str) -> Schema:
-    schema: Any = json.loads(text)
-    return parse_schema(schema)
+def _directly_readable(schema: Any) -> bool:
+    """Whether `direct_reader` was written for this schema and for the records as they are."""
+    if direct_reader.layout_of(schema) != direct_reader.LAYOUT:
+        return False
+    envelope = [name for name, _type in direct_reader.LAYOUT if name != "payload"]
+    branches = dict(dict(direct_reader.LAYOUT)["payload"])
+    return branches.keys() == record_fields().keys() and all(
+        {*envelope, *(name for name, _type in branches[avro_name])} == set(names)
+        for avro_name, names in record_fields().items()
+    )

@@ -1,0 +1,202 @@
+"""The feed's order of work within one poll: batches of at most batch_max records, applied one
+at a time and in order, each decoded while the previous one is being applied."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ledger.events.codec import EventCodec
+from ledger.events.records import MoneyDeposited
+from ledger.events.schema_store import SchemaStore
+from projector.batch import BatchResult
+from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
+from projector.feed import Feed
+from projector.status import Status
+
+AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeMessage:
+    def __init__(self, offset: int, value: bytes) -> None:
+        self._offset = offset
+        self._value = value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"acc"
+
+    def headers(self) -> None:
+        return None
+
+    def error(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.committed: list[int] = []
+
+    def commit(self, offsets: Sequence[Any], asynchronous: bool) -> None:
+        self.committed.extend(tp.offset for tp in offsets)
+
+
+class LoggingCodec(EventCodec):
+    def __init__(self, store: SchemaStore, log: list[str]) -> None:
+        super().__init__(store)
+        self.log = log
+
+    def decode_batch(self, values: Sequence[bytes]) -> list[Any]:
+        self.log.append(f"decode {len(values)}")
+        return super().decode_batch(values)
+
+
+class Recorder:
+    """Applies batches through futures the test resolves, noting what happens when."""
+
+    def __init__(self, log: list[str], fail_at: int | None = None) -> None:
+        self.log = log
+        self.in_flight: Future[BatchResult] | None = None
+        self.batches: list[list[ConsumedRecord]] = []
+        self.fail_at = fail_at
+
+    def apply(self, records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+        assert self.in_flight is None or self.in_flight.done(), "two batches in flight"
+        self.batches.append(list(records))
+        self.log.append(f"apply {len(records)}")
+        future: Future[BatchResult] = _LoggedFuture(self.log, len(self.batches))
+        if self.fail_at == len(self.batches):
+            future.set_exception(RuntimeError("contradiction"))
+        else:
+            last = max(r.offset for r in records)
+            future.set_result(BatchResult(len(records), 0, 0, {0: last}))
+        self.in_flight = future
+        return future
+
+
+class _LoggedFuture(Future[BatchResult]):
+    def __init__(self, log: list[str], number: int) -> None:
+        super().__init__()
+        self._log = log
+        self._number = number
+
+    def result(self, timeout: float | None = None) -> BatchResult:
+        self._log.append(f"wait {self._number}")
+        return super().result(timeout)
+
+
+def _feed(codec: EventCodec, recorder: Recorder, batch_max: int) -> Feed:
+    return Feed(
+        {},
+        "events",
+        codec,
+        batch_max,
+        apply_batch=recorder.apply,
+        read_checkpoints=lambda partitions: {},
+        status=Status("events"),
+    )
+
+
+def _messages(codec: EventCodec, count: int) -> list[Any]:
+    events = [
+        MoneyDeposited(
+            event_id=f"e{n}",
+            account_id="acc",
+            version=n + 2,
+            command_id=f"c{n}",
+            command_fingerprint="f",
+            occurred_at=AT,
+            amount=1,
+        )
+        for n in range(count)
+    ]
+    values = [codec.encode(event) for event in events]
+    values[3] = b"garbage"
+    return [FakeMessage(offset, value) for offset, value in enumerate(values)]
+
+
+@pytest.fixture
+def log() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def codec(schema_store: SchemaStore, log: list[str]) -> EventCodec:
+    codec = LoggingCodec(schema_store, log)
+    codec.register()
+    return codec
+
+
+def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log)
+    consumer = FakeConsumer()
+    messages = _messages(codec, 10)
+
+    assert _feed(codec, recorder, 4)._apply_in_order(consumer, messages)  # type: ignore[arg-type]
+
+    assert log == [
+        "decode 4",
+        "apply 4",
+        "decode 4",
+        "wait 1",
+        "apply 4",
+        "decode 2",
+        "wait 2",
+        "apply 2",
+        "wait 3",
+    ]
+    assert [[r.offset for r in batch] for batch in recorder.batches] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]
+    assert isinstance(recorder.batches[0][3], UndecodableRecord)
+    assert all(isinstance(r, DecodedRecord) for r in recorder.batches[1])
+    assert consumer.committed == [4, 8, 10]
+
+
+def test_a_failed_batch_stops_every_later_one(codec: EventCodec, log: list[str]) -> None:
+    recorder = Recorder(log, fail_at=2)
+    consumer = FakeConsumer()
+    feed = _feed(codec, recorder, 4)
+
+    with pytest.raises(RuntimeError, match="contradiction"):
+        feed._apply_in_order(consumer, _messages(codec, 10))  # type: ignore[arg-type]
+
+    assert len(recorder.batches) == 2
+    assert consumer.committed == [4]
+
+
+def test_when_stopped_only_the_batch_in_flight_is_finished(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log)
+    consumer = FakeConsumer()
+    feed = _feed(codec, recorder, 4)
+    applying = recorder.apply
+
+    def apply_then_stop(records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+        feed.stop()
+        return applying(records)
+
+    recorder.apply = apply_then_stop  # type: ignore[method-assign]
+    feed._apply_batch = apply_then_stop
+
+    assert not feed._apply_in_order(consumer, _messages(codec, 10))  # type: ignore[arg-type]
+
+    assert len(recorder.batches) == 1
+    assert consumer.committed == [4]
