@@ -62,6 +62,10 @@ def consumer_config(
         "auto.offset.reset": "error",
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        # How long the broker may hold a fetch while it has nothing new: a transaction's commit
+        # can land in that wait, and readers waiting on a consistency token would wait with it
+        # (librdkafka's default is 500 ms).
+        "fetch.wait.max.ms": 20,
     }
     if session_timeout_ms is not None:
         config["session.timeout.ms"] = session_timeout_ms
