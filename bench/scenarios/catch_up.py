@@ -79,7 +79,7 @@ class Plan:
 
 
 FULL = Plan(events=1_000_000, copy_runs=2, timeout_s=1800)
-QUICK = Plan(events=50_000, copy_runs=1, timeout_s=300)
+QUICK = Plan(events=20_000, copy_runs=1, timeout_s=300)
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,12 @@ FULL = Plan(
     steady_runs=3,
 )
 QUICK = Plan(
-    clients=(1, 16, 64),
+    clients=(1, 64),
     runs=1,
     seconds=3,
     warmup_s=1,
-    first_warmup_s=15,
-    steady_seconds=6,
+    first_warmup_s=8,
+    steady_seconds=5,
     steady_runs=1,
 )
 
