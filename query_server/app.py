@@ -8,11 +8,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import grpc
-import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -168,13 +166,6 @@ def _on_parent_pipe(fd: int, stopping: asyncio.Event) -> None:
             stopping.set()
 
 
-def run(main: Coroutine[Any, Any, int]) -> int:
-    """Run the server's coroutine on uvloop: its event loop costs less per call than asyncio's,
-    in grpc.aio's callbacks as in asyncpg's protocol."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def main() -> None:
     configure_logging("query-server")
     try:
@@ -183,7 +174,7 @@ def main() -> None:
         log.critical("cannot start: %s", exc)
         sys.exit(2)
     if settings.workers == 1:
-        sys.exit(run(serve(settings)))
+        sys.exit(asyncio.run(serve(settings)))
     # Imported here: a single-process server has no use for it.
     from query_server.supervisor import supervise
 

@@ -8,12 +8,13 @@ single-process server: its own asyncpg pool, its own LISTEN connection, health a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 from ledger.environment import SettingsError
 from ledger.telemetry.logs import configure_logging
-from query_server.app import run, serve
+from query_server.app import serve
 from query_server.settings import Settings
 
 log = logging.getLogger("query_server")
@@ -26,7 +27,7 @@ def main() -> None:
     except SettingsError as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)
-    sys.exit(run(serve(settings, export_metrics=False, parent_pipe=sys.stdin.fileno())))
+    sys.exit(asyncio.run(serve(settings, export_metrics=False, parent_pipe=sys.stdin.fileno())))
 
 
 if __name__ == "__main__":
