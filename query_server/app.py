@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import TypeAlias
@@ -61,16 +62,34 @@ async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadM
     return None
 
 
-async def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> int:
-    """Serve until SIGTERM/SIGINT, with metrics in `registry` (exported on LEDGER_METRICS_ADDR)."""
+# Options of the gRPC server. SO_REUSEPORT lets the workers bind one port, the kernel spreading
+# connections (not calls) over them; it is also grpc's default, so one process behaves as before.
+SERVER_OPTIONS = (("grpc.so_reuseport", 1),)
+
+
+async def serve(
+    settings: Settings,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    export_metrics: bool = True,
+    parent_pipe: int | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT, with metrics in `registry` (exported on LEDGER_METRICS_ADDR
+    if `export_metrics`). A worker is given `parent_pipe`, the read end of a pipe its supervisor
+    holds open: when it reads end-of-file the supervisor is gone, and it stops as on SIGTERM."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if parent_pipe is not None:
+        loop.add_reader(parent_pipe, _on_parent_pipe, parent_pipe, stopping)
 
     health_status = _Health()
     servicer = QueryServicer()
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create(registry))])
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(GrpcServerMetrics.create(registry))],
+        options=SERVER_OPTIONS,
+    )
     queries_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     reflection.enable_server_reflection(
@@ -79,7 +98,11 @@ async def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> i
         pool=documented_pool(),
     )
     server.add_insecure_port(settings.listen)
-    metrics = start_metrics_exporter(QUERY_SERVER_METRICS_ADDR, registry=registry)
+    metrics = (
+        start_metrics_exporter(QUERY_SERVER_METRICS_ADDR, registry=registry)
+        if export_metrics
+        else None
+    )
     await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
     # Health and reflection answer (NOT_SERVING) while we connect to the read model.
     await server.start()
@@ -131,6 +154,18 @@ async def serve(settings: Settings, registry: CollectorRegistry = REGISTRY) -> i
     return 0
 
 
+def _on_parent_pipe(fd: int, stopping: asyncio.Event) -> None:
+    try:
+        data = os.read(fd, 64)
+    except OSError:
+        data = b""
+    if not data:
+        asyncio.get_running_loop().remove_reader(fd)
+        if not stopping.is_set():
+            log.warning("the supervisor is gone; stopping")
+            stopping.set()
+
+
 def main() -> None:
     configure_logging("query-server")
     try:
@@ -138,4 +173,9 @@ def main() -> None:
     except SettingsError as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)
-    sys.exit(asyncio.run(serve(settings)))
+    if settings.workers == 1:
+        sys.exit(asyncio.run(serve(settings)))
+    # Imported here: a single-process server has no use for it.
+    from query_server.supervisor import supervise
+
+    sys.exit(asyncio.run(supervise(settings)))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ledger.environment import SettingsError, env_int
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
@@ -25,6 +27,30 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity, bounded by a cgroup v2 CPU quota (a
+    container limited to 2 CPUs on a 64-core host still sees 64 in its affinity)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return cpus
+
+
+def _workers(env: Mapping[str, str], default: int) -> int:
+    if (env.get("LEDGER_QUERY_WORKERS") or "").strip().lower() == "auto":
+        return available_cpus()
+    return env_int(env, "LEDGER_QUERY_WORKERS", default, minimum=1)
+
+
+def _port_of(listen: str) -> str:
+    return listen.rpartition(":")[2]
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
@@ -38,12 +64,17 @@ class Settings:
     # How long a query with a consistency token waits when the call has no deadline.
     default_wait_seconds: float = 10.0
     grace_seconds: float = 5.0
+    # Processes serving the port together (SO_REUSEPORT): one grpc.aio event loop keeps about
+    # one core busy, whatever the machine has. 1 serves from this very process. Not more by
+    # default: at start-up a worker may still be connecting to the database after another one
+    # already answers SERVING, and on a machine without a spare core workers gain nothing.
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
-        return cls(
+        settings = cls(
             database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
             listen=env.get("LEDGER_QUERY_ADDR") or defaults.listen,
             topic=env.get("LEDGER_TOPIC") or defaults.topic,
@@ -52,4 +83,12 @@ class Settings:
             default_wait_seconds=_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds
             ),
+            workers=_workers(env, defaults.workers),
         )
+        if settings.workers > 1 and _port_of(settings.listen) == "0":
+            # Each worker would bind a port of its own, and nobody would know which.
+            raise SettingsError(
+                "LEDGER_QUERY_ADDR needs a fixed port when LEDGER_QUERY_WORKERS is more than 1, "
+                f"got {settings.listen!r}"
+            )
+        return settings
