@@ -19,6 +19,7 @@ class Scanned:
 
     records: list[tuple[int, int, bytes]] = field(default_factory=list)
     last_offsets: dict[int, int] = field(default_factory=dict)
+    count: int = 0
 
 
 def scan(bootstrap: str, topic: str, *, keep_values: bool = True) -> Scanned:
@@ -55,6 +56,7 @@ def scan(bootstrap: str, topic: str, *, keep_values: bool = True) -> Scanned:
                         pending.discard(partition)
                     continue
                 scanned.last_offsets[partition] = offset
+                scanned.count += 1
                 if keep_values:
                     scanned.records.append((partition, offset, message.value() or b""))
         return scanned

@@ -196,6 +196,9 @@ class EventStore:
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                # The end of a partition shows only in the fetch after the last data, which the
+                # broker holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
+                "fetch.wait.max.ms": 10,
             }
         )
         try:

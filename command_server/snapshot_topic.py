@@ -11,9 +11,9 @@ import logging
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from command_server.topic import describe_topic_config
+from command_server.topic import create_missing_topic, describe_topic_config
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,7 @@ def snapshot_topic_name(event_topic: str) -> str:
 
 def ensure_snapshot_topic(admin: AdminClient, topic: str, timeout: float = 30) -> bool:
     """Create the snapshot topic if missing; False (snapshots off) if it exists uncompacted."""
-    metadata = admin.list_topics(timeout=timeout)
-    if topic not in metadata.topics:
-        futures = admin.create_topics(
-            [NewTopic(topic, num_partitions=1, config=dict(SNAPSHOT_TOPIC_CONFIG))],
-            request_timeout=timeout,
-        )
-        try:
-            futures[topic].result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    create_missing_topic(admin, topic, 1, SNAPSHOT_TOPIC_CONFIG, timeout)
     policy = describe_topic_config(admin, topic, timeout)["cleanup.policy"].value
     if policy != "compact":
         log.warning(
@@ -73,6 +63,9 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, b
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 2 * SNAPSHOT_MAX_BYTES,
+            # The end of a partition shows only in the fetch after the last data, which the broker
+            # holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
+            "fetch.wait.max.ms": 10,
         }
     )
     latest: dict[str, bytes] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
     """Blocking start-up: topics, schema, and fencing of any zombie of our shard."""
+    started = time.monotonic()
     admin_config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": log}
     admin = AdminClient(admin_config)
     partitions = ensure_event_topic(admin, settings.topic, settings.partitions)
@@ -49,6 +51,7 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             topic, settings.topic, topic_id(admin, settings.topic), settings.snapshot_every_events
         )
         snapshots = Snapshots(store, target)
+    log.info("connected to Kafka and the registry in %.2fs", time.monotonic() - started)
     return store, shard, snapshots
 
 
@@ -57,6 +60,7 @@ def rebuild(
 ) -> tuple[WriteModel, int]:
     """The write model from the latest snapshots plus the events after them; (model, events
     replayed)."""
+    started = time.monotonic()
     model = WriteModel(settings.dedupe_window, shard.owned_partitions)
     # Rebuilding allocates millions of long-lived objects and no garbage cycles: the cyclic
     # collector would only scan them again and again.
@@ -66,6 +70,7 @@ def rebuild(
         latest = read_latest(settings.kafka_bootstrap, snapshot_topic_name(settings.topic))
         start = snapshots.restore(model, shard.owned_partitions, latest)
         del latest
+    restored = time.monotonic()
     replayed = store.replay(shard.owned_partitions, model.apply, start)
     gc.enable()
     # The rebuilt state lives as long as the process: keep the collector off it for good.
@@ -73,7 +78,9 @@ def rebuild(
     gc.freeze()
     if start:
         log.info(
-            "restored partitions from snapshots, replayed from offsets %s",
+            "restored partitions from snapshots in %.2fs, replayed from offsets %s in %.2fs",
+            restored - started,
             dict(sorted(start.items())),
+            time.monotonic() - restored,
         )
     return model, replayed

@@ -22,21 +22,27 @@ class UnsafeTopic(RuntimeError):
 
 def ensure_event_topic(admin: AdminClient, topic: str, partitions: int, timeout: float = 30) -> int:
     """Create `topic` if missing, verify its retention, and return its partition count."""
-    metadata = admin.list_topics(timeout=timeout)
-    if topic not in metadata.topics:
-        futures = admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, config=dict(REQUIRED_CONFIG))],
-            request_timeout=timeout,
-        )
-        try:
-            futures[topic].result(timeout)
-        except KafkaException as exc:
-            # Another instance may have created it between our look and our create.
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    create_missing_topic(admin, topic, partitions, REQUIRED_CONFIG, timeout)
     verify_retention(admin, topic, timeout)
     metadata = admin.list_topics(topic=topic, timeout=timeout)
     return len(metadata.topics[topic].partitions)
+
+
+def create_missing_topic(
+    admin: AdminClient, topic: str, partitions: int, config: dict[str, str], timeout: float
+) -> None:
+    """Create `topic` with `config` unless it exists (its settings are the caller's to check)."""
+    if topic in admin.list_topics(timeout=timeout).topics:
+        return
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, config=dict(config))], request_timeout=timeout
+    )
+    try:
+        futures[topic].result(timeout)
+    except KafkaException as exc:
+        # Another instance may have created it between our look and our create.
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
 
 
 def describe_topic_config(admin: AdminClient, topic: str, timeout: float) -> dict[str, Any]:

@@ -10,15 +10,12 @@ same records without decoding them: the floor that any full replay from Kafka pa
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import time
-import uuid
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bench.harness import Bench
-from bench.loader import EVENTS_PER_ACCOUNT, Loaded, load
+from bench.loader import EVENTS_PER_ACCOUNT, load_in_processes
+from bench.log_scan import scan
 from bench.report import Goal, Report, Row, median_of
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
@@ -30,74 +27,26 @@ QUICK_SIZES = (30_000,)
 # The command server's default: a crash loses at most this many events' worth of snapshot.
 SNAPSHOT_EVERY = 10_000
 CRASH_TAIL = SNAPSHOT_EVERY - EVENTS_PER_ACCOUNT
-LOADER_PROCESSES = 2
 _REBUILT = re.compile(r"rebuilt (\d+) accounts from (\d+) events .* in ([0-9.]+)s")
-
-
-def _load_chunk(args: tuple[str, str, str, int, int]) -> Loaded:
-    bootstrap, registry_url, topic, first, accounts = args
-    return load(bootstrap, registry_url, topic, first_account=first, accounts=accounts)
 
 
 def fill(bench: Bench, topic: str, first_account: int, events: int) -> float:
     """Append `events` events (in whole account histories) to `topic`; returns events/s."""
-    accounts = events // EVENTS_PER_ACCOUNT
-    per_process = -(-accounts // LOADER_PROCESSES)
-    chunks = [
-        (
-            bench.stack.kafka_bootstrap,
-            bench.stack.registry_url,
-            topic,
-            first_account + start,
-            min(per_process, accounts - start),
-        )
-        for start in range(0, accounts, per_process)
-    ]
-    started = time.monotonic()
-    with multiprocessing.get_context("spawn").Pool(len(chunks)) as pool:
-        loaded = pool.map(_load_chunk, chunks)
-    return sum(part.events for part in loaded) / (time.monotonic() - started)
+    loaded = load_in_processes(
+        bench.stack.kafka_bootstrap,
+        bench.stack.registry_url,
+        topic,
+        accounts=events // EVENTS_PER_ACCOUNT,
+        first_account=first_account,
+    )
+    return loaded.events_per_s
 
 
 def raw_read_seconds(bootstrap: str, topic: str) -> tuple[float, int]:
     """Read every committed record of `topic` without decoding: (seconds, records)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
-    try:
-        started = time.monotonic()
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = list(metadata.topics[topic].partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        records = 0
-        while pending:
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if (
-                        err.code() == KafkaError._PARTITION_EOF
-                        and (msg.offset() or 0) >= ends[msg.partition() or 0]
-                    ):
-                        pending.discard(msg.partition() or 0)
-                    continue
-                records += 1
-        return time.monotonic() - started, records
-    finally:
-        consumer.close()
+    started = time.monotonic()
+    scanned = scan(bootstrap, topic, keep_values=False)
+    return time.monotonic() - started, scanned.count
 
 
 def time_to_serving(bench: Bench, topic: str, timeout: float = 900) -> tuple[float, float]:

@@ -20,7 +20,7 @@ from tests.integration.test_command_server import read_events
 pytestmark = pytest.mark.integration
 
 _REBUILT = re.compile(r"rebuilt (\d+) accounts from (\d+) events")
-_RESTORED = re.compile(r"restored partitions from snapshots, replayed from offsets \{(.+)\}")
+_RESTORED = re.compile(r"restored partitions from snapshots in [0-9.]+s, replayed from offsets")
 
 Request = pb.OpenAccountRequest | pb.DepositRequest | pb.WithdrawRequest | pb.TransferRequest
 
