@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -12,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.ghz import GhzError, GhzRun, Load, run_ghz
 from bench.noop_server import ADDRESS_VARIABLE
 from bench.procstat import child_pid, descendant_pid, tree_cpu_seconds
 from devstack import LocalStack, StackPorts, default_cache_dir
@@ -148,3 +150,28 @@ class CpuMeter:
     @property
     def cores(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One ghz run, with the CPU the server and the store behind it (Kafka, PostgreSQL) spent."""
+
+    run: GhzRun
+    server: CpuMeter
+    store: CpuMeter
+
+    def per_call_ms(self, cpu_s: float) -> float:
+        return cpu_s * 1000 / self.run.ok if self.run.ok else math.nan
+
+
+def metered_ghz(ghz: Path, address: str, server_pid: int, store_pid: int, load: Load) -> Metered:
+    """Run ghz against `address` while metering both processes; GhzError if no call succeeded."""
+    server, store = CpuMeter(server_pid), CpuMeter(store_pid)
+    server.start()
+    store.start()
+    run = run_ghz(ghz, address, load)
+    server.stop()
+    store.stop()
+    if run.ok == 0:
+        raise GhzError(f"no call to {address} succeeded: {run.errors}")
+    return Metered(run, server, store)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import loader
-from bench.ghz import GhzError, GhzRun, Load, ensure_ghz, run_ghz
-from bench.harness import Bench, CpuMeter, running
+from bench.ghz import Load, ensure_ghz
+from bench.harness import Bench, metered_ghz, running
 from bench.report import Goal, Report, Row, median_of
 
 ACCOUNTS = 10_000
@@ -67,32 +67,21 @@ QUICK = Plan(
 )
 
 
-def _figures(run: GhzRun, server: CpuMeter, kafka: CpuMeter) -> dict[str, float]:
-    per_command = 1000 / run.ok if run.ok else math.nan
+def _measure(ghz: Path, address: str, pid: int, kafka_pid: int, load: Load) -> dict[str, float]:
+    metered = metered_ghz(ghz, address, pid, kafka_pid, load)
+    run = metered.run
     return {
         "commands_per_s": run.ok_rps,
         "p50_ms": run.p50_ms,
         "p99_ms": run.p99_ms,
         "errors": float(run.count - run.ok),
-        "server_cores": server.cores,
+        "server_cores": metered.server.cores,
         "loadgen_cores": run.cpu_cores,
         # CPU milliseconds per successful command: steadier than rates on a shared machine.
-        "server_cpu_ms": server.cpu_s * per_command,
-        "kafka_cpu_ms": kafka.cpu_s * per_command,
-        "loadgen_cpu_ms": run.cpu_s * per_command,
+        "server_cpu_ms": metered.per_call_ms(metered.server.cpu_s),
+        "kafka_cpu_ms": metered.per_call_ms(metered.store.cpu_s),
+        "loadgen_cpu_ms": metered.per_call_ms(run.cpu_s),
     }
-
-
-def _measure(ghz: Path, address: str, pid: int, kafka_pid: int, load: Load) -> dict[str, float]:
-    server, kafka = CpuMeter(pid), CpuMeter(kafka_pid)
-    server.start()
-    kafka.start()
-    run = run_ghz(ghz, address, load)
-    server.stop()
-    kafka.stop()
-    if run.ok == 0:
-        raise GhzError(f"no call to {address} succeeded: {run.errors}")
-    return _figures(run, server, kafka)
 
 
 def run(bench: Bench, report: Report) -> None:

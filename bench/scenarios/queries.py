@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import loader
-from bench.ghz import QUERIES_PROTO, GhzError, GhzRun, Load, ensure_ghz, run_ghz
-from bench.harness import Bench, CpuMeter, running_all
+from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
+from bench.harness import Bench, metered_ghz, running_all
 from bench.log_scan import scan
 from bench.read_model import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
@@ -46,31 +45,20 @@ FULL = Plan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
 QUICK = Plan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
 
 
-def _figures(run: GhzRun, server: CpuMeter, postgres: CpuMeter) -> dict[str, float]:
-    per_query = 1000 / run.ok if run.ok else math.nan
+def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
+    metered = metered_ghz(ghz, address, pid, postgres_pid, load)
+    run = metered.run
     return {
         "queries_per_s": run.ok_rps,
         "p50_ms": run.p50_ms,
         "p99_ms": run.p99_ms,
         "errors": float(run.count - run.ok),
-        "server_cores": server.cores,
+        "server_cores": metered.server.cores,
         "loadgen_cores": run.cpu_cores,
-        "query_cpu_ms": server.cpu_s * per_query,
-        "postgres_cpu_ms": postgres.cpu_s * per_query,
-        "loadgen_query_cpu_ms": run.cpu_s * per_query,
+        "query_cpu_ms": metered.per_call_ms(metered.server.cpu_s),
+        "postgres_cpu_ms": metered.per_call_ms(metered.store.cpu_s),
+        "loadgen_query_cpu_ms": metered.per_call_ms(run.cpu_s),
     }
-
-
-def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
-    server, postgres = CpuMeter(pid), CpuMeter(postgres_pid)
-    server.start()
-    postgres.start()
-    run = run_ghz(ghz, address, load)
-    server.stop()
-    postgres.stop()
-    if run.ok == 0:
-        raise GhzError(f"no call to {address} succeeded: {run.errors}")
-    return _figures(run, server, postgres)
 
 
 def _load(clients: int, seconds: float) -> Load:
