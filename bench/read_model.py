@@ -6,34 +6,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from devstack import LocalStack
+from devstack.databases import scratch_database
 
 SCHEMA = "ledger"
 """Where the projector migrates the read model (its default schema)."""
 
 
-@asynccontextmanager
-async def fresh_database(stack: LocalStack, purpose: str) -> AsyncIterator[str]:
+def fresh_database(stack: LocalStack, purpose: str) -> AbstractAsyncContextManager[str]:
     """An empty database (the projector migrates it on start); yields its URL, drops it after."""
-    name = f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield str(stack.postgres.url(name))
-    finally:
-        admin = await asyncpg.connect(stack.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    return scratch_database(stack, f"bench_{purpose}_{uuid.uuid4().hex[:8]}")
 
 
 async def checkpoints(connection: asyncpg.Connection, topic: str) -> dict[int, int]:

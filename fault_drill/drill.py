@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import grpc
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from command_server.topic import REQUIRED_CONFIG, verify_retention
+from command_server.topic import ensure_event_topic
+from devstack.databases import create_database, drop_database
 from devstack.errors import StackError
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
@@ -69,41 +68,6 @@ def printer(journal: Journal) -> Say:
     return say
 
 
-def _create_topic(stack: LocalStack, topic: str, partitions: int) -> None:
-    """The event topic with the retention the command server insists on, polled until its
-    configuration can be described (creation races the broker's propagation)."""
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, partitions, 1, config=dict(REQUIRED_CONFIG))])[
-        topic
-    ].result(30)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            verify_retention(admin, topic, timeout=5)
-            return
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-async def _create_database(stack: LocalStack, name: str) -> str:
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return str(stack.postgres.url(name))
-
-
-async def _drop_database(stack: LocalStack, name: str) -> None:
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def _exit_code(service: LedgerService) -> Callable[[], int | None]:
     def code() -> int | None:
         try:
@@ -138,8 +102,9 @@ async def run_drill(
         f"fault drill, seed {config.seed} (reproduce the plan with --seed {config.seed}); "
         f"topic {topic}, database {database}, logs in {out_dir / 'logs'}"
     )
-    await asyncio.to_thread(_create_topic, stack, topic, config.partitions)
-    database_url = await _create_database(stack, database)
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    await asyncio.to_thread(ensure_event_topic, admin, topic, config.partitions)
+    database_url = await create_database(stack, database)
 
     command_server = LedgerService.command_server(
         stack, out_dir, topic=topic, extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
@@ -342,7 +307,7 @@ async def run_drill(
                 await asyncio.to_thread(component.service.start)
         if not keep_database:
             with contextlib.suppress(Exception):
-                await _drop_database(stack, database)
+                await drop_database(stack, database)
 
     report = build_report(
         config=config,

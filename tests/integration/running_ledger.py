@@ -7,18 +7,16 @@ README's fixed account ids, say) meets nothing another module wrote. The gRPC se
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from command_server.topic import REQUIRED_CONFIG, verify_retention
+from command_server.topic import ensure_event_topic
+from devstack.databases import create_database, drop_database
 from devstack.ledger_services import LedgerService
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
@@ -44,8 +42,8 @@ async def running_ledger(
     """Command server, projector and query server, started in that order (as `make run` does)
     with `extra_env` added to each one's environment, and stopped in reverse."""
     topic = f"eco_events_{uuid.uuid4().hex[:8]}"
-    _create_event_topic(stack, topic)
-    database_url = await _create_database(stack)
+    ensure_event_topic(AdminClient({"bootstrap.servers": stack.kafka_bootstrap}), topic, 6)
+    database_url = await create_database(stack, f"eco_{uuid.uuid4().hex[:12]}")
     command_metrics = f"{LOOPBACK}:{free_port()}"
     query_metrics = f"{LOOPBACK}:{free_port()}"
     env = dict(extra_env or {})
@@ -77,39 +75,4 @@ async def running_ledger(
     finally:
         for service in reversed(started):
             service.stop()
-        await _drop_database(stack, database_url)
-
-
-def _create_event_topic(stack: LocalStack, name: str) -> None:
-    """The command server's topic, created up front and polled until its configuration can be
-    described: the command server checks that right after creating a topic itself, which can
-    race the topic's propagation in the broker (UNKNOWN_TOPIC_OR_PART)."""
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    admin.create_topics([NewTopic(name, 6, 1, config=dict(REQUIRED_CONFIG))])[name].result(30)
-    deadline = time.monotonic() + PROMPTLY_S
-    while True:
-        try:
-            verify_retention(admin, name, timeout=5)
-            return
-        except KafkaException:
-            assert time.monotonic() < deadline, f"topic {name} never became describable"
-            time.sleep(0.1)
-
-
-async def _create_database(stack: LocalStack) -> str:
-    """An empty database for the read model (the projector migrates it); returns its URL."""
-    name = f"eco_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return str(stack.postgres.url(name))
-
-
-async def _drop_database(stack: LocalStack, url: str) -> None:
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        await drop_database(stack, database_url)

@@ -23,14 +23,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import grpc
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from command_server.topic import REQUIRED_CONFIG, verify_retention
+from command_server.topic import ensure_event_topic
+from devstack.databases import create_database, drop_database
 from devstack.ledger_services import LedgerService
 from devstack.ports import free_port
 from devstack.stack import LocalStack
@@ -255,13 +256,7 @@ class ReadModelWriter:
 
 async def _create_database(stack: LocalStack, *, migrate: bool) -> str:
     """A fresh database (with the read model's schema if `migrate`); returns its URL."""
-    name = f"qs_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = stack.postgres.url(name)
+    url = await create_database(stack, f"qs_{uuid.uuid4().hex[:12]}")
     if migrate:
         connection = await asyncpg.connect(url)
         try:
@@ -272,14 +267,6 @@ async def _create_database(stack: LocalStack, *, migrate: bool) -> str:
         finally:
             await connection.close()
     return url
-
-
-async def _drop_database(stack: LocalStack, url: str) -> None:
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +282,7 @@ def topic(stack: LocalStack) -> str:
 async def database_url(stack: LocalStack) -> AsyncIterator[str]:
     url = await _create_database(stack, migrate=True)
     yield url
-    await _drop_database(stack, url)
+    await drop_database(stack, url)
 
 
 @pytest.fixture(scope="module")
@@ -925,7 +912,7 @@ async def test_an_unreachable_read_model_is_unavailable(
             client = pb_grpc.QueryServiceStub(channel)
             status = await client.GetProjectionStatus(pb.GetProjectionStatusRequest())
             assert all(not p.HasField("lag") for p in status.partitions), "lag is unknown"
-            await _drop_database(stack, url)
+            await drop_database(stack, url)
             code, details = await _code(client.GetAccount(pb.GetAccountRequest(account_id="a")))
             assert code == grpc.StatusCode.UNAVAILABLE
             assert "read model" in details
@@ -938,7 +925,7 @@ async def test_an_unreachable_read_model_is_unavailable(
                 await asyncio.sleep(0.05)
     finally:
         service.stop()
-        await _drop_database(stack, url)
+        await drop_database(stack, url)
 
 
 async def test_answers_unavailable_until_the_database_is_reachable(
@@ -973,22 +960,6 @@ needs_projector = pytest.mark.skipif(
 )
 
 
-def _create_event_topic(stack: LocalStack, name: str) -> None:
-    """The command server's topic, created up front and polled until its configuration can be
-    described: the command server checks that right after creating a topic itself, which can
-    race the topic's propagation in the broker (UNKNOWN_TOPIC_OR_PART)."""
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    admin.create_topics([NewTopic(name, 6, 1, config=dict(REQUIRED_CONFIG))])[name].result(30)
-    deadline = time.monotonic() + PROMPTLY_S
-    while True:
-        try:
-            verify_retention(admin, name, timeout=5)
-            return
-        except KafkaException:
-            assert time.monotonic() < deadline, f"topic {name} never became describable"
-            time.sleep(0.1)
-
-
 @dataclass(frozen=True)
 class EndToEnd:
     commands: cmd_grpc.CommandServiceAsyncStub
@@ -1001,7 +972,7 @@ async def end_to_end(
 ) -> AsyncIterator[EndToEnd]:
     data_dir = tmp_path_factory.mktemp("end-to-end")
     events = f"e2e_events_{uuid.uuid4().hex[:8]}"
-    _create_event_topic(stack, events)
+    ensure_event_topic(AdminClient({"bootstrap.servers": stack.kafka_bootstrap}), events, 6)
     url = await _create_database(stack, migrate=False)  # the projector migrates it
     command_server = LedgerService.command_server(stack, data_dir, topic=events)
     projector = LedgerService.projector(
@@ -1024,7 +995,7 @@ async def end_to_end(
     finally:
         for service in reversed(started):
             service.stop()
-        await _drop_database(stack, url)
+        await drop_database(stack, url)
 
 
 async def _open_account(end_to_end: EndToEnd, currency: str = "EUR") -> tuple[str, str]:

@@ -23,6 +23,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.databases import drop_database
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
@@ -33,7 +34,6 @@ from tests.integration.test_query_server import (
     T0,
     ReadModelWriter,
     _create_database,
-    _drop_database,
     _id,
 )
 
@@ -152,7 +152,7 @@ def _connections_per_worker(server: Supervised) -> dict[int, int]:
 async def database_url(stack: LocalStack) -> AsyncIterator[str]:
     url = await _create_database(stack, migrate=True)
     yield url
-    await _drop_database(stack, url)
+    await drop_database(stack, url)
 
 
 @pytest.fixture(scope="module")
