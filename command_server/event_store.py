@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -36,39 +36,40 @@ def _is_fatal(err: KafkaError) -> bool:
 
 
 class EventStore:
+    """Appends go through the shard's transactional producers in turn, one transaction at a time.
+
+    Why more than one: after a commit the broker still writes the transaction's markers, and a
+    producer that starts its next transaction before that is done is told CONCURRENT_TRANSACTIONS
+    and retried by librdkafka after a fixed 20 ms. Under load that hit one transaction in five
+    (docs/performance.md). The next transaction therefore goes to the other producer, whose
+    previous transaction finished a whole batch ago. Transactions still never overlap: each one
+    begins producing only after the previous one committed, so the log holds them in the order
+    they were decided. A new instance fences every one of the ids before it replays.
+    """
+
     def __init__(
-        self, bootstrap: str, topic: str, transactional_id: str, codec: EventCodec
+        self, bootstrap: str, topic: str, transactional_ids: Sequence[str], codec: EventCodec
     ) -> None:
+        if not transactional_ids:
+            raise ValueError("an event store needs at least one transactional id")
         self._topic = topic
         self._codec = codec
-        self._producer = Producer(
-            {
-                "logger": log,
-                "bootstrap.servers": bootstrap,
-                "transactional.id": transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                # The transaction commit flushes; lingering would only add latency.
-                "linger.ms": 0,
-                "partitioner": "murmur2",
-                # A broker that dies with our transaction open holds the partitions until the
-                # transaction times out: keep that short (librdkafka wants the message timeout
-                # below it).
-                "transaction.timeout.ms": 10_000,
-                "message.timeout.ms": 9_000,
-                # Snapshot chunks are larger than events (the snapshot topic allows them).
-                "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
-            }
-        )
+        self._producers = [_producer(bootstrap, tid) for tid in transactional_ids]
+        self._turn = 0
+        """The producer that writes the next transaction."""
         self._bootstrap = bootstrap
         self._in_transaction = False
+        """Whether the producer whose turn it is has begun its transaction (`prepare`)."""
 
     def open(self, timeout: float = 60) -> None:
-        """Fence any zombie holding our transactional id and abort its open transaction."""
-        try:
-            self._producer.init_transactions(timeout)
-        except KafkaException as exc:
-            raise AppendFailed(f"could not initialise transactions: {exc.args[0].str()}") from exc
+        """Fence any zombie holding our transactional ids and abort its open transactions."""
+        for producer in self._producers:
+            try:
+                producer.init_transactions(timeout)
+            except KafkaException as exc:
+                raise AppendFailed(
+                    f"could not initialise transactions: {exc.args[0].str()}"
+                ) from exc
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset."""
@@ -84,16 +85,16 @@ class EventStore:
 
             return report
 
+        producer = self._take_turn()
         try:
-            if not self._in_transaction:
-                self._producer.begin_transaction()
-            # From here on the transaction either commits or is over (aborted or failed).
-            self._in_transaction = False
+            self._begin(producer)
             for index, (event, partition) in enumerate(events):
-                self._produce(event, partition, delivered(index))
-            self._commit()
+                value = self._codec.encode(event)
+                key = event.account_id.encode()
+                _send(producer, self._topic, value, key, partition, delivered(index))
+            _commit(producer)
         except KafkaException as exc:
-            self._handle(exc.args[0])
+            _handle(producer, exc.args[0])
         if failures or -1 in offsets:
             # Unreachable if librdkafka keeps its promise that a commit means delivered.
             raise AppendFailed(f"delivery not confirmed after commit: {failures}")
@@ -101,15 +102,14 @@ class EventStore:
 
     def publish(self, topic: str, records: Sequence[tuple[str, bytes | None]]) -> None:
         """Write keyed records (None: a tombstone) to `topic` in one transaction of their own."""
+        producer = self._take_turn()
         try:
-            if not self._in_transaction:
-                self._producer.begin_transaction()
-            self._in_transaction = False
+            self._begin(producer)
             for key, value in records:
-                self._send(topic, value, key.encode(), partition=0)
-            self._commit()
+                _send(producer, topic, value, key.encode(), 0)
+            _commit(producer)
         except KafkaException as exc:
-            self._handle(exc.args[0])
+            _handle(producer, exc.args[0])
 
     def prepare(self) -> None:
         """Begin the next transaction ahead of the next batch, while there is nothing to do.
@@ -122,59 +122,26 @@ class EventStore:
         if self._in_transaction:
             return
         try:
-            self._producer.begin_transaction()
+            self._producers[self._turn].begin_transaction()
         except KafkaException:
             return
         self._in_transaction = True
 
-    def _produce(self, event: Event, partition: int, on_delivery: Any) -> None:
-        value = self._codec.encode(event)
-        self._send(self._topic, value, event.account_id.encode(), partition, on_delivery)
+    def _take_turn(self) -> Producer:
+        """The producer for the transaction about to be written; the next one goes to the next."""
+        producer = self._producers[self._turn]
+        self._turn = (self._turn + 1) % len(self._producers)
+        return producer
 
-    def _send(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes,
-        partition: int,
-        on_delivery: Any = None,
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value, key, partition=partition, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.01)
-
-    def _commit(self) -> None:
-        while True:
-            try:
-                self._producer.commit_transaction()
-                # Serve delivery reports that the commit's flush left queued.
-                self._producer.poll(0)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable():
-                    raise
-                log.warning("retrying transaction commit: %s", exc.args[0].str())
-
-    def _handle(self, err: KafkaError) -> None:
-        if _is_fatal(err):
-            raise Fenced(f"producer fenced or failed fatally: {err.str()}")
-        if err.txn_requires_abort():
-            try:
-                self._producer.abort_transaction()
-            except KafkaException as exc:
-                if _is_fatal(exc.args[0]):
-                    raise Fenced(f"producer fenced during abort: {exc.args[0].str()}") from exc
-                raise AppendFailed(f"abort failed: {exc.args[0].str()}") from exc
-            raise AppendFailed(f"transaction aborted: {err.str()}")
-        raise AppendFailed(f"append failed: {err.str()}")
+    def _begin(self, producer: Producer) -> None:
+        began, self._in_transaction = self._in_transaction, False
+        # From here on the transaction either commits or is over (aborted or failed).
+        if not began:
+            producer.begin_transaction()
 
     def close(self) -> None:
-        self._producer.flush(5)
+        for producer in self._producers:
+            producer.flush(5)
 
     def replay(
         self,
@@ -259,3 +226,68 @@ class EventStore:
         if undecodable:
             log.error("replay skipped %d undecodable records", undecodable)
         return count
+
+
+def _producer(bootstrap: str, transactional_id: str) -> Producer:
+    return Producer(
+        {
+            "logger": log,
+            "bootstrap.servers": bootstrap,
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            # The transaction commit flushes; lingering would only add latency.
+            "linger.ms": 0,
+            "partitioner": "murmur2",
+            # A broker that dies with our transaction open holds the partitions until the
+            # transaction times out: keep that short (librdkafka wants the message timeout
+            # below it).
+            "transaction.timeout.ms": 10_000,
+            "message.timeout.ms": 9_000,
+            # Snapshot chunks are larger than events (the snapshot topic allows them).
+            "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
+        }
+    )
+
+
+def _send(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes,
+    partition: int,
+    on_delivery: Any = None,
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.01)
+
+
+def _commit(producer: Producer) -> None:
+    while True:
+        try:
+            producer.commit_transaction()
+            # Serve delivery reports that the commit's flush left queued.
+            producer.poll(0)
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            log.warning("retrying transaction commit: %s", exc.args[0].str())
+
+
+def _handle(producer: Producer, err: KafkaError) -> NoReturn:
+    if _is_fatal(err):
+        raise Fenced(f"producer fenced or failed fatally: {err.str()}")
+    if err.txn_requires_abort():
+        try:
+            producer.abort_transaction()
+        except KafkaException as exc:
+            if _is_fatal(exc.args[0]):
+                raise Fenced(f"producer fenced during abort: {exc.args[0].str()}") from exc
+            raise AppendFailed(f"abort failed: {exc.args[0].str()}") from exc
+        raise AppendFailed(f"transaction aborted: {err.str()}")
+    raise AppendFailed(f"append failed: {err.str()}")

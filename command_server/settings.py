@@ -10,6 +10,7 @@ from ledger.environment import SettingsError, env_int
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
+_MAX_PRODUCERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class Settings:
     # A snapshot of the write model every this many events (0: never), so that a restart
     # replays only the events after it.
     snapshot_every_events: int = 10_000
+    # Transactional producers taking turns (see EventStore); 1: the shard's one id, as in the
+    # design, for brokers whose ACLs name that id exactly.
+    producers: int = 2
     grace_seconds: float = 10.0
 
     @classmethod
@@ -51,7 +55,13 @@ class Settings:
             snapshot_every_events=env_int(
                 env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
             ),
+            producers=env_int(env, "LEDGER_PRODUCERS", defaults.producers, minimum=1),
         )
+        if settings.producers > _MAX_PRODUCERS:
+            raise SettingsError(
+                f"LEDGER_PRODUCERS must be at most {_MAX_PRODUCERS}, got {settings.producers}: "
+                "transactions never overlap, so more producers would only wait their turn"
+            )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(
                 f"LEDGER_SHARD_INDEX ({settings.shard_index}) must be below "
@@ -62,4 +72,15 @@ class Settings:
     @property
     def transactional_id(self) -> str:
         # Stable across restarts so that a new process fences its predecessor (design, decision 2).
-        return f"ledger-command-{self.shard_index}-of-{self.shard_count}"
+        shard = f"{self.shard_index}-of-{self.shard_count}"
+        if self.topic == EVENT_TOPIC:
+            return f"ledger-command-{shard}"
+        # Another ledger on the same cluster (a staging topic, a benchmark) must not fence ours.
+        return f"ledger-command-{self.topic}-{shard}"
+
+    @property
+    def transactional_ids(self) -> tuple[str, ...]:
+        """The ids of the shard's producers, which take turns (see EventStore); the first is the
+        shard's own id, the others derive from it (and are just as stable)."""
+        first = self.transactional_id
+        return (first, *(f"{first}.{n}" for n in range(1, self.producers)))

@@ -41,7 +41,7 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         )
     codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": settings.registry_url})))
     codec.register(settings.topic)
-    store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_id, codec)
+    store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_ids, codec)
     store.open()
     shard = Shard(settings.shard_index, settings.shard_count, partitions)
     snapshots = None
