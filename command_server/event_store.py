@@ -42,7 +42,7 @@ class EventStore:
     producer that starts its next transaction before that is done is told CONCURRENT_TRANSACTIONS
     and retried by librdkafka after a fixed 20 ms. Under load that hit one transaction in five
     (docs/performance.md). The next transaction therefore goes to the other producer, whose
-    previous transaction finished a whole batch ago. Transactions still never overlap: each one
+    previous transaction finished a whole batch ago. Appends still never overlap: each one
     begins producing only after the previous one committed, so the log holds them in the order
     they were decided. A new instance fences every one of the ids before it replays.
     """

@@ -84,3 +84,8 @@ class Settings:
         shard's own id, the others derive from it (and are just as stable)."""
         first = self.transactional_id
         return (first, *(f"{first}.{n}" for n in range(1, self.producers)))
+
+    @property
+    def snapshot_transactional_id(self) -> str:
+        """The id of the producer that writes the shard's snapshots."""
+        return f"{self.transactional_id}.snapshots"

@@ -2,8 +2,12 @@
 
 A restart then reads the latest snapshot of each owned partition and replays only the events
 after it, instead of folding the whole log (design: "later: from snapshots in a compacted
-topic"). A snapshot is written in a Kafka transaction of the shard's own producer, so a fenced
-zombie cannot write one and a crash mid-way leaves the previous snapshot whole.
+topic"). A snapshot is written in a Kafka transaction of a producer of the shard's own (fenced
+like the others when an instance starts), so a crash mid-way leaves the previous snapshot whole.
+
+Writing one has two halves: `capture` takes what is to be written from the model, between two
+batches, and `publish` encodes and writes it, touching nothing but the capture (so it may run
+on another thread while the model moves on; see background_snapshots.py).
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ class _Written:
     keys: set[str] = field(default_factory=set)
     """Every live key of the partition, so that those no longer part of it get tombstones."""
     next_offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """A snapshot taken from the model and not written yet: records to write (None: a
+    tombstone), and what the topic holds per partition once they are written."""
+
+    records: list[tuple[str, Body | None]]
+    updated: dict[int, _Written]
+    taken_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +153,19 @@ class Snapshots:
         return 0 < self._target.every_events <= self._since
 
     def write(self, model: WriteModel) -> None:
-        """Write a snapshot of every partition that changed since its last one.
+        """Write a snapshot of every partition that changed since its last one, now.
 
         Raises what EventStore.publish raises; on failure nothing is recorded as written, so
         the next attempt writes everything again.
         """
-        started = time.monotonic()
-        records: list[tuple[str, bytes | None]] = []
+        capture = self.capture(model)
+        if capture is not None:
+            self.publish(capture)
+            self.recorded(capture)
+
+    def capture(self, model: WriteModel) -> Capture | None:
+        """What a snapshot of `model` as it is now would write; None if nothing changed."""
+        records: list[tuple[str, Body | None]] = []
         updated: dict[int, _Written] = {}
         for partition, written in self._written.items():
             position = model.positions.get(partition)
@@ -155,23 +175,32 @@ class Snapshots:
         # Whatever happens, the next attempt waits for another `every_events` events: a broken
         # snapshot topic must not cost every batch a failed transaction.
         self._since = 0
-        if records:
-            self._store.publish(self._target.topic, records)
-        self._written.update(updated)
-        if updated:
-            log.info(
-                "snapshot of partitions %s written (%d records) in %.3fs",
-                sorted(updated),
-                len(records),
-                time.monotonic() - started,
-            )
+        return Capture(records, updated, time.monotonic()) if records else None
+
+    def publish(self, capture: Capture) -> None:
+        """Encode and write `capture` in one transaction (reads nothing but the capture)."""
+        records = [(key, None if body is None else encode(body)) for key, body in capture.records]
+        self._store.publish(self._target.topic, records)
+
+    def recorded(self, capture: Capture) -> None:
+        """`capture` is in the topic: later snapshots build on it."""
+        self._written.update(capture.updated)
+        log.info(
+            "snapshot of partitions %s written (%d records) in %.3fs",
+            sorted(capture.updated),
+            len(capture.records),
+            time.monotonic() - capture.taken_at,
+        )
+
+    def close(self) -> None:
+        self._store.close()
 
     def _partition_records(
         self,
         partition: int,
         written: _Written,
         model: WriteModel,
-        records: list[tuple[str, bytes | None]],
+        records: list[tuple[str, Body | None]],
     ) -> _Written:
         outcomes = model.logs[partition]
         start, end = outcomes.start, outcomes.end
@@ -180,7 +209,7 @@ class Snapshots:
 
         def add(key: str, body: Body) -> None:
             keys.add(key)
-            records.append((key, encode(body)))
+            records.append((key, body))
 
         for chunk in range(start // CHUNK_ENTRIES, -(-end // CHUNK_ENTRIES)):
             key = outcomes_key(partition, chunk)
@@ -214,7 +243,7 @@ class Snapshots:
             len(chunks),
         )
         # Last in the transaction, although the transaction makes the order invisible.
-        records.append((manifest_key(partition), encode(manifest)))
+        records.append((manifest_key(partition), manifest))
         return _Written(written.lineage, complete, keys, next_offset)
 
 

@@ -50,7 +50,12 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         target = SnapshotTarget(
             topic, settings.topic, topic_id(admin, settings.topic), settings.snapshot_every_events
         )
-        snapshots = Snapshots(store, target)
+        # Its own producer: snapshots are written while batches go on (background_snapshots).
+        snapshot_store = EventStore(
+            settings.kafka_bootstrap, settings.topic, (settings.snapshot_transactional_id,), codec
+        )
+        snapshot_store.open()
+        snapshots = Snapshots(snapshot_store, target)
     log.info("connected to Kafka and the registry in %.2fs", time.monotonic() - started)
     return store, shard, snapshots
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 
+from command_server.background_snapshots import BackgroundSnapshots
 from command_server.event_store import AppendFailed, EventStore, Fenced
 from command_server.settings import Settings
 from command_server.shards import Shard
-from command_server.snapshots import Snapshots
 from command_server.startup import connect, rebuild
 from command_server.topic import UnsafeTopic
 from command_server.wire import (
@@ -237,14 +237,17 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         return
     if not _send(conn, (READY, shard.partitions, len(model.accounts), replayed)):
         store.close()
+        if snapshots is not None:
+            snapshots.close()
         return
     batcher = Batcher(model, store, shard)
-    if snapshots is not None:
-        snapshots.note(replayed)
+    background = BackgroundSnapshots(snapshots) if snapshots is not None else None
+    if background is not None:
+        background.note(replayed)
     try:
         while True:
-            if snapshots is not None and snapshots.due:
-                _snapshot(snapshots, model)
+            if background is not None and background.due:
+                background.start(model)
             if not conn.poll():
                 # Idle: the next batch's transaction can begin now rather than when it arrives.
                 store.prepare()
@@ -254,27 +257,18 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 log.error("the gRPC process went away; the writer stops")
                 break
             if message is None:
-                if snapshots is not None:
-                    # A clean stop leaves a snapshot of everything: the next start replays nothing.
-                    _snapshot(snapshots, model)
+                if background is not None:
+                    background.write_final(model)
                 break
             fenced, verdicts = batcher.commit(message)
             if not _send(conn, (fenced, verdicts)):
                 break
-            if snapshots is not None:
-                snapshots.note(batcher.appended)
+            if background is not None:
+                background.note(batcher.appended)
     finally:
+        if background is not None:
+            background.close()
         store.close()
-
-
-def _snapshot(snapshots: Snapshots, model: WriteModel) -> None:
-    try:
-        snapshots.write(model)
-    except Fenced:
-        pass  # the next batch reports it
-    except AppendFailed as exc:
-        # A snapshot only saves time at the next start; the log still has everything.
-        log.warning("snapshot not written, retrying after more events: %s", exc)
 
 
 def _send(conn: Connection, message: object) -> bool:
