@@ -42,6 +42,7 @@ SELECT account_id, currency, owner, status, version, partition, opened_at, close
        scale(balance) AS balance_scale
 FROM accounts WHERE account_id = ANY($1::text[])
 """
+_ANY_ACCOUNT = "SELECT 1 FROM accounts WHERE account_id = ANY($1::text[]) LIMIT 1"
 # Rows are staged with COPY (binary, far cheaper to encode than query parameters) in temporary
 # tables, with money in minor units and the currency's exponent; the INSERTs below turn that
 # into exact NUMERIC with the currency's scale. Truncated at the start of each batch rather than
@@ -163,6 +164,12 @@ async def read_checkpoints(connection: Any, topic: str) -> dict[int, int]:
         topic,
     )
     return {row["partition"]: row["last_offset"] for row in rows}
+
+
+async def any_account(connection: Any, account_ids: Collection[str]) -> bool:
+    """Whether any of `account_ids` has a row."""
+    found = await connection.fetchval(_ANY_ACCOUNT, list(account_ids))
+    return found is not None
 
 
 async def load_accounts(connection: Any, account_ids: Collection[str]) -> dict[str, StoredAccount]:

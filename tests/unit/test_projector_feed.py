@@ -16,6 +16,7 @@ from ledger.events.schema_store import SchemaStore
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
 from projector.feed import Feed
+from projector.prediction import Prediction
 from projector.status import Status
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -72,7 +73,9 @@ class Recorder:
         self.batches: list[list[ConsumedRecord]] = []
         self.fail_at = fail_at
 
-    def apply(self, records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+    def apply(
+        self, records: Sequence[ConsumedRecord], prediction: Prediction | None = None
+    ) -> Future[BatchResult]:
         assert self.in_flight is None or self.in_flight.done(), "two batches in flight"
         self.batches.append(list(records))
         self.log.append(f"apply {len(records)}")
@@ -189,9 +192,11 @@ def test_when_stopped_only_the_batch_in_flight_is_finished(
     feed = _feed(codec, recorder, 4)
     applying = recorder.apply
 
-    def apply_then_stop(records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+    def apply_then_stop(
+        records: Sequence[ConsumedRecord], prediction: Prediction | None
+    ) -> Future[BatchResult]:
         feed.stop()
-        return applying(records)
+        return applying(records, prediction)
 
     recorder.apply = apply_then_stop  # type: ignore[method-assign]
     feed._apply_batch = apply_then_stop
