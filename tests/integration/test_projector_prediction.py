@@ -15,7 +15,6 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from devstack.stack import LocalStack
-from ledger.events.records import Event
 from projector import read_model as sql
 from projector.batch import BatchResult, apply_batch
 from projector.consumed import ConsumedRecord, UndecodableRecord
@@ -78,20 +77,24 @@ async def reference(database: str, topic: str, records: Sequence[ConsumedRecord]
         await alone.close()
 
 
-def written_log(stack: LocalStack, topic: str, events: Sequence[Event]) -> EventLog:
+async def written_log(
+    stack: LocalStack, topic: str, db: Any, seed: int, events: int
+) -> tuple[EventLog, list[ConsumedRecord]]:
+    """A log of valid events with an undecodable record in the middle, as consumed; the read
+    model migrated and empty."""
+    history = History(seed=seed).generate(accounts=60 if events > 3000 else 30, events=events)
     log = EventLog(stack, topic, partitions=3)
-    log.write(events[: len(events) // 2])
+    log.write(history[: len(history) // 2])
     log.write_raw(1, b"junk", b"not avro", [])
-    log.write(events[len(events) // 2 :])
-    return log
+    log.write(history[len(history) // 2 :])
+    await migrate(db, "ledger", bundled())
+    return log, records_of(stack, topic, log.codec)
 
 
 async def test_predicted_batches_write_exactly_what_projecting_from_the_database_writes(
     stack: LocalStack, topic: str, database: str, db: Any
 ) -> None:
-    log = written_log(stack, topic, History(seed=5).generate(accounts=60, events=4000))
-    records = records_of(stack, topic, log.codec)
-    await migrate(db, "ledger", bundled())
+    log, records = await written_log(stack, topic, db, 5, 4000)
 
     results = await pipelined(db, topic, AccountView(), cut(records, 300))
 
@@ -105,10 +108,8 @@ async def test_predicted_batches_write_exactly_what_projecting_from_the_database
 async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_the_database(
     stack: LocalStack, topic: str, database: str, db: Any
 ) -> None:
-    log = written_log(stack, topic, History(seed=6).generate(accounts=30, events=3000))
-    records = records_of(stack, topic, log.codec)
+    log, records = await written_log(stack, topic, db, 6, 3000)
     batches = cut(records, 250)
-    await migrate(db, "ledger", bundled())
     mine = AccountView()
     await pipelined(db, topic, mine, batches[:4])
 
@@ -141,11 +142,9 @@ async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_
 async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one_commits(
     stack: LocalStack, topic: str, database: str, db: Any
 ) -> None:
-    log = written_log(stack, topic, History(seed=8).generate(accounts=30, events=2000))
-    records = records_of(stack, topic, log.codec)
+    _, records = await written_log(stack, topic, db, 8, 2000)
     junk = next(i for i, r in enumerate(records) if isinstance(r, UndecodableRecord))
     batches = [records[: junk - 100], records[junk - 100 : junk + 100], records[junk + 100 :]]
-    await migrate(db, "ledger", bundled())
     view = AccountView()
     await pipelined(db, topic, view, batches[:1])
     before = await snapshot(db)
@@ -179,10 +178,8 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
 async def test_a_batch_applied_again_after_a_lost_commit_is_skipped_and_the_view_resets(
     stack: LocalStack, topic: str, database: str, db: Any
 ) -> None:
-    log = written_log(stack, topic, History(seed=9).generate(accounts=30, events=2000))
-    records = records_of(stack, topic, log.codec)
+    _, records = await written_log(stack, topic, db, 9, 2000)
     batches = cut(records, 400)
-    await migrate(db, "ledger", bundled())
     view = AccountView()
     await pipelined(db, topic, view, batches[:2])
 

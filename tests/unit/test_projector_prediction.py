@@ -45,6 +45,14 @@ def committed(prediction: Prediction) -> BatchResult:
     )
 
 
+def applied(view: AccountView, records: list[DecodedRecord]) -> None:
+    """Predict `records`, hand them over, and settle them as committed as predicted."""
+    prediction = view.predict(TOPIC, records)
+    assert prediction is not None
+    view.sent(prediction)
+    assert view.settle(committed(prediction))
+
+
 def test_a_batch_is_predicted_on_top_of_the_one_in_flight() -> None:
     log, view = Log(), AccountView()
     first = view.predict(TOPIC, log(0, OpenAccount("c1", "a", "EUR", "A")))
@@ -79,10 +87,7 @@ def test_a_batch_that_contradicts_the_view_has_no_prediction() -> None:
 
 def test_accounts_the_view_holds_in_another_partition_are_left_to_the_database() -> None:
     log, view = Log(), AccountView()
-    opened = view.predict(TOPIC, log(0, OpenAccount("c1", "a", "EUR", "A")))
-    assert opened is not None
-    view.sent(opened)
-    view.settle(committed(opened))
+    applied(view, log(0, OpenAccount("c1", "a", "EUR", "A")))
     moved = log(0, Deposit("c2", "a", "5"))
     moved = [DecodedRecord(1, 0, record.event) for record in moved]
     # Projected as if absent, so a deposit cannot follow: no prediction, and the transaction
@@ -92,10 +97,7 @@ def test_accounts_the_view_holds_in_another_partition_are_left_to_the_database()
 
 def test_a_result_projected_from_the_database_replaces_what_the_view_held() -> None:
     log, view = Log(), AccountView()
-    opened = view.predict(TOPIC, log(0, OpenAccount("c1", "a", "EUR", "A")))
-    assert opened is not None
-    view.sent(opened)
-    view.settle(committed(opened))
+    applied(view, log(0, OpenAccount("c1", "a", "EUR", "A")))
     deposit = log(0, Deposit("c2", "a", "5"))
     stale = view.predict(TOPIC, deposit)
     assert stale is not None
@@ -110,10 +112,7 @@ def test_a_result_projected_from_the_database_replaces_what_the_view_held() -> N
 
 def test_revoked_partitions_are_forgotten() -> None:
     log, view = Log(), AccountView()
-    opened = view.predict(TOPIC, log(0, OpenAccount("c1", "a", "EUR", "A")))
-    assert opened is not None
-    view.sent(opened)
-    view.settle(committed(opened))
+    applied(view, log(0, OpenAccount("c1", "a", "EUR", "A")))
     view.forget([0])
     deposit = log(0, Deposit("c2", "a", "5"))
     # The deposit cannot follow an absent account: no prediction, the database decides.
@@ -123,10 +122,7 @@ def test_revoked_partitions_are_forgotten() -> None:
 def test_the_view_keeps_the_most_recently_written_accounts() -> None:
     log, view = Log(), AccountView(limit=2)
     for name in ("a", "b", "c"):
-        opened = view.predict(TOPIC, log(0, OpenAccount(f"open-{name}", name, "EUR", name)))
-        assert opened is not None
-        view.sent(opened)
-        view.settle(committed(opened))
+        applied(view, log(0, OpenAccount(f"open-{name}", name, "EUR", name)))
     prediction = view.predict(
         TOPIC, log(0, Deposit("d1", "a", "1"), Deposit("d2", "b", "1"), Deposit("d3", "c", "1"))
     )
@@ -148,10 +144,7 @@ def test_a_prediction_holds_only_at_the_checkpoints_it_assumed_with_unknown_acco
     None
 ):
     log, view = Log(), AccountView()
-    opened = view.predict(TOPIC, log(0, OpenAccount("c1", "a", "EUR", "A")))
-    assert opened is not None
-    view.sent(opened)
-    view.settle(committed(opened))
+    applied(view, log(0, OpenAccount("c1", "a", "EUR", "A")))
     prediction = view.predict(
         TOPIC, log(0, Deposit("c2", "a", "5")) + log(1, OpenAccount("c3", "b", "EUR", "B"))
     )
