@@ -134,6 +134,8 @@ class AccountView:
             self._remember(prediction.writes.projection.accounts)
             return True
         # Projected from the database: what the view held of these partitions may be stale.
+        if prediction is not None:
+            log.debug("prediction did not hold; checkpoints found: %s", dict(result.locked))
         self.forget(result.locked)
         self._checkpoints.update(result.locked)
         self._checkpoints.update(result.checkpoints)

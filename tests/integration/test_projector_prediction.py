@@ -102,6 +102,12 @@ async def test_predicted_batches_write_exactly_what_projecting_from_the_database
     assert sum(r.applied for r in results) == len(log.logged)
     assert sum(r.dead_letters for r in results) == 1
     assert await read_model(db) == fold(log.logged)
+    # Times are staged as microseconds since the epoch and turned back into timestamptz.
+    rows = await db.fetch("SELECT account_id, version, occurred_at FROM movements")
+    times = {(e.account_id, e.version): e.occurred_at for e in (item.event for item in log.logged)}
+    assert {
+        (r["account_id"], r["version"]): r["occurred_at"] for r in rows
+    }.items() <= times.items()
     assert await snapshot(db) == await reference(database, topic, records)
 
 
