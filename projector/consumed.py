@@ -12,7 +12,9 @@ from ledger.events.codec import EventCodec, UndecodableEvent
 from ledger.events.records import Event
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per event consumed, and a frozen dataclass's __init__ costs twice as
+# much (it sets each field through object.__setattr__). Nothing changes a record once made.
+@dataclass(slots=True)
 class DecodedRecord:
     partition: int
     offset: int

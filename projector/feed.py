@@ -6,8 +6,9 @@ poll/consume on this thread, so no batch is ever in flight when partitions come 
 assignment we read the partitions' checkpoints from PostgreSQL and resume right after them.
 
 While catching up, one poll takes several batches' worth of records; each batch is then decoded
-while the one before it is being applied (the thread decodes while PostgreSQL works), and still
-only one batch is in flight at a time and none when the next poll runs.
+and projected (prediction.py) while the one before it is being applied (the thread works while
+PostgreSQL does), and still only one batch is in flight at a time and none when the next poll
+runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from ledger.events.codec import EventCodec
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, consumed_records
+from projector.prediction import AccountView, Prediction
 from projector.status import Status
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,9 @@ _RETRY_DELAY_MAX = 5.0
 _BATCHES_PER_POLL = 4
 """How many batches one poll may take when that many records are queued (catching up)."""
 
-ApplyBatch = Callable[[Sequence[ConsumedRecord]], "Future[BatchResult]"]
-"""Starts applying a batch; the future says what it did once its transaction committed."""
+ApplyBatch = Callable[[Sequence[ConsumedRecord], Prediction | None], "Future[BatchResult]"]
+"""Starts applying a batch (with what it is predicted to write, if that could be said); the
+future says what it did once its transaction committed."""
 ReadCheckpoints = Callable[[Collection[int]], Mapping[int, int]]
 """The last applied offset of each of the given partitions that has one (blocking)."""
 
@@ -92,6 +95,7 @@ class Feed:
         self._read_checkpoints = read_checkpoints
         self._status = status
         self._stopping = threading.Event()
+        self._view = AccountView()
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group (thread-safe)."""
@@ -124,22 +128,32 @@ class Feed:
 
     def _apply_in_order(self, consumer: Consumer, messages: Sequence[Message]) -> bool:
         """Apply `messages` as batches of at most `batch_max_events`, one transaction each, in
-        order, decoding each batch while the previous one is applied. False if told to stop
-        (the batch in flight is finished, later ones are left for the next run)."""
+        order, decoding and projecting each batch while the previous one is applied. False if
+        told to stop (the batch in flight is finished, later ones are left for the next run)."""
         in_flight: Future[BatchResult] | None = None
         for start in range(0, len(messages), self._batch_max):
             records = self._decoded(messages[start : start + self._batch_max])
+            prediction = self._view.predict(self._topic, records) if records else None
             if in_flight is not None:
                 # Raises what the batch raised (a contradiction): nothing later is applied.
-                self._commit_offsets(consumer, in_flight.result())
+                held = self._settle(consumer, in_flight.result())
                 in_flight = None
+                if not held and records:
+                    # Built on a prediction that did not hold (or none): predict again from
+                    # what that batch committed.
+                    prediction = self._view.predict(self._topic, records)
             if records is None or (start and self._stopping.is_set()):
                 return False
             if records:
-                in_flight = self._apply_batch(records)
+                in_flight = self._apply_batch(records, prediction)
+                self._view.sent(prediction)
         if in_flight is not None:
-            self._commit_offsets(consumer, in_flight.result())
+            self._settle(consumer, in_flight.result())
         return True
+
+    def _settle(self, consumer: Consumer, result: BatchResult) -> bool:
+        self._commit_offsets(consumer, result)
+        return self._view.settle(result)
 
     def _next_messages(self, consumer: Consumer) -> list[Message]:
         # consume() waits for a full batch or the timeout, which would delay every event of a
@@ -218,6 +232,7 @@ class Feed:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
+        self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)
 

@@ -1,8 +1,8 @@
 """`python -m projector` (run): keep the read model up to date until told to stop.
 
 The consumer thread (feed.py) drives: it hands each batch to the event loop, where it is applied
-in one PostgreSQL transaction (batch.py), decodes the next one meanwhile, and waits for the
-commit before it hands over another batch or polls again.
+in one PostgreSQL transaction (batch.py), decodes and projects the next one meanwhile
+(prediction.py), and waits for the commit before it hands over another batch or polls again.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
@@ -24,6 +25,7 @@ from projector.consumed import ConsumedRecord, UndecodableRecord
 from projector.dead_letters import DeadLetterQueue
 from projector.feed import Feed
 from projector.http_endpoint import HttpEndpoint, Response
+from projector.prediction import Prediction
 from projector.read_model import read_checkpoints
 from projector.retrying import retrying
 from projector.settings import Settings
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _HEALTH_QUERY_TIMEOUT = 2.0
+_SWITCH_INTERVAL_S = 0.0005
 
 
 class LiveProjector:
@@ -67,6 +70,10 @@ class LiveProjector:
     async def run(self) -> None:
         """Project until SIGTERM/SIGINT (returns) or a failure (raises, e.g. Contradiction)."""
         self._loop = asyncio.get_running_loop()
+        # The consumer thread decodes and projects the next batch while this loop feeds
+        # PostgreSQL the current one; each time the loop's socket I/O releases the interpreter
+        # lock it waits up to the switch interval to get it back, and PostgreSQL waits with it.
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, self._stop, signum)
         endpoint = HttpEndpoint(
@@ -102,18 +109,26 @@ class LiveProjector:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def _apply_started(self, records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+    def _apply_started(
+        self, records: Sequence[ConsumedRecord], prediction: Prediction | None
+    ) -> Future[BatchResult]:
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self._apply(records), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._apply(records, prediction), self._loop)
 
     def _checkpoints_blocking(self, partitions: Collection[int]) -> Mapping[int, int]:
         return self._on_loop(self._checkpoints(partitions))
 
-    async def _apply(self, records: Sequence[ConsumedRecord]) -> BatchResult:
+    async def _apply(
+        self, records: Sequence[ConsumedRecord], prediction: Prediction | None
+    ) -> BatchResult:
         async def attempt() -> BatchResult:
             async with self._pool.acquire() as connection:
                 return await apply_batch(
-                    connection, self._settings.topic, records, self._publish_dead_letters
+                    connection,
+                    self._settings.topic,
+                    records,
+                    self._publish_dead_letters,
+                    prediction,
                 )
 
         result = await retrying("applying a batch", attempt, lambda: self._feed.stopping)

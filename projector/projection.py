@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 from ledger.domain.account import Account
 from ledger.domain.decider import InconsistentEvent, evolve
@@ -35,7 +35,7 @@ MOVEMENT_COLUMNS = (
     "amount",
     "balance_after",
     "exponent",
-    "occurred_at",
+    "occurred_us",
     "counterparty_id",
     "transfer_id",
     "command_id",
@@ -50,6 +50,8 @@ _MOVEMENTS: dict[type[Event], tuple[str, bool, bool]] = {
     TransferDebited: ("TRANSFER_OUT", False, True),
     TransferCredited: ("TRANSFER_IN", True, True),
 }
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _Movement: TypeAlias = MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited
 
 
@@ -100,8 +102,9 @@ class Projection:
     """The rows one batch writes: final state of each account it touched, its new movements,
     and its contribution to each (account, day) summary.
 
-    Movements hold money in minor units with the currency's exponent (MOVEMENT_COLUMNS): the
-    database turns them into NUMERIC, which is cheaper than building Decimals here.
+    Movements hold money in minor units with the currency's exponent, and their time in
+    microseconds since the epoch (MOVEMENT_COLUMNS): the database turns them into NUMERIC and
+    timestamptz, which is cheaper than building Decimals, or than asyncpg encoding datetimes.
     """
 
     accounts: dict[str, StoredAccount] = field(default_factory=dict)
@@ -123,30 +126,66 @@ def project(
 ) -> Projection:
     """The rows that applying `records` (in log order) to the `stored` accounts produces.
 
-    `stored` must hold the current row of every account the records name that exists.
-    Raises Contradiction on the first event that cannot follow its account's state.
+    `stored` must hold the current row of every account the records name that exists; it is
+    read once per account. Raises Contradiction on the first event that cannot follow its
+    account's state.
     """
     projection = Projection()
-    states = projection.accounts
+    tracked: dict[str, _Tracked] = {}
     days = projection.days
     add_movement = projection.movements.append
-    # Runs once per event of a catch-up: the movement is built inline, not in a function.
+    # Events of one transaction share their time (the decoder makes one datetime per instant).
+    last_time = None
+    micros = 0
+    day = _EPOCH.date()
+    # Runs once per event of a catch-up: everything is inline, and a StoredAccount is only
+    # built per account at the end, not per event.
     for record in records:
         event = record.event
         account_id = event.account_id
-        state = _apply(topic, record, states.get(account_id) or stored.get(account_id))
-        states[account_id] = state
+        state = tracked.get(account_id)
+        if state is None:
+            state = tracked[account_id] = _Tracked(stored.get(account_id))
+        current = state.account
+        try:
+            account = evolve(current, event)
+        except InconsistentEvent as error:
+            raise Contradiction(topic, record, state.stored(), str(error)) from None
+        if current is None:
+            state.partition = record.partition
+        elif state.partition != record.partition:
+            # Per-partition checkpoints only order an account's events if they share a
+            # partition.
+            raise Contradiction(
+                topic,
+                record,
+                state.stored(),
+                f"the account's events are in partition {state.partition}, not {record.partition}",
+            )
+        state.account = account
         movement = _MOVEMENTS.get(type(event))
         if movement is None:
+            if isinstance(event, AccountClosed):
+                state.closed_at = event.occurred_at
             continue
         kind, inflow, is_transfer = movement
-        moved = cast(_Movement, event)
-        transfer = cast(TransferDebited | TransferCredited, event) if is_transfer else None
-        account = state.account
-        currency = account.currency
+        moved: _Movement = event  # type: ignore[assignment]
+        exponent = state.exponent
+        if exponent is None:
+            exponent = state.exponent = currency_exponent(account.currency)
         balance = account.balance
         amount = moved.amount
         occurred_at = event.occurred_at
+        if occurred_at is not last_time:
+            last_time = occurred_at
+            micros = (occurred_at - _EPOCH) // _MICROSECOND
+            day = occurred_at.date()
+        if is_transfer:
+            transfer: TransferDebited | TransferCredited = event  # type: ignore[assignment]
+            counterparty_id: str | None = transfer.counterparty_id
+            transfer_id: str | None = transfer.transfer_id
+        else:
+            counterparty_id = transfer_id = None
         add_movement(
             (
                 event.event_id,
@@ -155,43 +194,43 @@ def project(
                 kind,
                 amount,
                 balance,
-                currency_exponent(currency),
-                occurred_at,
-                None if transfer is None else transfer.counterparty_id,
-                None if transfer is None else transfer.transfer_id,
+                exponent,
+                micros,
+                counterparty_id,
+                transfer_id,
                 event.command_id,
                 record.partition,
                 record.offset,
             )
         )
-        key = (account_id, occurred_at.date())
+        key = (account_id, day)
         totals = days.get(key)
         if totals is None:
-            totals = days[key] = DayTotals(currency)
+            totals = days[key] = DayTotals(account.currency)
         if inflow:
             totals.inflow += amount
         else:
             totals.outflow += amount
         totals.movement_count += 1
         totals.closing_balance = balance
+    projection.accounts = {account_id: state.final() for account_id, state in tracked.items()}
     return projection
 
 
-def _apply(topic: str, record: DecodedRecord, current: StoredAccount | None) -> StoredAccount:
-    event = record.event
-    try:
-        account = evolve(None if current is None else current.account, event)
-    except InconsistentEvent as error:
-        raise Contradiction(topic, record, current, str(error)) from None
-    if current is None:
-        return StoredAccount(account, record.partition, None)
-    if current.partition != record.partition:
-        # Per-partition checkpoints only order an account's events if they share a partition.
-        raise Contradiction(
-            topic,
-            record,
-            current,
-            f"the account's events are in partition {current.partition}, not {record.partition}",
-        )
-    closed_at = event.occurred_at if isinstance(event, AccountClosed) else current.closed_at
-    return StoredAccount(account, current.partition, closed_at)
+class _Tracked:
+    """One account's state while a batch is projected (mutable: it changes once per event)."""
+
+    __slots__ = ("account", "closed_at", "exponent", "partition")
+
+    def __init__(self, stored: StoredAccount | None) -> None:
+        self.account = None if stored is None else stored.account
+        self.partition = -1 if stored is None else stored.partition
+        self.closed_at = None if stored is None else stored.closed_at
+        self.exponent: int | None = None
+
+    def stored(self) -> StoredAccount | None:
+        return None if self.account is None else self.final()
+
+    def final(self) -> StoredAccount:
+        assert self.account is not None, "every tracked account has had an event applied"
+        return StoredAccount(self.account, self.partition, self.closed_at)

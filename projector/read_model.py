@@ -42,6 +42,7 @@ SELECT account_id, currency, owner, status, version, partition, opened_at, close
        scale(balance) AS balance_scale
 FROM accounts WHERE account_id = ANY($1::text[])
 """
+_ANY_ACCOUNT = "SELECT 1 FROM accounts WHERE account_id = ANY($1::text[]) LIMIT 1"
 # Rows are staged with COPY (binary, far cheaper to encode than query parameters) in temporary
 # tables, with money in minor units and the currency's exponent; the INSERTs below turn that
 # into exact NUMERIC with the currency's scale. Truncated at the start of each batch rather than
@@ -49,7 +50,7 @@ FROM accounts WHERE account_id = ANY($1::text[])
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_movements (
     event_id uuid, account_id text, version bigint, kind text, amount bigint,
-    balance_after bigint, exponent integer, occurred_at timestamptz, counterparty_id text,
+    balance_after bigint, exponent integer, occurred_us bigint, counterparty_id text,
     transfer_id text, command_id text, partition integer, "offset" bigint);
 CREATE TEMP TABLE IF NOT EXISTS staged_accounts (
     account_id text, currency text, owner text, status text, balance bigint, exponent integer,
@@ -94,11 +95,18 @@ def _major(column: str) -> str:
     return f"round({column}::numeric * 10::numeric ^ (-exponent), exponent)"
 
 
+# Movement times are staged as microseconds since the epoch: asyncpg encodes a datetime at
+# about four times the cost of an integer (~1.4 against ~0.35 µs). Whole seconds and the rest
+# apart, so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly, not
+# any microsecond count), and no day-sized interval meets the session's time zone.
+_TIME_FROM_MICROS = (
+    "to_timestamp(occurred_us / 1000000) + (occurred_us % 1000000) * interval '1 microsecond'"
+)
 _INSERT_MOVEMENTS = f"""
 INSERT INTO movements (event_id, account_id, version, kind, amount, balance_after, occurred_at,
                        counterparty_id, transfer_id, command_id, partition, "offset")
 SELECT event_id, account_id, version, kind, {_major("amount")}, {_major("balance_after")},
-       occurred_at, counterparty_id, transfer_id, command_id, partition, "offset"
+       {_TIME_FROM_MICROS}, counterparty_id, transfer_id, command_id, partition, "offset"
 FROM pg_temp.staged_movements
 """
 _UPSERT_ACCOUNTS = f"""
@@ -163,6 +171,12 @@ async def read_checkpoints(connection: Any, topic: str) -> dict[int, int]:
         topic,
     )
     return {row["partition"]: row["last_offset"] for row in rows}
+
+
+async def any_account(connection: Any, account_ids: Collection[str]) -> bool:
+    """Whether any of `account_ids` has a row."""
+    found = await connection.fetchval(_ANY_ACCOUNT, list(account_ids))
+    return found is not None
 
 
 async def load_accounts(connection: Any, account_ids: Collection[str]) -> dict[str, StoredAccount]:

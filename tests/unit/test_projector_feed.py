@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from ledger.events.codec import EventCodec
-from ledger.events.records import MoneyDeposited
+from ledger.events.records import AccountOpened, MoneyDeposited
 from ledger.events.schema_store import SchemaStore
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
 from projector.feed import Feed
+from projector.prediction import Prediction
 from projector.status import Status
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -70,15 +71,23 @@ class Recorder:
         self.log = log
         self.in_flight: Future[BatchResult] | None = None
         self.batches: list[list[ConsumedRecord]] = []
+        self.predictions: list[Prediction | None] = []
         self.fail_at = fail_at
 
-    def apply(self, records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+    def apply(
+        self, records: Sequence[ConsumedRecord], prediction: Prediction | None = None
+    ) -> Future[BatchResult]:
         assert self.in_flight is None or self.in_flight.done(), "two batches in flight"
         self.batches.append(list(records))
+        self.predictions.append(prediction)
         self.log.append(f"apply {len(records)}")
         future: Future[BatchResult] = _LoggedFuture(self.log, len(self.batches))
         if self.fail_at == len(self.batches):
             future.set_exception(RuntimeError("contradiction"))
+        elif prediction is not None:
+            writes = prediction.writes
+            accounts = writes.projection.accounts
+            future.set_result(BatchResult(len(records), 0, 0, writes.advanced, {}, accounts, True))
         else:
             last = max(r.offset for r in records)
             future.set_result(BatchResult(len(records), 0, 0, {0: last}))
@@ -169,6 +178,33 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
     assert consumer.committed == [4, 8, 10]
 
 
+def test_each_batch_is_projected_on_top_of_the_one_in_flight(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log)
+    opened = AccountOpened(
+        event_id="e-open",
+        account_id="acc",
+        version=1,
+        command_id="c-open",
+        command_fingerprint="f",
+        occurred_at=AT,
+        currency="EUR",
+        owner="Ada",
+    )
+    deposits = [message.value() for message in _messages(codec, 4)[:3]]
+    messages = [FakeMessage(o, v) for o, v in enumerate([codec.encode(opened), *deposits])]
+
+    assert _feed(codec, recorder, 2)._apply_in_order(FakeConsumer(), messages)  # type: ignore[arg-type]
+
+    first, second = recorder.predictions
+    assert first is not None
+    assert second is not None
+    # Predicted before the first batch committed: from the account as that batch leaves it.
+    assert (second.assumed, set(second.missing)) == ({0: 1}, set())
+    assert second.writes.projection.accounts["acc"].account.balance == 3
+
+
 def test_a_failed_batch_stops_every_later_one(codec: EventCodec, log: list[str]) -> None:
     recorder = Recorder(log, fail_at=2)
     consumer = FakeConsumer()
@@ -189,9 +225,11 @@ def test_when_stopped_only_the_batch_in_flight_is_finished(
     feed = _feed(codec, recorder, 4)
     applying = recorder.apply
 
-    def apply_then_stop(records: Sequence[ConsumedRecord]) -> Future[BatchResult]:
+    def apply_then_stop(
+        records: Sequence[ConsumedRecord], prediction: Prediction | None = None
+    ) -> Future[BatchResult]:
         feed.stop()
-        return applying(records)
+        return applying(records, prediction)
 
     recorder.apply = apply_then_stop  # type: ignore[method-assign]
     feed._apply_batch = apply_then_stop
