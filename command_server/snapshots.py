@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 _Body = TypeVar("_Body", Manifest, OutcomeChunk, AccountChunk)
 
+_REWRITE_AFTER = 2
+"""A partition's accounts are all written again once its chunks hold more than this many
+entries per live account (restoring reads every chunk)."""
+
 
 @dataclass(slots=True)
 class _Written:
@@ -53,6 +57,15 @@ class _Written:
     keys: set[str] = field(default_factory=set)
     """Every live key of the partition, so that those no longer part of it get tombstones."""
     next_offset: int = 0
+    generation: str = ""
+    """The account chunks in the topic: those of this generation, in order, a later chunk's
+    account replacing an earlier one's; "" before the first snapshot."""
+    account_chunks: int = 0
+    account_entries: int = 0
+    """Accounts in those chunks, counting each time one was written again."""
+    seen: dict[str, Account] = field(default_factory=dict)
+    """Each account as the topic holds it: accounts are immutable, so one whose object is not
+    this one has changed since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,10 @@ class Snapshots:
                 {c for c in range(manifest.outcomes_start // CHUNK_ENTRIES, end // CHUNK_ENTRIES)},
                 keys[p],
                 manifest.next_offset,
+                manifest.generation,
+                manifest.account_chunks,
+                len(accounts),
+                {a: model.accounts[a] for a in model.account_ids.get(p, ())},
             )
             start[p] = manifest.next_offset
         return start
@@ -223,12 +240,23 @@ class Snapshots:
             )
             if first + CHUNK_ENTRIES <= end:
                 complete.add(chunk)
-        generation = uuid.uuid4().hex
-        accounts = [model.accounts[a] for a in model.account_ids.get(partition, ())]
-        chunks = range(0, len(accounts), ACCOUNTS_PER_CHUNK)
-        for number, at in enumerate(chunks):
-            slice_ = accounts[at : at + ACCOUNTS_PER_CHUNK]
-            add(accounts_key(partition, number), AccountChunk(generation, slice_))
+        current = model.accounts
+        seen = {a: current[a] for a in model.account_ids.get(partition, ())}
+        changed = [account for a, account in seen.items() if written.seen.get(a) is not account]
+        generation, chunks, entries = written.generation, written.account_chunks, 0
+        if generation and written.account_entries + len(changed) <= _REWRITE_AFTER * len(seen):
+            # Only what changed, after the chunks already there: a snapshot costs what happened
+            # since the last one, not the number of accounts.
+            entries = written.account_entries
+            keys.update(accounts_key(partition, n) for n in range(chunks))
+        else:
+            # A new generation of every account, once the changes outweigh the accounts.
+            generation, chunks, changed = uuid.uuid4().hex, 0, list(seen.values())
+        for at in range(0, len(changed), ACCOUNTS_PER_CHUNK):
+            slice_ = changed[at : at + ACCOUNTS_PER_CHUNK]
+            add(accounts_key(partition, chunks), AccountChunk(generation, slice_))
+            chunks += 1
+            entries += len(slice_)
         records.extend((key, None) for key in sorted(written.keys - keys))
         next_offset = model.positions[partition] + 1
         manifest = Manifest(
@@ -240,11 +268,13 @@ class Snapshots:
             next_offset,
             start,
             end,
-            len(chunks),
+            chunks,
         )
         # Last in the transaction, although the transaction makes the order invisible.
         records.append((manifest_key(partition), manifest))
-        return _Written(written.lineage, complete, keys, next_offset)
+        return _Written(
+            written.lineage, complete, keys, next_offset, generation, chunks, entries, seen
+        )
 
 
 def _expect(kind: type[_Body], latest: Mapping[str, bytes], key: str) -> _Body:

@@ -235,3 +235,78 @@ def test_records_round_trip_and_garbage_is_unreadable() -> None:
         assert encode(decode(value)) == value
     with pytest.raises(UnreadableSnapshot):
         decode(b"\x02garbage")
+
+
+def _accounts_written(capture: snapshots.Capture) -> list[str]:
+    return [
+        account.account_id
+        for _, body in capture.records
+        if isinstance(body, AccountChunk)
+        for account in body.accounts
+    ]
+
+
+def test_a_snapshot_writes_only_the_accounts_changed_since_the_last_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ten accounts over three partitions: no rewrite of a whole generation in this test.
+    monkeypatch.setattr(snapshots, "_REWRITE_AFTER", 100)
+    log = history(21, 200)
+    assert len(log) > 110
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS)
+    writer.restore(model, PARTITIONS, {})
+    for event, partition, offset in log[:100]:
+        model.apply(event, partition, offset)
+    first = writer.capture(model)
+    assert first is not None
+    assert sorted(_accounts_written(first)) == sorted(model.accounts)
+    writer.publish(first)
+    writer.recorded(first)
+
+    for event, partition, offset in log[100:104]:
+        model.apply(event, partition, offset)
+    second = writer.capture(model)
+    assert second is not None
+    assert sorted(_accounts_written(second)) == sorted({e.account_id for e, _, _ in log[100:104]})
+    writer.publish(second)
+    writer.recorded(second)
+    again, start = restored(topic)
+    assert tail(log[:104], start) == []
+    assert again.accounts == fold(log[:104]).accounts
+
+    # A restored writer knows what the topic holds, and goes on writing only changes.
+    restarted = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS)
+    restarted.restore(model, PARTITIONS, topic.latest)
+    for event, partition, offset in log[104:106]:
+        model.apply(event, partition, offset)
+    third = restarted.capture(model)
+    assert third is not None
+    assert sorted(_accounts_written(third)) == sorted({e.account_id for e, _, _ in log[104:106]})
+
+
+def test_changes_outweighing_the_accounts_start_a_new_generation() -> None:
+    log = history(22, 400)
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS)
+    writer.restore(model, PARTITIONS, {})
+    generations: set[str] = set()
+    for at, (event, partition, offset) in enumerate(log):
+        model.apply(event, partition, offset)
+        if at % 5 == 0:
+            writer.write(model)
+            manifests = [decode(v) for k, v in topic.latest.items() if k.endswith("manifest")]
+            generations.update(m.generation for m in manifests if isinstance(m, Manifest))
+            chunks = sum(1 for k in topic.latest if "/accounts/" in k)
+            # Bounded by twice the accounts (in chunks of 3), plus the chunk being filled.
+            assert chunks <= sum(
+                2 * len(model.account_ids[p]) // 3 + 2 for p in PARTITIONS if p in model.logs
+            )
+    assert len(generations) > len(PARTITIONS)
+    again, start = restored(topic)
+    for event, partition, offset in tail(log, start):
+        again.apply(event, partition, offset)
+    assert again.accounts == fold(log).accounts
