@@ -14,12 +14,12 @@ from command_server.snapshots import Snapshots, SnapshotTarget
 from command_server.write_model import WriteModel
 from ledger.events.records import Event
 from tests.unit.test_write_model_snapshots import (
-    PARTITIONS,
     TARGET,
     CapturedTopic,
     answers,
     assert_same_answers,
     fold,
+    fresh_writer,
     history,
     restored,
     small_chunks,
@@ -55,9 +55,7 @@ class HeldTopic(CapturedTopic):
 
 def _started(log: Sequence[tuple[Event, int, int]]) -> tuple[HeldTopic, WriteModel, Snapshots]:
     topic = HeldTopic()
-    snapshots = Snapshots(topic, EVERY_50)  # type: ignore[arg-type]
-    model = WriteModel(10_000, PARTITIONS)
-    snapshots.restore(model, PARTITIONS, {})
+    snapshots, model = fresh_writer(topic, target=EVERY_50)
     for event, partition, offset in log:
         model.apply(event, partition, offset)
     return topic, model, snapshots

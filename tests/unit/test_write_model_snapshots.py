@@ -124,6 +124,16 @@ def assert_same_answers(
     )
 
 
+def fresh_writer(
+    topic: CapturedTopic, window: int = 10_000, target: SnapshotTarget = TARGET
+) -> tuple[Snapshots, WriteModel]:
+    """A snapshot writer on a topic with no snapshot yet, and the empty model it snapshots."""
+    writer = Snapshots(topic, target)  # type: ignore[arg-type]
+    model = WriteModel(window, PARTITIONS)
+    writer.restore(model, PARTITIONS, {})
+    return writer, model
+
+
 def restored(topic: CapturedTopic, window: int = 10_000) -> tuple[WriteModel, dict[int, int]]:
     model = WriteModel(window, PARTITIONS)
     start = Snapshots(topic, TARGET).restore(model, PARTITIONS, topic.latest)  # type: ignore[arg-type]
@@ -143,9 +153,7 @@ def test_snapshot_plus_tail_equals_the_whole_fold(seed: int, window: int) -> Non
     whole = fold(log, window)
     topic = CapturedTopic()
     cut = random.Random(seed).randrange(len(log) // 3, len(log))
-    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    model = WriteModel(window, PARTITIONS)
-    writer.restore(model, PARTITIONS, {})
+    writer, model = fresh_writer(topic, window)
     # Snapshots taken now and then while the log grows: later ones write only what changed.
     for at, (event, partition, offset) in enumerate(log[:cut]):
         model.apply(event, partition, offset)
@@ -166,9 +174,7 @@ def test_snapshot_plus_tail_equals_the_whole_fold(seed: int, window: int) -> Non
 def test_a_restored_model_snapshots_again_and_restores_the_same() -> None:
     log = history(11, 200)
     topic = CapturedTopic()
-    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    model = WriteModel(10_000, PARTITIONS)
-    writer.restore(model, PARTITIONS, {})
+    writer, model = fresh_writer(topic)
     for event, partition, offset in log[:120]:
         model.apply(event, partition, offset)
     writer.write(model)
@@ -254,9 +260,7 @@ def test_a_snapshot_writes_only_the_accounts_changed_since_the_last_one(
     log = history(21, 200)
     assert len(log) > 110
     topic = CapturedTopic()
-    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    model = WriteModel(10_000, PARTITIONS)
-    writer.restore(model, PARTITIONS, {})
+    writer, model = fresh_writer(topic)
     for event, partition, offset in log[:100]:
         model.apply(event, partition, offset)
     first = writer.capture(model)
@@ -290,9 +294,7 @@ def test_a_snapshot_writes_only_the_accounts_changed_since_the_last_one(
 def test_changes_outweighing_the_accounts_start_a_new_generation() -> None:
     log = history(22, 400)
     topic = CapturedTopic()
-    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    model = WriteModel(10_000, PARTITIONS)
-    writer.restore(model, PARTITIONS, {})
+    writer, model = fresh_writer(topic)
     generations: set[str] = set()
     for at, (event, partition, offset) in enumerate(log):
         model.apply(event, partition, offset)
