@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -63,13 +64,7 @@ class EventStore:
 
     def open(self, timeout: float = 60) -> None:
         """Fence any zombie holding our transactional ids and abort its open transactions."""
-        for producer in self._producers:
-            try:
-                producer.init_transactions(timeout)
-            except KafkaException as exc:
-                raise AppendFailed(
-                    f"could not initialise transactions: {exc.args[0].str()}"
-                ) from exc
+        open_together([self], timeout)
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset."""
@@ -291,3 +286,23 @@ def _handle(producer: Producer, err: KafkaError) -> NoReturn:
             raise AppendFailed(f"abort failed: {exc.args[0].str()}") from exc
         raise AppendFailed(f"transaction aborted: {err.str()}")
     raise AppendFailed(f"append failed: {err.str()}")
+
+
+def open_together(stores: Sequence[EventStore], timeout: float = 60) -> None:
+    """`open` every store's producers at once: each fencing is a few round trips to the
+    transaction coordinator (0.2-0.4 s for an id that exists), and a start waits for all."""
+    producers = [producer for store in stores for producer in store._producers]
+    with ThreadPoolExecutor(max_workers=len(producers)) as threads:
+        outcomes = list(threads.map(lambda p: _init_transactions(p, timeout), producers))
+    for error in outcomes:
+        if error is not None:
+            raise AppendFailed(f"could not initialise transactions: {error.str()}")
+
+
+def _init_transactions(producer: Producer, timeout: float) -> KafkaError | None:
+    try:
+        producer.init_transactions(timeout)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        return error
+    return None

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from command_server.event_store import EventStore
+from command_server.event_store import EventStore, open_together
 from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.snapshot_topic import ensure_snapshot_topic, read_latest, snapshot_topic_name
@@ -42,8 +42,8 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
     codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": settings.registry_url})))
     codec.register(settings.topic)
     store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_ids, codec)
-    store.open()
     shard = Shard(settings.shard_index, settings.shard_count, partitions)
+    stores = [store]
     snapshots = None
     topic = snapshot_topic_name(settings.topic)
     if settings.snapshot_every_events and ensure_snapshot_topic(admin, topic):
@@ -54,8 +54,9 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         snapshot_store = EventStore(
             settings.kafka_bootstrap, settings.topic, (settings.snapshot_transactional_id,), codec
         )
-        snapshot_store.open()
         snapshots = Snapshots(snapshot_store, target)
+        stores.append(snapshot_store)
+    open_together(stores)
     log.info("connected to Kafka and the registry in %.2fs", time.monotonic() - started)
     return store, shard, snapshots
 
