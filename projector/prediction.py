@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.events.records import AccountOpened
 from projector import read_model
 from projector.batch import BatchResult, Writes, fresh
 from projector.consumed import ConsumedRecord
@@ -104,6 +105,11 @@ class AccountView:
                 or account.partition != record.partition
                 or record.partition in below
             ):
+                if not isinstance(record.event, AccountOpened):
+                    # Its history starts before this batch, so it exists (or the batch
+                    # contradicts the model): the database must be read anyway, and asking
+                    # whether it exists would only cost a query.
+                    return None
                 # Not known as this partition's: if it exists, the database says where.
                 missing.add(account_id)
             else:

@@ -159,3 +159,15 @@ def test_a_prediction_holds_only_at_the_checkpoints_it_assumed_with_unknown_acco
     assert holds({0: 0, 1: -1}, found=True) == (False, [["b"]])
     assert holds({0: 3, 1: -1}, found=False) == (False, [])
     assert holds({0: 0, 1: 0}, found=False) == (False, [])
+
+
+def test_an_account_the_view_never_saw_opened_is_not_predicted() -> None:
+    log = Log()
+    log(0, OpenAccount("c1", "a", "EUR", "A"))
+    # A view that starts after the account was opened (a restart, a new instance): the account
+    # exists, so the batch is projected from the database without first asking whether it does.
+    view = AccountView()
+    assert view.predict(TOPIC, log(0, Deposit("c2", "a", "5"))) is None
+    opened = view.predict(TOPIC, log(1, OpenAccount("c3", "b", "EUR", "B")))
+    assert opened is not None
+    assert set(opened.missing) == {"b"}
