@@ -1,8 +1,8 @@
 """Snapshots written on a thread of their own, so that batches do not wait for them.
 
 A snapshot of 10,000 accounts held the writer for 0.15-0.3 s (encoding, then a transaction of a
-few megabytes): every command arriving meanwhile waited, and that stall was most of the p99 at a
-steady rate (docs/performance.md). The writer now only captures the snapshot between two batches
+few megabytes), and every command arriving meanwhile waited for it (docs/performance.md). The
+writer now only captures the snapshot between two batches
 (copies of the new outcome entries and references to the immutable accounts); encoding and the
 transaction run on this thread, through the snapshot producer, while batches go on. At most one
 snapshot is in flight; a clean stop waits for it and then writes the final one itself.

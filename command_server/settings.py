@@ -30,8 +30,8 @@ class Settings:
     # A snapshot of the write model every this many events (0: never), so that a restart
     # replays only the events after it.
     snapshot_every_events: int = 10_000
-    # Transactional producers taking turns (see EventStore); 1: the shard's one id, as in the
-    # design, for brokers whose ACLs name that id exactly.
+    # Transactional producers taking turns for events (see EventStore); 1: the shard's own id
+    # only, each transaction then waiting out the previous one's markers.
     producers: int = 2
     grace_seconds: float = 10.0
 
