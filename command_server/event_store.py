@@ -40,12 +40,13 @@ class EventStore:
     """Appends go through the shard's transactional producers in turn, one transaction at a time.
 
     Why more than one: after a commit the broker still writes the transaction's markers, and a
-    producer that starts its next transaction before that is done is told CONCURRENT_TRANSACTIONS
-    and retried by librdkafka after a fixed 20 ms. At 64 clients that hit 12-32 % of all
-    transactions (docs/performance.md). The next transaction therefore goes to the other producer, whose
-    previous transaction finished a whole batch ago. Appends still never overlap: each one
-    begins producing only after the previous one committed, so the log holds them in the order
-    they were decided. A new instance fences every one of the ids before it replays.
+    producer that starts its next transaction before that is done is told
+    CONCURRENT_TRANSACTIONS and retried by librdkafka after a fixed 20 ms. At 64 clients that
+    hit 12-32 % of all transactions (docs/performance.md). The next transaction therefore goes
+    to the other producer, whose previous transaction finished a whole batch ago. Appends still
+    never overlap: each one begins producing only after the previous one committed, so the log
+    holds them in the order they were decided. A new instance fences every one of the ids
+    before it replays.
     """
 
     def __init__(
