@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ghz import GhzError, GhzRun, Load, run_ghz
+from bench.loader import Loaded, load
 from bench.noop_server import ADDRESS_VARIABLE
 from bench.procstat import child_pid, descendant_pid, tree_cpu_seconds
 from devstack import LocalStack, StackPorts, default_cache_dir
@@ -41,6 +42,19 @@ class Bench:
 
     def new_topic(self, purpose: str) -> str:
         return f"bench_{purpose}_{uuid.uuid4().hex[:8]}"
+
+    def open_accounts(self, topic: str, accounts: int, prefix: str) -> Loaded:
+        """`accounts` accounts opened in `topic` by producing their AccountOpened events
+        directly: seconds, where as many OpenAccount calls would outlast the measurements."""
+        return load(
+            self.stack.kafka_bootstrap,
+            self.stack.registry_url,
+            topic,
+            first_account=0,
+            accounts=accounts,
+            per_account=1,
+            prefix=prefix,
+        )
 
     def command_server(
         self, topic: str, extra_env: Mapping[str, str] | None = None

@@ -166,13 +166,18 @@ def _on_parent_pipe(fd: int, stopping: asyncio.Event) -> None:
             stopping.set()
 
 
-def main() -> None:
+def settings_or_exit() -> Settings:
+    """The settings from the environment, after logging is configured; exit 2 if they are bad."""
     configure_logging("query-server")
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except SettingsError as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)
+
+
+def main() -> None:
+    settings = settings_or_exit()
     if settings.workers == 1:
         sys.exit(asyncio.run(serve(settings)))
     # Imported here: a single-process server has no use for it.

@@ -9,24 +9,13 @@ single-process server: its own asyncpg pool, its own LISTEN connection, health a
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
-from ledger.environment import SettingsError
-from ledger.telemetry.logs import configure_logging
-from query_server.app import serve
-from query_server.settings import Settings
-
-log = logging.getLogger("query_server")
+from query_server.app import serve, settings_or_exit
 
 
 def main() -> None:
-    configure_logging("query-server")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        log.critical("cannot start: %s", exc)
-        sys.exit(2)
+    settings = settings_or_exit()
     sys.exit(asyncio.run(serve(settings, export_metrics=False, parent_pipe=sys.stdin.fileno())))
 
 

@@ -14,7 +14,6 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import loader
 from bench.ghz import Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running
 from bench.report import Goal, Report, Row, median_of
@@ -96,18 +95,8 @@ def run(bench: Bench, report: Report) -> None:
         "deposit_data": DEPOSIT_DATA,
         "topic": topic,
     }
-    # The accounts are opened by producing their AccountOpened events directly (seconds, where
-    # 10,000 OpenAccount calls would take longer than the measurements); the command server
-    # then starts on that log, as after a restart.
-    opened = loader.load(
-        bench.stack.kafka_bootstrap,
-        bench.stack.registry_url,
-        topic,
-        first_account=0,
-        accounts=ACCOUNTS,
-        per_account=1,
-        prefix=ACCOUNT_PREFIX,
-    )
+    # The command server then starts on that log, as after a restart.
+    opened = bench.open_accounts(topic, ACCOUNTS, ACCOUNT_PREFIX)
     print(f"opened {ACCOUNTS:,} accounts in {opened.seconds:.1f}s", flush=True)
     with (
         running(ledger, "command_server") as ledger_pid,

@@ -17,7 +17,6 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import loader
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running_all
 from bench.log_scan import scan
@@ -130,15 +129,7 @@ def run(bench: Bench, report: Report) -> None:
         "get_account_data": GET_ACCOUNT_DATA,
         "topic": topic,
     }
-    loader.load(
-        bench.stack.kafka_bootstrap,
-        bench.stack.registry_url,
-        topic,
-        first_account=0,
-        accounts=ACCOUNTS,
-        per_account=1,
-        prefix=ACCOUNT_PREFIX,
-    )
+    bench.open_accounts(topic, ACCOUNTS, ACCOUNT_PREFIX)
     last_offsets = scan(bench.stack.kafka_bootstrap, topic, keep_values=False).last_offsets
     asyncio.run(_populate_and_compare(bench, report, plan, ghz, topic, last_offsets))
     rows = [row for row in report.rows if row.scenario == "queries"]

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
 
-from bench import loader
 from bench.harness import Bench, CpuMeter, running_all
 from bench.log_scan import scan
 from bench.read_model import fresh_database, wait_covered
@@ -198,15 +197,7 @@ class _TreeMeter:
 def run(bench: Bench, report: Report) -> None:
     plan = QUICK if bench.quick else FULL
     topic = bench.new_topic("visibility")
-    loader.load(
-        bench.stack.kafka_bootstrap,
-        bench.stack.registry_url,
-        topic,
-        first_account=0,
-        accounts=ACCOUNTS,
-        per_account=1,
-        prefix=ACCOUNT_PREFIX,
-    )
+    bench.open_accounts(topic, ACCOUNTS, ACCOUNT_PREFIX)
     errors = asyncio.run(_measure(bench, report, plan, topic))
     report.settings["visibility"] = {
         "plan": asdict(plan),
