@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from projector import read_model
+from projector import batch_writes, read_model
 from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
 from projector.projection import Projection, StoredAccount, project
 
@@ -117,11 +117,9 @@ async def apply_batch(
             writes = Writes(decoded, undecodable, skipped, advanced, projection)
         elif not writes.advanced:
             return BatchResult(0, 0, len(records), {}, locked, {}, True)
-        if writes.decoded:
-            await read_model.write(connection, writes.projection)
         if writes.undecodable:
             await read_model.record_dead_letters(connection, topic, writes.undecodable)
-        await read_model.advance_checkpoints(connection, topic, writes.advanced)
+        await batch_writes.write(connection, topic, writes.projection, writes.advanced)
         if writes.undecodable and publish_dead_letters is not None:
             await publish_dead_letters(writes.undecodable)
     return BatchResult(
