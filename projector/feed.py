@@ -34,6 +34,10 @@ _POLL_TIMEOUT = 0.5
 _RETRY_DELAY_MAX = 5.0
 _BATCHES_PER_POLL = 4
 """How many batches one poll may take when that many records are queued (catching up)."""
+_KAFKA_COMMIT_INTERVAL_S = 1.0
+"""How often applied offsets are also committed to Kafka, for lag tools only (PostgreSQL's
+checkpoints are what the projector resumes from). Live batches are often a single event, and
+an offset commit per batch was one more request, and a log append, per event for the broker."""
 
 ApplyBatch = Callable[[Sequence[ConsumedRecord], Prediction | None], "Future[BatchResult]"]
 """Starts applying a batch (with what it is predicted to write, if that could be said); the
@@ -96,6 +100,8 @@ class Feed:
         self._status = status
         self._stopping = threading.Event()
         self._view = AccountView()
+        self._uncommitted: dict[int, int] = {}
+        self._next_kafka_commit = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group (thread-safe)."""
@@ -120,8 +126,12 @@ class Feed:
                 if not self._apply_in_order(consumer, self._next_messages(consumer)):
                     break
                 self._observe(consumer)
+                # Polls time out every _POLL_TIMEOUT, so an idle projector commits too.
+                if time.monotonic() >= self._next_kafka_commit:
+                    self._commit_to_kafka(consumer)
         finally:
             self._status.set_consuming(False)
+            self._commit_to_kafka(consumer)
             # Leaves the group at once, so the partitions move to another instance now rather
             # than after the session timeout.
             consumer.close()
@@ -136,7 +146,7 @@ class Feed:
             prediction = self._view.predict(self._topic, records) if records else None
             if in_flight is not None:
                 # Raises what the batch raised (a contradiction): nothing later is applied.
-                held = self._settle(consumer, in_flight.result())
+                held = self._settle(in_flight.result())
                 in_flight = None
                 if not held and records:
                     # Built on a prediction that did not hold (or none): predict again from
@@ -148,11 +158,11 @@ class Feed:
                 in_flight = self._apply_batch(records, prediction)
                 self._view.sent(prediction)
         if in_flight is not None:
-            self._settle(consumer, in_flight.result())
+            self._settle(in_flight.result())
         return True
 
-    def _settle(self, consumer: Consumer, result: BatchResult) -> bool:
-        self._commit_offsets(consumer, result)
+    def _settle(self, result: BatchResult) -> bool:
+        self._uncommitted.update(result.checkpoints)
         return self._view.settle(result)
 
     def _next_messages(self, consumer: Consumer) -> list[Message]:
@@ -188,13 +198,15 @@ class Feed:
                 return None
             delay = min(delay * 2, _RETRY_DELAY_MAX)
 
-    def _commit_offsets(self, consumer: Consumer, result: BatchResult) -> None:
-        if not result.checkpoints:
+    def _commit_to_kafka(self, consumer: Consumer) -> None:
+        self._next_kafka_commit = time.monotonic() + _KAFKA_COMMIT_INTERVAL_S
+        if not self._uncommitted:
             return
         offsets = [
             TopicPartition(self._topic, partition, offset + 1)
-            for partition, offset in result.checkpoints.items()
+            for partition, offset in self._uncommitted.items()
         ]
+        self._uncommitted.clear()
         try:
             consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
@@ -232,6 +244,8 @@ class Feed:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
+        # Still ours until this returns: what we applied of them reaches Kafka's offsets too.
+        self._commit_to_kafka(consumer)
         self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)
