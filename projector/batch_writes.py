@@ -12,7 +12,6 @@ Names are unqualified: the connection's search_path picks the schema (see read_m
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -171,17 +170,24 @@ _ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
 
 def _advance_and_announce(first: int) -> str:
     """Sets the checkpoints of the (locked) rows, then NOTIFYs them; parameters from $first:
-    topic, partitions, offsets, channel, payload.
+    topic, partitions, offsets, channel.
 
     `pg_notify` in the batch's transaction is delivered exactly when (and only if) it commits,
-    so a listener never hears of offsets it cannot read yet.
+    so a listener never hears of offsets it cannot read yet. The payload names the schema the
+    batch went to: a rebuild's shadow (its own search_path) may run ahead of the live schema,
+    and the query server must not take its progress for the live one's.
     """
-    topic, partitions, offsets, channel, payload = (f"${first + i}" for i in range(5))
+    topic, partitions, offsets, channel = (f"${first + i}" for i in range(4))
+    moved = f"unnest({partitions}::integer[], {offsets}::bigint[]) AS a (partition, last_offset)"
     return f"""advanced AS (
 UPDATE checkpoints AS c SET last_offset = a.last_offset, updated_at = now()
-FROM unnest({partitions}::integer[], {offsets}::bigint[]) AS a (partition, last_offset)
-WHERE c.topic = {topic} AND c.partition = a.partition)
-SELECT pg_notify({channel}, {payload})"""
+FROM {moved}
+WHERE c.topic = {topic}::text AND c.partition = a.partition)
+SELECT pg_notify({channel}, json_build_object(
+    'topic', {topic}::text,
+    'schema', current_schema(),
+    'checkpoints', (SELECT json_object_agg(a.partition::text, a.last_offset)
+                    FROM {moved}))::text)"""
 
 
 def _write_inline() -> str:
@@ -211,13 +217,7 @@ async def write(
     `advanced`, announced on commit."""
     batches = (projection.movements, _account_rows(projection), _day_rows(projection))
     partitions = sorted(advanced)
-    checkpoints = (
-        topic,
-        partitions,
-        [advanced[p] for p in partitions],
-        NOTIFY_CHANNEL,
-        json.dumps({"topic": topic, "checkpoints": {str(p): advanced[p] for p in partitions}}),
-    )
+    checkpoints = (topic, partitions, [advanced[p] for p in partitions], NOTIFY_CHANNEL)
     if len(projection.movements) <= INLINE_MAX_MOVEMENTS:
         arrays = [
             column

@@ -2,8 +2,9 @@
 `Checkpoints`, which wakes every waiting query and follower of this process.
 
 The projector sends, in the transaction that commits a batch,
-`{"topic": "<topic>", "checkpoints": {"<partition>": <last applied offset>, ...}}`
-(optionally with `"schema"`, the schema the batch was written to).
+`{"topic": "<topic>", "schema": "<schema>", "checkpoints": {"<partition>": <last applied
+offset>, ...}}`, where schema is the one the batch was written to (a payload without it, from
+an older projector, counts as the live schema's).
 Notifications are only delivered after that commit, so what they report is visible to any
 query started afterwards.
 """
