@@ -36,6 +36,10 @@ class Checkpoints:
         # advance only looks at the waiters it may concern.
         self._waiting: dict[int, dict[asyncio.Future[None], ConsistencyToken]] = {}
         self._closed = False
+        self.listening = False
+        """Set by the LISTEN connection while it is up and has read the table since it last
+        (re)connected: then every committed checkpoint reaches `advance`, at the latest when its
+        NOTIFY arrives."""
 
     @property
     def known(self) -> Mapping[int, int]:

@@ -101,6 +101,7 @@ class CheckpointListener:
                 connection.add_termination_listener(_setter(closed))
                 await connection.add_listener(CHANNEL, self._on_notify)
                 self._checkpoints.advance(await self._read_checkpoints())
+                self._checkpoints.listening = True
                 await self._on_connected(True)
                 log.info("listening on %s", CHANNEL)
                 backoff = 0.1
@@ -112,6 +113,7 @@ class CheckpointListener:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
             finally:
+                self._checkpoints.listening = False
                 connection.terminate()
                 await self._on_connected(False)
 

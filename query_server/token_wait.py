@@ -41,8 +41,11 @@ class TokenWaiter:
         future = self._checkpoints.register(token)
         try:
             async with asyncio.timeout(budget):
-                # A NOTIFY sent before we registered has woken nobody: the table has its effect.
-                self._checkpoints.advance(await self._read_checkpoints())
+                # While the LISTEN connection is up, a checkpoint committed before we registered
+                # has reached `known` already or will with its NOTIFY. Without it, NOTIFYs may
+                # have been lost: the table has their effect.
+                if not self._checkpoints.listening:
+                    self._checkpoints.advance(await self._read_checkpoints())
                 await future
         except TimeoutError:
             raise NotCovered(self._explain(token, budget)) from None

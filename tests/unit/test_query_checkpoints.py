@@ -62,11 +62,29 @@ def _waiter(checkpoints: Checkpoints, table: Mapping[int, int]) -> TokenWaiter:
     return TokenWaiter(checkpoints, read_table, default_wait_seconds=0.05)
 
 
-async def test_the_table_is_read_once_a_waiter_is_registered() -> None:
-    # The NOTIFY for offset 7 went out before the waiter registered: only the table has it.
+async def test_without_the_listen_connection_a_waiter_reads_the_table() -> None:
+    # The NOTIFY for offset 7 went out while nobody listened: only the table has it.
     checkpoints = Checkpoints()
     await _waiter(checkpoints, {0: 7}).wait(ConsistencyToken.at(0, 7), time_remaining=None)
     assert checkpoints.known == {0: 7}
+
+
+async def test_while_listening_a_waiter_waits_for_the_notification_not_the_table() -> None:
+    checkpoints = Checkpoints()
+    checkpoints.listening = True
+    reads = []
+
+    async def read_table() -> Mapping[int, int]:
+        reads.append(1)
+        return {0: 7}
+
+    waiter = TokenWaiter(checkpoints, read_table, default_wait_seconds=5)
+    waiting = asyncio.ensure_future(waiter.wait(ConsistencyToken.at(0, 7), time_remaining=5))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    checkpoints.advance({0: 7})
+    await asyncio.wait_for(waiting, 1)
+    assert reads == []
 
 
 async def test_a_notification_wakes_the_waiter() -> None:
