@@ -84,6 +84,7 @@ _COLUMNS = (
     ("load", "load"),
     ("commands_per_s", "cmd/s"),
     ("queries_per_s", "queries/s"),
+    ("reads_per_s", "reads/s"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("ratio", "vs noop"),

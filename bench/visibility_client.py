@@ -1,5 +1,5 @@
-"""One client process of the visibility scenario: Deposits at a fixed rate, each followed at once
-by a GetAccount carrying the deposit's consistency token (read-your-writes).
+"""One client process of the visibility scenario: Deposits at a fixed rate, every `read_every`-th
+followed at once by a GetAccount carrying the deposit's consistency token (read-your-writes).
 
 Open loop: command i is sent at start + i / rate whether or not earlier ones were answered, so a
 slow server shows up as latency, not as a lower offered rate. How late each send left against
@@ -32,6 +32,9 @@ class ClientPlan:
     seconds: float
     accounts: int
     account_prefix: str
+    read_every: int = 1
+    """Every how many acknowledged Deposits one is read back: the reads probe the lag without
+    doubling the load they measure it under."""
     timeout_s: float = 10.0
     max_in_flight: int = 5_000
     """Beyond this many unanswered commands, sends are skipped (and counted) rather than queued
@@ -76,7 +79,7 @@ class _Client:
         self._errors[kind] += 1
         self.run.error_samples.setdefault(kind, str(error.details())[:200])
 
-    async def one(self, account_id: str) -> None:
+    async def one(self, account_id: str, read_back: bool) -> None:
         request = commands_pb2.DepositRequest(
             command_id=uuid.uuid4().hex, account_id=account_id, amount="1.00"
         )
@@ -87,6 +90,11 @@ class _Client:
             self._failed("Deposit", error)
             return
         acked = time.perf_counter()
+        self.run.ack_ms.append((acked - sent) * 1000)
+        if acked <= self.window_end:
+            self.run.acked_in_window += 1
+        if not read_back:
+            return
         query = queries_pb2.GetAccountRequest(
             account_id=account_id, consistency_token=ack.consistency_token
         )
@@ -96,10 +104,7 @@ class _Client:
             self._failed("GetAccount", error)
             return
         answered = time.perf_counter()
-        self.run.ack_ms.append((acked - sent) * 1000)
         self.run.visible_ms.append((answered - acked) * 1000)
-        if acked <= self.window_end:
-            self.run.acked_in_window += 1
         if answer.account.version < ack.version:
             self.run.stale += 1
 
@@ -120,7 +125,7 @@ class _Client:
                 continue
             self.run.late_ms.append(max(0.0, time.perf_counter() - due) * 1000)
             account_id = f"{plan.account_prefix}{random.randrange(plan.accounts)}"
-            task = asyncio.create_task(self.one(account_id))
+            task = asyncio.create_task(self.one(account_id, number % plan.read_every == 0))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             self.run.sent += 1
