@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from ledger.events.consuming import consume_ready
+
 
 @dataclass
 class Scanned:
@@ -46,7 +48,7 @@ def scan(bootstrap: str, topic: str, *, keep_values: bool = True) -> Scanned:
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in pending])
         while pending:
-            for message in consumer.consume(num_messages=10_000, timeout=0.5):
+            for message in consume_ready(consumer, 10_000, 0.5):
                 partition = message.partition() or 0
                 offset = message.offset() or 0
                 error = message.error()

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.events.codec import EventCodec, UndecodableEvent
+from ledger.events.consuming import consume_ready
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class EventStore:
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replay did not reach the end of partitions {sorted(pending)}")
-            messages = consumer.consume(num_messages=10_000, timeout=0.5)
+            messages = consume_ready(consumer, 10_000, 0.5)
             decoded = iter(
                 self._codec.decode_batch([m.value() or b"" for m in messages if m.error() is None])
             )

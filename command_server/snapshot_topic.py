@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import create_missing_topic, describe_topic_config
+from ledger.events.consuming import consume_ready
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, b
         while True:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading snapshot topic {topic} did not reach offset {end}")
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+            for msg in consume_ready(consumer, 1000, 0.5):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:

@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ledger.events.codec import EventCodec
+from ledger.events.consuming import consume_ready
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, consumed_records
 from projector.prediction import AccountView, Prediction
@@ -166,15 +167,8 @@ class Feed:
         return self._view.settle(result)
 
     def _next_messages(self, consumer: Consumer) -> list[Message]:
-        # consume() waits for a full batch or the timeout, which would delay every event of a
-        # quiet topic by the timeout; so wait for one record, then take whatever else is queued.
-        first = consumer.poll(_POLL_TIMEOUT)
-        if first is None:
-            return []
-        most = self._batch_max * _BATCHES_PER_POLL
-        rest = consumer.consume(most - 1, 0) if most > 1 else []
         messages = []
-        for message in (first, *rest):
+        for message in consume_ready(consumer, self._batch_max * _BATCHES_PER_POLL, _POLL_TIMEOUT):
             error = message.error()
             if error is None:
                 messages.append(message)

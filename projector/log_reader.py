@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ledger.events.codec import EventCodec
+from ledger.events.consuming import consume_ready
 from projector.consumed import ConsumedRecord, consumed_records
 
 _POLL_TIMEOUT = 0.5
@@ -77,7 +78,7 @@ class LogReader:
                     f"at offsets {self._reached} of {self._ends} (an open transaction?)"
                 )
             in_range = []
-            for message in self._consumer.consume(self._batch_max, _POLL_TIMEOUT):
+            for message in consume_ready(self._consumer, self._batch_max, _POLL_TIMEOUT):
                 partition = message.partition() or 0
                 offset = message.offset() or 0
                 error = message.error()
