@@ -115,6 +115,9 @@ class _Client:
         cpu_started = _cpu_seconds()
         started = time.perf_counter()
         self.window_end = started + plan.seconds
+        # Client processes read back on different turns, so that their reads do not come in
+        # pairs.
+        phase = random.randrange(plan.read_every)
         for number in range(total):
             due = started + number / plan.rate
             delay = due - time.perf_counter()
@@ -125,7 +128,7 @@ class _Client:
                 continue
             self.run.late_ms.append(max(0.0, time.perf_counter() - due) * 1000)
             account_id = f"{plan.account_prefix}{random.randrange(plan.accounts)}"
-            task = asyncio.create_task(self.one(account_id, number % plan.read_every == 0))
+            task = asyncio.create_task(self.one(account_id, number % plan.read_every == phase))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             self.run.sent += 1

@@ -23,11 +23,12 @@ from projector.projection import MOVEMENT_COLUMNS, Projection
 NOTIFY_CHANNEL = "ledger_checkpoints"
 """Where the query server listens for advanced checkpoints (read-your-writes, WatchAccount)."""
 
-INLINE_MAX_MOVEMENTS = 300
-"""Batches with at most this many movements are written in one statement; larger ones are
-staged with COPY. Measured against PostgreSQL here (docs/performance.md, "Visibility"): a batch
-of one deposit took 2.4 ms in one statement and 8.1 ms staged; the two break even between 200
-and 400 movements."""
+INLINE_MAX_ROWS = 900
+"""Batches of at most this many rows (movements, accounts and daily summaries together) are
+written in one statement; larger ones are staged with COPY. Measured against PostgreSQL here
+(docs/performance.md, "Visibility"), with deposits to as many accounts (three rows each): one
+deposit took 2.4 ms in one statement and 8.1 ms staged; the two break even between 200 and 400
+deposits."""
 
 STATUS_TO_DB = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
 
@@ -52,11 +53,11 @@ _TIME_FROM_MICROS = (
 
 @dataclass(frozen=True)
 class _Rows:
-    """One kind of row a batch writes: its columns (name, SQL type), money in minor units with
-    the currency's exponent, and the INSERT that turns them into `table`'s rows from a source
-    (`{rows}` stands for it)."""
+    """One kind of row a batch writes (`name`: movements, accounts, days): its columns (name,
+    SQL type), money in minor units with the currency's exponent, and the INSERT that turns them
+    into rows of their table from a source (`{rows}` stands for it)."""
 
-    table: str
+    name: str
     columns: tuple[tuple[str, str], ...]
     insert: str
 
@@ -66,7 +67,7 @@ class _Rows:
 
     @property
     def staging_table(self) -> str:
-        return f"staged_{self.table}"
+        return f"staged_{self.name}"
 
     def create_staging(self) -> str:
         columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in self.columns)
@@ -169,8 +170,8 @@ _ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
 
 
 def _advance_and_announce(first: int) -> str:
-    """Sets the checkpoints of the (locked) rows, then NOTIFYs them; parameters from $first:
-    topic, partitions, offsets, channel.
+    """Sets the checkpoints of the (locked) rows and NOTIFYs what it set; parameters from
+    $first: topic, partitions, offsets, channel.
 
     `pg_notify` in the batch's transaction is delivered exactly when (and only if) it commits,
     so a listener never hears of offsets it cannot read yet. The payload names the schema the
@@ -178,16 +179,16 @@ def _advance_and_announce(first: int) -> str:
     and the query server must not take its progress for the live one's.
     """
     topic, partitions, offsets, channel = (f"${first + i}" for i in range(4))
-    moved = f"unnest({partitions}::integer[], {offsets}::bigint[]) AS a (partition, last_offset)"
     return f"""advanced AS (
 UPDATE checkpoints AS c SET last_offset = a.last_offset, updated_at = now()
-FROM {moved}
-WHERE c.topic = {topic}::text AND c.partition = a.partition)
+FROM unnest({partitions}::integer[], {offsets}::bigint[]) AS a (partition, last_offset)
+WHERE c.topic = {topic}::text AND c.partition = a.partition
+RETURNING c.partition, c.last_offset)
 SELECT pg_notify({channel}, json_build_object(
     'topic', {topic}::text,
     'schema', current_schema(),
-    'checkpoints', (SELECT json_object_agg(a.partition::text, a.last_offset)
-                    FROM {moved}))::text)"""
+    'checkpoints', (SELECT coalesce(json_object_agg(partition::text, last_offset), '{{}}')
+                    FROM advanced))::text)"""
 
 
 def _write_inline() -> str:
@@ -196,7 +197,7 @@ def _write_inline() -> str:
     parts = []
     first = 1
     for rows in _ALL_ROWS:
-        parts.append(f"wrote_{rows.table} AS ({rows.from_arrays(first)})")
+        parts.append(f"wrote_{rows.name} AS ({rows.from_arrays(first)})")
         first += len(rows.columns)
     return "WITH " + ",\n".join(parts) + ",\n" + _advance_and_announce(first)
 
@@ -218,7 +219,7 @@ async def write(
     batches = (projection.movements, _account_rows(projection), _day_rows(projection))
     partitions = sorted(advanced)
     checkpoints = (topic, partitions, [advanced[p] for p in partitions], NOTIFY_CHANNEL)
-    if len(projection.movements) <= INLINE_MAX_MOVEMENTS:
+    if sum(len(batch) for batch in batches) <= INLINE_MAX_ROWS:
         arrays = [
             column
             for rows, batch in zip(_ALL_ROWS, batches, strict=True)

@@ -120,7 +120,7 @@ class Feed:
                 [self._topic],
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
+                on_lost=self._on_lost,
             )
             self._status.set_consuming(True)
             while not self._stopping.is_set():
@@ -237,9 +237,14 @@ class Feed:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = sorted(tp.partition for tp in partitions)
         # Still ours until this returns: what we applied of them reaches Kafka's offsets too.
         self._commit_to_kafka(consumer)
+        self._on_lost(consumer, partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        for number in numbers:
+            self._uncommitted.pop(number, None)
         self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)

@@ -1,5 +1,5 @@
-"""The read model's SQL that a batch transaction runs around its writes (batch_writes.py):
-locking checkpoints, reading accounts, recording dead letters.
+"""The read model's SQL around a batch's writes (batch_writes.py): locking and reading
+checkpoints, reading accounts (and whether any exist), recording dead letters.
 
 Names are unqualified: the connection's search_path picks the schema (`ledger`, or a rebuild's
 shadow), and PostgreSQL resolves them again for each statement, which is what lets a rebuild swap

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from projector.batch import apply_batch
+from projector.batch_writes import NOTIFY_CHANNEL
 from projector.consumed import DecodedRecord
 from projector.log_reader import LogReader
 from projector.migrations import Migration, migrate, quoted_schema
@@ -27,6 +28,14 @@ from projector.read_model import read_checkpoints
 from projector.verification import Fold, verify
 
 log = logging.getLogger(__name__)
+
+_ANNOUNCE_SWAPPED = """
+SELECT pg_notify($3, json_build_object(
+    'topic', $1::text,
+    'schema', $2::text,
+    'checkpoints', (SELECT coalesce(json_object_agg(partition::text, last_offset), '{{}}')
+                    FROM {live}.checkpoints WHERE topic = $1 AND last_offset >= 0))::text)
+"""
 
 REBUILD_LOCK = 7_132_498_312
 """Session advisory lock held for a whole rebuild: two rebuilds must not share a shadow."""
@@ -138,4 +147,10 @@ class Rebuild:
                 await verify(connection, self._fold)
             await connection.execute(f"ALTER SCHEMA {live} RENAME TO {quoted_schema(old_schema)}")
             await connection.execute(f"ALTER SCHEMA {quoted_schema(self._shadow)} RENAME TO {live}")
+            # The shadow's batches announced themselves under its own name, which readers
+            # ignore, and the live projector will skip what the shadow already holds without
+            # announcing anything: announce the swapped-in checkpoints as the live schema's.
+            await connection.execute(
+                _ANNOUNCE_SWAPPED.format(live=live), self._topic, self._live, NOTIFY_CHANNEL
+            )
         return caught_up

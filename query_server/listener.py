@@ -109,6 +109,7 @@ class CheckpointListener:
                 log.warning("lost the connection listening on %s; reconnecting", CHANNEL)
             except Exception as exc:
                 # Unavailable from reading the checkpoints, or the connection failing midway.
+                self._checkpoints.listening = False
                 log.warning("listening on %s failed (retrying): %s", CHANNEL, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)

@@ -12,6 +12,8 @@ from query_server.errors import NotCovered
 # Give up this much before the caller's deadline so that the caller gets our explanation rather
 # than its own bare DEADLINE_EXCEEDED.
 _MARGIN_SECONDS = 0.05
+# How long a wait trusts the LISTEN connection before it also asks the table once.
+_TRUST_NOTIFY_SECONDS = 1.0
 
 
 class TokenWaiter:
@@ -22,10 +24,12 @@ class TokenWaiter:
         checkpoints: Checkpoints,
         read_checkpoints: Callable[[], Awaitable[Mapping[int, int]]],
         default_wait_seconds: float,
+        trust_notify_seconds: float = _TRUST_NOTIFY_SECONDS,
     ) -> None:
         self._checkpoints = checkpoints
         self._read_checkpoints = read_checkpoints
         self._default_wait = default_wait_seconds
+        self._trust_notify = trust_notify_seconds
 
     def budget(self, time_remaining: float | None) -> float:
         """How long a call may wait, given its remaining time (None: the call has no deadline)."""
@@ -43,8 +47,11 @@ class TokenWaiter:
             async with asyncio.timeout(budget):
                 # While the LISTEN connection is up, a checkpoint committed before we registered
                 # has reached `known` already or will with its NOTIFY. Without it, NOTIFYs may
-                # have been lost: the table has their effect.
-                if not self._checkpoints.listening:
+                # have been lost: the table has their effect. It is asked too when a NOTIFY is
+                # slow to come: a half-open connection is only found out by its next ping.
+                if self._checkpoints.listening:
+                    await asyncio.wait({future}, timeout=self._trust_notify)
+                if not future.done():
                     self._checkpoints.advance(await self._read_checkpoints())
                 await future
         except TimeoutError:

@@ -13,9 +13,11 @@ def consume_ready(consumer: Consumer, most: int, wait: float) -> list[Message]:
     call of every read to the end of a log (a replay, a snapshot read, a rebuild) waited the
     whole timeout: half a second of every command-server start, twice.
     """
+    if most < 1:
+        raise ValueError(f"most must be at least 1, not {most}")
     first = consumer.poll(wait)
     if first is None:
         return []
-    if most <= 1:
+    if most == 1:
         return [first]
     return [first, *consumer.consume(most - 1, 0)]

@@ -44,7 +44,7 @@ async def test_either_path_writes_the_tables_the_other_does_and_announces_each_c
     )
     try:
         with monkeypatch.context() as patched:
-            patched.setattr(batch_writes, "INLINE_MAX_MOVEMENTS", inline_max)
+            patched.setattr(batch_writes, "INLINE_MAX_ROWS", inline_max)
             # 37 records a batch: some batches hold only the undecodable record, or only
             # openings (no movements), and every kind of event lands in both paths.
             batches = cut(records, 37)

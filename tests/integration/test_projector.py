@@ -54,6 +54,7 @@ from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 from projector.batch import apply_batch
+from projector.batch_writes import NOTIFY_CHANNEL
 from projector.consumed import ConsumedRecord
 from projector.feed import consumer_config
 from projector.log_reader import LogReader
@@ -740,6 +741,9 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
 
     reader.high_watermarks = high_watermarks  # type: ignore[method-assign]
     connection = await asyncpg.connect(database, server_settings={"search_path": "ledger_rebuild"})
+    heard: list[dict[str, Any]] = []
+    listener = await asyncpg.connect(database)
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(json.loads(args[3])))
     try:
         late = log.last_offsets()
 
@@ -749,9 +753,23 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
             )
 
         report = await run()
+        swapped = {str(p): offset for p, offset in (await checkpoints(db, topic)).items()}
+
+        # The shadow announced its batches under its own name, which readers ignore; the
+        # swap announces the checkpoints it brought in as the live schema's.
+        async def announced() -> bool:
+            return bool(heard) and heard[-1] == {
+                "topic": topic,
+                "schema": "ledger",
+                "checkpoints": swapped,
+            }
+
+        await eventually("the swapped-in checkpoints announced", announced)
+        assert any(message["schema"] == "ledger_rebuild" for message in heard)
     finally:
         reader.close()
         await connection.close()
+        await listener.close()
     assert report.caught_up > 0
     assert report.old_schema is not None
     assert late != log.last_offsets()

@@ -87,6 +87,21 @@ async def test_while_listening_a_waiter_waits_for_the_notification_not_the_table
     assert reads == []
 
 
+async def test_while_listening_a_notification_slow_to_come_sends_the_waiter_to_the_table() -> None:
+    # A half-open LISTEN connection still counts as listening until its next ping fails.
+    checkpoints = Checkpoints()
+    checkpoints.listening = True
+    reads = []
+
+    async def read_table() -> Mapping[int, int]:
+        reads.append(1)
+        return {0: 7}
+
+    waiter = TokenWaiter(checkpoints, read_table, default_wait_seconds=5, trust_notify_seconds=0.02)
+    await asyncio.wait_for(waiter.wait(ConsistencyToken.at(0, 7), time_remaining=5), 1)
+    assert (reads, dict(checkpoints.known)) == ([1], {0: 7})
+
+
 async def test_a_notification_wakes_the_waiter() -> None:
     checkpoints = Checkpoints()
     waiter = _waiter(checkpoints, {0: 1})
