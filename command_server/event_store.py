@@ -148,7 +148,13 @@ class EventStore:
         timeout: float = 600,
     ) -> int:
         """Feed every committed event of `partitions` to `apply`, from `start` (offset per
-        partition, default 0) up to the current end."""
+        partition, default 0) up to the current end.
+
+        Call it after `open()`: a transaction's markers are written after its commit returns,
+        and until they are, a read_committed consumer's end of a partition (its last stable
+        offset) stops short of it; fencing the shard's producers waits for their transactions
+        to complete, so the end is then every transaction committed before.
+        """
         consumer = Consumer(
             {
                 "logger": log,
