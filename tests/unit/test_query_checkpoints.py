@@ -69,16 +69,23 @@ async def test_without_the_listen_connection_a_waiter_reads_the_table() -> None:
     assert checkpoints.known == {0: 7}
 
 
-async def test_while_listening_a_waiter_waits_for_the_notification_not_the_table() -> None:
+def _listening_waiter(trust_notify_seconds: float) -> tuple[Checkpoints, TokenWaiter, list[int]]:
+    """A waiter of a process whose LISTEN connection is up; the table it may read says 7, and
+    the list counts its reads."""
     checkpoints = Checkpoints()
     checkpoints.listening = True
-    reads = []
+    reads: list[int] = []
 
     async def read_table() -> Mapping[int, int]:
         reads.append(1)
         return {0: 7}
 
-    waiter = TokenWaiter(checkpoints, read_table, default_wait_seconds=5)
+    waiter = TokenWaiter(checkpoints, read_table, 5, trust_notify_seconds=trust_notify_seconds)
+    return checkpoints, waiter, reads
+
+
+async def test_while_listening_a_waiter_waits_for_the_notification_not_the_table() -> None:
+    checkpoints, waiter, reads = _listening_waiter(trust_notify_seconds=5)
     waiting = asyncio.ensure_future(waiter.wait(ConsistencyToken.at(0, 7), time_remaining=5))
     await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -89,15 +96,7 @@ async def test_while_listening_a_waiter_waits_for_the_notification_not_the_table
 
 async def test_while_listening_a_notification_slow_to_come_sends_the_waiter_to_the_table() -> None:
     # A half-open LISTEN connection still counts as listening until its next ping fails.
-    checkpoints = Checkpoints()
-    checkpoints.listening = True
-    reads = []
-
-    async def read_table() -> Mapping[int, int]:
-        reads.append(1)
-        return {0: 7}
-
-    waiter = TokenWaiter(checkpoints, read_table, default_wait_seconds=5, trust_notify_seconds=0.02)
+    checkpoints, waiter, reads = _listening_waiter(trust_notify_seconds=0.02)
     await asyncio.wait_for(waiter.wait(ConsistencyToken.at(0, 7), time_remaining=5), 1)
     assert (reads, dict(checkpoints.known)) == ([1], {0: 7})
 
