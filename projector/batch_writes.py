@@ -169,26 +169,34 @@ ON CONFLICT (account_id, day) DO UPDATE SET
 _ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
 
 
+def announcement(topic: str, schema: str, checkpoints: str) -> str:
+    """SQL sending the NOTIFY that readers wake on: `checkpoints` is a row source of
+    (partition, last_offset); the others are SQL expressions.
+
+    The payload names the schema: a rebuild's shadow (its own search_path) may run ahead of the
+    live schema, and the query server must not take its progress for the live one's.
+    """
+    return f"""SELECT pg_notify('{NOTIFY_CHANNEL}', json_build_object(
+    'topic', {topic}::text,
+    'schema', {schema},
+    'checkpoints', (SELECT coalesce(json_object_agg(partition::text, last_offset), '{{}}')
+                    FROM {checkpoints}))::text)"""
+
+
 def _advance_and_announce(first: int) -> str:
-    """Sets the checkpoints of the (locked) rows and NOTIFYs what it set; parameters from
-    $first: topic, partitions, offsets, channel.
+    """Sets the checkpoints of the (locked) rows and NOTIFYs what it set, under the schema the
+    batch went to; parameters from $first: topic, partitions, offsets.
 
     `pg_notify` in the batch's transaction is delivered exactly when (and only if) it commits,
-    so a listener never hears of offsets it cannot read yet. The payload names the schema the
-    batch went to: a rebuild's shadow (its own search_path) may run ahead of the live schema,
-    and the query server must not take its progress for the live one's.
+    so a listener never hears of offsets it cannot read yet.
     """
-    topic, partitions, offsets, channel = (f"${first + i}" for i in range(4))
+    topic, partitions, offsets = (f"${first + i}" for i in range(3))
     return f"""advanced AS (
 UPDATE checkpoints AS c SET last_offset = a.last_offset, updated_at = now()
 FROM unnest({partitions}::integer[], {offsets}::bigint[]) AS a (partition, last_offset)
 WHERE c.topic = {topic}::text AND c.partition = a.partition
 RETURNING c.partition, c.last_offset)
-SELECT pg_notify({channel}, json_build_object(
-    'topic', {topic}::text,
-    'schema', current_schema(),
-    'checkpoints', (SELECT coalesce(json_object_agg(partition::text, last_offset), '{{}}')
-                    FROM advanced))::text)"""
+{announcement(topic, "current_schema()", "advanced")}"""
 
 
 def _write_inline() -> str:
@@ -208,6 +216,7 @@ _STAGING = "\n".join(rows.create_staging() for rows in _ALL_ROWS) + (
     "\nTRUNCATE " + ", ".join(f"pg_temp.{rows.staging_table}" for rows in _ALL_ROWS) + ";"
 )
 _WRITE_INLINE = _write_inline()
+_FROM_STAGING = tuple(rows.from_staging() for rows in _ALL_ROWS)
 _ADVANCE_AND_ANNOUNCE = "WITH " + _advance_and_announce(1)
 
 
@@ -218,7 +227,7 @@ async def write(
     `advanced`, announced on commit."""
     batches = (projection.movements, _account_rows(projection), _day_rows(projection))
     partitions = sorted(advanced)
-    checkpoints = (topic, partitions, [advanced[p] for p in partitions], NOTIFY_CHANNEL)
+    checkpoints = (topic, partitions, [advanced[p] for p in partitions])
     if sum(len(batch) for batch in batches) <= INLINE_MAX_ROWS:
         arrays = [
             column
@@ -228,12 +237,12 @@ async def write(
         await connection.execute(_WRITE_INLINE, *arrays, *checkpoints)
         return
     await connection.execute(_STAGING)
-    for rows, batch in zip(_ALL_ROWS, batches, strict=True):
+    for rows, batch, insert in zip(_ALL_ROWS, batches, _FROM_STAGING, strict=True):
         if batch:
             await connection.copy_records_to_table(
                 rows.staging_table, records=batch, columns=rows.names, schema_name="pg_temp"
             )
-            await connection.execute(rows.from_staging())
+            await connection.execute(insert)
     await connection.execute(_ADVANCE_AND_ANNOUNCE, *checkpoints)
 
 

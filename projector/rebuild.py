@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from projector.batch import apply_batch
-from projector.batch_writes import NOTIFY_CHANNEL
+from projector.batch_writes import announcement
 from projector.consumed import DecodedRecord
 from projector.log_reader import LogReader
 from projector.migrations import Migration, migrate, quoted_schema
@@ -28,14 +28,6 @@ from projector.read_model import read_checkpoints
 from projector.verification import Fold, verify
 
 log = logging.getLogger(__name__)
-
-_ANNOUNCE_SWAPPED = """
-SELECT pg_notify($3, json_build_object(
-    'topic', $1::text,
-    'schema', $2::text,
-    'checkpoints', (SELECT coalesce(json_object_agg(partition::text, last_offset), '{{}}')
-                    FROM {live}.checkpoints WHERE topic = $1 AND last_offset >= 0))::text)
-"""
 
 REBUILD_LOCK = 7_132_498_312
 """Session advisory lock held for a whole rebuild: two rebuilds must not share a shadow."""
@@ -150,7 +142,8 @@ class Rebuild:
             # The shadow's batches announced themselves under its own name, which readers
             # ignore, and the live projector will skip what the shadow already holds without
             # announcing anything: announce the swapped-in checkpoints as the live schema's.
+            applied = f"{live}.checkpoints WHERE topic = $1 AND last_offset >= 0"
             await connection.execute(
-                _ANNOUNCE_SWAPPED.format(live=live), self._topic, self._live, NOTIFY_CHANNEL
+                announcement("$1", "$2::text", applied), self._topic, self._live
             )
         return caught_up
