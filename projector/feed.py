@@ -1,14 +1,13 @@
 """The Kafka side of the live projector: a group consumer on its own thread.
 
 librdkafka's consumer blocks, so it runs on a dedicated thread that hands each batch to the event
-loop and waits until it is committed before it polls again. Rebalance callbacks run inside
-poll/consume on this thread, so no batch is ever in flight when partitions come or go: on
-assignment we read the partitions' checkpoints from PostgreSQL and resume right after them.
-
-While catching up, one poll takes several batches' worth of records; each batch is then decoded
-and projected (prediction.py) while the one before it is being applied (the thread works while
-PostgreSQL does), and still only one batch is in flight at a time and none when the next poll
-runs.
+loop. One batch is in flight at a time: the thread decodes and projects the next one
+(prediction.py) while PostgreSQL applies it, across polls too, since a catch-up's records are
+already fetched when the next poll runs. Only when nothing is fetched does the thread wait for
+the batch in flight before polling for longer. Rebalance callbacks run inside poll/consume on
+this thread, and the revocation ones finish the batch in flight first, so no batch is in flight
+when partitions go; on assignment we read the partitions' checkpoints from PostgreSQL and resume
+right after them.
 """
 
 from __future__ import annotations
@@ -103,6 +102,10 @@ class Feed:
         self._view = AccountView()
         self._uncommitted: dict[int, int] = {}
         self._next_kafka_commit = 0.0
+        self._in_flight: Future[BatchResult] | None = None
+        self._failed: BaseException | None = None
+        """What the batch in flight raised, if a rebalance callback found out (callbacks must
+        not raise into librdkafka): raised once the poll that ran them returns."""
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group (thread-safe)."""
@@ -124,51 +127,70 @@ class Feed:
             )
             self._status.set_consuming(True)
             while not self._stopping.is_set():
-                if not self._apply_in_order(consumer, self._next_messages(consumer)):
+                if not self._apply_in_order(self._next_messages(consumer)):
                     break
                 self._observe(consumer)
                 # Polls time out every _POLL_TIMEOUT, so an idle projector commits too.
                 if time.monotonic() >= self._next_kafka_commit:
                     self._commit_to_kafka(consumer)
+            self._finish_in_flight()
         finally:
             self._status.set_consuming(False)
             self._commit_to_kafka(consumer)
             # Leaves the group at once, so the partitions move to another instance now rather
             # than after the session timeout.
             consumer.close()
+        self._raise_if_failed()
 
-    def _apply_in_order(self, consumer: Consumer, messages: Sequence[Message]) -> bool:
+    def _apply_in_order(self, messages: Sequence[Message]) -> bool:
         """Apply `messages` as batches of at most `batch_max_events`, one transaction each, in
-        order, decoding and projecting each batch while the previous one is applied. False if
-        told to stop (the batch in flight is finished, later ones are left for the next run)."""
-        in_flight: Future[BatchResult] | None = None
+        order, decoding and projecting each batch while the previous one is applied; the last
+        one is left in flight. False if told to stop (later batches are left for the next
+        run)."""
         for start in range(0, len(messages), self._batch_max):
             records = self._decoded(messages[start : start + self._batch_max])
             prediction = self._view.predict(self._topic, records) if records else None
-            if in_flight is not None:
-                # Raises what the batch raised (a contradiction): nothing later is applied.
-                held = self._settle(in_flight.result())
-                in_flight = None
-                if not held and records:
-                    # Built on a prediction that did not hold (or none): predict again from
-                    # what that batch committed.
-                    prediction = self._view.predict(self._topic, records)
+            # Raises what the batch raised (a contradiction): nothing later is applied.
+            held = self._finish_in_flight()
+            if held is False and records:
+                # Built on a prediction that did not hold (or none): predict again from what
+                # that batch committed.
+                prediction = self._view.predict(self._topic, records)
             if records is None or (start and self._stopping.is_set()):
                 return False
             if records:
-                in_flight = self._apply_batch(records, prediction)
+                self._in_flight = self._apply_batch(records, prediction)
                 self._view.sent(prediction)
-        if in_flight is not None:
-            self._settle(in_flight.result())
         return True
 
-    def _settle(self, result: BatchResult) -> bool:
+    def _finish_in_flight(self) -> bool | None:
+        """Wait for the batch in flight, if any, and take in what it committed: whether its
+        prediction held (None: no batch was in flight). Raises what the batch raised."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return None
+        result = in_flight.result()
         self._uncommitted.update(result.checkpoints)
         return self._view.settle(result)
 
+    def _finish_before_rebalance(self) -> None:
+        try:
+            self._finish_in_flight()
+        except Exception as error:
+            self._failed = error
+
     def _next_messages(self, consumer: Consumer) -> list[Message]:
+        """The next records: those already fetched while a batch is in flight; if there are
+        none, the batch is finished first and the poll waits up to _POLL_TIMEOUT for more."""
+        most = self._batch_max * _BATCHES_PER_POLL
+        polled = consume_ready(consumer, most, 0) if self._in_flight is not None else []
+        if not polled:
+            self._raise_if_failed()
+            self._finish_in_flight()
+            polled = consume_ready(consumer, most, _POLL_TIMEOUT)
+        self._raise_if_failed()
         messages = []
-        for message in consume_ready(consumer, self._batch_max * _BATCHES_PER_POLL, _POLL_TIMEOUT):
+        for message in polled:
             error = message.error()
             if error is None:
                 messages.append(message)
@@ -191,6 +213,11 @@ class Feed:
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, _RETRY_DELAY_MAX)
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
 
     def _commit_to_kafka(self, consumer: Consumer) -> None:
         self._next_kafka_commit = time.monotonic() + _KAFKA_COMMIT_INTERVAL_S
@@ -237,11 +264,16 @@ class Feed:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_before_rebalance()
         # Still ours until this returns: what we applied of them reaches Kafka's offsets too.
         self._commit_to_kafka(consumer)
-        self._on_lost(consumer, partitions)
+        self._forget(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_before_rebalance()
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
         for number in numbers:
             self._uncommitted.pop(number, None)

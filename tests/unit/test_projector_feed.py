@@ -1,5 +1,5 @@
-"""The feed's order of work within one poll: batches of at most batch_max records, applied one
-at a time and in order, each decoded while the previous one is being applied."""
+"""The feed's order of work: batches of at most batch_max records, applied one at a time and in
+order, each decoded while the previous one is being applied, within a poll and across polls."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from ledger.events.codec import EventCodec
 from ledger.events.records import AccountOpened, MoneyDeposited
@@ -47,11 +48,25 @@ class FakeMessage:
 
 
 class FakeConsumer:
-    def __init__(self) -> None:
+    """Hands out `fetched` (lists of messages, one per poll), noting each poll's wait in `log`."""
+
+    def __init__(self, log: list[str] | None = None, fetched: Sequence[list[Any]] = ()) -> None:
         self.committed: list[int] = []
+        self.log = log if log is not None else []
+        self.fetched = [list(messages) for messages in fetched]
 
     def commit(self, offsets: Sequence[Any], asynchronous: bool) -> None:
         self.committed.extend(tp.offset for tp in offsets)
+
+    def poll(self, timeout: float) -> Any:
+        self.log.append(f"poll {timeout}")
+        if not self.fetched or not self.fetched[0]:
+            return None
+        return self.fetched[0].pop(0)
+
+    def consume(self, most: int, timeout: float) -> list[Any]:
+        messages = self.fetched.pop(0) if self.fetched else []
+        return messages
 
 
 class LoggingCodec(EventCodec):
@@ -156,8 +171,9 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
     messages = _messages(codec, 10)
 
     feed = _feed(codec, recorder, 4)
-    assert feed._apply_in_order(consumer, messages)  # type: ignore[arg-type]
+    assert feed._apply_in_order(messages)
 
+    # The last batch is left in flight: the next poll's records are decoded while it applies.
     assert log == [
         "decode 4",
         "apply 4",
@@ -167,7 +183,6 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
         "decode 2",
         "wait 2",
         "apply 2",
-        "wait 3",
     ]
     assert [[r.offset for r in batch] for batch in recorder.batches] == [
         [0, 1, 2, 3],
@@ -177,10 +192,13 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
     assert isinstance(recorder.batches[0][3], UndecodableRecord)
     assert all(isinstance(r, DecodedRecord) for r in recorder.batches[1])
     # Kafka's offsets (for lag tools) are committed at most once a second, not per batch: the
-    # next commit carries the last applied offset of each partition.
+    # next commit carries the last applied offset of each partition, not the one in flight.
     assert consumer.committed == []
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
-    assert consumer.committed == [10]
+    assert consumer.committed == [8]
+    feed._finish_in_flight()
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    assert consumer.committed == [8, 10]
 
 
 def test_each_batch_is_projected_on_top_of_the_one_in_flight(
@@ -200,7 +218,7 @@ def test_each_batch_is_projected_on_top_of_the_one_in_flight(
     deposits = [message.value() for message in _messages(codec, 4)[:3]]
     messages = [FakeMessage(o, v) for o, v in enumerate([codec.encode(opened), *deposits])]
 
-    assert _feed(codec, recorder, 2)._apply_in_order(FakeConsumer(), messages)  # type: ignore[arg-type]
+    assert _feed(codec, recorder, 2)._apply_in_order(messages)  # type: ignore[arg-type]
 
     first, second = recorder.predictions
     assert first is not None
@@ -216,7 +234,7 @@ def test_a_failed_batch_stops_every_later_one(codec: EventCodec, log: list[str])
     feed = _feed(codec, recorder, 4)
 
     with pytest.raises(RuntimeError, match="contradiction"):
-        feed._apply_in_order(consumer, _messages(codec, 10))  # type: ignore[arg-type]
+        feed._apply_in_order(_messages(codec, 10))
 
     assert len(recorder.batches) == 2
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
@@ -240,8 +258,61 @@ def test_when_stopped_only_the_batch_in_flight_is_finished(
     recorder.apply = apply_then_stop  # type: ignore[method-assign]
     feed._apply_batch = apply_then_stop
 
-    assert not feed._apply_in_order(consumer, _messages(codec, 10))  # type: ignore[arg-type]
+    assert not feed._apply_in_order(_messages(codec, 10))
 
     assert len(recorder.batches) == 1
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
     assert consumer.committed == [4]
+
+
+def test_the_next_poll_takes_what_is_fetched_without_waiting_for_the_batch_in_flight(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log)
+    messages = _messages(codec, 8)
+    first, second = messages[4:6], messages[6:8]
+    consumer = FakeConsumer(log, [second, []])
+    feed = _feed(codec, recorder, 4)
+    assert feed._apply_in_order(first)
+    log.clear()
+
+    polled = feed._next_messages(consumer)  # type: ignore[arg-type]
+    assert feed._apply_in_order(polled)
+
+    assert [m.offset() for m in polled] == [6, 7]
+    assert log == ["poll 0", "decode 2", "wait 1", "apply 2"]
+    log.clear()
+    # Nothing fetched: only now is the batch in flight waited for, then the poll may wait.
+    assert feed._next_messages(consumer) == []  # type: ignore[arg-type]
+    assert log == ["poll 0", "wait 2", "poll 0.5"]
+
+
+def test_a_revocation_finishes_the_batch_in_flight_before_the_partitions_go(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log)
+    consumer = FakeConsumer(log)
+    feed = _feed(codec, recorder, 4)
+    assert feed._apply_in_order(_messages(codec, 6))
+
+    feed._on_revoke(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
+
+    assert log[-1] == "wait 2"
+    assert feed._in_flight is None
+    # What the batch committed reached Kafka's offsets before the partition went.
+    assert consumer.committed == [6]
+
+
+def test_a_batch_that_failed_during_a_rebalance_is_raised_by_the_poll_not_into_librdkafka(
+    codec: EventCodec, log: list[str]
+) -> None:
+    recorder = Recorder(log, fail_at=1)
+    consumer = FakeConsumer(log)
+    feed = _feed(codec, recorder, 4)
+    assert feed._apply_in_order(_messages(codec, 4)[:2])
+
+    feed._on_lost(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError, match="contradiction"):
+        feed._next_messages(consumer)  # type: ignore[arg-type]
+    assert consumer.committed == []
