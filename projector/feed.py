@@ -101,6 +101,7 @@ class Feed:
         self._stopping = threading.Event()
         self._view = AccountView()
         self._uncommitted: dict[int, int] = {}
+        self._assigned: set[int] = set()
         self._next_kafka_commit = 0.0
         self._in_flight: Future[BatchResult] | None = None
         self._failed: BaseException | None = None
@@ -117,7 +118,7 @@ class Feed:
 
     def run(self) -> None:
         """Consume and apply until `stop()`; raises whatever stops it otherwise."""
-        consumer = Consumer({**self._config, "on_commit": _log_commit})
+        consumer = Consumer({**self._config, "on_commit": self._on_commit})
         try:
             consumer.subscribe(
                 [self._topic],
@@ -233,6 +234,17 @@ class Feed:
         except KafkaException as error:
             log.debug("could not commit offsets to Kafka (only used for lag tools): %s", error)
 
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Called inside poll on this thread when an offset commit is answered: a failed one is
+        sent again with the next commit (unless a later offset is pending by then), or an idle
+        partition would show stale lag until its next event."""
+        if error is None:
+            return
+        log.debug("offset commit to Kafka failed (only used for lag tools): %s", error.str())
+        for tp in partitions:
+            if tp.partition in self._assigned and tp.offset >= 0:
+                self._uncommitted.setdefault(tp.partition, tp.offset - 1)
+
     def _observe(self, consumer: Consumer) -> None:
         """Record position and high watermark of our partitions; no batch is in flight."""
         try:
@@ -254,6 +266,7 @@ class Feed:
         for tp in partitions:
             tp.offset = checkpoints.get(tp.partition, -1) + 1
         consumer.assign(partitions)
+        self._assigned.update(numbers)
         self._status.assigned({p: checkpoints.get(p) for p in numbers})
         log.info(
             "assigned partitions %s of %s, resuming at offsets %s (checkpoints read in %.0f ms)",
@@ -275,13 +288,9 @@ class Feed:
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
+        self._assigned.difference_update(numbers)
         for number in numbers:
             self._uncommitted.pop(number, None)
         self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)
-
-
-def _log_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-    if error is not None:
-        log.debug("offset commit to Kafka failed (only used for lag tools): %s", error.str())

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from ledger.events.codec import EventCodec
 from ledger.events.records import AccountOpened, MoneyDeposited
@@ -57,6 +57,9 @@ class FakeConsumer:
 
     def commit(self, offsets: Sequence[Any], asynchronous: bool) -> None:
         self.committed.extend(tp.offset for tp in offsets)
+
+    def assign(self, partitions: Sequence[Any]) -> None:
+        pass
 
     def poll(self, timeout: float) -> Any:
         self.log.append(f"poll {timeout}")
@@ -316,3 +319,24 @@ def test_a_batch_that_failed_during_a_rebalance_is_raised_by_the_poll_not_into_l
     with pytest.raises(RuntimeError, match="contradiction"):
         feed._next_messages(consumer)  # type: ignore[arg-type]
     assert consumer.committed == []
+
+
+def test_a_failed_offset_commit_is_sent_again_with_the_next_one(
+    codec: EventCodec, log: list[str]
+) -> None:
+    consumer = FakeConsumer()
+    feed = _feed(codec, Recorder(log), 4)
+    feed._on_assign(consumer, [TopicPartition("events", 0), TopicPartition("events", 1)])  # type: ignore[arg-type]
+    failed = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+
+    feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    assert sorted(consumer.committed) == [7, 11]
+
+    # A later offset pending by then wins; a revoked partition is no longer ours to commit.
+    feed._on_revoke(consumer, [TopicPartition("events", 1)])  # type: ignore[arg-type]
+    feed._uncommitted[0] = 20
+    consumer.committed.clear()
+    feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    assert consumer.committed == [21]
