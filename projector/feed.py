@@ -2,12 +2,12 @@
 
 librdkafka's consumer blocks, so it runs on a dedicated thread that hands each batch to the event
 loop. One batch is in flight at a time: the thread decodes and projects the next one
-(prediction.py) while PostgreSQL applies it, across polls too, since a catch-up's records are
-already fetched when the next poll runs. Only when nothing is fetched does the thread wait for
-the batch in flight before polling for longer. Rebalance callbacks run inside poll/consume on
-this thread, and the revocation ones finish the batch in flight first, so no batch is in flight
-when partitions go; on assignment we read the partitions' checkpoints from PostgreSQL and resume
-right after them.
+(prediction.py) while PostgreSQL applies it, across polls too when catching up, since the next
+poll's records are already fetched (see `_next_messages` for live records). Rebalance callbacks
+run inside poll/consume on this thread, and the revocation ones finish the batch in flight
+first, so no batch is in flight when partitions go (records of theirs that the same call
+returned are dropped); on assignment we read the partitions' checkpoints from PostgreSQL and
+resume right after them.
 """
 
 from __future__ import annotations
@@ -105,8 +105,11 @@ class Feed:
         self._next_kafka_commit = 0.0
         self._in_flight: Future[BatchResult] | None = None
         self._failed: BaseException | None = None
-        """What the batch in flight raised, if a rebalance callback found out (callbacks must
-        not raise into librdkafka): raised once the poll that ran them returns."""
+        """What the batch in flight raised, if a rebalance callback found out: kept so that
+        the callback still commits and forgets its partitions, and raised once the poll that
+        ran it returns."""
+        self._sent: dict[int, int] = {}
+        """The last applied offset sent to Kafka's offsets per partition."""
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group (thread-safe)."""
@@ -135,13 +138,20 @@ class Feed:
                 if time.monotonic() >= self._next_kafka_commit:
                     self._commit_to_kafka(consumer)
             self._finish_in_flight()
+        except BaseException:
+            # The batch in flight still runs: end its retries (the database may be what failed)
+            # and let it finish before the consumer goes, without its outcome hiding this error.
+            self._stopping.set()
+            self._finish_before_rebalance()
+            if self._failed is not None:
+                log.error("the batch in flight failed too: %r", self._failed)
+            raise
         finally:
             self._status.set_consuming(False)
             self._commit_to_kafka(consumer)
             # Leaves the group at once, so the partitions move to another instance now rather
             # than after the session timeout.
             consumer.close()
-        self._raise_if_failed()
 
     def _apply_in_order(self, messages: Sequence[Message]) -> bool:
         """Apply `messages` as batches of at most `batch_max_events`, one transaction each, in
@@ -181,20 +191,32 @@ class Feed:
             self._failed = error
 
     def _next_messages(self, consumer: Consumer) -> list[Message]:
-        """The next records: those already fetched while a batch is in flight; if there are
-        none, the batch is finished first and the poll waits up to _POLL_TIMEOUT for more."""
+        """The next records of our partitions.
+
+        While a batch is in flight, what is already fetched: a batch's worth or more (catching
+        up) is decoded while that batch applies. With less (live), the batch is finished first
+        and what arrived while it committed is taken too, so that those records go in the next
+        batch rather than the one after it. With nothing fetched, the poll waits up to
+        _POLL_TIMEOUT.
+        """
         most = self._batch_max * _BATCHES_PER_POLL
         polled = consume_ready(consumer, most, 0) if self._in_flight is not None else []
-        if not polled:
-            self._raise_if_failed()
-            self._finish_in_flight()
-            polled = consume_ready(consumer, most, _POLL_TIMEOUT)
         self._raise_if_failed()
+        if len(polled) < self._batch_max:
+            self._finish_in_flight()
+            if polled:
+                polled += consumer.consume(most - len(polled), 0)
+            else:
+                polled = consume_ready(consumer, most, _POLL_TIMEOUT)
+            self._raise_if_failed()
         messages = []
         for message in polled:
             error = message.error()
             if error is None:
-                messages.append(message)
+                # A call that ran a revocation may still return records of the partitions
+                # revoked: another instance applies them now.
+                if message.partition() in self._assigned:
+                    messages.append(message)
             elif error.fatal() or error.code() == KafkaError._AUTO_OFFSET_RESET:
                 raise FeedFailed(f"consuming {self._topic!r}: {error.str()}")
             else:
@@ -228,6 +250,7 @@ class Feed:
             TopicPartition(self._topic, partition, offset + 1)
             for partition, offset in self._uncommitted.items()
         ]
+        self._sent.update(self._uncommitted)
         self._uncommitted.clear()
         try:
             consumer.commit(offsets=offsets, asynchronous=True)
@@ -236,26 +259,29 @@ class Feed:
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Called inside poll on this thread when an offset commit is answered: a failed one is
-        sent again with the next commit (unless a later offset is pending by then), or an idle
-        partition would show stale lag until its next event."""
+        sent again with the next commit, or an idle partition would show stale lag until its
+        next event; unless a later offset was sent or is pending by then, or the partition is
+        no longer ours."""
         if error is None:
             return
         log.debug("offset commit to Kafka failed (only used for lag tools): %s", error.str())
         for tp in partitions:
-            if tp.partition in self._assigned and tp.offset >= 0:
+            if self._sent.get(tp.partition) == tp.offset - 1:
                 self._uncommitted.setdefault(tp.partition, tp.offset - 1)
 
     def _observe(self, consumer: Consumer) -> None:
-        """Record position and high watermark of our partitions; no batch is in flight."""
+        """Record our partitions' high watermarks, and the consumer's position while no batch
+        is in flight (with one, records before the position may not be applied yet)."""
         try:
             positions = consumer.position(consumer.assignment())
         except KafkaException:
             return
+        settled = self._in_flight is None
         for tp in positions:
             _low, high = consumer.get_watermark_offsets(tp, cached=True)
             self._status.observed(
                 tp.partition,
-                position=tp.offset if tp.offset >= 0 else None,
+                position=tp.offset if settled and tp.offset >= 0 else None,
                 high_watermark=high if high >= 0 else None,
             )
 
@@ -291,6 +317,7 @@ class Feed:
         self._assigned.difference_update(numbers)
         for number in numbers:
             self._uncommitted.pop(number, None)
+            self._sent.pop(number, None)
         self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)

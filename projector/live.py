@@ -2,7 +2,7 @@
 
 The consumer thread (feed.py) drives: it hands each batch to the event loop, where it is applied
 in one PostgreSQL transaction (batch.py), decodes and projects the next one meanwhile
-(prediction.py), and waits for the commit before it hands over another batch or polls again.
+(prediction.py), and waits for the commit before it hands over another batch.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ def lag(high_watermark: int, checkpoint: int | None, position: int | None) -> in
     """How many offsets of a partition are still to be applied.
 
     `checkpoint` is the last applied offset (None: nothing yet), `position` the consumer's next
-    offset to fetch, read between batches (None: unknown). The high watermark counts every
-    offset, including transaction markers, which are never delivered as records and so never
-    become a checkpoint: a caught-up partition whose last offset is a commit marker would show
+    offset to fetch, read while no batch is in flight (None: unknown). The high watermark counts
+    every offset, including transaction markers, which are never delivered as records and so
+    never become a checkpoint: a caught-up partition whose last offset is a commit marker would show
     a lag of 1 forever if we used the checkpoint alone. The consumer's position moves past such
-    markers, and every record before it has been applied when it is read between batches, so
+    markers, and every record before it has been applied when no batch is in flight, so
     whichever of checkpoint + 1 and position is further is where applying has got to.
     """
     applied_up_to = 0 if checkpoint is None else checkpoint + 1
@@ -76,7 +76,8 @@ class Status:
                 progress.checkpoint = offset
 
     def observed(self, partition: int, *, position: int | None, high_watermark: int | None) -> None:
-        """The consumer's position and the partition's high watermark, read between batches."""
+        """The consumer's position (None while a batch is in flight) and the partition's high
+        watermark."""
         with self._lock:
             progress = self._partitions.get(partition)
             if progress is not None:

@@ -68,8 +68,8 @@ class FakeConsumer:
         return self.fetched[0].pop(0)
 
     def consume(self, most: int, timeout: float) -> list[Any]:
-        messages = self.fetched.pop(0) if self.fetched else []
-        return messages
+        self.log.append(f"consume {timeout}")
+        return self.fetched.pop(0) if self.fetched else []
 
 
 class LoggingCodec(EventCodec):
@@ -268,34 +268,66 @@ def test_when_stopped_only_the_batch_in_flight_is_finished(
     assert consumer.committed == [4]
 
 
-def test_the_next_poll_takes_what_is_fetched_without_waiting_for_the_batch_in_flight(
+def _assign(feed: Feed, consumer: FakeConsumer, *partitions: int) -> None:
+    feed._on_assign(consumer, [TopicPartition("events", p) for p in partitions])  # type: ignore[arg-type]
+
+
+def test_a_catch_up_decodes_the_next_poll_without_waiting_for_the_batch_in_flight(
     codec: EventCodec, log: list[str]
 ) -> None:
-    recorder = Recorder(log)
     messages = _messages(codec, 8)
-    first, second = messages[4:6], messages[6:8]
-    consumer = FakeConsumer(log, [second, []])
-    feed = _feed(codec, recorder, 4)
-    assert feed._apply_in_order(first)
+    consumer = FakeConsumer(log, [messages[6:8], []])
+    feed = _feed(codec, Recorder(log), 2)
+    _assign(feed, consumer, 0)
+    assert feed._apply_in_order(messages[4:6])
     log.clear()
 
     polled = feed._next_messages(consumer)  # type: ignore[arg-type]
     assert feed._apply_in_order(polled)
 
+    # A batch's worth was fetched: decoded before the batch in flight is waited for.
     assert [m.offset() for m in polled] == [6, 7]
-    assert log == ["poll 0", "decode 2", "wait 1", "apply 2"]
+    assert log == ["poll 0", "consume 0", "decode 2", "wait 1", "apply 2"]
     log.clear()
     # Nothing fetched: only now is the batch in flight waited for, then the poll may wait.
     assert feed._next_messages(consumer) == []  # type: ignore[arg-type]
     assert log == ["poll 0", "wait 2", "poll 0.5"]
 
 
+def test_live_records_wait_for_the_batch_in_flight_and_take_what_arrived_meanwhile(
+    codec: EventCodec, log: list[str]
+) -> None:
+    messages = _messages(codec, 8)
+    consumer = FakeConsumer(log, [messages[6:7], messages[7:8]])
+    feed = _feed(codec, Recorder(log), 4)
+    _assign(feed, consumer, 0)
+    assert feed._apply_in_order(messages[4:6])
+    log.clear()
+
+    polled = feed._next_messages(consumer)  # type: ignore[arg-type]
+
+    # Fewer than a batch: what arrived while the batch in flight committed goes with them.
+    assert [m.offset() for m in polled] == [6, 7]
+    assert log == ["poll 0", "consume 0", "wait 1", "consume 0"]
+
+
+def test_records_of_partitions_no_longer_ours_are_dropped(
+    codec: EventCodec, log: list[str]
+) -> None:
+    consumer = FakeConsumer(log, [_messages(codec, 4)[:2]])
+    feed = _feed(codec, Recorder(log), 4)
+    _assign(feed, consumer, 0)
+    feed._on_revoke(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
+
+    assert feed._next_messages(consumer) == []  # type: ignore[arg-type]
+
+
 def test_a_revocation_finishes_the_batch_in_flight_before_the_partitions_go(
     codec: EventCodec, log: list[str]
 ) -> None:
-    recorder = Recorder(log)
     consumer = FakeConsumer(log)
-    feed = _feed(codec, recorder, 4)
+    feed = _feed(codec, Recorder(log), 4)
+    _assign(feed, consumer, 0)
     assert feed._apply_in_order(_messages(codec, 6))
 
     feed._on_revoke(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
@@ -306,37 +338,41 @@ def test_a_revocation_finishes_the_batch_in_flight_before_the_partitions_go(
     assert consumer.committed == [6]
 
 
-def test_a_batch_that_failed_during_a_rebalance_is_raised_by_the_poll_not_into_librdkafka(
+def test_a_batch_that_failed_during_a_rebalance_is_raised_once_by_the_next_poll(
     codec: EventCodec, log: list[str]
 ) -> None:
-    recorder = Recorder(log, fail_at=1)
     consumer = FakeConsumer(log)
-    feed = _feed(codec, recorder, 4)
+    feed = _feed(codec, Recorder(log, fail_at=1), 4)
+    _assign(feed, consumer, 0)
     assert feed._apply_in_order(_messages(codec, 4)[:2])
 
     feed._on_lost(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
+    assert feed._in_flight is None
 
     with pytest.raises(RuntimeError, match="contradiction"):
         feed._next_messages(consumer)  # type: ignore[arg-type]
-    assert consumer.committed == []
+    assert feed._next_messages(consumer) == []  # type: ignore[arg-type]
 
 
-def test_a_failed_offset_commit_is_sent_again_with_the_next_one(
+def test_a_failed_offset_commit_is_sent_again_unless_overtaken(
     codec: EventCodec, log: list[str]
 ) -> None:
     consumer = FakeConsumer()
     feed = _feed(codec, Recorder(log), 4)
-    feed._on_assign(consumer, [TopicPartition("events", 0), TopicPartition("events", 1)])  # type: ignore[arg-type]
+    _assign(feed, consumer, 0, 1)
     failed = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+    feed._uncommitted.update({0: 10, 1: 6})
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
 
     feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
-    assert sorted(consumer.committed) == [7, 11]
+    assert consumer.committed == [11, 7, 11, 7]
 
-    # A later offset pending by then wins; a revoked partition is no longer ours to commit.
-    feed._on_revoke(consumer, [TopicPartition("events", 1)])  # type: ignore[arg-type]
+    # Partition 0 sent a later offset, partition 1 was revoked: neither failure is sent again.
     feed._uncommitted[0] = 20
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    feed._on_revoke(consumer, [TopicPartition("events", 1)])  # type: ignore[arg-type]
     consumer.committed.clear()
     feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
-    assert consumer.committed == [21]
+    assert consumer.committed == []
