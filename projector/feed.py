@@ -3,11 +3,11 @@
 librdkafka's consumer blocks, so it runs on a dedicated thread that hands each batch to the event
 loop. One batch is in flight at a time: the thread decodes and projects the next one
 (prediction.py) while PostgreSQL applies it, across polls too when catching up, since the next
-poll's records are already fetched (see `_next_messages` for live records). Rebalance callbacks
-run inside poll/consume on this thread, and the revocation ones finish the batch in flight
-first, so no batch is in flight when partitions go (records of theirs that the same call
-returned are dropped); on assignment we read the partitions' checkpoints from PostgreSQL and
-resume right after them.
+poll's records are already fetched; a live batch is waited for before the next poll.
+Rebalance callbacks run inside poll/consume on this thread, and the revocation ones finish the
+batch in flight first, so no batch is in flight when partitions go (records of theirs that
+the same call returned are dropped); on assignment we read the partitions' checkpoints from
+PostgreSQL and resume right after them.
 """
 
 from __future__ import annotations
@@ -155,9 +155,11 @@ class Feed:
 
     def _apply_in_order(self, messages: Sequence[Message]) -> bool:
         """Apply `messages` as batches of at most `batch_max_events`, one transaction each, in
-        order, decoding and projecting each batch while the previous one is applied; the last
-        one is left in flight. False if told to stop (later batches are left for the next
-        run)."""
+        order, decoding and projecting each batch while the previous one is applied. If there
+        are a batch's worth or more (catching up: the next poll's records are already fetched),
+        the last one is left in flight; fewer (live) are waited for, as live records are better
+        sent together with those that arrive meanwhile. False if told to stop (later batches
+        are left for the next run)."""
         for start in range(0, len(messages), self._batch_max):
             records = self._decoded(messages[start : start + self._batch_max])
             prediction = self._view.predict(self._topic, records) if records else None
@@ -172,6 +174,8 @@ class Feed:
             if records:
                 self._in_flight = self._apply_batch(records, prediction)
                 self._view.sent(prediction)
+        if len(messages) < self._batch_max:
+            self._finish_in_flight()
         return True
 
     def _finish_in_flight(self) -> bool | None:
@@ -193,10 +197,10 @@ class Feed:
     def _next_messages(self, consumer: Consumer) -> list[Message]:
         """The next records of our partitions.
 
-        While a batch is in flight, what is already fetched: a batch's worth or more (catching
-        up) is decoded while that batch applies. With less (live), the batch is finished first
-        and what arrived while it committed is taken too, so that those records go in the next
-        batch rather than the one after it. With nothing fetched, the poll waits up to
+        While a batch is in flight, what is already fetched: a batch's worth or more
+        (catching up) is decoded while that batch applies. With less, the batch is finished
+        first and what arrived while it committed is taken too, so that those records go in
+        the next batch rather than the one after it. With nothing fetched, the poll waits up to
         _POLL_TIMEOUT.
         """
         most = self._batch_max * _BATCHES_PER_POLL

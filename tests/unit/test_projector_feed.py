@@ -176,7 +176,8 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
     feed = _feed(codec, recorder, 4)
     assert feed._apply_in_order(messages)
 
-    # The last batch is left in flight: the next poll's records are decoded while it applies.
+    # More than a batch's worth (catching up): the last batch is left in flight, and the next
+    # poll's records are decoded while it applies.
     assert log == [
         "decode 4",
         "apply 4",
@@ -202,6 +203,15 @@ def test_batches_apply_in_order_each_decoded_while_the_previous_applies(
     feed._finish_in_flight()
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
     assert consumer.committed == [8, 10]
+
+
+def test_live_records_fewer_than_a_batch_are_waited_for(codec: EventCodec, log: list[str]) -> None:
+    feed = _feed(codec, Recorder(log), 4)
+
+    assert feed._apply_in_order(_messages(codec, 4)[:3])
+
+    assert log == ["decode 3", "apply 3", "wait 1"]
+    assert feed._in_flight is None
 
 
 def test_each_batch_is_projected_on_top_of_the_one_in_flight(
@@ -299,7 +309,7 @@ def test_live_records_wait_for_the_batch_in_flight_and_take_what_arrived_meanwhi
 ) -> None:
     messages = _messages(codec, 8)
     consumer = FakeConsumer(log, [messages[6:7], messages[7:8]])
-    feed = _feed(codec, Recorder(log), 4)
+    feed = _feed(codec, Recorder(log), 2)
     _assign(feed, consumer, 0)
     assert feed._apply_in_order(messages[4:6])
     log.clear()
@@ -326,9 +336,10 @@ def test_a_revocation_finishes_the_batch_in_flight_before_the_partitions_go(
     codec: EventCodec, log: list[str]
 ) -> None:
     consumer = FakeConsumer(log)
-    feed = _feed(codec, Recorder(log), 4)
+    feed = _feed(codec, Recorder(log), 3)
     _assign(feed, consumer, 0)
     assert feed._apply_in_order(_messages(codec, 6))
+    assert log[-1] == "apply 3"
 
     feed._on_revoke(consumer, [TopicPartition("events", 0)])  # type: ignore[arg-type]
 
@@ -342,7 +353,7 @@ def test_a_batch_that_failed_during_a_rebalance_is_raised_once_by_the_next_poll(
     codec: EventCodec, log: list[str]
 ) -> None:
     consumer = FakeConsumer(log)
-    feed = _feed(codec, Recorder(log, fail_at=1), 4)
+    feed = _feed(codec, Recorder(log, fail_at=1), 2)
     _assign(feed, consumer, 0)
     assert feed._apply_in_order(_messages(codec, 4)[:2])
 
