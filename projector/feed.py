@@ -90,8 +90,10 @@ class Feed:
         apply_batch: ApplyBatch,
         read_checkpoints: ReadCheckpoints,
         status: Status,
+        new_consumer: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
         self._config = dict(config)
+        self._new_consumer = new_consumer
         self._topic = topic
         self._codec = codec
         self._batch_max = batch_max_events
@@ -121,7 +123,7 @@ class Feed:
 
     def run(self) -> None:
         """Consume and apply until `stop()`; raises whatever stops it otherwise."""
-        consumer = Consumer({**self._config, "on_commit": self._on_commit})
+        consumer = self._new_consumer({**self._config, "on_commit": self._on_commit})
         try:
             consumer.subscribe(
                 [self._topic],

@@ -16,7 +16,7 @@ from ledger.events.records import AccountOpened, MoneyDeposited
 from ledger.events.schema_store import SchemaStore
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
-from projector.feed import Feed
+from projector.feed import Feed, FeedFailed
 from projector.prediction import Prediction
 from projector.status import Status
 
@@ -54,6 +54,8 @@ class FakeConsumer:
         self.committed: list[int] = []
         self.log = log if log is not None else []
         self.fetched = [list(messages) for messages in fetched]
+        self._on_assign: Any = None
+        self._on_revoke: Any = None
 
     def commit(self, offsets: Sequence[Any], asynchronous: bool) -> None:
         self.committed.extend(tp.offset for tp in offsets)
@@ -61,7 +63,28 @@ class FakeConsumer:
     def assign(self, partitions: Sequence[Any]) -> None:
         pass
 
+    # What Feed.run uses besides: a subscription assigns partition 0 at the first poll (as
+    # librdkafka does inside poll), and closing revokes it.
+    def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+
+    def assignment(self) -> list[Any]:
+        return [TopicPartition("events", 0)]
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return [TopicPartition("events", 0, -1001)]
+
+    def get_watermark_offsets(self, partition: Any, cached: bool) -> tuple[int, int]:
+        return -1, -1
+
+    def close(self) -> None:
+        self.log.append("close")
+        self._on_revoke(self, self.assignment())
+
     def poll(self, timeout: float) -> Any:
+        if self._on_assign is not None:
+            self._on_assign(self, self.assignment())
+            self._on_assign = None
         self.log.append(f"poll {timeout}")
         if not self.fetched or not self.fetched[0]:
             return None
@@ -387,3 +410,72 @@ def test_a_failed_offset_commit_is_sent_again_unless_overtaken(
     feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
     assert consumer.committed == []
+
+
+class FatalError:
+    def fatal(self) -> bool:
+        return True
+
+    def str(self) -> str:
+        return "broker gone for good"
+
+
+class FailedMessage(FakeMessage):
+    def error(self) -> FatalError:  # type: ignore[override]
+        return FatalError()
+
+
+def _running_feed(
+    codec: EventCodec, log: list[str], fetched: list[list[Any]]
+) -> tuple[Feed, FakeConsumer, Recorder]:
+    consumer = FakeConsumer(log, fetched)
+    recorder = Recorder(log)
+    feed = Feed(
+        {},
+        "events",
+        codec,
+        2,
+        apply_batch=recorder.apply,
+        read_checkpoints=lambda partitions: {},
+        status=Status("events"),
+        new_consumer=lambda config: consumer,  # type: ignore[arg-type,return-value]
+    )
+    return feed, consumer, recorder
+
+
+def test_a_stop_finishes_the_batch_in_flight_then_commits_and_closes(
+    codec: EventCodec, log: list[str]
+) -> None:
+    feed, consumer, recorder = _running_feed(codec, log, [_messages(codec, 4)])
+    applying = recorder.apply
+
+    def apply_then_stop(
+        records: Sequence[ConsumedRecord], prediction: Prediction | None = None
+    ) -> Future[BatchResult]:
+        if len(recorder.batches) == 1:
+            feed.stop()
+        return applying(records, prediction)
+
+    feed._apply_batch = apply_then_stop
+
+    feed.run()
+
+    # Both batches of the poll were sent; the second, left in flight, is finished before the
+    # consumer closes, and its offsets reach Kafka's.
+    assert log[-3:] == ["apply 2", "wait 2", "close"]
+    assert consumer.committed == [2, 4]
+
+
+def test_an_error_with_a_batch_in_flight_waits_for_it_and_stops_its_retries(
+    codec: EventCodec, log: list[str]
+) -> None:
+    # A batch's worth fetched with a batch in flight, the first of it a fatal error.
+    fetched = [_messages(codec, 4), [FailedMessage(4, b""), FailedMessage(5, b"")]]
+    feed, consumer, _recorder = _running_feed(codec, log, fetched)
+
+    with pytest.raises(FeedFailed, match="broker gone for good"):
+        feed.run()
+
+    assert feed.stopping
+    assert log[-5:] == ["apply 2", "poll 0", "consume 0", "wait 2", "close"]
+    assert consumer.committed == [2, 4]
