@@ -176,9 +176,15 @@ class Feed:
             if records:
                 self._in_flight = self._apply_batch(records, prediction)
                 self._view.sent(prediction)
-        if len(messages) < self._batch_max:
+        if not self._catching_up(messages):
             self._finish_in_flight()
         return True
+
+    def _catching_up(self, messages: Sequence[Message]) -> bool:
+        """A batch's worth or more at once: the log is ahead of us and the next poll's records
+        are already fetched, so a batch may stay in flight across it. Fewer are live records,
+        better sent together with those that arrive while the batch in flight commits."""
+        return len(messages) >= self._batch_max
 
     def _finish_in_flight(self) -> bool | None:
         """Wait for the batch in flight, if any, and take in what it committed: whether its
@@ -208,7 +214,7 @@ class Feed:
         most = self._batch_max * _BATCHES_PER_POLL
         polled = consume_ready(consumer, most, 0) if self._in_flight is not None else []
         self._raise_if_failed()
-        if len(polled) < self._batch_max:
+        if not self._catching_up(polled):
             self._finish_in_flight()
             if polled:
                 polled += consumer.consume(most - len(polled), 0)
