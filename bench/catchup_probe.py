@@ -1,15 +1,19 @@
 """A quick before/after probe of projector catch-up and of decoding (not part of `make bench`).
 
     python bench/catchup_probe.py decode [--events N]
-    python bench/catchup_probe.py catchup [--events N] [--runs R] [--source NAME=DIR[@BATCH] ...]
+    python bench/catchup_probe.py catchup [--events N] [--runs R]
+                                          [--source NAME=DIR[@BATCH][#INSTANCES] ...]
 
 `decode` times `EventCodec` on N encoded events (µs/event; `decode_batch` too where the code
 has it). `catchup` starts a local stack, loads N events once with `bench.loader`, then per round
 and per source launches `python -m projector` on a fresh database and consumer group, with
 PYTHONPATH=DIR (so an exported older tree can be compared in the same minutes) and
 LEDGER_PROJECTOR_BATCH=BATCH if given, and times it until the read model holds every event; it
-also times a raw COPY of the same movement rows. Medians are printed. Run it as a script so that
-PYTHONPATH, not this tree, decides which code is measured.
+also times a raw COPY of the same movement rows. With #INSTANCES, that many projectors share the
+consumer group (and the partitions) and their CPU is summed. Medians are printed, and each run's
+CPU per event of the projectors' main threads, their other Python threads (the consumer's) and
+librdkafka's. Run it as a script so that PYTHONPATH, not this tree, decides which code is
+measured.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def _one_catchup(
     events: int,
     profile: Path | None,
     extra_env: dict[str, str],
+    instances: int = 1,
 ) -> dict[str, float]:
     from bench.procstat import cpu_seconds, tree_cpu_seconds
     from devstack.ledger_services import LedgerService
@@ -97,16 +102,22 @@ def _one_catchup(
         "PYTHONPATH": str(source),
         **extra_env,
     }
-    service = LedgerService.projector(stack, work, topic=topic, extra_env=env)
+    services = [
+        LedgerService.projector(stack, work, topic=topic, extra_env=env, name=f"projector-{n}")
+        for n in range(instances)
+    ]
     started = time.monotonic()
     # A probe: nothing public names the processes.
     pg_pid = stack.postgres._process.pid
     pg_cpu = tree_cpu_seconds(pg_pid)
-    # From the tree's own directory: `python -m` puts the working directory ahead of PYTHONPATH.
-    service._process.launch(
-        [sys.executable, "-m", "projector"], env=clean_environment(service.env), cwd=source
-    )
-    pid = service._process.pid
+    for service in services:
+        # From the tree's own directory: `python -m` puts the working directory ahead of
+        # PYTHONPATH.
+        service._process.launch(
+            [sys.executable, "-m", "projector"], env=clean_environment(service.env), cwd=source
+        )
+    pids = [service._process.pid for service in services]
+    pid = pids[0]
     assert pid is not None
     spy = None
     if profile is not None:
@@ -134,17 +145,21 @@ def _one_catchup(
                 first = now
             if total >= events:
                 break
-            if now - started > 900 or not service.is_running():
-                raise RuntimeError(f"projector stuck at {total}: {service.log_text()[-2000:]}")
+            stopped = [service for service in services if not service.is_running()]
+            if now - started > 900 or stopped:
+                log = (stopped or services)[0].log_text()[-2000:]
+                raise RuntimeError(f"projector stuck at {total}: {log}")
             time.sleep(0.2)
-        projector_cpu = cpu_seconds(pid)
+        projector_cpu = sum(cpu_seconds(p) for p in pids if p is not None)
+        threads = _thread_cpu([p for p in pids if p is not None])
         pg_cpu = tree_cpu_seconds(pg_pid) - pg_cpu
     finally:
         done = time.monotonic()
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
-        service.stop()
+        for service in services:
+            service.stop()
     return {
         "total_s": round(done - started, 2),
         "events_per_s": round(events / (done - started)),
@@ -153,7 +168,31 @@ def _one_catchup(
         # CPU per event moves far less than wall time on a shared machine.
         "projector_cpu_us": round(projector_cpu / events * 1e6, 1),
         "postgres_cpu_us": round(pg_cpu / events * 1e6, 1),
+        **{f"{name}_cpu_us": round(seconds / events * 1e6, 1) for name, seconds in threads.items()},
     }
+
+
+def _thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU seconds of the processes' threads: each main thread (the event loop, and the start-up),
+    their other Python threads (the consumer's, and asyncio's executor), librdkafka's."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {"main": 0.0, "other": 0.0, "librdkafka": 0.0}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            kind = (
+                "main"
+                if task.name == str(pid)
+                else "librdkafka"
+                if name.startswith("rdk:")
+                else "other"
+            )
+            totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals
 
 
 async def _raw_copy(base_url: str, admin_url: str, events: int) -> float:
@@ -210,6 +249,7 @@ def catchup_figures(
         cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in sources}
         for round_ in range(runs):
             for name, spec in sources.items():
+                spec, _, instances = spec.partition("#")
                 tree, _, batch = spec.partition("@")
                 run = _one_catchup(
                     stack,
@@ -219,6 +259,7 @@ def catchup_figures(
                     loaded.events,
                     profile and profile.with_name(f"{profile.stem}-{name}-{round_}.json"),
                     {"LEDGER_PROJECTOR_BATCH": batch} if batch else {},
+                    int(instances or 1),
                 )
                 figures[name].append(run["events_per_s"])
                 cpu[name].append((run["projector_cpu_us"], run["postgres_cpu_us"]))
@@ -239,7 +280,9 @@ def main() -> None:
     parser.add_argument("what", choices=["decode", "catchup"])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--source", action="append", default=[], help="NAME=DIR or NAME=DIR@BATCH")
+    parser.add_argument(
+        "--source", action="append", default=[], help="NAME=DIR[@BATCH][#INSTANCES]"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy each projector run into PATH-*")
     args = parser.parse_args()
     if args.what == "decode":

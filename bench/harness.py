@@ -65,7 +65,11 @@ class Bench:
         )
 
     def projector(
-        self, topic: str, database_url: str, extra_env: Mapping[str, str] | None = None
+        self,
+        topic: str,
+        database_url: str,
+        extra_env: Mapping[str, str] | None = None,
+        name: str = "projector",
     ) -> LedgerService:
         env = {
             "LEDGER_LOG_LEVEL": "WARNING",
@@ -75,7 +79,7 @@ class Bench:
             **(extra_env or {}),
         }
         return LedgerService.projector(
-            self.stack, self.work_dir / f"projector-{topic}", topic=topic, extra_env=env
+            self.stack, self.work_dir / f"projector-{topic}", topic=topic, extra_env=env, name=name
         )
 
     def query_server(self, topic: str, database_url: str) -> LedgerService:

@@ -147,6 +147,11 @@ class LedgerService:
     def log_file(self) -> Path:
         return self._process.log_file
 
+    @property
+    def pid(self) -> int | None:
+        """The process's pid while it runs."""
+        return self._process.pid
+
     def launch(self) -> None:
         self._process.launch([sys.executable, "-m", self.module], env=clean_environment(self.env))
 

@@ -6,12 +6,19 @@ timed from launch until its checkpoints in PostgreSQL cover every partition's la
 includes the process's start-up (imports, migrations, joining its consumer group), reported
 apart as the time to its first committed batch.
 
+The same catch-up is also timed with two projectors sharing one consumer group (each applies
+the partitions it is assigned, into the same database): how the read side scales out. One
+projector's Python (its consumer thread and event loop share one interpreter lock) keeps it near
+one core, whatever else the machine has. Runs of one and two alternate, so that a noisy minute
+falls on both.
+
 The baseline is PostgreSQL's own bulk path with none of the projector's work: the same records,
 read and decoded beforehand (not timed), as rows shaped like `ledger.movements` (money already
 NUMERIC), binary-COPYed with asyncpg's copy_records_to_table in one statement, into a copy of
 the table without indexes or constraints and into one with all of them (`LIKE ...
-INCLUDING ALL`). Only the COPY is timed (client-side encoding included); accounts, daily
-summaries and checkpoints, which the projector also writes, are not part of it.
+INCLUDING ALL`), in a database of their own migrated as the projector would. Only the COPY is
+timed (client-side encoding included); accounts, daily summaries and checkpoints, which the
+projector also writes, are not part of it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from bench.harness import Bench
 from bench.loader import EVENTS_PER_ACCOUNT, load_in_processes
 from bench.log_scan import Scanned, scan
-from bench.procstat import child_pid, tree_cpu_seconds
+from bench.procstat import tree_cpu_seconds
 from bench.read_model import SCHEMA, checkpoints, covers, fresh_database
 from bench.report import Goal, Report, Row, median_of
 from ledger.domain.money import currency_exponent
@@ -43,6 +50,7 @@ from ledger.events.records import (
     TransferDebited,
 )
 from ledger.events.schema_store import ConfluentSchemaStore
+from projector.migrations import bundled, migrate
 
 GOAL_EVENTS_PER_S = 50_000
 GOAL_VS_COPY = 0.3
@@ -75,10 +83,12 @@ _POLL_S = 0.05
 class Plan:
     events: int
     projector_runs: int
-    """Catch-ups from offset 0, each into a fresh database: one run here can be 10 % off the
-    next."""
+    """Catch-ups from offset 0 per number of projectors, each into a fresh database: one run
+    here can be 10 % off the next."""
     copy_runs: int
     timeout_s: float
+    instances: tuple[int, ...] = (1, 2)
+    """Projectors sharing the consumer group, per configuration measured."""
 
 
 FULL = Plan(events=1_000_000, projector_runs=3, copy_runs=2, timeout_s=1800)
@@ -94,18 +104,28 @@ class CatchUp:
 
 
 async def _catch_up(
-    bench: Bench, topic: str, database_url: str, last_offsets: dict[int, int], timeout_s: float
+    bench: Bench,
+    topic: str,
+    database_url: str,
+    last_offsets: dict[int, int],
+    timeout_s: float,
+    instances: int,
 ) -> CatchUp:
-    """Launch a projector on `topic` and time it until its checkpoints cover `last_offsets`."""
-    projector = bench.projector(topic, database_url)
+    """Launch `instances` projectors on `topic`, in one consumer group, and time them until
+    their checkpoints cover `last_offsets`."""
+    projectors = [
+        bench.projector(topic, database_url, name=f"projector-{n}") for n in range(instances)
+    ]
     postgres_pid = bench.postgres_pid()
     watcher = await asyncpg.connect(database_url)
     try:
         postgres_started = tree_cpu_seconds(postgres_pid)
         started = time.monotonic()
-        projector.launch()
         try:
-            pid = child_pid("projector")
+            pids = []
+            for projector in projectors:
+                projector.launch()
+                pids.append(projector.pid)
             first_batch = float("nan")
             while True:
                 seen = await checkpoints(watcher, topic)
@@ -114,17 +134,19 @@ async def _catch_up(
                     first_batch = now - started
                 if covers(seen, last_offsets):
                     break
-                if not projector.is_running():
-                    raise RuntimeError(f"the projector exited: {projector.log_text()[-2000:]}")
+                for projector in projectors:
+                    if not projector.is_running():
+                        log = projector.log_text()[-2000:]
+                        raise RuntimeError(f"{projector.name} exited: {log}")
                 if now - started > timeout_s:
                     raise TimeoutError(f"projector not caught up after {timeout_s:.0f}s: {seen}")
                 await asyncio.sleep(_POLL_S)
             elapsed = now - started
-            # Read before stopping: the projector's CPU over exactly the catch-up.
-            projector_cpu = tree_cpu_seconds(pid)
+            # Read before stopping: the projectors' CPU over exactly the catch-up.
+            projector_cpu = sum(tree_cpu_seconds(pid) for pid in pids if pid is not None)
             postgres_cpu = tree_cpu_seconds(postgres_pid) - postgres_started
         finally:
-            await asyncio.to_thread(projector.stop)
+            await asyncio.gather(*(asyncio.to_thread(projector.stop) for projector in projectors))
     finally:
         await watcher.close()
     return CatchUp(first_batch, elapsed, projector_cpu, postgres_cpu)
@@ -215,12 +237,15 @@ async def _copy_runs(
 
 
 async def _projector_run(
-    bench: Bench, plan: Plan, topic: str, scanned: Scanned, database_url: str
+    bench: Bench, plan: Plan, topic: str, scanned: Scanned, instances: int
 ) -> dict[str, float]:
     events = len(scanned.records)
-    caught = await _catch_up(bench, topic, database_url, scanned.last_offsets, plan.timeout_s)
+    async with fresh_database(bench.stack, "catchup") as database_url:
+        caught = await _catch_up(
+            bench, topic, database_url, scanned.last_offsets, plan.timeout_s, instances
+        )
     print(
-        f"  projector caught up in {caught.elapsed_s:.1f}s "
+        f"  {_target(instances)} caught up in {caught.elapsed_s:.1f}s "
         f"(first batch at {caught.first_batch_s:.1f}s)",
         flush=True,
     )
@@ -236,63 +261,92 @@ async def _projector_run(
     }
 
 
+def _target(instances: int) -> str:
+    return "projector" if instances == 1 else f"{instances} projectors"
+
+
+async def _copy_baselines(
+    bench: Bench, plan: Plan, topic: str, scanned: Scanned
+) -> tuple[dict[str, list[dict[str, float]]], int, float]:
+    """The COPY baselines' runs, the number of movement rows, and the seconds decoding took."""
+    codec = EventCodec(
+        ConfluentSchemaStore(SchemaRegistryClient({"url": bench.stack.registry_url}))
+    )
+    codec.register(topic)
+    decode_started = time.monotonic()
+    rows = movement_rows(codec, scanned.records)
+    decode_s = time.monotonic() - decode_started
+    async with fresh_database(bench.stack, "copy") as database_url:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await migrate(connection, SCHEMA, bundled())
+        finally:
+            await connection.close()
+        copies = await _copy_runs(bench, database_url, rows, plan.copy_runs)
+    return copies, len(rows), decode_s
+
+
 async def _measure(bench: Bench, report: Report, plan: Plan, topic: str, scanned: Scanned) -> None:
     events = len(scanned.records)
     load_text = f"{events:,} events"
-    catch_ups: list[dict[str, float]] = []
-    for _ in range(plan.projector_runs - 1):
-        async with fresh_database(bench.stack, "catchup") as database_url:
-            catch_ups.append(await _projector_run(bench, plan, topic, scanned, database_url))
-    # The last run's database holds the schema whose movements table the baselines copy.
-    async with fresh_database(bench.stack, "catchup") as database_url:
-        catch_ups.append(await _projector_run(bench, plan, topic, scanned, database_url))
-        codec = EventCodec(
-            ConfluentSchemaStore(SchemaRegistryClient({"url": bench.stack.registry_url}))
-        )
-        codec.register(topic)
-        decode_started = time.monotonic()
-        rows = movement_rows(codec, scanned.records)
-        decode_s = time.monotonic() - decode_started
-        copies = await _copy_runs(bench, database_url, rows, plan.copy_runs)
-    projector = median_of(catch_ups)
+    catch_ups: dict[int, list[dict[str, float]]] = {n: [] for n in plan.instances}
+    for _ in range(plan.projector_runs):
+        for instances in plan.instances:
+            run = await _projector_run(bench, plan, topic, scanned, instances)
+            catch_ups[instances].append(run)
+    copies, movement_count, decode_s = await _copy_baselines(bench, plan, topic, scanned)
     report.settings["catch_up"] = {
         "plan": asdict(plan),
         "topic": topic,
         "events": events,
-        "movement_rows": len(rows),
+        "movement_rows": movement_count,
         "baseline_decode_s": decode_s,
     }
-    projector_row = Row("catch_up", "projector", load_text, projector, catch_ups)
-    report.rows.append(projector_row)
+    medians = {n: median_of(runs) for n, runs in catch_ups.items()}
+    for instances, runs in catch_ups.items():
+        report.rows.append(Row("catch_up", _target(instances), load_text, medians[instances], runs))
     for target, runs in copies.items():
         figures = median_of(runs)
         report.rows.append(Row("catch_up", target, load_text, figures, runs))
-        projector[f"vs_{target.split()[-1]}"] = projector["events_per_s"] / figures["events_per_s"]
+        for projector in medians.values():
+            projector[f"vs_{target.split()[-1]}"] = (
+                projector["events_per_s"] / figures["events_per_s"]
+            )
         print(f"  {target}: {figures['events_per_s']:,.0f} rows/s", flush=True)
-    projector["vs_copy"] = projector["vs_unindexed"]
     suffix = (
         "" if events >= GOAL_EVENTS else f" (the goal is for {GOAL_EVENTS:,}; full measures it)"
     )
-    report.goals.append(
-        Goal(
-            f"projector catch-up events/s ({load_text}){suffix}",
-            projector["events_per_s"],
-            GOAL_EVENTS_PER_S,
-            True,
-        )
-    )
-    for table in ("unindexed", "indexed"):
+    for instances, projector in medians.items():
+        projector["vs_copy"] = projector["vs_unindexed"]
+        who = "" if instances == 1 else f", {instances} projectors in one group"
         report.goals.append(
             Goal(
-                f"catch-up vs raw COPY ({table})", projector[f"vs_{table}"], GOAL_VS_COPY, True, "x"
+                f"projector catch-up events/s ({load_text}{who}){suffix}",
+                projector["events_per_s"],
+                GOAL_EVENTS_PER_S,
+                True,
             )
         )
-    rates = ", ".join(f"{run['events_per_s']:,.0f}" for run in catch_ups)
+        for table in ("unindexed", "indexed"):
+            report.goals.append(
+                Goal(
+                    f"catch-up vs raw COPY ({table}{who})",
+                    projector[f"vs_{table}"],
+                    GOAL_VS_COPY,
+                    True,
+                    "x",
+                )
+            )
+        rates = ", ".join(f"{run['events_per_s']:,.0f}" for run in catch_ups[instances])
+        report.notes.append(
+            f"catch-up, {_target(instances)}: medians of {len(catch_ups[instances])} run(s) from "
+            f"offset 0 ({rates} events/s); applied at "
+            f"{projector['applying_events_per_s']:,.0f} events/s after the first batch "
+            f"({projector['first_batch_s']:.1f}s of start-up)"
+        )
     report.notes.append(
-        f"catch-up: medians of {len(catch_ups)} run(s) from offset 0 ({rates} events/s); "
-        f"the projector applied at {projector['applying_events_per_s']:,.0f} events/s after its "
-        f"first batch ({projector['first_batch_s']:.1f}s of start-up); the COPY baseline is "
-        f"movement rows only, decoded beforehand in {decode_s:.1f}s (not timed)"
+        f"catch-up: the COPY baseline is movement rows only, decoded beforehand in "
+        f"{decode_s:.1f}s (not timed)"
     )
 
 
