@@ -110,34 +110,36 @@ def _one_catchup(
     # A probe: nothing public names the processes.
     pg_pid = stack.postgres._process.pid
     pg_cpu = tree_cpu_seconds(pg_pid)
-    for service in services:
-        # From the tree's own directory: `python -m` puts the working directory ahead of
-        # PYTHONPATH.
-        service._process.launch(
-            [sys.executable, "-m", "projector"], env=clean_environment(service.env), cwd=source
-        )
-    pids = [service._process.pid for service in services]
-    pid = pids[0]
-    assert pid is not None
     spy = None
-    if profile is not None:
-        spy = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--threads",
-                "--idle",
-                "-f",
-                "speedscope",
-                "-o",
-                str(profile),
-                "--pid",
-                str(pid),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
     first = None
     try:
+        pids = []
+        for service in services:
+            # From the tree's own directory: `python -m` puts the working directory ahead of
+            # PYTHONPATH.
+            service._process.launch(
+                [sys.executable, "-m", "projector"], env=clean_environment(service.env), cwd=source
+            )
+            pid = service._process.pid
+            if pid is None:
+                raise RuntimeError(f"projector exited at once: {service.log_text()[-2000:]}")
+            pids.append(pid)
+        if profile is not None:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--threads",
+                    "--idle",
+                    "-f",
+                    "speedscope",
+                    "-o",
+                    str(profile),
+                    "--pid",
+                    str(pids[0]),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         while True:
             total, _ = asyncio.run(_loaded(url))
             now = time.monotonic()
@@ -150,8 +152,9 @@ def _one_catchup(
                 log = (stopped or services)[0].log_text()[-2000:]
                 raise RuntimeError(f"projector stuck at {total}: {log}")
             time.sleep(0.2)
-        projector_cpu = sum(cpu_seconds(p) for p in pids if p is not None)
-        threads = _thread_cpu([p for p in pids if p is not None])
+        projector_cpu = sum(cpu_seconds(p) for p in pids)
+        threads = _thread_cpu(pids)
+        threads["exited"] = projector_cpu - sum(threads.values())
         pg_cpu = tree_cpu_seconds(pg_pid) - pg_cpu
     finally:
         done = time.monotonic()
@@ -173,12 +176,17 @@ def _one_catchup(
 
 
 def _thread_cpu(pids: list[int]) -> dict[str, float]:
-    """CPU seconds of the processes' threads: each main thread (the event loop, and the start-up),
-    their other Python threads (the consumer's, and asyncio's executor), librdkafka's."""
+    """CPU seconds of the processes' live threads: each main thread (the event loop, and the
+    start-up), their other Python threads (the consumer's, and asyncio's executor), librdkafka's.
+    Threads that ended (the start-up's Kafka admin client, say) are not counted."""
     ticks = os.sysconf("SC_CLK_TCK")
     totals = {"main": 0.0, "other": 0.0, "librdkafka": 0.0}
     for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:  # the process ended
+            continue
+        for task in tasks:
             try:
                 name = (task / "comm").read_text().strip()
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
@@ -283,12 +291,18 @@ def main() -> None:
     parser.add_argument(
         "--source", action="append", default=[], help="NAME=DIR[@BATCH][#INSTANCES]"
     )
-    parser.add_argument("--profile", type=Path, help="py-spy each projector run into PATH-*")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each run's first projector into PATH-*"
+    )
     args = parser.parse_args()
     if args.what == "decode":
         decode_figures(args.events)
         return
     sources = dict(source.split("=", 1) for source in args.source) or {"this": str(ROOT)}
+    for name, spec in sources.items():
+        instances = spec.partition("#")[2] or "1"
+        if not instances.isdigit() or int(instances) < 1:
+            parser.error(f"--source {name}: #INSTANCES must be a whole number from 1")
     catchup_figures(args.events, args.runs, sources, args.profile)
 
 
