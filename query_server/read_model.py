@@ -3,6 +3,8 @@
 Each method returns the data together with the `Snapshot` (projector checkpoints) it was read at,
 taken in the same snapshot as the data: a single statement where one suffices (the hot paths),
 otherwise a read-only REPEATABLE READ transaction. Connection failures become `Unavailable`.
+Accounts asked for while a read of accounts is in flight are read together by the next
+statement (account_reads.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from query_server.account_reads import CoalescedReads
 from query_server.errors import NotFound, Unavailable
 from query_server.page_tokens import Key
 from query_server.rows import (
@@ -55,11 +58,13 @@ _CHECKPOINTS = (
     "SELECT array_agg(partition) AS partitions, array_agg(last_offset) AS offsets, "
     "max(updated_at) AS as_of FROM checkpoints WHERE topic = $1"
 )
-# One statement, always one row: the account columns are NULL for an unknown account.
-_ACCOUNT = (
+# One statement, one row per account id asked for, in order: the account columns are NULL for
+# an unknown account.
+_ACCOUNTS_BY_ID = (
     f"WITH cp AS ({_CHECKPOINTS}) "
     f"SELECT {_ACCOUNT_COLUMNS}, cp.partitions, cp.offsets, cp.as_of "
-    "FROM cp LEFT JOIN accounts ON account_id = $2"
+    "FROM cp CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS asked (id, n) "
+    "LEFT JOIN accounts ON account_id = asked.id ORDER BY asked.n"
 )
 _BALANCE_AT = (
     f"WITH cp AS ({_CHECKPOINTS}) "
@@ -166,6 +171,7 @@ class ReadModel:
     def __init__(self, pool: Any, topic: str) -> None:
         self._pool = pool
         self._topic = topic
+        self._accounts = CoalescedReads(self._accounts_by_id)
 
     @classmethod
     async def open(cls, database_url: str, topic: str, pool_size: int) -> ReadModel:
@@ -194,12 +200,15 @@ class ReadModel:
         return dict(_snapshot(tuple(record), 0).checkpoints)
 
     async def account(self, account_id: str) -> tuple[AccountRow, Snapshot]:
-        with _translated:
-            record = await self._pool.fetchrow(_ACCOUNT, self._topic, account_id)
-        values = tuple(record)
+        values = await self._accounts.read(account_id)
         if values[0] is None:
             raise NotFound(_unknown(account_id))
         return AccountRow(*values[:_ACCOUNT_FIELDS]), _snapshot(values, _ACCOUNT_FIELDS)
+
+    async def _accounts_by_id(self, account_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        with _translated:
+            records = await self._pool.fetch(_ACCOUNTS_BY_ID, self._topic, account_ids)
+        return [tuple(record) for record in records]
 
     async def balance_at(self, account_id: str, at: datetime) -> tuple[BalanceRow, Snapshot]:
         with _translated:
