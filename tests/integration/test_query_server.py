@@ -375,6 +375,32 @@ async def test_get_account_formats_money_with_the_currencys_places(
         assert reply.account.balance == balance
 
 
+async def test_get_accounts_at_once_each_get_their_own_account(
+    client: pb_grpc.QueryServiceAsyncStub, writer: ReadModelWriter
+) -> None:
+    # Calls arriving while one is read are read together by one statement: every answer must
+    # still be its own account, duplicates and unknown accounts included.
+    known = [_id(f"many{n}") for n in range(12)]
+    for n, account_id in enumerate(known):
+        await writer.open(account_id, currency="EUR", owner=f"owner {n}", at=T0)
+    unknown = _id("nobody")
+    asked = [*known, known[3], unknown, *reversed(known), known[3], unknown]
+
+    answers = await asyncio.gather(
+        *(client.GetAccount(pb.GetAccountRequest(account_id=a)) for a in asked),
+        return_exceptions=True,
+    )
+
+    for account_id, answer in zip(asked, answers, strict=True):
+        if account_id == unknown:
+            assert isinstance(answer, grpc.aio.AioRpcError)
+            assert answer.code() == grpc.StatusCode.NOT_FOUND
+        else:
+            assert isinstance(answer, pb.GetAccountResponse)
+            assert answer.account.account_id == account_id
+            assert answer.account.owner == f"owner {known.index(account_id)}"
+
+
 async def test_list_accounts_returns_every_account_once_while_accounts_are_opened(
     client: pb_grpc.QueryServiceAsyncStub, writer: ReadModelWriter
 ) -> None:

@@ -8,21 +8,23 @@ from collections.abc import Sequence
 import pytest
 
 from query_server.account_reads import MOST_PER_STATEMENT, CoalescedReads
+from query_server.errors import Unavailable
 
 
 class Database:
-    """Answers each account id with its upper case; each read waits until it is released."""
+    """Answers each account id with its upper case; each read waits until it is released.
+    `failures` are raised by the next reads, one each."""
 
     def __init__(self) -> None:
         self.reads: list[list[str]] = []
         self.release = asyncio.Event()
-        self.failure: Exception | None = None
+        self.failures: list[Exception] = []
 
     async def read_many(self, account_ids: Sequence[str]) -> list[str]:
         self.reads.append(list(account_ids))
         await self.release.wait()
-        if self.failure is not None:
-            raise self.failure
+        if self.failures:
+            raise self.failures.pop(0)
         return [account_id.upper() for account_id in account_ids]
 
 
@@ -75,7 +77,7 @@ async def test_a_statement_reads_at_most_its_bound() -> None:
 async def test_a_failed_statement_fails_its_calls_only() -> None:
     database = Database()
     reads = CoalescedReads(database.read_many)
-    database.failure = ConnectionError("the database went away")
+    database.failures.append(ConnectionError("the database went away"))
     first = asyncio.create_task(reads.read("a"))
     await _started()
     second = asyncio.create_task(reads.read("b"))
@@ -84,11 +86,54 @@ async def test_a_failed_statement_fails_its_calls_only() -> None:
     database.release.set()
     with pytest.raises(ConnectionError, match="went away"):
         await first
-    with pytest.raises(ConnectionError):
-        await second
-    database.failure = None
-
+    assert await second == "B"
     assert await reads.read("c") == "C"
+
+
+async def test_up_to_the_statements_allowed_start_at_once_and_the_rest_wait_together() -> None:
+    database = Database()
+    reads = CoalescedReads(database.read_many, statements=2)
+    calls = []
+    for name in ("a", "b", "c", "d"):
+        calls.append(asyncio.create_task(reads.read(name)))
+        await _started()
+    assert database.reads == [["a"], ["b"]]
+
+    database.release.set()
+
+    assert await asyncio.gather(*calls) == ["A", "B", "C", "D"]
+    assert sorted(map(len, database.reads)) == [1, 1, 2]
+
+
+async def test_a_reader_cancelled_in_its_statement_answers_its_calls_unavailable() -> None:
+    database = Database()
+    reads = CoalescedReads(database.read_many)
+    call = asyncio.create_task(reads.read("a"))
+    await _started()
+    (reader,) = [task for task in asyncio.all_tasks() if task is not call and _reads(task)]
+    reader.cancel()
+
+    with pytest.raises(Unavailable, match="stopping"):
+        await call
+    database.release.set()
+    assert await reads.read("b") == "B"
+
+
+async def test_a_reader_cancelled_before_it_started_leaves_no_call_waiting() -> None:
+    database = Database()
+    database.release.set()
+    reads = CoalescedReads(database.read_many)
+    call = asyncio.create_task(reads.read("a"))
+    await asyncio.sleep(0)  # the call has queued itself and created its reader, not run it
+    (reader,) = [task for task in asyncio.all_tasks() if task is not call and _reads(task)]
+    reader.cancel()
+
+    assert await asyncio.wait_for(call, 5) == "A"
+    assert await asyncio.wait_for(reads.read("b"), 5) == "B"
+
+
+def _reads(task: asyncio.Task[object]) -> bool:
+    return "_read_waiting" in repr(task.get_coro())
 
 
 async def test_a_caller_that_gave_up_is_not_read_for_and_the_others_are_answered() -> None:
