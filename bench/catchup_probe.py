@@ -29,7 +29,7 @@ import time
 import timeit
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_ACCOUNT = 100
@@ -179,27 +179,13 @@ def _thread_cpu(pids: list[int]) -> dict[str, float]:
     """CPU seconds of the processes' live threads: each main thread (the event loop, and the
     start-up), their other Python threads (the consumer's, and asyncio's executor), librdkafka's.
     Threads that ended (the start-up's Kafka admin client, say) are not counted."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    from bench.procstat import thread_cpu_seconds
+
     totals = {"main": 0.0, "other": 0.0, "librdkafka": 0.0}
     for pid in pids:
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:  # the process ended
-            continue
-        for task in tasks:
-            try:
-                name = (task / "comm").read_text().strip()
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended meanwhile
-                continue
-            kind = (
-                "main"
-                if task.name == str(pid)
-                else "librdkafka"
-                if name.startswith("rdk:")
-                else "other"
-            )
-            totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
+        for thread, name, seconds in thread_cpu_seconds(pid):
+            kind = "main" if thread == pid else "librdkafka" if name.startswith("rdk:") else "other"
+            totals[kind] += seconds
     return totals
 
 
@@ -234,8 +220,26 @@ async def _raw_copy(base_url: str, admin_url: str, events: int) -> float:
         await connection.close()
 
 
+class Source(NamedTuple):
+    """A tree to measure, as `--source NAME=DIR[@BATCH][#INSTANCES]` gives it."""
+
+    tree: Path
+    batch: str
+    instances: int
+
+
+def parse_source(spec: str) -> Source:
+    """The source in `DIR[@BATCH][#INSTANCES]`; ValueError if INSTANCES is not a count."""
+    spec, _, instances = spec.partition("#")
+    tree, _, batch = spec.partition("@")
+    count = int(instances or 1)
+    if count < 1:
+        raise ValueError(f"#INSTANCES must be at least 1, not {count}")
+    return Source(Path(tree).resolve(), batch, count)
+
+
 def catchup_figures(
-    events: int, runs: int, sources: dict[str, str], profile: Path | None = None
+    events: int, runs: int, sources: dict[str, Source], profile: Path | None = None
 ) -> None:
     from bench.loader import load
     from devstack import LocalStack, StackPorts, default_cache_dir
@@ -256,18 +260,16 @@ def catchup_figures(
         figures: dict[str, list[float]] = {name: [] for name in [*sources, "raw COPY"]}
         cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in sources}
         for round_ in range(runs):
-            for name, spec in sources.items():
-                spec, _, instances = spec.partition("#")
-                tree, _, batch = spec.partition("@")
+            for name, source in sources.items():
                 run = _one_catchup(
                     stack,
                     Path(scratch) / name,
                     topic,
-                    Path(tree).resolve(),
+                    source.tree,
                     loaded.events,
                     profile and profile.with_name(f"{profile.stem}-{name}-{round_}.json"),
-                    {"LEDGER_PROJECTOR_BATCH": batch} if batch else {},
-                    int(instances or 1),
+                    {"LEDGER_PROJECTOR_BATCH": source.batch} if source.batch else {},
+                    source.instances,
                 )
                 figures[name].append(run["events_per_s"])
                 cpu[name].append((run["projector_cpu_us"], run["postgres_cpu_us"]))
@@ -298,11 +300,13 @@ def main() -> None:
     if args.what == "decode":
         decode_figures(args.events)
         return
-    sources = dict(source.split("=", 1) for source in args.source) or {"this": str(ROOT)}
-    for name, spec in sources.items():
-        instances = spec.partition("#")[2] or "1"
-        if not instances.isdigit() or int(instances) < 1:
-            parser.error(f"--source {name}: #INSTANCES must be a whole number from 1")
+    specs = dict(source.split("=", 1) for source in args.source) or {"this": str(ROOT)}
+    sources = {}
+    for name, spec in specs.items():
+        try:
+            sources[name] = parse_source(spec)
+        except ValueError as error:
+            parser.error(f"--source {name}: {error}")
     catchup_figures(args.events, args.runs, sources, args.profile)
 
 

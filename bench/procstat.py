@@ -10,7 +10,27 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds `pid` (all its threads) has used so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> list[tuple[int, str, float]]:
+    """(thread id, name, CPU seconds) of each thread of `pid` still alive; none if it ended."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    threads = []
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            threads.append((int(task.name), name, _stat_cpu_seconds(task / "stat")))
+        except OSError:
+            continue  # ended meanwhile
+    return threads
+
+
+def _stat_cpu_seconds(stat_file: Path) -> float:
+    stat = stat_file.read_text()
     # The command name (field 2) may contain spaces: split after its closing parenthesis.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])

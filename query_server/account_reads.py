@@ -74,7 +74,6 @@ class CoalescedReads:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-        self._readers[reader] = []
 
     def _reader_done(self, reader: asyncio.Task[None]) -> None:
         batch = self._readers.pop(reader, [])

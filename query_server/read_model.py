@@ -58,18 +58,16 @@ _CHECKPOINTS = (
     "SELECT array_agg(partition) AS partitions, array_agg(last_offset) AS offsets, "
     "max(updated_at) AS as_of FROM checkpoints WHERE topic = $1"
 )
-# One statement, always one row: the account columns are NULL for an unknown account.
-_ACCOUNT = (
+_ACCOUNTS_WITH_CHECKPOINTS = (
     f"WITH cp AS ({_CHECKPOINTS}) "
-    f"SELECT {_ACCOUNT_COLUMNS}, cp.partitions, cp.offsets, cp.as_of "
-    "FROM cp LEFT JOIN accounts ON account_id = $2"
+    f"SELECT {_ACCOUNT_COLUMNS}, cp.partitions, cp.offsets, cp.as_of FROM cp "
 )
+# One statement, always one row: the account columns are NULL for an unknown account.
+_ACCOUNT = f"{_ACCOUNTS_WITH_CHECKPOINTS}LEFT JOIN accounts ON account_id = $2"
 # The same for several accounts: one row per account id asked for, in order. PostgreSQL spends
 # about twice as much on it for one id, hence _ACCOUNT for a lone call.
 _ACCOUNTS_BY_ID = (
-    f"WITH cp AS ({_CHECKPOINTS}) "
-    f"SELECT {_ACCOUNT_COLUMNS}, cp.partitions, cp.offsets, cp.as_of "
-    "FROM cp CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS asked (id, n) "
+    f"{_ACCOUNTS_WITH_CHECKPOINTS}CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS asked (id, n) "
     "LEFT JOIN accounts ON account_id = asked.id ORDER BY asked.n"
 )
 _BALANCE_AT = (
