@@ -6,6 +6,10 @@ running one statement per call (a pool checkout, a round trip and its event-loop
 Reading every account that is waiting with one statement spreads that over all of them. A call
 that finds a statement free starts one at once, so a lone call waits for nobody; the answers'
 snapshot is that of the statement that read them, taken after each call arrived.
+
+A statement that runs far longer than one should (stuck on a broken connection, say) stops
+counting as in flight, so the calls behind it get a statement of their own instead of waiting for
+its timeout.
 """
 
 from __future__ import annotations
@@ -22,30 +26,50 @@ ReadMany = Callable[[Sequence[str]], Awaitable[Sequence[Any]]]
 MOST_PER_STATEMENT = 256
 """Bounds one statement's size (and so its latency) when many calls are waiting."""
 
+OVERDUE_AFTER_SECONDS = 0.25
+"""A statement of a few hundred key lookups takes milliseconds, even on a loaded machine; one
+that has run this long is presumed stuck."""
+
 _Waiting = list[tuple[str, "asyncio.Future[Any]"]]
 
 
 class CoalescedReads:
     """Hands `read` calls to `read_many` in batches, with up to `statements` of them in flight:
-    each takes every call waiting when it starts."""
+    each takes every call waiting when it starts. A statement in flight for `overdue_after`
+    seconds no longer counts, but there are never more than `most_statements` (the pool's
+    size: more would only queue for a connection)."""
 
-    def __init__(self, read_many: ReadMany, statements: int = 1) -> None:
+    def __init__(
+        self,
+        read_many: ReadMany,
+        statements: int = 1,
+        most_statements: int | None = None,
+        overdue_after: float = OVERDUE_AFTER_SECONDS,
+    ) -> None:
         if statements < 1:
             raise ValueError(f"statements must be at least 1, not {statements}")
         self._read_many = read_many
         self._statements = statements
+        self._most_statements = max(statements, most_statements or statements)
+        self._overdue_after = overdue_after
         self._waiting: _Waiting = []
         self._readers: dict[asyncio.Task[None], _Waiting] = {}
         """Each reader task, with the batch it is reading."""
+        self._overdue: set[asyncio.Task[None]] = set()
+        """Readers whose statement has been in flight for `overdue_after` seconds or more."""
 
     async def read(self, account_id: str) -> Any:
         """`read_many([account_id])[0]`, read together with the other calls waiting. Raises what
         the batch's statement raised."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((account_id, future))
-        if len(self._readers) < self._statements:
+        if self._may_start_reader():
             self._start_reader()
         return await future
+
+    def _may_start_reader(self) -> bool:
+        readers = len(self._readers)
+        return readers - len(self._overdue) < self._statements and readers < self._most_statements
 
     def _start_reader(self) -> None:
         reader = asyncio.create_task(self._read_waiting())
@@ -64,6 +88,9 @@ class CoalescedReads:
             if not batch:
                 continue
             self._readers[reader] = batch
+            overdue = asyncio.get_running_loop().call_later(
+                self._overdue_after, self._reader_overdue, reader
+            )
             try:
                 results = await self._read_many([account_id for account_id, _ in batch])
                 if len(results) != len(batch):
@@ -71,12 +98,20 @@ class CoalescedReads:
             except Exception as error:
                 _fail(batch, error)
                 continue
+            finally:
+                overdue.cancel()
+                self._overdue.discard(reader)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
+    def _reader_overdue(self, reader: asyncio.Task[None]) -> None:
+        self._overdue.add(reader)
+        self._read_the_calls_left()
+
     def _reader_done(self, reader: asyncio.Task[None]) -> None:
         batch = self._readers.pop(reader, [])
+        self._overdue.discard(reader)
         if reader.cancelled():
             # The server is stopping: the calls it was reading get an answer, not a hang.
             _fail(batch, Unavailable("the query server is stopping"))
@@ -84,8 +119,11 @@ class CoalescedReads:
             _fail(batch, error)
         # Calls that arrived after its last look at the queue (or that it left when it ended
         # early) get a reader of their own.
+        self._read_the_calls_left()
+
+    def _read_the_calls_left(self) -> None:
         waiting = any(not future.done() for _, future in self._waiting)
-        if waiting and len(self._readers) < self._statements:
+        if waiting and self._may_start_reader():
             self._start_reader()
 
 

@@ -401,6 +401,29 @@ async def test_get_accounts_at_once_each_get_their_own_account(
             assert answer.account.owner == f"owner {known.index(account_id)}"
 
 
+async def test_a_get_account_held_up_by_the_database_is_unavailable_not_stuck(
+    client: pb_grpc.QueryServiceAsyncStub, writer: ReadModelWriter, database_url: str
+) -> None:
+    account_id = _id("held")
+    await writer.open(account_id, currency="EUR", owner="held", at=T0)
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with blocker.transaction():
+            # Reads of accounts wait for this lock: the statement runs past its timeout.
+            await blocker.execute("LOCK TABLE ledger.accounts IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            code, details = await _code(
+                client.GetAccount(pb.GetAccountRequest(account_id=account_id), timeout=20)
+            )
+            assert code == grpc.StatusCode.UNAVAILABLE
+            assert "did not answer in time" in details
+            assert time.monotonic() - started < 15, "waited for the pool's command timeout"
+    finally:
+        await blocker.close()
+    reply = await client.GetAccount(pb.GetAccountRequest(account_id=account_id))
+    assert reply.account.owner == "held"
+
+
 async def test_list_accounts_returns_every_account_once_while_accounts_are_opened(
     client: pb_grpc.QueryServiceAsyncStub, writer: ReadModelWriter
 ) -> None:

@@ -12,17 +12,20 @@ from query_server.errors import Unavailable
 
 
 class Database:
-    """Answers each account id with its upper case; each read waits until it is released.
-    `failures` are raised by the next reads, one each."""
+    """Answers each account id with its upper case; each read waits until it is released (a
+    read of an id in `stuck`, until it is unstuck). `failures` are raised by the next reads,
+    one each."""
 
     def __init__(self) -> None:
         self.reads: list[list[str]] = []
         self.release = asyncio.Event()
+        self.stuck: set[str] = set()
+        self.unstick = asyncio.Event()
         self.failures: list[Exception] = []
 
     async def read_many(self, account_ids: Sequence[str]) -> list[str]:
         self.reads.append(list(account_ids))
-        await self.release.wait()
+        await (self.unstick if self.stuck.intersection(account_ids) else self.release).wait()
         if self.failures:
             raise self.failures.pop(0)
         return [account_id.upper() for account_id in account_ids]
@@ -163,3 +166,40 @@ async def test_a_statement_with_the_wrong_number_of_results_fails_its_calls() ->
 
     with pytest.raises(RuntimeError, match="0 results for 1 account ids"):
         await reads.read("a")
+
+
+async def test_a_stuck_statement_stops_holding_up_the_calls_behind_it() -> None:
+    database = Database()
+    database.release.set()
+    database.stuck.add("stuck")
+    reads = CoalescedReads(database.read_many, most_statements=4, overdue_after=0.05)
+    stuck = asyncio.create_task(reads.read("stuck"))
+    await _started()
+    behind = asyncio.create_task(reads.read("b"))
+    await _started()
+    assert database.reads == [["stuck"]]  # not overdue yet: "b" waits for it
+
+    assert await asyncio.wait_for(behind, 5) == "B"
+    assert await asyncio.wait_for(reads.read("c"), 5) == "C"
+    assert not stuck.done()
+
+    database.unstick.set()
+    assert await stuck == "STUCK"
+
+
+async def test_overdue_statements_are_never_more_than_the_most_allowed() -> None:
+    database = Database()
+    database.stuck.update({"a", "b"})
+    reads = CoalescedReads(database.read_many, most_statements=2, overdue_after=0.01)
+    calls = [asyncio.create_task(reads.read("a"))]
+    await asyncio.sleep(0.05)
+    calls.append(asyncio.create_task(reads.read("b")))
+    await asyncio.sleep(0.05)
+    calls.append(asyncio.create_task(reads.read("c")))
+    await asyncio.sleep(0.05)
+    assert database.reads == [["a"], ["b"]]
+
+    database.release.set()
+    database.unstick.set()
+    assert await asyncio.gather(*calls) == ["A", "B", "C"]
+    assert database.reads == [["a"], ["b"], ["c"]]
