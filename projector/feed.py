@@ -262,22 +262,26 @@ class Feed:
             TopicPartition(self._topic, partition, offset + 1)
             for partition, offset in self._uncommitted.items()
         ]
-        self._sent.update(self._uncommitted)
-        self._uncommitted.clear()
         try:
             consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
+            # Kept for the next commit, as a commit that failed later is (_on_commit).
             log.debug("could not commit offsets to Kafka (only used for lag tools): %s", error)
+            return
+        self._sent.update(self._uncommitted)
+        self._uncommitted.clear()
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Called inside poll on this thread when an offset commit is answered: a failed one is
         sent again with the next commit, or an idle partition would show stale lag until its
         next event; unless a later offset was sent or is pending by then, or the partition is
-        no longer ours."""
-        if error is None:
+        no longer ours. A commit can also succeed as a whole and fail for some partitions."""
+        failed = partitions if error is not None else [tp for tp in partitions if tp.error]
+        if not failed:
             return
-        log.debug("offset commit to Kafka failed (only used for lag tools): %s", error.str())
-        for tp in partitions:
+        reason = error if error is not None else failed[0].error
+        log.debug("offset commit to Kafka failed (only used for lag tools): %s", reason)
+        for tp in failed:
             if self._sent.get(tp.partition) == tp.offset - 1:
                 self._uncommitted.setdefault(tp.partition, tp.offset - 1)
 

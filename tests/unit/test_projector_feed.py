@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ledger.events.codec import EventCodec
 from ledger.events.records import AccountOpened, MoneyDeposited
@@ -52,12 +53,16 @@ class FakeConsumer:
 
     def __init__(self, log: list[str] | None = None, fetched: Sequence[list[Any]] = ()) -> None:
         self.committed: list[int] = []
+        self.refuse: Exception | None = None
+        """Raised by `commit` while set."""
         self.log = log if log is not None else []
         self.fetched = [list(messages) for messages in fetched]
         self._on_assign: Any = None
         self._on_revoke: Any = None
 
     def commit(self, offsets: Sequence[Any], asynchronous: bool) -> None:
+        if self.refuse is not None:
+            raise self.refuse
         self.committed.extend(tp.offset for tp in offsets)
 
     def assign(self, partitions: Sequence[Any]) -> None:
@@ -410,6 +415,42 @@ def test_a_failed_offset_commit_is_sent_again_unless_overtaken(
     feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
     assert consumer.committed == []
+
+
+@dataclass
+class PartitionCommitted:
+    """A partition as `on_commit` gets it (a TopicPartition's `error` cannot be set)."""
+
+    partition: int
+    offset: int
+    error: KafkaError | None = None
+
+
+def test_offsets_whose_commit_failed_for_their_partition_or_at_once_are_sent_again(
+    codec: EventCodec, log: list[str]
+) -> None:
+    consumer = FakeConsumer()
+    feed = _feed(codec, Recorder(log), 4)
+    _assign(feed, consumer, 0, 1)
+    feed._uncommitted.update({0: 10, 1: 6})
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+
+    # The commit as a whole succeeded; partition 1's did not.
+    answers = [
+        PartitionCommitted(0, 11),
+        PartitionCommitted(1, 7, KafkaError(KafkaError.REBALANCE_IN_PROGRESS)),
+    ]
+    feed._on_commit(None, answers)  # type: ignore[arg-type]
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    assert consumer.committed == [11, 7, 7]
+
+    # The commit could not even be sent: its offsets go with the next one.
+    consumer.refuse = KafkaException(KafkaError(KafkaError._STATE))
+    feed._uncommitted[0] = 20
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    consumer.refuse = None
+    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    assert consumer.committed == [11, 7, 7, 21]
 
 
 class FatalError:
