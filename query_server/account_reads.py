@@ -8,8 +8,9 @@ that finds a statement free starts one at once, so a lone call waits for nobody;
 snapshot is that of the statement that read them, taken after each call arrived.
 
 A statement that runs far longer than one should (stuck on a broken connection, say) stops
-counting as in flight, so the calls behind it get a statement of their own instead of waiting for
-its timeout.
+counting as in flight, so the next call to arrive starts a statement of its own for the calls
+behind it instead of their waiting for its timeout. Checked as calls arrive, not by a timer per
+statement: a timer costs more than the rest of a lone read's bookkeeping.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class CoalescedReads:
         self._waiting: _Waiting = []
         self._readers: dict[asyncio.Task[None], _Waiting] = {}
         """Each reader task, with the batch it is reading."""
-        self._overdue: set[asyncio.Task[None]] = set()
-        """Readers whose statement has been in flight for `overdue_after` seconds or more."""
+        self._in_flight_since: dict[asyncio.Task[None], float] = {}
+        """When each reader's statement in flight started (event-loop time)."""
 
     async def read(self, account_id: str) -> Any:
         """`read_many([account_id])[0]`, read together with the other calls waiting. Raises what
@@ -69,7 +70,13 @@ class CoalescedReads:
 
     def _may_start_reader(self) -> bool:
         readers = len(self._readers)
-        return readers - len(self._overdue) < self._statements and readers < self._most_statements
+        if readers < self._statements:
+            return True
+        if readers >= self._most_statements:
+            return False
+        overdue_since = asyncio.get_running_loop().time() - self._overdue_after
+        overdue = sum(started <= overdue_since for started in self._in_flight_since.values())
+        return readers - overdue < self._statements
 
     def _start_reader(self) -> None:
         reader = asyncio.create_task(self._read_waiting())
@@ -88,9 +95,7 @@ class CoalescedReads:
             if not batch:
                 continue
             self._readers[reader] = batch
-            overdue = asyncio.get_running_loop().call_later(
-                self._overdue_after, self._reader_overdue, reader
-            )
+            self._in_flight_since[reader] = asyncio.get_running_loop().time()
             try:
                 results = await self._read_many([account_id for account_id, _ in batch])
                 if len(results) != len(batch):
@@ -99,19 +104,13 @@ class CoalescedReads:
                 _fail(batch, error)
                 continue
             finally:
-                overdue.cancel()
-                self._overdue.discard(reader)
+                del self._in_flight_since[reader]
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
 
-    def _reader_overdue(self, reader: asyncio.Task[None]) -> None:
-        self._overdue.add(reader)
-        self._read_the_calls_left()
-
     def _reader_done(self, reader: asyncio.Task[None]) -> None:
         batch = self._readers.pop(reader, [])
-        self._overdue.discard(reader)
         if reader.cancelled():
             # The server is stopping: the calls it was reading get an answer, not a hang.
             _fail(batch, Unavailable("the query server is stopping"))
@@ -119,9 +118,6 @@ class CoalescedReads:
             _fail(batch, error)
         # Calls that arrived after its last look at the queue (or that it left when it ended
         # early) get a reader of their own.
-        self._read_the_calls_left()
-
-    def _read_the_calls_left(self) -> None:
         waiting = any(not future.done() for _, future in self._waiting)
         if waiting and self._may_start_reader():
             self._start_reader()

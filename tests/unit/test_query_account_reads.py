@@ -178,9 +178,12 @@ async def test_a_stuck_statement_stops_holding_up_the_calls_behind_it() -> None:
     behind = asyncio.create_task(reads.read("b"))
     await _started()
     assert database.reads == [["stuck"]]  # not overdue yet: "b" waits for it
+    await asyncio.sleep(0.1)
 
-    assert await asyncio.wait_for(behind, 5) == "B"
+    # The next call to arrive finds the statement overdue and reads the calls behind it.
     assert await asyncio.wait_for(reads.read("c"), 5) == "C"
+    assert await asyncio.wait_for(behind, 5) == "B"
+    assert database.reads == [["stuck"], ["b", "c"]]
     assert not stuck.done()
 
     database.unstick.set()
