@@ -67,6 +67,26 @@ def free_port() -> int:
         return port
 
 
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive loopback ports that nothing listens on right now (for a
+    supervised projector: worker i serves its status on the first port + i)."""
+    for _ in range(100):
+        with ExitStack() as sockets:
+            first = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            first.bind((LOOPBACK, 0))
+            start: int = first.getsockname()[1]
+            if start + count - 1 > 65535:
+                continue
+            try:
+                for port in range(start + 1, start + count):
+                    sock = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return start
+    raise StackError(f"found no {count} free loopback ports in a row")
+
+
 def ensure_port_free(port: int, what: str) -> None:
     """Raise a StackError when something already listens on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

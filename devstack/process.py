@@ -43,6 +43,22 @@ def log_tail(log_file: Path, lines: int = _TAIL_LINES) -> str:
     return " | ".join(kept[-lines:]) or "(no log output)"
 
 
+def child_pids(pid: int) -> set[int]:
+    """The pids of the processes whose parent is `pid` (a supervisor's workers)."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: fields follow the last ')'.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.add(int(entry.name))
+    return children
+
+
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without settings that would point our tools elsewhere."""
     env = {

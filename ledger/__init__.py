@@ -1,1 +1,5 @@
-"""Ledger: an event-sourced accounts ledger (shared contract: API stubs, events, domain)."""
+"""Ledger: an event-sourced accounts ledger.
+
+This package is what the three processes share: API stubs, events, the pure domain, telemetry
+and worker supervision.
+"""

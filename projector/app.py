@@ -1,8 +1,10 @@
 """The projector's composition root: settings, PostgreSQL, Kafka and the registry wired together.
 
-`python -m projector` (or `run`) projects until SIGTERM; `python -m projector rebuild` rebuilds
-the read model from offset 0 and swaps it in. Exit codes: 0 done, 2 cannot start (bad settings),
-3 an event contradicts the read model, 4 the rebuild failed (the live model is untouched).
+`python -m projector` (or `run`) projects until SIGTERM, with LEDGER_PROJECTOR_WORKERS > 1 as
+that many worker processes (supervisor.py); `python -m projector rebuild` rebuilds the read model
+from offset 0 and swaps it in. Exit codes (exit_codes.py): 0 done, 1 failed (a supervised worker
+kept failing, or the consumer failed), 2 cannot start (bad settings), 3 an event contradicts the
+read model, 4 the rebuild failed (the live model is untouched).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
 
 import asyncpg
 from confluent_kafka import KafkaException
@@ -20,8 +22,10 @@ from confluent_kafka.admin import AdminClient
 
 from ledger.events.codec import EventCodec
 from ledger.events.schema_store import ConfluentSchemaStore
+from ledger.supervision import watch_parent_pipe
 from ledger.telemetry.logs import configure_logging
 from projector.dead_letters import DeadLetterQueue, ensure_dead_letter_topic
+from projector.exit_codes import EXIT_CANNOT_START, EXIT_CONTRADICTION, EXIT_REBUILD_FAILED
 from projector.feed import FeedFailed, consumer_config
 from projector.http_endpoint import CannotServe
 from projector.live import LiveProjector
@@ -35,9 +39,6 @@ from projector.verification import VerificationFailed
 
 log = logging.getLogger("projector")
 
-EXIT_CANNOT_START = 2
-EXIT_CONTRADICTION = 3
-EXIT_REBUILD_FAILED = 4
 SHADOW_SCHEMA = "ledger_rebuild"
 
 
@@ -63,7 +64,7 @@ async def _reading_codec(settings: Settings) -> EventCodec:
     return codec
 
 
-async def _connect_pool(settings: Settings) -> Any:
+async def _connect_pool(settings: Settings, stopped: Callable[[], bool]) -> Any:
     async def connect() -> Any:
         return await asyncpg.create_pool(
             settings.database_url,
@@ -73,11 +74,19 @@ async def _connect_pool(settings: Settings) -> Any:
             server_settings=_server_settings(settings.schema, "ledger-projector"),
         )
 
-    return await retrying("connecting to PostgreSQL", connect, lambda: False)
+    return await retrying("connecting to PostgreSQL", connect, stopped)
 
 
-async def run(settings: Settings) -> int:
-    pool = await _connect_pool(settings)
+async def run(settings: Settings, parent_pipe: int | None = None) -> int:
+    """Project until SIGTERM/SIGINT, or until `parent_pipe` (a supervisor's) closes."""
+    supervisor_gone = asyncio.Event()
+    if parent_pipe is not None:
+        # From the start: an orphan must not go on waiting for PostgreSQL, or join the group.
+        watch_parent_pipe(parent_pipe, supervisor_gone.set)
+    try:
+        pool = await _connect_pool(settings, supervisor_gone.is_set)
+    except Stopped:
+        return 0
     try:
         async with pool.acquire() as connection:
             applied = await migrate(connection, settings.schema, bundled())
@@ -102,7 +111,7 @@ async def run(settings: Settings) -> int:
         )
         projector = LiveProjector(settings, pool, codec, dead_letters, config)
         try:
-            await projector.run()
+            await projector.run(supervisor_gone if parent_pipe is not None else None)
         except Contradiction as error:
             log.critical("projector stopped: %s", error)
             return EXIT_CONTRADICTION
@@ -174,18 +183,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--keep-old", action="store_true", help="keep the replaced schema as ledger_old_<stamp>"
     )
     args = parser.parse_args(argv)
+    settings = _settings_or_exit()
+    if args.command == "rebuild":
+        _exit_with(rebuild(settings, keep_old=args.keep_old))
+    if settings.workers > 1:
+        # Imported here: a single projector has no use for it.
+        from projector.supervisor import supervise
+
+        sys.exit(asyncio.run(supervise(settings)))
+    _exit_with(run(settings))
+
+
+def run_and_exit(parent_pipe: int) -> None:
+    """A supervised worker's `python -m projector run` (worker.py)."""
+    settings = _settings_or_exit()
+    _exit_with(run(settings, parent_pipe))
+
+
+def _settings_or_exit() -> Settings:
+    """The settings from the environment, after logging is configured; exit 2 if they are bad."""
     configure_logging("projector")
     # The registry client logs every HTTP request at INFO.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except SettingsError as error:
         log.critical("cannot start: %s", error)
         sys.exit(EXIT_CANNOT_START)
+
+
+def _exit_with(command: Coroutine[Any, Any, int]) -> NoReturn:
     try:
-        if args.command == "rebuild":
-            sys.exit(asyncio.run(rebuild(settings, keep_old=args.keep_old)))
-        sys.exit(asyncio.run(run(settings)))
+        sys.exit(asyncio.run(command))
     except CannotStart as error:
         log.critical("cannot start: %s", error)
         sys.exit(EXIT_CANNOT_START)

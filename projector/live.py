@@ -67,8 +67,9 @@ class LiveProjector:
         # One thread is the consumer's for the whole run; the other flushes dead letters.
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="projector")
 
-    async def run(self) -> None:
-        """Project until SIGTERM/SIGINT (returns) or a failure (raises, e.g. Contradiction)."""
+    async def run(self, supervisor_gone: asyncio.Event | None = None) -> None:
+        """Project until SIGTERM/SIGINT or `supervisor_gone` (returns), or a failure (raises,
+        e.g. Contradiction)."""
         self._loop = asyncio.get_running_loop()
         # The consumer thread decodes and projects the next batch while this loop feeds
         # PostgreSQL the current one; each time the loop's socket I/O releases the interpreter
@@ -88,9 +89,16 @@ class LiveProjector:
             self._settings.schema,
             self._settings.http,
         )
+        watcher = (
+            None
+            if supervisor_gone is None
+            else asyncio.create_task(self._stop_once(supervisor_gone))
+        )
         try:
             await self._loop.run_in_executor(self._executor, self._feed.run)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             REGISTRY.unregister(collector)
             await endpoint.close()
             await self._loop.run_in_executor(self._executor, self._dead_letters.close)
@@ -99,6 +107,10 @@ class LiveProjector:
     async def _metrics(self) -> Response:
         body, content_type = exposition()
         return Response(HTTPStatus.OK, body, content_type)
+
+    async def _stop_once(self, supervisor_gone: asyncio.Event) -> None:
+        await supervisor_gone.wait()
+        self._feed.stop()
 
     def _stop(self, signum: int) -> None:
         log.info("%s: finishing the current batch, then stopping", signal.Signals(signum).name)

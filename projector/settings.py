@@ -50,6 +50,10 @@ class Settings:
     session_timeout_ms: int = 6000
     """How soon the group notices a dead instance and moves its partitions (librdkafka's
     default when None)."""
+    workers: int = 1
+    """Projector processes in the consumer group, run by this one (projector/supervisor.py):
+    each is bound by its own interpreter lock, so catching up on a big log goes faster with
+    more, up to the cores and the topic's partitions. Worker i serves `http` with port + i."""
 
     @property
     def dead_letter_topic(self) -> str:
@@ -60,7 +64,7 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         http = env.get("LEDGER_PROJECTOR_HTTP")
-        return cls(
+        settings = cls(
             kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or defaults.kafka_bootstrap,
             registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
             database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
@@ -73,7 +77,16 @@ class Settings:
             session_timeout_ms=_positive_int(
                 env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
             ),
+            workers=_positive_int(env, "LEDGER_PROJECTOR_WORKERS", defaults.workers),
         )
+        last_port = settings.http.port + settings.workers - 1
+        if settings.workers > 1 and last_port > 65535:
+            raise SettingsError(
+                f"LEDGER_PROJECTOR_WORKERS={settings.workers} needs the status ports "
+                f"{settings.http.port}-{last_port} (LEDGER_PROJECTOR_HTTP and the ports after "
+                "it), past 65535"
+            )
+        return settings
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: T) -> int | T:

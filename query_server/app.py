@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from typing import TypeAlias
@@ -17,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from ledger.environment import SettingsError
 from ledger.reflection import documented_pool
+from ledger.supervision import watch_parent_pipe
 from ledger.telemetry.exporter import QUERY_SERVER_METRICS_ADDR, start_metrics_exporter
 from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.logs import configure_logging
@@ -82,7 +82,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     if parent_pipe is not None:
-        loop.add_reader(parent_pipe, _on_parent_pipe, parent_pipe, stopping)
+        watch_parent_pipe(parent_pipe, stopping.set)
 
     health_status = _Health()
     servicer = QueryServicer()
@@ -152,18 +152,6 @@ async def serve(
         metrics.close()
     log.info("stopped")
     return 0
-
-
-def _on_parent_pipe(fd: int, stopping: asyncio.Event) -> None:
-    try:
-        data = os.read(fd, 64)
-    except OSError:
-        data = b""
-    if not data:
-        asyncio.get_running_loop().remove_reader(fd)
-        if not stopping.is_set():
-            log.warning("the supervisor is gone; stopping")
-            stopping.set()
 
 
 def settings_or_exit() -> Settings:

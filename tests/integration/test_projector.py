@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -33,7 +35,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined, unused-ignore]
 )
 
 from devstack.ledger_services import LedgerService
-from devstack.process import clean_environment
+from devstack.ports import LOOPBACK, free_ports_in_a_row
+from devstack.process import child_pids, clean_environment
 from devstack.stack import LocalStack
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
@@ -318,8 +321,10 @@ async def caught_up(connection: Any, topic: str, last: dict[int, int]) -> None:
     await eventually(f"checkpoints {last}", covered)
 
 
-def status(service: LedgerService) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://{service.address}/status", timeout=5) as reply:
+def status(service: LedgerService | str) -> dict[str, Any]:
+    """The /status of a projector, or of the one serving it at an address."""
+    address = service if isinstance(service, str) else service.address
+    with urllib.request.urlopen(f"http://{address}/status", timeout=5) as reply:
         document: dict[str, Any] = json.load(reply)
         return document
 
@@ -373,11 +378,12 @@ def projectors(
     made: list[LedgerService] = []
     group = f"read_model_{_id()}"
 
-    def make(name: str = "projector", **env: str) -> LedgerService:
+    def make(name: str = "projector", http: str | None = None, **env: str) -> LedgerService:
         service = LedgerService.projector(
             stack,
             tmp_path,
             topic=topic,
+            http=http,
             name=name,
             extra_env={
                 "LEDGER_DATABASE_URL": database,
@@ -673,18 +679,23 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(
         assert message_headers["error"]
 
 
+# With two workers, the one that owns the partition meets the event, and its exit code ends the
+# supervisor and the other worker.
+@pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_its_batch(
     stack: LocalStack,
     topic: str,
     database: str,
     db: Any,
     projectors: Callable[..., LedgerService],
+    workers: str,
 ) -> None:
     log = EventLog(stack, topic, partitions=1)
     history = History()
     log.write(history.decide(OpenAccount(_id(), "gappy", "EUR", "G")))
     log.write(history.decide(Deposit(_id(), "gappy", "1")))
-    projector = projectors()
+    http = f"{LOOPBACK}:{free_ports_in_a_row(int(workers))}"
+    projector = projectors(http=http, LEDGER_PROJECTOR_WORKERS=workers)
     projector.start()
     await caught_up(db, topic, log.last_offsets())
     before = await snapshot(db)
@@ -695,6 +706,9 @@ async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_
     written = log.write(valid + gap)
     assert projector.wait_exit(DEADLINE_S) == 3
     text = projector.log_text()
+    if workers == "2":
+        # The other worker may meet the event too, once the partition moves to it.
+        assert "exited with exit code 3; stopping all workers" in text, text[-2000:]
     assert (
         f"event at topic {topic!r} partition 0 offset {written[1].offset} (account 'gappy', "
         "event version 5) contradicts the read model, where the account is at version 3"
@@ -834,3 +848,65 @@ async def test_two_instances_share_the_partitions_and_build_the_same_model(
         assert await snapshot(alone, "ledger_alone") == both
     finally:
         await alone.close()
+
+
+async def test_workers_share_the_partitions_and_stop_together(
+    stack: LocalStack,
+    topic: str,
+    db: Any,
+    projectors: Callable[..., LedgerService],
+) -> None:
+    log = EventLog(stack, topic, partitions=4)
+    history = History(seed=5)
+    log.write(history.generate(accounts=200, events=2000))
+    port = free_ports_in_a_row(2)
+    addresses = [f"{LOOPBACK}:{port}", f"{LOOPBACK}:{port + 1}"]
+    supervisor = projectors(http=addresses[0], LEDGER_PROJECTOR_WORKERS="2")
+    supervisor.start()
+    assert supervisor.pid is not None
+    workers = child_pids(supervisor.pid)
+    assert len(workers) == 2
+
+    async def shared() -> bool:
+        try:
+            owned = [set(status(address)["partitions"]) for address in addresses]
+        except OSError:
+            return False  # the second worker's endpoint is not up yet
+        mine, theirs = owned
+        return bool(mine) and bool(theirs) and not mine & theirs and len(mine | theirs) == 4
+
+    await eventually("both workers to own partitions", shared)
+    log.write(history.generate(accounts=10, events=2000, prefix="more"))
+    await caught_up(db, topic, log.last_offsets())
+    assert await read_model(db) == fold(log.logged)
+
+    os.kill(supervisor.pid, signal.SIGTERM)
+    assert supervisor.wait_exit(DEADLINE_S) == 0
+    assert not _alive(workers)
+    assert supervisor.log_text().count("stopped with exit code 0") == 2
+
+
+async def test_workers_stop_when_their_supervisor_dies(
+    stack: LocalStack, topic: str, projectors: Callable[..., LedgerService]
+) -> None:
+    EventLog(stack, topic, partitions=2)
+    supervisor = projectors(
+        http=f"{LOOPBACK}:{free_ports_in_a_row(2)}", LEDGER_PROJECTOR_WORKERS="2"
+    )
+    supervisor.start()
+    assert supervisor.pid is not None
+    workers = child_pids(supervisor.pid)
+    assert len(workers) == 2
+
+    os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
+    supervisor.wait_exit(DEADLINE_S)
+
+    async def gone() -> bool:
+        return not _alive(workers)
+
+    await eventually("the orphaned workers to stop", gone)
+    assert supervisor.log_text().count("the supervisor is gone") == 2
+
+
+def _alive(pids: Iterable[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.databases import drop_database
 from devstack.ports import LOOPBACK, free_port
-from devstack.process import clean_environment
+from devstack.process import child_pids, clean_environment
 from devstack.stack import LocalStack
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -74,7 +74,7 @@ class Supervised:
         return int(self.address.rpartition(":")[2])
 
     def workers(self) -> set[int]:
-        return _children(self.process.pid)
+        return child_pids(self.process.pid)
 
     def wait_for_workers(self, count: int = 2) -> set[int]:
         """The workers' pids, once `count` of them listen on the port."""
@@ -93,21 +93,6 @@ class Supervised:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-
-
-def _children(pid: int) -> set[int]:
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: fields follow the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.add(int(entry.name))
-    return children
 
 
 def _socket_inodes(pid: int) -> set[int]:

@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert str(settings.http) == "127.0.0.1:9464"
     assert settings.batch_max_events == 5000
     assert settings.session_timeout_ms == 6000
+    assert settings.workers == 1
 
 
 def test_every_variable_is_read() -> None:
@@ -29,6 +30,7 @@ def test_every_variable_is_read() -> None:
             "LEDGER_PROJECTOR_BATCH": "100",
             "LEDGER_PROJECTOR_GROUP": "g",
             "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS": "6000",
+            "LEDGER_PROJECTOR_WORKERS": "3",
         }
     )
     assert (settings.kafka_bootstrap, settings.registry_url, settings.database_url) == (
@@ -43,6 +45,7 @@ def test_every_variable_is_read() -> None:
         "g",
         6000,
     )
+    assert settings.workers == 3
 
 
 @pytest.mark.parametrize(
@@ -52,8 +55,21 @@ def test_every_variable_is_read() -> None:
         ("LEDGER_PROJECTOR_BATCH", "0", "at least 1"),
         ("LEDGER_PROJECTOR_HTTP", "9464", "host:port"),
         ("LEDGER_PROJECTOR_HTTP", "localhost:99999", "host:port"),
+        ("LEDGER_PROJECTOR_WORKERS", "0", "at least 1"),
+        ("LEDGER_PROJECTOR_WORKERS", "auto", "must be an integer"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=f"{name}.*{message}"):
         Settings.from_env({name: value})
+
+
+def test_workers_need_a_status_port_each() -> None:
+    settings = Settings.from_env(
+        {"LEDGER_PROJECTOR_HTTP": "127.0.0.1:65534", "LEDGER_PROJECTOR_WORKERS": "2"}
+    )
+    assert settings.workers == 2
+    with pytest.raises(SettingsError, match="status ports 65534-65536"):
+        Settings.from_env(
+            {"LEDGER_PROJECTOR_HTTP": "127.0.0.1:65534", "LEDGER_PROJECTOR_WORKERS": "3"}
+        )
