@@ -69,7 +69,7 @@ class Bench:
         topic: str,
         database_url: str,
         extra_env: Mapping[str, str] | None = None,
-        name: str = "projector",
+        http: str | None = None,
     ) -> LedgerService:
         env = {
             "LEDGER_LOG_LEVEL": "WARNING",
@@ -79,7 +79,11 @@ class Bench:
             **(extra_env or {}),
         }
         return LedgerService.projector(
-            self.stack, self.work_dir / f"projector-{topic}", topic=topic, extra_env=env, name=name
+            self.stack,
+            self.work_dir / f"projector-{topic}",
+            topic=topic,
+            http=http,
+            extra_env=env,
         )
 
     def query_server(self, topic: str, database_url: str) -> LedgerService:

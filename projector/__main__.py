@@ -1,6 +1,6 @@
-"""`python -m projector [run|rebuild]`: see `projector.app`."""
+"""`python -m projector [run|rebuild]`: see `projector.cli`."""
 
-from projector.app import main
+from projector.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,19 +1,19 @@
 """The projector's composition root: settings, PostgreSQL, Kafka and the registry wired together.
 
-`python -m projector` (or `run`) projects until SIGTERM, with LEDGER_PROJECTOR_WORKERS > 1 as
-that many worker processes (supervisor.py); `python -m projector rebuild` rebuilds the read model
-from offset 0 and swaps it in. Exit codes (exit_codes.py): 0 done, 1 failed (a supervised worker
-kept failing, or the consumer failed), 2 cannot start (bad settings), 3 an event contradicts the
-read model, 4 the rebuild failed (the live model is untouched).
+`run` projects until SIGTERM; `rebuild` rebuilds the read model from offset 0 and swaps it in.
+Both are started by `python -m projector` (cli.py), which with LEDGER_PROJECTOR_WORKERS > 1
+supervises that many workers instead (supervisor.py), each of which runs `run`. Exit codes
+(exit_codes.py): 0 done, 1 failed (a supervised worker kept failing, or the consumer failed),
+2 cannot start, 3 an event contradicts the read model, 4 the rebuild failed (the live model is
+untouched).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
 import asyncpg
@@ -23,7 +23,6 @@ from confluent_kafka.admin import AdminClient
 from ledger.events.codec import EventCodec
 from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.supervision import watch_parent_pipe
-from ledger.telemetry.logs import configure_logging
 from projector.dead_letters import DeadLetterQueue, ensure_dead_letter_topic
 from projector.exit_codes import EXIT_CANNOT_START, EXIT_CONTRADICTION, EXIT_REBUILD_FAILED
 from projector.feed import FeedFailed, consumer_config
@@ -34,7 +33,7 @@ from projector.migrations import bundled, migrate
 from projector.projection import Contradiction
 from projector.rebuild import Rebuild, RebuildFailed
 from projector.retrying import Stopped, retrying
-from projector.settings import Settings, SettingsError
+from projector.settings import Settings
 from projector.verification import VerificationFailed
 
 log = logging.getLogger("projector")
@@ -169,47 +168,13 @@ async def rebuild(settings: Settings, *, keep_old: bool) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m projector",
-        description="Project account events from Kafka into the PostgreSQL read model.",
-    )
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("run", help="consume and project until SIGTERM (the default)")
-    rebuild_parser = commands.add_parser(
-        "rebuild", help="replay the whole topic into a shadow schema, verify it and swap it in"
-    )
-    rebuild_parser.add_argument(
-        "--keep-old", action="store_true", help="keep the replaced schema as ledger_old_<stamp>"
-    )
-    args = parser.parse_args(argv)
-    settings = _settings_or_exit()
-    if args.command == "rebuild":
-        _exit_with(rebuild(settings, keep_old=args.keep_old))
-    if settings.workers > 1:
-        # Imported here: a single projector has no use for it.
-        from projector.supervisor import supervise
-
-        sys.exit(asyncio.run(supervise(settings)))
-    _exit_with(run(settings))
-
-
-def run_and_exit(parent_pipe: int) -> None:
-    """A supervised worker's `python -m projector run` (worker.py)."""
-    settings = _settings_or_exit()
+def run_and_exit(settings: Settings, parent_pipe: int | None = None) -> NoReturn:
+    """`run`, then exit with its code (cli.py; a supervised worker passes its pipe)."""
     _exit_with(run(settings, parent_pipe))
 
 
-def _settings_or_exit() -> Settings:
-    """The settings from the environment, after logging is configured; exit 2 if they are bad."""
-    configure_logging("projector")
-    # The registry client logs every HTTP request at INFO.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    try:
-        return Settings.from_env()
-    except SettingsError as error:
-        log.critical("cannot start: %s", error)
-        sys.exit(EXIT_CANNOT_START)
+def rebuild_and_exit(settings: Settings, *, keep_old: bool) -> NoReturn:
+    _exit_with(rebuild(settings, keep_old=keep_old))
 
 
 def _exit_with(command: Coroutine[Any, Any, int]) -> NoReturn:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 
 from projector.app import run_and_exit
+from projector.cli import settings_or_exit
 
 
 def main() -> None:
-    run_and_exit(parent_pipe=sys.stdin.fileno())
+    run_and_exit(settings_or_exit(), parent_pipe=sys.stdin.fileno())
 
 
 if __name__ == "__main__":

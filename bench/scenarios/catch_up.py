@@ -7,10 +7,11 @@ includes the process's start-up (imports, migrations, joining its consumer group
 apart as the time to its first committed batch.
 
 The same catch-up is also timed with two projectors sharing one consumer group (each applies
-the partitions it is assigned, into the same database): how the read side scales out. One
-projector's Python (its consumer thread and event loop share one interpreter lock) keeps it near
-one core, whatever else the machine has. Runs of one and two alternate, so that a noisy minute
-falls on both.
+the partitions it is assigned, into the same database): how the read side scales out, as
+`LEDGER_PROJECTOR_WORKERS=2` runs it (one `python -m projector` supervising two workers; their
+CPU is that of its process tree). One projector's Python (its consumer thread and event loop
+share one interpreter lock) keeps it near one core, whatever else the machine has. Runs of one
+and two alternate, so that a noisy minute falls on both.
 
 The baseline is PostgreSQL's own bulk path with none of the projector's work: the same records,
 read and decoded beforehand (not timed), as rows shaped like `ledger.movements` (money already
@@ -41,6 +42,7 @@ from bench.log_scan import Scanned, scan
 from bench.procstat import tree_cpu_seconds
 from bench.read_model import SCHEMA, checkpoints, covers, fresh_database
 from bench.report import Goal, Report, Row, median_of
+from devstack.ports import LOOPBACK, free_ports_in_a_row
 from ledger.domain.money import currency_exponent
 from ledger.events.codec import EventCodec
 from ledger.events.records import (
@@ -112,28 +114,27 @@ async def _catch_up(
     timeout_s: float,
     instances: int,
 ) -> CatchUp:
-    """Launch `instances` projectors on `topic`, in one consumer group, and time them until
-    their checkpoints cover `last_offsets`."""
-    # A group of its own: a projector killed after its stop timeout stays a member of its group
-    # until its session times out, which would hold up the next run's first batch.
-    group = {"LEDGER_PROJECTOR_GROUP": f"bench-{topic}-{uuid.uuid4().hex[:8]}"}
-    projectors = [
-        bench.projector(topic, database_url, group, name=f"projector-{n}") for n in range(instances)
-    ]
+    """Launch a projector with `instances` workers on `topic` and time it until its checkpoints
+    cover `last_offsets`."""
+    env = {
+        # A group of its own: a projector killed after its stop timeout stays a member of its
+        # group until its session times out, which would hold up the next run's first batch.
+        "LEDGER_PROJECTOR_GROUP": f"bench-{topic}-{uuid.uuid4().hex[:8]}",
+        "LEDGER_PROJECTOR_WORKERS": str(instances),
+    }
+    # Worker i serves its status on the first port + i.
+    http = f"{LOOPBACK}:{free_ports_in_a_row(instances)}"
+    projector = bench.projector(topic, database_url, env, http=http)
     postgres_pid = bench.postgres_pid()
     watcher = await asyncpg.connect(database_url)
     try:
         postgres_started = tree_cpu_seconds(postgres_pid)
         started = time.monotonic()
         try:
-            pids = []
-            for projector in projectors:
-                projector.launch()
-                pid = projector.pid
-                if pid is None:
-                    log = projector.log_text()[-2000:]
-                    raise RuntimeError(f"{projector.name} exited at once: {log}")
-                pids.append(pid)
+            projector.launch()
+            pid = projector.pid
+            if pid is None:
+                raise RuntimeError(f"the projector exited at once: {projector.log_text()[-2000:]}")
             first_batch = float("nan")
             while True:
                 seen = await checkpoints(watcher, topic)
@@ -142,23 +143,18 @@ async def _catch_up(
                     first_batch = now - started
                 if covers(seen, last_offsets):
                     break
-                for projector in projectors:
-                    if not projector.is_running():
-                        log = projector.log_text()[-2000:]
-                        raise RuntimeError(f"{projector.name} exited: {log}")
+                if not projector.is_running():
+                    raise RuntimeError(f"the projector exited: {projector.log_text()[-2000:]}")
                 if now - started > timeout_s:
                     raise TimeoutError(f"projector not caught up after {timeout_s:.0f}s: {seen}")
                 await asyncio.sleep(_POLL_S)
             elapsed = now - started
-            # Read before stopping: the projectors' CPU over exactly the catch-up.
-            projector_cpu = sum(tree_cpu_seconds(pid) for pid in pids)
+            # Read before stopping: the projectors' CPU over exactly the catch-up (a supervisor's
+            # tree holds its workers).
+            projector_cpu = tree_cpu_seconds(pid)
             postgres_cpu = tree_cpu_seconds(postgres_pid) - postgres_started
         finally:
-            stops = [asyncio.to_thread(projector.stop) for projector in projectors]
-            # Every stop is awaited, whichever fails; a failure raises only after them all.
-            for stopped in await asyncio.gather(*stops, return_exceptions=True):
-                if isinstance(stopped, BaseException):
-                    raise stopped
+            await asyncio.to_thread(projector.stop)
     finally:
         await watcher.close()
     return CatchUp(first_batch, elapsed, projector_cpu, postgres_cpu)

@@ -393,15 +393,21 @@ def test_a_batch_that_failed_during_a_rebalance_is_raised_once_by_the_next_poll(
     assert feed._next_messages(consumer) == []  # type: ignore[arg-type]
 
 
-def test_a_failed_offset_commit_is_sent_again_unless_overtaken(
-    codec: EventCodec, log: list[str]
-) -> None:
+def _sent_offsets_10_and_6(codec: EventCodec, log: list[str]) -> tuple[FakeConsumer, Feed]:
+    """A feed owning partitions 0 and 1 that has sent their offsets 10 and 6 to Kafka."""
     consumer = FakeConsumer()
     feed = _feed(codec, Recorder(log), 4)
     _assign(feed, consumer, 0, 1)
-    failed = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
     feed._uncommitted.update({0: 10, 1: 6})
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    return consumer, feed
+
+
+def test_a_failed_offset_commit_is_sent_again_unless_overtaken(
+    codec: EventCodec, log: list[str]
+) -> None:
+    consumer, feed = _sent_offsets_10_and_6(codec, log)
+    failed = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
 
     feed._on_commit(failed, [TopicPartition("events", 0, 11), TopicPartition("events", 1, 7)])
     feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
@@ -429,11 +435,7 @@ class PartitionCommitted:
 def test_offsets_whose_commit_failed_for_their_partition_or_at_once_are_sent_again(
     codec: EventCodec, log: list[str]
 ) -> None:
-    consumer = FakeConsumer()
-    feed = _feed(codec, Recorder(log), 4)
-    _assign(feed, consumer, 0, 1)
-    feed._uncommitted.update({0: 10, 1: 6})
-    feed._commit_to_kafka(consumer)  # type: ignore[arg-type]
+    consumer, feed = _sent_offsets_10_and_6(codec, log)
 
     # The commit as a whole succeeded; partition 1's did not.
     answers = [

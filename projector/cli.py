@@ -1,0 +1,60 @@
+"""`python -m projector [run|rebuild]`: the command line, the settings, and which process to be.
+
+Kept apart from the composition root (app.py), which imports the Kafka, PostgreSQL and registry
+clients: with LEDGER_PROJECTOR_WORKERS > 1 this process only supervises (supervisor.py), and
+importing them would delay its workers' start by ~0.6 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from ledger.telemetry.logs import configure_logging
+from projector.exit_codes import EXIT_CANNOT_START
+from projector.settings import Settings, SettingsError
+
+log = logging.getLogger("projector")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m projector",
+        description="Project account events from Kafka into the PostgreSQL read model.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="consume and project until SIGTERM (the default)")
+    rebuild_parser = commands.add_parser(
+        "rebuild", help="replay the whole topic into a shadow schema, verify it and swap it in"
+    )
+    rebuild_parser.add_argument(
+        "--keep-old", action="store_true", help="keep the replaced schema as ledger_old_<stamp>"
+    )
+    args = parser.parse_args(argv)
+    settings = settings_or_exit()
+    if args.command == "rebuild":
+        from projector.app import rebuild_and_exit
+
+        rebuild_and_exit(settings, keep_old=args.keep_old)
+    if settings.workers > 1:
+        from projector.supervisor import supervise
+
+        sys.exit(asyncio.run(supervise(settings)))
+    from projector.app import run_and_exit
+
+    run_and_exit(settings)
+
+
+def settings_or_exit() -> Settings:
+    """The settings from the environment, after logging is configured; exit 2 if they are bad."""
+    configure_logging("projector")
+    # The registry client logs every HTTP request at INFO.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        log.critical("cannot start: %s", error)
+        sys.exit(EXIT_CANNOT_START)
