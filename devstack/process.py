@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,19 @@ def child_pids(pid: int) -> set[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             children.add(int(entry.name))
     return children
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    """Those of `pids` still running (a zombie, ended but not yet waited for, is not)."""
+    running = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            running.append(pid)
+    return running
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

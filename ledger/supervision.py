@@ -12,7 +12,8 @@ What it guarantees:
   `MAX_QUICK_FAILURES` in a row the supervisor stops the others and fails, so that whatever runs
   the service sees it fail;
 - on `stopping` (the supervisor's SIGTERM/SIGINT) every worker gets SIGTERM and finishes what it
-  is doing; stragglers are killed after `stop_timeout`;
+  is doing; stragglers are killed after `stop_timeout`; a worker that fails as it stops (a
+  positive exit code) makes the supervisor fail with its code, as a single process would;
 - each worker gets a pipe on its stdin that the supervisor never writes to: if the supervisor
   dies (SIGKILL), the pipe closes and the worker stops on its own (`watch_parent_pipe`), so no
   orphan keeps running.
@@ -74,12 +75,28 @@ async def supervise_workers(
     exit_codes: ExitCodes = ExitCodes(),
     on_exit: Callable[[int], None] | None = None,
 ) -> int:
-    """Keep `workers` running until SIGTERM/SIGINT (0), a final exit code (that code) or one
-    that keeps failing (1); returns once every worker has ended."""
+    """Keep `workers` running until SIGTERM/SIGINT (0, unless one fails as it stops), a final
+    exit code (that code) or one that keeps failing (1); returns once every worker has ended."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
         loop.add_signal_handler(signum, stopping.set)
+    try:
+        return await _supervise(workers, stop_timeout, exit_codes, on_exit, stopping)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _supervise(
+    workers: Sequence[Worker],
+    stop_timeout: float,
+    exit_codes: ExitCodes,
+    on_exit: Callable[[int], None] | None,
+    stopping: asyncio.Event,
+) -> int:
+    loop = asyncio.get_running_loop()
     ending = Ending()
     tasks = [
         loop.create_task(
@@ -136,6 +153,8 @@ async def keep_running(
             return
         if stopping.is_set() or ending.failed.is_set():
             log.info("worker %d (pid %d) stopped with %s", index, process.pid, _describe(code))
+            if code > 0:
+                ending.end(code)
             return
         ran = loop.time() - started
         if ran >= STABLE_SECONDS:

@@ -24,7 +24,12 @@ from ledger.events.codec import EventCodec
 from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.supervision import watch_parent_pipe
 from projector.dead_letters import DeadLetterQueue, ensure_dead_letter_topic
-from projector.exit_codes import EXIT_CANNOT_START, EXIT_CONTRADICTION, EXIT_REBUILD_FAILED
+from projector.exit_codes import (
+    EXIT_CANNOT_START,
+    EXIT_CONTRADICTION,
+    EXIT_FAILED,
+    EXIT_REBUILD_FAILED,
+)
 from projector.feed import FeedFailed, consumer_config
 from projector.http_endpoint import CannotServe
 from projector.live import LiveProjector
@@ -108,15 +113,17 @@ async def run(settings: Settings, parent_pipe: int | None = None) -> int:
         config = consumer_config(
             settings.kafka_bootstrap, settings.group_id, settings.session_timeout_ms
         )
+        if supervisor_gone.is_set():
+            return 0
         projector = LiveProjector(settings, pool, codec, dead_letters, config)
         try:
-            await projector.run(supervisor_gone if parent_pipe is not None else None)
+            await projector.run(supervisor_gone)
         except Contradiction as error:
             log.critical("projector stopped: %s", error)
             return EXIT_CONTRADICTION
         except FeedFailed as error:
             log.critical("projector stopped: %s", error)
-            return 1
+            return EXIT_FAILED
         except Stopped as error:
             # Told to stop while PostgreSQL was unreachable: the batch in hand never committed,
             # so the next start applies it.

@@ -1,5 +1,7 @@
 """The projector's exit codes, which whatever runs it (and its supervisor) acts on."""
 
+EXIT_FAILED = 1
+"""The consumer failed, or (supervising) a worker kept failing."""
 EXIT_CANNOT_START = 2
 """Bad settings, or a dependency needed to start is unreachable or refuses us."""
 EXIT_CONTRADICTION = 3

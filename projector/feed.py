@@ -123,6 +123,8 @@ class Feed:
 
     def run(self) -> None:
         """Consume and apply until `stop()`; raises whatever stops it otherwise."""
+        if self._stopping.is_set():
+            return  # told to stop before it began: not even joining the group
         consumer = self._new_consumer({**self._config, "on_commit": self._on_commit})
         try:
             consumer.subscribe(

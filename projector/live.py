@@ -67,7 +67,7 @@ class LiveProjector:
         # One thread is the consumer's for the whole run; the other flushes dead letters.
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="projector")
 
-    async def run(self, supervisor_gone: asyncio.Event | None = None) -> None:
+    async def run(self, supervisor_gone: asyncio.Event) -> None:
         """Project until SIGTERM/SIGINT or `supervisor_gone` (returns), or a failure (raises,
         e.g. Contradiction)."""
         self._loop = asyncio.get_running_loop()
@@ -89,16 +89,11 @@ class LiveProjector:
             self._settings.schema,
             self._settings.http,
         )
-        watcher = (
-            None
-            if supervisor_gone is None
-            else asyncio.create_task(self._stop_once(supervisor_gone))
-        )
+        watcher = asyncio.create_task(self._stop_when(supervisor_gone))
         try:
             await self._loop.run_in_executor(self._executor, self._feed.run)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
             REGISTRY.unregister(collector)
             await endpoint.close()
             await self._loop.run_in_executor(self._executor, self._dead_letters.close)
@@ -108,7 +103,7 @@ class LiveProjector:
         body, content_type = exposition()
         return Response(HTTPStatus.OK, body, content_type)
 
-    async def _stop_once(self, supervisor_gone: asyncio.Event) -> None:
+    async def _stop_when(self, supervisor_gone: asyncio.Event) -> None:
         await supervisor_gone.wait()
         self._feed.stop()
 

@@ -54,6 +54,7 @@ async def supervise(settings: Settings) -> int:
 
 
 def _worker_env(settings: Settings, index: int) -> dict[str, str]:
-    # A worker is a single projector: with WORKERS left as ours it would supervise workers too.
+    # Each worker checks its own settings: with our count, worker i would check that its port
+    # + count - 1 exists too, and could refuse to start where the supervisor started fine.
     http = HostPort(settings.http.host, settings.http.port + index)
     return {**os.environ, "LEDGER_PROJECTOR_HTTP": str(http), "LEDGER_PROJECTOR_WORKERS": "1"}

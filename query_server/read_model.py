@@ -225,14 +225,28 @@ class ReadModel:
 
     async def _accounts_by_id(self, account_ids: Sequence[str]) -> list[tuple[Any, ...]]:
         with _translated:
-            if len(account_ids) == 1:
-                record = await self._pool.fetchrow(
-                    _ACCOUNT, self._topic, account_ids[0], timeout=_ACCOUNT_READ_TIMEOUT_SECONDS
-                )
-                return [tuple(record)]
-            records = await self._pool.fetch(
-                _ACCOUNTS_BY_ID, self._topic, account_ids, timeout=_ACCOUNT_READ_TIMEOUT_SECONDS
-            )
+            async with self._pool.acquire() as connection:
+                try:
+                    if len(account_ids) == 1:
+                        record = await connection.fetchrow(
+                            _ACCOUNT,
+                            self._topic,
+                            account_ids[0],
+                            timeout=_ACCOUNT_READ_TIMEOUT_SECONDS,
+                        )
+                        return [tuple(record)]
+                    records = await connection.fetch(
+                        _ACCOUNTS_BY_ID,
+                        self._topic,
+                        account_ids,
+                        timeout=_ACCOUNT_READ_TIMEOUT_SECONDS,
+                    )
+                except TimeoutError:
+                    # asyncpg cancels a timed-out statement, and releasing the connection waits
+                    # for the server to confirm that on the same connection: on a broken one it
+                    # never does, and the release would wait for the 30 s command timeout.
+                    connection.terminate()
+                    raise
         return [tuple(record) for record in records]
 
     async def balance_at(self, account_id: str, at: datetime) -> tuple[BalanceRow, Snapshot]:

@@ -9,6 +9,8 @@ that all of them run side by side on one machine, as `make run` does:
 | query server   | `LEDGER_METRICS_ADDR`, default 127.0.0.1:9102                            |
 | projector      | its status endpoint `LEDGER_PROJECTOR_HTTP` (default 127.0.0.1:9464)     |
 
+(A supervised projector's worker i serves on `LEDGER_PROJECTOR_HTTP`'s port + i.)
+
 Metrics never take the ledger down: an address that is malformed or already taken is logged as
 an error, and the process serves on without /metrics.
 """

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -36,7 +36,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined, unused-ignore]
 
 from devstack.ledger_services import LedgerService
 from devstack.ports import LOOPBACK, free_ports_in_a_row
-from devstack.process import child_pids, clean_environment
+from devstack.process import alive, child_pids, clean_environment
 from devstack.stack import LocalStack
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
@@ -378,18 +378,21 @@ def projectors(
     made: list[LedgerService] = []
     group = f"read_model_{_id()}"
 
-    def make(name: str = "projector", http: str | None = None, **env: str) -> LedgerService:
+    def make(name: str = "projector", workers: int = 1, **env: str) -> LedgerService:
+        """A projector; with `workers` > 1, a supervisor of that many (worker i serves its
+        status on the service's address with port + i)."""
         service = LedgerService.projector(
             stack,
             tmp_path,
             topic=topic,
-            http=http,
+            http=f"{LOOPBACK}:{free_ports_in_a_row(workers)}",
             name=name,
             extra_env={
                 "LEDGER_DATABASE_URL": database,
                 "LEDGER_PROJECTOR_GROUP": group,
                 # The broker's minimum: a SIGKILLed instance's partitions move on within 6 s.
                 "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS": "6000",
+                "LEDGER_PROJECTOR_WORKERS": str(workers),
                 **env,
             },
         )
@@ -681,21 +684,20 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(
 
 # With two workers, the one that owns the partition meets the event, and its exit code ends the
 # supervisor and the other worker.
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_its_batch(
     stack: LocalStack,
     topic: str,
     database: str,
     db: Any,
     projectors: Callable[..., LedgerService],
-    workers: str,
+    workers: int,
 ) -> None:
     log = EventLog(stack, topic, partitions=1)
     history = History()
     log.write(history.decide(OpenAccount(_id(), "gappy", "EUR", "G")))
     log.write(history.decide(Deposit(_id(), "gappy", "1")))
-    http = f"{LOOPBACK}:{free_ports_in_a_row(int(workers))}"
-    projector = projectors(http=http, LEDGER_PROJECTOR_WORKERS=workers)
+    projector = projectors(workers=workers)
     projector.start()
     await caught_up(db, topic, log.last_offsets())
     before = await snapshot(db)
@@ -706,7 +708,7 @@ async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_
     written = log.write(valid + gap)
     assert projector.wait_exit(DEADLINE_S) == 3
     text = projector.log_text()
-    if workers == "2":
+    if workers == 2:
         # The other worker may meet the event too, once the partition moves to it.
         assert "exited with exit code 3; stopping all workers" in text, text[-2000:]
     assert (
@@ -859,9 +861,9 @@ async def test_workers_share_the_partitions_and_stop_together(
     log = EventLog(stack, topic, partitions=4)
     history = History(seed=5)
     log.write(history.generate(accounts=200, events=2000))
-    port = free_ports_in_a_row(2)
-    addresses = [f"{LOOPBACK}:{port}", f"{LOOPBACK}:{port + 1}"]
-    supervisor = projectors(http=addresses[0], LEDGER_PROJECTOR_WORKERS="2")
+    supervisor = projectors(workers=2)
+    host, port = supervisor.address.rsplit(":", 1)
+    addresses = [supervisor.address, f"{host}:{int(port) + 1}"]
     supervisor.start()
     assert supervisor.pid is not None
     workers = child_pids(supervisor.pid)
@@ -882,7 +884,7 @@ async def test_workers_share_the_partitions_and_stop_together(
 
     os.kill(supervisor.pid, signal.SIGTERM)
     assert supervisor.wait_exit(DEADLINE_S) == 0
-    assert not _alive(workers)
+    assert not alive(workers)
     assert supervisor.log_text().count("stopped with exit code 0") == 2
 
 
@@ -890,9 +892,7 @@ async def test_workers_stop_when_their_supervisor_dies(
     stack: LocalStack, topic: str, projectors: Callable[..., LedgerService]
 ) -> None:
     EventLog(stack, topic, partitions=2)
-    supervisor = projectors(
-        http=f"{LOOPBACK}:{free_ports_in_a_row(2)}", LEDGER_PROJECTOR_WORKERS="2"
-    )
+    supervisor = projectors(workers=2)
     supervisor.start()
     assert supervisor.pid is not None
     workers = child_pids(supervisor.pid)
@@ -902,11 +902,7 @@ async def test_workers_stop_when_their_supervisor_dies(
     supervisor.wait_exit(DEADLINE_S)
 
     async def gone() -> bool:
-        return not _alive(workers)
+        return not alive(workers)
 
     await eventually("the orphaned workers to stop", gone)
     assert supervisor.log_text().count("the supervisor is gone") == 2
-
-
-def _alive(pids: Iterable[int]) -> list[int]:
-    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.databases import drop_database
 from devstack.ports import LOOPBACK, free_port
-from devstack.process import child_pids, clean_environment
+from devstack.process import alive, child_pids, clean_environment
 from devstack.stack import LocalStack
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -287,7 +287,7 @@ def test_sigterm_stops_every_worker(server: Supervised) -> None:
     workers = server.workers()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(30) == 0
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), server.log_tail()
+    assert not alive(workers), server.log_tail()
     with socket.socket() as probe:
         assert probe.connect_ex((LOOPBACK, server.port)) != 0, "the port is still served"
 
@@ -297,7 +297,7 @@ def test_workers_stop_when_the_supervisor_dies(server: Supervised) -> None:
     server.process.kill()  # the supervisor alone, not its process group
     server.process.wait()
     deadline = time.monotonic() + 20
-    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+    while alive(workers):
         assert time.monotonic() < deadline, f"orphaned workers kept running:\n{server.log_tail()}"
         time.sleep(0.1)
     assert "the supervisor is gone" in server.log_tail()

@@ -172,13 +172,13 @@ async def test_a_stuck_statement_stops_holding_up_the_calls_behind_it() -> None:
     database = Database()
     database.release.set()
     database.stuck.add("stuck")
-    reads = CoalescedReads(database.read_many, most_statements=4, overdue_after=0.05)
+    reads = CoalescedReads(database.read_many, most_statements=4, overdue_after=0.5)
     stuck = asyncio.create_task(reads.read("stuck"))
     await _started()
     behind = asyncio.create_task(reads.read("b"))
     await _started()
     assert database.reads == [["stuck"]]  # not overdue yet: "b" waits for it
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)
 
     # The next call to arrive finds the statement overdue and reads the calls behind it.
     assert await asyncio.wait_for(reads.read("c"), 5) == "C"

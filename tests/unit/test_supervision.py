@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from ledger import supervision
-from ledger.supervision import Ending, ExitCodes, Worker, keep_running, watch_parent_pipe
+from ledger.supervision import (
+    Ending,
+    ExitCodes,
+    Worker,
+    keep_running,
+    supervise_workers,
+    watch_parent_pipe,
+)
 
 # Each start of a worker appends an "x" to the file named by its first argument, then `then`
 # runs with `n`, the number of starts so far.
@@ -137,6 +144,49 @@ async def test_a_final_exit_code_while_stopping_is_still_the_exit_code(tmp_path:
     await asyncio.wait_for(running, 30)
 
     assert ending.exit_code == 3
+
+
+async def test_a_worker_that_fails_as_it_stops_fails_the_supervisor(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    then = f"signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))\n{_COUNT}time.sleep(60)"
+    stopping = asyncio.Event()
+    ending = Ending()
+    running = asyncio.create_task(
+        keep_running(_worker(starts, then), 10, stopping, ending, PROJECTOR_LIKE)
+    )
+    await _started(starts)
+
+    stopping.set()
+    await asyncio.wait_for(running, 30)
+
+    assert ending.exit_code == 1
+
+
+async def test_one_workers_final_exit_code_stops_the_others_and_is_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    failing, other = tmp_path / "failing", tmp_path / "other"
+    stopped = tmp_path / "stopped"
+    # The other worker notes that it was asked to stop, then stops as asked.
+    obeying = (
+        "def stop(*_):\n"
+        f"    pathlib.Path({str(stopped)!r}).write_text('asked')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"{_COUNT}time.sleep(60)"
+    )
+    waits_for_other = f"while not pathlib.Path({str(other)!r}).read_text():\n    time.sleep(0.01)\n"
+    workers = [
+        # Fails once the other has set its handler, so that the SIGTERM finds it set.
+        Worker(0, _worker(failing, f"{waits_for_other}sys.exit(3)").args, dict(os.environ)),
+        Worker(1, _worker(other, obeying).args, dict(os.environ)),
+    ]
+
+    exit_code = await asyncio.wait_for(supervise_workers(workers, 10, PROJECTOR_LIKE), 60)
+
+    assert exit_code == 3
+    assert stopped.read_text() == "asked"
+    assert _starts(other) == 1, "the other worker is not restarted"
 
 
 def test_a_final_exit_code_outranks_a_worker_that_kept_failing() -> None:
