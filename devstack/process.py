@@ -47,29 +47,26 @@ def child_pids(pid: int) -> set[int]:
     """The pids of the processes whose parent is `pid` (a supervisor's workers)."""
     children = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: fields follow the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.add(int(entry.name))
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                children.add(int(entry.name))
     return children
 
 
 def alive(pids: Iterable[int]) -> list[int]:
     """Those of `pids` still running (a zombie, ended but not yet waited for, is not)."""
-    running = []
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[1].split()[0] != "Z":
-            running.append(pid)
-    return running
+    return [pid for pid in pids if (fields := _stat_fields(pid)) is not None and fields[0] != "Z"]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/`pid`/stat after the command name (state, ppid, ...); None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: fields follow the last ')'.
+    return stat.rsplit(")", 1)[1].split()
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
+from ledger.environment import SettingsError as SettingsError
+from ledger.environment import env_int
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
-
-T = TypeVar("T", int, None)
 
 READ_MODEL_SCHEMA = "ledger"
 """The PostgreSQL schema the query server reads (its search_path)."""
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +65,14 @@ class Settings:
             database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
             topic=env.get("LEDGER_TOPIC") or defaults.topic,
             http=HostPort.parse("LEDGER_PROJECTOR_HTTP", http) if http else defaults.http,
-            batch_max_events=_positive_int(
-                env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events
+            batch_max_events=env_int(
+                env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events, minimum=1
             ),
             group_id=env.get("LEDGER_PROJECTOR_GROUP") or defaults.group_id,
-            session_timeout_ms=_positive_int(
-                env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
+            session_timeout_ms=env_int(
+                env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1
             ),
-            workers=_positive_int(env, "LEDGER_PROJECTOR_WORKERS", defaults.workers),
+            workers=env_int(env, "LEDGER_PROJECTOR_WORKERS", defaults.workers, minimum=1),
         )
         last_port = settings.http.port + settings.workers - 1
         if settings.workers > 1 and last_port > 65535:
@@ -87,16 +82,3 @@ class Settings:
                 "it), past 65535"
             )
         return settings
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: T) -> int | T:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1, got {value}")
-    return value
