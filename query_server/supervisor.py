@@ -1,8 +1,8 @@
 """LEDGER_QUERY_WORKERS > 1: this process supervises that many `query_server.worker` processes
 which serve the same port together (SO_REUSEPORT).
 
-Why processes: one grpc.aio server spends ~0.5 ms of CPU per call in gRPC's own Python machinery
-under one interpreter lock, so a single process tops out near one core whatever the machine has.
+Why processes: gRPC's own per-call Python machinery runs under one interpreter lock, so a single
+grpc.aio process tops out near one core whatever the machine has (docs/performance.md).
 
 What it guarantees:
 

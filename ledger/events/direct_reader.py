@@ -1,8 +1,8 @@
 """Reads Avro bodies written with exactly the current schema, straight into event records.
 
 fastavro reads a body into dicts (converting the timestamp, tagging the union branch) and
-`avro_mapping.from_datum` then copies those into the record: about 25 µs per event, most of a
-catch-up's decoding time. Bodies written with the current schema itself need neither schema
+`avro_mapping.from_datum` then copies those into the record: most of a catch-up's decoding
+time (docs/performance.md, "The read side"). Bodies written with the current schema itself need neither schema
 resolution nor the intermediate dicts, so this module reads their bytes directly.
 
 It is written for one layout of the schema (`LAYOUT`); the codec uses it only while
