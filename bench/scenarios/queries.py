@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running_all
 from bench.log_scan import scan
-from bench.read_model import fresh_database, wait_covered
+from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 
 ACCOUNTS = 10_000
