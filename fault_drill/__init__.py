@@ -30,7 +30,7 @@ import sys as _sys
 if "grpc" not in _sys.modules:
     # The driver forks children (PostgreSQL is started as another user, so with a real fork())
     # while its gRPC clients are busy. With gRPC's fork support on, the forked child can crash
-    # with SIGSEGV in gRPC's post-fork handler before it execs (reproduced: about 1 fork in 3).
+    # with SIGSEGV in gRPC's post-fork handler before it execs (docs/reliability.md, "Findings", 7).
     # gRPC reads the switch once, when it is imported; the children get the environment as it
     # was, unchanged.
     _saved = _os.environ.get("GRPC_ENABLE_FORK_SUPPORT")

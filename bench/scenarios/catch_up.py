@@ -86,8 +86,8 @@ _POLL_S = 0.05
 class Plan:
     events: int
     projector_runs: int
-    """Catch-ups from offset 0 per number of projectors, each into a fresh database: one run
-    here can be a quarter off the next."""
+    """Catch-ups from offset 0 per number of projectors, each into a fresh database: several,
+    because single runs on a shared machine vary widely (docs/performance.md, "The read side")."""
     copy_runs: int
     timeout_s: float
     instances: tuple[int, ...] = (1, 2)
