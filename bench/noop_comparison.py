@@ -6,8 +6,20 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from bench.ghz import Load
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    clients: tuple[int, ...]
+    """The client counts compared, each after a warm-up of both servers."""
+    runs: int
+    """Runs of each server per client count."""
+    seconds: float
+    warmup_s: float
+
 
 Target = tuple[str, str, int]
 """(name, address, pid): "ledger" or "noop", where it listens, the process to meter."""

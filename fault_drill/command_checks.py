@@ -4,6 +4,7 @@ version and token its answers carried; nothing refused or never sent in it."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fault_drill.event_log import LogRecord
@@ -22,7 +23,6 @@ from ledger.domain.account import AccountStatus
 from ledger.events.records import (
     AccountClosed,
     AccountOpened,
-    Event,
     MoneyDeposited,
     MoneyWithdrawn,
     TransferCredited,
@@ -125,7 +125,7 @@ def _check_effects(record: CommandRecord, found: list[LogRecord], checks: Comman
         )
 
 
-def _effects_match(record: CommandRecord, events: list[Event | None]) -> bool:
+def _effects_match(record: CommandRecord, events: Sequence[object]) -> bool:
     accounts = record.accounts
     if record.kind is Kind.TRANSFER:
         debit = next((e for e in events if isinstance(e, TransferDebited)), None)
@@ -139,17 +139,19 @@ def _effects_match(record: CommandRecord, events: list[Event | None]) -> bool:
             and debit.transfer_id == credit.transfer_id == record.command_id
         )
     (event,) = events
-    if (
-        event is None
-        or not isinstance(event, _EVENT_OF[record.kind])
-        or event.account_id != accounts[0]
-    ):
+    if not isinstance(event, _EVENT_OF[record.kind]):
         return False
-    if isinstance(event, AccountOpened):
-        return event.currency == record.currency
-    if isinstance(event, MoneyDeposited | MoneyWithdrawn):
-        return event.amount == record.amount
-    return True
+    match event:
+        case AccountOpened(account_id=account_id, currency=currency):
+            return account_id == accounts[0] and currency == record.currency
+        case (
+            MoneyDeposited(account_id=account_id, amount=amount)
+            | MoneyWithdrawn(account_id=account_id, amount=amount)
+        ):
+            return account_id == accounts[0] and amount == record.amount
+        case AccountClosed(account_id=account_id):
+            return account_id == accounts[0]
+    return False
 
 
 def _check_answers(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.ghz import Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running
-from bench.noop_comparison import interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
 from bench.report import Goal, Report, Row, median_of
 
 ACCOUNTS = 10_000
@@ -36,11 +36,7 @@ STEADY_RPS = 1_000
 
 
 @dataclass(frozen=True)
-class Plan:
-    clients: tuple[int, ...]
-    runs: int
-    seconds: float
-    warmup_s: float
+class Plan(ComparisonPlan):
     first_warmup_s: float
     steady_seconds: float
     steady_runs: int

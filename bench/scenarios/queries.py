@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running_all
 from bench.log_scan import scan
-from bench.noop_comparison import interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
 from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 
@@ -32,16 +32,8 @@ GOAL_QUERIES_PER_S = 5_000
 GOAL_P99_MS = 10.0
 
 
-@dataclass(frozen=True)
-class Plan:
-    clients: tuple[int, ...]
-    runs: int
-    seconds: float
-    warmup_s: float
-
-
-FULL = Plan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
-QUICK = Plan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
+FULL = ComparisonPlan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
+QUICK = ComparisonPlan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
 
 
 def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
@@ -56,7 +48,7 @@ def _load(clients: int, seconds: float) -> Load:
 
 
 def _compare(
-    bench: Bench, report: Report, plan: Plan, ghz: Path, topic: str, database_url: str
+    bench: Bench, report: Report, plan: ComparisonPlan, ghz: Path, topic: str, database_url: str
 ) -> None:
     query_server = bench.query_server(topic, database_url)
     noop = bench.noop_server()
@@ -92,7 +84,7 @@ def _compare(
 async def _populate_and_compare(
     bench: Bench,
     report: Report,
-    plan: Plan,
+    plan: ComparisonPlan,
     ghz: Path,
     topic: str,
     last_offsets: dict[int, int],
