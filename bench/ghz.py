@@ -1,11 +1,10 @@
 """ghz, the gRPC load generator: installed on demand, run as a child, its report parsed.
 
-ghz is a Go program: per call it costs less CPU than the Python servers it loads (about 0.35 to
-0.5 ms against their 0.6 ms or more on the 2-core benchmark machine), where a Python client
-would cost as much as the server. It is built with `go install` from the Go module proxy into the
-git-ignored `.cache/bin`, pinned, by devstack's Go tool installer. Its CPU use is measured from
-the kernel's accounting of the child (wait4), so every table shows what the load generator
-itself took of the machine.
+ghz is a Go program: per call it costs less CPU than the Python servers it loads (the figures are
+in docs/performance.md), where a Python client would cost as much as the server. It is built with
+`go install` from the Go module proxy into the git-ignored `.cache/bin`, pinned, by devstack's Go
+tool installer. Its CPU use is measured from the kernel's accounting of the child (wait4), so every
+table shows what the load generator itself took of the machine.
 """
 
 from __future__ import annotations

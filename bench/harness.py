@@ -185,6 +185,23 @@ class Metered:
     def per_call_ms(self, cpu_s: float) -> float:
         return cpu_s * 1000 / self.run.ok if self.run.ok else math.nan
 
+    def figures(self, rate: str, cpu_ms: tuple[str, str, str]) -> dict[str, float]:
+        """The run's figures: `rate` names the successful calls/s, `cpu_ms` the CPU milliseconds
+        per successful call of the server, the store and ghz (steadier than rates on a shared
+        machine)."""
+        server_cpu, store_cpu, loadgen_cpu = cpu_ms
+        return {
+            rate: self.run.ok_rps,
+            "p50_ms": self.run.p50_ms,
+            "p99_ms": self.run.p99_ms,
+            "errors": float(self.run.count - self.run.ok),
+            "server_cores": self.server.cores,
+            "loadgen_cores": self.run.cpu_cores,
+            server_cpu: self.per_call_ms(self.server.cpu_s),
+            store_cpu: self.per_call_ms(self.store.cpu_s),
+            loadgen_cpu: self.per_call_ms(self.run.cpu_s),
+        }
+
 
 def metered_ghz(ghz: Path, address: str, server_pid: int, store_pid: int, load: Load) -> Metered:
     """Run ghz against `address` while metering both processes; GhzError if no call succeeded."""

@@ -19,7 +19,8 @@ from devstack import LocalStack, StackPorts
 from devstack.errors import StackError
 from fault_drill.config import DrillConfig
 from fault_drill.drill import run_drill
-from fault_drill.report import render_markdown, write_json
+from fault_drill.report import write_json
+from fault_drill.report_text import render_markdown
 
 DEFAULT_OUT = Path(".data") / "fault_drill"
 

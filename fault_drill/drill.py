@@ -22,7 +22,9 @@ from devstack.errors import StackError
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
+from fault_drill.book import Book
 from fault_drill.calls import CHANNEL_OPTIONS, GiveUp
+from fault_drill.command_checks import CommandChecks, check_commands
 from fault_drill.config import (
     COMMAND_SERVER,
     KAFKA,
@@ -34,17 +36,13 @@ from fault_drill.config import (
 from fault_drill.event_log import LogRecord, LogUnreadable, count_records, read_log
 from fault_drill.faults import Component, FaultInjector, Supervisor, projector_assigned
 from fault_drill.journal import Journal, Status
-from fault_drill.read_model import NotCaughtUp, Snapshot, snapshot, wait_caught_up
-from fault_drill.report import Timing, build_report, render_text, write_json
-from fault_drill.verify import (
-    CommandChecks,
-    Fold,
-    ReadModelChecks,
-    check_commands,
-    check_read_model,
-    fold_log,
-)
-from fault_drill.workload import Book, Client, Reader, ReadStats, resend_acknowledged
+from fault_drill.log_fold import Fold, fold_log
+from fault_drill.read_model_checks import ReadModelChecks, check_read_model
+from fault_drill.read_model_snapshot import NotCaughtUp, Snapshot, snapshot, wait_caught_up
+from fault_drill.readers import Reader, ReadStats
+from fault_drill.report import Timing, build_report, write_json
+from fault_drill.report_text import render_text
+from fault_drill.workload import Client, resend_acknowledged
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2_grpc as qry_grpc
 
@@ -68,14 +66,16 @@ def printer(journal: Journal) -> Say:
     return say
 
 
-def _exit_code(service: LedgerService) -> Callable[[], int | None]:
-    def code() -> int | None:
+def _ledger_component(name: str, service: LedgerService, healthy: Callable[[], bool]) -> Component:
+    """A Ledger process as the injector and supervisor see it: its exit code tells a crash."""
+
+    def exit_code() -> int | None:
         try:
             return service.wait_exit(0)
         except StackError:
             return None
 
-    return code
+    return Component(name, service, service.log_file, healthy, exit_code)
 
 
 def _always_ok() -> bool:
@@ -128,26 +128,14 @@ async def run_drill(
     )
     services = (command_server, projector, query_server)
     components = {
-        COMMAND_SERVER: Component(
-            COMMAND_SERVER,
-            command_server,
-            command_server.log_file,
-            grpc_serving(command_server.address),
-            _exit_code(command_server),
+        COMMAND_SERVER: _ledger_component(
+            COMMAND_SERVER, command_server, grpc_serving(command_server.address)
         ),
-        PROJECTOR: Component(
-            PROJECTOR,
-            projector,
-            projector.log_file,
-            lambda: projector_assigned(projector.address, config.partitions),
-            _exit_code(projector),
+        PROJECTOR: _ledger_component(
+            PROJECTOR, projector, lambda: projector_assigned(projector.address, config.partitions)
         ),
-        QUERY_SERVER: Component(
-            QUERY_SERVER,
-            query_server,
-            query_server.log_file,
-            grpc_serving(query_server.address),
-            _exit_code(query_server),
+        QUERY_SERVER: _ledger_component(
+            QUERY_SERVER, query_server, grpc_serving(query_server.address)
         ),
         KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok),
         POSTGRES: Component(POSTGRES, stack.postgres, stack.postgres.log_file, _always_ok),

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+OK = "ok"
+"""A command's expectation when it is valid (see `CommandRecord.expect`)."""
+
 
 class Kind(enum.StrEnum):
     OPEN = "open"
@@ -89,7 +92,7 @@ class CommandRecord:
     """Minor units, None for opens and closes."""
     currency: str
     expect: str
-    """What the client expected: "ok", or the refusal it provoked on purpose."""
+    """What the client expected: OK, or the refusal it provoked on purpose."""
     request: dict[str, Any]
     """The request's fields as sent (for the journal file and reproduction)."""
     mode: Mode = Mode.PLAIN

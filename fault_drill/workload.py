@@ -1,4 +1,5 @@
-"""The load: command clients with a mixed workload, and readers that read their writes back.
+"""The command load: clients with a mixed workload, and the resend of acknowledged commands once
+every fault is over (the readers are in `readers`).
 
 Each client owns a few accounts: it deposits into them, withdraws from them, transfers from
 them to any open account of the same currency (its own or another client's), and now and then
@@ -16,29 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-import grpc
 from google.protobuf.message import Message
 
-from fault_drill.calls import (
-    EXPECTED_TRANSIENT,
-    RETRYABLE,
-    GiveUp,
-    Reply,
-    RetryPolicy,
-    send,
-    settle,
-)
+from fault_drill.book import RETIRING, UNCERTAIN, AccountView, Book
+from fault_drill.calls import GiveUp, Reply, RetryPolicy, send, settle
 from fault_drill.config import DrillConfig
-from fault_drill.journal import Attempt, CommandRecord, Journal, Kind, Mode, Status
+from fault_drill.journal import OK, Attempt, CommandRecord, Journal, Kind, Mode, Status
 from ledger.domain.money import format_amount
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
-from ledger.v1 import queries_pb2 as qry
-from ledger.v1 import queries_pb2_grpc as qry_grpc
 
 CURRENCIES = ("EUR", "JPY", "KWD", "EUR")
 """Per account slot: two, zero and three decimal places."""
@@ -47,116 +36,12 @@ MAX_AMOUNT = {"EUR": 50_000, "JPY": 20_000, "KWD": 200_000}
 OVERDRAFT = 10**12
 """Added to a balance to make a withdrawal no in-flight deposit could cover."""
 
-OK = "ok"
 INSUFFICIENT = "FAILED_PRECONDITION"
-
-OPEN, RETIRING, CLOSED, UNCERTAIN = "open", "retiring", "closed", "uncertain"
-
-
-@dataclass(slots=True)
-class AccountView:
-    """What the clients know of an account from the answers they got."""
-
-    account_id: str
-    currency: str
-    owner: int
-    state: str = OPEN
-    balance: int = 0
-    pending_debits: int = 0
-    inflight: int = 0
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set while no command touching the account is in flight."""
-
-    def __post_init__(self) -> None:
-        self.idle.set()
-
-    @property
-    def available(self) -> int:
-        """What can surely be taken out, whatever the commands in flight turn out to do."""
-        return self.balance - self.pending_debits
-
-
-@dataclass(slots=True)
-class Acked:
-    account_id: str
-    version: int
-    token: str
-
-
-@dataclass(slots=True)
-class Book:
-    """The accounts the clients have opened (acknowledged), shared by all clients."""
-
-    accounts: dict[str, AccountView] = field(default_factory=dict)
-    recent: deque[Acked] = field(default_factory=lambda: deque(maxlen=500))
-
-    def owned(self, client: int, state: str = OPEN) -> list[AccountView]:
-        return [a for a in self.accounts.values() if a.owner == client and a.state == state]
-
-    def open_in(self, currency: str) -> list[AccountView]:
-        return [a for a in self.accounts.values() if a.currency == currency and a.state == OPEN]
-
-    def begin(self, record: CommandRecord) -> None:
-        for account_id in record.accounts:
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.inflight += 1
-                view.idle.clear()
-        if record.kind in (Kind.WITHDRAW, Kind.TRANSFER) and record.expect == OK:
-            assert record.amount is not None
-            self.accounts[record.accounts[0]].pending_debits += record.amount
-
-    def end(self, record: CommandRecord) -> None:
-        """The command has its outcome: apply it (if acknowledged) to what we know."""
-        for account_id in record.accounts:
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.inflight -= 1
-                if not view.inflight:
-                    view.idle.set()
-        if record.kind in (Kind.WITHDRAW, Kind.TRANSFER) and record.expect == OK:
-            assert record.amount is not None
-            self.accounts[record.accounts[0]].pending_debits -= record.amount
-        if record.status is Status.UNRESOLVED:
-            for account_id in record.accounts:
-                if account_id in self.accounts:
-                    self.accounts[account_id].state = UNCERTAIN
-            return
-        if record.status is not Status.ACKNOWLEDGED:
-            return
-        assert record.version is not None
-        assert record.token is not None
-        self.recent.append(Acked(record.accounts[0], record.version, record.token))
-        amount = record.amount or 0
-        match record.kind:
-            case Kind.OPEN:
-                self.accounts[record.accounts[0]] = AccountView(
-                    record.accounts[0], record.currency, record.client
-                )
-            case Kind.DEPOSIT:
-                self.accounts[record.accounts[0]].balance += amount
-            case Kind.WITHDRAW:
-                self.accounts[record.accounts[0]].balance -= amount
-            case Kind.TRANSFER:
-                self.accounts[record.accounts[0]].balance -= amount
-                self.accounts[record.accounts[1]].balance += amount
-            case Kind.CLOSE:
-                self.accounts[record.accounts[0]].state = CLOSED
-
-
-@dataclass(slots=True)
-class ReadStats:
-    reads: int = 0
-    transient: Counter[str] = field(default_factory=Counter)
-    """Failed attempts that were retried, by status code."""
-    gave_up: int = 0
-    violations: list[str] = field(default_factory=list)
-    """Read-your-writes violations: a read with a command's token that did not show it."""
-    unexpected: list[str] = field(default_factory=list)
-    """Answers with a status a query server should not give (INTERNAL, UNKNOWN...)."""
 
 
 class Client:
+    """One command client: sends commands on its own accounts until told to stop."""
+
     def __init__(
         self,
         index: int,
@@ -459,80 +344,21 @@ async def resend_acknowledged(
     await asyncio.gather(*(one(record) for record in sample))
 
 
+_RPC_OF = {
+    Kind.OPEN: (cmd.OpenAccountRequest, "OpenAccount"),
+    Kind.DEPOSIT: (cmd.DepositRequest, "Deposit"),
+    Kind.WITHDRAW: (cmd.WithdrawRequest, "Withdraw"),
+    Kind.TRANSFER: (cmd.TransferRequest, "Transfer"),
+    Kind.CLOSE: (cmd.CloseAccountRequest, "CloseAccount"),
+}
+"""Per kind of command: its request message and the CommandService method that takes it."""
+
+
 def _call_for(
     stub: cmd_grpc.CommandServiceAsyncStub, record: CommandRecord
 ) -> Callable[[float], Awaitable[Reply]]:
     """The call that sends `record`'s request again, exactly as it was first sent."""
-    fields = record.request
-    match record.kind:
-        case Kind.OPEN:
-            open_request = cmd.OpenAccountRequest(**fields)
-            return lambda t: stub.OpenAccount(open_request, timeout=t)
-        case Kind.DEPOSIT:
-            deposit = cmd.DepositRequest(**fields)
-            return lambda t: stub.Deposit(deposit, timeout=t)
-        case Kind.WITHDRAW:
-            withdraw = cmd.WithdrawRequest(**fields)
-            return lambda t: stub.Withdraw(withdraw, timeout=t)
-        case Kind.TRANSFER:
-            transfer = cmd.TransferRequest(**fields)
-            return lambda t: stub.Transfer(transfer, timeout=t)
-        case Kind.CLOSE:
-            close = cmd.CloseAccountRequest(**fields)
-            return lambda t: stub.CloseAccount(close, timeout=t)
-
-
-class Reader:
-    """Reads accounts back from the query server with the tokens of acknowledged commands."""
-
-    def __init__(
-        self,
-        index: int,
-        stub: qry_grpc.QueryServiceAsyncStub,
-        *,
-        book: Book,
-        config: DrillConfig,
-        stop: asyncio.Event,
-        stats: ReadStats,
-    ) -> None:
-        self._stub = stub
-        self._book = book
-        self._stop = stop
-        self._stats = stats
-        self._rng = random.Random(f"{config.seed}/reader/{index}")
-        self._deadline = max(5.0, config.call_deadline_s)
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            if not self._book.recent:
-                await asyncio.sleep(0.05)
-                continue
-            await self._read(self._rng.choice(self._book.recent))
-            await asyncio.sleep(self._rng.uniform(0, 0.05))
-
-    async def _read(self, acked: Acked) -> None:
-        request = qry.GetAccountRequest(account_id=acked.account_id, consistency_token=acked.token)
-        ceiling = 0.05
-        what = f"GetAccount({acked.account_id}) with the token of version {acked.version}"
-        for _ in range(20):
-            if self._stop.is_set():
-                return
-            try:
-                reply = await self._stub.GetAccount(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as error:
-                code = error.code()
-                if code not in RETRYABLE:
-                    # NOT_FOUND with the token of the account's own command: not read back.
-                    self._stats.violations.append(f"{what}: {code.name} {error.details()}")
-                    return
-                self._stats.transient[code.name] += 1
-                if code.name not in EXPECTED_TRANSIENT:
-                    self._stats.unexpected.append(f"{what}: {code.name} {error.details()}")
-                await asyncio.sleep(self._rng.uniform(0, ceiling))
-                ceiling = min(ceiling * 2, 2.0)
-                continue
-            self._stats.reads += 1
-            if reply.account.version < acked.version:
-                self._stats.violations.append(f"{what} answered version {reply.account.version}")
-            return
-        self._stats.gave_up += 1
+    request_type, method = _RPC_OF[record.kind]
+    request = request_type(**record.request)
+    rpc = getattr(stub, method)
+    return lambda t: rpc(request, timeout=t)

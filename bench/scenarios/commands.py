@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.ghz import Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running
+from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
 from bench.report import Goal, Report, Row, median_of
 
 ACCOUNTS = 10_000
@@ -36,11 +36,7 @@ STEADY_RPS = 1_000
 
 
 @dataclass(frozen=True)
-class Plan:
-    clients: tuple[int, ...]
-    runs: int
-    seconds: float
-    warmup_s: float
+class Plan(ComparisonPlan):
     first_warmup_s: float
     steady_seconds: float
     steady_runs: int
@@ -68,19 +64,7 @@ QUICK = Plan(
 
 def _measure(ghz: Path, address: str, pid: int, kafka_pid: int, load: Load) -> dict[str, float]:
     metered = metered_ghz(ghz, address, pid, kafka_pid, load)
-    run = metered.run
-    return {
-        "commands_per_s": run.ok_rps,
-        "p50_ms": run.p50_ms,
-        "p99_ms": run.p99_ms,
-        "errors": float(run.count - run.ok),
-        "server_cores": metered.server.cores,
-        "loadgen_cores": run.cpu_cores,
-        # CPU milliseconds per successful command: steadier than rates on a shared machine.
-        "server_cpu_ms": metered.per_call_ms(metered.server.cpu_s),
-        "kafka_cpu_ms": metered.per_call_ms(metered.store.cpu_s),
-        "loadgen_cpu_ms": metered.per_call_ms(run.cpu_s),
-    }
+    return metered.figures("commands_per_s", ("server_cpu_ms", "kafka_cpu_ms", "loadgen_cpu_ms"))
 
 
 def run(bench: Bench, report: Report) -> None:
@@ -103,36 +87,33 @@ def run(bench: Bench, report: Report) -> None:
         running(noop, "bench.noop_server") as noop_pid,
     ):
         kafka_pid = bench.kafka_pid()
+
+        def measure(address: str, pid: int, load: Load) -> dict[str, float]:
+            return _measure(ghz, address, pid, kafka_pid, load)
+
         targets = (("ledger", ledger.address, ledger_pid), ("noop", noop.address, noop_pid))
         # A fresh JVM spends its first minute compiling: load Kafka through the command server
         # before the first figure is taken (the no-op server needs no more than a short one).
         for name, address, pid in targets:
             seconds = plan.first_warmup_s if name == "ledger" else plan.warmup_s
-            _measure(ghz, address, pid, kafka_pid, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
+            measure(address, pid, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
         for clients in plan.clients:
             for _, address, pid in targets:
-                _measure(
-                    ghz,
-                    address,
-                    pid,
-                    kafka_pid,
-                    Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s),
-                )
-            runs: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
-            for _ in range(plan.runs):
-                for name, address, pid in targets:
-                    load = Load(DEPOSIT, DEPOSIT_DATA, clients, duration_s=plan.seconds)
-                    runs[name].append(_measure(ghz, address, pid, kafka_pid, load))
+                measure(address, pid, Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s))
+            load = Load(DEPOSIT, DEPOSIT_DATA, clients, duration_s=plan.seconds)
+            runs = interleaved(targets, plan.runs, load, measure)
             ledger_median = median_of(runs["ledger"])
             noop_median = median_of(runs["noop"])
-            # Each ledger run is paired with the no-op run right after it: the median of those
-            # ratios shrugs off a noisy minute better than a ratio of medians would.
-            paired = list(zip(runs["ledger"], runs["noop"], strict=True))
-            for ledger_run, noop_run in paired:
-                ledger_run["ratio"] = ledger_run["commands_per_s"] / noop_run["commands_per_s"]
-                ledger_run["cpu_ratio"] = noop_run["server_cpu_ms"] / ledger_run["server_cpu_ms"]
-            ledger_median["ratio"] = statistics.median(run["ratio"] for run, _ in paired)
-            ledger_median["cpu_ratio"] = statistics.median(run["cpu_ratio"] for run, _ in paired)
+            ledger_median["ratio"] = paired_median(
+                runs,
+                "ratio",
+                lambda ledger, noop: ledger["commands_per_s"] / noop["commands_per_s"],
+            )
+            ledger_median["cpu_ratio"] = paired_median(
+                runs,
+                "cpu_ratio",
+                lambda ledger, noop: noop["server_cpu_ms"] / ledger["server_cpu_ms"],
+            )
             load_text = f"{clients} clients"
             report.rows.append(Row("commands", "ledger", load_text, ledger_median, runs["ledger"]))
             report.rows.append(Row("commands", "noop", load_text, noop_median, runs["noop"]))
@@ -142,12 +123,9 @@ def run(bench: Bench, report: Report) -> None:
                 f"noop {noop_median['commands_per_s']:,.0f}/s",
                 flush=True,
             )
-        steady: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
-        for _ in range(plan.steady_runs):
-            for name, address, pid in targets:
-                # Enough workers that the rate never waits for a slow answer.
-                load = Load(DEPOSIT, DEPOSIT_DATA, 64, plan.steady_seconds, rps=STEADY_RPS)
-                steady[name].append(_measure(ghz, address, pid, kafka_pid, load))
+        # Enough workers that the rate never waits for a slow answer.
+        steady_load = Load(DEPOSIT, DEPOSIT_DATA, 64, plan.steady_seconds, rps=STEADY_RPS)
+        steady = interleaved(targets, plan.steady_runs, steady_load, measure)
         for name in ("ledger", "noop"):
             report.rows.append(
                 Row("steady", name, f"{STEADY_RPS:,}/s", median_of(steady[name]), steady[name])

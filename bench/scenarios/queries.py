@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running_all
 from bench.log_scan import scan
-from bench.read_model import fresh_database, wait_covered
+from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
+from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 
 ACCOUNTS = 10_000
@@ -32,32 +32,15 @@ GOAL_QUERIES_PER_S = 5_000
 GOAL_P99_MS = 10.0
 
 
-@dataclass(frozen=True)
-class Plan:
-    clients: tuple[int, ...]
-    runs: int
-    seconds: float
-    warmup_s: float
-
-
-FULL = Plan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
-QUICK = Plan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
+FULL = ComparisonPlan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
+QUICK = ComparisonPlan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
 
 
 def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
     metered = metered_ghz(ghz, address, pid, postgres_pid, load)
-    run = metered.run
-    return {
-        "queries_per_s": run.ok_rps,
-        "p50_ms": run.p50_ms,
-        "p99_ms": run.p99_ms,
-        "errors": float(run.count - run.ok),
-        "server_cores": metered.server.cores,
-        "loadgen_cores": run.cpu_cores,
-        "query_cpu_ms": metered.per_call_ms(metered.server.cpu_s),
-        "postgres_cpu_ms": metered.per_call_ms(metered.store.cpu_s),
-        "loadgen_query_cpu_ms": metered.per_call_ms(run.cpu_s),
-    }
+    return metered.figures(
+        "queries_per_s", ("query_cpu_ms", "postgres_cpu_ms", "loadgen_query_cpu_ms")
+    )
 
 
 def _load(clients: int, seconds: float) -> Load:
@@ -65,31 +48,29 @@ def _load(clients: int, seconds: float) -> Load:
 
 
 def _compare(
-    bench: Bench, report: Report, plan: Plan, ghz: Path, topic: str, database_url: str
+    bench: Bench, report: Report, plan: ComparisonPlan, ghz: Path, topic: str, database_url: str
 ) -> None:
     query_server = bench.query_server(topic, database_url)
     noop = bench.noop_server()
     with running_all([(query_server, "query_server"), (noop, "bench.noop_server")]) as pids:
         postgres_pid = bench.postgres_pid()
+
+        def measure(address: str, pid: int, load: Load) -> dict[str, float]:
+            return _measure(ghz, address, pid, postgres_pid, load)
+
         targets = (
             ("ledger", query_server.address, pids[0]),
             ("noop", noop.address, pids[1]),
         )
         for clients in plan.clients:
             for _, address, pid in targets:
-                _measure(ghz, address, pid, postgres_pid, _load(clients, plan.warmup_s))
-            runs: dict[str, list[dict[str, float]]] = {"ledger": [], "noop": []}
-            for _ in range(plan.runs):
-                for name, address, pid in targets:
-                    load = _load(clients, plan.seconds)
-                    runs[name].append(_measure(ghz, address, pid, postgres_pid, load))
+                measure(address, pid, _load(clients, plan.warmup_s))
+            runs = interleaved(targets, plan.runs, _load(clients, plan.seconds), measure)
             ledger_median = median_of(runs["ledger"])
             noop_median = median_of(runs["noop"])
-            # Each query-server run against the no-op run right after it (see commands.py).
-            paired = list(zip(runs["ledger"], runs["noop"], strict=True))
-            for ledger_run, noop_run in paired:
-                ledger_run["ratio"] = ledger_run["queries_per_s"] / noop_run["queries_per_s"]
-            ledger_median["ratio"] = statistics.median(run["ratio"] for run, _ in paired)
+            ledger_median["ratio"] = paired_median(
+                runs, "ratio", lambda ledger, noop: ledger["queries_per_s"] / noop["queries_per_s"]
+            )
             load_text = f"{clients} clients"
             report.rows.append(Row("queries", "ledger", load_text, ledger_median, runs["ledger"]))
             report.rows.append(Row("queries", "noop", load_text, noop_median, runs["noop"]))
@@ -103,7 +84,7 @@ def _compare(
 async def _populate_and_compare(
     bench: Bench,
     report: Report,
-    plan: Plan,
+    plan: ComparisonPlan,
     ghz: Path,
     topic: str,
     last_offsets: dict[int, int],

@@ -22,7 +22,7 @@ from multiprocessing.pool import Pool
 
 from bench.harness import Bench, CpuMeter, running_all
 from bench.log_scan import scan
-from bench.read_model import fresh_database, wait_covered
+from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 from bench.visibility_client import ClientPlan, ClientRun, drive
 from devstack.ports import LOOPBACK, free_port

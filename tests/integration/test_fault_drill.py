@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from devstack.stack import LocalStack
+from fault_drill.command_checks import check_commands
 from fault_drill.config import COMPONENTS, DrillConfig
 from fault_drill.drill import DrillResult, run_drill
 from fault_drill.faults import http_ok
 from fault_drill.journal import Kind, Result
-from fault_drill.verify import check_commands, check_read_model, fold_log
+from fault_drill.log_fold import fold_log
+from fault_drill.read_model_checks import check_read_model
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,150 @@
+"""The report printed: a short text for the terminal, and Markdown for docs/reliability.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fault_drill.config import DrillConfig
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pairs(counts: dict[str, Any] | None) -> str:
+    return ", ".join(f"{key} {value}" for key, value in (counts or {}).items()) or "none"
+
+
+def _checksums(read_model: dict[str, Any]) -> str:
+    """The per-table checksums, shortened, when fold and read model agree."""
+    checksums = read_model.get("checksums") or {}
+    fold, sql = checksums.get("fold", {}), checksums.get("read_model", {})
+    return ", ".join(
+        f"{table} {digest[:12]}"
+        + ("" if sql.get(table) == digest else f" != {sql.get(table, '')[:12]}")
+        for table, digest in fold.items()
+    )
+
+
+def render_text(report: dict[str, Any]) -> str:
+    commands = report["commands"]
+    retries = report["retries"]
+    lines = [
+        f"fault drill seed {report['seed']}: {report['load_s']}s of load, "
+        f"{report['config']['clients']} clients, {report['total_s']}s in all "
+        f"(topic {report['topic']})",
+        f"commands: {commands['sent']} sent, {commands['acknowledged']} acknowledged, "
+        f"refused {commands['refused'] or 0}, {commands['unresolved']} unresolved; "
+        f"{commands['attempts']} attempts",
+        f"retries: {retries['transient']} failed attempts retried {retries['transient_by_code']} "
+        "(including the answers lost on purpose); deliberate "
+        f"{retries['deliberate']}; {retries['acknowledged_after_a_failed_attempt']} acknowledged "
+        f"after a failed attempt, {retries['answered_from_dedupe_memory']} of them answered "
+        "from the dedupe memory (written, answer lost, retry got the original)",
+        "",
+        f"{'component':<15}{'kills':>6}{'crashes':>8}  {'ready after kill (s)':>22}  "
+        f"{'all healthy (s)':>17}  {'write outage (s)':>17}",
+        f"{'':<15}{'':>6}{'':>8}  {'median':>11}{'max':>11}  {'median':>9}{'max':>8}  "
+        f"{'median':>9}{'max':>8}",
+    ]
+    for component, r in report["recovery"].items():
+        lines.append(
+            f"{component:<15}{r['kills']:>6}{r['supervisor_restarts']:>8}  "
+            f"{_s(r['ready_median_s']):>11}{_s(r['ready_max_s']):>11}  "
+            f"{_s(r['healthy_median_s']):>9}{_s(r['healthy_max_s']):>8}  "
+            f"{_s(r['write_outage_median_s']):>9}{_s(r['write_outage_max_s']):>8}"
+        )
+    read_model = report["read_model"] or {}
+    log = report["log"]
+    lines += [
+        "",
+        f"log: {log['events']} events; read model: {read_model.get('rows')}, "
+        f"caught up {read_model.get('caught_up_s')}s after the load",
+        f"read model sha256 (fold vs SQL): {_checksums(read_model)}",
+        f"LOST: {report['lost']}   DUPLICATED: {report['duplicated']}   "
+        f"read model == fold: {read_model.get('equals_fold')}   "
+        f"reads with a token: {report['reads']['reads']} "
+        f"({len(report['reads']['violations'])} stale)",
+    ]
+    for name, check in report["checks"].items():
+        if check["count"]:
+            lines.append(f"  {name}: {check['count']}, e.g. {check['examples'][0]}")
+    if report["findings"]:
+        lines.append("findings:")
+        lines += [f"  - {finding}" for finding in report["findings"]]
+    lines.append("RESULT: " + ("PASS" if report["passed"] else "FAIL"))
+    lines += [f"  - {failure}" for failure in report["failures"]]
+    return "\n".join(lines)
+
+
+def replay_command(report: dict[str, Any]) -> str:
+    """The command line that replays a run's plan and workload choices."""
+    config = report["config"]
+    soak = bool(config["extra_kills"])
+    size = DrillConfig.soak_size(0) if soak else DrillConfig.test_size(0)
+    words = ["python -m fault_drill"] + (["--soak"] if soak else [])
+    if config["seconds"] != size.seconds:
+        words.append(f"--seconds {config['seconds']:g}")
+    if config["min_kills"] != size.min_kills:
+        words.append(f"--kills {config['min_kills']}")
+    if config["clients"] != size.clients:
+        words.append(f"--clients {config['clients']}")
+    if config["projector_session_timeout_ms"] != size.projector_session_timeout_ms:
+        words.append(f"--projector-session-timeout-ms {config['projector_session_timeout_ms']}")
+    words.append(f"--seed {report['seed']}")
+    return " ".join(words)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The figures as Markdown, for docs/reliability.md."""
+    commands = report["commands"]
+    retries = report["retries"]
+    read_model = report["read_model"] or {}
+    rows = read_model.get("rows") or {}
+    lines = [
+        f"Seed `{report['seed']}`, {report['started_at']}: {report['load_s']} s of load from "
+        f"{report['config']['clients']} clients, {report['total_s']} s in all "
+        f"(`{replay_command(report)}` replays the plan).",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| commands sent / acknowledged | {commands['sent']} / {commands['acknowledged']} |",
+        f"| commands by kind | {_pairs(commands['by_kind'])} |",
+        f"| refused (final answers, all provoked on purpose) | {_pairs(commands['refused'])} |",
+        f"| unresolved | {commands['unresolved']} |",
+        f"| failed attempts retried (incl. answers lost on purpose) | {retries['transient']}: "
+        f"{_pairs(retries['transient_by_code'])} |",
+        f"| deliberate retries | {_pairs(retries['deliberate'])} |",
+        f"| acknowledged after a failed attempt | "
+        f"{retries['acknowledged_after_a_failed_attempt']} |",
+        f"| of which written before the retry, answered from the dedupe memory | "
+        f"{retries['answered_from_dedupe_memory']} |",
+        f"| answers compared with the log | {commands['acknowledgements_checked']} |",
+        f"| **lost** | **{report['lost']}** |",
+        f"| **duplicated** | **{report['duplicated']}** |",
+        f"| events in the log | {report['log']['events']} |",
+        f"| read model == fold of the log | {read_model.get('equals_fold')}: {_pairs(rows)} rows; "
+        f"sha256 {_checksums(read_model)} |",
+        f"| projector caught up after the load | {read_model.get('caught_up_s')} s |",
+        f"| reads with a consistency token (stale) | {report['reads']['reads']} "
+        f"({len(report['reads']['violations'])}) |",
+        f"| result | {'PASS' if report['passed'] else 'FAIL'} |",
+        "",
+        "| component | kills | crashes (supervisor restarts) | ready after kill, median / max (s) "
+        "| all healthy, median / max (s) | write outage, median / max (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for component, r in report["recovery"].items():
+        lines.append(
+            f"| {component} | {r['kills']} | {r['supervisor_restarts']} | "
+            f"{_s(r['ready_median_s'])} / {_s(r['ready_max_s'])} | "
+            f"{_s(r['healthy_median_s'])} / {_s(r['healthy_max_s'])} | "
+            f"{_s(r['write_outage_median_s'])} / {_s(r['write_outage_max_s'])} |"
+        )
+    if report["findings"]:
+        lines += ["", "Findings of this run:", ""]
+        lines += [f"- {finding[:400]}" for finding in report["findings"]]
+    if report["failures"]:
+        lines += ["", "Failures:", ""]
+        lines += [f"- {failure[:400]}" for failure in report["failures"]]
+    return "\n".join(lines) + "\n"
