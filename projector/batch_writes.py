@@ -7,7 +7,7 @@ everything: movements, accounts, daily summaries, checkpoints and the NOTIFY), w
 one is staged with binary COPY (far cheaper per row than query parameters) in temporary tables
 and moved on from there. Both paths run the same INSERTs, only their row source differs.
 
-Names are unqualified: the connection's search_path picks the schema (see read_model.py).
+Names are unqualified: the connection's search_path picks the schema (see reads.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from ledger.domain.account import AccountStatus
 from ledger.domain.money import currency_exponent
+from projector.consumed import UndecodableRecord
 from projector.projection import MOVEMENT_COLUMNS, Projection
 
 NOTIFY_CHANNEL = "ledger_checkpoints"
@@ -167,6 +168,11 @@ ON CONFLICT (account_id, day) DO UPDATE SET
 """,
 )
 _ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
+_RECORD_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, partition, "offset", error, recorded_at)
+SELECT $1, partition, "offset", error, now()
+FROM unnest($2::integer[], $3::bigint[], $4::text[]) AS d (partition, "offset", error)
+"""
 
 
 def announcement(topic: str, schema: str, checkpoints: str) -> str:
@@ -244,6 +250,18 @@ async def write(
             )
             await connection.execute(insert)
     await connection.execute(_ADVANCE_AND_ANNOUNCE, *checkpoints)
+
+
+async def record_dead_letters(
+    connection: Any, topic: str, records: Sequence[UndecodableRecord]
+) -> None:
+    await connection.execute(
+        _RECORD_DEAD_LETTERS,
+        topic,
+        [record.partition for record in records],
+        [record.offset for record in records],
+        [record.error for record in records],
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
