@@ -18,11 +18,9 @@ from typing import Any
 
 from ledger.domain.account import AccountStatus
 from ledger.domain.money import currency_exponent
+from ledger.read_model_contract import NOTIFY_CHANNEL
 from projector.consumed import UndecodableRecord
 from projector.projection import MOVEMENT_COLUMNS, Projection
-
-NOTIFY_CHANNEL = "ledger_checkpoints"
-"""Where the query server listens for advanced checkpoints (read-your-writes, WatchAccount)."""
 
 INLINE_MAX_ROWS = 900
 """Batches of at most this many rows (movements, accounts and daily summaries together) are
@@ -176,8 +174,9 @@ FROM unnest($2::integer[], $3::bigint[], $4::text[]) AS d (partition, "offset", 
 
 
 def announcement(topic: str, schema: str, checkpoints: str) -> str:
-    """SQL sending the NOTIFY that readers wake on: `checkpoints` is a row source of
-    (partition, last_offset); the others are SQL expressions.
+    """SQL sending the NOTIFY that readers wake on, with the payload of
+    ledger/read_model_contract.py: `checkpoints` is a row source of (partition, last_offset);
+    the others are SQL expressions.
 
     The payload names the schema: a rebuild's shadow (its own search_path) may run ahead of the
     live schema, and the query server must not take its progress for the live one's.
