@@ -24,10 +24,8 @@ from projector.projection import MOVEMENT_COLUMNS, Projection
 
 INLINE_MAX_ROWS = 900
 """Batches of at most this many rows (movements, accounts and daily summaries together) are
-written in one statement; larger ones are staged with COPY. Measured against PostgreSQL here
-(docs/performance.md, "Visibility"), with deposits to as many accounts (three rows each): one
-deposit took 2.4 ms in one statement and 8.1 ms staged; the two break even between 200 and 400
-deposits."""
+written in one statement; larger ones are staged with COPY. Where the two paths cost the same,
+from their timings in docs/performance.md, "Visibility: one statement per live batch"."""
 
 STATUS_TO_DB = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
 
@@ -41,10 +39,10 @@ def _major(column: str) -> str:
     return f"round({column}::numeric * 10::numeric ^ (-exponent), exponent)"
 
 
-# Movement times travel as microseconds since the epoch: asyncpg encodes a datetime at about
-# four times the cost of an integer (~1.4 against ~0.35 µs). Whole seconds and the rest apart,
-# so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly, not any
-# microsecond count), and no day-sized interval meets the session's time zone.
+# Movement times travel as microseconds since the epoch: asyncpg encodes an integer much faster
+# than a datetime (docs/performance.md, "What changed on the read side"). Whole seconds and the
+# rest apart, so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly,
+# not any microsecond count), and no day-sized interval meets the session's time zone.
 _TIME_FROM_MICROS = (
     "to_timestamp(occurred_us / 1000000) + (occurred_us % 1000000) * interval '1 microsecond'"
 )

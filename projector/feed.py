@@ -56,9 +56,10 @@ def consumer_config(
         "client.id": "ledger-projector",
         # librdkafka's own lines go through our logging (structured, JSON on request).
         "logger": logging.getLogger("projector.kafka"),
-        # Never see events of aborted or still open transactions (design decision 5).
+        # Never see events of aborted or still open transactions (docs/design.md, decision 5).
         "isolation.level": "read_committed",
-        # PostgreSQL's checkpoints say where to resume; Kafka's offsets are only for lag tools.
+        # PostgreSQL's checkpoints say where to resume; Kafka's offsets are only for lag tools
+        # (lag_offsets.py).
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         # An offset outside the log means events we have not applied are gone (or the topic was

@@ -51,9 +51,9 @@ class ReadModel:
         self._pool = pool
         self._topic = topic
         # One statement in flight: with more, calls are rarely waiting when one starts, and each
-        # costs a statement again (paired runs at 16 and 64 clients: 0.84x and 0.93x with four,
-        # 1.11x and 1.32x with one). One that is stuck stops counting after a moment
-        # (account_reads.py), and fails after _ACCOUNT_READ_TIMEOUT_SECONDS.
+        # costs a statement again (docs/performance.md, "GetAccount: one statement for the calls
+        # waiting"). One that is stuck stops counting after a moment (account_reads.py), and
+        # fails after _ACCOUNT_READ_TIMEOUT_SECONDS.
         self._accounts = CoalescedReads(self._accounts_by_id, most_statements=pool.get_max_size())
 
     @classmethod
