@@ -13,9 +13,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from devstack import LocalStack
 from devstack.databases import scratch_database
-
-SCHEMA = "ledger"
-"""Where the projector migrates the read model (its default schema)."""
+from ledger.read_model_contract import SCHEMA as SCHEMA
 
 
 def fresh_database(stack: LocalStack, purpose: str) -> AbstractAsyncContextManager[str]:

@@ -7,7 +7,7 @@ everything: movements, accounts, daily summaries, checkpoints and the NOTIFY), w
 one is staged with binary COPY (far cheaper per row than query parameters) in temporary tables
 and moved on from there. Both paths run the same INSERTs, only their row source differs.
 
-Names are unqualified: the connection's search_path picks the schema (see read_model.py).
+Names are unqualified: the connection's search_path picks the schema (see reads.py).
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ from typing import Any
 
 from ledger.domain.account import AccountStatus
 from ledger.domain.money import currency_exponent
+from ledger.read_model_contract import NOTIFY_CHANNEL
+from projector.consumed import UndecodableRecord
 from projector.projection import MOVEMENT_COLUMNS, Projection
-
-NOTIFY_CHANNEL = "ledger_checkpoints"
-"""Where the query server listens for advanced checkpoints (read-your-writes, WatchAccount)."""
 
 INLINE_MAX_ROWS = 900
 """Batches of at most this many rows (movements, accounts and daily summaries together) are
-written in one statement; larger ones are staged with COPY. Measured against PostgreSQL here
-(docs/performance.md, "Visibility"), with deposits to as many accounts (three rows each): one
-deposit took 2.4 ms in one statement and 8.1 ms staged; the two break even between 200 and 400
-deposits."""
+written in one statement; larger ones are staged with COPY. Where the two paths cost the same,
+from their timings in docs/performance.md, "Visibility: one statement per live batch"."""
 
 STATUS_TO_DB = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
 
@@ -42,10 +39,10 @@ def _major(column: str) -> str:
     return f"round({column}::numeric * 10::numeric ^ (-exponent), exponent)"
 
 
-# Movement times travel as microseconds since the epoch: asyncpg encodes a datetime at about
-# four times the cost of an integer (~1.4 against ~0.35 µs). Whole seconds and the rest apart,
-# so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly, not any
-# microsecond count), and no day-sized interval meets the session's time zone.
+# Movement times travel as microseconds since the epoch: asyncpg encodes an integer much faster
+# than a datetime (docs/performance.md, "What changed on the read side"). Whole seconds and the
+# rest apart, so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly,
+# not any microsecond count), and no day-sized interval meets the session's time zone.
 _TIME_FROM_MICROS = (
     "to_timestamp(occurred_us / 1000000) + (occurred_us % 1000000) * interval '1 microsecond'"
 )
@@ -167,11 +164,17 @@ ON CONFLICT (account_id, day) DO UPDATE SET
 """,
 )
 _ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
+_RECORD_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, partition, "offset", error, recorded_at)
+SELECT $1, partition, "offset", error, now()
+FROM unnest($2::integer[], $3::bigint[], $4::text[]) AS d (partition, "offset", error)
+"""
 
 
 def announcement(topic: str, schema: str, checkpoints: str) -> str:
-    """SQL sending the NOTIFY that readers wake on: `checkpoints` is a row source of
-    (partition, last_offset); the others are SQL expressions.
+    """SQL sending the NOTIFY that readers wake on, with the payload of
+    ledger/read_model_contract.py: `checkpoints` is a row source of (partition, last_offset);
+    the others are SQL expressions.
 
     The payload names the schema: a rebuild's shadow (its own search_path) may run ahead of the
     live schema, and the query server must not take its progress for the live one's.
@@ -244,6 +247,18 @@ async def write(
             )
             await connection.execute(insert)
     await connection.execute(_ADVANCE_AND_ANNOUNCE, *checkpoints)
+
+
+async def record_dead_letters(
+    connection: Any, topic: str, records: Sequence[UndecodableRecord]
+) -> None:
+    await connection.execute(
+        _RECORD_DEAD_LETTERS,
+        topic,
+        [record.partition for record in records],
+        [record.offset for record in records],
+        [record.error for record in records],
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

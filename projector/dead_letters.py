@@ -1,4 +1,5 @@
-"""The dead-letter topic: bytes from the event topic that are not events (design decision 6).
+"""The dead-letter topic: bytes from the event topic that are not events (docs/design.md,
+decision 6).
 
 Each dead letter keeps the original key, value and headers, and says what went wrong and where it
 came from in headers, so that it can be inspected, fixed and replayed by hand.

@@ -25,6 +25,7 @@ from ledger.events.codec import EventCodec
 from ledger.events.consuming import consume_ready
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, consumed_records
+from projector.lag_offsets import LagOffsets
 from projector.prediction import AccountView, Prediction
 from projector.status import Status
 
@@ -34,10 +35,6 @@ _POLL_TIMEOUT = 0.5
 _RETRY_DELAY_MAX = 5.0
 _BATCHES_PER_POLL = 4
 """How many batches one poll may take when that many records are queued (catching up)."""
-_KAFKA_COMMIT_INTERVAL_S = 1.0
-"""How often applied offsets are also committed to Kafka, for lag tools only (PostgreSQL's
-checkpoints are what the projector resumes from). Live batches are often a single event, and
-an offset commit per batch was one more request, and a log append, per event for the broker."""
 
 ApplyBatch = Callable[[Sequence[ConsumedRecord], Prediction | None], "Future[BatchResult]"]
 """Starts applying a batch (with what it is predicted to write, if that could be said); the
@@ -59,9 +56,10 @@ def consumer_config(
         "client.id": "ledger-projector",
         # librdkafka's own lines go through our logging (structured, JSON on request).
         "logger": logging.getLogger("projector.kafka"),
-        # Never see events of aborted or still open transactions (design decision 5).
+        # Never see events of aborted or still open transactions (docs/design.md, decision 5).
         "isolation.level": "read_committed",
-        # PostgreSQL's checkpoints say where to resume; Kafka's offsets are only for lag tools.
+        # PostgreSQL's checkpoints say where to resume; Kafka's offsets are only for lag tools
+        # (lag_offsets.py).
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         # An offset outside the log means events we have not applied are gone (or the topic was
@@ -102,16 +100,13 @@ class Feed:
         self._status = status
         self._stopping = threading.Event()
         self._view = AccountView()
-        self._uncommitted: dict[int, int] = {}
+        self._lag = LagOffsets(topic)
         self._assigned: set[int] = set()
-        self._next_kafka_commit = 0.0
         self._in_flight: Future[BatchResult] | None = None
         self._failed: BaseException | None = None
         """What the batch in flight raised, if a rebalance callback found out: kept so that
         the callback still commits and forgets its partitions, and raised once the poll that
         ran it returns."""
-        self._sent: dict[int, int] = {}
-        """The last applied offset sent to Kafka's offsets per partition."""
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group (thread-safe)."""
@@ -125,7 +120,7 @@ class Feed:
         """Consume and apply until `stop()`; raises whatever stops it otherwise."""
         if self._stopping.is_set():
             return  # told to stop before it began: not even joining the group
-        consumer = self._new_consumer({**self._config, "on_commit": self._on_commit})
+        consumer = self._new_consumer({**self._config, "on_commit": self._lag.on_commit})
         try:
             consumer.subscribe(
                 [self._topic],
@@ -139,8 +134,8 @@ class Feed:
                     break
                 self._observe(consumer)
                 # Polls time out every _POLL_TIMEOUT, so an idle projector commits too.
-                if time.monotonic() >= self._next_kafka_commit:
-                    self._commit_to_kafka(consumer)
+                if self._lag.due:
+                    self._lag.commit(consumer)
             self._finish_in_flight()
         except BaseException:
             # The batch in flight still runs: end its retries (the database may be what failed)
@@ -152,7 +147,7 @@ class Feed:
             raise
         finally:
             self._status.set_consuming(False)
-            self._commit_to_kafka(consumer)
+            self._lag.commit(consumer)
             # Leaves the group at once, so the partitions move to another instance now rather
             # than after the session timeout.
             consumer.close()
@@ -195,7 +190,7 @@ class Feed:
         if in_flight is None:
             return None
         result = in_flight.result()
-        self._uncommitted.update(result.checkpoints)
+        self._lag.applied(result.checkpoints)
         return self._view.settle(result)
 
     def _finish_before_rebalance(self) -> None:
@@ -256,37 +251,6 @@ class Feed:
             failed, self._failed = self._failed, None
             raise failed
 
-    def _commit_to_kafka(self, consumer: Consumer) -> None:
-        self._next_kafka_commit = time.monotonic() + _KAFKA_COMMIT_INTERVAL_S
-        if not self._uncommitted:
-            return
-        offsets = [
-            TopicPartition(self._topic, partition, offset + 1)
-            for partition, offset in self._uncommitted.items()
-        ]
-        try:
-            consumer.commit(offsets=offsets, asynchronous=True)
-        except KafkaException as error:
-            # Kept for the next commit, as a commit that failed later is (_on_commit).
-            log.debug("could not commit offsets to Kafka (only used for lag tools): %s", error)
-            return
-        self._sent.update(self._uncommitted)
-        self._uncommitted.clear()
-
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """Called inside poll on this thread when an offset commit is answered: a failed one is
-        sent again with the next commit, or an idle partition would show stale lag until its
-        next event; unless a later offset was sent or is pending by then, or the partition is
-        no longer ours. A commit can also succeed as a whole and fail for some partitions."""
-        failed = partitions if error is not None else [tp for tp in partitions if tp.error]
-        if not failed:
-            return
-        reason = error if error is not None else failed[0].error
-        log.debug("offset commit to Kafka failed (only used for lag tools): %s", reason)
-        for tp in failed:
-            if self._sent.get(tp.partition) == tp.offset - 1:
-                self._uncommitted.setdefault(tp.partition, tp.offset - 1)
-
     def _observe(self, consumer: Consumer) -> None:
         """Record our partitions' high watermarks, and the consumer's position while no batch
         is in flight (with one, records before the position may not be applied yet)."""
@@ -323,7 +287,7 @@ class Feed:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._finish_before_rebalance()
         # Still ours until this returns: what we applied of them reaches Kafka's offsets too.
-        self._commit_to_kafka(consumer)
+        self._lag.commit(consumer)
         self._forget(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -333,9 +297,7 @@ class Feed:
     def _forget(self, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
         self._assigned.difference_update(numbers)
-        for number in numbers:
-            self._uncommitted.pop(number, None)
-            self._sent.pop(number, None)
+        self._lag.forget(numbers)
         self._view.forget(numbers)
         self._status.revoked(numbers)
         log.info("partitions %s of %s revoked", numbers, self._topic)

@@ -20,13 +20,13 @@ from prometheus_client import REGISTRY
 
 from ledger.events.codec import EventCodec
 from ledger.telemetry.metrics import ProjectorCollector, exposition
-from projector.batch import BatchResult, apply_batch
+from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, UndecodableRecord
 from projector.dead_letters import DeadLetterQueue
 from projector.feed import Feed
 from projector.http_endpoint import HttpEndpoint, Response
-from projector.prediction import Prediction
-from projector.read_model import read_checkpoints
+from projector.prediction import Prediction, apply_predicted
+from projector.reads import read_checkpoints
 from projector.retrying import retrying
 from projector.settings import Settings
 from projector.status import Status
@@ -130,7 +130,7 @@ class LiveProjector:
     ) -> BatchResult:
         async def attempt() -> BatchResult:
             async with self._pool.acquire() as connection:
-                return await apply_batch(
+                return await apply_predicted(
                     connection,
                     self._settings.topic,
                     records,

@@ -8,7 +8,8 @@ projector, another instance, a rebuild): so if, under the checkpoint lock, a par
 checkpoint is the one the view holds, the view's accounts of that partition are the database's.
 A batch is projected from the view, and the prediction is used only if every partition of the
 batch is at the checkpoint it assumed and every account the view did not hold is absent from
-the database; otherwise the batch projects from the database as before (batch.py).
+the database; otherwise the batch projects from the database (batch.py). `apply_predicted`
+wraps the batch's transaction from outside: batch.py knows nothing of predictions.
 
 The batch before it may still be in flight when a batch is predicted: the prediction then
 builds on that batch's own prediction, and is dropped if that one did not hold.
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.events.records import AccountOpened
-from projector import read_model
-from projector.batch import BatchResult, Writes, fresh
+from projector import batch, reads
+from projector.batch import BatchResult, PublishDeadLetters, Writes, fresh
 from projector.consumed import ConsumedRecord
 from projector.projection import StoredAccount, project
 
@@ -54,7 +55,30 @@ class Prediction:
         for partition, first in self.below.items():
             if locked.get(partition, -1) >= first:
                 return False
-        return not self.missing or not await read_model.any_account(connection, self.missing)
+        return not self.missing or not await reads.any_account(connection, self.missing)
+
+    def used_by(self, result: BatchResult) -> bool:
+        """Whether the batch that committed with `result` wrote this prediction."""
+        return result.writes is self.writes
+
+
+async def apply_predicted(
+    connection: Any,
+    topic: str,
+    records: Sequence[ConsumedRecord],
+    publish_dead_letters: PublishDeadLetters | None,
+    prediction: Prediction | None,
+) -> BatchResult:
+    """`batch.apply_batch`, writing `prediction` if, under the checkpoint lock, it holds."""
+    if prediction is None or not records:
+        return await batch.apply_batch(connection, topic, records, publish_dead_letters)
+    async with connection.transaction():
+        locked = await batch.lock_partitions(connection, topic, records)
+        if await prediction.holds(connection, locked):
+            return await batch.write_locked(
+                connection, topic, prediction.writes, locked, publish_dead_letters
+            )
+        return await batch.project_locked(connection, topic, records, locked, publish_dead_letters)
 
 
 class AccountView:
@@ -134,7 +158,7 @@ class AccountView:
         prediction = self._in_flight
         self._in_flight = None
         self._unknown_in_flight = False
-        if prediction is not None and result.predicted:
+        if prediction is not None and prediction.used_by(result):
             self._checkpoints.update(prediction.assumed)
             self._checkpoints.update(prediction.writes.advanced)
             self._remember(prediction.writes.projection.accounts)

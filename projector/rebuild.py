@@ -24,7 +24,7 @@ from projector.consumed import DecodedRecord
 from projector.log_reader import LogReader
 from projector.migrations import Migration, migrate, quoted_schema
 from projector.progress import Progress
-from projector.read_model import read_checkpoints
+from projector.reads import read_checkpoints
 from projector.verification import Fold, verify
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from ledger.environment import SettingsError as SettingsError
 from ledger.environment import env_int
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
-
-READ_MODEL_SCHEMA = "ledger"
-"""The PostgreSQL schema the query server reads (its search_path)."""
+from ledger.read_model_contract import SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +38,7 @@ class Settings:
     # 5000 measured best for catch-up: larger batches gain little and hold locks longer.
     batch_max_events: int = 5000
     group_id: str = "read_model"
-    schema: str = READ_MODEL_SCHEMA
+    schema: str = SCHEMA
     # librdkafka's default (45 s) leaves a crashed projector's partitions idle that long.
     session_timeout_ms: int = 6000
     """How soon the group notices a dead instance and moves its partitions (librdkafka's

@@ -25,7 +25,7 @@ from ledger.v1 import queries_pb2, queries_pb2_grpc
 from query_server.checkpoints import Checkpoints
 from query_server.errors import Unavailable
 from query_server.listener import CheckpointListener
-from query_server.read_model import ReadModel
+from query_server.queries import ReadModel
 from query_server.servicer import QueryServicer, ReadSide
 from query_server.settings import Settings
 from query_server.token_wait import TokenWaiter

@@ -1,64 +1,29 @@
 """The process's one LISTEN connection: projector NOTIFYs on `ledger_checkpoints` feed
 `Checkpoints`, which wakes every waiting query and follower of this process.
 
-The projector sends, in the transaction that commits a batch,
-`{"topic": "<topic>", "schema": "<schema>", "checkpoints": {"<partition>": <last applied
-offset>, ...}}`, where schema is the one the batch was written to (a payload without it, from
-an older projector, counts as the live schema's).
-Notifications are only delivered after that commit, so what they report is visible to any
-query started afterwards.
+The payload, and why what it reports is visible to any query started after it arrives:
+ledger/read_model_contract.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from ledger.read_model_contract import NOTIFY_CHANNEL as CHANNEL
+from ledger.read_model_contract import MalformedNotification, parse_notification
 from query_server.checkpoints import Checkpoints
-from query_server.read_model import SCHEMA, session_settings
-
-CHANNEL = "ledger_checkpoints"
+from query_server.connections import session_settings
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_SECONDS = 5.0
 _PING_INTERVAL_SECONDS = 15.0
 _PING_TIMEOUT_SECONDS = 5.0
-
-
-class MalformedNotification(ValueError):
-    """A payload on the channel that is not what the projector sends."""
-
-
-def parse_notification(payload: str, topic: str) -> dict[int, int] | None:
-    """The checkpoints a NOTIFY payload reports for `topic`; None if it is about another topic."""
-    try:
-        document = json.loads(payload)
-    except ValueError:
-        raise MalformedNotification(f"not JSON: {payload[:200]!r}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("topic"), str):
-        raise MalformedNotification(f"no topic: {payload[:200]!r}")
-    if document["topic"] != topic:
-        return None
-    # A rebuild's shadow schema may announce its own progress; only the live schema counts.
-    if document.get("schema", SCHEMA) != SCHEMA:
-        return None
-    reported = document.get("checkpoints")
-    if not isinstance(reported, dict):
-        raise MalformedNotification(f"no checkpoints object: {payload[:200]!r}")
-    checkpoints = {}
-    for partition, offset in reported.items():
-        if not (isinstance(partition, str) and partition.isascii() and partition.isdigit()):
-            raise MalformedNotification(f"partition {partition!r} is not a number")
-        if type(offset) is not int:
-            raise MalformedNotification(f"offset {offset!r} is not an integer")
-        checkpoints[int(partition)] = offset
-    return checkpoints
 
 
 class CheckpointListener:

@@ -16,7 +16,7 @@ from ledger.v1 import queries_pb2_grpc as pb_grpc
 from query_server import messages, validation
 from query_server.checkpoints import Checkpoints
 from query_server.errors import InvalidArgument, NotCovered, NotFound, QueryFailed, Unavailable
-from query_server.read_model import ReadModel
+from query_server.queries import ReadModel
 from query_server.rows import Snapshot
 from query_server.token_wait import TokenWaiter
 from query_server.watch import follow

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ledger.consistency import ConsistencyToken
 from query_server.checkpoints import Checkpoints
-from query_server.read_model import ReadModel
+from query_server.queries import ReadModel
 from query_server.rows import AccountRow, MovementRow, Snapshot
 
 # Movements read per round trip when a follower has a backlog.

@@ -12,6 +12,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from devstack.stack import LocalStack
+from ledger.read_model_contract import NOTIFY_CHANNEL
 from projector import batch_writes
 from projector.batch import apply_batch
 from tests.integration import test_projector as live
@@ -39,9 +40,7 @@ async def test_either_path_writes_the_tables_the_other_does_and_announces_each_c
     log, records = await written_log(stack, topic, db, 7, 3000)
     heard: list[dict[str, Any]] = []
     listener = await asyncpg.connect(database)
-    await listener.add_listener(
-        batch_writes.NOTIFY_CHANNEL, lambda *args: heard.append(json.loads(args[3]))
-    )
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(json.loads(args[3])))
     try:
         with monkeypatch.context() as patched:
             patched.setattr(batch_writes, "INLINE_MAX_ROWS", inline_max)

@@ -54,10 +54,10 @@ from ledger.events.records import (
 )
 from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.partitioning import partition_of
+from ledger.read_model_contract import NOTIFY_CHANNEL
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 from projector.batch import apply_batch
-from projector.batch_writes import NOTIFY_CHANNEL
 from projector.consumed import ConsumedRecord
 from projector.feed import consumer_config
 from projector.log_reader import LogReader

@@ -15,11 +15,11 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from devstack.stack import LocalStack
-from projector import read_model as sql
+from projector import reads as sql
 from projector.batch import BatchResult, apply_batch
 from projector.consumed import ConsumedRecord, UndecodableRecord
 from projector.migrations import bundled, migrate
-from projector.prediction import AccountView
+from projector.prediction import AccountView, apply_predicted
 from tests.integration import test_projector as live
 from tests.integration.test_projector import (
     EventLog,
@@ -46,23 +46,25 @@ def cut(records: Sequence[ConsumedRecord], size: int) -> list[list[ConsumedRecor
 
 async def pipelined(
     connection: Any, topic: str, view: AccountView, batches: Batches
-) -> list[BatchResult]:
+) -> tuple[list[BatchResult], list[bool]]:
     """Apply `batches` in order as the feed does: each one predicted while the one before it
     is still in flight (here: before it is applied), predicted again if that one's prediction
-    did not hold."""
+    did not hold. Returns the results, and whether each batch's prediction was used."""
     results: list[BatchResult] = []
+    predicted: list[bool] = []
     in_flight: tuple[Sequence[ConsumedRecord], Any] | None = None
     for batch in [*batches, None]:
         prediction = None if batch is None else view.predict(topic, batch)
         if in_flight is not None:
-            result = await apply_batch(connection, topic, *in_flight[:1], None, in_flight[1])
+            result = await apply_predicted(connection, topic, *in_flight[:1], None, in_flight[1])
             results.append(result)
-            if not view.settle(result) and batch is not None:
+            predicted.append(view.settle(result))
+            if not predicted[-1] and batch is not None:
                 prediction = view.predict(topic, batch)
         if batch is not None:
             in_flight = (batch, prediction)
             view.sent(prediction)
-    return results
+    return results, predicted
 
 
 async def reference(database: str, topic: str, records: Sequence[ConsumedRecord]) -> Any:
@@ -99,9 +101,9 @@ async def test_predicted_batches_write_exactly_what_projecting_from_the_database
 ) -> None:
     log, records = await written_log(stack, topic, db, 5, 4000)
 
-    results = await pipelined(db, topic, AccountView(), cut(records, 300))
+    results, predicted = await pipelined(db, topic, AccountView(), cut(records, 300))
 
-    assert all(result.predicted for result in results)
+    assert all(predicted)
     assert sum(r.applied for r in results) == len(log.logged)
     assert sum(r.dead_letters for r in results) == 1
     assert await read_model(db) == fold(log.logged)
@@ -124,8 +126,8 @@ async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_
 
     # Another instance (or this one restarted: an empty view) applies the next batches. The
     # accounts exist, so its first prediction (that they do not) cannot hold.
-    theirs = await pipelined(db, topic, AccountView(), batches[4:7])
-    assert [r.predicted for r in theirs] == [False, True, True]
+    _, theirs = await pipelined(db, topic, AccountView(), batches[4:7])
+    assert theirs == [False, True, True]
 
     # This instance, a zombie that missed the rebalance, is handed those records again. From
     # its view they follow on, so it predicts them as fresh...
@@ -135,14 +137,14 @@ async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_
     assert len(stale.writes.decoded) + len(stale.writes.undecodable) == len(again)
     mine.sent(stale)
     before = await snapshot(db)
-    result = await apply_batch(db, topic, again, None, stale)
+    result = await apply_predicted(db, topic, again, None, stale)
     # ...but the checkpoints it assumed moved: the prediction is not used, all is skipped.
-    assert (result.predicted, result.applied, result.skipped) == (False, 0, len(again))
+    assert (stale.used_by(result), result.applied, result.skipped) == (False, 0, len(again))
     assert await snapshot(db) == before
     assert not mine.settle(result)
     # Its view of those partitions is reset: accounts are read from the database once more.
-    rest = await pipelined(db, topic, mine, batches[7:])
-    assert [r.predicted for r in rest] == [False] + [True] * (len(rest) - 1)
+    _, rest = await pipelined(db, topic, mine, batches[7:])
+    assert rest == [False] + [True] * (len(rest) - 1)
 
     assert await read_model(db) == fold(log.logged)
     assert await snapshot(db) == await reference(database, topic, records)
@@ -168,7 +170,7 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
         raise ConnectionError("the dead-letter topic is unreachable")
 
     with pytest.raises(ConnectionError):
-        await apply_batch(db, topic, batches[1], unreachable_dead_letter_topic, failing)
+        await apply_predicted(db, topic, batches[1], unreachable_dead_letter_topic, failing)
     assert await snapshot(db) == before
     # Under the lock, the batch on top sees the checkpoints before the failed one.
     async with db.transaction():
@@ -176,11 +178,11 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
         assert not await on_top.holds(db, locked)
 
     # Retried (as the live projector retries a batch), it commits; then the one on top holds.
-    retried = await apply_batch(db, topic, batches[1], None, failing)
-    assert retried.predicted
+    retried = await apply_predicted(db, topic, batches[1], None, failing)
+    assert failing.used_by(retried)
     assert view.settle(retried)
-    last = await apply_batch(db, topic, batches[2], None, on_top)
-    assert last.predicted
+    last = await apply_predicted(db, topic, batches[2], None, on_top)
+    assert on_top.used_by(last)
     assert await snapshot(db) == await reference(database, topic, records)
 
 
@@ -195,15 +197,16 @@ async def test_a_batch_applied_again_after_a_lost_commit_is_skipped_and_the_view
     prediction = view.predict(topic, batches[2])
     view.sent(prediction)
     on_top = view.predict(topic, batches[3])
-    committed = await apply_batch(db, topic, batches[2], None, prediction)
-    assert committed.predicted
+    committed = await apply_predicted(db, topic, batches[2], None, prediction)
+    assert prediction is not None
+    assert prediction.used_by(committed)
     # The answer to the commit was lost: the same batch is applied again, found applied.
-    again = await apply_batch(db, topic, batches[2], None, prediction)
-    assert (again.predicted, again.applied, again.skipped) == (False, 0, len(batches[2]))
+    again = await apply_predicted(db, topic, batches[2], None, prediction)
+    assert (prediction.used_by(again), again.applied, again.skipped) == (False, 0, len(batches[2]))
     assert not view.settle(again)
     # The view forgot those partitions' accounts (it cannot tell who applied the batch): what
     # was predicted on top is dropped, and the next batch reads its accounts from the database.
     assert on_top is not None
-    rest = await pipelined(db, topic, view, batches[3:])
-    assert [r.predicted for r in rest] == [False] + [True] * (len(rest) - 1)
+    _, rest = await pipelined(db, topic, view, batches[3:])
+    assert rest == [False] + [True] * (len(rest) - 1)
     assert await snapshot(db) == await reference(database, topic, records)

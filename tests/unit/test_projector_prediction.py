@@ -41,7 +41,7 @@ def committed(prediction: Prediction) -> BatchResult:
     """The result of a batch whose prediction held."""
     writes = prediction.writes
     return BatchResult(
-        len(writes.decoded), 0, 0, writes.advanced, {}, writes.projection.accounts, True
+        len(writes.decoded), 0, 0, writes.advanced, {}, writes.projection.accounts, writes
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from query_server.errors import Unavailable
-from query_server.read_model import ReadModel
+from query_server.queries import ReadModel
 
 
 class Connection:

@@ -1,4 +1,5 @@
-"""The shared checkpoint board, the token waiter and the NOTIFY payloads that feed them."""
+"""The shared checkpoint board and the token waiter (the NOTIFY payloads that feed them:
+test_read_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from ledger.consistency import ConsistencyToken
 from query_server.checkpoints import Checkpoints, ShuttingDown
 from query_server.errors import NotCovered
-from query_server.listener import MalformedNotification, parse_notification
 from query_server.token_wait import TokenWaiter
 
 
@@ -125,34 +125,3 @@ def test_the_wait_ends_before_the_callers_deadline() -> None:
     assert 0 <= waiter.budget(0.01) < 0.01
     assert waiter.budget(-1) == 0
     assert waiter.budget(None) == 0.05
-
-
-def test_notifications_for_our_topic_are_parsed() -> None:
-    payload = '{"topic": "account_events", "checkpoints": {"0": 12, "5": 0}}'
-    assert parse_notification(payload, "account_events") == {0: 12, 5: 0}
-    assert parse_notification(payload, "other_topic") is None
-
-
-def test_notifications_about_another_schema_are_ignored() -> None:
-    live = '{"topic": "t", "schema": "ledger", "checkpoints": {"0": 1}}'
-    shadow = '{"topic": "t", "schema": "ledger_rebuild", "checkpoints": {"0": 99}}'
-    assert parse_notification(live, "t") == {0: 1}
-    assert parse_notification(shadow, "t") is None
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        "not json",
-        "[]",
-        '{"checkpoints": {}}',
-        '{"topic": "account_events"}',
-        '{"topic": "account_events", "checkpoints": {"x": 1}}',
-        '{"topic": "account_events", "checkpoints": {"0": "1"}}',
-        '{"topic": "account_events", "checkpoints": {"0": true}}',
-        '{"topic": "account_events", "checkpoints": {"0": 1.5}}',
-    ],
-)
-def test_malformed_notifications_are_reported(payload: str) -> None:
-    with pytest.raises(MalformedNotification):
-        parse_notification(payload, "account_events")

@@ -1,5 +1,5 @@
-"""The read model's SQL around a batch's writes (batch_writes.py): locking and reading
-checkpoints, reading accounts (and whether any exist), recording dead letters.
+"""What the projector reads from the read model: the checkpoints (locked by a batch's
+transaction, or read to resume from), and the accounts a batch moves (or whether any exist).
 
 Names are unqualified: the connection's search_path picks the schema (`ledger`, or a rebuild's
 shadow), and PostgreSQL resolves them again for each statement, which is what lets a rebuild swap
@@ -8,13 +8,12 @@ schemas under a running projector (see `rebuild.py`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 from ledger.domain.account import Account
 from ledger.domain.money import currency_exponent
 from projector.batch_writes import STATUS_TO_DB
-from projector.consumed import UndecodableRecord
 from projector.projection import StoredAccount
 
 _STATUS_FROM_DB = {text: status for status, text in STATUS_TO_DB.items()}
@@ -40,11 +39,6 @@ SELECT account_id, currency, owner, status, version, partition, opened_at, close
 FROM accounts WHERE account_id = ANY($1::text[])
 """
 _ANY_ACCOUNT = "SELECT 1 FROM accounts WHERE account_id = ANY($1::text[]) LIMIT 1"
-_RECORD_DEAD_LETTERS = """
-INSERT INTO dead_letters (topic, partition, "offset", error, recorded_at)
-SELECT $1, partition, "offset", error, now()
-FROM unnest($2::integer[], $3::bigint[], $4::text[]) AS d (partition, "offset", error)
-"""
 
 
 async def lock_checkpoints(
@@ -82,18 +76,6 @@ async def any_account(connection: Any, account_ids: Collection[str]) -> bool:
 async def load_accounts(connection: Any, account_ids: Collection[str]) -> dict[str, StoredAccount]:
     rows = await connection.fetch(_LOAD_ACCOUNTS, list(account_ids))
     return {row["account_id"]: _stored_account(row) for row in rows}
-
-
-async def record_dead_letters(
-    connection: Any, topic: str, records: Sequence[UndecodableRecord]
-) -> None:
-    await connection.execute(
-        _RECORD_DEAD_LETTERS,
-        topic,
-        [record.partition for record in records],
-        [record.offset for record in records],
-        [record.error for record in records],
-    )
 
 
 def _stored_account(row: Any) -> StoredAccount:
