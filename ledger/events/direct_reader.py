@@ -2,8 +2,8 @@
 
 fastavro reads a body into dicts (converting the timestamp, tagging the union branch) and
 `avro_mapping.from_datum` then copies those into the record: most of a catch-up's decoding
-time (docs/performance.md, "The read side"). Bodies written with the current schema itself need neither schema
-resolution nor the intermediate dicts, so this module reads their bytes directly.
+time (docs/performance.md, "The read side"). Bodies written with the current schema itself need
+neither schema resolution nor the intermediate dicts, so this module reads their bytes directly.
 
 It is written for one layout of the schema (`LAYOUT`); the codec uses it only while
 `layout_of(current schema) == LAYOUT` and only for writer schemas equal to the current one.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from devstack import LocalStack, StackError, StackPorts
 from devstack.postgres import Postgres
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +50,24 @@ def _consume(stack: LocalStack, topic: str, *, isolation: str, until: bytes) -> 
         }
     )
     values: list[bytes] = []
+
+    def read_until() -> bool:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            values.append(message.value() or b"")
+        return until in values
+
     try:
         consumer.subscribe([topic])
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            value = message.value() or b""
-            values.append(value)
-            if value == until:
-                return values
+        eventually(
+            read_until,
+            timeout=DEADLINE_S,
+            interval=0,
+            message=lambda: f"{until!r} read from {topic}; got {values}",
+        )
+        return values
     finally:
         consumer.close()
-    pytest.fail(f"{until!r} not read from {topic} within {DEADLINE_S}s; got {values}")
 
 
 def _transactional_producer(stack: LocalStack) -> Producer:
@@ -197,16 +201,20 @@ async def test_postgres_keeps_committed_rows_after_a_crash(stack: LocalStack) ->
 
 def _wait_until_registry_answers(stack: LocalStack) -> None:
     """The registry's pooled connections died with PostgreSQL: it must recover on its own."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
+
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(f"{stack.registry_url}/subjects", timeout=5) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except OSError:
-            pass
-        assert time.monotonic() < deadline, "registry did not recover after PostgreSQL restarted"
-        time.sleep(0.2)
+            return False
+
+    eventually(
+        answers,
+        timeout=DEADLINE_S,
+        interval=0.2,
+        message="the registry to recover after PostgreSQL restarted",
+    )
 
 
 def test_environment_points_child_processes_at_the_stack(stack: LocalStack) -> None:

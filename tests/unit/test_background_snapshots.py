@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -13,6 +12,7 @@ from command_server.event_store import AppendFailed, Fenced
 from command_server.snapshots import Snapshots, SnapshotTarget
 from command_server.write_model import WriteModel
 from ledger.events.records import Event
+from tests.eventually import eventually
 from tests.unit.test_write_model_snapshots import (
     TARGET,
     CapturedTopic,
@@ -62,10 +62,7 @@ def _started(log: Sequence[tuple[Event, int, int]]) -> tuple[HeldTopic, WriteMod
 
 
 def _settled(background: BackgroundSnapshots) -> None:
-    deadline = time.monotonic() + 10
-    while background.writing:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    eventually(lambda: not background.writing, interval=0.005, message="the snapshot written")
 
 
 def test_the_model_moves_on_while_the_captured_snapshot_is_written() -> None:

@@ -8,13 +8,11 @@ defaults, the commands name runnable modules, the image gets every package the s
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shlex
-import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import packages_distributions, version
 from importlib.util import find_spec
@@ -25,7 +23,6 @@ import pytest
 import yaml
 
 from command_server.settings import Settings as CommandSettings
-from devstack.go_tools import COMPOSE_SPEC, ensure_go_tool
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION
 from devstack.ports import StackPorts
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, QUERY_SERVER_METRICS_ADDR
@@ -259,26 +256,3 @@ def test_the_image_gets_every_package_the_services_import() -> None:
             if not provided_by & declared:
                 missing[module] = sorted(provided_by)
     assert not missing, f"imported but not in pyproject's dependencies: {missing}"
-
-
-@pytest.mark.integration  # needs Go and the Go module proxy (once), not the stack
-def test_the_compose_specifications_own_loader_accepts_it() -> None:
-    """compose-go, which `docker compose config` is built on: schema, interpolation, merges."""
-    validator = ensure_go_tool(COMPOSE_SPEC)
-    result = subprocess.run(
-        [str(validator), "-format", "json", "compose.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=_without_compose_variables(),
-    )
-    assert result.returncode == 0, result.stderr
-    model = yaml.safe_load(result.stdout)  # JSON is YAML
-    # The anchors merged as Docker would merge them.
-    assert model["services"]["query-server"]["environment"]["LEDGER_LOG_FORMAT"] == "json"
-
-
-def _without_compose_variables() -> Mapping[str, str]:
-    # COMPOSE_FILE, COMPOSE_PROJECT_NAME... in a developer's shell would change what is loaded.
-    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}

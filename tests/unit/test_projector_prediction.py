@@ -1,6 +1,6 @@
 """What the consumer thread predicts a batch writes, and when a prediction may be trusted.
 
-Against real PostgreSQL: tests/integration/test_projector_prediction.py."""
+Against real PostgreSQL: tests/integration/projector/test_projector_prediction.py."""
 
 from __future__ import annotations
 

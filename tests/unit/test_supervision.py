@@ -19,6 +19,7 @@ from ledger.supervision import (
     supervise_workers,
     watch_parent_pipe,
 )
+from tests.eventually import eventually_async
 
 # Each start of a worker appends an "x" to the file named by its first argument, then `then`
 # runs with `n`, the number of starts so far.
@@ -39,11 +40,10 @@ def _starts(starts: Path) -> int:
 
 
 async def _started(starts: Path) -> None:
-    for _ in range(1000):
-        if _starts(starts) == 1:
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("the worker did not start")
+    async def once() -> bool:
+        return _starts(starts) == 1
+
+    await eventually_async(once, interval=0.01, message="the worker to start")
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from ledger.telemetry.metrics import (
     ProjectorCollector,
     exposition,
 )
+from tests.eventually import eventually_async
 
 SERVICE = "test.v1.Probe"
 PROMPTLY_S = 5.0
@@ -118,12 +118,20 @@ class Served:
         labels = {"grpc_type": kind, "grpc_service": SERVICE, "grpc_method": method}
         return self.registry.get_sample_value("grpc_server_handling_seconds_count", labels) or 0.0
 
-    async def eventually_handled(self, method: str, code: str, kind: str = "unary") -> None:
-        # The server records a call after the client has its answer: poll, with a deadline.
-        deadline = time.monotonic() + PROMPTLY_S
-        while self.handled(method, code, kind) < 1:
-            assert time.monotonic() < deadline, f"{method} never counted as {code}"
-            await asyncio.sleep(0.01)
+    async def eventually_handled(
+        self, method: str, code: str, kind: str = "unary", *, calls: int = 1
+    ) -> None:
+        """The server records a call after the client has its answer: wait for it."""
+
+        async def counted() -> bool:
+            return self.handled(method, code, kind) >= calls
+
+        await eventually_async(
+            counted,
+            timeout=PROMPTLY_S,
+            interval=0.01,
+            message=f"{method} counted {calls} times as {code}",
+        )
 
 
 @pytest.fixture
@@ -144,11 +152,7 @@ async def served() -> AsyncIterator[Served]:
 async def test_counts_and_times_every_call_by_method_and_code(served: Served) -> None:
     for _ in range(3):
         assert await served.unary("Echo")(b"hi") == b"hi"
-    await served.eventually_handled("Echo", "OK")
-    deadline = time.monotonic() + PROMPTLY_S
-    while served.handled("Echo", "OK") < 3:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await served.eventually_handled("Echo", "OK", calls=3)
     assert served.timed("Echo") == 3
 
 

@@ -9,10 +9,8 @@ tests pass, strict xfail turns that into a failure, and the marks are to be remo
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -20,27 +18,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ledger_services import LedgerService
-from devstack.stack import LocalStack
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
-from tests.integration.running_ledger import RunningLedger, running_ledger
+from tests.e2e.running_ledger import RunningLedger
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.integration
 
 PROMPTLY_S = 10.0
 BANNER = "===== devstack:"
-
-
-@pytest.fixture(scope="module")
-async def ledger(
-    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningLedger]:
-    async with running_ledger(
-        stack, tmp_path_factory.mktemp("ecosystem"), extra_env={"LEDGER_LOG_FORMAT": "json"}
-    ) as running:
-        yield running
+LEDGER_ENV = {"LEDGER_LOG_FORMAT": "json"}  # read by the `ledger` fixture (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +62,15 @@ async def traffic(ledger: RunningLedger) -> str:
 
 
 def _samples(address: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """The metrics at http://address/metrics: (name, labels) -> value."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=PROMPTLY_S) as reply:
-        text = reply.read().decode()
+    """The metrics at http://address/metrics: (name, labels) -> value.
+
+    Metrics are recorded as calls finish, just after their callers hear back: tests wait for
+    the values they expect with `eventually`."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=PROMPTLY_S) as reply:
+            text = reply.read().decode()
+    except OSError as error:  # not serving yet: a condition for `eventually` to wait on
+        raise AssertionError(f"no metrics at {address}: {error}") from error
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -89,19 +84,6 @@ def _value(
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def _eventually(check: Any) -> None:
-    """Metrics are recorded as calls finish, just after their callers hear back: poll."""
-    deadline = time.monotonic() + PROMPTLY_S
-    while True:
-        try:
-            check()
-            return
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def _json_log_lines(service: LedgerService) -> list[dict[str, Any]]:
     """The current run's log lines, each of which must be a JSON object."""
     text = service.log_text().rsplit(BANNER, 1)[1].split("\n", 1)[1]
@@ -111,7 +93,7 @@ def _json_log_lines(service: LedgerService) -> list[dict[str, Any]]:
 def test_the_query_server_exports_its_latency_by_method_and_code(
     ledger: RunningLedger, traffic: str
 ) -> None:
-    def check() -> None:
+    def check() -> bool:
         samples = _samples(ledger.query_metrics)
         method = {"grpc_type": "unary", "grpc_service": "ledger.v1.QueryService"}
         get = {**method, "grpc_method": "GetAccount"}
@@ -120,8 +102,9 @@ def test_the_query_server_exports_its_latency_by_method_and_code(
         assert _value(samples, "grpc_server_handling_seconds_count", **get) >= 2
         # prometheus_client's process collector: the default registry is the one exported.
         assert _value(samples, "process_resident_memory_bytes") > 0
+        return True
 
-    _eventually(check)
+    eventually(check, timeout=PROMPTLY_S)
 
 
 def test_the_query_server_logs_one_json_object_per_line(
@@ -136,7 +119,7 @@ def test_the_query_server_logs_one_json_object_per_line(
 def test_the_command_server_exports_commands_and_its_group_commit(
     ledger: RunningLedger, traffic: str
 ) -> None:
-    def check() -> None:
+    def check() -> bool:
         samples = _samples(ledger.command_metrics)
         method = {"grpc_type": "unary", "grpc_service": "ledger.v1.CommandService"}
         for name, code in (("OpenAccount", "OK"), ("Withdraw", "FAILED_PRECONDITION")):
@@ -144,8 +127,9 @@ def test_the_command_server_exports_commands_and_its_group_commit(
             assert _value(samples, "grpc_server_handled_total", **labels) >= 1
         assert _value(samples, "ledger_command_batch_size_count") >= 2
         assert _value(samples, "ledger_command_commit_seconds_count") >= 2
+        return True
 
-    _eventually(check)
+    eventually(check, timeout=PROMPTLY_S)
 
 
 def test_the_command_server_logs_one_json_object_per_line(
@@ -157,14 +141,15 @@ def test_the_command_server_logs_one_json_object_per_line(
 def test_the_projector_exports_its_progress_on_its_status_endpoint(
     ledger: RunningLedger, traffic: str
 ) -> None:
-    def check() -> None:
+    def check() -> bool:
         samples = _samples(ledger.projector.address)
         topic = {"topic": ledger.topic}
         assert _value(samples, "ledger_projector_events_applied_total", **topic) >= 2
         assert _value(samples, "ledger_projector_dead_letters_total", **topic) == 0
         assert _value(samples, "ledger_projector_consuming", **topic) == 1
+        return True
 
-    _eventually(check)
+    eventually(check, timeout=PROMPTLY_S)
 
 
 def test_the_projector_logs_one_json_object_per_line(ledger: RunningLedger, traffic: str) -> None:

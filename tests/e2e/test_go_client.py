@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,10 @@ import grpc
 import pytest
 
 from devstack.go_tools import GRPCURL, PROTOC_GEN_GO, go_environment, go_executable
-from devstack.stack import LocalStack
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
-from tests.integration.running_ledger import RunningLedger, running_ledger
+from tests.e2e.running_ledger import RunningLedger
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "go"
 BUILD_TIMEOUT_S = 1200.0  # a cold build compiles gRPC-Go on two cores
@@ -97,14 +95,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout
     assert not unformatted, f"run gofmt -w on {unformatted.split()}"
     return binary
-
-
-@pytest.fixture(scope="module")
-async def ledger(
-    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningLedger]:
-    async with running_ledger(stack, tmp_path_factory.mktemp("go-client-ledger")) as running:
-        yield running
 
 
 def _run(client: Path, ledger: RunningLedger, *args: str) -> subprocess.CompletedProcess[str]:

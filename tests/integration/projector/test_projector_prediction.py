@@ -11,37 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from devstack.stack import LocalStack
 from projector import reads as sql
-from projector.batch import BatchResult, apply_batch
+from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, UndecodableRecord
-from projector.migrations import bundled, migrate
 from projector.prediction import AccountView, apply_predicted
-from tests.integration import test_projector as live
-from tests.integration.test_projector import (
-    EventLog,
-    History,
-    fold,
-    read_model,
-    records_of,
-    snapshot,
-)
+from tests.integration.projector.event_log import cut, written_log
+from tests.integration.projector.model_checks import fold, read_model, reference, snapshot
 
 pytestmark = pytest.mark.integration
 
-# The same per-test topic and database as the live projector's tests.
-topic = live.topic
-database = live.database
-db = live.db
-
 Batches = Sequence[Sequence[ConsumedRecord]]
-
-
-def cut(records: Sequence[ConsumedRecord], size: int) -> list[list[ConsumedRecord]]:
-    return [list(records[start : start + size]) for start in range(0, len(records), size)]
 
 
 async def pipelined(
@@ -65,35 +47,6 @@ async def pipelined(
             in_flight = (batch, prediction)
             view.sent(prediction)
     return results, predicted
-
-
-async def reference(database: str, topic: str, records: Sequence[ConsumedRecord]) -> Any:
-    """The tables as batches projected from the database alone make them."""
-    alone = await asyncpg.connect(database, server_settings={"search_path": "reference"})
-    try:
-        await migrate(alone, "reference", bundled())
-        for batch in cut(records, 1000):
-            await apply_batch(alone, topic, batch)
-        return await snapshot(alone, "reference")
-    finally:
-        await alone.close()
-
-
-async def written_log(
-    stack: LocalStack, topic: str, db: Any, seed: int, events: int
-) -> tuple[EventLog, list[ConsumedRecord]]:
-    """A log of valid events with an undecodable record in the middle, as consumed; the read
-    model migrated and empty."""
-    history = History(seed=seed).generate(accounts=60 if events > 3000 else 30, events=events)
-    log = EventLog(stack, topic, partitions=3)
-    log.write(history[: len(history) // 2])
-    log.write_raw(1, b"junk", b"not avro", [])
-    log.write(history[len(history) // 2 :])
-    await migrate(db, "ledger", bundled())
-    # Interleaved the same way every run: how a consumer interleaves partitions depends on when
-    # their fetches answer, and which accounts a cut of the log holds must not.
-    records = sorted(records_of(stack, topic, log.codec), key=lambda r: (r.offset, r.partition))
-    return log, records
 
 
 async def test_predicted_batches_write_exactly_what_projecting_from_the_database_writes(

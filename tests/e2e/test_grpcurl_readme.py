@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,10 +25,9 @@ import pytest
 from devstack.__main__ import _print_grpcurl_hints
 from devstack.go_tools import GRPCURL, ensure_go_tool
 from devstack.ledger_services import LedgerService
-from devstack.stack import LocalStack
 from ledger.consistency import ConsistencyToken
 from ledger.reflection import documented_descriptors
-from tests.integration.running_ledger import RunningLedger, running_ledger
+from tests.e2e.running_ledger import RunningLedger
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN, END = "<!-- grpcurl-commands:begin -->", "<!-- grpcurl-commands:end -->"
@@ -148,14 +146,6 @@ def run_block(commands: list[str], ledger: RunningLedger, grpcurl: Path) -> list
         f"(exit {result.returncode}): {result.stderr.strip()}"
     )
     return [Ran(c, o.strip()) for c, o in zip(commands, outputs, strict=True)]
-
-
-@pytest.fixture(scope="module")
-async def ledger(
-    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningLedger]:
-    async with running_ledger(stack, tmp_path_factory.mktemp("grpcurl-readme")) as running:
-        yield running
 
 
 @pytest.mark.integration

@@ -13,40 +13,37 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.databases import drop_database
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import alive, child_pids, clean_environment
-from devstack.stack import LocalStack
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
-from tests.integration.test_query_server import (
+from tests.eventually import eventually, eventually_async
+from tests.integration.query_server.read_model_writer import (
     PROMPTLY_S,
     T0,
     ReadModelWriter,
-    _create_database,
-    _id,
+    unique_id,
 )
 
 pytestmark = pytest.mark.integration
 
 CHANNELS = 16
-TOPIC = "qw_events"
 
 
 class Supervised:
     """`python -m query_server` with two workers, as a child of the test."""
 
-    def __init__(self, database_url: str, log_file: Path, *, address: str | None = None) -> None:
+    def __init__(
+        self, database_url: str, topic: str, log_file: Path, *, address: str | None = None
+    ) -> None:
         self.address = address or f"{LOOPBACK}:{free_port()}"
         self.metrics = f"{LOOPBACK}:{free_port()}"
         self.log_file = log_file
@@ -55,7 +52,7 @@ class Supervised:
                 "LEDGER_DATABASE_URL": database_url,
                 "LEDGER_QUERY_ADDR": self.address,
                 "LEDGER_METRICS_ADDR": self.metrics,
-                "LEDGER_TOPIC": TOPIC,
+                "LEDGER_TOPIC": topic,
                 "LEDGER_QUERY_WORKERS": "2",
             }
         )
@@ -78,13 +75,19 @@ class Supervised:
 
     def wait_for_workers(self, count: int = 2) -> set[int]:
         """The workers' pids, once `count` of them listen on the port."""
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> set[int]:
             workers = self.workers()
-            if len(workers) == count and all(_serving_port(pid, self.port) for pid in workers):
-                return workers
-            assert time.monotonic() < deadline, f"workers {workers}; log:\n{self.log_tail()}"
-            time.sleep(0.1)
+            assert len(workers) == count, f"workers {workers}"
+            assert all(_serving_port(pid, self.port) for pid in workers), f"workers {workers}"
+            return workers
+
+        return eventually(
+            listening,
+            timeout=30,
+            interval=0.1,
+            message=lambda: f"{count} workers on the port; log:\n{self.log_tail()}",
+        )
 
     def log_tail(self) -> str:
         return self.log_file.read_text(errors="replace")[-4000:]
@@ -133,23 +136,9 @@ def _connections_per_worker(server: Supervised) -> dict[int, int]:
     return {pid: len(_socket_inodes(pid) & established) for pid in server.workers()}
 
 
-@pytest.fixture(scope="module")
-async def database_url(stack: LocalStack) -> AsyncIterator[str]:
-    url = await _create_database(stack, migrate=True)
-    yield url
-    await drop_database(stack, url)
-
-
-@pytest.fixture(scope="module")
-async def writer(database_url: str) -> AsyncIterator[ReadModelWriter]:
-    connection = await asyncpg.connect(database_url, server_settings={"search_path": "ledger"})
-    yield ReadModelWriter(connection, TOPIC)
-    await connection.close()
-
-
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Supervised]:
-    supervised = Supervised(database_url, tmp_path / "query-server.log")
+def server(database_url: str, topic: str, tmp_path: Path) -> Iterator[Supervised]:
+    supervised = Supervised(database_url, topic, tmp_path / "query-server.log")
     try:
         supervised.wait_for_workers()
         yield supervised
@@ -165,16 +154,15 @@ async def _serving_channels(server: Supervised) -> list[grpc.aio.Channel]:
         grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(CHANNELS)
     ]
-    deadline = time.monotonic() + PROMPTLY_S
     for channel in channels:
-        while True:
+
+        async def serving(channel: grpc.aio.Channel = channel) -> bool:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="ledger.v1.QueryService"), timeout=5
             )
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                break
-            assert time.monotonic() < deadline, "a worker never became SERVING"
-            await asyncio.sleep(0.05)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        await eventually_async(serving, timeout=PROMPTLY_S, message="every worker SERVING")
     return channels
 
 
@@ -193,7 +181,7 @@ def _assert_every_worker_has_connections(server: Supervised) -> None:
 async def test_every_worker_answers_and_waits_for_tokens(
     server: Supervised, writer: ReadModelWriter
 ) -> None:
-    account_id = _id("workers")
+    account_id = unique_id("workers")
     await writer.open(account_id, currency="EUR", owner="Both")
     channels = await _serving_channels(server)
     try:
@@ -252,7 +240,7 @@ async def test_every_worker_answers_and_waits_for_tokens(
 async def test_a_killed_worker_is_replaced_and_the_port_stays_served(
     server: Supervised, writer: ReadModelWriter
 ) -> None:
-    account_id = _id("killed")
+    account_id = unique_id("killed")
     await writer.open(account_id)
     before = server.workers()
     victim = min(before)
@@ -270,10 +258,13 @@ async def test_a_killed_worker_is_replaced_and_the_port_stays_served(
             assert reply.account.account_id == account_id
     finally:
         await _close(channels)
-    deadline = time.monotonic() + 30
-    while victim in (after := server.wait_for_workers(2)):
-        assert time.monotonic() < deadline, server.log_tail()
-        await asyncio.sleep(0.1)
+
+    def replaced() -> set[int]:
+        workers = server.wait_for_workers(2)
+        assert victim not in workers, f"worker {victim} still there; log:\n{server.log_tail()}"
+        return workers
+
+    after = eventually(replaced, timeout=30, interval=0.1)
     assert len(after & before) == 1
     assert "restarting it" in server.log_tail()
     channels = await _serving_channels(server)
@@ -296,20 +287,24 @@ def test_workers_stop_when_the_supervisor_dies(server: Supervised) -> None:
     workers = server.workers()
     server.process.kill()  # the supervisor alone, not its process group
     server.process.wait()
-    deadline = time.monotonic() + 20
-    while alive(workers):
-        assert time.monotonic() < deadline, f"orphaned workers kept running:\n{server.log_tail()}"
-        time.sleep(0.1)
+    eventually(
+        lambda: not alive(workers),
+        timeout=20,
+        interval=0.1,
+        message=lambda: f"the orphaned workers to stop; log:\n{server.log_tail()}",
+    )
     assert "the supervisor is gone" in server.log_tail()
 
 
-def test_workers_that_keep_failing_stop_the_server(database_url: str, tmp_path: Path) -> None:
+def test_workers_that_keep_failing_stop_the_server(
+    database_url: str, topic: str, tmp_path: Path
+) -> None:
     # A plain socket without SO_REUSEPORT holds the port: no worker can bind it.
     with socket.socket() as squatter:
         squatter.bind((LOOPBACK, 0))
         squatter.listen()
         address = f"{LOOPBACK}:{squatter.getsockname()[1]}"
-        supervised = Supervised(database_url, tmp_path / "query-server.log", address=address)
+        supervised = Supervised(database_url, topic, tmp_path / "query-server.log", address=address)
         try:
             assert supervised.process.wait(90) == 1
         finally:

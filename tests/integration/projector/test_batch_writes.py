@@ -15,15 +15,18 @@ from devstack.stack import LocalStack
 from ledger.read_model_contract import NOTIFY_CHANNEL
 from projector import batch_writes
 from projector.batch import apply_batch
-from tests.integration import test_projector as live
-from tests.integration.test_projector import checkpoints, eventually, fold, read_model, snapshot
-from tests.integration.test_projector_prediction import cut, reference, written_log
+from tests.eventually import eventually_async
+from tests.integration.projector.event_log import cut, written_log
+from tests.integration.projector.model_checks import (
+    DEADLINE_S,
+    checkpoints,
+    fold,
+    read_model,
+    reference,
+    snapshot,
+)
 
 pytestmark = pytest.mark.integration
-
-topic = live.topic
-database = live.database
-db = live.db
 
 
 @pytest.mark.parametrize(
@@ -58,7 +61,7 @@ async def test_either_path_writes_the_tables_the_other_does_and_announces_each_c
                 p: final[p] for p in heard[-1]["checkpoints"]
             }
 
-        await eventually("every commit announced", announced)
+        await eventually_async(announced, timeout=DEADLINE_S, message="every commit announced")
         # The schema the batch went to: a rebuild's shadow announces under its own name.
         assert {(message["topic"], message["schema"]) for message in heard} == {(topic, "ledger")}
         # Each announcement says where its batch left its partitions; together they cover all.
