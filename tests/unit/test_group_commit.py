@@ -107,10 +107,19 @@ def submitted(committer: GroupCommitter, *commands: Command) -> list[asyncio.Tas
     return [asyncio.create_task(committer.submit(command)) for command in commands]
 
 
-async def settle() -> None:
-    """Let every task that can run, run (each submit queues its command when it first runs)."""
+async def behind_one_in_flight(
+    committer: GroupCommitter, writer: FakeWriter, first: Command, *queued: Command
+) -> list[asyncio.Task[Ack]]:
+    """Submits `first` and holds its batch at the writer (until `writer.gate` opens), then
+    queues `queued` behind it; the tasks answering all of them, in that order."""
+    writer.gate.clear()
+    tasks = submitted(committer, first)
+    await writer.in_flight(1)
+    tasks += submitted(committer, *queued)
+    # Let each submit run up to its queueing.
     for _ in range(5):
         await asyncio.sleep(0)
+    return tasks
 
 
 async def answered(tasks: list[asyncio.Task[Ack]]) -> list[Ack | BaseException]:
@@ -132,14 +141,10 @@ async def test_commands_arriving_while_a_commit_is_in_flight_form_the_next_batch
     start: Start, writer: FakeWriter
 ) -> None:
     committer = start()
-    writer.gate.clear()
-    first = submitted(committer, deposit(1))
-    await writer.in_flight(1)
-    later = submitted(committer, deposit(2), deposit(3))
-    await settle()
+    tasks = await behind_one_in_flight(committer, writer, deposit(1), deposit(2), deposit(3))
 
     writer.gate.set()
-    answers = await acked(first + later)
+    answers = await acked(tasks)
 
     assert ids(writer.batches) == [["d1"], ["d2", "d3"]]
     assert [answer.version for answer in answers] == [1, 2, 2]
@@ -147,11 +152,8 @@ async def test_commands_arriving_while_a_commit_is_in_flight_form_the_next_batch
 
 async def test_max_commands_bounds_a_batch(start: Start, writer: FakeWriter) -> None:
     committer = start(max_commands=2)
-    writer.gate.clear()
-    tasks = submitted(committer, deposit(1))
-    await writer.in_flight(1)
-    tasks += submitted(committer, *(deposit(n) for n in range(2, 7)))
-    await settle()
+    queued = (deposit(n) for n in range(2, 7))
+    tasks = await behind_one_in_flight(committer, writer, deposit(1), *queued)
 
     writer.gate.set()
     await answered(tasks)
@@ -163,11 +165,7 @@ async def test_close_still_serves_everything_queued_before_it(
     start: Start, writer: FakeWriter
 ) -> None:
     committer = start()
-    writer.gate.clear()
-    tasks = submitted(committer, deposit(1))
-    await writer.in_flight(1)
-    tasks += submitted(committer, deposit(2), deposit(3))
-    await settle()
+    tasks = await behind_one_in_flight(committer, writer, deposit(1), deposit(2), deposit(3))
 
     await committer.close()
     with pytest.raises(NotServing):
@@ -199,12 +197,8 @@ async def test_a_fenced_reply_calls_on_fenced_once_and_refuses_what_follows(
     start: Start, writer: FakeWriter, calls: Calls
 ) -> None:
     committer = start()
-    writer.gate.clear()
     writer.fenced = "producer fenced"
-    tasks = submitted(committer, deposit(1))
-    await writer.in_flight(1)
-    tasks += submitted(committer, deposit(2))
-    await settle()
+    tasks = await behind_one_in_flight(committer, writer, deposit(1), deposit(2))
 
     writer.gate.set()
     answers = await answered(tasks)
