@@ -19,7 +19,7 @@ from command_server.servicer import CommandServicer
 from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.topic import UnsafeTopic
-from command_server.writer_process import WriterLost, WriterProcess
+from command_server.writer.handle import WriterLost, WriterProcess
 from ledger.environment import SettingsError
 from ledger.reflection import documented_pool
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter

@@ -1,9 +1,9 @@
 """Snapshots written on a thread of their own, so that batches do not wait for them.
 
-A snapshot of 10,000 accounts held the writer for 0.15-0.3 s (encoding, then a transaction of a
-few megabytes), and every command arriving meanwhile waited for it (docs/performance.md). The
-writer now only captures the snapshot between two batches
-(copies of the new outcome entries and references to the immutable accounts); encoding and the
+Writing a snapshot (encoding, then a transaction of a few megabytes) takes long enough that
+every command arriving meanwhile would wait for it (docs/performance.md, "Next levers for
+throughput", item 1). So the writer only captures the snapshot between two batches (copies of
+the new outcome entries and references to the immutable accounts); encoding and the
 transaction run on this thread, through the snapshot producer, while batches go on. At most one
 snapshot is in flight; a clean stop waits for it and then writes the final one itself.
 """

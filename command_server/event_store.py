@@ -1,6 +1,8 @@
 """Kafka as the event store: transactional appends by the one writer of a shard, and replay.
 
-Every call here blocks; the batcher runs them on one dedicated thread.
+Every call here blocks. All of them are made in the writer process: on its main thread (the
+start-up's replay, then the batch loop's appends), except the snapshot producer's store, which
+background_snapshots.py drives from its own thread.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ class EventStore:
 
     Why more than one: after a commit the broker still writes the transaction's markers, and a
     producer that starts its next transaction before that is done is told
-    CONCURRENT_TRANSACTIONS and retried by librdkafka after a fixed 20 ms. At 64 clients that
-    hit 12-32 % of all transactions (docs/performance.md). The next transaction therefore goes
-    to the other producer, whose previous transaction finished a whole batch ago. Appends still
-    never overlap: each one begins producing only after the previous one committed, so the log
-    holds them in the order they were decided. A new instance fences every one of the ids
-    before it replays.
+    CONCURRENT_TRANSACTIONS and retried by librdkafka after a fixed 20 ms, which under load hit
+    many transactions (docs/performance.md, "What changed in `command_server/`", item 5). The
+    next transaction therefore goes to the other producer, whose previous transaction finished
+    a whole batch ago. Appends still never overlap: each one begins producing only after the
+    previous one committed, so the log holds them in the order they were decided. A new
+    instance fences every one of the ids before it replays.
     """
 
     def __init__(
@@ -298,7 +300,7 @@ def _handle(producer: Producer, err: KafkaError) -> NoReturn:
 
 def open_together(stores: Sequence[EventStore], timeout: float = 60) -> None:
     """`open` every store's producers at once: each fencing is a few round trips to the
-    transaction coordinator (0.2-0.4 s for an id that exists), and a start waits for all."""
+    transaction coordinator, and a start waits for all of them."""
     producers = [producer for store in stores for producer in store._producers]
     with ThreadPoolExecutor(max_workers=len(producers)) as threads:
         outcomes = list(threads.map(lambda p: _init_transactions(p, timeout), producers))

@@ -1,10 +1,11 @@
 """Group commit, gRPC side: commands that arrive together go to the writer as one batch.
 
-The writer process (see writer.py) decides a batch's commands in order and writes their events
-in one Kafka transaction. While it works on one batch, the next one queues up here: a batch is
-whatever arrived during the previous commit (bounded by `max_commands`, optionally lingering up
-to `max_wait_ms`). Every caller is answered once the writer has answered its batch, that is once
-the transaction committed or aborted (design, decision 3).
+The writer process (command_server/writer) decides a batch's commands in order and writes
+their events in one Kafka transaction. While it works on one batch, the next one queues up
+here: a batch is whatever arrived during the previous commit (bounded by `max_commands`,
+optionally lingering up to `max_wait_ms`). Every caller is answered once the writer has
+answered its batch, that is once the transaction committed or aborted (docs/design.md,
+decision 3).
 """
 
 from __future__ import annotations
@@ -14,27 +15,35 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from command_server.event_store import Fenced
 from command_server.shards import Shard
-from command_server.wire import (
+from command_server.writer.handle import WriterLost
+from command_server.writer.protocol import (
     Ack,
-    CommandIdReused,
+    BatchReply,
     NotServing,
+    PackedCommand,
     pack_command,
     unpack_verdict,
 )
-from command_server.writer_process import WriterLost, WriterProcess
 from ledger.domain.commands import Command, accounts_of
 from ledger.telemetry.metrics import CommandMetrics
-
-__all__ = ["CommandIdReused", "GroupCommitter", "Misrouted", "NotServing"]
 
 log = logging.getLogger(__name__)
 
 
 class Misrouted(RuntimeError):
     """The command touches accounts this shard does not own."""
+
+
+class Writer(Protocol):
+    """What the committer needs of the writer (`WriterProcess`): one batch's round trip."""
+
+    async def commit(self, batch: list[PackedCommand]) -> BatchReply:
+        """The batch's reply; raises WriterLost if the writer is gone."""
+        ...
 
 
 @dataclass(slots=True)
@@ -46,7 +55,7 @@ class _Submission:
 class GroupCommitter:
     def __init__(
         self,
-        writer: WriterProcess,
+        writer: Writer,
         shard: Shard,
         *,
         max_commands: int,

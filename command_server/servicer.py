@@ -7,8 +7,8 @@ from typing import NoReturn
 import grpc
 
 from command_server.event_store import AppendFailed
-from command_server.group_commit import CommandIdReused, GroupCommitter, Misrouted, NotServing
-from command_server.wire import Ack
+from command_server.group_commit import GroupCommitter, Misrouted
+from command_server.writer.protocol import Ack, CommandIdReused, NotServing
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.v1 import commands_pb2 as pb

@@ -1,9 +1,10 @@
 """Snapshots of the write model: written every N events and at a clean stop, read at start.
 
 A restart then reads the latest snapshot of each owned partition and replays only the events
-after it, instead of folding the whole log (design: "later: from snapshots in a compacted
-topic"). A snapshot is written in a Kafka transaction of a producer of the shard's own (fenced
-like the others when an instance starts), so a crash mid-way leaves the previous snapshot whole.
+after it, instead of folding the whole log. Snapshots are a cache of that fold; the log stays
+the truth (docs/design.md, decision 1). A snapshot is written in a Kafka transaction of a
+producer of the shard's own (fenced like the others when an instance starts), so a crash
+mid-way leaves the previous snapshot whole.
 
 Writing one has two halves: `capture` takes what is to be written from the model, between two
 batches, and `publish` encodes and writes it, touching nothing but the capture (so it may run

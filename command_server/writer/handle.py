@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from command_server.settings import Settings
-from command_server.wire import PackedCommand, WriterFailed
-from command_server.writer import KNOWN_START_FAILURES, READY, BatchReply, writer_main
+from command_server.writer.process import writer_main
+from command_server.writer.protocol import BatchReply, PackedCommand, unpack_start
 
 
 class WriterLost(RuntimeError):
@@ -28,6 +28,8 @@ class Rebuilt:
 
 
 class WriterProcess:
+    """The writer process as the gRPC process sees it; callers keep one batch in flight."""
+
     def __init__(self, settings: Settings) -> None:
         # spawn, not fork: this process already runs gRPC's and asyncio's threads.
         context = multiprocessing.get_context("spawn")
@@ -48,12 +50,8 @@ class WriterProcess:
 
     async def rebuilt(self) -> Rebuilt:
         """Wait until the writer is ready to take batches; raise what made it fail otherwise."""
-        message = await self._receive()
-        if message[0] == READY:
-            _, partitions, accounts, events = message
-            return Rebuilt(partitions, accounts, events)
-        _, kind, text = message
-        raise KNOWN_START_FAILURES.get(kind, WriterFailed)(text)
+        partitions, accounts, events = unpack_start(await self._receive())
+        return Rebuilt(partitions, accounts, events)
 
     async def commit(self, batch: list[PackedCommand]) -> BatchReply:
         """Hand one batch to the writer and wait for its verdicts."""

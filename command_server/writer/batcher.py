@@ -1,67 +1,47 @@
-"""The writer process: owns the shard's write model and its transactional producer.
+"""The Batcher: decides a batch's commands in order, appends their events in one transaction,
+folds them into the write model once committed, and answers one verdict per command.
 
-The gRPC process hands it batches of commands over a pipe; it decides them in order against the
-committed state overlaid with what earlier commands of the same batch changed, appends the
-resulting events in one Kafka transaction, folds them into the write model once committed, and
-answers with one verdict per command. Every caller (including the rejected ones, whose verdict may
-rest on the pending state) is answered only after the transaction committed; if it aborts, all of
-them get the error and the pending state is dropped (design, decision 3).
-
-Why a process of its own: deciding, encoding and producing are CPU work in Python. In the gRPC
-process they would share one interpreter lock with gRPC's own per-call work; here they run on
-the other core, and the gRPC process only forwards commands and answers.
+Each command is decided against the committed state overlaid with what the batch's earlier
+commands changed. Every verdict (a rejection too: it may rest on that pending state) holds only
+if the transaction commits; if it aborts, every command of the batch gets the failure and the
+pending state is dropped, so a retry is decided afresh (docs/design.md, decision 3). A command
+whose id already has an outcome gets that outcome again, or a refusal if it is not the same
+command (docs/design.md, decision 4).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
+from typing import Protocol
 
-from command_server.background_snapshots import BackgroundSnapshots
-from command_server.event_store import AppendFailed, EventStore, Fenced
-from command_server.settings import Settings
+from command_server.event_store import AppendFailed, Fenced
 from command_server.shards import Shard
-from command_server.startup import connect, rebuild
-from command_server.topic import UnsafeTopic
-from command_server.wire import (
-    ACK,
-    APPEND_FAILED,
-    FAILED,
-    NOT_SERVING,
-    REJECTED,
-    REUSED,
+from command_server.write_model import Outcome, WriteModel
+from command_server.writer.protocol import (
+    BatchReply,
     CommandIdReused,
+    NotServing,
     PackedCommand,
-    PackedVerdict,
+    WriterFailed,
+    pack_verdict,
     unpack_command,
 )
-from command_server.write_model import Outcome, WriteModel
 from ledger.domain.account import Account
 from ledger.domain.commands import Command, accounts_of, fingerprint
 from ledger.domain.decider import decide, evolve
 from ledger.domain.rejection import Rejection
-from ledger.environment import SettingsError
 from ledger.events.records import Event
-from ledger.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
-# Messages from the writer: ("ready", partitions, accounts, events), ("failed", kind, message).
-READY = "ready"
-START_FAILED = "failed"
-# Start-up failures the composition root reports as "cannot start" (exit code 2).
-KNOWN_START_FAILURES: dict[str, type[Exception]] = {
-    "UnsafeTopic": UnsafeTopic,
-    "AppendFailed": AppendFailed,
-    "SettingsError": SettingsError,
-}
 
-BatchReply = tuple[str | None, list[PackedVerdict]]
-"""(why the shard was fenced, or None; one verdict per command of the batch)"""
+class Appender(Protocol):
+    """The part of the event store the batcher uses."""
+
+    def append(self, events: Sequence[tuple[Event, int]]) -> list[int]: ...
 
 
 def utc_now() -> datetime:
@@ -104,7 +84,7 @@ class Batcher:
     def __init__(
         self,
         model: WriteModel,
-        store: EventStore,
+        store: Appender,
         shard: Shard,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -119,8 +99,7 @@ class Batcher:
     def commit(self, packed: list[PackedCommand]) -> BatchReply:
         batch = [_Submission(unpack_command(command)) for command in packed]
         if self._fenced is not None:
-            refusal = (NOT_SERVING, f"this shard was taken over: {self._fenced}")
-            return str(self._fenced), [refusal] * len(batch)
+            return self._refuse_fenced(len(batch))
         decisions = self._decide(batch)
         verdicts, events = decisions.verdicts, decisions.events
         self.appended = 0
@@ -129,13 +108,14 @@ class Batcher:
                 offsets = self._store.append(events)
             except Fenced as exc:
                 self._fenced = exc
-                return str(exc), [(NOT_SERVING, f"this shard was taken over: {exc}")] * len(batch)
+                return self._refuse_fenced(len(batch))
             except AppendFailed as exc:
                 log.warning("batch of %d commands aborted: %s", len(batch), exc)
-                return None, [(APPEND_FAILED, str(exc))] * len(batch)
+                return None, [pack_verdict(exc)] * len(batch)
             except Exception as exc:
                 log.exception("unexpected failure appending a batch")
-                return None, [(FAILED, f"appending the batch failed: {exc!r}")] * len(batch)
+                failed = WriterFailed(f"appending the batch failed: {exc!r}")
+                return None, [pack_verdict(failed)] * len(batch)
             self.appended = len(events)
             apply = self._model.apply_decided
             for (event, partition), offset, state in zip(
@@ -146,7 +126,11 @@ class Batcher:
                 verdicts[index] = self._model.outcome(batch[index].command.command_id)
         for duplicate, original in decisions.aliases.items():
             verdicts[duplicate] = verdicts[original]
-        return None, [_pack(verdict) for verdict in verdicts]
+        return None, [pack_verdict(verdict) for verdict in verdicts]
+
+    def _refuse_fenced(self, commands: int) -> BatchReply:
+        refusal = NotServing(f"this shard was taken over: {self._fenced}")
+        return str(self._fenced), [pack_verdict(refusal)] * commands
 
     def _decide(self, batch: list[_Submission]) -> _Decisions:
         now = self._clock()
@@ -206,74 +190,3 @@ def _reused(command: Command) -> CommandIdReused:
 def _retried(known: Outcome, sub: _Submission) -> Outcome | CommandIdReused:
     """A command whose id has a recorded outcome: the same answer again, or a refusal."""
     return known if known.fingerprint == sub.fingerprint else _reused(sub.command)
-
-
-def _pack(verdict: _Verdict) -> PackedVerdict:
-    if isinstance(verdict, Outcome):
-        return (ACK, verdict.version, verdict.token)
-    if isinstance(verdict, Rejection):
-        return (REJECTED, verdict.kind.value, verdict.message)
-    if isinstance(verdict, CommandIdReused):
-        return (REUSED, str(verdict))
-    return (FAILED, "no verdict reached for a command in the batch")
-
-
-def writer_main(conn: Connection, settings: Settings) -> None:
-    """Entry point of the writer process (spawned by `WriterProcess`)."""
-    # The gRPC process decides when to stop (it still has answers to deliver): a Ctrl-C or a
-    # SIGTERM sent to the whole process group must not cut the writer short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure_logging("command-server")
-    try:
-        store, shard, snapshots = connect(settings)
-        model, replayed = rebuild(settings, store, shard, snapshots)
-    except tuple(KNOWN_START_FAILURES.values()) as exc:
-        _send(conn, (START_FAILED, type(exc).__name__, str(exc)))
-        return
-    except BaseException as exc:
-        log.exception("the writer could not rebuild its state")
-        _send(conn, (START_FAILED, "", f"{exc!r}"))
-        return
-    if not _send(conn, (READY, shard.partitions, len(model.accounts), replayed)):
-        store.close()
-        if snapshots is not None:
-            snapshots.close()
-        return
-    batcher = Batcher(model, store, shard)
-    background = BackgroundSnapshots(snapshots) if snapshots is not None else None
-    if background is not None:
-        background.note(replayed)
-    try:
-        while True:
-            if background is not None and background.due:
-                background.start(model)
-            if not conn.poll():
-                # Idle: the next batch's transaction can begin now rather than when it arrives.
-                store.prepare()
-            try:
-                message = conn.recv()
-            except EOFError:
-                log.error("the gRPC process went away; the writer stops")
-                break
-            if message is None:
-                if background is not None:
-                    background.write_final(model)
-                break
-            fenced, verdicts = batcher.commit(message)
-            if not _send(conn, (fenced, verdicts)):
-                break
-            if background is not None:
-                background.note(batcher.appended)
-    finally:
-        if background is not None:
-            background.close()
-        store.close()
-
-
-def _send(conn: Connection, message: object) -> bool:
-    try:
-        conn.send(message)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
