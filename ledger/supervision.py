@@ -30,6 +30,8 @@ import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ledger.backoff import Backoff
+
 log = logging.getLogger("ledger.supervision")
 
 # A worker that ran this long was healthy: its next failure starts the count afresh.
@@ -127,7 +129,8 @@ async def keep_running(
     `on_exit` gets the pid of each process that ended."""
     loop = asyncio.get_running_loop()
     quick_failures = 0
-    backoff = _FIRST_BACKOFF_SECONDS
+    # The documented bounds (0.5 s to 10 s): the floor keeps a crash loop from spinning.
+    backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS, floor=_FIRST_BACKOFF_SECONDS)
     index = worker.index
     first_start = True
     while not stopping.is_set() and not ending.failed.is_set():
@@ -158,7 +161,8 @@ async def keep_running(
             return
         ran = loop.time() - started
         if ran >= STABLE_SECONDS:
-            quick_failures, backoff = 0, _FIRST_BACKOFF_SECONDS
+            quick_failures = 0
+            backoff.reset()
         quick_failures += 1
         if quick_failures >= MAX_QUICK_FAILURES:
             log.critical(
@@ -171,17 +175,17 @@ async def keep_running(
             )
             ending.end(1)
             return
+        wait = backoff.next()
         log.error(
             "worker %d (pid %d) exited (%s) after %.1fs; restarting it in %.1fs",
             index,
             process.pid,
             _describe(code),
             ran,
-            backoff,
+            wait,
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            await asyncio.wait_for(stopping.wait(), wait)
 
 
 async def _until_exit_or_stop(

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ledger.backoff import Backoff
 from ledger.environment import SettingsError
 from ledger.reflection import documented_pool
 from ledger.supervision import watch_parent_pipe
@@ -36,6 +37,7 @@ log = logging.getLogger("query_server")
 SERVICE_NAME = queries_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 _ServingStatus: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
+_FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -50,15 +52,15 @@ class _Health:
 
 async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadModel | None:
     """The pool, once PostgreSQL accepts connections; None if we are stopped first."""
-    backoff = 0.1
+    backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS)
     while not stopping.is_set():
         try:
             return await ReadModel.open(settings.database_url, settings.topic, settings.pool_size)
         except Unavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc.message, backoff)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            wait = backoff.next()
+            log.warning("%s; retrying in %.1fs", exc.message, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
     return None
 
 
