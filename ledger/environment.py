@@ -10,8 +10,11 @@ allowed, instead of failing later with a library's error.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class SettingsError(ValueError):
@@ -21,6 +24,13 @@ class SettingsError(ValueError):
 def _raw(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return None if raw is None or raw == "" else raw
+
+
+def _parsed(name: str, raw: str, parse: Callable[[str], _T], what: str) -> _T:
+    try:
+        return parse(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
 
 
 def env_text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -39,10 +49,7 @@ def env_int(
     raw = _raw(env, name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    value = _parsed(name, raw, int, "an integer")
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -55,10 +62,7 @@ def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = _raw(env, name)
     if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    value = _parsed(name, raw, float, "a number of seconds")
     if not (math.isfinite(value) and value >= 0):  # NaN fails both
         raise SettingsError(f"{name} must be a non-negative number of seconds, got {raw!r}")
     return value

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from ledger.grpc_server import LedgerServer
 from ledger.telemetry.metrics import GrpcServerMetrics
 from ledger.v1 import queries_pb2, queries_pb2_grpc
+from query_server.servicer import QueryServicer
 
 SERVICE = queries_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
@@ -22,15 +23,20 @@ async def _statuses(channel: grpc.aio.Channel) -> list[int]:
     ]
 
 
-async def test_health_answers_not_serving_until_the_service_says_it_serves() -> None:
+async def _started() -> LedgerServer:
     server = LedgerServer(
         SERVICE,
-        queries_pb2_grpc.QueryServiceServicer(),
+        QueryServicer(),
         queries_pb2_grpc.add_QueryServiceServicer_to_server,
         "127.0.0.1:0",
         GrpcServerMetrics.create(CollectorRegistry()),
     )
     await server.start()
+    return server
+
+
+async def test_health_answers_not_serving_until_the_service_says_it_serves() -> None:
+    server = await _started()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             assert await _statuses(channel) == [health_pb2.HealthCheckResponse.NOT_SERVING] * 2
@@ -43,14 +49,7 @@ async def test_health_answers_not_serving_until_the_service_says_it_serves() -> 
 
 
 async def test_reflection_lists_the_service_health_and_itself() -> None:
-    server = LedgerServer(
-        SERVICE,
-        queries_pb2_grpc.QueryServiceServicer(),
-        queries_pb2_grpc.add_QueryServiceServicer_to_server,
-        "127.0.0.1:0",
-        GrpcServerMetrics.create(CollectorRegistry()),
-    )
-    await server.start()
+    server = await _started()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
