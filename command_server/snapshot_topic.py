@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import create_missing_topic, describe_topic_config
-from ledger.events.consuming import consume_ready
+from ledger.events.consuming import ReadToEnd, high_watermarks
 
 log = logging.getLogger(__name__)
 
@@ -71,27 +71,15 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, b
     )
     latest: dict[str, bytes] = {}
     try:
-        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
-        if end == 0:
-            return latest
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading snapshot topic {topic} did not reach offset {end}")
-            for msg in consume_ready(consumer, 1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    if (msg.offset() or 0) >= end:
-                        return latest
-                    continue
+        reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic, [0], timeout=30))
+        for records in reader.batches(time.monotonic() + timeout, most=1000):
+            for msg in records:
                 key = (msg.key() or b"").decode("utf-8", "replace")
                 value = msg.value()
                 if value is None:
                     latest.pop(key, None)
                 else:
                     latest[key] = value
+        return latest
     finally:
         consumer.close()
