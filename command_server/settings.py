@@ -6,7 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ledger.environment import SettingsError, env_int, env_text
+from ledger.environment import (
+    KAFKA_BOOTSTRAP,
+    LOCAL_KAFKA_BOOTSTRAP,
+    LOCAL_SCHEMA_REGISTRY_URL,
+    SCHEMA_REGISTRY_URL,
+    TOPIC,
+    SettingsError,
+    env_int,
+    env_text,
+)
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
@@ -15,8 +24,8 @@ _MAX_PRODUCERS = 4
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
     listen: str = "127.0.0.1:50051"
     topic: str = EVENT_TOPIC
     partitions: int = 6
@@ -40,12 +49,10 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            kafka_bootstrap=env_text(
-                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
-            ),
-            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
+            kafka_bootstrap=env_text(env, KAFKA_BOOTSTRAP, defaults.kafka_bootstrap),
+            registry_url=env_text(env, SCHEMA_REGISTRY_URL, defaults.registry_url),
             listen=env_text(env, "LEDGER_COMMAND_ADDR", defaults.listen),
-            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
+            topic=env_text(env, TOPIC, defaults.topic),
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
             shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
             shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),

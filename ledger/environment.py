@@ -17,6 +17,16 @@ from typing import TypeVar
 _T = TypeVar("_T")
 
 
+# The variables more than one service reads, and their defaults: a local stack's addresses.
+KAFKA_BOOTSTRAP = "LEDGER_KAFKA_BOOTSTRAP_SERVERS"
+SCHEMA_REGISTRY_URL = "LEDGER_SCHEMA_REGISTRY_URL"
+DATABASE_URL = "LEDGER_DATABASE_URL"
+TOPIC = "LEDGER_TOPIC"
+LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+LOCAL_SCHEMA_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
+LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ledger"
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 

@@ -6,9 +6,20 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger.environment import (
+    DATABASE_URL,
+    KAFKA_BOOTSTRAP,
+    LOCAL_DATABASE_URL,
+    LOCAL_KAFKA_BOOTSTRAP,
+    LOCAL_SCHEMA_REGISTRY_URL,
+    SCHEMA_REGISTRY_URL,
+    TOPIC,
+    env_host_port,
+    env_int,
+    env_text,
+)
 from ledger.environment import HostPort as HostPort
 from ledger.environment import SettingsError as SettingsError
-from ledger.environment import env_host_port, env_int, env_text
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 READ_MODEL_SCHEMA = "ledger"
@@ -17,9 +28,9 @@ READ_MODEL_SCHEMA = "ledger"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
+    database_url: str = LOCAL_DATABASE_URL
     topic: str = ACCOUNT_EVENTS_TOPIC
     http: HostPort = HostPort("127.0.0.1", 9464)  # noqa: RUF009 (frozen, so safe to share)
     # 5000 measured best for catch-up: larger batches gain little and hold locks longer.
@@ -44,12 +55,10 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            kafka_bootstrap=env_text(
-                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
-            ),
-            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
-            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
-            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
+            kafka_bootstrap=env_text(env, KAFKA_BOOTSTRAP, defaults.kafka_bootstrap),
+            registry_url=env_text(env, SCHEMA_REGISTRY_URL, defaults.registry_url),
+            database_url=env_text(env, DATABASE_URL, defaults.database_url),
+            topic=env_text(env, TOPIC, defaults.topic),
             http=env_host_port(env, "LEDGER_PROJECTOR_HTTP", defaults.http),
             batch_max_events=env_int(
                 env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events, minimum=1

@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.environment import SettingsError, env_int, env_seconds, env_text
+from ledger.environment import (
+    DATABASE_URL,
+    KAFKA_BOOTSTRAP,
+    LOCAL_DATABASE_URL,
+    TOPIC,
+    SettingsError,
+    env_int,
+    env_seconds,
+    env_text,
+)
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
@@ -40,7 +49,7 @@ def _port_of(listen: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    database_url: str = LOCAL_DATABASE_URL
     listen: str = "127.0.0.1:50052"
     topic: str = EVENT_TOPIC
     # Only used for the high watermarks (lag) in GetProjectionStatus; None: lag is unknown.
@@ -62,10 +71,10 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            database_url=env_text(env, DATABASE_URL, defaults.database_url),
             listen=env_text(env, "LEDGER_QUERY_ADDR", defaults.listen),
-            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
-            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or None,
+            topic=env_text(env, TOPIC, defaults.topic),
+            kafka_bootstrap=env.get(KAFKA_BOOTSTRAP) or None,
             pool_size=env_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
             default_wait_seconds=env_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds
