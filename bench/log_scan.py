@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
 
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 
 
 @dataclass
@@ -27,18 +27,7 @@ class Scanned:
 
 def scan(bootstrap: str, topic: str, *, keep_values: bool = True) -> Scanned:
     """Read `topic` from offset 0 to its end as a read_committed consumer (as the projector)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-scan-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
+    consumer = Consumer(read_to_end_config(bootstrap, f"bench-scan-{uuid.uuid4().hex[:8]}"))
     scanned = Scanned()
     try:
         reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic, timeout=10))

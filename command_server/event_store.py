@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.events.codec import EventCodec, UndecodableEvent
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
@@ -156,20 +156,7 @@ class EventStore:
         to complete, so the end is then every transaction committed before.
         """
         consumer = Consumer(
-            {
-                "logger": log,
-                "bootstrap.servers": self._bootstrap,
-                "group.id": "ledger-command-replay",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                # The end of a partition shows only in the fetch after the last data, which the
-                # broker holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
-                "fetch.wait.max.ms": 10,
-            }
+            {**read_to_end_config(self._bootstrap, "ledger-command-replay"), "logger": log}
         )
         try:
             return self._replay(

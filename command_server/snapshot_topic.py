@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import create_missing_topic, describe_topic_config
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,10 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, b
     """The latest committed value of every live key of the (single-partition) topic."""
     consumer = Consumer(
         {
+            **read_to_end_config(bootstrap, "ledger-command-snapshots"),
             "logger": log,
-            "bootstrap.servers": bootstrap,
-            "group.id": "ledger-command-snapshots",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
+            # A chunk may be as large as the topic allows.
             "max.partition.fetch.bytes": 2 * SNAPSHOT_MAX_BYTES,
-            # The end of a partition shows only in the fetch after the last data, which the broker
-            # holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
-            "fetch.wait.max.ms": 10,
         }
     )
     latest: dict[str, bytes] = {}

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer
 
 from ledger.events.codec import EventCodec, UndecodableEvent
-from ledger.events.consuming import EndNotReached, ReadToEnd, high_watermarks
+from ledger.events.consuming import (
+    EndNotReached,
+    ReadToEnd,
+    high_watermarks,
+    read_to_end_config,
+)
 from ledger.events.records import Event
 from ledger.events.schema_store import ConfluentSchemaStore
 
@@ -33,18 +38,8 @@ class LogRecord:
 
 
 def _consumer(bootstrap: str, isolation: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fault-drill-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
+    group_id = f"fault-drill-reader-{uuid.uuid4().hex[:8]}"
+    return Consumer(read_to_end_config(bootstrap, group_id, isolation))
 
 
 def read_log(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -24,6 +25,26 @@ def consume_ready(consumer: Consumer, most: int, wait: float) -> list[Message]:
     if most == 1:
         return [first]
     return [first, *consumer.consume(most - 1, 0)]
+
+
+def read_to_end_config(
+    bootstrap: str, group_id: str, isolation: str = "read_committed"
+) -> dict[str, Any]:
+    """A consumer for ReadToEnd: assigned, never committing, told of each partition's end, and
+    fetching in large batches (a replay reads millions of small records)."""
+    reading = {"isolation.level": isolation, "enable.partition.eof": True}
+    fetching = {"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20}
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        **reading,
+        **fetching,
+        # The end of a partition shows only in the fetch after the last data, which the broker
+        # holds up to this long (librdkafka: 500 ms): paid once per read otherwise.
+        "fetch.wait.max.ms": 10,
+    }
 
 
 class EndNotReached(TimeoutError):
