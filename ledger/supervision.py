@@ -3,7 +3,8 @@
 
 What it guarantees:
 
-- a worker that exits on its own is restarted with a back-off, unless its exit code is one the
+- a worker that exits on its own is restarted after a jittered back-off (0.5 s to 10 s, so that
+  workers failing together do not restart in lock-step), unless its exit code is one the
   service calls final (the projector's "an event contradicts the read model": restarting would
   meet the same event), or one it calls final at a worker's first start only ("cannot start":
   the same settings would fail again, while on a restart it may be a passing outage); a final
@@ -129,8 +130,13 @@ async def keep_running(
     `on_exit` gets the pid of each process that ended."""
     loop = asyncio.get_running_loop()
     quick_failures = 0
-    # The documented bounds (0.5 s to 10 s): the floor keeps a crash loop from spinning.
-    backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS, floor=_FIRST_BACKOFF_SECONDS)
+    # Every wait lies within the documented bounds, 0.5 s to 10 s; the first is drawn up to
+    # twice the floor, so that even the first restarts of workers failing together spread out.
+    backoff = Backoff(
+        min(2 * _FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS),
+        _MAX_BACKOFF_SECONDS,
+        floor=_FIRST_BACKOFF_SECONDS,
+    )
     index = worker.index
     first_start = True
     while not stopping.is_set() and not ending.failed.is_set():
