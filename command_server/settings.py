@@ -7,11 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger.environment import (
-    KAFKA_BOOTSTRAP,
     LOCAL_KAFKA_BOOTSTRAP,
     LOCAL_SCHEMA_REGISTRY_URL,
-    SCHEMA_REGISTRY_URL,
-    TOPIC,
     SettingsError,
     env_int,
     env_text,
@@ -49,10 +46,12 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            kafka_bootstrap=env_text(env, KAFKA_BOOTSTRAP, defaults.kafka_bootstrap),
-            registry_url=env_text(env, SCHEMA_REGISTRY_URL, defaults.registry_url),
+            kafka_bootstrap=env_text(
+                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
+            ),
+            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
             listen=env_text(env, "LEDGER_COMMAND_ADDR", defaults.listen),
-            topic=env_text(env, TOPIC, defaults.topic),
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
             shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
             shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),

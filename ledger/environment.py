@@ -17,11 +17,8 @@ from typing import TypeVar
 _T = TypeVar("_T")
 
 
-# The variables more than one service reads, and their defaults: a local stack's addresses.
-KAFKA_BOOTSTRAP = "LEDGER_KAFKA_BOOTSTRAP_SERVERS"
-SCHEMA_REGISTRY_URL = "LEDGER_SCHEMA_REGISTRY_URL"
-DATABASE_URL = "LEDGER_DATABASE_URL"
-TOPIC = "LEDGER_TOPIC"
+# The defaults of the addresses several services read: those of a local stack (`make run`).
+# (Each service names its variables itself: tests/unit/test_compose.py reads them there.)
 LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 LOCAL_SCHEMA_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/ledger"

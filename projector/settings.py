@@ -7,13 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger.environment import (
-    DATABASE_URL,
-    KAFKA_BOOTSTRAP,
     LOCAL_DATABASE_URL,
     LOCAL_KAFKA_BOOTSTRAP,
     LOCAL_SCHEMA_REGISTRY_URL,
-    SCHEMA_REGISTRY_URL,
-    TOPIC,
     env_host_port,
     env_int,
     env_text,
@@ -55,10 +51,12 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            kafka_bootstrap=env_text(env, KAFKA_BOOTSTRAP, defaults.kafka_bootstrap),
-            registry_url=env_text(env, SCHEMA_REGISTRY_URL, defaults.registry_url),
-            database_url=env_text(env, DATABASE_URL, defaults.database_url),
-            topic=env_text(env, TOPIC, defaults.topic),
+            kafka_bootstrap=env_text(
+                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
+            ),
+            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
+            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             http=env_host_port(env, "LEDGER_PROJECTOR_HTTP", defaults.http),
             batch_max_events=env_int(
                 env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events, minimum=1

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.environment import (
-    DATABASE_URL,
-    KAFKA_BOOTSTRAP,
     LOCAL_DATABASE_URL,
-    TOPIC,
     SettingsError,
     env_int,
     env_seconds,
@@ -71,10 +68,10 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            database_url=env_text(env, DATABASE_URL, defaults.database_url),
+            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
             listen=env_text(env, "LEDGER_QUERY_ADDR", defaults.listen),
-            topic=env_text(env, TOPIC, defaults.topic),
-            kafka_bootstrap=env.get(KAFKA_BOOTSTRAP) or None,
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
+            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or None,
             pool_size=env_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
             default_wait_seconds=env_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds

@@ -87,7 +87,7 @@ class ReadToEnd:
         self._consumer = consumer
         self.topic = topic
         self.ends = {p: end for p, end in ends.items() if end > starts.get(p, 0)}
-        """The partitions still to read (those with something after their start), to where."""
+        """The partitions to read (those with something after their start), and their ends."""
         self.reached = {p: starts.get(p, 0) for p in self.ends}
         """How far each partition is known to be read (at most its end)."""
         self._pending = set(self.ends)
