@@ -7,12 +7,13 @@ transactional topic the last offset is a commit marker, which never becomes a ch
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
-from ledger.events.consuming import consume_ready
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 
 
 @dataclass
@@ -26,37 +27,15 @@ class Scanned:
 
 def scan(bootstrap: str, topic: str, *, keep_values: bool = True) -> Scanned:
     """Read `topic` from offset 0 to its end as a read_committed consumer (as the projector)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-scan-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
+    consumer = Consumer(read_to_end_config(bootstrap, f"bench-scan-{uuid.uuid4().hex[:8]}"))
     scanned = Scanned()
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.topics[topic].partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        while pending:
-            for message in consume_ready(consumer, 10_000, 0.5):
+        reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic, timeout=10))
+        # No deadline: a benchmark that cannot read its log has nothing to report anyway.
+        for batch in reader.batches(deadline=math.inf):
+            for message in batch:
                 partition = message.partition() or 0
                 offset = message.offset() or 0
-                error = message.error()
-                if error is not None:
-                    # EOF at the end offset read before we started: the partition is done.
-                    if error.code() == KafkaError._PARTITION_EOF and offset >= ends[partition]:
-                        pending.discard(partition)
-                    continue
                 scanned.last_offsets[partition] = offset
                 scanned.count += 1
                 if keep_values:

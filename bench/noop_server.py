@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ledger.grpc_server import stop_on_signals
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import queries_pb2 as qpb
 
@@ -92,11 +92,8 @@ def _one_method(
 
 
 async def serve(address: str) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    # The same constructor call as the command server's composition root: default options.
+    stopping = stop_on_signals()
+    # Not a LedgerServer: the baseline is grpc itself, default options, no interceptor.
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((command_service(), query_service()))
     health_servicer = health.aio.HealthServicer()

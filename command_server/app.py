@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 import time
-from typing import TypeAlias
-
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from command_server.event_store import AppendFailed, Fenced
 from command_server.group_commit import GroupCommitter
@@ -21,9 +15,8 @@ from command_server.shards import Shard
 from command_server.topic import UnsafeTopic
 from command_server.writer.handle import WriterLost, WriterProcess
 from ledger.environment import SettingsError
-from ledger.reflection import documented_pool
+from ledger.grpc_server import LedgerServer, stop_on_signals
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter
-from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.logs import configure_logging
 from ledger.telemetry.metrics import CommandMetrics, GrpcServerMetrics
 from ledger.v1 import commands_pb2, commands_pb2_grpc
@@ -34,24 +27,10 @@ SERVICE_NAME = commands_pb2.DESCRIPTOR.services_by_name["CommandService"].full_n
 EXIT_FENCED = 3
 EXIT_WRITER_LOST = 1
 
-_ServingStatus: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
-
-
-class _Health:
-    def __init__(self) -> None:
-        self.servicer = health.aio.HealthServicer()
-
-    async def set(self, status: _ServingStatus) -> None:
-        await self.servicer.set("", status)
-        await self.servicer.set(SERVICE_NAME, status)
-
 
 async def serve(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT (returns 0) or until fenced by another instance (returns 3)."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+    stopping = stop_on_signals()
     exit_code = 0
 
     def on_fenced(exc: Fenced) -> None:
@@ -70,24 +49,20 @@ async def serve(settings: Settings) -> int:
         exit_code = EXIT_WRITER_LOST
         stopping.set()
 
-    health_status = _Health()
     servicer = CommandServicer()
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create())])
-    commands_pb2_grpc.add_CommandServiceServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-        server,
-        pool=documented_pool(),
+    server = LedgerServer(
+        SERVICE_NAME,
+        servicer,
+        commands_pb2_grpc.add_CommandServiceServicer_to_server,
+        settings.listen,
+        GrpcServerMetrics.create(),
     )
-    server.add_insecure_port(settings.listen)
     metrics = start_metrics_exporter(COMMAND_SERVER_METRICS_ADDR)
     # Only once the port is ours: the writer fences any other instance of this shard. It starts
     # now so that its interpreter start-up overlaps ours.
     started = time.monotonic()
     writer = WriterProcess(settings)
     writer.start()
-    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
     # Health and reflection answer (NOT_SERVING) while the state is rebuilt.
     await server.start()
     log.info("listening on %s; rebuilding shard %s", settings.listen, settings.transactional_id)
@@ -116,11 +91,11 @@ async def serve(settings: Settings) -> int:
     )
     commit_loop = asyncio.create_task(committer.run(), name="group-commit")
     servicer.committer = committer
-    await health_status.set(health_pb2.HealthCheckResponse.SERVING)
+    await server.serving(True)
     log.info("serving ledger.v1.CommandService on %s", settings.listen)
 
     await stopping.wait()
-    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.serving(False)
     # Calls in flight wait on the commit loop, so it runs until the server has answered them.
     await server.stop(settings.grace_seconds)
     await committer.close()

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.events.codec import EventCodec, UndecodableEvent
-from ledger.events.consuming import consume_ready
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
@@ -158,20 +158,7 @@ class EventStore:
         to complete, so the end is then every transaction committed before.
         """
         consumer = Consumer(
-            {
-                "logger": log,
-                "bootstrap.servers": self._bootstrap,
-                "group.id": "ledger-command-replay",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                # The end of a partition shows only in the fetch after the last data, which the
-                # broker holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
-                "fetch.wait.max.ms": 10,
-            }
+            {**read_to_end_config(self._bootstrap, "ledger-command-replay"), "logger": log}
         )
         try:
             return self._replay(
@@ -188,34 +175,13 @@ class EventStore:
         start: Mapping[int, int],
         deadline: float,
     ) -> int:
-        ends = {}
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=30)
-            ends[p] = high
-        pending = {p for p, high in ends.items() if high > start.get(p, 0)}
-        if not pending:
-            return 0
-        consumer.assign([TopicPartition(self._topic, p, start.get(p, 0)) for p in pending])
+        ends = high_watermarks(consumer, self._topic, partitions, timeout=30)
+        reader = ReadToEnd(consumer, self._topic, start, ends)
         count = 0
         undecodable = 0
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"replay did not reach the end of partitions {sorted(pending)}")
-            messages = consume_ready(consumer, 10_000, 0.5)
-            decoded = iter(
-                self._codec.decode_batch([m.value() or b"" for m in messages if m.error() is None])
-            )
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    # The end-of-partition marker carries the position reached, which is
-                    # past any trailing transaction marker once everything is read.
-                    if (msg.offset() or 0) >= ends[msg.partition() or 0]:
-                        pending.discard(msg.partition() or 0)
-                    continue
-                event = next(decoded)
+        for records in reader.batches(deadline):
+            decoded = self._codec.decode_batch([m.value() or b"" for m in records])
+            for msg, event in zip(records, decoded, strict=True):
                 if isinstance(event, UndecodableEvent):
                     # The projector dead-letters such bytes; they carry no state we could fold.
                     undecodable += 1

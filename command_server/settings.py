@@ -6,7 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ledger.environment import SettingsError, env_int
+from ledger.environment import (
+    LOCAL_KAFKA_BOOTSTRAP,
+    LOCAL_SCHEMA_REGISTRY_URL,
+    SettingsError,
+    env_int,
+    env_text,
+)
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
@@ -15,8 +21,8 @@ _MAX_PRODUCERS = 4
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
     listen: str = "127.0.0.1:50051"
     topic: str = EVENT_TOPIC
     partitions: int = 6
@@ -40,10 +46,12 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or defaults.kafka_bootstrap,
-            registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
-            listen=env.get("LEDGER_COMMAND_ADDR") or defaults.listen,
-            topic=env.get("LEDGER_TOPIC") or defaults.topic,
+            kafka_bootstrap=env_text(
+                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
+            ),
+            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
+            listen=env_text(env, "LEDGER_COMMAND_ADDR", defaults.listen),
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
             shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
             shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
@@ -55,13 +63,11 @@ class Settings:
             snapshot_every_events=env_int(
                 env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
             ),
-            producers=env_int(env, "LEDGER_PRODUCERS", defaults.producers, minimum=1),
+            # Transactions never overlap, so more producers would only wait their turn.
+            producers=env_int(
+                env, "LEDGER_PRODUCERS", defaults.producers, minimum=1, maximum=_MAX_PRODUCERS
+            ),
         )
-        if settings.producers > _MAX_PRODUCERS:
-            raise SettingsError(
-                f"LEDGER_PRODUCERS must be at most {_MAX_PRODUCERS}, got {settings.producers}: "
-                "transactions never overlap, so more producers would only wait their turn"
-            )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(
                 f"LEDGER_SHARD_INDEX ({settings.shard_index}) must be below "
@@ -71,7 +77,8 @@ class Settings:
 
     @property
     def transactional_id(self) -> str:
-        # Stable across restarts so that a new process fences its predecessor (design, decision 2).
+        # Stable across restarts so that a new process fences its predecessor
+        # (docs/design.md, decision 2).
         shard = f"{self.shard_index}-of-{self.shard_count}"
         if self.topic == EVENT_TOPIC:
             return f"ledger-command-{shard}"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import create_missing_topic, describe_topic_config
-from ledger.events.consuming import consume_ready
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 
 log = logging.getLogger(__name__)
 
@@ -55,43 +55,23 @@ def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, b
     """The latest committed value of every live key of the (single-partition) topic."""
     consumer = Consumer(
         {
+            **read_to_end_config(bootstrap, "ledger-command-snapshots"),
             "logger": log,
-            "bootstrap.servers": bootstrap,
-            "group.id": "ledger-command-snapshots",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
+            # A chunk may be as large as the topic allows.
             "max.partition.fetch.bytes": 2 * SNAPSHOT_MAX_BYTES,
-            # The end of a partition shows only in the fetch after the last data, which the broker
-            # holds up to this long (librdkafka: 500 ms): paid once per start otherwise.
-            "fetch.wait.max.ms": 10,
         }
     )
     latest: dict[str, bytes] = {}
     try:
-        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
-        if end == 0:
-            return latest
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading snapshot topic {topic} did not reach offset {end}")
-            for msg in consume_ready(consumer, 1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    if (msg.offset() or 0) >= end:
-                        return latest
-                    continue
+        reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic, [0], timeout=30))
+        for records in reader.batches(time.monotonic() + timeout, most=1000):
+            for msg in records:
                 key = (msg.key() or b"").decode("utf-8", "replace")
                 value = msg.value()
                 if value is None:
                     latest.pop(key, None)
                 else:
                     latest[key] = value
+        return latest
     finally:
         consumer.close()

@@ -20,6 +20,7 @@ from typing import Protocol
 import grpc
 
 from fault_drill.journal import Attempt, CommandRecord, Journal, Mode, Result, Status
+from ledger.backoff import Backoff
 
 RETRYABLE = frozenset(
     {
@@ -91,7 +92,7 @@ async def send(
 ) -> Attempt | None:
     """Attempt `call` until it gets a final answer; returns that attempt (also in the record's
     journal), or None if `give_up` was reached first."""
-    ceiling = policy.base_s
+    backoff = Backoff(policy.base_s, policy.cap_s, rng=rng)
     deadline = policy.deadline_s if first_deadline_s is None else first_deadline_s
     while True:
         started = journal.now()
@@ -119,13 +120,11 @@ async def send(
         if give_up.reached():
             return None
         deadline = policy.deadline_s
-        # Full jitter: a random pause up to the current ceiling, which doubles up to the cap.
-        pause = rng.uniform(0, ceiling)
+        pause = backoff.next()
         remaining = give_up.remaining()
         if remaining is not None:
             pause = max(0.0, min(pause, remaining))
         await asyncio.sleep(pause)
-        ceiling = min(ceiling * 2, policy.cap_s)
 
 
 def settle(record: CommandRecord, final: Attempt | None) -> None:

@@ -10,9 +10,15 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from ledger.events.codec import EventCodec, UndecodableEvent
+from ledger.events.consuming import (
+    EndNotReached,
+    ReadToEnd,
+    high_watermarks,
+    read_to_end_config,
+)
 from ledger.events.records import Event
 from ledger.events.schema_store import ConfluentSchemaStore
 
@@ -32,18 +38,8 @@ class LogRecord:
 
 
 def _consumer(bootstrap: str, isolation: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fault-drill-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
+    group_id = f"fault-drill-reader-{uuid.uuid4().hex[:8]}"
+    return Consumer(read_to_end_config(bootstrap, group_id, isolation))
 
 
 def read_log(
@@ -94,40 +90,24 @@ def _read(
     consumer = _consumer(bootstrap, isolation)
     deadline = time.monotonic() + deadline_s
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = sorted(metadata.topics[topic].partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        reached = dict.fromkeys(pending, 0)
-        consumer.assign([TopicPartition(topic, p, 0) for p in sorted(pending)])
+        reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic, timeout=10))
         records: list[tuple[int, int, str, bytes]] = []
-        while pending:
-            if time.monotonic() > deadline:
-                raise LogUnreadable(
-                    f"could not read {topic} to its end within {deadline_s:.0f}s "
-                    f"({isolation}): partitions {sorted(pending)} stopped at "
-                    f"{ {p: reached[p] for p in sorted(pending)} }, their high watermarks are "
-                    f"{ {p: ends[p] for p in sorted(pending)} } (a transaction left open?)"
+        try:
+            for batch in reader.batches(deadline):
+                records += (
+                    (
+                        m.partition() or 0,
+                        m.offset() or 0,
+                        (m.key() or b"").decode("utf-8", "replace"),
+                        m.value() or b"",
+                    )
+                    for m in batch
                 )
-            for message in consumer.consume(num_messages=10_000, timeout=0.5):
-                error = message.error()
-                partition = message.partition() or 0
-                offset = message.offset() or 0
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    reached[partition] = offset
-                    # The EOF position is past any trailing transaction marker once all is read.
-                    if offset >= ends[partition]:
-                        pending.discard(partition)
-                    continue
-                key = message.key() or b""
-                records.append(
-                    (partition, offset, key.decode("utf-8", "replace"), message.value() or b"")
-                )
+        except EndNotReached as error:
+            raise LogUnreadable(
+                f"could not read {topic} to its end within {deadline_s:.0f}s ({isolation}): "
+                f"{error} (a transaction left open?)"
+            ) from error
         records.sort(key=lambda r: (r[0], r[1]))
         return records
     finally:

@@ -29,10 +29,12 @@ from typing import Protocol
 from devstack.errors import StackError
 from devstack.process import log_tail
 from fault_drill.config import COMPONENTS, KAFKA, DrillConfig
+from ledger.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
+_START_BACKOFF_FIRST_S = 0.5
 _START_BACKOFF_CAP_S = 5.0
 # Rough restart costs (s), to spread the planned kills over the load.
 _COST = {KAFKA: 15.0}
@@ -106,7 +108,8 @@ async def start_until_ready(component: Component, deadline_s: float, failures: l
     """Start `component` (blocking start in a thread) until it is healthy; retry failed starts
     with backoff until `deadline_s` has passed. Failed starts are appended to `failures`."""
     end = time.monotonic() + deadline_s
-    backoff = 0.5
+    # Like ledger/supervision.py: never sooner than the first wait, so a failing start cannot spin.
+    backoff = Backoff(_START_BACKOFF_FIRST_S, _START_BACKOFF_CAP_S, floor=_START_BACKOFF_FIRST_S)
     while True:
         try:
             if not component.service.is_running():
@@ -125,8 +128,7 @@ async def start_until_ready(component: Component, deadline_s: float, failures: l
                 return False
             # A half-started component must not hold its port for the next try.
             await asyncio.to_thread(component.service.kill)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _START_BACKOFF_CAP_S)
+            await asyncio.sleep(backoff.next())
 
 
 class Supervisor:

@@ -3,7 +3,8 @@
 
 What it guarantees:
 
-- a worker that exits on its own is restarted with a back-off, unless its exit code is one the
+- a worker that exits on its own is restarted after a jittered back-off (0.5 s to 10 s, so that
+  workers failing together do not restart in lock-step), unless its exit code is one the
   service calls final (the projector's "an event contradicts the read model": restarting would
   meet the same event), or one it calls final at a worker's first start only ("cannot start":
   the same settings would fail again, while on a restart it may be a passing outage); a final
@@ -29,6 +30,8 @@ import signal
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from ledger.backoff import Backoff
 
 log = logging.getLogger("ledger.supervision")
 
@@ -127,7 +130,13 @@ async def keep_running(
     `on_exit` gets the pid of each process that ended."""
     loop = asyncio.get_running_loop()
     quick_failures = 0
-    backoff = _FIRST_BACKOFF_SECONDS
+    # Every wait lies within the documented bounds, 0.5 s to 10 s; the first is drawn up to
+    # twice the floor, so that even the first restarts of workers failing together spread out.
+    backoff = Backoff(
+        min(2 * _FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS),
+        _MAX_BACKOFF_SECONDS,
+        floor=_FIRST_BACKOFF_SECONDS,
+    )
     index = worker.index
     first_start = True
     while not stopping.is_set() and not ending.failed.is_set():
@@ -158,7 +167,8 @@ async def keep_running(
             return
         ran = loop.time() - started
         if ran >= STABLE_SECONDS:
-            quick_failures, backoff = 0, _FIRST_BACKOFF_SECONDS
+            quick_failures = 0
+            backoff.reset()
         quick_failures += 1
         if quick_failures >= MAX_QUICK_FAILURES:
             log.critical(
@@ -171,17 +181,17 @@ async def keep_running(
             )
             ending.end(1)
             return
+        wait = backoff.next()
         log.error(
             "worker %d (pid %d) exited (%s) after %.1fs; restarting it in %.1fs",
             index,
             process.pid,
             _describe(code),
             ran,
-            backoff,
+            wait,
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            await asyncio.wait_for(stopping.wait(), wait)
 
 
 async def _until_exit_or_stop(

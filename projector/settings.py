@@ -6,35 +6,27 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger.environment import (
+    LOCAL_DATABASE_URL,
+    LOCAL_KAFKA_BOOTSTRAP,
+    LOCAL_SCHEMA_REGISTRY_URL,
+    env_host_port,
+    env_int,
+    env_text,
+)
+from ledger.environment import HostPort as HostPort
 from ledger.environment import SettingsError as SettingsError
-from ledger.environment import env_int
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 from ledger.read_model_contract import SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, name: str, text: str) -> HostPort:
-        host, _, port = text.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(f"{name} must be host:port, got {text!r}")
-        return cls(host, int(port))
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
+    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
+    database_url: str = LOCAL_DATABASE_URL
     topic: str = ACCOUNT_EVENTS_TOPIC
-    http: HostPort = HostPort("127.0.0.1", 9464)
+    http: HostPort = HostPort("127.0.0.1", 9464)  # noqa: RUF009 (frozen, so safe to share)
     # 5000 measured best for catch-up: larger batches gain little and hold locks longer.
     batch_max_events: int = 5000
     group_id: str = "read_model"
@@ -56,17 +48,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
-        http = env.get("LEDGER_PROJECTOR_HTTP")
         settings = cls(
-            kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or defaults.kafka_bootstrap,
-            registry_url=env.get("LEDGER_SCHEMA_REGISTRY_URL") or defaults.registry_url,
-            database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
-            topic=env.get("LEDGER_TOPIC") or defaults.topic,
-            http=HostPort.parse("LEDGER_PROJECTOR_HTTP", http) if http else defaults.http,
+            kafka_bootstrap=env_text(
+                env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
+            ),
+            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
+            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
+            http=env_host_port(env, "LEDGER_PROJECTOR_HTTP", defaults.http),
             batch_max_events=env_int(
                 env, "LEDGER_PROJECTOR_BATCH", defaults.batch_max_events, minimum=1
             ),
-            group_id=env.get("LEDGER_PROJECTOR_GROUP") or defaults.group_id,
+            group_id=env_text(env, "LEDGER_PROJECTOR_GROUP", defaults.group_id),
             session_timeout_ms=env_int(
                 env, "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1
             ),

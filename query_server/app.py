@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
-from typing import TypeAlias
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ledger.backoff import Backoff
 from ledger.environment import SettingsError
-from ledger.reflection import documented_pool
+from ledger.grpc_server import LedgerServer, stop_on_signals
 from ledger.supervision import watch_parent_pipe
 from ledger.telemetry.exporter import QUERY_SERVER_METRICS_ADDR, start_metrics_exporter
-from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.logs import configure_logging
 from ledger.telemetry.metrics import GrpcServerMetrics
 from ledger.v1 import queries_pb2, queries_pb2_grpc
@@ -35,30 +30,21 @@ log = logging.getLogger("query_server")
 
 SERVICE_NAME = queries_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
-_ServingStatus: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
+_FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
-
-
-class _Health:
-    def __init__(self) -> None:
-        self.servicer = health.aio.HealthServicer()
-
-    async def set(self, status: _ServingStatus) -> None:
-        await self.servicer.set("", status)
-        await self.servicer.set(SERVICE_NAME, status)
 
 
 async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadModel | None:
     """The pool, once PostgreSQL accepts connections; None if we are stopped first."""
-    backoff = 0.1
+    backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS)
     while not stopping.is_set():
         try:
             return await ReadModel.open(settings.database_url, settings.topic, settings.pool_size)
         except Unavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc.message, backoff)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            wait = backoff.next()
+            log.warning("%s; retrying in %.1fs", exc.message, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)
     return None
 
 
@@ -78,32 +64,24 @@ async def serve(
     if `export_metrics`). A worker is given `parent_pipe`, the read end of a pipe its supervisor
     holds open: when it reads end-of-file the supervisor is gone, and it stops as on SIGTERM."""
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+    stopping = stop_on_signals()
     if parent_pipe is not None:
         watch_parent_pipe(parent_pipe, stopping.set)
 
-    health_status = _Health()
     servicer = QueryServicer()
-    server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(GrpcServerMetrics.create(registry))],
+    server = LedgerServer(
+        SERVICE_NAME,
+        servicer,
+        queries_pb2_grpc.add_QueryServiceServicer_to_server,
+        settings.listen,
+        GrpcServerMetrics.create(registry),
         options=SERVER_OPTIONS,
     )
-    queries_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-        server,
-        pool=documented_pool(),
-    )
-    server.add_insecure_port(settings.listen)
     metrics = (
         start_metrics_exporter(QUERY_SERVER_METRICS_ADDR, registry=registry)
         if export_metrics
         else None
     )
-    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
     # Health and reflection answer (NOT_SERVING) while we connect to the read model.
     await server.start()
     log.info("listening on %s; connecting to the read model", settings.listen)
@@ -125,11 +103,7 @@ async def serve(
 
     async def on_listening(listening: bool) -> None:
         # Without the LISTEN connection, reads with a consistency token would only time out.
-        await health_status.set(
-            health_pb2.HealthCheckResponse.SERVING
-            if listening
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        await server.serving(listening)
         if listening:
             log.info("serving ledger.v1.QueryService on %s", settings.listen)
 
@@ -142,7 +116,7 @@ async def serve(
     listening.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await listening
-    await health_status.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.serving(False)
     # Followers would otherwise hold the server for the whole grace period.
     checkpoints.close()
     await server.stop(settings.grace_seconds)

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from ledger.backoff import Backoff
 from ledger.read_model_contract import NOTIFY_CHANNEL as CHANNEL
 from ledger.read_model_contract import MalformedNotification, parse_notification
 from query_server.checkpoints import Checkpoints
@@ -21,6 +22,7 @@ from query_server.connections import session_settings
 
 log = logging.getLogger(__name__)
 
+_FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
 _PING_INTERVAL_SECONDS = 15.0
 _PING_TIMEOUT_SECONDS = 5.0
@@ -50,7 +52,7 @@ class CheckpointListener:
 
     async def run(self) -> None:
         """Listen until cancelled."""
-        backoff = 0.1
+        backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS)
         while True:
             try:
                 connection = await asyncpg.connect(
@@ -58,8 +60,7 @@ class CheckpointListener:
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning("cannot connect to listen on %s (retrying): %s", CHANNEL, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                await asyncio.sleep(backoff.next())
                 continue
             try:
                 closed = asyncio.Event()
@@ -69,15 +70,14 @@ class CheckpointListener:
                 self._checkpoints.listening = True
                 await self._on_connected(True)
                 log.info("listening on %s", CHANNEL)
-                backoff = 0.1
+                backoff.reset()
                 await self._until_closed(connection, closed)
                 log.warning("lost the connection listening on %s; reconnecting", CHANNEL)
             except Exception as exc:
                 # Unavailable from reading the checkpoints, or the connection failing midway.
                 self._checkpoints.listening = False
                 log.warning("listening on %s failed (retrying): %s", CHANNEL, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                await asyncio.sleep(backoff.next())
             finally:
                 self._checkpoints.listening = False
                 connection.terminate()

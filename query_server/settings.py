@@ -8,23 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.environment import SettingsError, env_int
+from ledger.environment import (
+    LOCAL_DATABASE_URL,
+    SettingsError,
+    env_int,
+    env_seconds,
+    env_text,
+)
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 <= value < float("inf"):  # also refuses NaN
-        raise SettingsError(f"{name} must be a non-negative number of seconds, got {raw!r}")
-    return value
 
 
 def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -53,7 +46,7 @@ def _port_of(listen: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    database_url: str = LOCAL_DATABASE_URL
     listen: str = "127.0.0.1:50052"
     topic: str = EVENT_TOPIC
     # Only used for the high watermarks (lag) in GetProjectionStatus; None: lag is unknown.
@@ -75,12 +68,12 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            database_url=env.get("LEDGER_DATABASE_URL") or defaults.database_url,
-            listen=env.get("LEDGER_QUERY_ADDR") or defaults.listen,
-            topic=env.get("LEDGER_TOPIC") or defaults.topic,
+            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            listen=env_text(env, "LEDGER_QUERY_ADDR", defaults.listen),
+            topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or None,
             pool_size=env_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
-            default_wait_seconds=_seconds(
+            default_wait_seconds=env_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds
             ),
             workers=_workers(env, defaults.workers),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -18,6 +19,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
 from ledger.events.codec import EventCodec
+from ledger.events.consuming import ReadToEnd, high_watermarks
 from ledger.events.records import Event, MoneyWithdrawn
 from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.v1 import commands_pb2 as pb
@@ -42,21 +44,12 @@ def read_log(stack: LocalStack, topic: str) -> list[tuple[bytes, bytes]]:
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = list(metadata.topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions if ends[p] > 0])
-        pending = {p for p in partitions if ends[p] > 0}
-        records: list[tuple[bytes, bytes]] = []
-        while pending:
-            msg = consumer.poll(5)
-            assert msg is not None, f"no progress reading {topic}; pending {pending}"
-            if msg.error():
-                if (msg.offset() or 0) >= ends[msg.partition() or 0]:
-                    pending.discard(msg.partition() or 0)
-                continue
-            records.append((msg.key() or b"", msg.value() or b""))
-        return records
+        reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic))
+        return [
+            (msg.key() or b"", msg.value() or b"")
+            for batch in reader.batches(time.monotonic() + 60)
+            for msg in batch
+        ]
     finally:
         consumer.close()
 
