@@ -27,7 +27,8 @@ class Settings:
     database_url: str = LOCAL_DATABASE_URL
     topic: str = ACCOUNT_EVENTS_TOPIC
     http: HostPort = HostPort("127.0.0.1", 9464)  # noqa: RUF009 (frozen, so safe to share)
-    # 5000 measured best for catch-up: larger batches gain little and hold locks longer.
+    # Larger batches gain little on a catch-up and hold the checkpoint locks longer
+    # (docs/performance.md, "The read side").
     batch_max_events: int = 5000
     group_id: str = "read_model"
     schema: str = SCHEMA
