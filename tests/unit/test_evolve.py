@@ -11,59 +11,29 @@ import pytest
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.decider import InconsistentEvent, evolve, replay
 from ledger.events import records
+from tests.unit.event_envelopes import envelope
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def opened_event(account_id: str = "a1") -> records.AccountOpened:
-    return records.AccountOpened(
-        event_id=records.event_id_for(account_id, 1),
-        account_id=account_id,
-        version=1,
-        command_id="c1",
-        command_fingerprint="f",
-        occurred_at=AT,
-        currency="USD",
-        owner="o",
-    )
+    return records.AccountOpened(**envelope(account_id, 1, AT), currency="USD", owner="o")
 
 
 def deposited(
     version: int, amount: int, balance_after: int | None = None
 ) -> records.MoneyDeposited:
     return records.MoneyDeposited(
-        event_id=records.event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-        balance_after=balance_after,
-        amount=amount,
+        **envelope("a1", version, AT), balance_after=balance_after, amount=amount
     )
 
 
 def withdrawn(version: int, amount: int) -> records.MoneyWithdrawn:
-    return records.MoneyWithdrawn(
-        event_id=records.event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-        amount=amount,
-    )
+    return records.MoneyWithdrawn(**envelope("a1", version, AT), amount=amount)
 
 
 def closed_event(version: int) -> records.AccountClosed:
-    return records.AccountClosed(
-        event_id=records.event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-    )
+    return records.AccountClosed(**envelope("a1", version, AT))
 
 
 def state(*events: records.Event) -> Account:
@@ -117,12 +87,7 @@ def test_transfer_events_move_the_balance(
 ) -> None:
     start = state(opened_event(), deposited(2, 1000))
     event = event_type(
-        event_id=records.event_id_for("a1", 3),
-        account_id="a1",
-        version=3,
-        command_id="t",
-        command_fingerprint="f",
-        occurred_at=AT,
+        **envelope("a1", 3, AT, command_id="t"),
         amount=300,
         transfer_id="t",
         counterparty_id="b",
