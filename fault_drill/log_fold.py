@@ -10,26 +10,22 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from fault_drill.event_log import LogRecord
 from fault_drill.read_model_snapshot import AccountRow, DayRow, MovementRow, iso
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.decider import InconsistentEvent, evolve
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-)
+from ledger.events import records
+
+_TransferLeg: TypeAlias = records.TransferDebited | records.TransferCredited
+_Movement: TypeAlias = records.MoneyDeposited | records.MoneyWithdrawn | _TransferLeg
 
 _KIND = {
-    MoneyDeposited: ("DEPOSIT", True),
-    MoneyWithdrawn: ("WITHDRAWAL", False),
-    TransferDebited: ("TRANSFER_OUT", False),
-    TransferCredited: ("TRANSFER_IN", True),
+    records.MoneyDeposited: ("DEPOSIT", True),
+    records.MoneyWithdrawn: ("WITHDRAWAL", False),
+    records.TransferDebited: ("TRANSFER_OUT", False),
+    records.TransferCredited: ("TRANSFER_IN", True),
 }
 _STATUS = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
 
@@ -74,10 +70,10 @@ class Fold:
         ]
 
 
-def fold_log(records: Sequence[LogRecord]) -> Fold:
+def fold_log(log: Sequence[LogRecord]) -> Fold:
     fold = Fold()
     event_ids: dict[str, tuple[int, int]] = {}
-    for record in records:
+    for record in log:
         event = record.event
         where = f"partition {record.partition} offset {record.offset}"
         if event is None:
@@ -108,21 +104,21 @@ def fold_log(records: Sequence[LogRecord]) -> Fold:
             fold.violations.append(f"{where}: {error}")
             continue
         fold.accounts[account_id] = state
-        if isinstance(event, AccountClosed):
+        if isinstance(event, records.AccountClosed):
             fold.closed_at[account_id] = event.occurred_at
         kind = _KIND.get(type(event))
         if kind is not None:
             _movement(fold, record, event, state, *kind)
     fold.violations.extend(fold.duplicate_events)
-    fold.violations.extend(_log_invariants(records))
+    fold.violations.extend(_log_invariants(log))
     return fold
 
 
 def _movement(
-    fold: Fold, record: LogRecord, event: Event, state: Account, kind: str, inflow: bool
+    fold: Fold, record: LogRecord, event: records.Event, state: Account, kind: str, inflow: bool
 ) -> None:
-    assert isinstance(event, MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited)
-    transfer = event if isinstance(event, TransferDebited | TransferCredited) else None
+    assert isinstance(event, _Movement)
+    transfer = event if isinstance(event, _TransferLeg) else None
     fold.movements.append(
         (
             event.event_id,
@@ -147,29 +143,27 @@ def _movement(
     totals[3] = state.balance
 
 
-def _log_invariants(records: Sequence[LogRecord]) -> list[str]:
+def _log_invariants(log: Sequence[LogRecord]) -> list[str]:
     """Checks of the log that do not rely on `evolve`: versions, conservation, transfers."""
     problems: list[str] = []
     versions: dict[str, list[int]] = defaultdict(list)
     flows: dict[str, Counter[str]] = defaultdict(Counter)
     last_balance: dict[str, int] = {}
     currency_of: dict[str, str] = {}
-    legs: dict[str, list[TransferDebited | TransferCredited]] = defaultdict(list)
-    for record in records:
+    legs: dict[str, list[_TransferLeg]] = defaultdict(list)
+    for record in log:
         event = record.event
         if event is None:
             continue
         account_id = event.account_id
         versions[account_id].append(event.version)
-        if isinstance(event, AccountOpened):
+        if isinstance(event, records.AccountOpened):
             currency_of[account_id] = event.currency
         kind = _KIND.get(type(event))
         if kind is not None:
-            assert isinstance(
-                event, MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited
-            )
+            assert isinstance(event, _Movement)
             flows[account_id][kind[0]] += event.amount
-        if isinstance(event, TransferDebited | TransferCredited):
+        if isinstance(event, _TransferLeg):
             legs[event.transfer_id].append(event)
         if event.balance_after is not None:
             last_balance[account_id] = event.balance_after
@@ -189,8 +183,8 @@ def _log_invariants(records: Sequence[LogRecord]) -> list[str]:
             )
     totals: dict[str, Counter[str]] = defaultdict(Counter)
     for transfer_id, pair in legs.items():
-        debits = [leg for leg in pair if isinstance(leg, TransferDebited)]
-        credits = [leg for leg in pair if isinstance(leg, TransferCredited)]
+        debits = [leg for leg in pair if isinstance(leg, records.TransferDebited)]
+        credits = [leg for leg in pair if isinstance(leg, records.TransferCredited)]
         if len(debits) != 1 or len(credits) != 1:
             problems.append(
                 f"transfer {transfer_id}: {len(debits)} debits and {len(credits)} credits"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -26,16 +26,10 @@ def eventually(
     message: Message = None,
 ) -> T:
     """The first truthy value of `condition()`, polled every `interval` s for `timeout` s."""
-    deadline = time.monotonic() + timeout
+    wait = _Wait(timeout, message)
     while True:
-        try:
-            last = _judged(condition())
-        except AssertionError as error:
-            last = _NotYet(error, None)
-        if not isinstance(last, _NotYet):
-            return last
-        if time.monotonic() >= deadline:
-            _fail(last, timeout, message)
+        with wait:
+            return _true(condition())
         time.sleep(interval)
 
 
@@ -47,35 +41,50 @@ async def eventually_async(
     message: Message = None,
 ) -> T:
     """`eventually` for a coroutine condition; the event loop runs while it waits."""
-    deadline = time.monotonic() + timeout
+    wait = _Wait(timeout, message)
     while True:
-        try:
-            last = _judged(await condition())
-        except AssertionError as error:
-            last = _NotYet(error, None)
-        if not isinstance(last, _NotYet):
-            return last
-        if time.monotonic() >= deadline:
-            _fail(last, timeout, message)
+        with wait:
+            return _true(await condition())
         await asyncio.sleep(interval)
 
 
-class _NotYet:
-    """A condition's answer that was not yet true: its AssertionError or its falsy value."""
+class _NotYet(Exception):
+    """A condition's falsy answer, raised so that it ends an attempt as an AssertionError does."""
 
-    def __init__(self, error: AssertionError | None, value: object) -> None:
-        self.error = error
+    def __init__(self, value: object) -> None:
+        super().__init__(value)
         self.value = value
 
 
-def _judged(value: T) -> T | _NotYet:
-    return value if value else _NotYet(None, value)
+def _true(value: T) -> T:
+    if not value:
+        raise _NotYet(value)
+    return value
 
 
-def _fail(last: _NotYet, timeout: float, message: Message) -> NoReturn:
-    awaited = message() if callable(message) else message
-    parts = [f"not true after {timeout:g} s"]
-    if awaited:
-        parts.append(f"waiting for {awaited}")
-    parts.append(f"last: {last.error}" if last.error is not None else f"last value: {last.value!r}")
-    raise AssertionError("; ".join(parts)) from last.error
+class _Wait:
+    """One wait: each attempt runs in `with wait:`, which swallows a not-yet answer (a falsy value
+    or an AssertionError) until the deadline, then fails the test with the last one."""
+
+    def __init__(self, timeout: float, message: Message) -> None:
+        self.timeout = timeout
+        self.message = message
+        self.deadline = time.monotonic() + timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> bool:
+        if not isinstance(error, _NotYet | AssertionError):
+            return False
+        if time.monotonic() < self.deadline:
+            return True
+        awaited = self.message() if callable(self.message) else self.message
+        parts = [f"not true after {self.timeout:g} s"]
+        if awaited:
+            parts.append(f"waiting for {awaited}")
+        if isinstance(error, _NotYet):
+            parts.append(f"last value: {error.value!r}")
+            raise AssertionError("; ".join(parts)) from None
+        parts.append(f"last: {error}")
+        raise AssertionError("; ".join(parts)) from error

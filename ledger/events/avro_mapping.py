@@ -10,31 +10,22 @@ from dataclasses import fields
 from importlib.resources import files
 from typing import Any
 
-from ledger.events.records import (
-    AccountClosed,
-    AccountEvent,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-)
+from ledger.events import records
 
 AVRO_NAMESPACE = "ledger.events"
-EVENT_TYPES: tuple[type[Event], ...] = (
-    AccountOpened,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferDebited,
-    TransferCredited,
-    AccountClosed,
+EVENT_TYPES: tuple[type[records.Event], ...] = (
+    records.AccountOpened,
+    records.MoneyDeposited,
+    records.MoneyWithdrawn,
+    records.TransferDebited,
+    records.TransferCredited,
+    records.AccountClosed,
 )
-_BY_AVRO_NAME: dict[str, type[Event]] = {
+_BY_AVRO_NAME: dict[str, type[records.Event]] = {
     f"{AVRO_NAMESPACE}.{event_type.__name__}": event_type for event_type in EVENT_TYPES
 }
-ENVELOPE_FIELDS = tuple(field.name for field in fields(AccountEvent))
-_PAYLOAD_FIELDS: dict[type[Event], tuple[str, ...]] = {
+ENVELOPE_FIELDS = tuple(field.name for field in fields(records.AccountEvent))
+_PAYLOAD_FIELDS: dict[type[records.Event], tuple[str, ...]] = {
     event_type: tuple(f.name for f in fields(event_type) if f.name not in ENVELOPE_FIELDS)
     for event_type in EVENT_TYPES
 }
@@ -53,7 +44,7 @@ def record_fields() -> dict[str, tuple[str, ...]]:
     }
 
 
-def to_datum(event: Event) -> dict[str, Any]:
+def to_datum(event: records.Event) -> dict[str, Any]:
     """The Avro datum for `event`, with the payload in fastavro's (record name, value) notation."""
     datum = {name: getattr(event, name) for name in ENVELOPE_FIELDS}
     payload = {name: getattr(event, name) for name in _PAYLOAD_FIELDS[type(event)]}
@@ -61,7 +52,7 @@ def to_datum(event: Event) -> dict[str, Any]:
     return datum
 
 
-def from_datum(datum: object) -> Event:
+def from_datum(datum: object) -> records.Event:
     """The event in a datum read with the current schema (payload as (record name, value)).
 
     Raises KeyError, TypeError or ValueError if the datum does not have that shape.

@@ -17,15 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-)
+from ledger.events import records
 
 LAYOUT: tuple[tuple[str, Any], ...] = (
     ("event_id", "string"),
@@ -134,7 +126,7 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:end].decode(), end
 
 
-def read(data: bytes, start: int, times: dict[int, datetime]) -> Event:
+def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
     """The event in `data[start:]`, which must be exactly one body of the current schema.
 
     `times` maps epoch milliseconds to the datetimes already built for them: the events of one
@@ -154,24 +146,24 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> Event:
     event: Any
     if branch == 2 or branch == 4:  # MoneyDeposited, MoneyWithdrawn
         amount, pos = _long(data, pos)
-        event = _new(MoneyDeposited if branch == 2 else MoneyWithdrawn)
+        event = _new(records.MoneyDeposited if branch == 2 else records.MoneyWithdrawn)
         _set(event, "amount", amount)
     elif branch == 6 or branch == 8:  # TransferDebited, TransferCredited
         amount, pos = _long(data, pos)
         transfer_id, pos = _string(data, pos)
         counterparty_id, pos = _string(data, pos)
-        event = _new(TransferDebited if branch == 6 else TransferCredited)
+        event = _new(records.TransferDebited if branch == 6 else records.TransferCredited)
         _set(event, "amount", amount)
         _set(event, "transfer_id", transfer_id)
         _set(event, "counterparty_id", counterparty_id)
     elif branch == 0:  # AccountOpened
         currency, pos = _string(data, pos)
         owner, pos = _string(data, pos)
-        event = _new(AccountOpened)
+        event = _new(records.AccountOpened)
         _set(event, "currency", currency)
         _set(event, "owner", owner)
     elif branch == 10:  # AccountClosed
-        event = _new(AccountClosed)
+        event = _new(records.AccountClosed)
     else:
         raise NotDirectlyReadable(f"payload branch byte {branch}")
     nullable = data[pos]
@@ -195,5 +187,5 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> Event:
     _set(event, "command_fingerprint", command_fingerprint)
     _set(event, "occurred_at", occurred_at)
     _set(event, "balance_after", balance_after)
-    result: Event = event
+    result: records.Event = event
     return result

@@ -23,6 +23,7 @@ _REBUILT = re.compile(r"rebuilt (\d+) accounts from (\d+) events")
 _RESTORED = re.compile(r"restored partitions from snapshots in [0-9.]+s, replayed from offsets")
 
 Request = pb.OpenAccountRequest | pb.DepositRequest | pb.WithdrawRequest | pb.TransferRequest
+Response = pb.OpenAccountResponse | pb.DepositResponse | pb.WithdrawResponse | pb.TransferResponse
 
 
 def _id() -> str:
@@ -30,19 +31,17 @@ def _id() -> str:
 
 
 async def _send(client: pb_grpc.CommandServiceAsyncStub, request: Request) -> tuple[int, str]:
+    response: Response
     match request:
         case pb.OpenAccountRequest():
-            opened = await client.OpenAccount(request)
-            return opened.version, opened.consistency_token
+            response = await client.OpenAccount(request)
         case pb.DepositRequest():
-            deposited = await client.Deposit(request)
-            return deposited.version, deposited.consistency_token
+            response = await client.Deposit(request)
         case pb.WithdrawRequest():
-            withdrawn = await client.Withdraw(request)
-            return withdrawn.version, withdrawn.consistency_token
+            response = await client.Withdraw(request)
         case pb.TransferRequest():
-            moved = await client.Transfer(request)
-            return moved.version, moved.consistency_token
+            response = await client.Transfer(request)
+    return response.version, response.consistency_token
 
 
 def _last(pattern: re.Pattern[str], text: str) -> tuple[int, ...]:

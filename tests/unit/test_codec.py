@@ -12,17 +12,9 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.events import records
 from ledger.events.avro_mapping import EVENT_TYPES, current_schema
 from ledger.events.codec import EventCodec, UndecodableEvent, key_of
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-)
 from ledger.events.schema_store import SchemaStore, UnknownSchemaId
 from ledger.events.topic import VALUE_SUBJECT
 
@@ -35,11 +27,13 @@ COMMON: dict[str, Any] = {
     "occurred_at": AT,
 }
 
-SAMPLES: list[Event] = [
-    AccountOpened(event_id="e1", version=1, **COMMON, currency="USD", owner="Zoë ✓"),
-    MoneyDeposited(event_id="e2", version=2, **COMMON, balance_after=2**63 - 1, amount=2**63 - 1),
-    MoneyWithdrawn(event_id="e3", version=3, **COMMON, balance_after=0, amount=1),
-    TransferDebited(
+SAMPLES: list[records.Event] = [
+    records.AccountOpened(event_id="e1", version=1, **COMMON, currency="USD", owner="Zoë ✓"),
+    records.MoneyDeposited(
+        event_id="e2", version=2, **COMMON, balance_after=2**63 - 1, amount=2**63 - 1
+    ),
+    records.MoneyWithdrawn(event_id="e3", version=3, **COMMON, balance_after=0, amount=1),
+    records.TransferDebited(
         event_id="e4",
         version=4,
         **COMMON,
@@ -48,10 +42,10 @@ SAMPLES: list[Event] = [
         transfer_id="t1",
         counterparty_id="acc-2",
     ),
-    TransferCredited(
+    records.TransferCredited(
         event_id="e5", version=5, **COMMON, amount=5, transfer_id="t1", counterparty_id="acc-2"
     ),
-    AccountClosed(event_id="e6", version=6, **COMMON, balance_after=0),
+    records.AccountClosed(event_id="e6", version=6, **COMMON, balance_after=0),
 ]
 
 
@@ -67,7 +61,7 @@ def test_samples_cover_every_event_type() -> None:
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).__name__)
-def test_every_event_type_round_trips(codec: EventCodec, event: Event) -> None:
+def test_every_event_type_round_trips(codec: EventCodec, event: records.Event) -> None:
     assert codec.decode(codec.encode(event)) == event
 
 
@@ -143,7 +137,7 @@ def test_bytes_written_with_the_v1_schema_are_read_by_the_current_codec(
 
     event = codec.decode(struct.pack(">BI", 0, v1_id) + body.getvalue())
 
-    assert event == MoneyDeposited(event_id="e2", version=2, **COMMON, amount=1234)
+    assert event == records.MoneyDeposited(event_id="e2", version=2, **COMMON, amount=1234)
     assert event.balance_after is None
 
 

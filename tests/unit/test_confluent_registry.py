@@ -13,6 +13,7 @@ from ledger.events.codec import EventCodec
 from ledger.events.records import TransferCredited
 from ledger.events.schema_store import ConfluentSchemaStore, UnknownSchemaId
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC, VALUE_SUBJECT
+from tests.unit.event_envelopes import envelope
 
 
 class MockRegistry:
@@ -65,13 +66,9 @@ def test_a_stock_confluent_deserializer_reads_our_events(monkeypatch: pytest.Mon
     client = MockRegistry().install(monkeypatch)
     codec = EventCodec(ConfluentSchemaStore(client))
     codec.register()
+    at = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
     event = TransferCredited(
-        event_id="e5",
-        account_id="acc-2",
-        version=5,
-        command_id="t1",
-        command_fingerprint="f",
-        occurred_at=datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC),
+        **envelope("acc-2", 5, at, event_id="e5", command_id="t1"),
         balance_after=1500,
         amount=500,
         transfer_id="t1",

@@ -7,18 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ledger.domain.account import AccountStatus
-from ledger.domain.commands import (
-    CloseAccount,
-    Transfer,
-    fingerprint,
-)
+from ledger.domain.commands import CloseAccount, Transfer, fingerprint
 from ledger.domain.decider import decide, replay
 from ledger.domain.rejection import RejectionKind
-from ledger.events.records import (
-    AccountClosed,
-    event_id_for,
-)
+from ledger.events.records import AccountClosed
 from tests.unit.decider_givens import NOW, closed, funded, given, opened, rejected
+from tests.unit.event_envelopes import envelope
 
 # --- CloseAccount ---
 
@@ -31,12 +25,7 @@ def test_close_account_at_zero_balance() -> None:
 
     assert events == [
         AccountClosed(
-            event_id=event_id_for("a1", 2),
-            account_id="a1",
-            version=2,
-            command_id="x1",
-            command_fingerprint=fingerprint(command),
-            occurred_at=NOW,
+            **envelope("a1", 2, NOW, command_id="x1", fingerprint=fingerprint(command)),
             balance_after=0,
         )
     ]

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.domain.commands import (
-    Deposit,
-    Withdraw,
-    fingerprint,
-)
+from ledger.domain.commands import Deposit, Withdraw, fingerprint
 from ledger.domain.decider import decide, replay
 from ledger.domain.rejection import RejectionKind
-from ledger.events.records import (
-    MoneyDeposited,
-    MoneyWithdrawn,
-    event_id_for,
-)
+from ledger.events.records import MoneyDeposited, MoneyWithdrawn
 from tests.unit.decider_givens import NOW, closed, funded, given, opened, rejected
+from tests.unit.event_envelopes import envelope
 
 # --- Deposit ---
 
@@ -30,12 +23,7 @@ def test_deposit_credits_the_account() -> None:
 
     assert events == [
         MoneyDeposited(
-            event_id=event_id_for("a1", 2),
-            account_id="a1",
-            version=2,
-            command_id="d1",
-            command_fingerprint=fingerprint(command),
-            occurred_at=NOW,
+            **envelope("a1", 2, NOW, command_id="d1", fingerprint=fingerprint(command)),
             balance_after=1234,
             amount=1234,
         )
@@ -115,12 +103,7 @@ def test_withdraw_debits_the_account() -> None:
 
     assert events == [
         MoneyWithdrawn(
-            event_id=event_id_for("a1", 3),
-            account_id="a1",
-            version=3,
-            command_id="w1",
-            command_fingerprint=fingerprint(command),
-            occurred_at=NOW,
+            **envelope("a1", 3, NOW, command_id="w1", fingerprint=fingerprint(command)),
             balance_after=750,
             amount=250,
         )

@@ -5,39 +5,28 @@ from __future__ import annotations
 
 import pytest
 
+from ledger.domain import commands
 from ledger.domain.account import Account, AccountStatus
-from ledger.domain.commands import (
-    CloseAccount,
-    Command,
-    Deposit,
-    OpenAccount,
-    Transfer,
-    Withdraw,
-    fingerprint,
-)
 from ledger.domain.decider import decide, replay
 from ledger.domain.rejection import RejectionKind
-from ledger.events.records import (
-    AccountOpened,
-    event_id_for,
-)
+from ledger.events import records
 from tests.unit.decider_givens import NOW, closed, given, opened, rejected
 
 # --- OpenAccount ---
 
 
 def test_open_account_records_the_account_at_version_1() -> None:
-    command = OpenAccount("c1", "acc-1", "EUR", "Ada Lovelace")
+    command = commands.OpenAccount("c1", "acc-1", "EUR", "Ada Lovelace")
 
     events = decide(command, {}, NOW)
 
     assert events == [
-        AccountOpened(
-            event_id=event_id_for("acc-1", 1),
+        records.AccountOpened(
+            event_id=records.event_id_for("acc-1", 1),
             account_id="acc-1",
             version=1,
             command_id="c1",
-            command_fingerprint=fingerprint(command),
+            command_fingerprint=commands.fingerprint(command),
             occurred_at=NOW,
             balance_after=0,
             currency="EUR",
@@ -59,7 +48,7 @@ def test_open_account_records_the_account_at_version_1() -> None:
 def test_open_account_accepts_every_allowed_id_character_and_an_empty_owner() -> None:
     account_id = "Az09._:-" + "x" * 56
     assert len(account_id) == 64
-    [event] = decide(OpenAccount("c1", account_id, "JPY", ""), {}, NOW)
+    [event] = decide(commands.OpenAccount("c1", account_id, "JPY", ""), {}, NOW)
     assert event.account_id == account_id
 
 
@@ -70,27 +59,27 @@ def test_opening_an_existing_account_is_already_exists() -> None:
 
 
 def test_opening_a_closed_account_again_is_already_exists() -> None:
-    rejection = rejected(OpenAccount("again", "a1", "USD", "x"), given(*closed("a1")))
+    rejection = rejected(commands.OpenAccount("again", "a1", "USD", "x"), given(*closed("a1")))
     assert rejection.kind is RejectionKind.ALREADY_EXISTS
     assert "account 'a1' already exists (closed; account ids are never reused)" in rejection.message
 
 
 @pytest.mark.parametrize("account_id", ["", "a b", "a/b", "ä", "x" * 65, "a\n", "a*"])
 def test_open_account_with_a_malformed_id_is_invalid(account_id: str) -> None:
-    rejection = rejected(OpenAccount("c1", account_id, "USD", "x"), {})
+    rejection = rejected(commands.OpenAccount("c1", account_id, "USD", "x"), {})
     assert rejection.kind is RejectionKind.INVALID
     assert f"account_id {account_id!r} is not a valid account id" in rejection.message
 
 
 def test_open_account_in_an_unknown_currency_is_invalid() -> None:
-    rejection = rejected(OpenAccount("c1", "a1", "ZZZ", "x"), {})
+    rejection = rejected(commands.OpenAccount("c1", "a1", "ZZZ", "x"), {})
     assert rejection.kind is RejectionKind.INVALID
     assert "unknown currency 'ZZZ'" in rejection.message
 
 
 def test_open_account_with_a_too_long_owner_is_invalid() -> None:
-    decide(OpenAccount("c1", "a1", "USD", "o" * 200), {}, NOW)
-    rejection = rejected(OpenAccount("c1", "a1", "USD", "o" * 201), {})
+    decide(commands.OpenAccount("c1", "a1", "USD", "o" * 200), {}, NOW)
+    rejection = rejected(commands.OpenAccount("c1", "a1", "USD", "o" * 201), {})
     assert rejection.kind is RejectionKind.INVALID
     assert rejection.message == "owner is too long: 201 characters, at most 200"
 
@@ -101,21 +90,21 @@ def test_open_account_with_a_too_long_owner_is_invalid() -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        OpenAccount("", "a1", "USD", "x"),
-        Deposit("", "a1", "1.00"),
-        Withdraw("", "a1", "1.00"),
-        Transfer("", "a1", "a2", "1.00"),
-        CloseAccount("", "a1"),
+        commands.OpenAccount("", "a1", "USD", "x"),
+        commands.Deposit("", "a1", "1.00"),
+        commands.Withdraw("", "a1", "1.00"),
+        commands.Transfer("", "a1", "a2", "1.00"),
+        commands.CloseAccount("", "a1"),
     ],
 )
-def test_a_command_without_command_id_is_invalid(command: Command) -> None:
+def test_a_command_without_command_id_is_invalid(command: commands.Command) -> None:
     rejection = rejected(command, given(opened("a1"), opened("a2")))
     assert rejection.kind is RejectionKind.INVALID
     assert "command_id is required" in rejection.message
 
 
 def test_a_command_id_longer_than_128_characters_is_invalid() -> None:
-    decide(OpenAccount("c" * 128, "a1", "USD", "x"), {}, NOW)
-    rejection = rejected(OpenAccount("c" * 129, "a1", "USD", "x"), {})
+    decide(commands.OpenAccount("c" * 128, "a1", "USD", "x"), {}, NOW)
+    rejection = rejected(commands.OpenAccount("c" * 129, "a1", "USD", "x"), {})
     assert rejection.kind is RejectionKind.INVALID
     assert rejection.message == "command_id is too long: 129 characters, at most 128"

@@ -14,9 +14,9 @@ from ledger.domain.rejection import RejectionKind
 from ledger.events.records import (
     TransferCredited,
     TransferDebited,
-    event_id_for,
 )
 from tests.unit.decider_givens import NOW, closed, funded, given, opened, rejected
+from tests.unit.event_envelopes import envelope
 
 # --- Transfer ---
 
@@ -29,24 +29,14 @@ def test_transfer_debits_the_source_and_credits_the_destination() -> None:
 
     assert events == [
         TransferDebited(
-            event_id=event_id_for("src", 3),
-            account_id="src",
-            version=3,
-            command_id="t1",
-            command_fingerprint=fingerprint(command),
-            occurred_at=NOW,
+            **envelope("src", 3, NOW, command_id="t1", fingerprint=fingerprint(command)),
             balance_after=600,
             amount=400,
             transfer_id="t1",
             counterparty_id="dst",
         ),
         TransferCredited(
-            event_id=event_id_for("dst", 2),
-            account_id="dst",
-            version=2,
-            command_id="t1",
-            command_fingerprint=fingerprint(command),
-            occurred_at=NOW,
+            **envelope("dst", 2, NOW, command_id="t1", fingerprint=fingerprint(command)),
             balance_after=400,
             amount=400,
             transfer_id="t1",

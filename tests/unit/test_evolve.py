@@ -10,70 +10,33 @@ import pytest
 
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.decider import InconsistentEvent, evolve, replay
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-    event_id_for,
-)
+from ledger.events import records
+from tests.unit.event_envelopes import envelope
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def opened_event(account_id: str = "a1") -> AccountOpened:
-    return AccountOpened(
-        event_id=event_id_for(account_id, 1),
-        account_id=account_id,
-        version=1,
-        command_id="c1",
-        command_fingerprint="f",
-        occurred_at=AT,
-        currency="USD",
-        owner="o",
+def opened_event(account_id: str = "a1") -> records.AccountOpened:
+    return records.AccountOpened(**envelope(account_id, 1, AT), currency="USD", owner="o")
+
+
+def deposited(
+    version: int, amount: int, balance_after: int | None = None
+) -> records.MoneyDeposited:
+    return records.MoneyDeposited(
+        **envelope("a1", version, AT), balance_after=balance_after, amount=amount
     )
 
 
-def deposited(version: int, amount: int, balance_after: int | None = None) -> MoneyDeposited:
-    return MoneyDeposited(
-        event_id=event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-        balance_after=balance_after,
-        amount=amount,
-    )
+def withdrawn(version: int, amount: int) -> records.MoneyWithdrawn:
+    return records.MoneyWithdrawn(**envelope("a1", version, AT), amount=amount)
 
 
-def withdrawn(version: int, amount: int) -> MoneyWithdrawn:
-    return MoneyWithdrawn(
-        event_id=event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-        amount=amount,
-    )
+def closed_event(version: int) -> records.AccountClosed:
+    return records.AccountClosed(**envelope("a1", version, AT))
 
 
-def closed_event(version: int) -> AccountClosed:
-    return AccountClosed(
-        event_id=event_id_for("a1", version),
-        account_id="a1",
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=AT,
-    )
-
-
-def state(*events: Event) -> Account:
+def state(*events: records.Event) -> Account:
     return replay(events)["a1"]
 
 
@@ -106,7 +69,7 @@ def test_a_matching_balance_after_is_accepted() -> None:
     ],
 )
 def test_evolve_refuses_an_event_that_cannot_follow(
-    history: tuple[Event, ...], event: Event, message: str
+    history: tuple[records.Event, ...], event: records.Event, message: str
 ) -> None:
     account = replay(history).get("a1")
     with pytest.raises(InconsistentEvent, match=message):
@@ -118,23 +81,18 @@ def test_evolve_refuses_an_event_for_another_account() -> None:
         evolve(state(opened_event()), replace(deposited(2, 1), account_id="a2"))
 
 
-@pytest.mark.parametrize("event_type", [TransferDebited, TransferCredited])
+@pytest.mark.parametrize("event_type", [records.TransferDebited, records.TransferCredited])
 def test_transfer_events_move_the_balance(
-    event_type: type[TransferDebited] | type[TransferCredited],
+    event_type: type[records.TransferDebited] | type[records.TransferCredited],
 ) -> None:
     start = state(opened_event(), deposited(2, 1000))
     event = event_type(
-        event_id=event_id_for("a1", 3),
-        account_id="a1",
-        version=3,
-        command_id="t",
-        command_fingerprint="f",
-        occurred_at=AT,
+        **envelope("a1", 3, AT, command_id="t"),
         amount=300,
         transfer_id="t",
         counterparty_id="b",
     )
-    expected = 700 if event_type is TransferDebited else 1300
+    expected = 700 if event_type is records.TransferDebited else 1300
     assert evolve(start, event).balance == expected
 
 

@@ -19,6 +19,7 @@ from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
 from projector.feed import Feed, FeedFailed
 from projector.prediction import Prediction
 from projector.status import Status
+from tests.unit.event_envelopes import envelope
 from tests.unit.feed_fakes import (
     AT,
     FakeConsumer,
@@ -93,12 +94,7 @@ def test_each_batch_is_projected_on_top_of_the_one_in_flight(
 ) -> None:
     recorder = Recorder(log)
     opened = AccountOpened(
-        event_id="e-open",
-        account_id="acc",
-        version=1,
-        command_id="c-open",
-        command_fingerprint="f",
-        occurred_at=AT,
+        **envelope("acc", 1, AT, event_id="e-open", command_id="c-open"),
         currency="EUR",
         owner="Ada",
     )

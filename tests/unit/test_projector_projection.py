@@ -20,6 +20,7 @@ from projector.projection import (
     project,
     to_minor,
 )
+from tests.unit.event_envelopes import envelope
 
 TOPIC = "account_events"
 T0 = datetime(2026, 5, 1, 23, 56, tzinfo=UTC)
@@ -144,12 +145,7 @@ def test_a_batch_continues_from_the_stored_state() -> None:
 
 def _deposit(account: str, version: int, amount: int, balance_after: int | None) -> Event:
     return MoneyDeposited(
-        event_id=f"e{version}",
-        account_id=account,
-        version=version,
-        command_id=f"c{version}",
-        command_fingerprint="f",
-        occurred_at=T0,
+        **envelope(account, version, T0, event_id=f"e{version}"),
         balance_after=balance_after,
         amount=amount,
     )
