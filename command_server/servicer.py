@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 
 from command_server.event_store import AppendFailed
 from command_server.group_commit import GroupCommitter, Misrouted
-from command_server.writer.protocol import Ack, CommandIdReused, NotServing
+from command_server.writer.protocol import CommandIdReused, NotServing
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.v1 import commands_pb2 as pb
@@ -23,6 +23,15 @@ _STATUS_OF = {
 }
 
 _Context = grpc.aio.ServicerContext[object, object]
+# Every command is answered alike: the account's new version and a consistency token.
+_Reply = TypeVar(
+    "_Reply",
+    pb.OpenAccountResponse,
+    pb.DepositResponse,
+    pb.WithdrawResponse,
+    pb.TransferResponse,
+    pb.CloseAccountResponse,
+)
 
 
 class CommandServicer(pb_grpc.CommandServiceServicer):
@@ -39,28 +48,13 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             currency=request.currency,
             owner=request.owner,
         )
-        outcome = await self._submit(command, context)
-        return pb.OpenAccountResponse(version=outcome.version, consistency_token=outcome.token)
+        return await self._submit(command, context, pb.OpenAccountResponse)
 
     async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
-        command = Deposit(
-            command_id=request.command_id,
-            account_id=request.account_id,
-            amount=request.amount,
-            expected_version=_expected_version(request),
-        )
-        outcome = await self._submit(command, context)
-        return pb.DepositResponse(version=outcome.version, consistency_token=outcome.token)
+        return await self._submit(_movement(Deposit, request), context, pb.DepositResponse)
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
-        command = Withdraw(
-            command_id=request.command_id,
-            account_id=request.account_id,
-            amount=request.amount,
-            expected_version=_expected_version(request),
-        )
-        outcome = await self._submit(command, context)
-        return pb.WithdrawResponse(version=outcome.version, consistency_token=outcome.token)
+        return await self._submit(_movement(Withdraw, request), context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
         command = Transfer(
@@ -70,8 +64,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             amount=request.amount,
             expected_version=_expected_version(request),
         )
-        outcome = await self._submit(command, context)
-        return pb.TransferResponse(version=outcome.version, consistency_token=outcome.token)
+        return await self._submit(command, context, pb.TransferResponse)
 
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context
@@ -81,10 +74,10 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             account_id=request.account_id,
             expected_version=_expected_version(request),
         )
-        outcome = await self._submit(command, context)
-        return pb.CloseAccountResponse(version=outcome.version, consistency_token=outcome.token)
+        return await self._submit(command, context, pb.CloseAccountResponse)
 
-    async def _submit(self, command: Command, context: _Context) -> Ack:
+    async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
+        """The reply to `command` once committed; a refusal aborts the call with its status."""
         if self.committer is None:
             await _abort(
                 context,
@@ -92,7 +85,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                 "the command server is still rebuilding its state from the event store; retry",
             )
         try:
-            return await self.committer.submit(command)
+            ack = await self.committer.submit(command)
+            return reply(version=ack.version, consistency_token=ack.token)
         except Rejection as exc:
             await _abort(context, _STATUS_OF[exc.kind], exc.message)
         except CommandIdReused as exc:
@@ -106,6 +100,17 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                 f"the event store did not accept the write ({exc}); nothing was recorded, "
                 "retry with the same command_id",
             )
+
+
+def _movement(
+    kind: type[Deposit | Withdraw], request: pb.DepositRequest | pb.WithdrawRequest
+) -> Deposit | Withdraw:
+    return kind(
+        command_id=request.command_id,
+        account_id=request.account_id,
+        amount=request.amount,
+        expected_version=_expected_version(request),
+    )
 
 
 def _expected_version(

@@ -31,69 +31,56 @@ from ledger.domain.account import Account, AccountStatus
 FORMAT = 1
 ACCOUNTS_PER_CHUNK = 10_000
 
-_ACCOUNT = {
-    "type": "record",
-    "name": "AccountState",
-    "fields": [
-        {"name": "account_id", "type": "string"},
-        {"name": "currency", "type": "string"},
-        {"name": "owner", "type": "string"},
-        {"name": "closed", "type": "boolean"},
-        {"name": "balance", "type": "long"},
-        {"name": "version", "type": "long"},
-        {"name": "opened_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "updated_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    ],
-}
+_TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
+_STRINGS = {"type": "array", "items": "string"}
+
+
+def _record(name: str, **field_types: object) -> dict[str, object]:
+    """An Avro record schema whose fields, in order, have the given types."""
+    fields = [{"name": field, "type": type_} for field, type_ in field_types.items()]
+    return {"type": "record", "name": name, "fields": fields}
+
+
+_ACCOUNT = _record(
+    "AccountState",
+    account_id="string",
+    currency="string",
+    owner="string",
+    closed="boolean",
+    balance="long",
+    version="long",
+    opened_at=_TIMESTAMP,
+    updated_at=_TIMESTAMP,
+)
+_MANIFEST = _record(
+    "Manifest",
+    topic="string",
+    topic_id="string",
+    partition="int",
+    lineage="string",
+    generation="string",
+    next_offset="long",
+    outcomes_start="long",
+    outcomes_end="long",
+    account_chunks="int",
+)
+_OUTCOME_CHUNK = _record(
+    "OutcomeChunk",
+    lineage="string",
+    first="long",
+    command_ids=_STRINGS,
+    fingerprints="bytes",
+    offsets="bytes",
+    versions="bytes",
+    tokens=_STRINGS,
+)
+_ACCOUNT_CHUNK = _record(
+    "AccountChunk", generation="string", accounts={"type": "array", "items": _ACCOUNT}
+)
 _SCHEMA = parse_schema(
     {
-        "type": "record",
-        "name": "SnapshotRecord",
+        **_record("SnapshotRecord", format="int", body=[_MANIFEST, _OUTCOME_CHUNK, _ACCOUNT_CHUNK]),
         "namespace": "ledger.command_server.snapshot",
-        "fields": [
-            {"name": "format", "type": "int"},
-            {
-                "name": "body",
-                "type": [
-                    {
-                        "type": "record",
-                        "name": "Manifest",
-                        "fields": [
-                            {"name": "topic", "type": "string"},
-                            {"name": "topic_id", "type": "string"},
-                            {"name": "partition", "type": "int"},
-                            {"name": "lineage", "type": "string"},
-                            {"name": "generation", "type": "string"},
-                            {"name": "next_offset", "type": "long"},
-                            {"name": "outcomes_start", "type": "long"},
-                            {"name": "outcomes_end", "type": "long"},
-                            {"name": "account_chunks", "type": "int"},
-                        ],
-                    },
-                    {
-                        "type": "record",
-                        "name": "OutcomeChunk",
-                        "fields": [
-                            {"name": "lineage", "type": "string"},
-                            {"name": "first", "type": "long"},
-                            {"name": "command_ids", "type": {"type": "array", "items": "string"}},
-                            {"name": "fingerprints", "type": "bytes"},
-                            {"name": "offsets", "type": "bytes"},
-                            {"name": "versions", "type": "bytes"},
-                            {"name": "tokens", "type": {"type": "array", "items": "string"}},
-                        ],
-                    },
-                    {
-                        "type": "record",
-                        "name": "AccountChunk",
-                        "fields": [
-                            {"name": "generation", "type": "string"},
-                            {"name": "accounts", "type": {"type": "array", "items": _ACCOUNT}},
-                        ],
-                    },
-                ],
-            },
-        ],
     }
 )
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from devstack.errors import StackError, StartCancelled
 
@@ -88,6 +88,23 @@ def _banner(log: BinaryIO, argv: Sequence[str]) -> None:
     log.flush()
 
 
+def _child_options(
+    log: BinaryIO, env: Mapping[str, str] | None, cwd: Path | None, run_as: RunAs | None
+) -> dict[str, Any]:
+    """How every child starts: no input, its output in `log`, as `run_as` when given."""
+    return {
+        "stdin": subprocess.DEVNULL,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "env": dict(env) if env is not None else None,
+        "cwd": cwd,
+        "user": run_as.uid if run_as else None,
+        "group": run_as.gid if run_as else None,
+        # Without it the child would keep root's supplementary groups.
+        "extra_groups": [] if run_as else None,
+    }
+
+
 def run_tool(
     argv: Sequence[str],
     *,
@@ -105,17 +122,9 @@ def run_tool(
         try:
             result = subprocess.run(
                 list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
+                **_child_options(log, env, cwd, run_as),
                 timeout=timeout,
                 check=False,
-                user=run_as.uid if run_as else None,
-                group=run_as.gid if run_as else None,
-                # Without it the child would keep root's supplementary groups.
-                extra_groups=[] if run_as else None,
             )
         except FileNotFoundError:
             raise StackError(f"{what}: {argv[0]} not found") from None
@@ -177,16 +186,7 @@ class ManagedProcess:
                 _banner(log, argv)
                 try:
                     self._popen = subprocess.Popen(
-                        list(argv),
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=dict(env) if env is not None else None,
-                        cwd=cwd,
-                        start_new_session=True,
-                        user=run_as.uid if run_as else None,
-                        group=run_as.gid if run_as else None,
-                        extra_groups=[] if run_as else None,
+                        list(argv), **_child_options(log, env, cwd, run_as), start_new_session=True
                     )
                 except FileNotFoundError:
                     raise StackError(f"{self.name}: {argv[0]} not found") from None

@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -17,8 +17,10 @@ from query_server import messages, validation
 from query_server.checkpoints import Checkpoints
 from query_server.errors import InvalidArgument, NotCovered, NotFound, QueryFailed, Unavailable
 from query_server.queries import ReadModel
+from query_server.rows import Page as Rows
 from query_server.rows import Snapshot
 from query_server.token_wait import TokenWaiter
+from query_server.validation import Page
 from query_server.watch import follow
 from query_server.watermarks import HighWatermarks
 
@@ -100,12 +102,10 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetAccountRequest, context: _Context
     ) -> pb.GetAccountResponse:
         account_id = validation.account_id(request.account_id)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         row, snapshot = await side.read_model.account(account_id)
-        _check_covered(token, snapshot)
         return pb.GetAccountResponse(
-            account=messages.account(row), freshness=messages.freshness(snapshot)
+            account=messages.account(row), freshness=_fresh(token, snapshot)
         )
 
     @_unary
@@ -113,14 +113,11 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.ListAccountsRequest, context: _Context
     ) -> pb.ListAccountsResponse:
         query = validation.list_accounts(request)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         page = await side.read_model.accounts(query)
-        _check_covered(token, page.snapshot)
         return pb.ListAccountsResponse(
             accounts=[messages.account(row) for row in page.rows],
-            next_page_token=query.page.token_after(page.next_after),
-            freshness=messages.freshness(page.snapshot),
+            **_page_fields(token, query.page, page),
         )
 
     @_unary
@@ -128,15 +125,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.ListTransactionsRequest, context: _Context
     ) -> pb.ListTransactionsResponse:
         query = validation.list_transactions(request)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         movements = await side.read_model.movements(query)
         page = movements.page
-        _check_covered(token, page.snapshot)
         return pb.ListTransactionsResponse(
             transactions=[messages.transaction(row, movements.currency) for row in page.rows],
-            next_page_token=query.page.token_after(page.next_after),
-            freshness=messages.freshness(page.snapshot),
+            **_page_fields(token, query.page, page),
         )
 
     @_unary
@@ -144,8 +138,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetBalanceAtRequest, context: _Context
     ) -> pb.GetBalanceAtResponse:
         account_id, at = validation.balance_at(request)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         row, snapshot = await side.read_model.balance_at(account_id, at)
         _check_covered(token, snapshot)
         return messages.balance(row, snapshot)
@@ -155,24 +148,20 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetDailySummariesRequest, context: _Context
     ) -> pb.GetDailySummariesResponse:
         query = validation.daily_summaries(request)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         page = await side.read_model.daily_summaries(query)
-        _check_covered(token, page.snapshot)
         return pb.GetDailySummariesResponse(
             summaries=[messages.summary(row) for row in page.rows],
-            next_page_token=query.page.token_after(page.next_after),
-            freshness=messages.freshness(page.snapshot),
+            **_page_fields(token, query.page, page),
         )
 
     @_unary
     async def GetProjectionStatus(
         self, request: pb.GetProjectionStatusRequest, context: _Context
     ) -> pb.GetProjectionStatusResponse:
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         rows, snapshot = await side.read_model.checkpoint_rows()
-        _check_covered(token, snapshot)
+        freshness = _fresh(token, snapshot)
         watermarks = await side.watermarks.observe(_WATERMARK_WAIT_SECONDS)
         checkpoints = {row.partition: row for row in rows}
         return pb.GetProjectionStatusResponse(
@@ -180,7 +169,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 messages.partition_status(p, checkpoints.get(p), watermarks.get(p))
                 for p in sorted(checkpoints.keys() | watermarks.keys())
             ],
-            freshness=messages.freshness(snapshot),
+            freshness=freshness,
         )
 
     @_streaming
@@ -188,8 +177,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.WatchAccountRequest, context: _Context
     ) -> AsyncIterator[pb.WatchAccountResponse]:
         account_id = validation.account_id(request.account_id)
-        token = validation.consistency_token(request.consistency_token)
-        side = await self._ready(token, context)
+        token, side = await self._ready(request, context)
         first = True
         async for update in follow(side.read_model, side.checkpoints, account_id):
             if first:
@@ -197,14 +185,37 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 first = False
             yield messages.watch_update(update)
 
-    async def _ready(self, token: ConsistencyToken | None, context: _Context) -> ReadSide:
-        """The read side, once the read model includes `token` (waiting within the deadline)."""
+    async def _ready(
+        self, request: _AsksConsistency, context: _Context
+    ) -> tuple[ConsistencyToken | None, ReadSide]:
+        """The request's consistency token, and the read side once the read model includes it
+        (waiting within the deadline)."""
+        token = validation.consistency_token(request.consistency_token)
         side = self.read_side
         if side is None:
             raise Unavailable("the query server is still connecting to the read model; retry")
         if token is not None:
             await side.token_waiter.wait(token, context.time_remaining())
-        return side
+        return token, side
+
+
+class _AsksConsistency(Protocol):
+    @property
+    def consistency_token(self) -> str: ...
+
+
+def _page_fields(token: ConsistencyToken | None, paging: Page, page: Rows[Any]) -> dict[str, Any]:
+    """The reply's fields that every page has: where the next one starts, and how fresh it is."""
+    return {
+        "next_page_token": paging.token_after(page.next_after),
+        "freshness": _fresh(token, page.snapshot),
+    }
+
+
+def _fresh(token: ConsistencyToken | None, snapshot: Snapshot) -> pb.Freshness:
+    """How fresh an answer read from `snapshot` is, once checked to cover `token`."""
+    _check_covered(token, snapshot)
+    return messages.freshness(snapshot)
 
 
 def _check_covered(token: ConsistencyToken | None, snapshot: Snapshot) -> None:

@@ -17,7 +17,9 @@ class OpenAccount:
 
 
 @dataclass(frozen=True, slots=True)
-class Deposit:
+class _Movement:
+    """The fields of a deposit and of a withdrawal: one account, one amount."""
+
     command_id: str
     account_id: str
     amount: str
@@ -25,11 +27,13 @@ class Deposit:
 
 
 @dataclass(frozen=True, slots=True)
-class Withdraw:
-    command_id: str
-    account_id: str
-    amount: str
-    expected_version: int | None = None
+class Deposit(_Movement):
+    """Money paid into the account."""
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw(_Movement):
+    """Money taken out of the account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +84,9 @@ def _payload(command: Command) -> dict[str, str | int | None]:
                 "currency": command.currency,
                 "owner": command.owner,
             }
-        case Deposit():
+        case Deposit() | Withdraw():
             return {
-                "type": "deposit",
-                "account_id": command.account_id,
-                "amount": command.amount,
-                "expected_version": command.expected_version,
-            }
-        case Withdraw():
-            return {
-                "type": "withdraw",
+                "type": "deposit" if isinstance(command, Deposit) else "withdraw",
                 "account_id": command.account_id,
                 "amount": command.amount,
                 "expected_version": command.expected_version,

@@ -117,29 +117,31 @@ def _open(command: OpenAccount, accounts: Mapping[str, Account], at: datetime) -
 
 
 def _deposit(command: Deposit, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    require_account_id(command.account_id, "account_id")
-    require_positive_decimal(command.amount)
-    require_expected_version(command.expected_version)
-    account = _existing(accounts, command.account_id)
-    amount = parse_amount(command.amount, account.currency)
-    _require_version(account, command.expected_version)
-    _require_open(account, "deposit into")
+    account, amount = _checked_movement(command, accounts, "deposit into")
     balance = _credited(account, amount)
     common = _common(command, account.account_id, account.version + 1, at, balance)
     return [MoneyDeposited(**common, amount=amount)]
 
 
 def _withdraw(command: Withdraw, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    account, amount = _checked_movement(command, accounts, "withdraw from")
+    balance = _debited(account, amount, "withdrawal")
+    common = _common(command, account.account_id, account.version + 1, at, balance)
+    return [MoneyWithdrawn(**common, amount=amount)]
+
+
+def _checked_movement(
+    command: Deposit | Withdraw, accounts: Mapping[str, Account], verb: str
+) -> tuple[Account, int]:
+    """The open account a deposit or withdrawal moves money on, and the amount in minor units."""
     require_account_id(command.account_id, "account_id")
     require_positive_decimal(command.amount)
     require_expected_version(command.expected_version)
     account = _existing(accounts, command.account_id)
     amount = parse_amount(command.amount, account.currency)
     _require_version(account, command.expected_version)
-    _require_open(account, "withdraw from")
-    balance = _debited(account, amount, "withdrawal")
-    common = _common(command, account.account_id, account.version + 1, at, balance)
-    return [MoneyWithdrawn(**common, amount=amount)]
+    _require_open(account, verb)
+    return account, amount
 
 
 def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
