@@ -115,17 +115,9 @@ class Client:
 
     async def _deposit(self, account: AccountView, *, amount: int | None = None) -> None:
         amount = amount or self._rng.randint(1, MAX_AMOUNT[account.currency])
-        request = cmd.DepositRequest(
-            command_id=self._command_id(),
-            account_id=account.account_id,
-            amount=format_amount(amount, account.currency),
-        )
-        record = self._record(
-            Kind.DEPOSIT, (account.account_id,), amount, account.currency, OK, request
-        )
-        acked = await self._execute(record, lambda t: self._stub.Deposit(request, timeout=t))
+        record, acked = await self._send_movement(Kind.DEPOSIT, account, amount, OK)
         if acked and self._rng.random() < 0.02:
-            await self._reuse_probe(record, request)
+            await self._reuse_probe(record)
 
     async def _withdraw(self, account: AccountView) -> None:
         if account.available <= 0:
@@ -135,15 +127,25 @@ class Client:
         await self._send_withdrawal(account, amount, OK)
 
     async def _send_withdrawal(self, account: AccountView, amount: int, expect: str) -> bool:
-        request = cmd.WithdrawRequest(
+        _, acked = await self._send_movement(Kind.WITHDRAW, account, amount, expect)
+        return acked
+
+    async def _send_movement(
+        self, kind: Kind, account: AccountView, amount: int, expect: str
+    ) -> tuple[CommandRecord, bool]:
+        """Journal a deposit or withdrawal of `amount` and send it; its record, and if acked."""
+        request_type, method = _RPC_OF[kind]
+        rpc = getattr(self._stub, method)
+        request = request_type(
             command_id=self._command_id(),
             account_id=account.account_id,
             amount=format_amount(amount, account.currency),
         )
         record = self._record(
-            Kind.WITHDRAW, (account.account_id,), amount, account.currency, expect, request
+            kind, (account.account_id,), amount, account.currency, expect, request
         )
-        return await self._execute(record, lambda t: self._stub.Withdraw(request, timeout=t))
+        acked = await self._execute(record, lambda t: rpc(request, timeout=t))
+        return record, acked
 
     async def _transfer(self, source: AccountView) -> None:
         targets = [a for a in self._book.open_in(source.currency) if a is not source]
@@ -210,11 +212,13 @@ class Client:
         )
         await self._execute(record, lambda t: self._stub.CloseAccount(request, timeout=t))
 
-    async def _reuse_probe(self, original: CommandRecord, request: cmd.DepositRequest) -> None:
+    async def _reuse_probe(self, original: CommandRecord) -> None:
         """The same command_id with another payload: must be refused with ALREADY_EXISTS."""
-        changed = cmd.DepositRequest()
-        changed.CopyFrom(request)
-        changed.amount = format_amount((original.amount or 0) + 1, original.currency)
+        changed = cmd.DepositRequest(
+            command_id=original.command_id,
+            account_id=original.accounts[0],
+            amount=format_amount((original.amount or 0) + 1, original.currency),
+        )
         probe = CommandRecord(
             original.command_id,
             original.kind,

@@ -165,3 +165,18 @@ def assigned(projector: LedgerService, partitions: int) -> Callable[[], Awaitabl
         )
 
     return check
+
+
+async def split_between(projectors: Sequence[LedgerService | str], partitions: int) -> None:
+    """Wait until the projectors (or the ones serving these addresses) each own some of the
+    topic's `partitions`, no partition twice, all of them together."""
+
+    async def split() -> bool:
+        try:
+            owned = [set(status(projector)["partitions"]) for projector in projectors]
+        except OSError:
+            return False  # an endpoint is not up yet
+        every = set().union(*owned)
+        return all(owned) and len(every) == partitions == sum(len(mine) for mine in owned)
+
+    await eventually_async(split, timeout=DEADLINE_S, message="the partitions to be split")

@@ -16,15 +16,8 @@ from ledger.read_model_contract import NOTIFY_CHANNEL
 from projector import batch_writes
 from projector.batch import apply_batch
 from tests.eventually import eventually_async
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import cut, written_log
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    checkpoints,
-    fold,
-    read_model,
-    reference,
-    snapshot,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +46,17 @@ async def test_either_path_writes_the_tables_the_other_does_and_announces_each_c
             for batch in batches:
                 await apply_batch(db, topic, batch)
 
-        assert await read_model(db) == fold(log.logged)
-        final = {str(p): offset for p, offset in (await checkpoints(db, topic)).items()}
+        assert await checks.read_model(db) == checks.fold(log.logged)
+        final = {str(p): offset for p, offset in (await checks.checkpoints(db, topic)).items()}
 
         async def announced() -> bool:
             return len(heard) == len(batches) and heard[-1]["checkpoints"] == {
                 p: final[p] for p in heard[-1]["checkpoints"]
             }
 
-        await eventually_async(announced, timeout=DEADLINE_S, message="every commit announced")
+        await eventually_async(
+            announced, timeout=checks.DEADLINE_S, message="every commit announced"
+        )
         # The schema the batch went to: a rebuild's shadow announces under its own name.
         assert {(message["topic"], message["schema"]) for message in heard} == {(topic, "ledger")}
         # Each announcement says where its batch left its partitions; together they cover all.
@@ -72,7 +67,7 @@ async def test_either_path_writes_the_tables_the_other_does_and_announces_each_c
                 merged[partition] = offset
         assert merged == final
         # The reference applies batches of 1,000 records: staged, whatever the test forced.
-        assert await snapshot(db) == await reference(database, topic, records)
+        assert await checks.snapshot(db) == await checks.reference(database, topic, records)
     finally:
         await listener.close()
 

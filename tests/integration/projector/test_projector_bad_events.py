@@ -11,14 +11,8 @@ from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
 from ledger.domain.commands import Deposit, OpenAccount
 from tests.eventually import eventually
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, unique_id
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    caught_up,
-    run_rebuild,
-    snapshot,
-    status,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +28,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(
     log.write(history.decide(Deposit(unique_id(), "poisoned", "7.25")))
     projector = projectors()
     projector.start()
-    await caught_up(db, topic, log.last_offsets())
+    await checks.caught_up(db, topic, log.last_offsets())
 
     account = await db.fetchrow("SELECT balance::text, version FROM accounts")
     assert tuple(account) == ("7.25", 2)
@@ -42,7 +36,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(
     assert [row["offset"] for row in letters] == [garbage, unknown_schema]
     assert "magic byte" in letters[0]["error"]
     assert "schema id" in letters[1]["error"]
-    assert status(projector)["dead_letters"] == 2
+    assert checks.status(projector)["dead_letters"] == 2
 
     consumer = Consumer(
         {
@@ -63,7 +57,7 @@ async def test_undecodable_records_go_to_the_dead_letter_topic(
 
         eventually(
             both_dead_letters_read,
-            timeout=DEADLINE_S,
+            timeout=checks.DEADLINE_S,
             interval=0,
             message=lambda: f"two records on the dead-letter topic, read {len(dead)}",
         )
@@ -99,14 +93,14 @@ async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_
     log.write(history.decide(Deposit(unique_id(), "gappy", "1")))
     projector = projectors(workers=workers)
     projector.start()
-    await caught_up(db, topic, log.last_offsets())
-    before = await snapshot(db)
+    await checks.caught_up(db, topic, log.last_offsets())
+    before = await checks.snapshot(db)
 
     valid = history.decide(Deposit(unique_id(), "gappy", "2"))
     history.decide(Deposit(unique_id(), "gappy", "3"))  # version 4 never reaches the log
     gap = history.decide(Deposit(unique_id(), "gappy", "4"))
     written = log.write(valid + gap)
-    assert projector.wait_exit(DEADLINE_S) == 3
+    assert projector.wait_exit(checks.DEADLINE_S) == 3
     text = projector.log_text()
     if workers == 2:
         # The other worker may meet the event too, once the partition moves to it.
@@ -116,9 +110,9 @@ async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_
         "event version 5) contradicts the read model, where the account is at version 3"
     ) in text, text[-2000:]
     # Version 3 came in the same batch as the gap, so it was not applied either.
-    assert await snapshot(db) == before
+    assert await checks.snapshot(db) == before
 
-    rebuilt = run_rebuild(stack, topic, database)
+    rebuilt = checks.run_rebuild(stack, topic, database)
     assert rebuilt.returncode == 4, rebuilt.stderr[-2000:]
     assert "rebuild failed, the live read model is untouched" in rebuilt.stderr
-    assert await snapshot(db) == before
+    assert await checks.snapshot(db) == before

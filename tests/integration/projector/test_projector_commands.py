@@ -18,13 +18,8 @@ from ledger.consistency import ConsistencyToken
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 from tests.eventually import eventually_async
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import unique_id
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    assigned,
-    checkpoints,
-    status,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -96,12 +91,12 @@ async def test_projects_what_the_command_server_writes(
 
     await eventually_async(
         token_covered,
-        timeout=DEADLINE_S,
+        timeout=checks.DEADLINE_S,
         message="a notification covering the last command's token",
     )
     await listener.close()
     assert {payload["topic"] for payload in notified} == {topic}
-    assert token.covered_by(await checkpoints(db, topic))
+    assert token.covered_by(await checks.checkpoints(db, topic))
 
     accounts = {r["account_id"]: r for r in await db.fetch("SELECT * FROM accounts")}
     assert (accounts[a]["status"], accounts[a]["version"]) == ("CLOSED", 5)
@@ -136,12 +131,14 @@ async def test_projects_what_the_command_server_writes(
     assert isinstance(day["day"], date)
 
     await eventually_async(
-        assigned(projector, 6), timeout=DEADLINE_S, message="a lag of 0 on every partition"
+        checks.assigned(projector, 6),
+        timeout=checks.DEADLINE_S,
+        message="a lag of 0 on every partition",
     )
-    report = status(projector)
+    report = checks.status(projector)
     assert (report["events_applied"], report["dead_letters"]) == (12, 0)
     # Kafka's committed offsets follow PostgreSQL's checkpoints, for lag monitoring tools.
-    done = await checkpoints(db, topic)
+    done = await checks.checkpoints(db, topic)
     watcher = Consumer(
         {
             "bootstrap.servers": stack.kafka_bootstrap,
@@ -156,7 +153,7 @@ async def test_projects_what_the_command_server_writes(
             return found == {p: offset + 1 for p, offset in done.items()}
 
         await eventually_async(
-            committed_to_kafka, timeout=DEADLINE_S, message="offsets committed to Kafka"
+            committed_to_kafka, timeout=checks.DEADLINE_S, message="offsets committed to Kafka"
         )
     finally:
         watcher.close()

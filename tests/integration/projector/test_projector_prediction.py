@@ -18,8 +18,8 @@ from projector import reads as sql
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, UndecodableRecord
 from projector.prediction import AccountView, apply_predicted
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import cut, written_log
-from tests.integration.projector.model_checks import fold, read_model, reference, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +59,14 @@ async def test_predicted_batches_write_exactly_what_projecting_from_the_database
     assert all(predicted)
     assert sum(r.applied for r in results) == len(log.logged)
     assert sum(r.dead_letters for r in results) == 1
-    assert await read_model(db) == fold(log.logged)
+    assert await checks.read_model(db) == checks.fold(log.logged)
     # Times are staged as microseconds since the epoch and turned back into timestamptz.
     rows = await db.fetch("SELECT account_id, version, occurred_at FROM movements")
     times = {(e.account_id, e.version): e.occurred_at for e in (item.event for item in log.logged)}
     assert {
         (r["account_id"], r["version"]): r["occurred_at"] for r in rows
     }.items() <= times.items()
-    assert await snapshot(db) == await reference(database, topic, records)
+    assert await checks.snapshot(db) == await checks.reference(database, topic, records)
 
 
 async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_the_database(
@@ -89,18 +89,18 @@ async def test_a_checkpoint_another_instance_moved_makes_the_batch_project_from_
     assert stale is not None
     assert len(stale.writes.decoded) + len(stale.writes.undecodable) == len(again)
     mine.sent(stale)
-    before = await snapshot(db)
+    before = await checks.snapshot(db)
     result = await apply_predicted(db, topic, again, None, stale)
     # ...but the checkpoints it assumed moved: the prediction is not used, all is skipped.
     assert (stale.used_by(result), result.applied, result.skipped) == (False, 0, len(again))
-    assert await snapshot(db) == before
+    assert await checks.snapshot(db) == before
     assert not mine.settle(result)
     # Its view of those partitions is reset: accounts are read from the database once more.
     _, rest = await pipelined(db, topic, mine, batches[7:])
     assert rest == [False] + [True] * (len(rest) - 1)
 
-    assert await read_model(db) == fold(log.logged)
-    assert await snapshot(db) == await reference(database, topic, records)
+    assert await checks.read_model(db) == checks.fold(log.logged)
+    assert await checks.snapshot(db) == await checks.reference(database, topic, records)
 
 
 async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one_commits(
@@ -111,7 +111,7 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
     batches = [records[: junk - 100], records[junk - 100 : junk + 100], records[junk + 100 :]]
     view = AccountView()
     await pipelined(db, topic, view, batches[:1])
-    before = await snapshot(db)
+    before = await checks.snapshot(db)
 
     failing = view.predict(topic, batches[1])
     view.sent(failing)
@@ -124,7 +124,7 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
 
     with pytest.raises(ConnectionError):
         await apply_predicted(db, topic, batches[1], unreachable_dead_letter_topic, failing)
-    assert await snapshot(db) == before
+    assert await checks.snapshot(db) == before
     # Under the lock, the batch on top sees the checkpoints before the failed one.
     async with db.transaction():
         locked = await sql.lock_checkpoints(db, topic, {r.partition for r in batches[2]})
@@ -136,7 +136,7 @@ async def test_a_batch_predicted_on_top_of_a_failed_one_holds_only_once_that_one
     assert view.settle(retried)
     last = await apply_predicted(db, topic, batches[2], None, on_top)
     assert on_top.used_by(last)
-    assert await snapshot(db) == await reference(database, topic, records)
+    assert await checks.snapshot(db) == await checks.reference(database, topic, records)
 
 
 async def test_a_batch_applied_again_after_a_lost_commit_is_skipped_and_the_view_resets(
@@ -162,4 +162,4 @@ async def test_a_batch_applied_again_after_a_lost_commit_is_skipped_and_the_view
     assert on_top is not None
     _, rest = await pipelined(db, topic, view, batches[3:])
     assert rest == [False] + [True] * (len(rest) - 1)
-    assert await snapshot(db) == await reference(database, topic, records)
+    assert await checks.snapshot(db) == await checks.reference(database, topic, records)

@@ -16,18 +16,8 @@ from projector.log_reader import LogReader
 from projector.migrations import bundled
 from projector.rebuild import Rebuild
 from tests.eventually import eventually, eventually_async
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, unique_id
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    applied,
-    caught_up,
-    checkpoints,
-    fold,
-    read_model,
-    run_rebuild,
-    snapshot,
-    status,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +35,7 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
     log.write_raw(1, b"x", b"\x00\x00\x00", [])
     projector = projectors()
     projector.start()
-    await caught_up(db, topic, log.last_offsets())
+    await checks.caught_up(db, topic, log.last_offsets())
 
     # Events that arrive after the rebuild took the log's end are only in the live model when
     # the swap begins: the swap must catch up on them under its lock.
@@ -61,8 +51,8 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
         ends = ends_at_start(timeout)
         log.write(history.generate(accounts=20, events=500, prefix="late"))
         eventually(
-            lambda: applied(status(projector), log.last_offsets()),
-            timeout=DEADLINE_S,
+            lambda: checks.applied(checks.status(projector), log.last_offsets()),
+            timeout=checks.DEADLINE_S,
             message="the live projector to apply the late events",
         )
         return ends
@@ -81,7 +71,7 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
             )
 
         report = await run()
-        swapped = {str(p): offset for p, offset in (await checkpoints(db, topic)).items()}
+        swapped = {str(p): offset for p, offset in (await checks.checkpoints(db, topic)).items()}
 
         # The shadow announced its batches under its own name, which readers ignore; the
         # swap announces the checkpoints it brought in as the live schema's.
@@ -93,7 +83,7 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
             }
 
         await eventually_async(
-            announced, timeout=DEADLINE_S, message="the swapped-in checkpoints announced"
+            announced, timeout=checks.DEADLINE_S, message="the swapped-in checkpoints announced"
         )
         assert any(message["schema"] == "ledger_rebuild" for message in heard)
     finally:
@@ -103,28 +93,28 @@ async def test_rebuild_swaps_in_a_model_identical_to_the_live_one(
     assert report.caught_up > 0
     assert report.old_schema is not None
     assert late != log.last_offsets()
-    await caught_up(db, topic, log.last_offsets())
-    assert await snapshot(db, "ledger") == await snapshot(db, report.old_schema)
-    assert await read_model(db) == fold(log.logged)
+    await checks.caught_up(db, topic, log.last_offsets())
+    assert await checks.snapshot(db, "ledger") == await checks.snapshot(db, report.old_schema)
+    assert await checks.read_model(db) == checks.fold(log.logged)
 
     # The live projector carries on in the swapped-in schema.
     log.write(history.decide(OpenAccount(unique_id(), "after-swap", "USD", "S")))
-    await caught_up(db, topic, log.last_offsets())
-    assert await read_model(db) == fold(log.logged)
+    await checks.caught_up(db, topic, log.last_offsets())
+    assert await checks.read_model(db) == checks.fold(log.logged)
     assert not await db.fetchval(
         f"SELECT count(*) FROM {report.old_schema}.accounts WHERE account_id = 'after-swap'"
     )
 
     # And the command line does the same, dropping the old schema.
-    before = await snapshot(db)
-    rebuilt = run_rebuild(stack, topic, database)
+    before = await checks.snapshot(db)
+    rebuilt = checks.run_rebuild(stack, topic, database)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert "rebuilt ledger" in rebuilt.stderr
-    assert await snapshot(db) == before
+    assert await checks.snapshot(db) == before
     assert not await db.fetchval(
         "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ledger_old_%' AND nspname <> $1",
         report.old_schema,
     )
     log.write(history.decide(Deposit(unique_id(), "after-swap", "2")))
-    await caught_up(db, topic, log.last_offsets())
-    assert await read_model(db) == fold(log.logged)
+    await checks.caught_up(db, topic, log.last_offsets())
+    assert await checks.read_model(db) == checks.fold(log.logged)

@@ -14,17 +14,8 @@ from devstack.stack import LocalStack
 from projector.batch import apply_batch
 from projector.migrations import bundled, migrate
 from tests.eventually import eventually_async
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, records_of
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    assigned,
-    caught_up,
-    checkpoints,
-    fold,
-    read_model,
-    snapshot,
-    status,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -43,22 +34,22 @@ async def test_applying_the_same_records_again_changes_nothing(
     ]
     assert sum(r.applied for r in first) == 3000
     assert sum(r.dead_letters for r in first) == 1
-    once = await snapshot(db)
+    once = await checks.snapshot(db)
     # The same batches again, then differently cut and overlapping ones: all skipped.
     again = [
         await apply_batch(db, topic, records[i : i + 700]) for i in range(0, len(records), 700)
     ]
     overlapping = await apply_batch(db, topic, records[100:2500] + records[1000:])
     assert sum(r.applied + r.dead_letters for r in [*again, overlapping]) == 0
-    assert await snapshot(db) == once
-    assert await read_model(db) == fold(log.logged)
+    assert await checks.snapshot(db) == once
+    assert await checks.read_model(db) == checks.fold(log.logged)
 
     # A projector process finds everything applied, also with Kafka's offsets deleted: they are
     # only for lag tools, PostgreSQL's checkpoints say where to resume.
     projector = projectors()
     projector.start()
     await eventually_async(
-        assigned(projector, 3), timeout=DEADLINE_S, message="the projector to pick up"
+        checks.assigned(projector, 3), timeout=checks.DEADLINE_S, message="the projector to pick up"
     )
     projector.stop()
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
@@ -66,10 +57,10 @@ async def test_applying_the_same_records_again_changes_nothing(
     admin.delete_consumer_groups([group], request_timeout=30)[group].result(30)
     projector.start()
     await eventually_async(
-        assigned(projector, 3), timeout=DEADLINE_S, message="the projector to pick up"
+        checks.assigned(projector, 3), timeout=checks.DEADLINE_S, message="the projector to pick up"
     )
-    assert status(projector)["events_applied"] == 0
-    assert await snapshot(db) == once
+    assert checks.status(projector)["events_applied"] == 0
+    assert await checks.snapshot(db) == once
 
 
 async def test_sigkill_in_the_middle_of_a_batch_loses_and_repeats_nothing(
@@ -89,20 +80,22 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_and_repeats_nothing(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name = 'ledger-projector' AND xact_start IS NOT NULL"
         )
-        return bool(applying) and bool(await checkpoints(db, topic))
+        return bool(applying) and bool(await checks.checkpoints(db, topic))
 
     await eventually_async(
-        inside_a_batch, timeout=DEADLINE_S, message="the projector to be inside a batch transaction"
+        inside_a_batch,
+        timeout=checks.DEADLINE_S,
+        message="the projector to be inside a batch transaction",
     )
     projector.kill()
 
     # What committed is exactly a prefix of each partition: the log up to its checkpoint.
-    done = await checkpoints(db, topic)
+    done = await checks.checkpoints(db, topic)
     last = log.last_offsets()
     assert any(done.get(p, -1) < offset for p, offset in last.items()), "killed too late"
-    assert await read_model(db) == fold(log.logged, upto=done)
+    assert await checks.read_model(db) == checks.fold(log.logged, upto=done)
 
     projector.start()
-    await caught_up(db, topic, last)
+    await checks.caught_up(db, topic, last)
     # Equal sets of (account, version) of movements: none missing, none twice.
-    assert await read_model(db) == fold(log.logged)
+    assert await checks.read_model(db) == checks.fold(log.logged)

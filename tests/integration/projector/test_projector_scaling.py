@@ -14,15 +14,8 @@ from devstack.stack import LocalStack
 from projector.batch import apply_batch
 from projector.migrations import bundled, migrate
 from tests.eventually import eventually_async
+from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, records_of
-from tests.integration.projector.model_checks import (
-    DEADLINE_S,
-    caught_up,
-    fold,
-    read_model,
-    snapshot,
-    status,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +34,11 @@ async def test_two_instances_share_the_partitions_and_build_the_same_model(
     first.start()
     second.start()
 
-    async def shared() -> bool:
-        mine, theirs = set(status(first)["partitions"]), set(status(second)["partitions"])
-        return bool(mine) and bool(theirs) and not mine & theirs and len(mine | theirs) == 4
-
-    await eventually_async(shared, timeout=DEADLINE_S, message="both instances to own partitions")
+    await checks.split_between([first, second], partitions=4)
     log.write(history.generate(accounts=10, events=4000, prefix="more"))
-    await caught_up(db, topic, log.last_offsets())
-    assert await read_model(db) == fold(log.logged)
-    both = await snapshot(db)
+    await checks.caught_up(db, topic, log.last_offsets())
+    assert await checks.read_model(db) == checks.fold(log.logged)
+    both = await checks.snapshot(db)
 
     # One process applying the whole log alone produces the same tables.
     alone = await asyncpg.connect(database, server_settings={"search_path": "ledger_alone"})
@@ -58,7 +47,7 @@ async def test_two_instances_share_the_partitions_and_build_the_same_model(
         records = records_of(stack, topic, log.codec)
         for start in range(0, len(records), 5000):
             await apply_batch(alone, topic, records[start : start + 5000])
-        assert await snapshot(alone, "ledger_alone") == both
+        assert await checks.snapshot(alone, "ledger_alone") == both
     finally:
         await alone.close()
 
@@ -80,21 +69,13 @@ async def test_workers_share_the_partitions_and_stop_together(
     workers = child_pids(supervisor.pid)
     assert len(workers) == 2
 
-    async def shared() -> bool:
-        try:
-            owned = [set(status(address)["partitions"]) for address in addresses]
-        except OSError:
-            return False  # the second worker's endpoint is not up yet
-        mine, theirs = owned
-        return bool(mine) and bool(theirs) and not mine & theirs and len(mine | theirs) == 4
-
-    await eventually_async(shared, timeout=DEADLINE_S, message="both workers to own partitions")
+    await checks.split_between(addresses, partitions=4)
     log.write(history.generate(accounts=10, events=2000, prefix="more"))
-    await caught_up(db, topic, log.last_offsets())
-    assert await read_model(db) == fold(log.logged)
+    await checks.caught_up(db, topic, log.last_offsets())
+    assert await checks.read_model(db) == checks.fold(log.logged)
 
     os.kill(supervisor.pid, signal.SIGTERM)
-    assert supervisor.wait_exit(DEADLINE_S) == 0
+    assert supervisor.wait_exit(checks.DEADLINE_S) == 0
     assert not alive(workers)
     assert supervisor.log_text().count("stopped with exit code 0") == 2
 
@@ -110,10 +91,10 @@ async def test_workers_stop_when_their_supervisor_dies(
     assert len(workers) == 2
 
     os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
-    supervisor.wait_exit(DEADLINE_S)
+    supervisor.wait_exit(checks.DEADLINE_S)
 
     async def gone() -> bool:
         return not alive(workers)
 
-    await eventually_async(gone, timeout=DEADLINE_S, message="the orphaned workers to stop")
+    await eventually_async(gone, timeout=checks.DEADLINE_S, message="the orphaned workers to stop")
     assert supervisor.log_text().count("the supervisor is gone") == 2
