@@ -53,25 +53,19 @@ from ledger.events.records import (
     TransferDebited,
 )
 from ledger.events.schema_store import ConfluentSchemaStore
+from projector import projection
 from projector.migrations import bundled, migrate
 
 GOAL_EVENTS_PER_S = 50_000
 GOAL_VS_COPY = 0.3
 GOAL_EVENTS = 1_000_000
 BASELINE_SCHEMA = "bench_copy"
-MOVEMENT_COLUMNS = (
-    "event_id",
-    "account_id",
-    "version",
-    "kind",
-    "amount",
-    "balance_after",
-    "occurred_at",
-    "counterparty_id",
-    "transfer_id",
-    "command_id",
-    "partition",
-    "offset",
+# The movements' columns as the raw COPY baseline writes them: the projector's, with the time as
+# a timestamptz (not staged microseconds) and the amount already scaled (no exponent).
+MOVEMENT_COLUMNS = tuple(
+    "occurred_at" if column == "occurred_us" else column
+    for column in projection.MOVEMENT_COLUMNS
+    if column != "exponent"
 )
 _KINDS: dict[type, str] = {
     MoneyDeposited: "DEPOSIT",
