@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from ledger.auth.principal import permitted_accounts_regex
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -115,7 +116,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         query = validation.list_accounts(request)
         token = validation.consistency_token(request.consistency_token)
         side = await self._ready(token, context)
-        page = await side.read_model.accounts(query)
+        # A token restricted to some accounts (ledger.auth) lists only those.
+        page = await side.read_model.accounts(query, permitted_accounts_regex())
         _check_covered(token, page.snapshot)
         return pb.ListAccountsResponse(
             accounts=[messages.account(row) for row in page.rows],
@@ -157,7 +159,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         query = validation.daily_summaries(request)
         token = validation.consistency_token(request.consistency_token)
         side = await self._ready(token, context)
-        page = await side.read_model.daily_summaries(query)
+        page = await side.read_model.daily_summaries(query, permitted_accounts_regex())
         _check_covered(token, page.snapshot)
         return pb.GetDailySummariesResponse(
             summaries=[messages.summary(row) for row in page.rows],
