@@ -97,7 +97,7 @@ def test_a_token_forged_under_a_known_key_id_is_refused(credentials: LocalCreden
 def test_an_unsigned_token_is_refused(credentials: LocalCredentials) -> None:
     claims = jwt.decode(credentials.mint([READ]), options={"verify_signature": False})
     kid = jwt.get_unverified_header(credentials.mint([READ]))["kid"]
-    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": kid})
+    unsigned = jwt.encode(claims, "", algorithm="none", headers={"kid": kid})
     assert "algorithm" in _refusal(_verifier(credentials), f"Bearer {unsigned}")
 
 
