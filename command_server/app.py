@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 
@@ -14,6 +15,7 @@ from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.topic import UnsafeTopic
 from command_server.writer.handle import WriterLost, WriterProcess
+from ledger.auth.settings import ServerSecurity
 from ledger.environment import SettingsError
 from ledger.grpc_server import LedgerServer, stop_on_signals
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter
@@ -28,7 +30,7 @@ EXIT_FENCED = 3
 EXIT_WRITER_LOST = 1
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, security: ServerSecurity) -> int:
     """Serve until SIGTERM/SIGINT (returns 0) or until fenced by another instance (returns 3)."""
     stopping = stop_on_signals()
     exit_code = 0
@@ -56,6 +58,7 @@ async def serve(settings: Settings) -> int:
         commands_pb2_grpc.add_CommandServiceServicer_to_server,
         settings.listen,
         GrpcServerMetrics.create(),
+        security,
     )
     metrics = start_metrics_exporter(COMMAND_SERVER_METRICS_ADDR)
     # Only once the port is ours: the writer fences any other instance of this shard. It starts
@@ -112,7 +115,8 @@ def main() -> None:
     configure_logging("command-server")
     try:
         settings = Settings.from_env()
-        sys.exit(asyncio.run(serve(settings)))
+        security = ServerSecurity.from_env(os.environ, settings.listen, "LEDGER_COMMAND_ADDR")
+        sys.exit(asyncio.run(serve(settings, security)))
     except (SettingsError, UnsafeTopic, AppendFailed) as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from devstack.credentials import local_credentials
 from devstack.errors import StackError
 from devstack.ledger_services import LedgerService
 from devstack.locations import default_cache_dir, default_data_dir
@@ -19,6 +20,7 @@ from devstack.maven import fetch_all, is_cached
 from devstack.ports import StackPorts
 from devstack.service import Service
 from devstack.stack import LocalStack
+from ledger.auth.local import LocalCredentials
 
 _WATCH_INTERVAL = 0.5
 
@@ -47,19 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _ledger_services(stack: LocalStack) -> list[Service]:
+def _ledger_services(stack: LocalStack, credentials: LocalCredentials) -> list[Service]:
     """The Ledger's own servers: started after the stack, in this order, and stopped before it.
 
-    Each runs `python -m <package>` with `stack.environment()`; the gRPC servers are ready when
-    their grpc.health.v1 says SERVING.
+    Each runs `python -m <package>` with `stack.environment()`; the gRPC servers serve TLS and
+    require tokens (`credentials`), and are ready when their grpc.health.v1 says SERVING.
     """
     command_addr = os.environ.get("LEDGER_COMMAND_ADDR") or "127.0.0.1:50051"
     projector_http = os.environ.get("LEDGER_PROJECTOR_HTTP") or "127.0.0.1:9464"
     query_addr = os.environ.get("LEDGER_QUERY_ADDR") or "127.0.0.1:50052"
     return [
-        LedgerService.command_server(stack, stack.data_dir, listen=command_addr),
+        LedgerService.command_server(
+            stack, stack.data_dir, listen=command_addr, secure=credentials
+        ),
         LedgerService.projector(stack, stack.data_dir, http=projector_http),
-        LedgerService.query_server(stack, stack.data_dir, listen=query_addr),
+        LedgerService.query_server(stack, stack.data_dir, listen=query_addr, secure=credentials),
     ]
 
 
@@ -90,9 +94,11 @@ def _run() -> int:
             f"devstack: starting Kafka, registry and PostgreSQL, data in {_shown(stack.data_dir)}"
         )
         began = time.monotonic()
+        # Made on the first start (a CA, the servers' certificate, a signing key, tokens).
+        credentials = local_credentials(stack.data_dir)
         stack.start()
         started.extend(stack.services)
-        for service in _ledger_services(stack):
+        for service in _ledger_services(stack, credentials):
             service.start()
             started.append(service)
         print(f"devstack: ready in {time.monotonic() - began:.1f}s")
@@ -101,7 +107,7 @@ def _run() -> int:
         print("  environment for the Ledger services:")
         for name, value in stack.environment().items():
             print(f"    {name}={value}")
-        _print_grpcurl_hints(started)
+        _print_grpcurl_hints(started, _shown(credentials.directory))
         print("devstack: Ctrl-C stops everything", flush=True)
         return _watch(started)
     except KeyboardInterrupt:
@@ -121,14 +127,19 @@ _GRPC_APIS = {
 }
 
 
-def _print_grpcurl_hints(services: Sequence[Service]) -> None:
-    """How to call the servers; the README's grpcurl section has the full walk-through."""
+def _print_grpcurl_hints(services: Sequence[Service], credentials: str) -> None:
+    """How to call the servers (TLS trusting the local CA, a token from `credentials`); the
+    README's grpcurl section has the full walk-through."""
     servers = [s for s in services if s.name in _GRPC_APIS]
     if servers:
         print('  call them with grpcurl (README.md, "Calling the services with grpcurl"):')
+        print(f"    (ready tokens in {credentials}/: writer, reader, admin; README: Security)")
+    flags = (
+        f'-cacert {credentials}/ca.pem -H "authorization: Bearer $(cat {credentials}/writer.token)"'
+    )
     for server in servers:
-        print(f"    grpcurl -plaintext {server.address} list")
-        print(f"    grpcurl -plaintext {server.address} describe {_GRPC_APIS[server.name]}")
+        print(f"    grpcurl {flags} {server.address} list")
+        print(f"    grpcurl {flags} {server.address} describe {_GRPC_APIS[server.name]}")
 
 
 def _watch(services: Sequence[Service]) -> int:

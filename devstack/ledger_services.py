@@ -2,6 +2,10 @@
 
 Shared by `make run`, the end-to-end tests and the benchmarks, so that all of them start the
 services exactly the same way: `python -m <package>` with the stack's environment.
+
+The gRPC servers run with TLS and token authentication when given `secure=` local credentials
+(`make run`, the security tests); otherwise in plaintext without authentication on loopback
+(LEDGER_INSECURE=1), which is what most tests and benchmarks measure and call.
 """
 
 from __future__ import annotations
@@ -14,16 +18,25 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.credentials import channel_credentials
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import ManagedProcess, clean_environment
 from devstack.stack import LocalStack
+from ledger.auth.local import LocalCredentials
 
 
-def grpc_serving(address: str) -> Callable[[], bool]:
-    """A readiness probe: the server's grpc.health.v1 answers SERVING."""
+def _channel(address: str, secure: LocalCredentials | None) -> grpc.Channel:
+    if secure is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, channel_credentials(secure))
+
+
+def grpc_serving(address: str, secure: LocalCredentials | None = None) -> Callable[[], bool]:
+    """A readiness probe: the server's grpc.health.v1 answers SERVING (health needs no token;
+    over TLS trusting the local CA when `secure`)."""
 
     def probe() -> bool:
-        with grpc.insecure_channel(address) as channel:
+        with _channel(address, secure) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=1
@@ -48,8 +61,11 @@ class LedgerService:
         address: str,
         ready: Callable[[], bool],
         start_timeout: float = 60,
+        secure: LocalCredentials | None = None,
     ) -> None:
         self.name = name
+        self.secure = secure
+        """The credentials the server uses (TLS, tokens), or None: plaintext, no tokens."""
         self.module = module
         self.env = dict(env)
         self.address = address
@@ -66,9 +82,15 @@ class LedgerService:
         topic: str | None = None,
         listen: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        secure: LocalCredentials | None = None,
     ) -> LedgerService:
         address = listen or f"{LOOPBACK}:{free_port()}"
-        env = {**stack.environment(), "LEDGER_COMMAND_ADDR": address, **(extra_env or {})}
+        env = {
+            **stack.environment(),
+            **_grpc_security(secure),
+            "LEDGER_COMMAND_ADDR": address,
+            **(extra_env or {}),
+        }
         if topic is not None:
             env["LEDGER_TOPIC"] = topic
         return cls(
@@ -77,7 +99,8 @@ class LedgerService:
             env=env,
             log_file=data_dir / "logs" / "command-server.log",
             address=address,
-            ready=grpc_serving(address),
+            ready=grpc_serving(address, secure),
+            secure=secure,
         )
 
     @classmethod
@@ -90,9 +113,15 @@ class LedgerService:
         database_url: str | None = None,
         listen: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        secure: LocalCredentials | None = None,
     ) -> LedgerService:
         address = listen or f"{LOOPBACK}:{free_port()}"
-        env = {**stack.environment(), "LEDGER_QUERY_ADDR": address, **(extra_env or {})}
+        env = {
+            **stack.environment(),
+            **_grpc_security(secure),
+            "LEDGER_QUERY_ADDR": address,
+            **(extra_env or {}),
+        }
         if topic is not None:
             env["LEDGER_TOPIC"] = topic
         if database_url is not None:
@@ -103,8 +132,15 @@ class LedgerService:
             env=env,
             log_file=data_dir / "logs" / "query-server.log",
             address=address,
-            ready=grpc_serving(address),
+            ready=grpc_serving(address, secure),
+            secure=secure,
         )
+
+    def channel(self, token: str | None = None) -> grpc.aio.Channel:
+        """An asyncio channel to this gRPC server: TLS with `token` when it runs secure."""
+        if self.secure is None:
+            return grpc.aio.insecure_channel(self.address)
+        return grpc.aio.secure_channel(self.address, channel_credentials(self.secure, token))
 
     @classmethod
     def projector(
@@ -180,3 +216,10 @@ class LedgerService:
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+
+def _grpc_security(secure: LocalCredentials | None) -> dict[str, str]:
+    """TLS and tokens from the local credentials, or plaintext on loopback."""
+    if secure is None:
+        return {"LEDGER_INSECURE": "1"}
+    return secure.server_environment()

@@ -1,8 +1,10 @@
 """A Ledger gRPC server, set up the same way for every service.
 
 Each composition root adds its own servicer (which only translates between protobuf and the
-domain) and gets the rest from here: per-method metrics, grpc.health.v1 for the whole server
-("") and for the service by name, reflection that shows the API's comments, the listening port.
+domain) and gets the rest from here: per-method metrics, TLS and the authentication and
+authorization of every call (`ledger.auth`, as `ServerSecurity` says), grpc.health.v1 for the
+whole server ("") and for the service by name, reflection that shows the API's comments, the
+listening port.
 Health answers NOT_SERVING from the moment the server starts until the service says otherwise,
 so that a probe can tell "up but not ready" (rebuilding, connecting) from "down".
 """
@@ -18,6 +20,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ledger.auth.interceptor import AuthInterceptor
+from ledger.auth.settings import ServerSecurity
 from ledger.reflection import documented_pool
 from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.metrics import GrpcServerMetrics
@@ -47,10 +51,15 @@ class LedgerServer:
         add_servicer: Callable[[_Servicer, grpc.aio.Server], None],
         listen: str,
         metrics: GrpcServerMetrics,
+        security: ServerSecurity,
         options: Sequence[tuple[str, Any]] | None = None,
     ) -> None:
         self.service_name = service_name
-        self.server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics)], options=options)
+        # Metrics outermost, so that refused calls are counted with their status too.
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
+        if security.verifier is not None:
+            interceptors.append(AuthInterceptor(security.verifier))
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         add_servicer(servicer, self.server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
@@ -59,7 +68,11 @@ class LedgerServer:
             self.server,
             pool=documented_pool(),
         )
-        self.port = self.server.add_insecure_port(listen)
+        self.port = (
+            self.server.add_insecure_port(listen)
+            if security.credentials is None
+            else self.server.add_secure_port(listen, security.credentials)
+        )
         """The port bound (the real one when `listen` asks for port 0)."""
 
     async def start(self) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ledger.auth.settings import ServerSecurity
 from ledger.backoff import Backoff
 from ledger.environment import SettingsError
 from ledger.grpc_server import LedgerServer, stop_on_signals
@@ -55,6 +57,7 @@ SERVER_OPTIONS = (("grpc.so_reuseport", 1),)
 
 async def serve(
     settings: Settings,
+    security: ServerSecurity,
     registry: CollectorRegistry = REGISTRY,
     *,
     export_metrics: bool = True,
@@ -75,6 +78,7 @@ async def serve(
         queries_pb2_grpc.add_QueryServiceServicer_to_server,
         settings.listen,
         GrpcServerMetrics.create(registry),
+        security,
         options=SERVER_OPTIONS,
     )
     metrics = (
@@ -128,20 +132,22 @@ async def serve(
     return 0
 
 
-def settings_or_exit() -> Settings:
-    """The settings from the environment, after logging is configured; exit 2 if they are bad."""
+def settings_or_exit() -> tuple[Settings, ServerSecurity]:
+    """The settings from the environment, after logging is configured; exit 2 if they are bad.
+    A supervisor checks the security settings too, so that it fails as fast as a lone server."""
     configure_logging("query-server")
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        return settings, ServerSecurity.from_env(os.environ, settings.listen, "LEDGER_QUERY_ADDR")
     except SettingsError as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)
 
 
 def main() -> None:
-    settings = settings_or_exit()
+    settings, security = settings_or_exit()
     if settings.workers == 1:
-        sys.exit(asyncio.run(serve(settings)))
+        sys.exit(asyncio.run(serve(settings, security)))
     # Imported here: a single-process server has no use for it.
     from query_server.supervisor import supervise
 

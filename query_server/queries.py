@@ -120,9 +120,13 @@ class ReadModel:
             version = account_version  # closing moves no money but is the last event
         return BalanceRow(account_id, currency, balance, version), _snapshot(values, 6)
 
-    async def accounts(self, query: AccountsQuery) -> Page[AccountRow]:
-        filters = [value for value in (query.status, query.currency) if value is not None]
-        sql = statements.ACCOUNTS[(query.status is not None, query.currency is not None)]
+    async def accounts(self, query: AccountsQuery, within: str | None = None) -> Page[AccountRow]:
+        """A page of accounts; only those whose id matches `within` (a regular expression: the
+        accounts the caller may see) when given."""
+        filters = [value for value in (query.status, query.currency, within) if value is not None]
+        sql = statements.ACCOUNTS[
+            (query.status is not None, query.currency is not None, within is not None)
+        ]
         after = "" if query.page.after is None else query.page.after[0]
         with translated:
             async with (
@@ -164,7 +168,11 @@ class ReadModel:
         )
         return Movements(currency, Page(rows, next_after, _snapshot(tuple(checkpoints), 0)))
 
-    async def daily_summaries(self, query: SummariesQuery) -> Page[SummaryRow]:
+    async def daily_summaries(
+        self, query: SummariesQuery, within: str | None = None
+    ) -> Page[SummaryRow]:
+        """A page of summaries; of the whole ledger only those of accounts matching `within` (a
+        regular expression) when given."""
         page = query.page
         after_day, after_account = (
             (query.first_day, "")
@@ -177,7 +185,11 @@ class ReadModel:
                 self._pool.acquire() as connection,
                 connection.transaction(isolation="repeatable_read", readonly=True),
             ):
-                if query.account_id is None:
+                if query.account_id is None and within is not None:
+                    records = await connection.fetch(
+                        statements.SUMMARIES_OF_LEDGER_WITHIN, *args, within
+                    )
+                elif query.account_id is None:
                     records = await connection.fetch(statements.SUMMARIES_OF_LEDGER, *args)
                 else:
                     if (

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from ledger.auth.principal import permitted_accounts_regex
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -114,7 +115,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> pb.ListAccountsResponse:
         query = validation.list_accounts(request)
         token, side = await self._ready(request, context)
-        page = await side.read_model.accounts(query)
+        # A token restricted to some accounts (ledger.auth) lists only those.
+        page = await side.read_model.accounts(query, permitted_accounts_regex())
         return pb.ListAccountsResponse(
             accounts=[messages.account(row) for row in page.rows],
             **_page_fields(token, query.page, page),
@@ -149,7 +151,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> pb.GetDailySummariesResponse:
         query = validation.daily_summaries(request)
         token, side = await self._ready(request, context)
-        page = await side.read_model.daily_summaries(query)
+        page = await side.read_model.daily_summaries(query, permitted_accounts_regex())
         return pb.GetDailySummariesResponse(
             summaries=[messages.summary(row) for row in page.rows],
             **_page_fields(token, query.page, page),

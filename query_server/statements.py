@@ -47,16 +47,19 @@ BALANCE_AT = (
 ACCOUNT_CURRENCY = "SELECT currency FROM accounts WHERE account_id = $1"
 ACCOUNT_ROW = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1"
 # Keyset pagination; the planner gets a statement per filter combination so that each can use
-# its index. '' sorts before every valid account id.
+# its index. '' sorts before every valid account id. `within`: a regular expression of the
+# accounts the caller's token permits (ledger.auth), filtered here so that pages stay full.
 ACCOUNTS = {
-    (status, currency): (
+    (status, currency, within): (
         f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id > $1"
         + (" AND status = $3" if status else "")
         + (f" AND currency = ${3 + status}" if currency else "")
+        + (f" AND account_id ~ ${3 + status + currency}" if within else "")
         + " ORDER BY account_id LIMIT $2"
     )
     for status in (False, True)
     for currency in (False, True)
+    for within in (False, True)
 }
 MOVEMENTS_PAGE = {
     descending: (
@@ -74,6 +77,12 @@ MOVEMENTS_AFTER = (
 SUMMARIES_OF_LEDGER = (
     f"SELECT {_SUMMARY_COLUMNS} FROM daily_summaries "
     "WHERE day BETWEEN $1 AND $2 AND (day, account_id) > ($3, $4) "
+    "ORDER BY day, account_id LIMIT $5"
+)
+# The same, narrowed to the accounts a token permits ($6: their regular expression).
+SUMMARIES_OF_LEDGER_WITHIN = (
+    f"SELECT {_SUMMARY_COLUMNS} FROM daily_summaries "
+    "WHERE day BETWEEN $1 AND $2 AND (day, account_id) > ($3, $4) AND account_id ~ $6 "
     "ORDER BY day, account_id LIMIT $5"
 )
 SUMMARIES_OF_ACCOUNT = (

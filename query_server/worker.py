@@ -15,8 +15,11 @@ from query_server.app import serve, settings_or_exit
 
 
 def main() -> None:
-    settings = settings_or_exit()
-    sys.exit(asyncio.run(serve(settings, export_metrics=False, parent_pipe=sys.stdin.fileno())))
+    # The supervisor's environment, so the same TLS and token settings as a lone server.
+    settings, security = settings_or_exit()
+    sys.exit(
+        asyncio.run(serve(settings, security, export_metrics=False, parent_pipe=sys.stdin.fileno()))
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 // deposits into it, and reads the account back from the query server with the deposit's
 // consistency token, so the answer is guaranteed to include the deposit.
 //
-// Generate the stubs first (they are not committed), then run it against `make run`:
+// Generate the stubs first (they are not committed), then run it against `make run`, which
+// serves TLS with a local CA and wants a bearer token on every call:
 //
 //	python clients/go/generate.py
-//	cd clients/go && go run . -command 127.0.0.1:50051 -query 127.0.0.1:50052
+//	cd clients/go && go run . -command 127.0.0.1:50051 -query 127.0.0.1:50052 \
+//	    -cacert ../../.data/credentials/ca.pem -token-file ../../.data/credentials/writer.token
 //
 // It prints one JSON object describing what it did, and exits with status 1 if anything failed
 // or the account read back is not what was written.
@@ -14,15 +16,19 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"math/big"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"ledger/clients/go/internal/ledgerv1"
@@ -48,11 +54,19 @@ func main() {
 	currency := flag.String("currency", "EUR", "ISO 4217 currency of the new account")
 	amount := flag.String("amount", "12.34", "amount to deposit, a decimal string")
 	timeout := flag.Duration("timeout", 30*time.Second, "deadline for the whole run")
+	caCert := flag.String("cacert", "", "PEM file of the CA that signed the servers' certificates (default: the system's)")
+	tokenFile := flag.String("token-file", "", "file holding the bearer token sent with every call")
+	plaintext := flag.Bool("plaintext", false, "no TLS (servers run with LEDGER_INSECURE=1 on loopback)")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	report, err := run(ctx, *commandAddr, *queryAddr, *currency, *amount)
+	options, err := dialOptions(*plaintext, *caCert, *tokenFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ledger-client:", err)
+		os.Exit(2)
+	}
+	report, err := run(ctx, *commandAddr, *queryAddr, *currency, *amount, options)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ledger-client:", err)
 		os.Exit(1)
@@ -63,15 +77,52 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, commandAddr, queryAddr, currency, amount string) (*Report, error) {
-	// The servers speak plaintext gRPC, as under `make run`.
-	credentials := grpc.WithTransportCredentials(insecure.NewCredentials())
-	commandConn, err := grpc.NewClient(commandAddr, credentials)
+// bearer sends the token as `authorization: Bearer <token>` on every call, over TLS only.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return true }
+
+// dialOptions: TLS trusting caCert (or the system's CAs), and the token in tokenFile if given.
+func dialOptions(plaintext bool, caCert, tokenFile string) ([]grpc.DialOption, error) {
+	if plaintext {
+		if tokenFile != "" {
+			return nil, fmt.Errorf("-token-file needs TLS: a token is never sent in plaintext")
+		}
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caCert != "" {
+		pem, err := os.ReadFile(caCert)
+		if err != nil {
+			return nil, fmt.Errorf("-cacert: %w", err)
+		}
+		config.RootCAs = x509.NewCertPool()
+		if !config.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cacert: no PEM certificate in %s", caCert)
+		}
+	}
+	options := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(config))}
+	if tokenFile != "" {
+		token, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		options = append(options, grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(token)))))
+	}
+	return options, nil
+}
+
+func run(ctx context.Context, commandAddr, queryAddr, currency, amount string, options []grpc.DialOption) (*Report, error) {
+	commandConn, err := grpc.NewClient(commandAddr, options...)
 	if err != nil {
 		return nil, fmt.Errorf("command server %s: %w", commandAddr, err)
 	}
 	defer commandConn.Close()
-	queryConn, err := grpc.NewClient(queryAddr, credentials)
+	queryConn, err := grpc.NewClient(queryAddr, options...)
 	if err != nil {
 		return nil, fmt.Errorf("query server %s: %w", queryAddr, err)
 	}

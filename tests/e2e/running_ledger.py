@@ -16,10 +16,12 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import ensure_event_topic
+from devstack.credentials import local_credentials
 from devstack.databases import create_database, drop_database
 from devstack.ledger_services import LedgerService
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
+from ledger.auth.local import LocalCredentials
 
 PROMPTLY_S = 10.0
 
@@ -33,23 +35,35 @@ class RunningLedger:
     query_metrics: str
     topic: str
     database_url: str
+    # The gRPC servers' TLS and token credentials; None: plaintext, no tokens.
+    credentials: LocalCredentials | None = None
 
 
 @asynccontextmanager
 async def running_ledger(
-    stack: LocalStack, data_dir: Path, *, extra_env: Mapping[str, str] | None = None
+    stack: LocalStack,
+    data_dir: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    secure: bool = False,
 ) -> AsyncIterator[RunningLedger]:
     """Command server, projector and query server, started in that order (as `make run` does)
-    with `extra_env` added to each one's environment, and stopped in reverse."""
+    with `extra_env` added to each one's environment, and stopped in reverse. `secure`: the gRPC
+    servers serve TLS and require tokens, with credentials made in `data_dir`/credentials."""
     topic = f"eco_events_{uuid.uuid4().hex[:8]}"
     ensure_event_topic(AdminClient({"bootstrap.servers": stack.kafka_bootstrap}), topic, 6)
     database_url = await create_database(stack, f"eco_{uuid.uuid4().hex[:12]}")
     command_metrics = f"{LOOPBACK}:{free_port()}"
     query_metrics = f"{LOOPBACK}:{free_port()}"
     env = dict(extra_env or {})
+    credentials = local_credentials(data_dir) if secure else None
     ledger = RunningLedger(
         command_server=LedgerService.command_server(
-            stack, data_dir, topic=topic, extra_env={**env, "LEDGER_METRICS_ADDR": command_metrics}
+            stack,
+            data_dir,
+            topic=topic,
+            extra_env={**env, "LEDGER_METRICS_ADDR": command_metrics},
+            secure=credentials,
         ),
         projector=LedgerService.projector(
             stack, data_dir, topic=topic, extra_env={**env, "LEDGER_DATABASE_URL": database_url}
@@ -60,11 +74,13 @@ async def running_ledger(
             topic=topic,
             database_url=database_url,
             extra_env={**env, "LEDGER_METRICS_ADDR": query_metrics},
+            secure=credentials,
         ),
         command_metrics=command_metrics,
         query_metrics=query_metrics,
         topic=topic,
         database_url=database_url,
+        credentials=credentials,
     )
     started: list[LedgerService] = []
     try:

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from devstack.go_tools import GRPCURL, PROTOC_GEN_GO, go_environment, go_executable
@@ -27,6 +26,8 @@ from tests.e2e.running_ledger import RunningLedger
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "go"
 BUILD_TIMEOUT_S = 1200.0  # a cold build compiles gRPC-Go on two cores
 RUN_TIMEOUT_S = 60.0
+# The servers run as under `make run`: TLS with the local CA, a token on every call.
+LEDGER_SECURE = True
 
 
 def _required(module: str) -> str:
@@ -98,6 +99,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(client: Path, ledger: RunningLedger, *args: str) -> subprocess.CompletedProcess[str]:
+    assert ledger.credentials is not None
     return subprocess.run(
         [
             str(client),
@@ -105,6 +107,10 @@ def _run(client: Path, ledger: RunningLedger, *args: str) -> subprocess.Complete
             ledger.command_server.address,
             "-query",
             ledger.query_server.address,
+            "-cacert",
+            str(ledger.credentials.ca),
+            "-token-file",
+            str(ledger.credentials.directory / "writer.token"),
             *args,
         ],
         capture_output=True,
@@ -127,7 +133,8 @@ async def test_opens_deposits_and_reads_its_own_write(client: Path, ledger: Runn
     assert ConsistencyToken.decode(report["deposit_token"]).covered_by(covered)
 
     # What the Go client wrote is what any other client reads.
-    async with grpc.aio.insecure_channel(ledger.query_server.address) as channel:
+    assert ledger.credentials is not None
+    async with ledger.query_server.channel(ledger.credentials.token("reader")) as channel:
         answer = await pb_grpc.QueryServiceStub(channel).GetAccount(
             pb.GetAccountRequest(
                 account_id=report["account_id"], consistency_token=report["deposit_token"]

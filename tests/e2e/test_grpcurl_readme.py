@@ -1,9 +1,10 @@
 """The README's grpcurl commands, run exactly as written against real servers.
 
 The block between the README's `grpcurl-commands` markers is run by bash, command after command
-in one shell (so `TOKEN=$(...)` carries over), with only `make run`'s addresses replaced by the
-test servers'. What each command prints is checked, and the whole block is run twice: the README
-promises that repeating it is safe.
+in one shell (so `TOKEN=$(...)` carries over), with only `make run`'s addresses and credentials
+directory replaced by the test servers', which serve TLS and require tokens as `make run`'s do.
+What each command prints is checked, and the whole block is run twice: the README promises that
+repeating it is safe.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN, END = "<!-- grpcurl-commands:begin -->", "<!-- grpcurl-commands:end -->"
 COMMAND_ADDR, QUERY_ADDR = "127.0.0.1:50051", "127.0.0.1:50052"
 SERVICES = {COMMAND_ADDR: "ledger.v1.CommandService", QUERY_ADDR: "ledger.v1.QueryService"}
+CREDENTIALS = ".data/credentials"
 BLOCK_TIMEOUT_S = 120.0
+# The test's servers run as `make run`'s do: TLS with the local CA, tokens required.
+LEDGER_SECURE = True
 
 
 def readme_commands() -> list[str]:
@@ -87,6 +91,9 @@ def test_the_readme_lists_describes_and_calls_each_service() -> None:
     for command in commands:
         assert command.startswith(("grpcurl ", "TOKEN=$(grpcurl ")), command
         _address(command)  # exactly one of make run's addresses, which the test replaces
+        assert f"-cacert {CREDENTIALS}/ca.pem " in command, f"not over TLS: {command}"
+        if "ledger.v1." in command:
+            assert f"Bearer $(cat {CREDENTIALS}/writer.token)" in command, f"no token: {command}"
     calls = [_method(c) for c in commands]
     assert calls.index("GetAccount") > calls.index("Deposit") > calls.index("OpenAccount")
     assert "consistency_token" in commands[calls.index("GetAccount")]
@@ -107,7 +114,7 @@ def test_make_run_suggests_commands_of_the_readme(
             ("query-server", QUERY_ADDR),
         )
     ]
-    _print_grpcurl_hints(services)
+    _print_grpcurl_hints(services, CREDENTIALS)
     printed = [line.strip() for line in capsys.readouterr().out.splitlines()]
     suggested = [line for line in printed if line.startswith("grpcurl ")]
     assert len(suggested) == 4
@@ -124,12 +131,13 @@ def run_block(commands: list[str], ledger: RunningLedger, grpcurl: Path) -> list
     """Run `commands` in one bash, in order, stopping at the first failure; what each printed."""
     marker = f"--- {uuid.uuid4().hex} ---"
     script = ["set -euo pipefail"]
+    assert ledger.credentials is not None, "the README's commands need a secure ledger"
     for command in commands:
         script.append(f"echo '{marker}'")
         script.append(
-            command.replace(COMMAND_ADDR, ledger.command_server.address).replace(
-                QUERY_ADDR, ledger.query_server.address
-            )
+            command.replace(COMMAND_ADDR, ledger.command_server.address)
+            .replace(QUERY_ADDR, ledger.query_server.address)
+            .replace(CREDENTIALS, str(ledger.credentials.directory))
         )
     result = subprocess.run(
         ["bash", "-c", "\n".join(script)],

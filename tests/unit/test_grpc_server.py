@@ -7,6 +7,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from ledger.auth.settings import ServerSecurity
 from ledger.grpc_server import LedgerServer
 from ledger.telemetry.metrics import GrpcServerMetrics
 from ledger.v1 import queries_pb2, queries_pb2_grpc
@@ -30,6 +31,7 @@ async def _started() -> LedgerServer:
         queries_pb2_grpc.add_QueryServiceServicer_to_server,
         "127.0.0.1:0",
         GrpcServerMetrics.create(CollectorRegistry()),
+        ServerSecurity(),  # plaintext, no authentication
     )
     await server.start()
     return server

@@ -54,6 +54,7 @@ class Supervised:
                 "LEDGER_METRICS_ADDR": self.metrics,
                 "LEDGER_TOPIC": topic,
                 "LEDGER_QUERY_WORKERS": "2",
+                "LEDGER_INSECURE": "1",  # plaintext on loopback, as the other tests' servers
             }
         )
         with log_file.open("ab") as log:
