@@ -19,6 +19,7 @@ from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.events.codec import EventCodec, UndecodableEvent
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
+from ledger.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,22 @@ class EventStore:
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, transactional_ids: Sequence[str], codec: EventCodec
+        self,
+        bootstrap: str,
+        topic: str,
+        transactional_ids: Sequence[str],
+        codec: EventCodec,
+        security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
     ) -> None:
         if not transactional_ids:
             raise ValueError("an event store needs at least one transactional id")
         self._topic = topic
         self._codec = codec
-        self._producers = [_producer(bootstrap, tid) for tid in transactional_ids]
+        self._producers = [_producer(bootstrap, tid, security) for tid in transactional_ids]
         self._turn = 0
         """The producer that writes the next transaction."""
         self._bootstrap = bootstrap
+        self._security = security
         self._in_transaction = False
         """Whether the producer whose turn it is has begun its transaction (`prepare`)."""
 
@@ -158,7 +165,12 @@ class EventStore:
         to complete, so the end is then every transaction committed before.
         """
         consumer = Consumer(
-            {**read_to_end_config(self._bootstrap, "ledger-command-replay"), "logger": log}
+            {
+                **read_to_end_config(
+                    self._bootstrap, "ledger-command-replay", security=self._security
+                ),
+                "logger": log,
+            }
         )
         try:
             return self._replay(
@@ -199,9 +211,10 @@ class EventStore:
         return count
 
 
-def _producer(bootstrap: str, transactional_id: str) -> Producer:
+def _producer(bootstrap: str, transactional_id: str, security: KafkaSecurity) -> Producer:
     return Producer(
         {
+            **security.config(),
             "logger": log,
             "bootstrap.servers": bootstrap,
             "transactional.id": transactional_id,

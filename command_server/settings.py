@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from ledger.environment import (
     LOCAL_KAFKA_BOOTSTRAP,
-    LOCAL_SCHEMA_REGISTRY_URL,
     SettingsError,
     env_int,
     env_text,
 )
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
+from ledger.kafka_security import KafkaSecurity, kafka_security
+from ledger.registry_access import RegistryAccess, registry_access
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 _MAX_PRODUCERS = 4
@@ -22,7 +23,8 @@ _MAX_PRODUCERS = 4
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
-    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
+    kafka_security: KafkaSecurity = KafkaSecurity()  # noqa: RUF009 (frozen, so safe to share)
+    registry: RegistryAccess = RegistryAccess()  # noqa: RUF009 (frozen, so safe to share)
     listen: str = "127.0.0.1:50051"
     topic: str = EVENT_TOPIC
     partitions: int = 6
@@ -49,7 +51,12 @@ class Settings:
             kafka_bootstrap=env_text(
                 env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
             ),
-            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
+            # LEDGER_KAFKA_SECURITY_PROTOCOL, LEDGER_KAFKA_SASL_*, LEDGER_KAFKA_SSL_*,
+            # LEDGER_KAFKA_CONFIG_FILE
+            kafka_security=kafka_security(env),
+            # LEDGER_SCHEMA_REGISTRY_URL, LEDGER_SCHEMA_REGISTRY_CA,
+            # LEDGER_SCHEMA_REGISTRY_USER_INFO(_FILE)
+            registry=registry_access(env),
             listen=env_text(env, "LEDGER_COMMAND_ADDR", defaults.listen),
             topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),

@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from command_server.topic import create_missing_topic, describe_topic_config
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
+from ledger.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,16 @@ def ensure_snapshot_topic(admin: AdminClient, topic: str, timeout: float = 30) -
     return True
 
 
-def read_latest(bootstrap: str, topic: str, timeout: float = 120) -> dict[str, bytes]:
+def read_latest(
+    bootstrap: str,
+    topic: str,
+    timeout: float = 120,
+    security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
+) -> dict[str, bytes]:
     """The latest committed value of every live key of the (single-partition) topic."""
     consumer = Consumer(
         {
-            **read_to_end_config(bootstrap, "ledger-command-snapshots"),
+            **read_to_end_config(bootstrap, "ledger-command-snapshots", security=security),
             "logger": log,
             # A chunk may be as large as the topic allows.
             "max.partition.fetch.bytes": 2 * SNAPSHOT_MAX_BYTES,

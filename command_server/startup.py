@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from command_server.event_store import EventStore, open_together
 from command_server.settings import Settings
@@ -29,7 +28,11 @@ log = logging.getLogger(__name__)
 def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
     """Blocking start-up: topics, schema, and fencing of any zombie of our shard."""
     started = time.monotonic()
-    admin_config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "logger": log}
+    admin_config: dict[str, Any] = {
+        **settings.kafka_security.config(),
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "logger": log,
+    }
     admin = AdminClient(admin_config)
     partitions = ensure_event_topic(admin, settings.topic, settings.partitions)
     if partitions != settings.partitions:
@@ -39,9 +42,15 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             partitions,
             settings.partitions,
         )
-    codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": settings.registry_url})))
+    codec = EventCodec(ConfluentSchemaStore.connect(settings.registry))
     codec.register(settings.topic)
-    store = EventStore(settings.kafka_bootstrap, settings.topic, settings.transactional_ids, codec)
+    store = EventStore(
+        settings.kafka_bootstrap,
+        settings.topic,
+        settings.transactional_ids,
+        codec,
+        settings.kafka_security,
+    )
     shard = Shard(settings.shard_index, settings.shard_count, partitions)
     stores = [store]
     snapshots = None
@@ -52,7 +61,11 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         )
         # Its own producer: snapshots are written while batches go on (background_snapshots).
         snapshot_store = EventStore(
-            settings.kafka_bootstrap, settings.topic, (settings.snapshot_transactional_id,), codec
+            settings.kafka_bootstrap,
+            settings.topic,
+            (settings.snapshot_transactional_id,),
+            codec,
+            settings.kafka_security,
         )
         snapshots = Snapshots(snapshot_store, target)
         stores.append(snapshot_store)
@@ -73,7 +86,11 @@ def rebuild(
     gc.disable()
     start: dict[int, int] = {}
     if snapshots is not None:
-        latest = read_latest(settings.kafka_bootstrap, snapshot_topic_name(settings.topic))
+        latest = read_latest(
+            settings.kafka_bootstrap,
+            snapshot_topic_name(settings.topic),
+            security=settings.kafka_security,
+        )
         start = snapshots.restore(model, shard.owned_partitions, latest)
         del latest
     restored = time.monotonic()

@@ -7,12 +7,15 @@ from contextlib import asynccontextmanager
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from devstack.postgres import PROJECTOR_ROLE
 from devstack.stack import LocalStack
 
 
 async def create_database(stack: LocalStack, name: str) -> str:
     """An empty database named `name` (the projector migrates it on start); returns its URL."""
     await _admin(stack, f'CREATE DATABASE "{name}"')
+    # The projector's role creates the read model's schema in it (secure_environment).
+    await _admin(stack, f'GRANT CREATE ON DATABASE "{name}" TO {PROJECTOR_ROLE}')
     return str(stack.postgres.url(name))
 
 

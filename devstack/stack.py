@@ -10,13 +10,14 @@ from types import TracebackType
 
 from devstack.errors import StackError, StartCancelled
 from devstack.java import java_executable
-from devstack.kafka import KAFKA_MIN_JAVA, Kafka
+from devstack.kafka import KAFKA_MIN_JAVA, SCRAM_USER, Kafka
 from devstack.locations import default_cache_dir
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION, fetch_all
 from devstack.ports import StackPorts, ensure_port_free
-from devstack.postgres import Postgres
+from devstack.postgres import PROJECTOR_ROLE, READER_ROLE, Postgres
 from devstack.registry import REGISTRY_MIN_JAVA, Registry
 from devstack.service import Service
+from devstack.tls import server_certificate
 
 LEDGER_DATABASE = "ledger"
 REGISTRY_DATABASE = "registry"
@@ -35,16 +36,21 @@ class LocalStack:
         self.cache_dir = (cache_dir or default_cache_dir()).absolute()
         # Set by an interrupted start() so that components still waiting for readiness give up.
         self._cancel = threading.Event()
+        # The stack's CA and its servers' certificates (devstack/tls.py).
+        self.tls_dir = self.data_dir / "tls"
         self.postgres = Postgres(
             self.data_dir / "postgres",
             ports.postgres,
             databases=(LEDGER_DATABASE, REGISTRY_DATABASE),
+            tls_dir=self.tls_dir,
             cancel=self._cancel,
         )
         self.kafka = Kafka(
             self.data_dir / "kafka",
             ports.kafka,
             ports.kafka_controller,
+            secure_port=ports.kafka_secure,
+            tls_dir=self.tls_dir,
             cache_dir=self.cache_dir,
             cancel=self._cancel,
         )
@@ -81,6 +87,32 @@ class LocalStack:
             "LEDGER_DATABASE_URL": self.database_url,
         }
 
+    def secure_environment(self, service: str, database: str = LEDGER_DATABASE) -> dict[str, str]:
+        """How `service` ("command-server", "projector" or "query-server") reaches this stack
+        with credentials: Kafka's SASL_SSL listener as the SCRAM user, and PostgreSQL over TLS
+        verified against the stack's CA, as the projector's role (the read model's owner) or
+        the query server's (which may only read it)."""
+        ca = server_certificate(self.tls_dir, "kafka").ca
+        environment = {
+            **self.environment(),
+            "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.kafka.secure_bootstrap_servers,
+            "LEDGER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LEDGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LEDGER_KAFKA_SASL_USERNAME": SCRAM_USER,
+            "LEDGER_KAFKA_SASL_PASSWORD": self.kafka.scram_password,
+            "LEDGER_KAFKA_SSL_CA_LOCATION": str(ca),
+        }
+        role = {"projector": PROJECTOR_ROLE, "query-server": READER_ROLE}.get(service)
+        if role is None:
+            # The command server does not use the database.
+            del environment["LEDGER_DATABASE_URL"]
+            return environment
+        environment["LEDGER_DATABASE_URL"] = self.postgres.role_url(database, role)
+        environment["LEDGER_DATABASE_PASSWORD"] = self.postgres.role_password(role)
+        if role == PROJECTOR_ROLE:
+            environment["LEDGER_READ_MODEL_READER_ROLE"] = READER_ROLE
+        return environment
+
     def start(self) -> None:
         """Fetch what is missing, then start everything; returns when all three are ready."""
         running = [service.name for service in self.services if service.is_running()]
@@ -90,6 +122,7 @@ class LocalStack:
         for port, what in (
             (self.ports.kafka, "kafka"),
             (self.ports.kafka_controller, "kafka controller"),
+            (self.ports.kafka_secure, "kafka secure listener"),
             (self.ports.registry, "registry"),
             (self.ports.postgres, "postgres"),
         ):

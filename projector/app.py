@@ -55,15 +55,16 @@ class CannotStart(RuntimeError):
 
 
 async def _reading_codec(settings: Settings) -> EventCodec:
-    codec = EventCodec(ConfluentSchemaStore.connect(settings.registry_url))
+    codec = EventCodec(ConfluentSchemaStore.connect(settings.registry))
     # Registering is idempotent and tells the codec the id of the schema it reads with, so that
     # events written with that same schema are read directly into records without a registry
     # lookup; records written with other versions are resolved by fastavro.
     try:
         await codec.register_async(settings.topic)
     except Exception as error:
+        message = settings.registry.scrub(f"{error!r}")
         raise CannotStart(
-            f"registering the event schema at {settings.registry_url}: {error!r}"
+            f"registering the event schema at {settings.registry.url}: {message}"
         ) from error
     return codec
 
@@ -71,14 +72,27 @@ async def _reading_codec(settings: Settings) -> EventCodec:
 async def _connect_pool(settings: Settings, stopped: Callable[[], bool]) -> Any:
     async def connect() -> Any:
         return await asyncpg.create_pool(
-            settings.database_url,
+            **settings.database.connect_args(),
             min_size=1,
             # One for batches (and the checkpoint reads between them), one for health checks.
             max_size=2,
             server_settings=_server_settings(settings.schema, "ledger-projector"),
         )
 
-    return await retrying("connecting to PostgreSQL", connect, stopped)
+    try:
+        return await retrying(
+            f"connecting to PostgreSQL at {settings.database.display_url}", connect, stopped
+        )
+    except (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        asyncpg.InvalidCatalogNameError,
+    ) as error:
+        # Refused (wrong role, password or database): retrying would not change that.
+        raise CannotStart(
+            f"PostgreSQL at {settings.database.display_url} refuses us: "
+            f"{settings.database.scrub(str(error))} (check LEDGER_DATABASE_URL and "
+            "LEDGER_DATABASE_PASSWORD)"
+        ) from None
 
 
 async def run(settings: Settings, parent_pipe: int | None = None) -> int:
@@ -93,10 +107,13 @@ async def run(settings: Settings, parent_pipe: int | None = None) -> int:
         return 0
     try:
         async with pool.acquire() as connection:
-            applied = await migrate(connection, settings.schema, bundled())
+            applied = await migrate(
+                connection, settings.schema, bundled(), reader_role=settings.reader_role
+            )
         if applied:
             log.info("applied migrations to schema %s: %s", settings.schema, ", ".join(applied))
         admin_config: dict[str, Any] = {
+            **settings.kafka_security.config(),
             "bootstrap.servers": settings.kafka_bootstrap,
             "logger": log,
         }
@@ -108,10 +125,16 @@ async def run(settings: Settings, parent_pipe: int | None = None) -> int:
             return EXIT_CANNOT_START
         codec = await _reading_codec(settings)
         dead_letters = DeadLetterQueue(
-            settings.kafka_bootstrap, settings.topic, settings.dead_letter_topic
+            settings.kafka_bootstrap,
+            settings.topic,
+            settings.dead_letter_topic,
+            settings.kafka_security,
         )
         config = consumer_config(
-            settings.kafka_bootstrap, settings.group_id, settings.session_timeout_ms
+            settings.kafka_bootstrap,
+            settings.group_id,
+            settings.session_timeout_ms,
+            settings.kafka_security,
         )
         if supervisor_gone.is_set():
             return 0
@@ -139,19 +162,34 @@ async def run(settings: Settings, parent_pipe: int | None = None) -> int:
 
 async def rebuild(settings: Settings, *, keep_old: bool) -> int:
     codec = await _reading_codec(settings)
-    connection = await asyncpg.connect(
-        settings.database_url,
-        server_settings=_server_settings(SHADOW_SCHEMA, "ledger-projector-rebuild"),
-    )
+    try:
+        connection = await asyncpg.connect(
+            **settings.database.connect_args(),
+            server_settings=_server_settings(SHADOW_SCHEMA, "ledger-projector-rebuild"),
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise CannotStart(
+            f"connecting to PostgreSQL at {settings.database.display_url}: "
+            f"{settings.database.scrub(str(error))}"
+        ) from None
     reader = LogReader(
-        consumer_config(settings.kafka_bootstrap, f"{settings.group_id}-rebuild"),
+        consumer_config(
+            settings.kafka_bootstrap,
+            f"{settings.group_id}-rebuild",
+            security=settings.kafka_security,
+        ),
         settings.topic,
         codec,
         settings.batch_max_events,
     )
     try:
         report = await Rebuild(
-            settings.topic, settings.schema, SHADOW_SCHEMA, bundled(), reader
+            settings.topic,
+            settings.schema,
+            SHADOW_SCHEMA,
+            bundled(),
+            reader,
+            reader_role=settings.reader_role,
         ).run(connection, keep_old=keep_old)
     except (RebuildFailed, VerificationFailed, Contradiction, TimeoutError) as error:
         log.critical(

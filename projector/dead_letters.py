@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ledger.kafka_security import KafkaSecurity
 from projector.consumed import UndecodableRecord
 
 # Dead letters are evidence of a problem in the source of truth: keep them as long as the events.
@@ -41,11 +42,18 @@ def ensure_dead_letter_topic(admin: AdminClient, topic: str, timeout: float = 30
 class DeadLetterQueue:
     """Publishes dead letters and waits until Kafka has them. Blocking: call from a thread."""
 
-    def __init__(self, bootstrap: str, source_topic: str, topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        source_topic: str,
+        topic: str,
+        security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
+    ) -> None:
         self.topic = topic
         self._source_topic = source_topic
         self._producer = Producer(
             {
+                **security.config(),
                 "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",

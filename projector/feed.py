@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from ledger.events.codec import EventCodec
 from ledger.events.consuming import consume_ready
+from ledger.kafka_security import KafkaSecurity
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord, consumed_records
 from projector.lag_offsets import LagOffsets
@@ -48,9 +49,13 @@ class FeedFailed(RuntimeError):
 
 
 def consumer_config(
-    bootstrap: str, group_id: str, session_timeout_ms: int | None = None
+    bootstrap: str,
+    group_id: str,
+    session_timeout_ms: int | None = None,
+    security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
+        **security.config(),
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "client.id": "ledger-projector",

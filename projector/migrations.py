@@ -77,8 +77,15 @@ def quoted_schema(schema: str) -> str:
     return f'"{schema}"'
 
 
-async def migrate(connection: Any, schema: str, migrations: Sequence[Migration]) -> list[str]:
-    """Create `schema` if needed and apply the migrations it lacks, in one transaction.
+async def migrate(
+    connection: Any,
+    schema: str,
+    migrations: Sequence[Migration],
+    *,
+    reader_role: str | None = None,
+) -> list[str]:
+    """Create `schema` if needed and apply the migrations it lacks, in one transaction; with
+    `reader_role`, let that role read the schema (`grant_reading`).
 
     Returns the names of the migrations applied now (empty when the schema was up to date).
     """
@@ -108,4 +115,22 @@ async def migrate(connection: Any, schema: str, migrations: Sequence[Migration])
                 migration.name,
             )
             applied.append(migration.name)
+        if reader_role is not None:
+            await grant_reading(connection, schema, reader_role)
         return applied
+
+
+async def grant_reading(connection: Any, schema: str, role: str) -> None:
+    """Let `role` read every table of `schema`, those created later by migrations included.
+
+    Granted on every start (it is idempotent), so that a reader role configured after the
+    schema was created gets its rights too. Default privileges are those of the role running
+    the migrations, which owns the tables: the projector's.
+    """
+    name = quoted_schema(schema)
+    reader = quoted_schema(role)
+    await connection.execute(f"GRANT USAGE ON SCHEMA {name} TO {reader}")
+    await connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {name} TO {reader}")
+    await connection.execute(
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {name} GRANT SELECT ON TABLES TO {reader}"
+    )

@@ -55,21 +55,27 @@ class Rebuild:
         shadow_schema: str,
         migrations: list[Migration],
         reader: LogReader,
+        *,
+        reader_role: str | None = None,
     ) -> None:
         self._topic = topic
         self._live = live_schema
         self._shadow = shadow_schema
         self._migrations = migrations
         self._reader = reader
+        self._reader_role = reader_role
         self._fold = Fold()
 
     async def run(self, connection: Any, *, keep_old: bool) -> RebuildReport:
         """Rebuild with `connection`, whose search_path must be the shadow schema."""
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK):
             raise RebuildFailed("another rebuild is running against this database")
-        await migrate(connection, self._live, self._migrations)
+        role = self._reader_role
+        await migrate(connection, self._live, self._migrations, reader_role=role)
         await connection.execute(f"DROP SCHEMA IF EXISTS {quoted_schema(self._shadow)} CASCADE")
-        await migrate(connection, self._shadow, self._migrations)
+        # The shadow gets the reader's grants now: they are the schema's and its tables', so
+        # they go with it through the renames of the swap.
+        await migrate(connection, self._shadow, self._migrations, reader_role=role)
 
         ends = await asyncio.to_thread(self._reader.high_watermarks)
         progress = Progress(f"rebuilding {self._topic}", sum(ends.values()))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger.database_access import DatabaseAccess, database_access
 from ledger.environment import (
-    LOCAL_DATABASE_URL,
     LOCAL_KAFKA_BOOTSTRAP,
-    LOCAL_SCHEMA_REGISTRY_URL,
     env_host_port,
     env_int,
     env_text,
@@ -17,14 +17,31 @@ from ledger.environment import (
 from ledger.environment import HostPort as HostPort
 from ledger.environment import SettingsError as SettingsError
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
+from ledger.kafka_security import KafkaSecurity, kafka_security
 from ledger.read_model_contract import SCHEMA
+from ledger.registry_access import RegistryAccess, registry_access
+
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _role(env: Mapping[str, str], name: str) -> str | None:
+    role = env.get(name) or None
+    if role is not None and _ROLE_NAME.fullmatch(role) is None:
+        raise SettingsError(
+            f"{name} must be a plain role name (lower-case letters, digits, _), got {role!r}"
+        )
+    return role
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = LOCAL_KAFKA_BOOTSTRAP
-    registry_url: str = LOCAL_SCHEMA_REGISTRY_URL
-    database_url: str = LOCAL_DATABASE_URL
+    kafka_security: KafkaSecurity = KafkaSecurity()  # noqa: RUF009 (frozen, so safe to share)
+    registry: RegistryAccess = RegistryAccess()  # noqa: RUF009 (frozen, so safe to share)
+    database: DatabaseAccess = DatabaseAccess()  # noqa: RUF009 (frozen, so safe to share)
+    reader_role: str | None = None
+    """The role the query server connects as: the migrations grant it read access to the read
+    model (None: grant nothing, the query server connects as a role that already can)."""
     topic: str = ACCOUNT_EVENTS_TOPIC
     http: HostPort = HostPort("127.0.0.1", 9464)  # noqa: RUF009 (frozen, so safe to share)
     # Larger batches gain little on a catch-up and hold the checkpoint locks longer
@@ -53,8 +70,15 @@ class Settings:
             kafka_bootstrap=env_text(
                 env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
             ),
-            registry_url=env_text(env, "LEDGER_SCHEMA_REGISTRY_URL", defaults.registry_url),
-            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            # LEDGER_KAFKA_SECURITY_PROTOCOL, LEDGER_KAFKA_SASL_*, LEDGER_KAFKA_SSL_*,
+            # LEDGER_KAFKA_CONFIG_FILE
+            kafka_security=kafka_security(env),
+            # LEDGER_SCHEMA_REGISTRY_URL, LEDGER_SCHEMA_REGISTRY_CA,
+            # LEDGER_SCHEMA_REGISTRY_USER_INFO(_FILE)
+            registry=registry_access(env),
+            # LEDGER_DATABASE_URL, LEDGER_DATABASE_PASSWORD(_FILE)
+            database=database_access(env),
+            reader_role=_role(env, "LEDGER_READ_MODEL_READER_ROLE"),
             topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             http=env_host_port(env, "LEDGER_PROJECTOR_HTTP", defaults.http),
             batch_max_events=env_int(

@@ -20,6 +20,7 @@ from ledger.telemetry.logs import configure_logging
 from ledger.telemetry.metrics import GrpcServerMetrics
 from ledger.v1 import queries_pb2, queries_pb2_grpc
 from query_server.checkpoints import Checkpoints
+from query_server.connections import Refused
 from query_server.errors import Unavailable
 from query_server.listener import CheckpointListener
 from query_server.queries import ReadModel
@@ -41,7 +42,9 @@ async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadM
     backoff = Backoff(_FIRST_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS)
     while not stopping.is_set():
         try:
-            return await ReadModel.open(settings.database_url, settings.topic, settings.pool_size)
+            return await ReadModel.open(settings.database, settings.topic, settings.pool_size)
+        except Refused:
+            raise
         except Unavailable as exc:
             wait = backoff.next()
             log.warning("%s; retrying in %.1fs", exc.message, wait)
@@ -90,14 +93,26 @@ async def serve(
     await server.start()
     log.info("listening on %s; connecting to the read model", settings.listen)
 
-    read_model = await _open_read_model(settings, stopping)
+    try:
+        read_model = await _open_read_model(settings, stopping)
+    except Refused as exc:
+        # Retrying with the same role and password would be refused again.
+        log.critical(
+            "cannot start: PostgreSQL at %s %s; check LEDGER_DATABASE_URL and "
+            "LEDGER_DATABASE_PASSWORD",
+            settings.database.display_url,
+            exc.message,
+        )
+        read_model, exit_code = None, 2
+    else:
+        exit_code = 0
     if read_model is None:
         await server.stop(0)
         if metrics is not None:
             metrics.close()
-        return 0
+        return exit_code
     checkpoints = Checkpoints()
-    watermarks = HighWatermarks(settings.kafka_bootstrap, settings.topic)
+    watermarks = HighWatermarks(settings.kafka_bootstrap, settings.topic, settings.kafka_security)
     servicer.read_side = ReadSide(
         read_model,
         checkpoints,
@@ -112,7 +127,7 @@ async def serve(
             log.info("serving ledger.v1.QueryService on %s", settings.listen)
 
     listener = CheckpointListener(
-        settings.database_url, settings.topic, checkpoints, read_model.checkpoints, on_listening
+        settings.database, settings.topic, checkpoints, read_model.checkpoints, on_listening
     )
     listening = loop.create_task(listener.run(), name="checkpoint-listener")
 

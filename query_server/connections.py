@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from ledger.database_access import DatabaseAccess
 from ledger.read_model_contract import SCHEMA
 from query_server.errors import Unavailable
 
@@ -22,16 +23,25 @@ _CONNECTION_ERRORS = (
     asyncpg.OperatorInterventionError,
     # 53xxx: too many connections, out of memory or disk.
     asyncpg.InsufficientResourcesError,
-    # When (re)connecting: the database is gone or refuses us.
+    # When (re)connecting: the database is gone.
     asyncpg.InvalidCatalogNameError,
+)
+_REFUSED_ERRORS = (
+    # The role or its password is wrong (InvalidPasswordError is one of them).
     asyncpg.InvalidAuthorizationSpecificationError,
 )
 _NOT_INITIALISED_ERRORS = (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError)
 
 
+class Refused(Unavailable):
+    """PostgreSQL refuses the role or its password."""
+
+
 class _Translated:
     """Turns the database's failures into Unavailable; a stateless, reusable context manager
-    (cheaper per call than a generator-based one)."""
+    (cheaper per call than a generator-based one).
+
+    The messages name the kind of failure, never the driver's own text: they reach callers."""
 
     def __enter__(self) -> None:
         return None
@@ -47,11 +57,15 @@ class _Translated:
                 "the read model did not answer in time; it may be overloaded or a connection "
                 "to it broken"
             ) from error
+        if isinstance(error, _REFUSED_ERRORS):
+            raise Refused(f"refuses the query server's role ({type(error).__name__})") from error
         if isinstance(error, _CONNECTION_ERRORS):
-            raise Unavailable(f"the read model cannot be reached: {error}") from error
+            raise Unavailable(
+                f"the read model cannot be reached ({type(error).__name__})"
+            ) from error
         if isinstance(error, _NOT_INITIALISED_ERRORS):
             raise Unavailable(
-                f"the read model is not initialised yet (has the projector run?): {error}"
+                "the read model is not initialised yet (has the projector run?)"
             ) from error
 
 
@@ -64,11 +78,11 @@ async def _keep_session(connection: object) -> None:
     pool's default reset, an extra round trip on every release, is skipped."""
 
 
-async def open_pool(database_url: str, pool_size: int) -> Any:
+async def open_pool(database: DatabaseAccess, pool_size: int) -> Any:
     """A pool of `pool_size` connections to the read model, with `session_settings`."""
     with translated:
         return await asyncpg.create_pool(
-            database_url,
+            **database.connect_args(),
             min_size=pool_size,
             max_size=pool_size,
             # Connections are only replaced when they break: recycling would cost a

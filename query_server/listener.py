@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from ledger.backoff import Backoff
+from ledger.database_access import DatabaseAccess
 from ledger.read_model_contract import NOTIFY_CHANNEL as CHANNEL
 from ledger.read_model_contract import MalformedNotification, parse_notification
 from query_server.checkpoints import Checkpoints
@@ -37,13 +38,13 @@ class CheckpointListener:
 
     def __init__(
         self,
-        database_url: str,
+        database: DatabaseAccess,
         topic: str,
         checkpoints: Checkpoints,
         read_checkpoints: Callable[[], Awaitable[Mapping[int, int]]],
         on_connected: Callable[[bool], Awaitable[None]],
     ) -> None:
-        self._database_url = database_url
+        self._database = database
         self._topic = topic
         self._checkpoints = checkpoints
         self._read_checkpoints = read_checkpoints
@@ -56,10 +57,14 @@ class CheckpointListener:
         while True:
             try:
                 connection = await asyncpg.connect(
-                    self._database_url, server_settings=session_settings(), timeout=10
+                    **self._database.connect_args(), server_settings=session_settings(), timeout=10
                 )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-                log.warning("cannot connect to listen on %s (retrying): %s", CHANNEL, exc)
+                log.warning(
+                    "cannot connect to listen on %s (retrying): %s",
+                    CHANNEL,
+                    self._database.scrub(str(exc)),
+                )
                 await asyncio.sleep(backoff.next())
                 continue
             try:

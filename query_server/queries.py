@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from ledger.database_access import DatabaseAccess
 from query_server import statements
 from query_server.account_reads import CoalescedReads
 from query_server.connections import open_pool, translated
@@ -57,8 +58,8 @@ class ReadModel:
         self._accounts = CoalescedReads(self._accounts_by_id, most_statements=pool.get_max_size())
 
     @classmethod
-    async def open(cls, database_url: str, topic: str, pool_size: int) -> ReadModel:
-        return cls(await open_pool(database_url, pool_size), topic)
+    async def open(cls, database: DatabaseAccess, topic: str, pool_size: int) -> ReadModel:
+        return cls(await open_pool(database, pool_size), topic)
 
     async def close(self) -> None:
         await self._pool.close()

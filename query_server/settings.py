@@ -8,14 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.database_access import DatabaseAccess, database_access
 from ledger.environment import (
-    LOCAL_DATABASE_URL,
     SettingsError,
     env_int,
     env_seconds,
     env_text,
 )
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
+from ledger.kafka_security import KafkaSecurity, kafka_security
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 
@@ -46,11 +47,12 @@ def _port_of(listen: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str = LOCAL_DATABASE_URL
+    database: DatabaseAccess = DatabaseAccess()  # noqa: RUF009 (frozen, so safe to share)
     listen: str = "127.0.0.1:50052"
     topic: str = EVENT_TOPIC
     # Only used for the high watermarks (lag) in GetProjectionStatus; None: lag is unknown.
     kafka_bootstrap: str | None = None
+    kafka_security: KafkaSecurity = KafkaSecurity()  # noqa: RUF009 (frozen, so safe to share)
     # Small on purpose: one event loop cannot keep more than a few connections busy, and
     # PostgreSQL shares the same cores.
     pool_size: int = 4
@@ -68,10 +70,14 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         settings = cls(
-            database_url=env_text(env, "LEDGER_DATABASE_URL", defaults.database_url),
+            # LEDGER_DATABASE_URL, LEDGER_DATABASE_PASSWORD(_FILE)
+            database=database_access(env),
             listen=env_text(env, "LEDGER_QUERY_ADDR", defaults.listen),
             topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             kafka_bootstrap=env.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS") or None,
+            # LEDGER_KAFKA_SECURITY_PROTOCOL, LEDGER_KAFKA_SASL_*, LEDGER_KAFKA_SSL_*,
+            # LEDGER_KAFKA_CONFIG_FILE
+            kafka_security=kafka_security(env),
             pool_size=env_int(env, "LEDGER_QUERY_POOL_SIZE", defaults.pool_size, minimum=1),
             default_wait_seconds=env_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds

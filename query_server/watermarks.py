@@ -19,6 +19,8 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from ledger.kafka_security import KafkaSecurity
+
 log = logging.getLogger(__name__)
 
 # Answers may be this old: a status poll every few milliseconds must not hit the broker each time.
@@ -29,8 +31,14 @@ _KAFKA_TIMEOUT_SECONDS = 2.0
 class HighWatermarks:
     """Last observed high watermark (offset of the next record to be written) per partition."""
 
-    def __init__(self, bootstrap_servers: str | None, topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str | None,
+        topic: str,
+        security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._security = security
         self._topic = topic
         self._observed: dict[int, int] = {}
         self._observed_at = -math.inf
@@ -73,6 +81,7 @@ class HighWatermarks:
         """Blocking: ask Kafka for every partition's latest offset."""
         if self._admin is None:
             config: dict[str, Any] = {
+                **self._security.config(),
                 "bootstrap.servers": self._bootstrap_servers,
                 # librdkafka logs through our logging, not straight to stderr.
                 "logger": logging.getLogger("query_server.kafka"),

@@ -8,6 +8,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from ledger.kafka_security import KafkaSecurity
+
 
 def consume_ready(consumer: Consumer, most: int, wait: float) -> list[Message]:
     """Up to `most` messages (partition-EOF events included): waits up to `wait` seconds for
@@ -28,13 +30,17 @@ def consume_ready(consumer: Consumer, most: int, wait: float) -> list[Message]:
 
 
 def read_to_end_config(
-    bootstrap: str, group_id: str, isolation: str = "read_committed"
+    bootstrap: str,
+    group_id: str,
+    isolation: str = "read_committed",
+    security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
 ) -> dict[str, Any]:
     """A consumer for ReadToEnd: assigned, never committing, told of each partition's end, and
     fetching in large batches (a replay reads millions of small records)."""
     reading = {"isolation.level": isolation, "enable.partition.eof": True}
     fetching = {"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20}
     return {
+        **security.config(),
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from ledger.registry_access import RegistryAccess
+
 _HTTP_NOT_FOUND = 404
 _HTTP_CONFLICT = 409
 
@@ -42,8 +44,10 @@ class ConfluentSchemaStore:
         self._compatibility = compatibility
 
     @classmethod
-    def connect(cls, url: str) -> ConfluentSchemaStore:
-        return cls(SchemaRegistryClient({"url": url}))
+    def connect(cls, registry: str | RegistryAccess) -> ConfluentSchemaStore:
+        """A store over a new client of `registry` (its URL, or how to reach it securely)."""
+        access = RegistryAccess(registry) if isinstance(registry, str) else registry
+        return cls(SchemaRegistryClient(access.client_config()))
 
     def register(self, subject: str, schema: str) -> int:
         avro = Schema(schema, schema_type="AVRO")

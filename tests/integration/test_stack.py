@@ -236,7 +236,7 @@ def test_a_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_ports_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KAFKA", "KAFKA_CONTROLLER", "REGISTRY", "POSTGRES"):
+    for name in ("KAFKA", "KAFKA_CONTROLLER", "KAFKA_SECURE", "REGISTRY", "POSTGRES"):
         monkeypatch.delenv(f"LEDGER_{name}_PORT", raising=False)
     monkeypatch.setenv("LEDGER_KAFKA_PORT", "19092")
     monkeypatch.setenv("LEDGER_POSTGRES_PORT", "15432")

