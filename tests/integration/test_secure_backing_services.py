@@ -228,6 +228,8 @@ def test_a_wrong_database_password_stops_the_service_with_a_message_without_it(
         env=clean_environment(
             {
                 **environment,
+                # Plaintext gRPC on loopback: what is refused here is the database password.
+                "LEDGER_INSECURE": "1",
                 "LEDGER_QUERY_ADDR": f"{LOOPBACK}:{free_port()}",
                 "LEDGER_PROJECTOR_HTTP": f"{LOOPBACK}:{free_port()}",
                 "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
