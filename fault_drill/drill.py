@@ -17,8 +17,8 @@ import grpc
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import ensure_event_topic
-from devstack.databases import create_database, drop_database
 from devstack.credentials import local_credentials
+from devstack.databases import create_database, drop_database
 from devstack.errors import StackError
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
