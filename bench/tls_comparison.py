@@ -25,11 +25,12 @@ def compare_tls(
     load: Callable[[int, float], Load],
     measure: Measure,
     figures: tuple[str, str],
-) -> None:
-    """Rows `scenario`/"tls" and "plaintext" at `CLIENTS` clients, the goal on `what` (the RPC)
-    and a note on the server CPU per call. `targets` are (TLS, plaintext), named "tls" and
-    "plaintext"; `load(clients, seconds)` is the scenario's load; `figures` names the rate and
-    the server's CPU per call among the figures `measure` returns."""
+) -> Goal:
+    """Rows `scenario`/"tls" and "plaintext" at `CLIENTS` clients and a note on the server CPU
+    per call; returns the goal on `what` (the RPC), for the scenario to list with its own.
+    `targets` are (TLS, plaintext), named "tls" and "plaintext"; `load(clients, seconds)` is the
+    scenario's load; `figures` names the rate and the server's CPU per call among the figures
+    `measure` returns."""
     rate, server_cpu = figures
     for target in targets:
         measure(target, load(CLIENTS, plan.warmup_s))
@@ -49,15 +50,6 @@ def compare_tls(
     load_text = f"{CLIENTS} clients"
     report.rows.append(Row(scenario, "tls", load_text, tls, runs["tls"]))
     report.rows.append(Row(scenario, "plaintext", load_text, plaintext, runs["plaintext"]))
-    report.goals.append(
-        Goal(
-            f"{what} with TLS and tokens vs plaintext ({load_text})",
-            tls["vs_plaintext"],
-            GOAL_RATIO,
-            True,
-            "x",
-        )
-    )
     report.notes.append(
         f"{what}: the server's CPU per call with TLS and tokens is {tls['cpu_vs_plaintext']:.2f}x "
         f"its CPU per call in plaintext ({load_text})"
@@ -66,4 +58,11 @@ def compare_tls(
         f"  {CLIENTS} clients: TLS and tokens {tls[rate]:,.0f}/s p99 {tls['p99_ms']:.1f} ms, "
         f"plaintext {plaintext[rate]:,.0f}/s: {tls['vs_plaintext']:.2f}x",
         flush=True,
+    )
+    return Goal(
+        f"{what} with TLS and tokens vs plaintext ({load_text})",
+        tls["vs_plaintext"],
+        GOAL_RATIO,
+        True,
+        "x",
     )

@@ -138,7 +138,7 @@ def run(bench: Bench, report: Report) -> None:
                 Row("steady", name, f"{STEADY_RPS:,}/s", median_of(steady[name]), steady[name])
             )
         with running(tls_ledger) as tls_pid:
-            compare_tls(
+            tls_goal = compare_tls(
                 report,
                 "commands_tls",
                 "Deposit",
@@ -175,6 +175,7 @@ def run(bench: Bench, report: Report) -> None:
         f"({best.load}) on this machine: the ceiling of a Python grpc.aio server here, against "
         f"which the {GOAL_COMMANDS_PER_S:,} commands/s goal is to be read"
     )
+    report.goals.append(tls_goal)
     steady_ledger = next(r for r in report.rows if r.scenario == "steady" and r.target == "ledger")
     steady_noop = next(r for r in report.rows if r.scenario == "steady" and r.target == "noop")
     report.notes.append(
