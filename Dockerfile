@@ -23,8 +23,11 @@ COPY query_server query_server
 # package ships (migrations, Avro schemas, the proto descriptors for reflection).
 RUN pip install --no-deps . && rm -rf /src
 
-# The services write nothing to the image, so they need no root.
-RUN useradd --system --uid 10001 --no-create-home ledger
+# The services write nothing to the image, so they need no root. /credentials is where compose
+# mounts the local credentials' volume: a fresh volume takes this directory's owner, so that the
+# one-shot `credentials` service may write there.
+RUN useradd --system --uid 10001 --no-create-home ledger \
+    && mkdir /credentials && chown ledger /credentials
 USER ledger
 WORKDIR /
 

@@ -81,11 +81,33 @@ class Load:
     proto: str = COMMANDS_PROTO
 
 
-def run_ghz(binary: Path, address: str, load: Load) -> GhzRun:
-    """Run ghz against `address` and return its report; raises GhzError if ghz fails."""
+@dataclass(frozen=True, slots=True)
+class GhzTls:
+    """How ghz reaches a server that serves TLS and checks tokens: trusting `ca`, with the call
+    metadata (`authorization: Bearer <token>`) in `metadata_file`, so that the token is not on a
+    command line for `ps` to show."""
+
+    ca: Path
+    metadata_file: Path
+
+    @classmethod
+    def bearer(cls, ca: Path, token: str, metadata_file: Path) -> GhzTls:
+        """Write the token's metadata to `metadata_file` (readable by its owner only)."""
+        descriptor = os.open(metadata_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"authorization": f"Bearer {token}"}, file)
+        return cls(ca, metadata_file)
+
+    def arguments(self) -> list[str]:
+        return [f"--cacert={self.ca}", f"--metadata-file={self.metadata_file}"]
+
+
+def run_ghz(binary: Path, address: str, load: Load, tls: GhzTls | None = None) -> GhzRun:
+    """Run ghz against `address` (plaintext, or as `tls` says) and return its report; raises
+    GhzError if ghz fails."""
     argv = [
         str(binary),
-        "--insecure",
+        *(["--insecure"] if tls is None else tls.arguments()),
         f"--import-paths={PROTO_ROOT}",
         f"--proto={PROTO_ROOT / load.proto}",
         f"--call={load.call}",

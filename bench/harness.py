@@ -13,14 +13,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.ghz import GhzError, GhzRun, Load, run_ghz
+from bench.ghz import GhzError, GhzRun, GhzTls, Load, run_ghz
 from bench.loader import Loaded, load
 from bench.noop_server import ADDRESS_VARIABLE
-from bench.procstat import child_pid, descendant_pid, tree_cpu_seconds
+from bench.procstat import descendant_pid, tree_cpu_seconds
 from devstack import LocalStack, StackPorts, default_cache_dir
+from devstack.credentials import local_credentials
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import clean_environment
+from ledger.auth.local import LocalCredentials
 
 
 @dataclass
@@ -56,12 +58,35 @@ class Bench:
             prefix=prefix,
         )
 
+    def credentials(self) -> LocalCredentials:
+        """A CA, server certificate, signing key and ready tokens, made on first use."""
+        return local_credentials(self.work_dir)
+
+    def ghz_tls(self, token: str) -> GhzTls:
+        """How ghz calls a server started with `secure=True`: trusting the local CA, with the
+        ready token `token` (writer, reader)."""
+        credentials = self.credentials()
+        metadata = self.work_dir / f"ghz-{token}-metadata.json"
+        return GhzTls.bearer(credentials.ca, credentials.token(token), metadata)
+
     def command_server(
-        self, topic: str, extra_env: Mapping[str, str] | None = None
+        self, topic: str, extra_env: Mapping[str, str] | None = None, *, secure: bool = False
     ) -> LedgerService:
-        env = {"LEDGER_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        """The command server on `topic`: in plaintext without tokens, or with TLS and tokens
+        (`secure`, the local credentials)."""
+        # Metrics on a free port: the default one may be taken by a `make run` on this machine,
+        # or by another command server of the same scenario.
+        env = {
+            "LEDGER_LOG_LEVEL": "WARNING",
+            "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
+            **(extra_env or {}),
+        }
         return LedgerService.command_server(
-            self.stack, self.work_dir / f"cs-{topic}", topic=topic, extra_env=env
+            self.stack,
+            self.work_dir / f"cs-{topic}",
+            topic=topic,
+            extra_env=env,
+            secure=self.credentials() if secure else None,
         )
 
     def projector(
@@ -86,15 +111,17 @@ class Bench:
             extra_env=env,
         )
 
-    def query_server(self, topic: str, database_url: str) -> LedgerService:
+    def query_server(self, topic: str, database_url: str, *, secure: bool = False) -> LedgerService:
+        """The query server: plaintext without tokens, or with TLS and tokens (`secure`)."""
         # Metrics on a free port: the default one may be taken by a `make run` on this machine.
         env = {"LEDGER_LOG_LEVEL": "WARNING", "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
         return LedgerService.query_server(
             self.stack,
-            self.work_dir / f"qs-{topic}",
+            self.work_dir / f"{'qs-tls' if secure else 'qs'}-{topic}",
             topic=topic,
             database_url=database_url,
             extra_env=env,
+            secure=self.credentials() if secure else None,
         )
 
     def noop_server(self) -> LedgerService:
@@ -128,27 +155,34 @@ def bench_environment(quick: bool, keep: bool = False) -> Iterator[Bench]:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def _pid(service: LedgerService) -> int:
+    pid = service.pid
+    if pid is None:
+        raise LookupError(f"{service.name} is not running")
+    return pid
+
+
 @contextmanager
-def running(service: LedgerService, module: str) -> Iterator[int]:
+def running(service: LedgerService) -> Iterator[int]:
     """Start `service`, yield its pid, and always stop it."""
     try:
         service.start()
-        yield child_pid(module)
+        yield _pid(service)
     finally:
         service.stop()
 
 
 @contextmanager
-def running_all(services: Sequence[tuple[LedgerService, str]]) -> Iterator[list[int]]:
-    """Start `(service, module)` pairs at once (each spends seconds importing and connecting,
-    mostly waiting), yield their pids in order, and always stop every one started."""
+def running_all(services: Sequence[LedgerService]) -> Iterator[list[int]]:
+    """Start `services` at once (each spends seconds importing and connecting, mostly waiting),
+    yield their pids in order, and always stop every one started."""
     with ExitStack() as stack:
-        for service, _ in services:
+        for service in services:
             stack.callback(service.stop)
         with ThreadPoolExecutor(max_workers=len(services)) as pool:
-            for started in [pool.submit(service.start) for service, _ in services]:
+            for started in [pool.submit(service.start) for service in services]:
                 started.result()
-        yield [child_pid(module) for _, module in services]
+        yield [_pid(service) for service in services]
 
 
 class CpuMeter:
@@ -203,12 +237,20 @@ class Metered:
         }
 
 
-def metered_ghz(ghz: Path, address: str, server_pid: int, store_pid: int, load: Load) -> Metered:
-    """Run ghz against `address` while metering both processes; GhzError if no call succeeded."""
+def metered_ghz(
+    ghz: Path,
+    address: str,
+    server_pid: int,
+    store_pid: int,
+    load: Load,
+    tls: GhzTls | None = None,
+) -> Metered:
+    """Run ghz against `address` (plaintext, or as `tls` says) while metering both processes;
+    GhzError if no call succeeded."""
     server, store = CpuMeter(server_pid), CpuMeter(store_pid)
     server.start()
     store.start()
-    run = run_ghz(ghz, address, load)
+    run = run_ghz(ghz, address, load, tls)
     server.stop()
     store.stop()
     if run.ok == 0:

@@ -1,14 +1,15 @@
-"""The comparison with the no-op server: the same load against a Ledger server and the no-op
-server, interleaved run by run so that the noise of a shared machine falls on both alike, and
-the ratios of adjacent runs."""
+"""Interleaved comparisons: the same load against two servers (a Ledger server and the no-op
+server; the same Ledger server's code with TLS and tokens and in plaintext), run by run in turn
+so that the noise of a shared machine falls on both alike, and the ratios of adjacent runs."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from bench.ghz import Load
+from bench.ghz import GhzTls, Load
 
 
 @dataclass(frozen=True)
@@ -21,32 +22,44 @@ class ComparisonPlan:
     warmup_s: float
 
 
-Target = tuple[str, str, int]
-"""(name, address, pid): "ledger" or "noop", where it listens, the process to meter."""
+class Target(NamedTuple):
+    """A server under load: its name in the runs ("ledger", "noop", "tls", "plaintext"), where it
+    listens, the process to meter, and how ghz reaches it (None: plaintext, no token)."""
+
+    name: str
+    address: str
+    pid: int
+    tls: GhzTls | None = None
+
+
 Runs = dict[str, list[dict[str, float]]]
 """The figures of every run, by target name."""
 
 
-Measure = Callable[[str, int, Load], dict[str, float]]
-"""One run of a load against (address, pid), and its figures."""
+Measure = Callable[[Target, Load], dict[str, float]]
+"""One run of a load against a target, and its figures."""
 
 
 def interleaved(targets: Sequence[Target], runs: int, load: Load, measure: Measure) -> Runs:
     """`runs` rounds, each running `load` against every target in turn."""
-    results: Runs = {name: [] for name, _, _ in targets}
+    results: Runs = {target.name: [] for target in targets}
     for _ in range(runs):
-        for name, address, pid in targets:
-            results[name].append(measure(address, pid, load))
+        for target in targets:
+            results[target.name].append(measure(target, load))
     return results
 
 
 def paired_median(
-    runs: Runs, name: str, ratio: Callable[[dict[str, float], dict[str, float]], float]
+    runs: Runs,
+    name: str,
+    ratio: Callable[[dict[str, float], dict[str, float]], float],
+    of: str = "ledger",
+    to: str = "noop",
 ) -> float:
-    """Set `name` on every ledger run to its `ratio` to the no-op run right after it; return the
-    median. The median of paired ratios shrugs off a noisy minute better than a ratio of
+    """Set `name` on every run of `of` to its `ratio` to the run of `to` right after it; return
+    the median. The median of paired ratios shrugs off a noisy minute better than a ratio of
     medians would."""
-    paired = list(zip(runs["ledger"], runs["noop"], strict=True))
-    for ledger_run, noop_run in paired:
-        ledger_run[name] = ratio(ledger_run, noop_run)
+    paired = list(zip(runs[of], runs[to], strict=True))
+    for run, other in paired:
+        run[name] = ratio(run, other)
     return statistics.median(run[name] for run, _ in paired)

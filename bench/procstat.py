@@ -52,15 +52,6 @@ def _processes() -> dict[int, tuple[int, list[bytes]]]:
     return found
 
 
-def child_pid(module: str) -> int:
-    """The pid of our child process running `python -m <module>`."""
-    me = os.getpid()
-    for pid, (ppid, cmdline) in _processes().items():
-        if ppid == me and b"-m" in cmdline and module.encode() in cmdline:
-            return pid
-    raise LookupError(f"no child process runs python -m {module}")
-
-
 def descendant_pid(argument: str) -> int:
     """The pid of a descendant of ours with `argument` on its command line (e.g. kafka.Kafka)."""
     processes = _processes()

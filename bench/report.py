@@ -88,6 +88,7 @@ _COLUMNS = (
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("ratio", "vs noop"),
+    ("vs_plaintext", "vs plaintext"),
     ("server_cores", "server cores"),
     ("loadgen_cores", "ghz cores"),
     ("client_cores", "client cores"),
@@ -120,7 +121,7 @@ def _cell(row: Row, key: str) -> str:
         return "n/a"
     if key.endswith("_cores"):
         return f"{value:.2f}"
-    if key in ("ratio", "vs_copy"):
+    if key in ("ratio", "vs_copy", "vs_plaintext"):
         return f"{value:.2f}x"
     if key.endswith("_per_s"):
         return f"{value:,.0f}"

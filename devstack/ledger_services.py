@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -136,11 +137,14 @@ class LedgerService:
             secure=secure,
         )
 
-    def channel(self, token: str | None = None) -> grpc.aio.Channel:
+    def channel(
+        self, token: str | None = None, options: Sequence[tuple[str, Any]] | None = None
+    ) -> grpc.aio.Channel:
         """An asyncio channel to this gRPC server: TLS with `token` when it runs secure."""
         if self.secure is None:
-            return grpc.aio.insecure_channel(self.address)
-        return grpc.aio.secure_channel(self.address, channel_credentials(self.secure, token))
+            return grpc.aio.insecure_channel(self.address, options=options)
+        credentials = channel_credentials(self.secure, token)
+        return grpc.aio.secure_channel(self.address, credentials, options=options)
 
     @classmethod
     def projector(

@@ -17,6 +17,7 @@ import grpc
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import ensure_event_topic
+from devstack.credentials import local_credentials
 from devstack.databases import create_database, drop_database
 from devstack.errors import StackError
 from devstack.ledger_services import LedgerService, grpc_serving
@@ -106,8 +107,15 @@ async def run_drill(
     await asyncio.to_thread(ensure_event_topic, admin, topic, config.partitions)
     database_url = await create_database(stack, database)
 
+    # Both servers serve TLS and check tokens, as in production; the clients use the writer token.
+    credentials = await asyncio.to_thread(local_credentials, out_dir)
+    token = credentials.token("writer")
     command_server = LedgerService.command_server(
-        stack, out_dir, topic=topic, extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
+        stack,
+        out_dir,
+        topic=topic,
+        extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
+        secure=credentials,
     )
     projector = LedgerService.projector(
         stack,
@@ -125,17 +133,18 @@ async def run_drill(
         topic=topic,
         database_url=database_url,
         extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
+        secure=credentials,
     )
     services = (command_server, projector, query_server)
     components = {
         COMMAND_SERVER: _ledger_component(
-            COMMAND_SERVER, command_server, grpc_serving(command_server.address)
+            COMMAND_SERVER, command_server, grpc_serving(command_server.address, credentials)
         ),
         PROJECTOR: _ledger_component(
             PROJECTOR, projector, lambda: projector_assigned(projector.address, config.partitions)
         ),
         QUERY_SERVER: _ledger_component(
-            QUERY_SERVER, query_server, grpc_serving(query_server.address)
+            QUERY_SERVER, query_server, grpc_serving(query_server.address, credentials)
         ),
         KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok),
         POSTGRES: Component(POSTGRES, stack.postgres, stack.postgres.log_file, _always_ok),
@@ -186,7 +195,7 @@ async def run_drill(
         give_up = GiveUp()
         clients = []
         for index in range(config.clients):
-            channel = grpc.aio.insecure_channel(command_server.address, options=CHANNEL_OPTIONS)
+            channel = command_server.channel(token, CHANNEL_OPTIONS)
             channels.append(channel)
             clients.append(
                 Client(
@@ -200,7 +209,7 @@ async def run_drill(
                     give_up=give_up,
                 )
             )
-        query_channel = grpc.aio.insecure_channel(query_server.address, options=CHANNEL_OPTIONS)
+        query_channel = query_server.channel(token, CHANNEL_OPTIONS)
         channels.append(query_channel)
         readers = [
             Reader(

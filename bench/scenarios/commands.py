@@ -3,7 +3,8 @@
 Both servers get the same ghz load, run by run interleaved so that the noise of a shared machine
 falls on both alike. The ratio is the median, over the pairs of adjacent runs, of the command
 server's commands/s over the no-op server's at the same client count. A second part holds the
-rate at 1,000 commands/s and reports the latency.
+rate at 1,000 commands/s and reports the latency. A third compares, at 64 clients, a command
+server serving TLS and verifying tokens with the plaintext one (bench/tls_comparison.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from bench.ghz import Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running
-from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, Target, interleaved, paired_median
 from bench.report import Goal, Report, Row, median_of
+from bench.tls_comparison import compare_tls
 
 ACCOUNTS = 10_000
 DEPOSIT = "ledger.v1.CommandService/Deposit"
@@ -62,8 +64,8 @@ QUICK = Plan(
 )
 
 
-def _measure(ghz: Path, address: str, pid: int, kafka_pid: int, load: Load) -> dict[str, float]:
-    metered = metered_ghz(ghz, address, pid, kafka_pid, load)
+def _measure(ghz: Path, target: Target, kafka_pid: int, load: Load) -> dict[str, float]:
+    metered = metered_ghz(ghz, target.address, target.pid, kafka_pid, load, target.tls)
     return metered.figures("commands_per_s", ("server_cpu_ms", "kafka_cpu_ms", "loadgen_cpu_ms"))
 
 
@@ -73,33 +75,38 @@ def run(bench: Bench, report: Report) -> None:
     topic = bench.new_topic("commands")
     ledger = bench.command_server(topic)
     noop = bench.noop_server()
+    # Its own topic: two command servers on one would fence each other's transactional ids.
+    tls_topic = bench.new_topic("commands_tls")
+    tls_ledger = bench.command_server(tls_topic, secure=True)
     report.settings["commands"] = {
         "accounts": ACCOUNTS,
         "plan": asdict(plan),
         "deposit_data": DEPOSIT_DATA,
         "topic": topic,
+        "tls_topic": tls_topic,
     }
-    # The command server then starts on that log, as after a restart.
-    opened = bench.open_accounts(topic, ACCOUNTS, ACCOUNT_PREFIX)
-    print(f"opened {ACCOUNTS:,} accounts in {opened.seconds:.1f}s", flush=True)
-    with (
-        running(ledger, "command_server") as ledger_pid,
-        running(noop, "bench.noop_server") as noop_pid,
-    ):
+    # The command servers then start on those logs, as after a restart.
+    for log in (topic, tls_topic):
+        opened = bench.open_accounts(log, ACCOUNTS, ACCOUNT_PREFIX)
+        print(f"opened {ACCOUNTS:,} accounts in {log} in {opened.seconds:.1f}s", flush=True)
+    with running(ledger) as ledger_pid, running(noop) as noop_pid:
         kafka_pid = bench.kafka_pid()
 
-        def measure(address: str, pid: int, load: Load) -> dict[str, float]:
-            return _measure(ghz, address, pid, kafka_pid, load)
+        def measure(target: Target, load: Load) -> dict[str, float]:
+            return _measure(ghz, target, kafka_pid, load)
 
-        targets = (("ledger", ledger.address, ledger_pid), ("noop", noop.address, noop_pid))
+        targets = (
+            Target("ledger", ledger.address, ledger_pid),
+            Target("noop", noop.address, noop_pid),
+        )
         # A fresh JVM spends its first minute compiling: load Kafka through the command server
         # before the first figure is taken (the no-op server needs no more than a short one).
-        for name, address, pid in targets:
-            seconds = plan.first_warmup_s if name == "ledger" else plan.warmup_s
-            measure(address, pid, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
+        for target in targets:
+            seconds = plan.first_warmup_s if target.name == "ledger" else plan.warmup_s
+            measure(target, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
         for clients in plan.clients:
-            for _, address, pid in targets:
-                measure(address, pid, Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s))
+            for target in targets:
+                measure(target, Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s))
             load = Load(DEPOSIT, DEPOSIT_DATA, clients, duration_s=plan.seconds)
             runs = interleaved(targets, plan.runs, load, measure)
             ledger_median = median_of(runs["ledger"])
@@ -130,6 +137,20 @@ def run(bench: Bench, report: Report) -> None:
             report.rows.append(
                 Row("steady", name, f"{STEADY_RPS:,}/s", median_of(steady[name]), steady[name])
             )
+        with running(tls_ledger) as tls_pid:
+            tls_goal = compare_tls(
+                report,
+                "commands_tls",
+                "Deposit",
+                (
+                    Target("tls", tls_ledger.address, tls_pid, bench.ghz_tls("writer")),
+                    Target("plaintext", ledger.address, ledger_pid),
+                ),
+                plan,
+                lambda clients, seconds: Load(DEPOSIT, DEPOSIT_DATA, clients, seconds),
+                measure,
+                ("commands_per_s", "server_cpu_ms"),
+            )
     best = max(
         (row for row in report.rows if row.scenario == "commands" and row.target == "ledger"),
         key=lambda row: row.metrics["commands_per_s"],
@@ -154,6 +175,7 @@ def run(bench: Bench, report: Report) -> None:
         f"({best.load}) on this machine: the ceiling of a Python grpc.aio server here, against "
         f"which the {GOAL_COMMANDS_PER_S:,} commands/s goal is to be read"
     )
+    report.goals.append(tls_goal)
     steady_ledger = next(r for r in report.rows if r.scenario == "steady" and r.target == "ledger")
     steady_noop = next(r for r in report.rows if r.scenario == "steady" and r.target == "noop")
     report.notes.append(

@@ -6,7 +6,8 @@ checkpoints cover the topic (so that it takes no CPU from the measurement), then
 server and the no-op server (bench/noop_server.py, answering a fixed GetAccountResponse) get
 the same ghz load, run by run interleaved: GetAccount of a random one of the accounts, without
 a consistency token, at each client count. The ratio is the median over adjacent pairs of runs,
-as in the commands scenario.
+as in the commands scenario. Then a query server serving TLS and verifying tokens is compared with
+the plaintext one at 64 clients (bench/tls_comparison.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
-from bench.harness import Bench, metered_ghz, running_all
+from bench.harness import Bench, metered_ghz, running, running_all
 from bench.log_scan import scan
-from bench.noop_comparison import ComparisonPlan, interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, Target, interleaved, paired_median
 from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
+from bench.tls_comparison import compare_tls
 
 ACCOUNTS = 10_000
 ACCOUNT_PREFIX = "query-"
@@ -36,8 +38,8 @@ FULL = ComparisonPlan(clients=(16, 64), runs=3, seconds=6, warmup_s=3)
 QUICK = ComparisonPlan(clients=(16, 64), runs=1, seconds=2, warmup_s=1)
 
 
-def _measure(ghz: Path, address: str, pid: int, postgres_pid: int, load: Load) -> dict[str, float]:
-    metered = metered_ghz(ghz, address, pid, postgres_pid, load)
+def _measure(ghz: Path, target: Target, postgres_pid: int, load: Load) -> dict[str, float]:
+    metered = metered_ghz(ghz, target.address, target.pid, postgres_pid, load, target.tls)
     return metered.figures(
         "queries_per_s", ("query_cpu_ms", "postgres_cpu_ms", "loadgen_query_cpu_ms")
     )
@@ -49,22 +51,23 @@ def _load(clients: int, seconds: float) -> Load:
 
 def _compare(
     bench: Bench, report: Report, plan: ComparisonPlan, ghz: Path, topic: str, database_url: str
-) -> None:
+) -> Goal:
+    """The no-op comparison, then the TLS one; returns the TLS comparison's goal."""
     query_server = bench.query_server(topic, database_url)
     noop = bench.noop_server()
-    with running_all([(query_server, "query_server"), (noop, "bench.noop_server")]) as pids:
+    with running_all([query_server, noop]) as pids:
         postgres_pid = bench.postgres_pid()
 
-        def measure(address: str, pid: int, load: Load) -> dict[str, float]:
-            return _measure(ghz, address, pid, postgres_pid, load)
+        def measure(target: Target, load: Load) -> dict[str, float]:
+            return _measure(ghz, target, postgres_pid, load)
 
         targets = (
-            ("ledger", query_server.address, pids[0]),
-            ("noop", noop.address, pids[1]),
+            Target("ledger", query_server.address, pids[0]),
+            Target("noop", noop.address, pids[1]),
         )
         for clients in plan.clients:
-            for _, address, pid in targets:
-                measure(address, pid, _load(clients, plan.warmup_s))
+            for target in targets:
+                measure(target, _load(clients, plan.warmup_s))
             runs = interleaved(targets, plan.runs, _load(clients, plan.seconds), measure)
             ledger_median = median_of(runs["ledger"])
             noop_median = median_of(runs["noop"])
@@ -79,6 +82,21 @@ def _compare(
                 f"p99 {ledger_median['p99_ms']:.1f} ms, noop {noop_median['queries_per_s']:,.0f}/s",
                 flush=True,
             )
+        tls_server = bench.query_server(topic, database_url, secure=True)
+        with running(tls_server) as tls_pid:
+            return compare_tls(
+                report,
+                "queries_tls",
+                "GetAccount",
+                (
+                    Target("tls", tls_server.address, tls_pid, bench.ghz_tls("reader")),
+                    Target("plaintext", query_server.address, pids[0]),
+                ),
+                plan,
+                _load,
+                measure,
+                ("queries_per_s", "query_cpu_ms"),
+            )
 
 
 async def _populate_and_compare(
@@ -88,7 +106,7 @@ async def _populate_and_compare(
     ghz: Path,
     topic: str,
     last_offsets: dict[int, int],
-) -> None:
+) -> Goal:
     async with fresh_database(bench.stack, "queries") as database_url:
         projector = bench.projector(topic, database_url)
         try:
@@ -97,7 +115,7 @@ async def _populate_and_compare(
         finally:
             await asyncio.to_thread(projector.stop)
         # ghz and the servers run in other processes: blocking this loop meanwhile is fine.
-        _compare(bench, report, plan, ghz, topic, database_url)
+        return _compare(bench, report, plan, ghz, topic, database_url)
 
 
 def run(bench: Bench, report: Report) -> None:
@@ -112,7 +130,7 @@ def run(bench: Bench, report: Report) -> None:
     }
     bench.open_accounts(topic, ACCOUNTS, ACCOUNT_PREFIX)
     last_offsets = scan(bench.stack.kafka_bootstrap, topic, keep_values=False).last_offsets
-    asyncio.run(_populate_and_compare(bench, report, plan, ghz, topic, last_offsets))
+    tls_goal = asyncio.run(_populate_and_compare(bench, report, plan, ghz, topic, last_offsets))
     rows = [row for row in report.rows if row.scenario == "queries"]
     best = max(
         (row for row in rows if row.target == "ledger"),
@@ -130,6 +148,7 @@ def run(bench: Bench, report: Report) -> None:
     report.goals.append(
         Goal(f"GetAccount p99 ({best.load})", best.metrics["p99_ms"], GOAL_P99_MS, False, " ms")
     )
+    report.goals.append(tls_goal)
     report.notes.append(
         f"the no-op gRPC server answered {noop_best.metrics['queries_per_s']:,.0f} GetAccount/s "
         f"({best.load}, p99 {noop_best.metrics['p99_ms']:.1f} ms): the ceiling of a Python "

@@ -155,11 +155,7 @@ async def _measure(bench: Bench, report: Report, plan: Plan, topic: str) -> dict
             topic, {"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
         )
         query_server = bench.query_server(topic, database_url)
-        services = [
-            (command_server, "command_server"),
-            (bench.projector(topic, database_url), "projector"),
-            (query_server, "query_server"),
-        ]
+        services = [command_server, bench.projector(topic, database_url), query_server]
         # The client processes and the services run elsewhere: blocking this loop is fine.
         with (
             running_all(services) as pids,

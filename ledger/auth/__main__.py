@@ -1,5 +1,9 @@
 """`python -m ledger.auth token --scope ledger:read --account 'acme-*' --ttl 1h`: mint a token
-with the local stack's signing key (`make run` makes it in .data/credentials/) and print it."""
+with the local stack's signing key (`make run` makes it in .data/credentials/) and print it.
+
+`python -m ledger.auth credentials --directory DIR --host command-server`: make the local
+credentials (CA, server certificate, signing key, ready tokens) in DIR unless it has them, the
+certificate also valid for each `--host` (compose.yaml's one-shot `credentials` service)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ledger.auth.local import LocalCredentials
+from ledger.auth.local import LocalCredentials, ensure_local_credentials
 from ledger.auth.policy import ADMIN, READ, WRITE
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,7 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path(".data/credentials"),
         help="the directory `make run` made (default .data/credentials)",
     )
+    made = commands.add_parser(
+        "credentials", help="make the local credentials in a directory unless it has them"
+    )
+    made.add_argument(
+        "--directory",
+        type=Path,
+        default=Path(".data/credentials"),
+        help="where (default .data/credentials, as `make run`)",
+    )
+    made.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="another DNS name the server certificate is valid for (repeatable), besides "
+        "localhost, 127.0.0.1 and ::1",
+    )
     args = parser.parse_args(argv)
+    if args.command == "credentials":
+        return _credentials(args.directory, args.host)
     credentials = LocalCredentials(args.credentials)
     if not (credentials.directory / "signing.key").exists():
         print(
@@ -63,6 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         credentials.mint(
             args.scope, accounts=args.account, ttl_seconds=args.ttl, subject=args.subject
         )
+    )
+    return 0
+
+
+def _credentials(directory: Path, hosts: list[str]) -> int:
+    existed = (directory / "writer.token").exists()
+    credentials = ensure_local_credentials(directory, hosts)
+    # Names only: the keys and tokens stay in their files.
+    verb = "kept the credentials already" if existed else "made the credentials"
+    print(
+        f"ledger.auth: {verb} in {directory}: CA {credentials.ca.name}; tokens writer.token, "
+        "reader.token, admin.token"
     )
     return 0
 

@@ -1,7 +1,8 @@
 """Credentials for the local stack (`make run`), made once with `cryptography` and reused:
 
     ca.pem, ca.key            a local certificate authority (trust ca.pem in clients)
-    server.pem, server.key    the servers' certificate, for localhost, 127.0.0.1 and ::1
+    server.pem, server.key    the servers' certificate, for localhost, 127.0.0.1, ::1 and any
+                              other host names asked for (compose's service names)
     signing.key, jwks.json    the ES256 key tokens are signed with, and its public half
     writer.token              ledger:write ledger:read, all accounts
     reader.token              ledger:read, all accounts
@@ -20,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +121,9 @@ class LocalCredentials:
         return str(key["kid"])
 
 
-def ensure_local_credentials(directory: Path) -> LocalCredentials:
-    """The credentials in `directory`, made there first if it has none."""
+def ensure_local_credentials(directory: Path, hosts: Sequence[str] = ()) -> LocalCredentials:
+    """The credentials in `directory`, made there first if it has none; the server certificate
+    is then also valid for the DNS names `hosts`."""
     credentials = LocalCredentials(directory)
     # The ready tokens are written last: with them there, everything else is too.
     if all((directory / f"{name}.token").exists() for name in READY_TOKENS):
@@ -143,6 +145,7 @@ def ensure_local_credentials(directory: Path) -> LocalCredentials:
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
+        *(x509.DNSName(host) for host in dict.fromkeys(hosts) if host != "localhost"),
     ]
     server = _signed(credentials, _name("localhost"), server_key.public_key(), False, alt_names)
     _write(credentials.server_key, _private_pem(server_key), secret=True)

@@ -1,8 +1,10 @@
-"""`python -m ledger.telemetry.probe grpc HOST:PORT | http URL`: is the service healthy?
+"""`python -m ledger.telemetry.probe grpc [--cacert CA.pem] HOST:PORT | http URL`: is the service
+healthy?
 
 The health check of the container images (compose.yaml), which have Python but neither grpcurl
 nor curl. Exit status 0 when the gRPC server's grpc.health.v1 answers SERVING for the whole
-server, or the URL answers 200; 1 otherwise, with the reason on stderr.
+server, or the URL answers 200; 1 otherwise, with the reason on stderr. With `--cacert` the
+gRPC check speaks TLS trusting that CA (health needs no token).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,9 +22,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 _TIMEOUT = 3.0
 
 
-def grpc_serving(address: str, timeout: float = _TIMEOUT) -> str | None:
-    """None when the server at `address` is SERVING, otherwise why not."""
-    with grpc.insecure_channel(address) as channel:
+def grpc_serving(address: str, timeout: float = _TIMEOUT, cacert: Path | None = None) -> str | None:
+    """None when the server at `address` is SERVING, otherwise why not; over TLS trusting
+    `cacert` when given."""
+    channel = (
+        grpc.insecure_channel(address)
+        if cacert is None
+        else grpc.secure_channel(
+            address, grpc.ssl_channel_credentials(root_certificates=cacert.read_bytes())
+        )
+    )
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -50,10 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ledger.telemetry.probe", description=__doc__.splitlines()[0]
     )
     kinds = parser.add_subparsers(dest="kind", required=True)
-    kinds.add_parser("grpc", help="grpc.health.v1 Check").add_argument("address")
+    check = kinds.add_parser("grpc", help="grpc.health.v1 Check")
+    check.add_argument("--cacert", type=Path, help="speak TLS, trusting this CA (PEM)")
+    check.add_argument("address")
     kinds.add_parser("http", help="GET, expecting 200").add_argument("url")
     args = parser.parse_args(argv)
-    problem = grpc_serving(args.address) if args.kind == "grpc" else http_ok(args.url)
+    if args.kind == "grpc":
+        problem = grpc_serving(args.address, cacert=args.cacert)
+    else:
+        problem = http_ok(args.url)
     if problem is not None:
         print(problem, file=sys.stderr)
         return 1

@@ -8,11 +8,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.auth.__main__ import ttl_seconds
-from ledger.auth.local import ensure_local_credentials
+from ledger.auth.__main__ import main, ttl_seconds
+from ledger.auth.local import LocalCredentials, ensure_local_credentials
 from ledger.auth.policy import ADMIN, POLICY, READ, WRITE, PermissionDenied, is_open, rule_for
 from ledger.auth.principal import Principal, accounts_regex
 from ledger.auth.settings import ServerSecurity, is_loopback
@@ -164,6 +165,19 @@ def test_local_credentials_are_made_once_with_private_files(tmp_path: Path) -> N
     assert again.token("writer") == writer  # reused, not remade
     for secret in ("ca.key", "server.key", "signing.key", "writer.token", "reader.token"):
         assert (tmp_path / secret).stat().st_mode & 0o077 == 0, secret
+
+
+def test_the_credentials_command_certifies_the_servers_for_the_extra_host_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "credentials"
+    assert main(["credentials", "--directory", str(directory), "--host", "command-server"]) == 0
+    certificate = x509.load_pem_x509_certificate((directory / "server.pem").read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost", "command-server"]
+    printed = capsys.readouterr().out
+    assert "made the credentials" in printed
+    assert LocalCredentials(directory).token("writer") not in printed
 
 
 def test_token_lifetimes_read_as_durations() -> None:

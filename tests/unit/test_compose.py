@@ -25,6 +25,7 @@ import yaml
 from command_server.settings import Settings as CommandSettings
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION
 from devstack.ports import StackPorts
+from ledger.auth.local import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalCredentials
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, QUERY_SERVER_METRICS_ADDR
 from projector.settings import Settings as ProjectorSettings
 from query_server.settings import Settings as QuerySettings
@@ -37,6 +38,9 @@ LEDGER_SERVICES = {
     "query-server": "query_server",
 }
 INFRASTRUCTURE = {"kafka", "registry", "postgres"}
+# The one-shot service that makes the gRPC servers' credentials, and where it puts them.
+CREDENTIALS = "credentials"
+GRPC_SERVERS = ("command-server", "query-server")
 # What the local stack hands every service (LocalStack.environment()).
 STACK_VARIABLES = (
     "LEDGER_KAFKA_BOOTSTRAP_SERVERS",
@@ -112,8 +116,9 @@ def _ledger_module_files(module: str) -> list[Path]:
 
 def test_the_file_is_a_compose_file_with_the_whole_stack() -> None:
     document = _compose()
-    assert set(document) - {"name", "services", "volumes", "configs"} == {"x-ledger-service"}
-    assert set(document["services"]) == INFRASTRUCTURE | set(LEDGER_SERVICES)
+    extensions = {"x-ledger-service", "x-grpc-security"}
+    assert set(document) - {"name", "services", "volumes", "configs"} == extensions
+    assert set(document["services"]) == INFRASTRUCTURE | set(LEDGER_SERVICES) | {CREDENTIALS}
 
 
 def test_infrastructure_is_official_images_at_the_local_stacks_versions() -> None:
@@ -129,6 +134,9 @@ def test_every_dependency_exists_is_healthy_first_and_there_is_no_cycle() -> Non
     for name, service in services.items():
         for dependency, condition in service.get("depends_on", {}).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
+            if dependency == CREDENTIALS:  # runs once and exits
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, name
             assert "healthcheck" in services[dependency], f"{dependency} has no health check"
 
@@ -139,7 +147,8 @@ def test_every_dependency_exists_is_healthy_first_and_there_is_no_cycle() -> Non
             yield from reachable(dependency, (*path, dependency))
 
     needs = {name: set(reachable(name, (name,))) for name in services}
-    assert {"kafka", "registry"} <= needs["command-server"]
+    assert {"kafka", "registry", CREDENTIALS} <= needs["command-server"]
+    assert CREDENTIALS in needs["query-server"]
     assert {"kafka", "registry", "postgres", "command-server"} <= needs["projector"]
     assert {"postgres", "projector"} <= needs["query-server"]
 
@@ -204,13 +213,60 @@ def test_services_run_their_package_from_the_one_image(name: str) -> None:
 def test_health_checks_probe_the_services_own_endpoint(name: str) -> None:
     check = _service(name)["healthcheck"]["test"]
     assert check[:4] == ["CMD", "python", "-m", "ledger.telemetry.probe"]
-    kind, target = check[4:]
     port = _port(_environment(name)[LISTEN_VARIABLES[name]])
     if name == "projector":
-        assert (kind, target) == ("http", f"http://127.0.0.1:{port}/healthz")
+        assert check[4:] == ["http", f"http://127.0.0.1:{port}/healthz"]
     else:
-        assert (kind, target) == ("grpc", f"127.0.0.1:{port}")
+        # Over TLS, trusting the CA the servers' certificate comes from.
+        ca = _credentials_in(name).ca
+        assert check[4:] == ["grpc", f"--cacert={ca}", f"127.0.0.1:{port}"]
     assert find_spec("ledger.telemetry.probe") is not None
+
+
+def _mount(name: str, volume: str) -> tuple[str, bool]:
+    """(path, read-only) where service `name` mounts the named volume `volume`."""
+    for entry in _service(name).get("volumes", []):
+        source, target, *mode = str(entry).split(":")
+        if source == volume:
+            return target, mode == ["ro"]
+    raise AssertionError(f"{name} does not mount the volume {volume}")
+
+
+def _credentials_in(name: str) -> LocalCredentials:
+    """The credentials as service `name` sees them."""
+    return LocalCredentials(Path(_mount(name, CREDENTIALS)[0]))
+
+
+def test_a_one_shot_service_makes_the_credentials_in_a_shared_volume() -> None:
+    service = _service(CREDENTIALS)
+    assert CREDENTIALS in _compose()["volumes"]
+    assert (service["build"], service["image"]) == (".", "ledger:local")
+    directory, read_only = _mount(CREDENTIALS, CREDENTIALS)
+    assert not read_only
+    command = service["command"]
+    assert command[:4] == ["python", "-m", "ledger.auth", "credentials"]
+    assert f"--directory={directory}" in command
+    # The servers' certificate names the hosts the other containers reach them by.
+    assert {f"--host={name}" for name in GRPC_SERVERS} <= set(command)
+    assert find_spec("ledger.auth.__main__") is not None
+    # A fresh volume takes the owner of the image's directory: the services' user may write.
+    assert any(f"chown ledger {directory}" in a for i, a in _dockerfile() if i == "RUN")
+
+
+@pytest.mark.parametrize("name", GRPC_SERVERS)
+def test_grpc_servers_serve_tls_and_check_tokens_with_those_credentials(name: str) -> None:
+    environment = _environment(name)
+    directory, read_only = _mount(name, CREDENTIALS)
+    assert read_only
+    credentials = LocalCredentials(Path(directory))
+    expected = credentials.server_environment()
+    assert {key: environment.get(key) for key in expected} == expected
+    assert expected["LEDGER_JWT_ISSUER"] == LOCAL_ISSUER
+    assert expected["LEDGER_JWT_AUDIENCE"] == LOCAL_AUDIENCE
+    assert "LEDGER_INSECURE" not in environment
+    assert _service(name)["depends_on"][CREDENTIALS] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def _dockerfile() -> list[tuple[str, str]]:

@@ -6,11 +6,13 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ledger.auth.local import ensure_local_credentials
 from ledger.telemetry.probe import grpc_serving, http_ok, main
 
 
@@ -56,6 +58,24 @@ def test_grpc_probe_passes_only_when_serving(
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     assert grpc_serving(address) is None
     assert main(["grpc", address]) == 0
+
+
+def test_grpc_probe_speaks_tls_trusting_the_ca_it_is_given(tmp_path: Path) -> None:
+    credentials = ensure_local_credentials(tmp_path / "credentials")
+    servicer = health.HealthServicer()
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    tls = grpc.ssl_server_credentials(
+        [(credentials.server_key.read_bytes(), credentials.server_cert.read_bytes())]
+    )
+    address = f"127.0.0.1:{server.add_secure_port('127.0.0.1:0', tls)}"
+    server.start()
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert main(["grpc", "--cacert", str(credentials.ca), address]) == 0
+        assert grpc_serving(address, timeout=1) is not None  # plaintext against TLS fails
+    finally:
+        server.stop(0)
 
 
 def test_grpc_probe_fails_when_nothing_answers() -> None:
