@@ -70,11 +70,12 @@ def test_a_successful_abort_means_nothing_reached_the_log() -> None:
         abort(producer, FAILURE)  # type: ignore[arg-type]
 
     assert not isinstance(info.value, AppendUnsettled)
-    assert producer.timeouts and all(t > 0 for t in producer.timeouts), "aborts are bounded"
+    assert len(producer.timeouts) == 1
+    assert producer.timeouts[0] > 0, "aborts are bounded"
 
 
 def test_an_abort_failing_with_invalid_txn_state_is_unsettled_not_a_takeover() -> None:
-    with pytest.raises(AppendUnsettled, match="INVALID_TXN_STATE|abort"):
+    with pytest.raises(AppendUnsettled, match="its abort too"):
         abort(AbortingProducer(KafkaError(KafkaError.INVALID_TXN_STATE)), FAILURE)  # type: ignore[arg-type]
 
 
