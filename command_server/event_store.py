@@ -282,12 +282,19 @@ class EventStore:
         return count
 
 
-def open_together(stores: Sequence[EventStore], timeout: float = 60) -> None:
+def open_together(
+    stores: Sequence[EventStore], timeout: float = 60, fence_also: Sequence[str] = ()
+) -> None:
     """`open` every store's producers at once: each fencing is a few round trips to the
-    transaction coordinator, and a start waits for all of them."""
+    transaction coordinator, and a start waits for all of them. `fence_also` names further
+    transactional ids to fence (ids other configurations of the shard could be writing with),
+    each through a producer of its own that is closed once it has fenced them."""
     producers = [producer for store in stores for producer in store._producers]
-    with ThreadPoolExecutor(max_workers=len(producers)) as threads:
-        outcomes = list(threads.map(lambda p: initialise(p, timeout), producers))
+    bootstrap = stores[0]._bootstrap
+    fencers = [new_producer(bootstrap, tid) for tid in fence_also]
+    with ThreadPoolExecutor(max_workers=min(32, len(producers) + len(fencers))) as threads:
+        outcomes = list(threads.map(lambda p: initialise(p, timeout), producers + fencers))
+        list(threads.map(lambda p: p.close(), fencers))
     for error in outcomes:
         if error is not None:
             raise AppendFailed(f"could not initialise transactions: {error.str()}")
