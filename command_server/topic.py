@@ -97,8 +97,14 @@ def create_missing_topic(
     try:
         futures[topic].result(timeout)
     except KafkaException as exc:
+        code = exc.args[0].code()
+        if code == KafkaError.INVALID_REPLICATION_FACTOR:
+            raise UnsafeTopic(
+                f"cannot create topic {topic!r} with {replication_factor} replicas "
+                f"(LEDGER_MIN_REPLICATION_FACTOR): {exc.args[0].str()}"
+            ) from exc
         # Another instance may have created it between our look and our create.
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+        if code != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
 
 
