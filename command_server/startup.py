@@ -117,7 +117,7 @@ def rebuild(
             start = snapshots.restore(model, shard.owned_partitions, usable)
         restored = time.monotonic()
         try:
-            replayed = store.replay(shard.owned_partitions, _checked(model, settings, start))
+            replayed = store.replay(shard.owned_partitions, _checked(model, settings, start), start)
         except _Disagrees as exc:
             log.warning("snapshot discarded, partition replayed from offset 0: %s", exc)
             discarded.add(exc.partition)
