@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -14,8 +15,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from command_server.snapshot_format import Manifest, decode, encode, manifest_key
+from command_server.snapshot_topic import read_latest, snapshot_topic_name
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 from tests.eventually import eventually_async
@@ -110,6 +114,49 @@ async def test_a_partition_count_change_refuses_the_start_with_the_way_out(
     log = again.log_text()
     assert "now has 12 partitions" in log
     assert "LEDGER_TOPIC" in log
+
+
+async def test_a_snapshot_that_disagrees_with_the_events_after_it_is_replayed_over(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    topic = _topic()
+    env = {"LEDGER_SNAPSHOT_EVERY_EVENTS": "1000000"}  # only the final one, at the clean stop
+    service = LedgerService.command_server(stack, tmp_path / "first", topic=topic, extra_env=env)
+    service.start()
+    accounts = [f"acct-{n}" for n in range(12)]
+    async with grpc.aio.insecure_channel(service.address) as channel:
+        client = pb_grpc.CommandServiceStub(channel)
+        for account in accounts:
+            await client.OpenAccount(
+                pb.OpenAccountRequest(command_id=_id(), account_id=account, currency="USD")
+            )
+            await client.Deposit(
+                pb.DepositRequest(command_id=_id(), account_id=account, amount="2")
+            )
+    service.stop()
+    # The snapshot of partition 0 is made to claim it covers only the first event: the events
+    # after it then repeat what the snapshot already holds.
+    latest = read_latest(stack.kafka_bootstrap, snapshot_topic_name(topic))
+    manifest = decode(latest[manifest_key(0)])
+    assert isinstance(manifest, Manifest)
+    wrong = replace(manifest, next_offset=1)
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+    producer.produce(snapshot_topic_name(topic), encode(wrong), manifest_key(0).encode())
+    assert producer.flush(30) == 0
+
+    again = LedgerService.command_server(stack, tmp_path / "second", topic=topic, extra_env=env)
+    again.start()
+    try:
+        victim = next(a for a in accounts if partition_of(a, 6) == 0)
+        async with grpc.aio.insecure_channel(again.address) as channel:
+            client = pb_grpc.CommandServiceStub(channel)
+            answer = await client.Deposit(
+                pb.DepositRequest(command_id=_id(), account_id=victim, amount="1")
+            )
+        assert answer.version == 3
+    finally:
+        again.stop()
+    assert "snapshot discarded, partition replayed from offset 0: partition 0" in again.log_text()
 
 
 async def _health(address: str) -> tuple[int, int]:
