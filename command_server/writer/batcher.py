@@ -22,6 +22,7 @@ from command_server.event_store import (
     AppendUnsettled,
     DeliveryUnconfirmed,
     Fenced,
+    UnreadableLog,
 )
 from command_server.shards import Shard
 from command_server.write_model import Outcome, WriteModel
@@ -41,7 +42,7 @@ from command_server.writer.protocol import (
 )
 from ledger.domain.account import Account
 from ledger.domain.commands import Command, accounts_of, fingerprint
-from ledger.domain.decider import decide, evolve
+from ledger.domain.decider import InconsistentEvent, decide, evolve
 from ledger.domain.rejection import Rejection
 from ledger.events.records import Event
 
@@ -154,6 +155,8 @@ class Batcher:
                     # deciding anything again.
                     self._behind = str(exc)
                     self._catch_up()
+                    if self._halted is not None:
+                        return self._refuse(len(batch))
                 return STALLED, str(exc), [pack_verdict(exc)] * len(batch)
             except Exception as exc:
                 log.exception("unexpected failure appending a batch")
@@ -192,6 +195,11 @@ class Batcher:
             )
         except Fenced as exc:
             self._halted = FENCED, str(exc)
+            return str(exc)
+        except (UnreadableLog, InconsistentEvent) as exc:
+            # The log holds something the model cannot fold: stop rather than guess.
+            log.critical("the writer stops: %s", exc)
+            self._halted = BROKEN, str(exc)
             return str(exc)
         except Exception as exc:
             self._behind = f"{exc}"

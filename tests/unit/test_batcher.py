@@ -355,3 +355,19 @@ def test_a_missing_delivery_report_stops_the_writer(
     assert "delivery reports" in why
     assert [type(unpack_verdict(v)) for v in verdicts] == [NotServing]
     assert store.transactions == 1
+
+
+def test_a_log_that_cannot_be_read_back_after_an_unsettled_transaction_stops_the_writer(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    funded(batcher, "a1", "10.00")
+    store.fail_next = AppendUnsettled("broker gone mid-commit")
+    store.log.setdefault(SHARD.partition_of("a1"), []).append(
+        store.log[SHARD.partition_of("a1")][0]
+    )
+
+    health, _, _ = batcher.commit([pack_command(Deposit("d1", "a1", "1.00"))])
+    later, why, _ = batcher.commit([pack_command(Deposit("d2", "a1", "1.00"))])
+
+    assert (health, later) == (BROKEN, BROKEN)
+    assert "already opened" in why
