@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from command_server.event_store import AppendFailed, Fenced
+from command_server.event_store import AppendFailed, Fenced, UnreadableLog
 from command_server.group_commit import GroupCommitter
 from command_server.servicer import CommandServicer
 from command_server.settings import Settings
@@ -28,6 +28,7 @@ log = logging.getLogger("command_server")
 SERVICE_NAME = commands_pb2.DESCRIPTOR.services_by_name["CommandService"].full_name
 EXIT_FENCED = 3
 EXIT_WRITER_LOST = 1
+EXIT_BROKEN = 1
 
 
 async def serve(settings: Settings, security: ServerSecurity) -> int:
@@ -50,6 +51,26 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         log.critical("the event-store writer process stopped unexpectedly; stopping: %s", exc)
         exit_code = EXIT_WRITER_LOST
         stopping.set()
+
+    def on_broken(why: str) -> None:
+        nonlocal exit_code
+        log.critical(
+            "the writer cannot tell what the event log holds any more; stopping (a restart "
+            "rebuilds the state from the log): %s",
+            why,
+        )
+        exit_code = EXIT_BROKEN
+        stopping.set()
+
+    health_changes: set[asyncio.Task[None]] = set()
+
+    def on_health(serving: bool) -> None:
+        # Health follows whether Kafka takes commits (the committer hears it from the writer).
+        if stopping.is_set():
+            return
+        task = asyncio.create_task(server.serving(serving))
+        health_changes.add(task)
+        task.add_done_callback(health_changes.discard)
 
     servicer = CommandServicer()
     server = LedgerServer(
@@ -90,6 +111,8 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         max_wait_ms=settings.batch_max_wait_ms,
         on_fenced=on_fenced,
         on_writer_lost=on_writer_lost,
+        on_broken=on_broken,
+        on_health=on_health,
         metrics=CommandMetrics.create(),
     )
     commit_loop = asyncio.create_task(committer.run(), name="group-commit")
@@ -117,6 +140,6 @@ def main() -> None:
         settings = Settings.from_env()
         security = ServerSecurity.from_env(os.environ, settings.listen, "LEDGER_COMMAND_ADDR")
         sys.exit(asyncio.run(serve(settings, security)))
-    except (SettingsError, UnsafeTopic, AppendFailed) as exc:
+    except (SettingsError, UnsafeTopic, AppendFailed, UnreadableLog) as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)

@@ -7,15 +7,29 @@ background_snapshots.py drives from its own thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
+from command_server.transactions import (
+    AppendFailed,
+    AppendUnsettled,
+    DeliveryUnconfirmed,
+    ErrorKind,
+    Fenced,
+    abort,
+    classify,
+    commit,
+    initialise,
+    new_producer,
+    retire,
+    send,
+)
 from ledger.events.codec import EventCodec, UndecodableEvent
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
@@ -23,21 +37,19 @@ from ledger.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "AppendFailed",
+    "AppendUnsettled",
+    "DeliveryUnconfirmed",
+    "EventStore",
+    "Fenced",
+    "UnreadableLog",
+    "open_together",
+]
 
-class Fenced(RuntimeError):
-    """Another process took over this shard's transactional id: this one must stop writing."""
 
-
-class AppendFailed(RuntimeError):
-    """The transaction was aborted: nothing of the batch reached the log; a retry is safe."""
-
-
-def _is_fatal(err: KafkaError) -> bool:
-    return bool(err.fatal()) or err.code() in (
-        KafkaError._FENCED,
-        KafkaError.PRODUCER_FENCED,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-    )
+class UnreadableLog(RuntimeError):
+    """A record of an owned partition cannot be folded in: the writer must not guess past it."""
 
 
 class EventStore:
@@ -51,6 +63,9 @@ class EventStore:
     a whole batch ago. Appends still never overlap: each one begins producing only after the
     previous one committed, so the log holds them in the order they were decided. A new
     instance fences every one of the ids before it replays.
+
+    A producer whose transaction failed other than by a fence is replaced (transactions.py);
+    until its replacement is initialised the store raises AppendUnsettled for its turn.
     """
 
     def __init__(
@@ -65,7 +80,11 @@ class EventStore:
             raise ValueError("an event store needs at least one transactional id")
         self._topic = topic
         self._codec = codec
-        self._producers = [_producer(bootstrap, tid, security) for tid in transactional_ids]
+        self._security = security
+        self._ids = list(transactional_ids)
+        self._producers = [new_producer(bootstrap, tid, security) for tid in transactional_ids]
+        self._broken: set[int] = set()
+        """Producers replaced after a failure whose replacement is not initialised yet."""
         self._turn = 0
         """The producer that writes the next transaction."""
         self._bootstrap = bootstrap
@@ -76,6 +95,11 @@ class EventStore:
     def open(self, timeout: float = 60) -> None:
         """Fence any zombie holding our transactional ids and abort its open transactions."""
         open_together([self], timeout)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every producer is initialised (none waits to be replaced)."""
+        return not self._broken
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset."""
@@ -91,31 +115,36 @@ class EventStore:
 
             return report
 
-        producer = self._take_turn()
+        turn, producer = self._take_turn()
         try:
             self._begin(producer)
             for index, (event, partition) in enumerate(events):
                 value = self._codec.encode(event)
                 key = event.account_id.encode()
-                _send(producer, self._topic, value, key, partition, delivered(index))
-            _commit(producer)
+                send(producer, self._topic, value, key, partition, delivered(index))
+            commit(producer)
         except KafkaException as exc:
-            _handle(producer, exc.args[0])
+            self._failed(turn, producer, exc.args[0])
         if failures or -1 in offsets:
-            # Unreachable if librdkafka keeps its promise that a commit means delivered.
-            raise AppendFailed(f"delivery not confirmed after commit: {failures}")
+            # librdkafka promises that a commit means delivered: the log holds the batch, and
+            # this process does not know where. Only a fresh read of the log can tell.
+            missing = offsets.count(-1)
+            raise DeliveryUnconfirmed(
+                f"transaction committed but {missing} of {len(events)} delivery reports are "
+                f"missing or failed ({[f.str() for f in failures]})"
+            )
         return offsets
 
     def publish(self, topic: str, records: Sequence[tuple[str, bytes | None]]) -> None:
         """Write keyed records (None: a tombstone) to `topic` in one transaction of their own."""
-        producer = self._take_turn()
+        turn, producer = self._take_turn()
         try:
             self._begin(producer)
             for key, value in records:
-                _send(producer, topic, value, key.encode(), 0)
-            _commit(producer)
+                send(producer, topic, value, key.encode(), 0)
+            commit(producer)
         except KafkaException as exc:
-            _handle(producer, exc.args[0])
+            self._failed(turn, producer, exc.args[0])
 
     def prepare(self) -> None:
         """Begin the next transaction ahead of the next batch, while there is nothing to do.
@@ -125,7 +154,7 @@ class EventStore:
         would otherwise pay. A failure here is left to the next `append`, which begins again
         and reports it.
         """
-        if self._in_transaction:
+        if self._in_transaction or self._turn in self._broken:
             return
         try:
             self._producers[self._turn].begin_transaction()
@@ -133,17 +162,75 @@ class EventStore:
             return
         self._in_transaction = True
 
-    def _take_turn(self) -> Producer:
-        """The producer for the transaction about to be written; the next one goes to the next."""
-        producer = self._producers[self._turn]
+    def recover(self) -> None:
+        """Initialise every replaced producer; raises Fenced, or AppendUnsettled while Kafka
+        does not answer."""
+        for turn in sorted(self._broken):
+            error = initialise(self._producers[turn])
+            if error is None:
+                self._broken.discard(turn)
+                log.info("producer %s re-initialised", self._ids[turn])
+                continue
+            if classify(error) is ErrorKind.FENCE:
+                raise Fenced(f"producer {self._ids[turn]} fenced: {error.str()}")
+            # A timed-out initialisation is retried with a fresh producer.
+            self._replace(turn)
+            raise AppendUnsettled(f"producer {self._ids[turn]} not initialised: {error.str()}")
+
+    def probe(self, partitions: Sequence[int], timeout: float = 2) -> str | None:
+        """None if the topic's `partitions` have leaders now; otherwise why not."""
+        try:
+            metadata = self._producers[self._turn].list_topics(self._topic, timeout=timeout)
+        except KafkaException as exc:
+            return f"Kafka does not answer: {exc.args[0].str()}"
+        found = metadata.topics.get(self._topic)
+        if found is None or found.error is not None:
+            return f"topic {self._topic!r} unavailable: {found.error if found else 'missing'}"
+        leaderless = [
+            p for p in partitions if p not in found.partitions or found.partitions[p].leader < 0
+        ]
+        return f"partitions {leaderless} have no leader" if leaderless else None
+
+    def _take_turn(self) -> tuple[int, Producer]:
+        """The producer for the transaction about to be written; the next one goes to the next.
+
+        A replaced producer is initialised first (raises what `recover` raises)."""
+        turn = self._turn
         self._turn = (self._turn + 1) % len(self._producers)
-        return producer
+        if turn in self._broken:
+            self.recover()
+        return turn, self._producers[turn]
 
     def _begin(self, producer: Producer) -> None:
         began, self._in_transaction = self._in_transaction, False
         # From here on the transaction either commits or is over (aborted or failed).
         if not began:
             producer.begin_transaction()
+
+    def _failed(self, turn: int, producer: Producer, err: KafkaError) -> NoReturn:
+        """Raise what `err` means for the append, replacing the producer unless it is usable."""
+        kind = classify(err)
+        if kind is ErrorKind.FENCE:
+            raise Fenced(f"producer fenced: {err.str()}")
+        if kind is ErrorKind.ABORTABLE:
+            # Aborted (AppendFailed: nothing reached the log, the producer goes on), fenced, or
+            # the abort failed too (AppendUnsettled): then the producer is replaced below.
+            with contextlib.suppress(AppendUnsettled):
+                abort(producer, err)
+        log.warning("replacing producer %s after: %s", self._ids[turn], err.str())
+        self._replace(turn)
+        try:
+            self.recover()
+        except AppendUnsettled as exc:
+            raise AppendUnsettled(f"transaction failed ({err.str()}); {exc}") from None
+        raise AppendUnsettled(f"transaction failed ({err.str()}); producer re-initialised")
+
+    def _replace(self, turn: int) -> None:
+        if turn == self._turn:
+            self._in_transaction = False
+        retire(self._producers[turn])
+        self._producers[turn] = new_producer(self._bootstrap, self._ids[turn], self._security)
+        self._broken.add(turn)
 
     def close(self) -> None:
         for producer in self._producers:
@@ -157,7 +244,8 @@ class EventStore:
         timeout: float = 600,
     ) -> int:
         """Feed every committed event of `partitions` to `apply`, from `start` (offset per
-        partition, default 0) up to the current end.
+        partition, default 0) up to the current end; raises UnreadableLog at a record that
+        cannot be decoded (the write model would otherwise be a guess).
 
         Call it after `open()`: a transaction's markers are written after its commit returns,
         and until they are, a read_committed consumer's end of a partition (its last stable
@@ -190,108 +278,37 @@ class EventStore:
         ends = high_watermarks(consumer, self._topic, partitions, timeout=30)
         reader = ReadToEnd(consumer, self._topic, start, ends)
         count = 0
-        undecodable = 0
         for records in reader.batches(deadline):
             decoded = self._codec.decode_batch([m.value() or b"" for m in records])
             for msg, event in zip(records, decoded, strict=True):
                 if isinstance(event, UndecodableEvent):
-                    # The projector dead-letters such bytes; they carry no state we could fold.
-                    undecodable += 1
-                    log.error(
-                        "skipping undecodable record at %s/%s: %s",
-                        msg.partition(),
-                        msg.offset(),
-                        event,
+                    # Skipping it would fold a state the log does not hold: a missing deposit,
+                    # a version gap. The projector may dead-letter such bytes; the writer stops.
+                    raise UnreadableLog(
+                        f"record at topic {self._topic!r} partition {msg.partition()} offset "
+                        f"{msg.offset()} cannot be decoded ({event}); the write side does not "
+                        "guess past it: find out what wrote it (the registry's schemas, a "
+                        "foreign producer) and repair the log or the registry before restarting"
                     )
-                    continue
                 apply(event, msg.partition() or 0, msg.offset() or 0)
                 count += 1
-        if undecodable:
-            log.error("replay skipped %d undecodable records", undecodable)
         return count
 
 
-def _producer(bootstrap: str, transactional_id: str, security: KafkaSecurity) -> Producer:
-    return Producer(
-        {
-            **security.config(),
-            "logger": log,
-            "bootstrap.servers": bootstrap,
-            "transactional.id": transactional_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            # The transaction commit flushes; lingering would only add latency.
-            "linger.ms": 0,
-            "partitioner": "murmur2",
-            # A broker that dies with our transaction open holds the partitions until the
-            # transaction times out: keep that short (librdkafka wants the message timeout
-            # below it).
-            "transaction.timeout.ms": 10_000,
-            "message.timeout.ms": 9_000,
-            # Snapshot chunks are larger than events (the snapshot topic allows them).
-            "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
-        }
-    )
-
-
-def _send(
-    producer: Producer,
-    topic: str,
-    value: bytes | None,
-    key: bytes,
-    partition: int,
-    on_delivery: Any = None,
+def open_together(
+    stores: Sequence[EventStore], timeout: float = 60, fence_also: Sequence[str] = ()
 ) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
-            return
-        except BufferError:
-            producer.poll(0.01)
-
-
-def _commit(producer: Producer) -> None:
-    while True:
-        try:
-            producer.commit_transaction()
-            # Serve delivery reports that the commit's flush left queued.
-            producer.poll(0)
-            return
-        except KafkaException as exc:
-            if not exc.args[0].retriable():
-                raise
-            log.warning("retrying transaction commit: %s", exc.args[0].str())
-
-
-def _handle(producer: Producer, err: KafkaError) -> NoReturn:
-    if _is_fatal(err):
-        raise Fenced(f"producer fenced or failed fatally: {err.str()}")
-    if err.txn_requires_abort():
-        try:
-            producer.abort_transaction()
-        except KafkaException as exc:
-            if _is_fatal(exc.args[0]):
-                raise Fenced(f"producer fenced during abort: {exc.args[0].str()}") from exc
-            raise AppendFailed(f"abort failed: {exc.args[0].str()}") from exc
-        raise AppendFailed(f"transaction aborted: {err.str()}")
-    raise AppendFailed(f"append failed: {err.str()}")
-
-
-def open_together(stores: Sequence[EventStore], timeout: float = 60) -> None:
     """`open` every store's producers at once: each fencing is a few round trips to the
-    transaction coordinator, and a start waits for all of them."""
+    transaction coordinator, and a start waits for all of them. `fence_also` names further
+    transactional ids to fence (ids other configurations of the shard could be writing with),
+    each through a producer of its own that is closed once it has fenced them."""
     producers = [producer for store in stores for producer in store._producers]
-    with ThreadPoolExecutor(max_workers=len(producers)) as threads:
-        outcomes = list(threads.map(lambda p: _init_transactions(p, timeout), producers))
+    bootstrap = stores[0]._bootstrap
+    security = stores[0]._security
+    fencers = [new_producer(bootstrap, tid, security) for tid in fence_also]
+    with ThreadPoolExecutor(max_workers=min(32, len(producers) + len(fencers))) as threads:
+        outcomes = list(threads.map(lambda p: initialise(p, timeout), producers + fencers))
+        list(threads.map(lambda p: p.close(), fencers))
     for error in outcomes:
         if error is not None:
             raise AppendFailed(f"could not initialise transactions: {error.str()}")
-
-
-def _init_transactions(producer: Producer, timeout: float) -> KafkaError | None:
-    try:
-        producer.init_transactions(timeout)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        return error
-    return None

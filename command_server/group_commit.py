@@ -6,6 +6,11 @@ here: a batch is whatever arrived during the previous commit (bounded by `max_co
 optionally lingering up to `max_wait_ms`). Every caller is answered once the writer has
 answered its batch, that is once the transaction committed or aborted (docs/design.md,
 decision 3).
+
+Each reply also says what the writer learnt about Kafka, which health follows: NOT_SERVING
+while the writer cannot commit, SERVING again once a transaction commits. While no command
+comes, the committer asks the writer every `probe_every` seconds, so that health follows a
+broker that goes away (or comes back) between commands too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from command_server.event_store import Fenced
 from command_server.shards import Shard
 from command_server.writer.handle import WriterLost
 from command_server.writer.protocol import (
+    BROKEN,
+    COMMITTING,
+    FENCED,
+    STALLED,
     Ack,
     BatchReply,
     NotServing,
@@ -45,6 +54,10 @@ class Writer(Protocol):
         """The batch's reply; raises WriterLost if the writer is gone."""
         ...
 
+    async def probe(self) -> BatchReply:
+        """What the writer knows of Kafka now (no verdicts); raises WriterLost likewise."""
+        ...
+
 
 @dataclass(slots=True)
 class _Submission:
@@ -62,6 +75,9 @@ class GroupCommitter:
         max_wait_ms: int,
         on_fenced: Callable[[Fenced], None],
         on_writer_lost: Callable[[WriterLost], None],
+        on_broken: Callable[[str], None] = lambda why: None,
+        on_health: Callable[[bool], None] = lambda serving: None,
+        probe_every: float = 1.0,
         metrics: CommandMetrics | None = None,
     ) -> None:
         self._writer = writer
@@ -70,6 +86,12 @@ class GroupCommitter:
         self._max_wait = max_wait_ms / 1000
         self._on_fenced = on_fenced
         self._on_writer_lost = on_writer_lost
+        self._on_broken = on_broken
+        self._on_health = on_health
+        self._probe_every = probe_every
+        self.serving = True
+        """Whether the writer's last word was that Kafka takes commits."""
+        self._broken: str | None = None
         self._metrics = metrics or CommandMetrics.create(registry=None)
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._closing = False
@@ -84,6 +106,8 @@ class GroupCommitter:
             raise NotServing(f"this shard was taken over by another instance: {self._fenced}")
         if self._lost is not None:
             raise NotServing(f"the command server lost its event-store writer: {self._lost}")
+        if self._broken is not None:
+            raise NotServing(f"the command server stops: {self._broken}")
         if self._closing:
             raise NotServing("the command server is shutting down; retry on its successor")
         if self._shard.count > 1:
@@ -114,7 +138,11 @@ class GroupCommitter:
         """Form and commit batches until `close()`; everything queued before it is still served."""
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
+            try:
+                first = await asyncio.wait_for(self._queue.get(), self._probe_every)
+            except TimeoutError:
+                await self._probe()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -150,14 +178,17 @@ class GroupCommitter:
         if self._lost is not None:
             self._fail(batch, NotServing(f"the event-store writer is gone: {self._lost}"))
             return
+        if self._broken is not None:
+            self._fail(batch, NotServing(f"the command server stops: {self._broken}"))
+            return
         began = time.perf_counter()
         try:
-            fenced, verdicts = await self._writer.commit([pack_command(s.command) for s in batch])
+            health, why, verdicts = await self._writer.commit(
+                [pack_command(s.command) for s in batch]
+            )
         except WriterLost as exc:
-            log.critical("the event-store writer process is gone: %s", exc)
-            self._lost = exc
+            self._writer_lost(exc)
             self._fail(batch, NotServing(f"the event-store writer is gone: {exc}"))
-            self._on_writer_lost(exc)
             return
         self._metrics.observe_commit(time.perf_counter() - began)
         self._metrics.observe_batch(len(batch))
@@ -165,9 +196,40 @@ class GroupCommitter:
         self.commands += len(batch)
         for submission, verdict in zip(batch, verdicts, strict=True):
             _settle(submission.future, unpack_verdict(verdict))
-        if fenced is not None and self._fenced is None:
-            self._fenced = Fenced(fenced)
+        self._learn(health, why)
+
+    async def _probe(self) -> None:
+        """While idle: ask the writer whether Kafka takes commits (nothing to ask once stopped)."""
+        if self._fenced is not None or self._lost is not None or self._broken is not None:
+            return
+        try:
+            health, why, _ = await self._writer.probe()
+        except WriterLost as exc:
+            self._writer_lost(exc)
+            return
+        self._learn(health, why)
+
+    def _learn(self, health: int, why: str) -> None:
+        """Act on what a reply says about Kafka: health, or a stop."""
+        if health == FENCED and self._fenced is None:
+            self._fenced = Fenced(why)
             self._on_fenced(self._fenced)
+        elif health == BROKEN and self._broken is None:
+            self._broken = why
+            self._on_broken(why)
+        if health in (STALLED, FENCED, BROKEN) and self.serving:
+            self.serving = False
+            log.warning("not serving: the event store cannot take writes now: %s", why)
+            self._on_health(False)
+        elif health == COMMITTING and not self.serving:
+            self.serving = True
+            log.info("serving again: the event store takes writes")
+            self._on_health(True)
+
+    def _writer_lost(self, exc: WriterLost) -> None:
+        log.critical("the event-store writer process is gone: %s", exc)
+        self._lost = exc
+        self._on_writer_lost(exc)
 
     def _fail(self, batch: list[_Submission], error: BaseException) -> None:
         for submission in batch:

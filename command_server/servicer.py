@@ -97,8 +97,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             await _abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
-                f"the event store did not accept the write ({exc}); nothing was recorded, "
-                "retry with the same command_id",
+                f"the event store did not confirm the write ({exc}); retry with the same "
+                "command_id: a retry is answered as the original, never applied twice",
             )
 
 

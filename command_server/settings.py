@@ -17,7 +17,7 @@ from ledger.kafka_security import KafkaSecurity, kafka_security
 from ledger.registry_access import RegistryAccess, registry_access
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
-_MAX_PRODUCERS = 4
+MAX_PRODUCERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,10 @@ class Settings:
     # Transactional producers taking turns for events (see EventStore); 1: the shard's own id
     # only, each transaction then waiting out the previous one's markers.
     producers: int = 2
+    # The least replication the event topic may have (and what topics are created with): the
+    # defaults fit a one-broker stack; production wants 3 and 2 (README, "Configuration").
+    min_replication_factor: int = 1
+    min_insync_replicas: int = 1
     grace_seconds: float = 10.0
 
     @classmethod
@@ -72,7 +76,13 @@ class Settings:
             ),
             # Transactions never overlap, so more producers would only wait their turn.
             producers=env_int(
-                env, "LEDGER_PRODUCERS", defaults.producers, minimum=1, maximum=_MAX_PRODUCERS
+                env, "LEDGER_PRODUCERS", defaults.producers, minimum=1, maximum=MAX_PRODUCERS
+            ),
+            min_replication_factor=env_int(
+                env, "LEDGER_MIN_REPLICATION_FACTOR", defaults.min_replication_factor, minimum=1
+            ),
+            min_insync_replicas=env_int(
+                env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
             ),
         )
         if settings.shard_index >= settings.shard_count:
@@ -86,11 +96,7 @@ class Settings:
     def transactional_id(self) -> str:
         # Stable across restarts so that a new process fences its predecessor
         # (docs/design.md, decision 2).
-        shard = f"{self.shard_index}-of-{self.shard_count}"
-        if self.topic == EVENT_TOPIC:
-            return f"ledger-command-{shard}"
-        # Another ledger on the same cluster (a staging topic, a benchmark) must not fence ours.
-        return f"ledger-command-{self.topic}-{shard}"
+        return _shard_id(self.topic, self.shard_index, self.shard_count)
 
     @property
     def transactional_ids(self) -> tuple[str, ...]:
@@ -99,7 +105,29 @@ class Settings:
         first = self.transactional_id
         return (first, *(f"{first}.{n}" for n in range(1, self.producers)))
 
+    def fencing_ids(self, partitions: int) -> tuple[str, ...]:
+        """Every transactional id that could write one of this shard's partitions, under any
+        shard count up to `partitions` and any producer count (README, "Transactional ids"):
+        fencing them all at start leaves no other writer of those partitions, whatever
+        configuration a zombie still runs with. Siblings of the current shard count are never
+        among them (they own other partitions)."""
+        owned = [p for p in range(partitions) if p % self.shard_count == self.shard_index]
+        ids: list[str] = []
+        for count in range(1, partitions + 1):
+            for index in sorted({p % count for p in owned}):
+                first = _shard_id(self.topic, index, count)
+                ids += [first, *(f"{first}.{n}" for n in range(1, MAX_PRODUCERS))]
+        return tuple(ids)
+
     @property
     def snapshot_transactional_id(self) -> str:
         """The id of the producer that writes the shard's snapshots."""
         return f"{self.transactional_id}.snapshots"
+
+
+def _shard_id(topic: str, index: int, count: int) -> str:
+    shard = f"{index}-of-{count}"
+    if topic == EVENT_TOPIC:
+        return f"ledger-command-{shard}"
+    # Another ledger on the same cluster (a staging topic, a benchmark) must not fence ours.
+    return f"ledger-command-{topic}-{shard}"

@@ -9,13 +9,17 @@ is, so that compaction keeps only the latest of each:
     "<partition>/accounts/<n>"     the n-th slice of the partition's accounts, rewritten by every
                                    snapshot and tied to its manifest by `generation`
 
-Values are schemaless Avro (one record with a union body). Snapshots are a cache private to the
-command server, never a contract: a record this code cannot read is ignored and the partition
-replayed from the event log, so the format can change by bumping FORMAT.
+Values are a checksum (MAGIC, then a BLAKE2b digest of the rest) followed by schemaless Avro
+(one record with a union body). Snapshots are a cache private to the command server, never a
+contract: a record this code cannot read, or whose checksum fails, is ignored and the partition
+replayed from the event log, so the format can change by bumping FORMAT. Records of format 1
+carry no checksum and are unreadable to this version: the first start after an upgrade
+replays the log once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 from array import array
@@ -28,7 +32,10 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
 from ledger.domain.account import Account, AccountStatus
 
-FORMAT = 1
+FORMAT = 2
+MAGIC = b"LSS2"
+"""Opens every record of this format, before its checksum."""
+_DIGEST_BYTES = 16
 ACCOUNTS_PER_CHUNK = 10_000
 
 _TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
@@ -57,6 +64,7 @@ _MANIFEST = _record(
     topic="string",
     topic_id="string",
     partition="int",
+    partitions="int",
     lineage="string",
     generation="string",
     next_offset="long",
@@ -94,6 +102,8 @@ class Manifest:
     topic: str
     topic_id: str
     partition: int
+    partitions: int
+    """The topic's partition count when the snapshot was written."""
     lineage: str
     """Which numbering of outcome entries the chunks belong to; new after a full replay."""
     generation: str
@@ -140,12 +150,23 @@ def partition_of_key(key: str) -> int | None:
 def encode(body: Body) -> bytes:
     out = io.BytesIO()
     schemaless_writer(out, _SCHEMA, {"format": FORMAT, "body": _to_datum(body)})
-    return out.getvalue()
+    data = out.getvalue()
+    return MAGIC + _digest(data) + data
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).digest()
 
 
 def decode(value: bytes) -> Body:
+    if not value.startswith(MAGIC):
+        raise UnreadableSnapshot("no checksum (written by an older version, or not a snapshot)")
+    head = len(MAGIC) + _DIGEST_BYTES
+    data = value[head:]
+    if _digest(data) != value[len(MAGIC) : head]:
+        raise UnreadableSnapshot("checksum mismatch: the record is corrupt")
     try:
-        datum: Any = schemaless_reader(io.BytesIO(value), _SCHEMA, None)
+        datum: Any = schemaless_reader(io.BytesIO(data), _SCHEMA, None)
     except Exception as exc:
         raise UnreadableSnapshot(f"not a snapshot record of this version: {exc!r}") from exc
     if datum["format"] != FORMAT:

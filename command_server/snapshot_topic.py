@@ -13,7 +13,7 @@ import time
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from command_server.topic import create_missing_topic, describe_topic_config
+from command_server.topic import Replication, create_missing_topic, describe_topic_config
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.kafka_security import KafkaSecurity
 
@@ -35,9 +35,14 @@ def snapshot_topic_name(event_topic: str) -> str:
     return f"{event_topic}.snapshots"
 
 
-def ensure_snapshot_topic(admin: AdminClient, topic: str, timeout: float = 30) -> bool:
-    """Create the snapshot topic if missing; False (snapshots off) if it exists uncompacted."""
-    create_missing_topic(admin, topic, 1, SNAPSHOT_TOPIC_CONFIG, timeout)
+def ensure_snapshot_topic(
+    admin: AdminClient, topic: str, replication: Replication | None = None, timeout: float = 30
+) -> bool:
+    """Create the snapshot topic if missing (replicated like the event topic, although it is a
+    cache: losing it only slows a start); False (snapshots off) if it exists uncompacted."""
+    replication = replication or Replication()
+    config = {**SNAPSHOT_TOPIC_CONFIG, **replication.config()}
+    create_missing_topic(admin, topic, 1, config, timeout, replication.factor)
     policy = describe_topic_config(admin, topic, timeout)["cleanup.policy"].value
     if policy != "compact":
         log.warning(

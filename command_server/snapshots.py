@@ -36,6 +36,7 @@ from command_server.snapshot_format import (
     outcomes_key,
     partition_of_key,
 )
+from command_server.topic import partitions_changed
 from command_server.write_model import WriteModel
 from ledger.domain.account import Account
 
@@ -86,6 +87,8 @@ class SnapshotTarget:
     event_topic_id: str
     every_events: int
     """Write once this many events were folded in since the last snapshot; 0: never."""
+    partitions: int = 0
+    """The event topic's partition count now."""
 
 
 class Snapshots:
@@ -143,6 +146,13 @@ class Snapshots:
             raise UnreadableSnapshot(
                 f"it is of {manifest.topic} (id {manifest.topic_id}) partition "
                 f"{manifest.partition}, not of this topic (id {target.event_topic_id})"
+            )
+        if manifest.partitions != target.partitions:
+            raise partitions_changed(
+                target.event_topic,
+                target.partitions,
+                f"the snapshot of partition {partition} was written when it had "
+                f"{manifest.partitions}",
             )
         outcomes: list[OutcomeColumns] = []
         expected = manifest.outcomes_start
@@ -264,6 +274,7 @@ class Snapshots:
             self._target.event_topic,
             self._target.event_topic_id,
             partition,
+            self._target.partitions,
             written.lineage,
             generation,
             next_offset,

@@ -17,10 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from command_server.event_store import AppendFailed, Fenced
+from command_server.event_store import (
+    AppendFailed,
+    AppendUnsettled,
+    DeliveryUnconfirmed,
+    Fenced,
+    UnreadableLog,
+)
 from command_server.shards import Shard
 from command_server.write_model import Outcome, WriteModel
 from command_server.writer.protocol import (
+    BROKEN,
+    COMMITTING,
+    FENCED,
+    STALLED,
+    UNCHANGED,
     BatchReply,
     CommandIdReused,
     NotServing,
@@ -31,17 +42,32 @@ from command_server.writer.protocol import (
 )
 from ledger.domain.account import Account
 from ledger.domain.commands import Command, accounts_of, fingerprint
-from ledger.domain.decider import decide, evolve
+from ledger.domain.decider import InconsistentEvent, decide, evolve
 from ledger.domain.rejection import Rejection
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT = 10.0
+"""Seconds a read of the log after an unsettled transaction may take before it is retried."""
 
 
 class Appender(Protocol):
     """The part of the event store the batcher uses."""
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]: ...
+
+    def recover(self) -> None: ...
+
+    def probe(self, partitions: Sequence[int]) -> str | None: ...
+
+    def replay(
+        self,
+        partitions: Sequence[int],
+        apply: Callable[[Event, int, int], None],
+        start: dict[int, int] | None = None,
+        timeout: float = 600,
+    ) -> int: ...
 
 
 def utc_now() -> datetime:
@@ -92,30 +118,51 @@ class Batcher:
         self._store = store
         self._shard = shard
         self._clock = clock
-        self._fenced: Fenced | None = None
+        self._halted: tuple[int, str] | None = None
+        """(FENCED or BROKEN, why): no batch is taken any more."""
+        self._behind: str | None = None
+        """Why the model may lack events the log holds (an unsettled transaction), if it may."""
         self.appended = 0
-        """Events the last batch appended."""
+        """Events the last batch appended (or a catch-up folded in)."""
 
     def commit(self, packed: list[PackedCommand]) -> BatchReply:
         batch = [_Submission(unpack_command(command)) for command in packed]
-        if self._fenced is not None:
-            return self._refuse_fenced(len(batch))
+        if self._halted is not None:
+            return self._refuse(len(batch))
+        if self._behind is not None:
+            why = self._catch_up()
+            if why is not None:
+                refusal = NotServing(f"the event store cannot take writes now ({why}); retry")
+                return STALLED, why, [pack_verdict(refusal)] * len(batch)
         decisions = self._decide(batch)
         verdicts, events = decisions.verdicts, decisions.events
         self.appended = 0
+        health, why = UNCHANGED, ""
         if events:
             try:
                 offsets = self._store.append(events)
             except Fenced as exc:
-                self._fenced = exc
-                return self._refuse_fenced(len(batch))
+                self._halted = FENCED, str(exc)
+                return self._refuse(len(batch))
+            except DeliveryUnconfirmed as exc:
+                log.critical("the writer stops: %s", exc)
+                self._halted = BROKEN, str(exc)
+                return self._refuse(len(batch))
             except AppendFailed as exc:
-                log.warning("batch of %d commands aborted: %s", len(batch), exc)
-                return None, [pack_verdict(exc)] * len(batch)
+                log.warning("batch of %d commands not committed: %s", len(batch), exc)
+                if isinstance(exc, AppendUnsettled):
+                    # The failed transaction may have committed: learn it from the log before
+                    # deciding anything again.
+                    self._behind = str(exc)
+                    self._catch_up()
+                    if self._halted is not None:
+                        return self._refuse(len(batch))
+                return STALLED, str(exc), [pack_verdict(exc)] * len(batch)
             except Exception as exc:
                 log.exception("unexpected failure appending a batch")
                 failed = WriterFailed(f"appending the batch failed: {exc!r}")
-                return None, [pack_verdict(failed)] * len(batch)
+                return UNCHANGED, "", [pack_verdict(failed)] * len(batch)
+            health = COMMITTING
             self.appended = len(events)
             apply = self._model.apply_decided
             for (event, partition), offset, state in zip(
@@ -126,11 +173,51 @@ class Batcher:
                 verdicts[index] = self._model.outcome(batch[index].command.command_id)
         for duplicate, original in decisions.aliases.items():
             verdicts[duplicate] = verdicts[original]
-        return None, [pack_verdict(verdict) for verdict in verdicts]
+        return health, why, [pack_verdict(verdict) for verdict in verdicts]
 
-    def _refuse_fenced(self, commands: int) -> BatchReply:
-        refusal = NotServing(f"this shard was taken over: {self._fenced}")
-        return str(self._fenced), [pack_verdict(refusal)] * commands
+    def probe(self) -> BatchReply:
+        """Whether Kafka would take a transaction now (recovering first if need be)."""
+        if self._halted is not None:
+            return self._refuse(0)
+        why = self._catch_up() if self._behind is not None else None
+        if why is None:
+            why = self._store.probe(self._shard.owned_partitions)
+        return (STALLED, why, []) if why is not None else (COMMITTING, "", [])
+
+    def _catch_up(self) -> str | None:
+        """Initialise replaced producers, then fold in whatever the log holds beyond the model
+        (a transaction whose fate was unsettled); None once done, otherwise why not."""
+        try:
+            self._store.recover()
+            start = {p: self._model.positions.get(p, -1) + 1 for p in self._shard.owned_partitions}
+            caught_up = self._store.replay(
+                self._shard.owned_partitions, self._model.apply, start, timeout=CATCH_UP_TIMEOUT
+            )
+        except Fenced as exc:
+            self._halted = FENCED, str(exc)
+            return str(exc)
+        except (UnreadableLog, InconsistentEvent) as exc:
+            # The log holds something the model cannot fold: stop rather than guess.
+            log.critical("the writer stops: %s", exc)
+            self._halted = BROKEN, str(exc)
+            return str(exc)
+        except Exception as exc:
+            self._behind = f"{exc}"
+            log.warning("the writer cannot read the log back yet: %s", exc)
+            return self._behind
+        if caught_up:
+            log.warning("%d events of an unsettled transaction were committed after all", caught_up)
+        self._behind = None
+        return None
+
+    def _refuse(self, commands: int) -> BatchReply:
+        assert self._halted is not None
+        health, why = self._halted
+        if health == FENCED:
+            refusal = NotServing(f"this shard was taken over: {why}")
+        else:
+            refusal = NotServing(f"the command server stops: {why}")
+        return health, why, [pack_verdict(refusal)] * commands
 
     def _decide(self, batch: list[_Submission]) -> _Decisions:
         now = self._clock()

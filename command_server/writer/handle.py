@@ -11,7 +11,7 @@ from typing import Any
 
 from command_server.settings import Settings
 from command_server.writer.process import writer_main
-from command_server.writer.protocol import BatchReply, PackedCommand, unpack_start
+from command_server.writer.protocol import PROBE, BatchReply, PackedCommand, unpack_start
 
 
 class WriterLost(RuntimeError):
@@ -55,8 +55,15 @@ class WriterProcess:
 
     async def commit(self, batch: list[PackedCommand]) -> BatchReply:
         """Hand one batch to the writer and wait for its verdicts."""
+        return await self._exchange(batch)
+
+    async def probe(self) -> BatchReply:
+        """Ask the writer whether Kafka takes commits now (a reply without verdicts)."""
+        return await self._exchange(PROBE)
+
+    async def _exchange(self, message: list[PackedCommand] | str) -> BatchReply:
         try:
-            self._conn.send(batch)
+            self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             raise WriterLost(f"the writer process is gone: {exc!r}") from exc
         reply: BatchReply = await self._receive()

@@ -10,7 +10,7 @@ from command_server.background_snapshots import BackgroundSnapshots
 from command_server.settings import Settings
 from command_server.startup import connect, rebuild
 from command_server.writer.batcher import Batcher
-from command_server.writer.protocol import KNOWN_START_FAILURES, ready, start_failed
+from command_server.writer.protocol import KNOWN_START_FAILURES, PROBE, ready, start_failed
 from ledger.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 if background is not None:
                     background.write_final(model)
                 break
-            reply = batcher.commit(message)
+            reply = batcher.probe() if message == PROBE else batcher.commit(message)
             if not _send(conn, reply):
                 break
             if background is not None:

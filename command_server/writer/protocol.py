@@ -1,8 +1,10 @@
 """Everything that crosses the pipe between the gRPC process and the writer, both ways.
 
-gRPC process → writer: a batch (a list of packed commands), or None to stop.
+gRPC process → writer: a batch (a list of packed commands), PROBE (is Kafka taking commits?),
+or None to stop.
 Writer → gRPC process: first one start message (ready, or failed), then one `BatchReply` per
-batch: why the shard was fenced (or None) and one packed verdict per command.
+batch or probe: what the writer learnt about Kafka (`Health`), why, and one packed verdict per
+command (none for a probe).
 
 Everything is a plain tuple of strings and ints: the pipe carries every command and every
 answer, and pickling such tuples is much cheaper than pickling frozen dataclasses or exceptions
@@ -15,7 +17,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeAlias
 
-from command_server.event_store import AppendFailed
+from command_server.event_store import AppendFailed, UnreadableLog
 from command_server.topic import UnsafeTopic
 from command_server.write_model import Outcome
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
@@ -40,6 +42,7 @@ class WriterFailed(RuntimeError):
 KNOWN_START_FAILURES: dict[str, type[Exception]] = {
     "UnsafeTopic": UnsafeTopic,
     "AppendFailed": AppendFailed,
+    "UnreadableLog": UnreadableLog,
     "SettingsError": SettingsError,
 }
 """Start-up failures the composition root reports as "cannot start" (exit code 2), by name."""
@@ -113,8 +116,29 @@ def unpack_verdict(packed: PackedVerdict) -> Ack | BaseException:
     return WriterFailed(packed[1])
 
 
-BatchReply: TypeAlias = tuple[str | None, list[PackedVerdict]]
-"""(why the shard was fenced, or None; one verdict per command of the batch)"""
+# --- Replies to a batch or a probe -----------------------------------------------------------
+
+PROBE = "probe"
+"""Sent instead of a batch while idle: the writer answers with what it knows of Kafka."""
+
+# What a reply says about Kafka (the gRPC process's health follows it).
+UNCHANGED = 0
+"""No transaction was tried (every command was answered from memory or refused)."""
+COMMITTING = 1
+"""A transaction committed, or a probe found Kafka ready: SERVING."""
+STALLED = 2
+"""The writer cannot commit now (a failed append, a producer being re-initialised, a model
+that must catch up with the log first): NOT_SERVING, and the writer goes on trying."""
+FENCED = 3
+"""Another instance took the shard over: stop (exit 3)."""
+BROKEN = 4
+"""The writer no longer knows what the log holds: stop."""
+
+Health: TypeAlias = int
+
+BatchReply: TypeAlias = tuple[Health, str, list[PackedVerdict]]
+"""(what the writer learnt about Kafka, why (for a change of health), one verdict per command
+of the batch)"""
 
 # --- Start messages: the writer's first message, once its state is rebuilt or it failed -------
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
 
-from command_server.event_store import AppendFailed, Fenced
+from command_server.event_store import AppendFailed, AppendUnsettled, DeliveryUnconfirmed, Fenced
 from command_server.shards import Shard
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import (
+    BROKEN,
+    COMMITTING,
+    FENCED,
+    STALLED,
+    UNCHANGED,
     Ack,
     CommandIdReused,
     NotServing,
@@ -30,27 +35,64 @@ SHARD = Shard(index=0, count=1, partitions=4)
 
 class FakeEventStore:
     """Records the `(event, partition)` pairs appended and gives each the next offset of its
-    partition; `fail_next` makes the next append raise instead."""
+    partition; `fail_next` makes the next append raise instead, and `commit_anyway` makes that
+    failed append's events land in the log all the same (an unsettled transaction that
+    committed). `down` says why Kafka does not answer (recover and probe), None when it does."""
 
     def __init__(self) -> None:
         self.appended: list[tuple[Event, int]] = []
         self.offsets: list[int] = []
+        self.log: dict[int, list[Event]] = {}
         self.transactions = 0
         self.fail_next: Exception | None = None
-        self._ends: dict[int, int] = {}
+        self.commit_anyway = False
+        self.down: str | None = None
+        self.recoveries = 0
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
         self.transactions += 1
         failure, self.fail_next = self.fail_next, None
         if failure is not None:
+            if self.commit_anyway:
+                self._write(events)
             raise failure
-        offsets = []
-        for _, partition in events:
-            offsets.append(self._ends.get(partition, 0))
-            self._ends[partition] = offsets[-1] + 1
+        offsets = self._write(events)
         self.appended += events
         self.offsets += offsets
         return offsets
+
+    def _write(self, events: Sequence[tuple[Event, int]]) -> list[int]:
+        offsets = []
+        for event, partition in events:
+            offsets.append(len(self.log.setdefault(partition, [])))
+            self.log[partition].append(event)
+        return offsets
+
+    def recover(self) -> None:
+        self.recoveries += 1
+        if self.down is not None:
+            raise AppendUnsettled(self.down)
+
+    def probe(self, partitions: Sequence[int]) -> str | None:
+        return self.down
+
+    def replay(
+        self,
+        partitions: Sequence[int],
+        apply: Callable[[Event, int, int], None],
+        start: dict[int, int] | None = None,
+        timeout: float = 600,
+    ) -> int:
+        if self.down is not None:
+            raise TimeoutError(self.down)
+        count = 0
+        for partition in partitions:
+            events = self.log.get(partition, [])
+            first = (start or {}).get(partition, 0)
+            for offset in range(first, len(events)):
+                apply(events[offset], partition, offset)
+                count += 1
+        return count
 
 
 @pytest.fixture
@@ -70,7 +112,7 @@ def batcher(model: WriteModel, store: FakeEventStore) -> Batcher:
 
 def commit(batcher: Batcher, *commands: Command) -> list[Ack | BaseException]:
     """The answers to one batch, as the gRPC side unpacks them."""
-    _, verdicts = batcher.commit([pack_command(c) for c in commands])
+    _, _, verdicts = batcher.commit([pack_command(c) for c in commands])
     return [unpack_verdict(v) for v in verdicts]
 
 
@@ -228,11 +270,104 @@ def test_a_fence_answers_not_serving_to_the_batch_and_to_every_later_one(
     funded(batcher, "a1", "10.00")
     store.fail_next = Fenced("producer fenced")
 
-    fenced, verdicts = batcher.commit([pack_command(Deposit("d1", "a1", "1.00"))])
-    later, later_verdicts = batcher.commit([pack_command(Deposit("d2", "a1", "1.00"))])
+    fenced, why, verdicts = batcher.commit([pack_command(Deposit("d1", "a1", "1.00"))])
+    later, later_why, later_verdicts = batcher.commit([pack_command(Deposit("d2", "a1", "1.00"))])
 
-    assert fenced == later == "producer fenced"
+    assert fenced == later == FENCED
+    assert why == later_why == "producer fenced"
     answers = [unpack_verdict(v) for v in verdicts + later_verdicts]
     assert [type(a) for a in answers] == [NotServing, NotServing]
     assert store.transactions == 2  # the funding, then the fenced one: no append after it
     assert model.accounts["a1"].balance == 1000
+
+
+def test_a_batch_that_commits_reports_kafka_committing_and_one_without_events_nothing_new(
+    batcher: Batcher,
+) -> None:
+    health, _, _ = batcher.commit([pack_command(opened("a1"))])
+    refused, _, _ = batcher.commit([pack_command(Deposit("d1", "nobody", "1.00"))])
+
+    assert (health, refused) == (COMMITTING, UNCHANGED)
+
+
+def test_an_unsettled_transaction_that_committed_is_learnt_from_the_log_not_appended_again(
+    batcher: Batcher, model: WriteModel, store: FakeEventStore
+) -> None:
+    funded(batcher, "a1", "10.00")
+    store.fail_next = AppendUnsettled("broker gone mid-commit")
+    store.commit_anyway = True
+    deposit = Deposit("d1", "a1", "1.00")
+
+    health, _, verdicts = batcher.commit([pack_command(deposit)])
+    store.commit_anyway = False
+    retried = commit(batcher, deposit)
+
+    assert health == STALLED
+    assert [type(unpack_verdict(v)) for v in verdicts] == [AppendFailed]
+    assert isinstance(retried[0], Ack)
+    assert retried[0].version == 3
+    assert model.accounts["a1"].balance == 1100
+    deposits = [e for e in store.log[SHARD.partition_of("a1")] if e.command_id == "d1"]
+    assert len(deposits) == 1
+
+
+def test_while_the_log_cannot_be_read_back_batches_are_refused_and_probes_say_stalled(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    funded(batcher, "a1", "10.00")
+    store.fail_next = AppendUnsettled("broker gone")
+    store.down = "broker gone"
+    batcher.commit([pack_command(Deposit("d1", "a1", "1.00"))])
+    appends = store.transactions
+
+    health, _, verdicts = batcher.commit([pack_command(Deposit("d2", "a1", "1.00"))])
+    probed, why, _ = batcher.probe()
+
+    assert (health, probed) == (STALLED, STALLED)
+    assert "broker gone" in why
+    assert [type(unpack_verdict(v)) for v in verdicts] == [NotServing]
+    assert store.transactions == appends
+    store.down = None
+    assert batcher.probe()[0] == COMMITTING
+    assert isinstance(commit(batcher, Deposit("d2", "a1", "1.00"))[0], Ack)
+
+
+def test_an_aborted_append_stalls_without_reading_the_log_back(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    store.fail_next = AppendFailed("transaction aborted")
+
+    health, _, _ = batcher.commit([pack_command(opened("a1"))])
+
+    assert health == STALLED
+    assert store.recoveries == 0
+
+
+def test_a_missing_delivery_report_stops_the_writer(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    store.fail_next = DeliveryUnconfirmed("1 of 1 delivery reports are missing")
+
+    health, why, verdicts = batcher.commit([pack_command(opened("a1"))])
+    later, _, _ = batcher.commit([pack_command(opened("a2"))])
+
+    assert (health, later) == (BROKEN, BROKEN)
+    assert "delivery reports" in why
+    assert [type(unpack_verdict(v)) for v in verdicts] == [NotServing]
+    assert store.transactions == 1
+
+
+def test_a_log_that_cannot_be_read_back_after_an_unsettled_transaction_stops_the_writer(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    funded(batcher, "a1", "10.00")
+    store.fail_next = AppendUnsettled("broker gone mid-commit")
+    store.log.setdefault(SHARD.partition_of("a1"), []).append(
+        store.log[SHARD.partition_of("a1")][0]
+    )
+
+    health, _, _ = batcher.commit([pack_command(Deposit("d1", "a1", "1.00"))])
+    later, why, _ = batcher.commit([pack_command(Deposit("d2", "a1", "1.00"))])
+
+    assert (health, later) == (BROKEN, BROKEN)
+    assert "already opened" in why

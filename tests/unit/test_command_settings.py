@@ -27,3 +27,46 @@ def test_producers_out_of_bounds_are_refused_by_name(value: str) -> None:
 def test_a_ledger_on_another_topic_has_ids_of_its_own() -> None:
     settings = Settings.from_env({"LEDGER_TOPIC": "staging_events", "LEDGER_PRODUCERS": "1"})
     assert settings.transactional_ids == ("ledger-command-staging_events-0-of-1",)
+
+
+def shard(index: int, count: int, producers: int = 2) -> Settings:
+    return Settings.from_env(
+        {
+            "LEDGER_SHARD_INDEX": str(index),
+            "LEDGER_SHARD_COUNT": str(count),
+            "LEDGER_PRODUCERS": str(producers),
+        }
+    )
+
+
+@pytest.mark.parametrize(("index", "count"), [(0, 1), (0, 2), (1, 2), (2, 3), (1, 4)])
+def test_a_shard_fences_every_id_any_configuration_could_write_its_partitions_with(
+    index: int, count: int
+) -> None:
+    partitions = 6
+    fenced = set(shard(index, count).fencing_ids(partitions))
+    owned = [p for p in range(partitions) if p % count == index]
+    for other_count in range(1, partitions + 1):
+        for producers in range(1, 5):
+            for p in owned:
+                writer = shard(p % other_count, other_count, producers)
+                assert set(writer.transactional_ids) <= fenced, (other_count, producers, p)
+
+
+def test_a_shard_never_fences_its_siblings() -> None:
+    siblings = [shard(i, 3) for i in range(3)]
+    for me in siblings:
+        fenced = set(me.fencing_ids(6))
+        for sibling in siblings:
+            if sibling is not me:
+                assert not fenced & set(sibling.transactional_ids)
+
+
+def test_replication_minimums_default_to_one_broker_and_are_read_by_name() -> None:
+    assert (Settings().min_replication_factor, Settings().min_insync_replicas) == (1, 1)
+    settings = Settings.from_env(
+        {"LEDGER_MIN_REPLICATION_FACTOR": "3", "LEDGER_MIN_INSYNC_REPLICAS": "2"}
+    )
+    assert (settings.min_replication_factor, settings.min_insync_replicas) == (3, 2)
+    with pytest.raises(SettingsError, match="LEDGER_MIN_INSYNC_REPLICAS"):
+        Settings.from_env({"LEDGER_MIN_INSYNC_REPLICAS": "0"})

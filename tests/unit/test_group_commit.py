@@ -13,7 +13,11 @@ from command_server.shards import Shard
 from command_server.writer.handle import WriterLost
 from command_server.writer.protocol import (
     ACK,
+    BROKEN,
+    COMMITTING,
+    FENCED,
     NOT_SERVING,
+    STALLED,
     Ack,
     BatchReply,
     NotServing,
@@ -21,13 +25,15 @@ from command_server.writer.protocol import (
     unpack_command,
 )
 from ledger.domain.commands import Command, Deposit, Transfer
+from tests.eventually import eventually_async
 
 ONE_SHARD = Shard(index=0, count=1, partitions=4)
 
 
 class FakeWriter:
     """Answers every command with an Ack naming its batch (version = batch number), once `gate`
-    is open; `lost` makes it raise instead, `fenced` makes it report the shard taken over."""
+    is open; `lost` makes it raise instead, `fenced` makes it report the shard taken over;
+    `health` is what its replies (and probes) say about Kafka."""
 
     def __init__(self) -> None:
         self.batches: list[list[Command]] = []
@@ -35,6 +41,8 @@ class FakeWriter:
         self.gate.set()
         self.lost: WriterLost | None = None
         self.fenced: str | None = None
+        self.health = COMMITTING
+        self.probes = 0
         self._handed = asyncio.Event()
 
     async def commit(self, batch: list[PackedCommand]) -> BatchReply:
@@ -44,8 +52,18 @@ class FakeWriter:
         if self.lost is not None:
             raise self.lost
         if self.fenced is not None:
-            return self.fenced, [(NOT_SERVING, f"taken over: {self.fenced}")] * len(batch)
-        return None, [(ACK, len(self.batches), f"token-{len(self.batches)}")] * len(batch)
+            refusal = (NOT_SERVING, f"taken over: {self.fenced}")
+            return FENCED, self.fenced, [refusal] * len(batch)
+        if self.health != COMMITTING:
+            return self.health, "broker gone", [(NOT_SERVING, "broker gone")] * len(batch)
+        answer = (ACK, len(self.batches), f"token-{len(self.batches)}")
+        return COMMITTING, "", [answer] * len(batch)
+
+    async def probe(self) -> BatchReply:
+        self.probes += 1
+        if self.lost is not None:
+            raise self.lost
+        return self.health, "broker gone" if self.health != COMMITTING else "", []
 
     async def in_flight(self, batches: int) -> None:
         """Wait until the writer has been handed `batches` batches."""
@@ -60,6 +78,8 @@ class Calls:
     def __init__(self) -> None:
         self.fenced: list[Fenced] = []
         self.lost: list[WriterLost] = []
+        self.broken: list[str] = []
+        self.health: list[bool] = []
 
 
 @pytest.fixture
@@ -80,7 +100,9 @@ async def start(writer: FakeWriter, calls: Calls) -> AsyncIterator[Start]:
     """Starts a committer's loop; stopped (its queue served) at the end of the test."""
     running: list[tuple[GroupCommitter, asyncio.Task[None]]] = []
 
-    def started(shard: Shard = ONE_SHARD, max_commands: int = 100) -> GroupCommitter:
+    def started(
+        shard: Shard = ONE_SHARD, max_commands: int = 100, probe_every: float = 60
+    ) -> GroupCommitter:
         committer = GroupCommitter(
             writer,
             shard,
@@ -88,6 +110,9 @@ async def start(writer: FakeWriter, calls: Calls) -> AsyncIterator[Start]:
             max_wait_ms=0,
             on_fenced=calls.fenced.append,
             on_writer_lost=calls.lost.append,
+            on_broken=calls.broken.append,
+            on_health=calls.health.append,
+            probe_every=probe_every,
         )
         running.append((committer, asyncio.create_task(committer.run())))
         return committer
@@ -247,3 +272,50 @@ async def test_misrouted_commands_are_refused_before_they_are_queued(
 
     assert answer.version == 1
     assert ids(writer.batches) == [["d2"]]
+
+
+async def test_health_follows_what_replies_say_about_kafka(
+    start: Start, writer: FakeWriter, calls: Calls
+) -> None:
+    committer = start()
+    writer.health = STALLED
+    with pytest.raises(NotServing):
+        await committer.submit(deposit(1))
+    writer.health = COMMITTING
+    await committer.submit(deposit(2))
+    await committer.submit(deposit(3))
+
+    assert calls.health == [False, True]
+    assert committer.serving
+
+
+async def test_idle_probes_let_health_follow_kafka_without_commands(
+    start: Start, writer: FakeWriter, calls: Calls
+) -> None:
+    committer = start(probe_every=0.01)
+    writer.health = STALLED
+    await eventually_async(lambda: _true(calls.health == [False]), timeout=5)
+    writer.health = COMMITTING
+    await eventually_async(lambda: _true(calls.health == [False, True]), timeout=5)
+
+    assert committer.serving
+    assert writer.batches == []
+
+
+async def test_a_broken_reply_stops_taking_commands(
+    start: Start, writer: FakeWriter, calls: Calls
+) -> None:
+    committer = start()
+    writer.health = BROKEN
+
+    with pytest.raises(NotServing):
+        await committer.submit(deposit(1))
+    with pytest.raises(NotServing, match="broker gone"):
+        await committer.submit(deposit(2))
+
+    assert calls.broken == ["broker gone"]
+    assert len(writer.batches) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -11,6 +11,7 @@ import pytest
 
 from command_server import outcome_log, snapshots, write_model
 from command_server.snapshot_format import (
+    MAGIC,
     AccountChunk,
     Manifest,
     OutcomeChunk,
@@ -19,6 +20,7 @@ from command_server.snapshot_format import (
     encode,
 )
 from command_server.snapshots import Snapshots, SnapshotTarget
+from command_server.topic import UnsafeTopic
 from command_server.write_model import WriteModel
 from ledger.domain.account import Account
 from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
@@ -312,3 +314,47 @@ def test_changes_outweighing_the_accounts_start_a_new_generation() -> None:
     for event, partition, offset in tail(log, start):
         again.apply(event, partition, offset)
     assert again.accounts == fold(log).accounts
+
+
+def test_a_record_whose_checksum_fails_is_unreadable() -> None:
+    value = bytearray(encode(AccountChunk("g1", [])))
+    value[-1] ^= 0x01
+
+    with pytest.raises(UnreadableSnapshot, match="checksum"):
+        decode(bytes(value))
+
+
+def test_a_record_of_the_format_without_checksum_is_unreadable() -> None:
+    old = encode(AccountChunk("g1", []))[len(MAGIC) + 16 :]
+
+    with pytest.raises(UnreadableSnapshot, match="no checksum"):
+        decode(old)
+
+
+def test_a_corrupt_snapshot_record_makes_its_partition_replay() -> None:
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.write(fold(history(8, 120)))
+    victim = next(k for k in topic.latest if "/accounts/" in k)
+    topic.latest[victim] = topic.latest[victim][:-1] + bytes([topic.latest[victim][-1] ^ 1])
+
+    _, start = restored(topic)
+
+    assert int(victim.split("/")[0]) not in start
+    assert len(start) == len(PARTITIONS) - 1
+
+
+def test_a_snapshot_written_with_another_partition_count_refuses_the_start() -> None:
+    topic = CapturedTopic()
+    writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
+    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.write(fold(history(9, 30)))
+    grown = SnapshotTarget(
+        TARGET.topic, TARGET.event_topic, TARGET.event_topic_id, every_events=1, partitions=12
+    )
+
+    with pytest.raises(UnsafeTopic, match="now has 12 partitions") as info:
+        Snapshots(topic, grown).restore(WriteModel(10_000, PARTITIONS), PARTITIONS, topic.latest)  # type: ignore[arg-type]
+
+    assert "LEDGER_TOPIC" in str(info.value)

@@ -1,0 +1,157 @@
+"""One transactional producer of the event store: what its errors mean, and how it recovers.
+
+Only a fence means another instance took the shard over. Everything else that can go wrong in a
+transaction (a broker that crashed or restarted, a timeout, an abort that fails because the
+producer lost track of its transaction) leaves the shard ours: the producer is replaced by a
+new one with the same transactional id, whose `init_transactions` fences our own old epoch and
+settles the old transaction at the coordinator, and the writer goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
+from ledger.kafka_security import KafkaSecurity
+
+log = logging.getLogger(__name__)
+
+INIT_TIMEOUT = 10.0
+"""Seconds a (re-)initialisation may take before the producer counts as unusable for now."""
+ABORT_TIMEOUT = 5.0
+COMMIT_TIMEOUT = 15.0
+"""Seconds a commit is retried (librdkafka waits out the transaction timeout per attempt)."""
+
+_FENCES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
+class Fenced(RuntimeError):
+    """Another process took over this shard's transactional id: this one must stop writing."""
+
+
+class AppendFailed(RuntimeError):
+    """The append did not commit: nothing of it is in the log, or (AppendUnsettled) its fate
+    is for the log to tell. Either way a retry with the same command ids is safe."""
+
+
+class AppendUnsettled(AppendFailed):
+    """The transaction failed in a way only its coordinator can settle: the producer was (or is
+    to be) replaced, and the write model must read what the log holds before deciding again."""
+
+
+class DeliveryUnconfirmed(RuntimeError):
+    """A transaction committed but did not report where its records went: the write model can
+    no longer tell what the log holds, so the writer must stop."""
+
+
+class ErrorKind(Enum):
+    FENCE = "fence"
+    """Another instance holds the transactional id: stop (exit 3)."""
+    ABORTABLE = "abortable"
+    """The transaction must be aborted; the producer stays usable if the abort succeeds."""
+    REINITIALISE = "reinitialise"
+    """The producer cannot go on: replace it (same transactional id) and settle the transaction."""
+
+
+def classify(err: KafkaError) -> ErrorKind:
+    """What a transactional error means for the shard (only a real fence is a takeover)."""
+    if err.code() in _FENCES:
+        return ErrorKind.FENCE
+    if err.txn_requires_abort() and not err.fatal():
+        return ErrorKind.ABORTABLE
+    return ErrorKind.REINITIALISE
+
+
+def new_producer(bootstrap: str, transactional_id: str, security: KafkaSecurity) -> Producer:
+    return Producer(
+        {
+            **security.config(),
+            "logger": log,
+            "bootstrap.servers": bootstrap,
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            # The transaction commit flushes; lingering would only add latency.
+            "linger.ms": 0,
+            "partitioner": "murmur2",
+            # A broker that dies with our transaction open holds the partitions until the
+            # transaction times out: keep that short (librdkafka wants the message timeout
+            # below it).
+            "transaction.timeout.ms": 10_000,
+            "message.timeout.ms": 9_000,
+            # Snapshot chunks are larger than events (the snapshot topic allows them).
+            "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
+        }
+    )
+
+
+def initialise(producer: Producer, timeout: float = INIT_TIMEOUT) -> KafkaError | None:
+    """`init_transactions`: fences older epochs of the id and settles their open transaction."""
+    try:
+        producer.init_transactions(timeout)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        return error
+    return None
+
+
+def commit(producer: Producer, timeout: float = COMMIT_TIMEOUT) -> None:
+    """Commit, retrying what librdkafka says may be retried, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+            # Serve delivery reports that the commit's flush left queued.
+            producer.poll(0)
+            return
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.retriable() or time.monotonic() >= deadline:
+                raise
+            log.warning("retrying transaction commit: %s", error.str())
+
+
+def abort(producer: Producer, failure: KafkaError) -> None:
+    """Abort after an abortable `failure`; raises Fenced, AppendFailed (aborted: nothing of it is
+    in the log) or AppendUnsettled (the abort failed: the producer must be replaced)."""
+    try:
+        producer.abort_transaction(ABORT_TIMEOUT)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if classify(error) is ErrorKind.FENCE:
+            raise Fenced(f"producer fenced during abort: {error.str()}") from exc
+        raise AppendUnsettled(
+            f"transaction failed ({failure.str()}) and its abort too ({error.str()})"
+        ) from exc
+    raise AppendFailed(f"transaction aborted: {failure.str()}")
+
+
+def retire(producer: Producer) -> None:
+    """Drop a producer that is being replaced, without waiting for a broker that may be gone."""
+    producer.purge()
+    threading.Thread(target=producer.close, name="retire-producer", daemon=True).start()
+
+
+def send(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes,
+    partition: int,
+    on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.01)
