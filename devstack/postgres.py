@@ -24,6 +24,7 @@ from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
 from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
 from devstack.tls import server_certificate
+from ledger.certificates import write_file
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -233,9 +234,8 @@ class Postgres:
         directory = self.data_dir / "tls"
         directory.mkdir(exist_ok=True)
         files = _ServerFiles(directory / "server.pem", directory / "server-key.pem")
-        files.certificate.write_bytes(made.certificate.read_bytes())
-        files.key.touch(mode=0o600)
-        files.key.write_bytes(made.key.read_bytes())
+        write_file(files.certificate, made.certificate.read_bytes())
+        write_file(files.key, made.key.read_bytes(), secret=True)
         files.hba_file.write_text(_PG_HBA_TLS if self.tls else _PG_HBA_PLAIN)
         if run_as is not None:
             for path in (directory, files.certificate, files.key, files.hba_file):
