@@ -143,12 +143,8 @@ class Kafka:
             timeout=self.ready_timeout,
             what="an admin client listing topics",
             cancel=self._cancel,
+            then=self._add_scram_user,
         )
-        try:
-            self._add_scram_user()
-        except BaseException:
-            self._process.kill()
-            raise
 
     def stop(self) -> None:
         self._process.stop()
