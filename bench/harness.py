@@ -74,19 +74,13 @@ class Bench:
     ) -> LedgerService:
         """The command server on `topic`: in plaintext without tokens, or with TLS and tokens
         (`secure`, the local credentials)."""
-        # Metrics on a free port: the default one may be taken by a `make run` on this machine,
-        # or by another command server of the same scenario.
-        env = {
-            "LEDGER_LOG_LEVEL": "WARNING",
-            "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
-            **(extra_env or {}),
-        }
+        env, credentials = self._grpc_server_setup(extra_env, secure)
         return LedgerService.command_server(
             self.stack,
             self.work_dir / f"cs-{topic}",
             topic=topic,
             extra_env=env,
-            secure=self.credentials() if secure else None,
+            secure=credentials,
         )
 
     def projector(
@@ -113,16 +107,28 @@ class Bench:
 
     def query_server(self, topic: str, database_url: str, *, secure: bool = False) -> LedgerService:
         """The query server: plaintext without tokens, or with TLS and tokens (`secure`)."""
-        # Metrics on a free port: the default one may be taken by a `make run` on this machine.
-        env = {"LEDGER_LOG_LEVEL": "WARNING", "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"}
+        env, credentials = self._grpc_server_setup(None, secure)
         return LedgerService.query_server(
             self.stack,
             self.work_dir / f"{'qs-tls' if secure else 'qs'}-{topic}",
             topic=topic,
             database_url=database_url,
             extra_env=env,
-            secure=self.credentials() if secure else None,
+            secure=credentials,
         )
+
+    def _grpc_server_setup(
+        self, extra_env: Mapping[str, str] | None, secure: bool
+    ) -> tuple[dict[str, str], LocalCredentials | None]:
+        """A gRPC server's environment and credentials (None: plaintext, no tokens)."""
+        # Metrics on a free port: the default one may be taken by a `make run` on this machine,
+        # or by another server of the same scenario.
+        env = {
+            "LEDGER_LOG_LEVEL": "WARNING",
+            "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
+            **(extra_env or {}),
+        }
+        return env, self.credentials() if secure else None
 
     def noop_server(self) -> LedgerService:
         address = f"{LOOPBACK}:{free_port()}"

@@ -49,6 +49,20 @@ def interleaved(targets: Sequence[Target], runs: int, load: Load, measure: Measu
     return results
 
 
+def warmed_runs(
+    targets: Sequence[Target],
+    plan: ComparisonPlan,
+    load: Callable[[int, float], Load],
+    clients: int,
+    measure: Measure,
+) -> Runs:
+    """A warm-up of every target with `load(clients, plan.warmup_s)`, then `plan.runs`
+    interleaved rounds of `load(clients, plan.seconds)`."""
+    for target in targets:
+        measure(target, load(clients, plan.warmup_s))
+    return interleaved(targets, plan.runs, load(clients, plan.seconds), measure)
+
+
 def paired_median(
     runs: Runs,
     name: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.ghz import Load
-from bench.noop_comparison import ComparisonPlan, Measure, Target, interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, Measure, Target, paired_median, warmed_runs
 from bench.report import Goal, Report, Row, median_of
 
 CLIENTS = 64
@@ -32,9 +32,7 @@ def compare_tls(
     scenario's load; `figures` names the rate and the server's CPU per call among the figures
     `measure` returns."""
     rate, server_cpu = figures
-    for target in targets:
-        measure(target, load(CLIENTS, plan.warmup_s))
-    runs = interleaved(targets, plan.runs, load(CLIENTS, plan.seconds), measure)
+    runs = warmed_runs(targets, plan, load, CLIENTS, measure)
     tls = median_of(runs["tls"])
     plaintext = median_of(runs["plaintext"])
     tls["vs_plaintext"] = paired_median(

@@ -13,6 +13,7 @@ from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
 from devstack.process import ManagedProcess, clean_environment, run_tool
 from devstack.tls import ServerCertificate, server_certificate
+from ledger.certificates import write_file
 
 KAFKA_MIN_JAVA = 17
 # The user of the SASL_SSL listener (its password: `Kafka.scram_password`).
@@ -142,12 +143,8 @@ class Kafka:
             timeout=self.ready_timeout,
             what="an admin client listing topics",
             cancel=self._cancel,
+            then=self._add_scram_user,
         )
-        try:
-            self._add_scram_user()
-        except BaseException:
-            self._process.kill()
-            raise
 
     def stop(self) -> None:
         self._process.stop()
@@ -217,8 +214,7 @@ class Kafka:
     def _keystore(self, tls: ServerCertificate) -> Path:
         """A PEM keystore: the private key (PKCS#8), then the certificate chain."""
         keystore = self.data_dir / "keystore.pem"
-        keystore.touch(mode=0o600)
-        keystore.write_bytes(tls.key.read_bytes() + tls.certificate.read_bytes())
+        write_file(keystore, tls.key.read_bytes() + tls.certificate.read_bytes(), secret=True)
         return keystore
 
     def _add_scram_user(self) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,23 +86,9 @@ class LedgerService:
         extra_env: Mapping[str, str] | None = None,
         secure: LocalCredentials | None = None,
     ) -> LedgerService:
-        address = listen or f"{LOOPBACK}:{free_port()}"
-        env = {
-            **stack.environment(),
-            **_grpc_security(secure),
-            "LEDGER_COMMAND_ADDR": address,
-            **(extra_env or {}),
-        }
-        if topic is not None:
-            env["LEDGER_TOPIC"] = topic
-        return cls(
-            "command-server",
-            "command_server",
-            env=env,
-            log_file=data_dir / "logs" / "command-server.log",
-            address=address,
-            ready=grpc_serving(address, secure),
-            secure=secure,
+        env = {**(extra_env or {}), **_topic(topic)}
+        return cls._grpc_server(
+            "command-server", "LEDGER_COMMAND_ADDR", stack, data_dir, listen, env, secure
         )
 
     @classmethod
@@ -116,22 +103,37 @@ class LedgerService:
         extra_env: Mapping[str, str] | None = None,
         secure: LocalCredentials | None = None,
     ) -> LedgerService:
-        address = listen or f"{LOOPBACK}:{free_port()}"
-        env = {
-            **stack.environment(),
-            **_grpc_security(secure),
-            "LEDGER_QUERY_ADDR": address,
-            **(extra_env or {}),
-        }
-        if topic is not None:
-            env["LEDGER_TOPIC"] = topic
+        env = {**(extra_env or {}), **_topic(topic)}
         if database_url is not None:
             env["LEDGER_DATABASE_URL"] = database_url
+        return cls._grpc_server(
+            "query-server", "LEDGER_QUERY_ADDR", stack, data_dir, listen, env, secure
+        )
+
+    @classmethod
+    def _grpc_server(
+        cls,
+        name: str,
+        address_variable: str,
+        stack: LocalStack,
+        data_dir: Path,
+        listen: str | None,
+        env: Mapping[str, str],
+        secure: LocalCredentials | None,
+    ) -> LedgerService:
+        """`python -m <name as a module>` listening on `listen` (default: a free port), ready
+        once its health service answers SERVING."""
+        address = listen or f"{LOOPBACK}:{free_port()}"
         return cls(
-            "query-server",
-            "query_server",
-            env=env,
-            log_file=data_dir / "logs" / "query-server.log",
+            name,
+            name.replace("-", "_"),
+            env={
+                **stack.environment(),
+                **_grpc_security(secure),
+                address_variable: address,
+                **env,
+            },
+            log_file=data_dir / "logs" / f"{name}.log",
             address=address,
             ready=grpc_serving(address, secure),
             secure=secure,
@@ -163,9 +165,12 @@ class LedgerService:
         says which.
         """
         address = http or f"{LOOPBACK}:{free_port()}"
-        env = {**stack.environment(), "LEDGER_PROJECTOR_HTTP": address, **(extra_env or {})}
-        if topic is not None:
-            env["LEDGER_TOPIC"] = topic
+        env = {
+            **stack.environment(),
+            "LEDGER_PROJECTOR_HTTP": address,
+            **(extra_env or {}),
+            **_topic(topic),
+        }
 
         def healthy() -> bool:
             try:
@@ -220,6 +225,25 @@ class LedgerService:
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+
+@contextmanager
+def running(services: Sequence[LedgerService]) -> Iterator[None]:
+    """`services` started in order, each ready before the next; those started are stopped in
+    reverse order when the block ends (or when a later one fails to start)."""
+    started: list[LedgerService] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def _topic(topic: str | None) -> dict[str, str]:
+    return {} if topic is None else {"LEDGER_TOPIC": topic}
 
 
 def _grpc_security(secure: LocalCredentials | None) -> dict[str, str]:

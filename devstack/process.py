@@ -198,8 +198,10 @@ class ManagedProcess:
         timeout: float,
         what: str,
         cancel: threading.Event | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Poll `probe` until it answers True; kill the child and raise if it never does."""
+        """Poll `probe` until it answers True, then run `then` (setup that needs the running
+        child: users, roles); kill the child and raise if it never is ready or `then` fails."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         try:
@@ -212,6 +214,8 @@ class ManagedProcess:
                         f"log: {self.log_file}; last lines: {log_tail(self.log_file)}"
                     )
                 if probe():
+                    if then is not None:
+                        then()
                     return
                 if cancel is not None and cancel.is_set():
                     raise StartCancelled(f"{self.name}: start cancelled")

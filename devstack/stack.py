@@ -14,7 +14,7 @@ from devstack.kafka import KAFKA_MIN_JAVA, SCRAM_USER, Kafka
 from devstack.locations import default_cache_dir
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION, fetch_all
 from devstack.ports import StackPorts, ensure_port_free
-from devstack.postgres import PROJECTOR_ROLE, READER_ROLE, Postgres
+from devstack.postgres import Postgres
 from devstack.registry import REGISTRY_MIN_JAVA, Registry
 from devstack.service import Service
 from devstack.tls import server_certificate
@@ -102,16 +102,10 @@ class LocalStack:
             "LEDGER_KAFKA_SASL_PASSWORD": self.kafka.scram_password,
             "LEDGER_KAFKA_SSL_CA_LOCATION": str(ca),
         }
-        role = {"projector": PROJECTOR_ROLE, "query-server": READER_ROLE}.get(service)
-        if role is None:
-            # The command server does not use the database.
-            del environment["LEDGER_DATABASE_URL"]
-            return environment
-        environment["LEDGER_DATABASE_URL"] = self.postgres.role_url(database, role)
-        environment["LEDGER_DATABASE_PASSWORD"] = self.postgres.role_password(role)
-        if role == PROJECTOR_ROLE:
-            environment["LEDGER_READ_MODEL_READER_ROLE"] = READER_ROLE
-        return environment
+        # The superuser's URL goes: the command server does not use the database, the others
+        # connect as their roles.
+        del environment["LEDGER_DATABASE_URL"]
+        return {**environment, **self.postgres.service_environment(service, database)}
 
     def start(self) -> None:
         """Fetch what is missing, then start everything; returns when all three are ready."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.ghz import Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running
-from bench.noop_comparison import ComparisonPlan, Target, interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, Target, interleaved, paired_median, warmed_runs
 from bench.report import Goal, Report, Row, median_of
 from bench.tls_comparison import compare_tls
 
@@ -64,6 +64,10 @@ QUICK = Plan(
 )
 
 
+def _deposits(clients: int, seconds: float) -> Load:
+    return Load(DEPOSIT, DEPOSIT_DATA, clients, seconds)
+
+
 def _measure(ghz: Path, target: Target, kafka_pid: int, load: Load) -> dict[str, float]:
     metered = metered_ghz(ghz, target.address, target.pid, kafka_pid, load, target.tls)
     return metered.figures("commands_per_s", ("server_cpu_ms", "kafka_cpu_ms", "loadgen_cpu_ms"))
@@ -105,10 +109,7 @@ def run(bench: Bench, report: Report) -> None:
             seconds = plan.first_warmup_s if target.name == "ledger" else plan.warmup_s
             measure(target, Load(DEPOSIT, DEPOSIT_DATA, 64, seconds))
         for clients in plan.clients:
-            for target in targets:
-                measure(target, Load(DEPOSIT, DEPOSIT_DATA, clients, plan.warmup_s))
-            load = Load(DEPOSIT, DEPOSIT_DATA, clients, duration_s=plan.seconds)
-            runs = interleaved(targets, plan.runs, load, measure)
+            runs = warmed_runs(targets, plan, _deposits, clients, measure)
             ledger_median = median_of(runs["ledger"])
             noop_median = median_of(runs["noop"])
             ledger_median["ratio"] = paired_median(
@@ -147,7 +148,7 @@ def run(bench: Bench, report: Report) -> None:
                     Target("plaintext", ledger.address, ledger_pid),
                 ),
                 plan,
-                lambda clients, seconds: Load(DEPOSIT, DEPOSIT_DATA, clients, seconds),
+                _deposits,
                 measure,
                 ("commands_per_s", "server_cpu_ms"),
             )

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running, running_all
 from bench.log_scan import scan
-from bench.noop_comparison import ComparisonPlan, Target, interleaved, paired_median
+from bench.noop_comparison import ComparisonPlan, Target, paired_median, warmed_runs
 from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 from bench.tls_comparison import compare_tls
@@ -66,9 +66,7 @@ def _compare(
             Target("noop", noop.address, pids[1]),
         )
         for clients in plan.clients:
-            for target in targets:
-                measure(target, _load(clients, plan.warmup_s))
-            runs = interleaved(targets, plan.runs, _load(clients, plan.seconds), measure)
+            runs = warmed_runs(targets, plan, _load, clients, measure)
             ledger_median = median_of(runs["ledger"])
             noop_median = median_of(runs["noop"])
             ledger_median["ratio"] = paired_median(

@@ -3,8 +3,8 @@ servicer runs.
 
     grpc.aio.server(interceptors=[MetricsInterceptor(...), AuthInterceptor(verifier)])
 
-Each method's handler is wrapped once and the wrapper reused (as the metrics interceptor does),
-so a call pays for a metadata lookup, a dictionary hit for an already verified token and the
+Each method's handler is wrapped once and the wrapper reused (`ledger.handler_wrapping`), so
+a call pays for a metadata lookup, a dictionary hit for an already verified token and the
 policy check. The wrapper runs where the request message is at hand, so that the account a call
 acts on can be checked. The principal is left in `current_principal` for the servicer (lists
 narrowed to permitted accounts): grpc.aio runs each call in a task of its own, so it is the
@@ -14,9 +14,9 @@ call's alone. A refused call never reaches the servicer.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn
 
 import grpc
 
@@ -24,33 +24,26 @@ from ledger.auth.keys import KeysUnavailable
 from ledger.auth.policy import PermissionDenied, Rule, is_open, rule_for
 from ledger.auth.principal import Principal, current_principal
 from ledger.auth.verification import TokenVerifier, Unauthenticated
-
-_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-_Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]"
-_Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+from ledger.handler_wrapping import (
+    Context,
+    Handler,
+    HandlerWrappingInterceptor,
+    behavior_of,
+    rewrapped,
+)
 
 AUTHORIZATION = "authorization"
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(HandlerWrappingInterceptor):
     def __init__(self, verifier: TokenVerifier) -> None:
+        super().__init__()
         self._verifier = verifier
-        # method -> (the handler we wrapped, the wrapper)
-        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
-    async def intercept_service(
-        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> _Handler | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_open(method):
-            return handler  # unknown methods: gRPC answers UNIMPLEMENTED on its own
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapper = _guarded(handler, _Gate(self._verifier, method, rule_for(method)))
-        self._wrapped[method] = (handler, wrapper)
-        return wrapper
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if is_open(method):
+            return handler
+        return _guarded(handler, _Gate(self._verifier, method, rule_for(method)))
 
 
 class _Gate:
@@ -61,7 +54,7 @@ class _Gate:
         self._method = method
         self._rule = rule
 
-    async def admit(self, request: object, context: _Context) -> Principal:
+    async def admit(self, request: object, context: Context) -> Principal:
         """The caller's principal; aborts the call when it may not proceed."""
         try:
             principal = await self._verifier.principal(_authorization(context))
@@ -82,67 +75,39 @@ class _Gate:
         return principal
 
 
-async def _abort(context: _Context, code: grpc.StatusCode, message: str) -> NoReturn:
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("abort returned")  # abort always raises; this tells the type checker
 
 
-def _authorization(context: _Context) -> str | None:
+def _authorization(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == AUTHORIZATION:
             return value if isinstance(value, str) else None
     return None
 
 
-def _guarded(handler: _Handler, gate: _Gate) -> _Handler:
+def _guarded(handler: Handler, gate: _Gate) -> Handler:
     """`handler` with every call admitted by `gate` first."""
-    behavior: Any = (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    )
-    if handler.request_streaming:
-        # No request message to check before the servicer reads it: only the caller is checked
-        # (none of the Ledger's own methods stream requests).
-        if inspect.isasyncgenfunction(behavior):
+    behavior = behavior_of(handler)
+    # A streamed request has no message to check before the servicer reads it: only the caller
+    # is checked then (none of the Ledger's own methods stream requests).
+    checks_request = not handler.request_streaming
+    if inspect.isasyncgenfunction(behavior):
 
-            async def stream_in_out(requests: Any, context: _Context) -> AsyncIterator[Any]:
-                current_principal.set(await gate.admit(None, context))
-                async with aclosing(behavior(requests, context)) as responses:
-                    async for response in responses:
-                        yield response
-
-            guarded: Callable[..., Any] = stream_in_out
-        else:
-
-            async def stream_in(requests: Any, context: _Context) -> Any:
-                current_principal.set(await gate.admit(None, context))
-                return await behavior(requests, context)
-
-            guarded = stream_in
-    elif inspect.isasyncgenfunction(behavior):
-
-        async def stream_out(request: Any, context: _Context) -> AsyncIterator[Any]:
-            current_principal.set(await gate.admit(request, context))
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            checked = request if checks_request else None
+            current_principal.set(await gate.admit(checked, context))
             # aclosing: a caller that hangs up closes the servicer's generator now.
             async with aclosing(behavior(request, context)) as responses:
                 async for response in responses:
                     yield response
 
-        guarded = stream_out
-    else:
+        return rewrapped(handler, stream)
 
-        async def call(request: Any, context: _Context) -> Any:
-            current_principal.set(await gate.admit(request, context))
-            return await behavior(request, context)
+    async def call(request: Any, context: Context) -> Any:
+        checked = request if checks_request else None
+        current_principal.set(await gate.admit(checked, context))
+        return await behavior(request, context)
 
-        guarded = call
-    factory = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(handler.request_streaming, handler.response_streaming)]
-    return factory(
-        guarded,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return rewrapped(handler, call)

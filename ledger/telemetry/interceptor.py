@@ -11,44 +11,35 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
+from ledger.handler_wrapping import (
+    Context,
+    Handler,
+    HandlerWrappingInterceptor,
+    behavior_of,
+    rewrapped,
+)
 from ledger.telemetry.metrics import GrpcServerMetrics
 
-# Strings: the stubs make these generic, the runtime classes are not.
-_Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-_Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]"
 
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(HandlerWrappingInterceptor):
     def __init__(self, metrics: GrpcServerMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        # method -> (the handler we wrapped, the wrapper)
-        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
-    async def intercept_service(
-        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> _Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None  # an unknown method: gRPC answers UNIMPLEMENTED on its own
-        method = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapper = _observed(handler, _MethodMetrics(self._metrics, method, handler))
-        self._wrapped[method] = (handler, wrapper)
-        return wrapper
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        return _observed(handler, _MethodMetrics(self._metrics, method, handler))
 
 
 class _MethodMetrics:
     """The metric children of one method, so that a call touches no label dictionaries."""
 
-    def __init__(self, metrics: GrpcServerMetrics, method: str, handler: _Handler) -> None:
+    def __init__(self, metrics: GrpcServerMetrics, method: str, handler: Handler) -> None:
         service, _, name = method.lstrip("/").rpartition("/")
         self._labels = (_type_of(handler), service, name)
         self._handled = metrics.handled
@@ -63,15 +54,13 @@ class _MethodMetrics:
         counter.inc()
 
 
-def _type_of(handler: _Handler) -> str:
+def _type_of(handler: Handler) -> str:
     if handler.request_streaming:
         return "bidi_stream" if handler.response_streaming else "client_stream"
     return "server_stream" if handler.response_streaming else "unary"
 
 
-def _final_code(
-    context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None
-) -> grpc.StatusCode:
+def _final_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     """The status the caller gets: set by the servicer (abort, set_code), or implied."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -83,16 +72,12 @@ def _final_code(
     return grpc.StatusCode.UNKNOWN  # what gRPC answers for an exception a servicer let escape
 
 
-def _observed(handler: _Handler, metrics: _MethodMetrics) -> _Handler:
+def _observed(handler: Handler, metrics: _MethodMetrics) -> Handler:
     """`handler` with each call counted and timed."""
-    behavior: Any = (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    )
+    behavior = behavior_of(handler)
     if inspect.isasyncgenfunction(behavior):
 
-        async def stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             began = time.perf_counter()
             error: BaseException | None = None
             try:
@@ -109,7 +94,7 @@ def _observed(handler: _Handler, metrics: _MethodMetrics) -> _Handler:
         observed: Callable[..., Any] = stream
     elif inspect.iscoroutinefunction(behavior):
 
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def call(request: Any, context: Context) -> Any:
             began = time.perf_counter()
             error: BaseException | None = None
             try:
@@ -123,14 +108,4 @@ def _observed(handler: _Handler, metrics: _MethodMetrics) -> _Handler:
         observed = call
     else:
         return handler  # a synchronous servicer (run in a thread pool): not ours to time
-    factory = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[(handler.request_streaming, handler.response_streaming)]
-    return factory(
-        observed,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return rewrapped(handler, observed)

