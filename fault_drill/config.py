@@ -15,6 +15,30 @@ LEDGER_PROCESSES = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER)
 COMPONENTS = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER, KAFKA, POSTGRES)
 """Everything the drill kills, in the order the figures list them."""
 
+# Fault kinds besides a SIGKILL and restart of a component (whose kind is its name).
+TAKEOVER = "command_server_takeover"
+"""A second instance of the command server's shard starts while the first runs: it fences the
+first, which must stop (exit code 3); every other time the first is paused (SIGSTOP) meanwhile
+and resumed once the newcomer serves, like a zombie that wakes up."""
+COMMAND_SERVER_PAUSE = "command_server_pause"
+"""SIGSTOP of the command server (and its writer) for a few seconds, then SIGCONT."""
+KAFKA_PAUSE = "kafka_pause"
+"""SIGSTOP of the Kafka broker for a few seconds, then SIGCONT."""
+SNAPSHOT_RESTART = "command_server_snapshot_restart"
+"""SIGKILL of the command server once the log holds more than a given number of events; the
+restart must restore from a snapshot, not replay the whole log."""
+
+FAULT_KINDS = (*COMPONENTS, TAKEOVER, COMMAND_SERVER_PAUSE, KAFKA_PAUSE, SNAPSHOT_RESTART)
+"""Every kind of fault, in the order the figures list them."""
+TARGET = {
+    **{name: name for name in COMPONENTS},
+    TAKEOVER: COMMAND_SERVER,
+    COMMAND_SERVER_PAUSE: COMMAND_SERVER,
+    KAFKA_PAUSE: KAFKA,
+    SNAPSHOT_RESTART: COMMAND_SERVER,
+}
+"""The component each kind of fault hits."""
+
 
 def new_seed() -> int:
     return secrets.randbelow(2**31)
@@ -26,9 +50,9 @@ class DrillConfig:
     seconds: float = 35.0
     """Minimum duration of the load. The load goes on until every planned kill has happened."""
     min_kills: int = 1
-    """Each component is killed at least this many times."""
+    """Each kind of fault happens at least this many times."""
     extra_kills: bool = False
-    """After the planned kills, keep killing random components while the load runs."""
+    """After the planned faults, keep injecting random ones while the load runs."""
     clients: int = 12
     """Concurrent command clients, each with its own channel (and its own accounts)."""
     readers: int = 2
@@ -59,17 +83,32 @@ class DrillConfig:
     projector restarted after SIGKILL waits for its dead predecessor's session to expire
     before it gets its partitions back."""
     partitions: int = 6
+    pause_s: tuple[float, float] = (2.0, 5.0)
+    """How long a paused (SIGSTOP) component stays paused."""
+    fenced_exit_deadline_s: float = 30.0
+    """How long a command server fenced by a newcomer may take to exit."""
+    snapshot_every_events: int = 500
+    """The command server's LEDGER_SNAPSHOT_EVERY_EVENTS."""
+    snapshot_restart_min_events: int = 1500
+    """A snapshot restart waits until the acknowledged commands have put more than this many
+    events in the log."""
 
     @classmethod
     def test_size(cls, seed: int | None = None) -> DrillConfig:
         """Small enough for the test suite: every component killed once, about 2 minutes
         (the load lasts until the last planned kill is over)."""
-        return cls(seed=new_seed() if seed is None else seed, seconds=30.0, gap_s=(0.5, 2.0))
+        return cls(
+            seed=new_seed() if seed is None else seed,
+            seconds=30.0,
+            gap_s=(0.5, 2.0),
+            pause_s=(2.0, 3.0),
+        )
 
     @classmethod
     def soak_size(cls, seed: int | None = None) -> DrillConfig:
-        """`--soak`: at least 90 s of load, every component killed at least twice, plus more
-        random kills while the load lasts."""
+        """`--soak`: at least 90 s of load, every kind of fault at least twice (the snapshot
+        restarts with more than 10,000 events in the log), plus more random faults while the
+        load lasts."""
         return cls(
             seed=new_seed() if seed is None else seed,
             seconds=90.0,
@@ -78,6 +117,8 @@ class DrillConfig:
             clients=16,
             readers=3,
             resend_sample=500,
+            snapshot_every_events=2000,
+            snapshot_restart_min_events=10_000,
         )
 
     def with_changes(self, **changes: object) -> DrillConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import traceback
 import uuid
@@ -26,15 +27,21 @@ from devstack.stack import LocalStack
 from fault_drill.book import Book
 from fault_drill.calls import CHANNEL_OPTIONS, GiveUp
 from fault_drill.command_checks import CommandChecks, check_commands
+from fault_drill.command_servers import CommandServers
 from fault_drill.config import (
     COMMAND_SERVER,
+    COMMAND_SERVER_PAUSE,
     KAFKA,
+    KAFKA_PAUSE,
     POSTGRES,
     PROJECTOR,
     QUERY_SERVER,
+    SNAPSHOT_RESTART,
+    TAKEOVER,
     DrillConfig,
 )
 from fault_drill.event_log import LogRecord, LogUnreadable, count_records, read_log
+from fault_drill.fault_kinds import Pause, SnapshotRestart, Takeover
 from fault_drill.faults import Component, FaultInjector, Supervisor, projector_assigned
 from fault_drill.journal import Journal, Status
 from fault_drill.log_fold import Fold, fold_log
@@ -44,7 +51,6 @@ from fault_drill.readers import Reader, ReadStats
 from fault_drill.report import Timing, build_report, write_json
 from fault_drill.report_text import render_text
 from fault_drill.workload import Client, resend_acknowledged
-from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2_grpc as qry_grpc
 
 Say = Callable[[str], None]
@@ -110,13 +116,21 @@ async def run_drill(
     # Both servers serve TLS and check tokens, as in production; the clients use the writer token.
     credentials = await asyncio.to_thread(local_credentials, out_dir)
     token = credentials.token("writer")
-    command_server = LedgerService.command_server(
-        stack,
-        out_dir,
-        topic=topic,
-        extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
-        secure=credentials,
-    )
+
+    def command_server(data_dir: Path) -> LedgerService:
+        # Snapshots often enough that a restart restores one (fault kind SNAPSHOT_RESTART).
+        return LedgerService.command_server(
+            stack,
+            data_dir,
+            topic=topic,
+            extra_env={
+                "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
+                "LEDGER_SNAPSHOT_EVERY_EVENTS": str(config.snapshot_every_events),
+            },
+            secure=credentials,
+        )
+
+    servers = CommandServers(command_server, out_dir, token, config.clients)
     projector = LedgerService.projector(
         stack,
         out_dir,
@@ -135,10 +149,10 @@ async def run_drill(
         extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
         secure=credentials,
     )
-    services = (command_server, projector, query_server)
+    services = (servers.live, projector, query_server)
     components = {
         COMMAND_SERVER: _ledger_component(
-            COMMAND_SERVER, command_server, grpc_serving(command_server.address, credentials)
+            COMMAND_SERVER, servers.live, grpc_serving(servers.live.address, credentials)
         ),
         PROJECTOR: _ledger_component(
             PROJECTOR, projector, lambda: projector_assigned(projector.address, config.partitions)
@@ -167,6 +181,12 @@ async def run_drill(
 
     supervisor = Supervisor(components, journal, deadline_s=config.healthy_deadline_s, say=say)
     injector = FaultInjector(components, supervisor, journal, config, healthy=all_healthy, say=say)
+    injector.actions = {
+        TAKEOVER: Takeover(components[COMMAND_SERVER], servers, credentials, journal, config),
+        COMMAND_SERVER_PAUSE: Pause(components[COMMAND_SERVER], journal, config),
+        KAFKA_PAUSE: Pause(components[KAFKA], journal, config),
+        SNAPSHOT_RESTART: SnapshotRestart(components[COMMAND_SERVER], journal, journal, config),
+    }
     reads = ReadStats()
     errors: list[str] = []
     fold: Fold | None = None
@@ -193,14 +213,13 @@ async def run_drill(
         stop_clients = asyncio.Event()
         stop_readers = asyncio.Event()
         give_up = GiveUp()
+        servers.connect()
         clients = []
         for index in range(config.clients):
-            channel = command_server.channel(token, CHANNEL_OPTIONS)
-            channels.append(channel)
             clients.append(
                 Client(
                     index,
-                    cmd_grpc.CommandServiceStub(channel),
+                    functools.partial(servers.stub, index),
                     book=book,
                     journal=journal,
                     config=config,
@@ -251,7 +270,7 @@ async def run_drill(
         post.set(time.monotonic() + config.resolve_deadline_s)
         await resend_acknowledged(
             acknowledged,
-            cmd_grpc.CommandServiceStub(channels[0]),
+            functools.partial(servers.stub, 0),
             journal=journal,
             config=config,
             give_up=post,
@@ -296,8 +315,10 @@ async def run_drill(
         await asyncio.gather(*tasks, return_exceptions=True)
         for channel in channels:
             await channel.close()
-        for service in reversed(services):
+        await servers.close()
+        for service in (query_server, projector):
             await asyncio.to_thread(service.stop)
+        await asyncio.to_thread(servers.stop_all)
         # The stack is left as it was found: running and ready.
         for component in (components[KAFKA], components[POSTGRES]):
             if not component.service.is_running():

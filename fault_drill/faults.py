@@ -1,13 +1,14 @@
-"""Killing components at random moments, and supervising them like systemd or Kubernetes would.
+"""Injecting faults at random moments, and supervising components like systemd or Kubernetes would.
 
-The injector kills one component at a time (SIGKILL of its whole process group), leaves it
-down for a moment, starts it again and times how long until it is ready, and until everything
-is healthy again; only then, after a random pause, does it pick the next one. The plan kills
-every component `min_kills` times in a seeded random order.
+The injector injects one fault at a time: by default a SIGKILL of a component's whole process
+group, a moment down, a start again; other kinds (a takeover, a pause, a restart from a
+snapshot: `fault_kinds`) are actions of their own. It times how long until the component is
+ready, and until everything is healthy again; only then, after a random pause, does it pick the
+next one. The plan injects every kind of fault `min_kills` times in a seeded random order.
 
 The supervisor watches every component the injector is not handling: one that exits on its own
 (a crash: a fatal error, a failed start) is restarted at once, and the crash is recorded with its
-exit code and the last lines of its log, separately from the deliberate kills.
+exit code and the last lines of its log, separately from the deliberate faults.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from devstack.errors import StackError
 from devstack.process import log_tail
-from fault_drill.config import COMPONENTS, KAFKA, DrillConfig
+from fault_drill.config import (
+    FAULT_KINDS,
+    KAFKA,
+    KAFKA_PAUSE,
+    SNAPSHOT_RESTART,
+    TAKEOVER,
+    TARGET,
+    DrillConfig,
+)
 from ledger.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -37,7 +46,7 @@ _POLL_S = 0.2
 _START_BACKOFF_FIRST_S = 0.5
 _START_BACKOFF_CAP_S = 5.0
 # Rough restart costs (s), to spread the planned kills over the load.
-_COST = {KAFKA: 15.0}
+_COST = {KAFKA: 15.0, KAFKA_PAUSE: 10.0, TAKEOVER: 8.0}
 _DEFAULT_COST = 6.0
 
 
@@ -70,6 +79,11 @@ class Fault:
     ready_at: float | None = None
     healthy_at: float | None = None
     start_failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    """Promises this fault found broken (the drill fails): a fenced instance that did not stop,
+    a restart that did not use a snapshot..."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What the fault's kind records about it (pause length, exit code, snapshot used...)."""
 
     @property
     def ready_s(self) -> float | None:
@@ -97,6 +111,17 @@ class Crash:
 
 class Clock(Protocol):
     def now(self) -> float: ...
+
+
+class FaultAction(Protocol):
+    """A kind of fault other than a kill and restart of its component."""
+
+    async def due(self) -> None:
+        """Return once the fault may be injected (the load goes on meanwhile)."""
+
+    async def __call__(self, fault: Fault) -> None:
+        """Inject it (its component is held meanwhile); set `fault.ready_at` once the component
+        is ready again, and add to `fault.failures` any promise found broken."""
 
 
 def _short(error: BaseException, limit: int = 400) -> str:
@@ -213,18 +238,27 @@ class FaultInjector:
         self._config = config
         self._healthy = healthy
         self._say = say
+        self.actions: dict[str, FaultAction] = {}
+        """Per kind of fault that is not a plain kill and restart: what injects it."""
         self._rng = random.Random(f"{config.seed}/faults")
         self.faults: list[Fault] = []
         self.unrecovered: list[str] = []
 
     def plan(self) -> list[str]:
-        """Every component `min_kills` times, shuffled, never the same one twice in a row."""
-        plan = [name for name in COMPONENTS for _ in range(self._config.min_kills)]
+        """Every kind of fault `min_kills` times, shuffled, never the same one twice in a row;
+        the snapshot restarts last, so that the log has grown as much as it will."""
+        kinds = [k for k in FAULT_KINDS if k != SNAPSHOT_RESTART]
+        plan = [name for name in kinds for _ in range(self._config.min_kills)]
         for _ in range(100):
             self._rng.shuffle(plan)
             if all(a != b for a, b in itertools.pairwise(plan)):
                 break
-        return plan
+        # The snapshot restarts take turns with the end of the plan rather than come in a row.
+        others = len(plan) - (self._config.min_kills - 1)
+        tail = [SNAPSHOT_RESTART]
+        for kind in plan[others:]:
+            tail += [kind, SNAPSHOT_RESTART]
+        return [*plan[:others], *tail]
 
     async def run(self, load_until: float) -> None:
         """Kill and restart components until the plan is done and, with extra kills, until
@@ -236,12 +270,15 @@ class FaultInjector:
             if plan:
                 name = plan.pop(0)
             elif self._config.extra_kills:
-                name = self._rng.choice([c for c in COMPONENTS if c != previous])
+                name = self._rng.choice([c for c in FAULT_KINDS if c != previous])
                 if self._clock.now() + self._gap_max() + _cost(name) > load_until:
                     return
             else:
                 return
             await asyncio.sleep(self._gap(plan, name, load_until))
+            action = self.actions.get(name)
+            if action is not None:
+                await action.due()
             await self.inject(name)
             previous = name
 
@@ -256,21 +293,23 @@ class FaultInjector:
         return self._rng.uniform(low, max(low, min(high, share)))
 
     async def inject(self, name: str) -> Fault:
-        component = self._components[name]
+        component = self._components[TARGET[name]]
         component.held = True
-        self._supervisor.current_fault = name
+        self._supervisor.current_fault = TARGET[name]
         try:
             fault = Fault(name, self._clock.now(), self._rng.uniform(*self._config.restart_delay_s))
             self.faults.append(fault)
-            self._say(f"KILL {name}")
-            await asyncio.to_thread(component.service.kill)
-            await asyncio.sleep(fault.restart_delay_s)
-            if await start_until_ready(
-                component, self._config.healthy_deadline_s, fault.start_failures
-            ):
-                fault.ready_at = self._clock.now()
+            action = self.actions.get(name)
+            if action is None:
+                self._say(f"KILL {name}")
+                await kill_and_restart(component, fault, self._clock, self._config)
             else:
+                self._say(f"FAULT {name}")
+                await action(fault)
+            if fault.ready_at is None:
                 self.unrecovered.append(f"{name} could not be restarted: {fault.start_failures}")
+            for failure in fault.failures:
+                self._say(f"FAILED CHECK after {name}: {failure}")
         finally:
             component.held = False
         end = time.monotonic() + self._config.healthy_deadline_s
@@ -294,6 +333,16 @@ class FaultInjector:
             + (f" ({len(fault.start_failures)} failed starts)" if fault.start_failures else "")
         )
         return fault
+
+
+async def kill_and_restart(
+    component: Component, fault: Fault, clock: Clock, config: DrillConfig
+) -> None:
+    """SIGKILL `component`, leave it down for the fault's restart delay, start it until ready."""
+    await asyncio.to_thread(component.service.kill)
+    await asyncio.sleep(fault.restart_delay_s)
+    if await start_until_ready(component, config.healthy_deadline_s, fault.start_failures):
+        fault.ready_at = clock.now()
 
 
 def _cost(name: str) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fault_drill.calls import EXPECTED_TRANSIENT
 from fault_drill.command_checks import CommandChecks
-from fault_drill.config import COMPONENTS, DrillConfig
+from fault_drill.config import COMPONENTS, FAULT_KINDS, DrillConfig
 from fault_drill.faults import Crash, Fault, median_max
 from fault_drill.journal import Journal, Mode, Result, Status
 from fault_drill.log_fold import Fold
@@ -102,7 +102,7 @@ def build_report(
     restarts = Counter(c.component for c in crashes)
 
     recovery: dict[str, Any] = {}
-    for component in COMPONENTS:
+    for component in FAULT_KINDS:
         mine = [f for f in faults if f.component == component]
         ready = median_max([f.ready_s for f in mine if f.ready_s is not None])
         healthy = median_max([f.healthy_s for f in mine if f.healthy_s is not None])
@@ -119,12 +119,16 @@ def build_report(
         }
 
     failures = list(errors)
-    for component in COMPONENTS:
-        if kills[component] < config.min_kills:
-            failures.append(
-                f"{component} was killed {kills[component]} times, fewer than {config.min_kills}"
-            )
+    for kind in FAULT_KINDS:
+        if kills[kind] < config.min_kills:
+            failures.append(f"fault {kind} happened {kills[kind]} times, not {config.min_kills}")
     failures.extend(unrecovered)
+    failures.extend(f"{f.component} at {f.killed_at:.1f}s: {x}" for f in faults for x in f.failures)
+    # The verdict never rests on a figure that is missing: no log read back, no read model.
+    if commands is None:
+        failures.append("the log was not checked against the journal (lost, duplicated unknown)")
+    if read_model is None:
+        failures.append("the read model was not compared with the fold of the log")
     checks: dict[str, Any] = {}
     if commands is not None:
         for name in (
@@ -186,7 +190,7 @@ def build_report(
             f"(retried), e.g. {reads.unexpected[0]}"
         )
     for fault in faults:
-        if fault.start_failures:
+        if fault.start_failures and not fault.failures:
             findings.append(
                 f"{fault.component} killed at {fault.killed_at:.1f}s: {len(fault.start_failures)} "
                 f"failed starts before it was ready: {fault.start_failures[0]}"
@@ -239,7 +243,7 @@ def build_report(
         },
         "lost": None if commands is None else len(commands.lost),
         "duplicated": None if commands is None else len(commands.duplicated),
-        "kills": {c: kills[c] for c in COMPONENTS},
+        "kills": {c: kills[c] for c in FAULT_KINDS},
         "supervisor_restarts": {c: restarts[c] for c in COMPONENTS},
         "recovery": recovery,
         "faults": [
@@ -252,6 +256,8 @@ def build_report(
                 "writes_flowing_at_kill": writes_flowing(f, acks),
                 "write_outage_s": _rounded(write_outage(f, acks)),
                 "failed_starts": f.start_failures,
+                "failures": f.failures,
+                **f.notes,
             }
             for f in faults
         ],

@@ -42,14 +42,14 @@ def render_text(report: dict[str, Any]) -> str:
         f"after a failed attempt, {retries['answered_from_dedupe_memory']} of them answered "
         "from the dedupe memory (written, answer lost, retry got the original)",
         "",
-        f"{'component':<15}{'kills':>6}{'crashes':>8}  {'ready after kill (s)':>22}  "
+        f"{'fault':<32}{'times':>6}{'crashes':>8}  {'ready after fault (s)':>22}  "
         f"{'all healthy (s)':>17}  {'write outage (s)':>17}",
-        f"{'':<15}{'':>6}{'':>8}  {'median':>11}{'max':>11}  {'median':>9}{'max':>8}  "
+        f"{'':<32}{'':>6}{'':>8}  {'median':>11}{'max':>11}  {'median':>9}{'max':>8}  "
         f"{'median':>9}{'max':>8}",
     ]
     for component, r in report["recovery"].items():
         lines.append(
-            f"{component:<15}{r['kills']:>6}{r['supervisor_restarts']:>8}  "
+            f"{component:<32}{r['kills']:>6}{r['supervisor_restarts']:>8}  "
             f"{_s(r['ready_median_s']):>11}{_s(r['ready_max_s']):>11}  "
             f"{_s(r['healthy_median_s']):>9}{_s(r['healthy_max_s']):>8}  "
             f"{_s(r['write_outage_median_s']):>9}{_s(r['write_outage_max_s']):>8}"
@@ -95,6 +95,22 @@ def replay_command(report: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+_PLAIN_FAULT_FIELDS = frozenset(
+    {
+        "component",
+        "killed_at_s",
+        "restart_delay_s",
+        "ready_s",
+        "healthy_s",
+        "writes_flowing_at_kill",
+        "write_outage_s",
+        "failed_starts",
+        "failures",
+    }
+)
+"""What the report says of every fault; the rest is what a fault's kind noted."""
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The figures as Markdown, for docs/reliability.md."""
     commands = report["commands"]
@@ -130,7 +146,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({len(report['reads']['violations'])}) |",
         f"| result | {'PASS' if report['passed'] else 'FAIL'} |",
         "",
-        "| component | kills | crashes (supervisor restarts) | ready after kill, median / max (s) "
+        "| fault | times | crashes (supervisor restarts) | ready after the fault, median / max (s) "
         "| all healthy, median / max (s) | write outage, median / max (s) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -141,6 +157,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_s(r['healthy_median_s'])} / {_s(r['healthy_max_s'])} | "
             f"{_s(r['write_outage_median_s'])} / {_s(r['write_outage_max_s'])} |"
         )
+    details = [f for f in report["faults"] if set(f) - _PLAIN_FAULT_FIELDS]
+    if details:
+        lines += ["", "What the faults other than kills saw:", ""]
+        lines += [
+            f"- {f['component']} at {f['killed_at_s']} s: "
+            + ", ".join(f"{k} {f[k]}" for k in f if k not in _PLAIN_FAULT_FIELDS)
+            for f in details
+        ]
     if report["findings"]:
         lines += ["", "Findings of this run:", ""]
         lines += [f"- {finding[:400]}" for finding in report["findings"]]

@@ -45,7 +45,7 @@ class Client:
     def __init__(
         self,
         index: int,
-        stub: cmd_grpc.CommandServiceAsyncStub,
+        stub: Callable[[], cmd_grpc.CommandServiceAsyncStub],
         *,
         book: Book,
         journal: Journal,
@@ -55,7 +55,7 @@ class Client:
         give_up: GiveUp,
     ) -> None:
         self.index = index
-        self._stub = stub
+        self._stub_of_live = stub
         self._book = book
         self._journal = journal
         self._config = config
@@ -69,6 +69,12 @@ class Client:
         self._commands = 0
         self._opened = 0
         self.reuse_probes = 0
+
+    @property
+    def _stub(self) -> cmd_grpc.CommandServiceAsyncStub:
+        """The live command server's stub: looked up at every attempt, so that a retry goes to
+        the instance that took the shard over."""
+        return self._stub_of_live()
 
     async def run(self) -> None:
         while not self._stop.is_set():
@@ -135,7 +141,6 @@ class Client:
     ) -> tuple[CommandRecord, bool]:
         """Journal a deposit or withdrawal of `amount` and send it; its record, and if acked."""
         request_type, method = _RPC_OF[kind]
-        rpc = getattr(self._stub, method)
         request = request_type(
             command_id=self._command_id(),
             account_id=account.account_id,
@@ -144,7 +149,9 @@ class Client:
         record = self._record(
             kind, (account.account_id,), amount, account.currency, expect, request
         )
-        acked = await self._execute(record, lambda t: rpc(request, timeout=t))
+        acked = await self._execute(
+            record, lambda t: getattr(self._stub, method)(request, timeout=t)
+        )
         return record, acked
 
     async def _transfer(self, source: AccountView) -> None:
@@ -319,7 +326,7 @@ class Client:
 
 async def resend_acknowledged(
     records: list[CommandRecord],
-    stub: cmd_grpc.CommandServiceAsyncStub,
+    stub: Callable[[], cmd_grpc.CommandServiceAsyncStub],
     *,
     journal: Journal,
     config: DrillConfig,
@@ -359,10 +366,10 @@ _RPC_OF = {
 
 
 def _call_for(
-    stub: cmd_grpc.CommandServiceAsyncStub, record: CommandRecord
+    stub: Callable[[], cmd_grpc.CommandServiceAsyncStub], record: CommandRecord
 ) -> Callable[[float], Awaitable[Reply]]:
-    """The call that sends `record`'s request again, exactly as it was first sent."""
+    """The call that sends `record`'s request again, exactly as it was first sent (to the
+    live command server of each attempt)."""
     request_type, method = _RPC_OF[record.kind]
     request = request_type(**record.request)
-    rpc = getattr(stub, method)
-    return lambda t: rpc(request, timeout=t)
+    return lambda t: getattr(stub(), method)(request, timeout=t)

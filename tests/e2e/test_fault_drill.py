@@ -1,10 +1,12 @@
 """End to end under faults: nothing acknowledged is lost, nothing is applied twice.
 
 The fault drill (see fault_drill/ and docs/reliability.md) at its small size, on the session's
-stack: 12 concurrent clients send a mixed workload with deliberate retries while the command
-server, the projector, the query server, the Kafka broker and PostgreSQL are each SIGKILLed and
-restarted at least once at random (seeded) moments. Then the whole log is read back and checked
-against the clients' journal, folded, and compared with the read model.
+stack: 12 concurrent clients send a mixed workload with deliberate retries while every kind of
+fault happens once at a random (seeded) moment: the command server, the projector, the query
+server, the Kafka broker and PostgreSQL SIGKILLed and restarted; a second command server of the
+same shard started while the first runs; the command server and the broker paused (SIGSTOP) for a
+few seconds; the command server restarted from a snapshot. Then the whole log is read back and
+checked against the clients' journal, folded, and compared with the read model.
 
 Reproduce a run's fault plan and workload choices with LEDGER_DRILL_SEED=<seed> (printed first).
 """
@@ -20,8 +22,9 @@ import pytest
 
 from devstack.stack import LocalStack
 from fault_drill.command_checks import check_commands
-from fault_drill.config import COMPONENTS, DrillConfig
+from fault_drill.config import FAULT_KINDS, SNAPSHOT_RESTART, TAKEOVER, DrillConfig
 from fault_drill.drill import DrillResult, run_drill
+from fault_drill.fault_kinds import EXIT_FENCED
 from fault_drill.faults import http_ok
 from fault_drill.journal import Kind, Result
 from fault_drill.log_fold import fold_log
@@ -49,7 +52,15 @@ async def test_nothing_acknowledged_is_lost_nothing_applied_twice(
     report = result.report
     seed = f"seed {config.seed}"
 
-    assert all(report["kills"][c] >= 1 for c in COMPONENTS), (seed, report["kills"])
+    assert all(report["kills"][kind] >= 1 for kind in FAULT_KINDS), (seed, report["kills"])
+    for fault in report["faults"]:
+        assert fault["ready_s"] is not None, (seed, fault)
+        assert not fault["failures"], (seed, fault)
+    (takeover,) = (f for f in report["faults"] if f["component"] == TAKEOVER)
+    assert takeover["old_exit_code"] == EXIT_FENCED, (seed, takeover)
+    (restart,) = (f for f in report["faults"] if f["component"] == SNAPSHOT_RESTART)
+    assert restart["snapshot_offsets"], (seed, restart)
+    assert restart["replayed_events"] < restart["events_behind"], (seed, restart)
     assert report["commands"]["acknowledged"] > 0, seed
     assert report["lost"] == 0, (seed, _examples(report, "lost"))
     assert report["duplicated"] == 0, (seed, _examples(report, "duplicated"))
