@@ -1,0 +1,84 @@
+"""The fault drill's plan covers every kind of fault, and its verdict fails on any broken check."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from fault_drill.config import FAULT_KINDS, SNAPSHOT_RESTART, TAKEOVER, DrillConfig
+from fault_drill.faults import Fault, FaultInjector, Supervisor
+from fault_drill.journal import Journal
+from fault_drill.readers import ReadStats
+from fault_drill.report import Timing, build_report
+
+
+async def _always() -> bool:
+    return True
+
+
+def _injector(config: DrillConfig) -> FaultInjector:
+    journal = Journal()
+    supervisor = Supervisor({}, journal, deadline_s=1, say=print)
+    return FaultInjector({}, supervisor, journal, config, healthy=_always, say=print)
+
+
+@pytest.mark.parametrize("kills", [1, 2, 3])
+def test_the_plan_has_every_kind_of_fault_as_often_as_asked_never_twice_in_a_row(
+    kills: int,
+) -> None:
+    config = DrillConfig.test_size(7).with_changes(min_kills=kills)
+    plan = _injector(config).plan()
+
+    assert Counter(plan) == {kind: kills for kind in FAULT_KINDS}
+    assert all(a != b for a, b in itertools.pairwise(plan))
+
+
+def test_the_snapshot_restarts_come_last_so_that_the_log_has_grown() -> None:
+    plan = _injector(DrillConfig.soak_size(7)).plan()
+
+    assert plan[-1] == SNAPSHOT_RESTART
+    assert SNAPSHOT_RESTART not in plan[: len(plan) - 3]
+
+
+def _report(faults: list[Fault], config: DrillConfig) -> dict[str, Any]:
+    return build_report(
+        config=config,
+        journal=Journal(),
+        faults=faults,
+        crashes=[],
+        unrecovered=[],
+        fold=None,
+        commands=None,
+        read_model=None,
+        reads=ReadStats(),
+        dead_letter_records=0,
+        dead_letter_rows=0,
+        timing=Timing(0, 1, 2, None),
+        errors=[],
+        topic="t",
+    )
+
+
+def test_a_drill_that_never_checked_the_log_or_the_read_model_fails() -> None:
+    config = DrillConfig.test_size(7)
+    faults = [Fault(kind, 1.0, 0.0, ready_at=2.0, healthy_at=3.0) for kind in FAULT_KINDS]
+
+    report = _report(faults, config)
+
+    assert not report["passed"]
+    assert any("lost, duplicated unknown" in f for f in report["failures"])
+    assert any("read model was not compared" in f for f in report["failures"])
+
+
+def test_a_missing_kind_of_fault_and_a_broken_promise_fail_the_drill() -> None:
+    config = DrillConfig.test_size(7)
+    faults = [Fault(kind, 1.0, 0.0) for kind in FAULT_KINDS if kind != TAKEOVER]
+    faults[0].failures.append("the fenced command server exited with code 1, not 3")
+
+    failures = _report(faults, config)["failures"]
+
+    assert any(TAKEOVER in f and "happened 0 times" in f for f in failures)
+    assert any("exited with code 1, not 3" in f for f in failures)
