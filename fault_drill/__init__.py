@@ -2,9 +2,11 @@
 
 `python -m fault_drill` starts its own local stack, runs concurrent gRPC clients against the
 command server (and readers against the query server) while it SIGKILLs and restarts the
-command server, the projector, the query server, the Kafka broker and PostgreSQL at random
-moments (seeded), then checks that nothing acknowledged was lost, nothing was applied twice and
-that the read model equals a fresh fold of the whole log. See docs/reliability.md.
+command server, the projector, the query server, the Kafka broker and PostgreSQL, starts a
+second command server of the same shard, pauses (SIGSTOP) the broker and the command server,
+and restarts the command server from a snapshot, at random moments (seeded), then checks that
+nothing acknowledged was lost, nothing was applied twice and that the read model equals a fresh
+fold of the whole log. See docs/reliability.md.
 
 - `config`: the drill's sizes (the test suite's and the soak's).
 - `journal`: the client-side journal of every command, attempt and answer.
@@ -14,6 +16,8 @@ that the read model equals a fresh fold of the whole log. See docs/reliability.m
   recovery.
 - `readers`: the readers that read accounts back with consistency tokens.
 - `faults`: the fault injector and the supervisor that restarts crashed processes.
+- `fault_kinds`: the faults other than a kill: takeover, pause, restart from a snapshot.
+- `command_servers`: the command-server instances of the shard, and the live one clients call.
 - `event_log`: reading the whole topic back (read_committed) and decoding it.
 - `read_model_snapshot`: waiting for the projector to catch up, and reading the read model.
 - `log_fold`: the whole log folded into the rows the read model must hold; the log's invariants.

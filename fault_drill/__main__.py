@@ -29,18 +29,19 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fault_drill",
         description="Run the Ledger under load while SIGKILLing its processes, Kafka and "
-        "PostgreSQL; then check that nothing acknowledged was lost or applied twice.",
+        "PostgreSQL, taking the command server's shard over, pausing the broker and the command "
+        "server; then check that nothing acknowledged was lost or applied twice.",
     )
     parser.add_argument(
         "--soak",
         action="store_true",
-        help="the long size: >= 90 s of load, every component killed at least twice, "
-        "more random kills while the load lasts",
+        help="the long size: >= 90 s of load, every kind of fault at least twice, "
+        "more random faults while the load lasts",
     )
     parser.add_argument("--seconds", type=float, help="minimum seconds of load")
     parser.add_argument("--seed", type=int, help="seed of the fault plan and the workload")
     parser.add_argument("--clients", type=int, help="concurrent command clients")
-    parser.add_argument("--kills", type=int, help="minimum kills per component")
+    parser.add_argument("--kills", type=int, help="minimum faults of each kind")
     parser.add_argument(
         "--projector-session-timeout-ms",
         type=int,
