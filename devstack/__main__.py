@@ -14,10 +14,12 @@ from typing import NoReturn
 
 from devstack.credentials import local_credentials
 from devstack.errors import StackError
+from devstack.kafka import SCRAM_USER
 from devstack.ledger_services import LedgerService
 from devstack.locations import default_cache_dir, default_data_dir
 from devstack.maven import fetch_all, is_cached
 from devstack.ports import StackPorts
+from devstack.postgres import PROJECTOR_ROLE, READER_ROLE
 from devstack.service import Service
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
@@ -52,18 +54,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _ledger_services(stack: LocalStack, credentials: LocalCredentials) -> list[Service]:
     """The Ledger's own servers: started after the stack, in this order, and stopped before it.
 
-    Each runs `python -m <package>` with `stack.environment()`; the gRPC servers serve TLS and
-    require tokens (`credentials`), and are ready when their grpc.health.v1 says SERVING.
+    Each runs `python -m <package>` as it would in production: the gRPC servers serve TLS and
+    require tokens (`credentials`), every service reaches Kafka through its SASL_SSL listener,
+    and the projector and the query server log in to PostgreSQL as their own roles (the read
+    model's owner, and one that may only read it). Ready when grpc.health.v1 says SERVING.
     """
     command_addr = os.environ.get("LEDGER_COMMAND_ADDR") or "127.0.0.1:50051"
     projector_http = os.environ.get("LEDGER_PROJECTOR_HTTP") or "127.0.0.1:9464"
     query_addr = os.environ.get("LEDGER_QUERY_ADDR") or "127.0.0.1:50052"
+    data_dir = stack.data_dir
     return [
         LedgerService.command_server(
-            stack, stack.data_dir, listen=command_addr, secure=credentials
+            stack,
+            data_dir,
+            listen=command_addr,
+            secure=credentials,
+            extra_env=stack.secure_environment("command-server"),
         ),
-        LedgerService.projector(stack, stack.data_dir, http=projector_http),
-        LedgerService.query_server(stack, stack.data_dir, listen=query_addr, secure=credentials),
+        LedgerService.projector(
+            stack, data_dir, http=projector_http, extra_env=stack.secure_environment("projector")
+        ),
+        LedgerService.query_server(
+            stack,
+            data_dir,
+            listen=query_addr,
+            secure=credentials,
+            extra_env=stack.secure_environment("query-server"),
+        ),
     ]
 
 
@@ -104,7 +121,13 @@ def _run() -> int:
         print(f"devstack: ready in {time.monotonic() - began:.1f}s")
         for service in started:
             print(f"  {service.name:<16} {service.address:<48} log: {_shown(service.log_file)}")
-        print("  environment for the Ledger services:")
+        print(
+            f"  the services use Kafka's SASL_SSL listener {stack.kafka.secure_bootstrap_servers}"
+            f" (SCRAM user {SCRAM_USER}) and PostgreSQL as {PROJECTOR_ROLE} (projector) and"
+            f" {READER_ROLE} (query server); passwords in {_shown(stack.kafka.data_dir)}/ and"
+            f" {_shown(stack.postgres.data_dir)}/"
+        )
+        print("  for your own tools (plaintext listener, PostgreSQL's superuser):")
         for name, value in stack.environment().items():
             print(f"    {name}={value}")
         _print_grpcurl_hints(started, _shown(credentials.directory))

@@ -24,6 +24,7 @@ from devstack.postgres_builds import has_tls, postgres_bin_dir
 from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
 from devstack.tls import server_certificate
 from ledger.certificates import write_file
+from ledger.read_model_contract import SCHEMA
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -263,6 +264,10 @@ class Postgres:
     def _create_databases_and_roles(self, bin_dir: Path) -> None:
         self._create_databases(bin_dir)
         self._create_roles(bin_dir)
+        # A read model the superuser created (a data directory from before the service roles)
+        # goes to the role that migrates and writes it.
+        for database in self.databases:
+            self._psql(bin_dir, _GIVE_READ_MODEL_TO_ITS_OWNER, database=database)
 
     def _create_roles(self, bin_dir: Path) -> None:
         """The service roles with their passwords (set again on every start), and the right to
@@ -277,14 +282,14 @@ class Postgres:
         ]
         self._psql(bin_dir, ";\n".join(statements) + ";")
 
-    def _psql(self, bin_dir: Path, sql: str) -> str:
+    def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
             [
                 str(bin_dir / "psql"),
                 f"--host={LOOPBACK}",
                 f"--port={self.port}",
                 f"--username={SUPERUSER}",
-                "--dbname=postgres",
+                f"--dbname={database}",
                 "--no-psqlrc",
                 "--tuples-only",
                 "--no-align",
@@ -309,6 +314,24 @@ class Postgres:
         for database in self.databases:
             if database not in existing:
                 self._psql(bin_dir, f'CREATE DATABASE "{database}"')
+
+
+_GIVE_READ_MODEL_TO_ITS_OWNER = f"""
+DO $$
+DECLARE
+    owned record;
+BEGIN
+    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = '{SCHEMA}'
+               AND nspowner <> '{PROJECTOR_ROLE}'::regrole) THEN
+        ALTER SCHEMA {SCHEMA} OWNER TO {PROJECTOR_ROLE};
+    END IF;
+    FOR owned IN SELECT tablename FROM pg_tables
+                 WHERE schemaname = '{SCHEMA}' AND tableowner <> '{PROJECTOR_ROLE}' LOOP
+        EXECUTE format('ALTER TABLE {SCHEMA}.%I OWNER TO {PROJECTOR_ROLE}', owned.tablename);
+    END LOOP;
+END
+$$;
+"""
 
 
 @dataclass(frozen=True, slots=True)
