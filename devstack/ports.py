@@ -52,14 +52,7 @@ class StackPorts:
     @classmethod
     def free(cls) -> StackPorts:
         """Ports that nothing listens on right now, for a stack that must not collide (tests)."""
-        # All sockets stay bound until every port is picked, so the four ports are distinct.
-        with ExitStack() as sockets:
-            ports = []
-            for _ in fields(cls):
-                sock = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                sock.bind((LOOPBACK, 0))
-                ports.append(sock.getsockname()[1])
-        return cls(*ports)
+        return cls(*free_ports(len(fields(cls))))
 
 
 def free_port() -> int:
@@ -68,6 +61,18 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that nothing listens on right now."""
+    # All sockets stay bound until every port is picked, so the ports are distinct.
+    with ExitStack() as sockets:
+        ports = []
+        for _ in range(count):
+            sock = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOOPBACK, 0))
+            ports.append(sock.getsockname()[1])
+    return ports
 
 
 def free_ports_in_a_row(count: int) -> int:

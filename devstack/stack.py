@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
 
-from devstack.errors import StackError, StartCancelled
+from devstack.errors import StackError
 from devstack.java import java_executable
 from devstack.kafka import KAFKA_MIN_JAVA, SCRAM_USER, Kafka
 from devstack.locations import default_cache_dir
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION, fetch_all
+from devstack.parallel import in_parallel
 from devstack.ports import StackPorts, ensure_port_free
 from devstack.postgres import Postgres
 from devstack.registry import REGISTRY_MIN_JAVA, Registry
@@ -127,7 +126,7 @@ class LocalStack:
         self._cancel.clear()
         try:
             # The registry only needs its database, so it comes up while Kafka still boots.
-            _in_parallel(self.kafka.start, self._start_postgres_then_registry, cancel=self._cancel)
+            in_parallel(self.kafka.start, self._start_postgres_then_registry, cancel=self._cancel)
         except BaseException:
             self._cancel.set()
             self.stop()
@@ -161,24 +160,3 @@ class LocalStack:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _in_parallel(*tasks: Callable[[], None], cancel: threading.Event | None = None) -> None:
-    """Run `tasks` in threads and wait for all of them, then raise the first failure if any.
-
-    On the first failure, or when we are interrupted, `cancel` is set so that the other tasks
-    stop waiting for readiness instead of running to their timeouts.
-    """
-    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devstack") as pool:
-        futures = [pool.submit(task) for task in tasks]
-        try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-        finally:
-            # Still running here means another task failed, or we were interrupted (Ctrl-C).
-            if cancel is not None and not all(future.done() for future in futures):
-                cancel.set()
-        errors = [error for future in futures if (error := future.exception()) is not None]
-    # The cause, not the tasks that gave up because of it.
-    errors.sort(key=lambda error: isinstance(error, StartCancelled))
-    if errors:
-        raise errors[0]

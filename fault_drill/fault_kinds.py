@@ -34,11 +34,8 @@ _WAIT_FOR_EVENTS_S = 600.0
 
 
 def process_group(service: object) -> int | None:
-    """The process group of a running component (each runs as a session leader, so its pid).
-    Kafka's broker exposes no pid of its own: its managed process's is used."""
+    """The process group of a running component (each runs as a session leader, so its pid)."""
     pid = getattr(service, "pid", None)
-    if pid is None:
-        pid = getattr(getattr(service, "_process", None), "pid", None)
     return pid if isinstance(pid, int) else None
 
 
