@@ -138,7 +138,17 @@ def abort(producer: Producer, failure: KafkaError) -> None:
 def retire(producer: Producer) -> None:
     """Drop a producer that is being replaced, without waiting for a broker that may be gone."""
     producer.purge()
-    threading.Thread(target=producer.close, name="retire-producer", daemon=True).start()
+    threading.Thread(
+        target=_close_retired, args=(producer,), name="retire-producer", daemon=True
+    ).start()
+
+
+def _close_retired(producer: Producer) -> None:
+    try:
+        producer.close()
+    except KafkaException as exc:
+        # Its replacement fenced it, or its broker is gone: either is why it was retired.
+        log.info("a retired producer closed with: %s", exc.args[0].str())
 
 
 def send(
