@@ -198,12 +198,12 @@ def ensure_journal_topics(
             raise StartCancelled("registry: start cancelled while waiting for Kafka")
         try:
             brokers = len(admin.list_topics(timeout=2.0).brokers)
-            break
         except KafkaException:
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"registry: Kafka at {bootstrap} did not answer within {timeout:.0f}s"
-                ) from None
+            brokers = 0
+        if brokers:
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"registry: Kafka at {bootstrap} did not answer within {timeout:.0f}s")
     replicas = min(3, brokers)
     config = {**NEVER_DELETED, "min.insync.replicas": str(max(replicas - 1, 1))}
     topics = [
