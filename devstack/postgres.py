@@ -133,9 +133,6 @@ class Postgres:
     def role_password(self, role: str) -> str:
         return local_password(self.data_dir, role)
 
-    def jdbc_url(self, database: str) -> str:
-        return f"jdbc:postgresql://{LOOPBACK}:{self.port}/{database}"
-
     def is_running(self) -> bool:
         return self._process.is_running()
 

@@ -1,8 +1,9 @@
-"""Apicurio Registry 3 serving the Confluent-compatible API, stored in our PostgreSQL.
+"""Apicurio Registry 3 serving the Confluent-compatible API, its schemas stored in Kafka.
 
-SQL storage rather than KafkaSQL: schema ids then live in ordinary tables that survive a registry
-restart, and the registry does not depend on Kafka being up (it can start as soon as PostgreSQL
-answers, in parallel with the broker).
+KafkaSQL storage: every change to the registry is a record in a journal topic, which the registry
+replays into an in-memory database when it starts. Kafka then holds everything needed to decode
+the event log (the events and the schemas their ids point to); the registry keeps nothing of its
+own on disk, and the read-model database can be dropped without losing a schema.
 """
 
 from __future__ import annotations
@@ -11,17 +12,27 @@ import hashlib
 import http.client
 import os
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
+from devstack.errors import StackError, StartCancelled
 from devstack.java import java_executable
 from devstack.maven import REGISTRY_VERSION, registry_home
-from devstack.ports import LOOPBACK, ensure_port_free
+from devstack.ports import LOOPBACK, ensure_port_free, free_port
 from devstack.process import ManagedProcess, clean_environment
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
 # Apicurio Registry 3.3 is compiled for Java 21.
 REGISTRY_MIN_JAVA = 21
+# The registry's topics: the journal holds every schema, the snapshots topic points at snapshots
+# of it (never made here: no scheduled snapshots), the events topic gets change notifications.
+JOURNAL_TOPIC = "registry-journal"
+SNAPSHOTS_TOPIC = "registry-snapshots"
+EVENTS_TOPIC = "registry-events"
+# What Apicurio checks before it starts (it refuses compaction, which would have no effect on
+# its keys, and any retention): records are never deleted, so no schema is ever lost.
+NEVER_DELETED = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 class Registry:
@@ -34,8 +45,7 @@ class Registry:
         data_dir: Path,
         port: int,
         *,
-        jdbc_url: str,
-        jdbc_user: str,
+        kafka_bootstrap: str,
         cache_dir: Path,
         heap: str = "512m",
         ready_timeout: float = 120.0,
@@ -43,8 +53,7 @@ class Registry:
     ) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.jdbc_url = jdbc_url
-        self.jdbc_user = jdbc_user
+        self.kafka_bootstrap = kafka_bootstrap
         self.cache_dir = cache_dir
         self.heap = heap
         self.ready_timeout = ready_timeout
@@ -53,6 +62,8 @@ class Registry:
         self._process = ManagedProcess(self.name, self.log_file, stop_timeout=30.0)
         # (file the JVM dumps its classes into at exit, where stop() publishes it)
         self._pending_archive: tuple[Path, Path] | None = None
+        # Health (storage readiness) is served there; chosen at each start.
+        self._management_port = 0
 
     @property
     def url(self) -> str:
@@ -67,30 +78,32 @@ class Registry:
         return self._process.is_running()
 
     def start(self) -> None:
-        """Start the registry (its storage must be up) and wait until the API answers."""
+        """Start the registry (Kafka must be up) and wait until it has replayed its journal."""
         ensure_port_free(self.port, "registry")
         java = java_executable(REGISTRY_MIN_JAVA, f"Apicurio Registry {REGISTRY_VERSION}")
         home = registry_home(self.cache_dir)
         tmp = self.data_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
+        ensure_journal_topics(self.kafka_bootstrap, timeout=self.ready_timeout, cancel=self._cancel)
+        self._management_port = free_port()
         settings = {
             "quarkus.http.host": LOOPBACK,
             "quarkus.http.port": str(self.port),
             # The management interface (health, metrics) is built in and defaults to port 9000,
-            # which two stacks on one machine would fight over: let the OS pick one.
+            # which two stacks on one machine would fight over.
             "quarkus.management.host": LOOPBACK,
-            "quarkus.management.port": "0",
+            "quarkus.management.port": str(self._management_port),
             "quarkus.http.access-log.enabled": "false",
-            "apicurio.storage.kind": "sql",
-            "apicurio.storage.sql.kind": "postgresql",
-            "apicurio.datasource.url": self.jdbc_url,
-            "apicurio.datasource.username": self.jdbc_user,
-            # Loopback connections are trusted (trust auth), so this is never checked.
-            "apicurio.datasource.password": "unused",
-            # The defaults (20 idle, 100 max) would take a large share of max_connections.
-            "apicurio.datasource.jdbc.initial-size": "2",
-            "apicurio.datasource.jdbc.min-size": "2",
-            "apicurio.datasource.jdbc.max-size": "20",
+            "apicurio.storage.kind": "kafkasql",
+            "apicurio.kafkasql.bootstrap.servers": self.kafka_bootstrap,
+            "apicurio.kafkasql.topic": JOURNAL_TOPIC,
+            "apicurio.kafkasql.snapshots.topic": SNAPSHOTS_TOPIC,
+            "apicurio.events.kafka.topic": EVENTS_TOPIC,
+            # A snapshot is a file on the registry's disk: the journal alone must be enough.
+            "apicurio.kafkasql.snapshot.scheduled.enabled": "false",
+            # Checking the journal and looking for snapshots at start each read until a poll
+            # comes back empty: the default 5 s per poll would make most of the start time.
+            "apicurio.kafkasql.consumer.poll.timeout": "500",
             "apicurio.storage.snapshot.location": str(tmp),
             "apicurio.import.work-dir": str(tmp),
             "java.io.tmpdir": str(tmp),
@@ -113,7 +126,7 @@ class Registry:
         self._process.wait_ready(
             self._answers,
             timeout=self.ready_timeout,
-            what=f"GET {CCOMPAT_PATH}/subjects",
+            what=f"health/ready (the journal replayed) and GET {CCOMPAT_PATH}/subjects",
             cancel=self._cancel,
         )
 
@@ -159,8 +172,54 @@ class Registry:
             dump.unlink(missing_ok=True)
 
     def _answers(self) -> bool:
+        # The API answers while the journal is still being replayed (a schema id could then be
+        # missing); readiness waits for the registry's own marker record to come back.
+        management = f"http://{LOOPBACK}:{self._management_port}"
+        return _ok(f"{management}/health/ready") and _ok(f"{self.url}/subjects")
+
+
+def ensure_journal_topics(
+    bootstrap: str, *, timeout: float, cancel: threading.Event | None = None
+) -> None:
+    """Create the registry's journal and snapshots topics unless they exist, never deleted.
+
+    Made here rather than by the registry so that their configuration is ours whatever the
+    broker's defaults: one partition (the journal is replayed in order) and a replication that
+    fits the cluster (three copies when there are three brokers, two of them in sync). Waits
+    for Kafka to answer, up to `timeout` seconds.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise StartCancelled("registry: start cancelled while waiting for Kafka")
         try:
-            with urllib.request.urlopen(f"{self.url}/subjects", timeout=2.0) as response:
-                return bool(response.status == 200)
-        except (OSError, http.client.HTTPException):
-            return False
+            brokers = len(admin.list_topics(timeout=2.0).brokers)
+        except KafkaException:
+            brokers = 0
+        if brokers:
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"registry: Kafka at {bootstrap} did not answer within {timeout:.0f}s")
+    replicas = min(3, brokers)
+    config = {**NEVER_DELETED, "min.insync.replicas": str(max(replicas - 1, 1))}
+    topics = [
+        NewTopic(topic, 1, replicas, config=config) for topic in (JOURNAL_TOPIC, SNAPSHOTS_TOPIC)
+    ]
+    for name, future in admin.create_topics(topics, request_timeout=30.0).items():
+        try:
+            future.result(timeout=60.0)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StackError(f"registry: cannot create topic {name!r}: {error}") from None
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return bool(response.status == 200)
+    except (OSError, http.client.HTTPException):
+        return False

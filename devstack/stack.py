@@ -19,7 +19,6 @@ from devstack.service import Service
 from devstack.tls import server_certificate
 
 LEDGER_DATABASE = "ledger"
-REGISTRY_DATABASE = "registry"
 
 
 class LocalStack:
@@ -40,7 +39,7 @@ class LocalStack:
         self.postgres = Postgres(
             self.data_dir / "postgres",
             ports.postgres,
-            databases=(LEDGER_DATABASE, REGISTRY_DATABASE),
+            databases=(LEDGER_DATABASE,),
             tls_dir=self.tls_dir,
             cancel=self._cancel,
         )
@@ -56,8 +55,7 @@ class LocalStack:
         self.registry = Registry(
             self.data_dir / "registry",
             ports.registry,
-            jdbc_url=self.postgres.jdbc_url(REGISTRY_DATABASE),
-            jdbc_user=self.postgres.user,
+            kafka_bootstrap=self.kafka.bootstrap_servers,
             cache_dir=self.cache_dir,
             cancel=self._cancel,
         )
@@ -125,21 +123,21 @@ class LocalStack:
         fetch_all(self.cache_dir)
         self._cancel.clear()
         try:
-            # The registry only needs its database, so it comes up while Kafka still boots.
-            in_parallel(self.kafka.start, self._start_postgres_then_registry, cancel=self._cancel)
+            # The registry keeps its schemas in Kafka; PostgreSQL comes up meanwhile.
+            in_parallel(self._start_kafka_then_registry, self.postgres.start, cancel=self._cancel)
         except BaseException:
             self._cancel.set()
             self.stop()
             raise
 
-    def _start_postgres_then_registry(self) -> None:
-        self.postgres.start()
+    def _start_kafka_then_registry(self) -> None:
+        self.kafka.start()
         self.registry.start()
 
     def stop(self) -> None:
         """Stop everything cleanly; components that are not running are skipped."""
         # One after the other (each takes about a second) so that an interrupt lands in this
-        # thread; the registry holds connections to PostgreSQL, so it goes first.
+        # thread; the registry is a client of Kafka, so it goes first.
         self.registry.stop()
         self.kafka.stop()
         self.postgres.stop()

