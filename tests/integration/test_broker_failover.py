@@ -19,7 +19,7 @@ from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
 from ledger.domain.decider import replay
 from ledger.events.codec import EventCodec
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
 from ledger.events.schema_store import ConfluentSchemaStore
 from tests.eventually import eventually_async
@@ -138,15 +138,7 @@ def _busiest_other(cluster: KafkaCluster, topic: str, other_than: int) -> int:
 def _read_events(cluster: KafkaCluster, stack: LocalStack, topic: str) -> list[Event]:
     """Every committed event of `topic`, in each partition's order."""
     codec = EventCodec(ConfluentSchemaStore(SchemaRegistryClient({"url": stack.registry_url})))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": cluster.bootstrap_servers,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(read_to_end_config(cluster.bootstrap_servers, f"test-{uuid.uuid4().hex}"))
     try:
         reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic))
         return [

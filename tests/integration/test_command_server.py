@@ -19,7 +19,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
 from ledger.events.codec import EventCodec
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event, MoneyWithdrawn
 from ledger.events.schema_store import ConfluentSchemaStore
 from ledger.v1 import commands_pb2 as pb
@@ -34,15 +34,7 @@ def _id() -> str:
 
 def read_log(stack: LocalStack, topic: str) -> list[tuple[bytes, bytes]]:
     """Every committed record of `topic` as (key, value)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": f"test-{_id()}",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(read_to_end_config(stack.kafka_bootstrap, f"test-{_id()}"))
     try:
         reader = ReadToEnd(consumer, topic, {}, high_watermarks(consumer, topic))
         return [
