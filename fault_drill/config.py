@@ -11,7 +11,6 @@ QUERY_SERVER = "query_server"
 KAFKA = "kafka"
 POSTGRES = "postgres"
 
-LEDGER_PROCESSES = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER)
 COMPONENTS = (COMMAND_SERVER, PROJECTOR, QUERY_SERVER, KAFKA, POSTGRES)
 """Everything the drill kills, in the order the figures list them."""
 

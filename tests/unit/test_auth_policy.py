@@ -22,7 +22,6 @@ from ledger.v1 import commands_pb2, queries_pb2
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import queries_pb2 as q
 
-WRITER = Principal("w", frozenset({WRITE, READ}))
 READER = Principal("r", frozenset({READ}))
 ADMIN_ONLY = Principal("a", frozenset({ADMIN}))
 ACME = Principal("acme", frozenset({WRITE, READ}), ("acme-*",))
