@@ -1,0 +1,90 @@
+"""Generate the TypeScript client's stubs from proto/ledger/v1 into clients/typescript/src/gen.
+
+Usage: python clients/typescript/generate.py [--out DIR]
+
+The generator is ts-proto (its `protoc-gen-ts_proto` plugin, pinned in package-lock.json and
+installed here by `npm ci` when node_modules is missing or stale: devstack/node_tools.py), run by the protoc in grpcio-tools that also compiles the Python stubs, so
+the output depends only on the .proto files and pinned versions: `make check-generated-typescript`
+regenerates and fails if the committed files differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from devstack.node_tools import ensure_node_modules
+
+CLIENT_DIR = Path(__file__).resolve().parent
+PROTO_ROOT = CLIENT_DIR.parent.parent / "proto"
+DEFAULT_OUT = CLIENT_DIR / "src" / "gen"
+# outputServices=grpc-js: service definitions and client classes for @grpc/grpc-js.
+# esModuleInterop: import grpc-js the way tsconfig.json's esModuleInterop expects.
+# useOptionals=none with proto3 `optional` fields: only `expected_version` may be undefined.
+# forceLong=number: versions are small counts; ts-proto throws rather than round a huge one.
+# useDate=true: Timestamps are Dates. useExactTypes=false: fromPartial accepts plain objects.
+# annotateFilesWithVersion=false: the versions are pinned in package-lock.json and constraints.txt,
+# and a header naming them would only repeat them.
+TS_PROTO_OPTIONS = [
+    "outputServices=grpc-js",
+    "esModuleInterop=true",
+    "env=node",
+    "forceLong=number",
+    "useDate=true",
+    "useExactTypes=false",
+    "outputJsonMethods=false",
+    "outputPartialMethods=true",
+    "stringEnums=false",
+    "comments=true",
+    "addGrpcMetadata=false",
+    "annotateFilesWithVersion=false",
+]
+
+
+def proto_files() -> list[str]:
+    """The API's .proto files, relative to proto/, sorted for a stable command line."""
+    return sorted(str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto"))
+
+
+def plugin() -> Path:
+    return ensure_node_modules(CLIENT_DIR) / ".bin" / "protoc-gen-ts_proto"
+
+
+def protoc_command(out_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={files('grpc_tools').joinpath('_proto')}",  # google/protobuf/*.proto
+        f"--plugin=protoc-gen-ts_proto={plugin()}",
+        f"--ts_proto_out={out_dir}",
+        f"--ts_proto_opt={','.join(TS_PROTO_OPTIONS)}",
+        *proto_files(),
+    ]
+
+
+def generate(out_dir: Path) -> Path:
+    """Write the stubs into `out_dir` (emptied first, so a removed .proto leaves nothing behind)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    # Run from proto/ so the files record the same relative names wherever the repo lives.
+    subprocess.run(protoc_command(out_dir), cwd=PROTO_ROOT, check=True)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: src/gen")
+    args = parser.parse_args(argv)
+    print(generate(args.out.resolve()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
