@@ -34,14 +34,17 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Regenerate the protobuf/gRPC stubs under ledger/v1 from proto/.
+## Regenerate the protobuf/gRPC stubs under ledger/v1 and clients/typescript/src/gen from proto/.
+## The TypeScript generator (ts-proto) comes from `npm ci` in clients/typescript, run when needed.
 generate: install
 	$(PY) scripts/generate_stubs.py
+	$(PY) scripts/generate_typescript_stubs.py
 
 ## CI: the committed stubs must be exactly what the generator produces.
+GENERATED := ledger/v1 clients/typescript/src/gen
 check-generated: generate
-	@git diff --exit-code -- ledger/v1 || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- ledger/v1)" || { echo "Untracked generated stubs in ledger/v1: commit them." >&2; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || { echo "Untracked generated stubs in $(GENERATED): commit them." >&2; exit 1; }
 
 ## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
 soak: install

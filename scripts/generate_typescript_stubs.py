@@ -1,11 +1,12 @@
 """Generate the TypeScript client's stubs from proto/ledger/v1 into clients/typescript/src/gen.
 
-Usage: python clients/typescript/generate.py [--out DIR]
+Usage: python scripts/generate_typescript_stubs.py [--out DIR]
 
-The generator is ts-proto (its `protoc-gen-ts_proto` plugin, pinned in package-lock.json and
-installed here by `npm ci` when node_modules is missing or stale: devstack/node_tools.py), run by the protoc in grpcio-tools that also compiles the Python stubs, so
-the output depends only on the .proto files and pinned versions: `make check-generated-typescript`
-regenerates and fails if the committed files differ.
+The generator is ts-proto: its `protoc-gen-ts_proto` plugin, pinned in package-lock.json and
+installed by `npm ci` when node_modules is missing or stale (devstack/node_tools.py), run by the
+protoc in grpcio-tools that also compiles the Python stubs. The output depends only on the .proto
+files and the pinned versions: `make check-generated` regenerates and fails if the committed
+files differ.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+from devstack.node_tools import TYPESCRIPT_CLIENT as CLIENT_DIR
 from devstack.node_tools import ensure_node_modules
 
-CLIENT_DIR = Path(__file__).resolve().parent
 PROTO_ROOT = CLIENT_DIR.parent.parent / "proto"
 DEFAULT_OUT = CLIENT_DIR / "src" / "gen"
 # outputServices=grpc-js: service definitions and client classes for @grpc/grpc-js.
 # esModuleInterop: import grpc-js the way tsconfig.json's esModuleInterop expects.
-# useOptionals=none with proto3 `optional` fields: only `expected_version` may be undefined.
+# (useOptionals stays "none": only proto3 `optional` fields, expected_version, may be undefined.)
 # forceLong=number: versions are small counts; ts-proto throws rather than round a huge one.
 # useDate=true: Timestamps are Dates. useExactTypes=false: fromPartial accepts plain objects.
 # annotateFilesWithVersion=false: the versions are pinned in package-lock.json and constraints.txt,
