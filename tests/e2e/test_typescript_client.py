@@ -67,6 +67,19 @@ def _without_ledger_variables() -> dict[str, str]:
     return {k: v for k, v in npm_environment().items() if not k.startswith("LEDGER_TS_")}
 
 
+def test_the_client_is_formatted() -> None:
+    # tsc --strict checks the types when `built` compiles; prettier keeps one layout.
+    result = subprocess.run(
+        [str(ensure_node_modules() / ".bin" / "prettier"), "--check", "src", "test", "examples"],
+        cwd=TYPESCRIPT_CLIENT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=BUILD_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"run `npm run format` in clients/typescript:\n{result.stdout}"
+
+
 def test_unit_tests(built: Path) -> None:
     output = _node_test(built / "test" / "unit", _without_ledger_variables())
     assert re.search(r"^ok \d+ - retries UNAVAILABLE and DEADLINE_EXCEEDED", output, re.MULTILINE)

@@ -16,7 +16,9 @@ async function main(): Promise<void> {
     await session.openAccount({ accountId, currency: "EUR", owner: "Alice" });
     const deposit = await session.deposit(accountId, "12.50"); // amounts are decimal strings
     const { account } = await session.getAccount(accountId); // includes the deposit
-    console.log(JSON.stringify({ accountId, balance: account?.balance, version: account?.version, commandId: deposit.commandId }));
+    console.log(
+      JSON.stringify({ accountId, balance: account?.balance, version: account?.version, commandId: deposit.commandId }),
+    );
   } finally {
     client.close();
   }

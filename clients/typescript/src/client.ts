@@ -10,7 +10,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 
-import { newCommandId } from "./commandId";
+import { isCommandId, newCommandId } from "./commandId";
 import { channelCredentials, currentToken, type Security, type TokenSource } from "./credentials";
 import { CommandServiceClient } from "./gen/ledger/v1/commands";
 import {
@@ -141,43 +141,64 @@ export class LedgerClient {
 
   // Commands: one fresh command id per call, reused by every retry of that call.
 
-  openAccount(account: OpenAccount, options: CommandOptions = {}): Promise<CommandResult> {
-    return this.command(options, (commandId) => (m, o, c) =>
-      this.stubs.command.openAccount(
-        { commandId, accountId: account.accountId, currency: account.currency, owner: account.owner ?? "" },
-        m, o, c,
-      ),
+  async openAccount(account: OpenAccount, options: CommandOptions = {}): Promise<CommandResult> {
+    return this.command(
+      options,
+      (commandId) => (m, o, c) =>
+        this.stubs.command.openAccount(
+          { commandId, accountId: account.accountId, currency: account.currency, owner: account.owner ?? "" },
+          m,
+          o,
+          c,
+        ),
     );
   }
 
-  deposit(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
+  async deposit(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
     const checked = amount(value);
     const expectedVersion = options.expectedVersion;
-    return this.command(options, (commandId) => (m, o, c) =>
-      this.stubs.command.deposit({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
+    return this.command(
+      options,
+      (commandId) => (m, o, c) =>
+        this.stubs.command.deposit({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
     );
   }
 
-  withdraw(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
+  async withdraw(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
     const checked = amount(value);
     const expectedVersion = options.expectedVersion;
-    return this.command(options, (commandId) => (m, o, c) =>
-      this.stubs.command.withdraw({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
+    return this.command(
+      options,
+      (commandId) => (m, o, c) =>
+        this.stubs.command.withdraw({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
     );
   }
 
-  transfer(fromAccountId: string, toAccountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
+  async transfer(
+    fromAccountId: string,
+    toAccountId: string,
+    value: Amount,
+    options: CommandOptions = {},
+  ): Promise<CommandResult> {
     const checked = amount(value);
     const expectedVersion = options.expectedVersion;
-    return this.command(options, (commandId) => (m, o, c) =>
-      this.stubs.command.transfer({ commandId, fromAccountId, toAccountId, amount: checked, expectedVersion }, m, o, c),
+    return this.command(
+      options,
+      (commandId) => (m, o, c) =>
+        this.stubs.command.transfer(
+          { commandId, fromAccountId, toAccountId, amount: checked, expectedVersion },
+          m,
+          o,
+          c,
+        ),
     );
   }
 
-  closeAccount(accountId: string, options: CommandOptions = {}): Promise<CommandResult> {
+  async closeAccount(accountId: string, options: CommandOptions = {}): Promise<CommandResult> {
     const expectedVersion = options.expectedVersion;
-    return this.command(options, (commandId) => (m, o, c) =>
-      this.stubs.command.closeAccount({ commandId, accountId, expectedVersion }, m, o, c),
+    return this.command(
+      options,
+      (commandId) => (m, o, c) => this.stubs.command.closeAccount({ commandId, accountId, expectedVersion }, m, o, c),
     );
   }
 
@@ -193,17 +214,26 @@ export class LedgerClient {
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.listAccounts(full, m, o, c));
   }
 
-  listTransactions(request: Partial<ListTransactionsRequest> & { accountId: string }, options: CallOptions = {}): Promise<ListTransactionsResponse> {
+  listTransactions(
+    request: Partial<ListTransactionsRequest> & { accountId: string },
+    options: CallOptions = {},
+  ): Promise<ListTransactionsResponse> {
     const full = ListTransactionsRequest.fromPartial(request);
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.listTransactions(full, m, o, c));
   }
 
-  getBalanceAt(request: Partial<GetBalanceAtRequest> & { accountId: string }, options: CallOptions = {}): Promise<GetBalanceAtResponse> {
+  getBalanceAt(
+    request: Partial<GetBalanceAtRequest> & { accountId: string },
+    options: CallOptions = {},
+  ): Promise<GetBalanceAtResponse> {
     const full = GetBalanceAtRequest.fromPartial(request);
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.getBalanceAt(full, m, o, c));
   }
 
-  getDailySummaries(request: Partial<GetDailySummariesRequest> = {}, options: CallOptions = {}): Promise<GetDailySummariesResponse> {
+  getDailySummaries(
+    request: Partial<GetDailySummariesRequest> = {},
+    options: CallOptions = {},
+  ): Promise<GetDailySummariesResponse> {
     const full = GetDailySummariesRequest.fromPartial(request);
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.getDailySummaries(full, m, o, c));
   }
@@ -218,9 +248,13 @@ export class LedgerClient {
    * account is closed. Async-iterable. Not retried: a broken stream is restarted by the caller,
    * with the last message's token so that nothing is missed.
    */
-  async watchAccount(accountId: string, options: QueryOptions = {}): Promise<ClientReadableStream<WatchAccountResponse>> {
+  async watchAccount(
+    accountId: string,
+    options: QueryOptions = {},
+  ): Promise<ClientReadableStream<WatchAccountResponse>> {
     const metadata = await this.metadata();
-    const deadline = options.deadline ?? (options.timeoutMs === undefined ? undefined : new Date(Date.now() + options.timeoutMs));
+    const deadline =
+      options.deadline ?? (options.timeoutMs === undefined ? undefined : new Date(Date.now() + options.timeoutMs));
     return this.stubs.query.watchAccount(
       { accountId, consistencyToken: options.consistencyToken ?? "" },
       metadata,
@@ -233,15 +267,17 @@ export class LedgerClient {
     send: (commandId: string) => Send<CommandResponse>,
   ): Promise<CommandResult> {
     const commandId = options.commandId ?? newCommandId();
+    if (!isCommandId(commandId)) {
+      // The servers refuse any other id; better said here than after a round trip.
+      throw new TypeError(
+        `a command id is a UUIDv7 in lowercase text (newCommandId()), not ${JSON.stringify(commandId)}`,
+      );
+    }
     const response = await this.unary(options, commandId, send(commandId));
     return { version: response.version, consistencyToken: response.consistencyToken, commandId };
   }
 
-  private unary<Res>(
-    options: CallOptions,
-    commandId: string | undefined,
-    send: Send<Res>,
-  ): Promise<Res> {
+  private unary<Res>(options: CallOptions, commandId: string | undefined, send: Send<Res>): Promise<Res> {
     const deadline = options.deadline?.getTime() ?? this.env.now() + (options.timeoutMs ?? this.timeoutMs);
     const attempt = async (attemptDeadline: Date): Promise<Res> => {
       const metadata = await this.metadata();

@@ -1,5 +1,14 @@
 export { LedgerClient, DEFAULT_TIMEOUT_MS } from "./client";
-export type { Amount, CallOptions, CommandOptions, CommandResult, LedgerClientOptions, OpenAccount, QueryOptions, Stubs } from "./client";
+export type {
+  Amount,
+  CallOptions,
+  CommandOptions,
+  CommandResult,
+  LedgerClientOptions,
+  OpenAccount,
+  QueryOptions,
+  Stubs,
+} from "./client";
 export { LedgerSession } from "./session";
 export { newCommandId, isCommandId, commandIdTime } from "./commandId";
 export { mergeTokens } from "./consistency";

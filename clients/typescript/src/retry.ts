@@ -100,12 +100,7 @@ export async function withRetries<T>(
   }
 }
 
-function nextWait(
-  error: ServiceError,
-  tries: number,
-  policy: RetryPolicy,
-  random: () => number,
-): number | undefined {
+function nextWait(error: ServiceError, tries: number, policy: RetryPolicy, random: () => number): number | undefined {
   if (!RETRYABLE_CODES.has(error.code) || tries >= policy.maxAttempts) {
     return undefined;
   }

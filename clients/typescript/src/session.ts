@@ -58,7 +58,12 @@ export class LedgerSession {
     return this.wrote(this.client.withdraw(accountId, amount, options));
   }
 
-  transfer(fromAccountId: string, toAccountId: string, amount: Amount, options?: CommandOptions): Promise<CommandResult> {
+  transfer(
+    fromAccountId: string,
+    toAccountId: string,
+    amount: Amount,
+    options?: CommandOptions,
+  ): Promise<CommandResult> {
     return this.wrote(this.client.transfer(fromAccountId, toAccountId, amount, options));
   }
 
@@ -74,15 +79,24 @@ export class LedgerSession {
     return this.read(this.client.listAccounts({ ...request, consistencyToken: this.token }, options));
   }
 
-  listTransactions(request: WithoutToken<ListTransactionsRequest> & { accountId: string }, options?: CallOptions): Promise<ListTransactionsResponse> {
+  listTransactions(
+    request: WithoutToken<ListTransactionsRequest> & { accountId: string },
+    options?: CallOptions,
+  ): Promise<ListTransactionsResponse> {
     return this.read(this.client.listTransactions({ ...request, consistencyToken: this.token }, options));
   }
 
-  getBalanceAt(request: WithoutToken<GetBalanceAtRequest> & { accountId: string }, options?: CallOptions): Promise<GetBalanceAtResponse> {
+  getBalanceAt(
+    request: WithoutToken<GetBalanceAtRequest> & { accountId: string },
+    options?: CallOptions,
+  ): Promise<GetBalanceAtResponse> {
     return this.read(this.client.getBalanceAt({ ...request, consistencyToken: this.token }, options));
   }
 
-  getDailySummaries(request: WithoutToken<GetDailySummariesRequest> = {}, options?: CallOptions): Promise<GetDailySummariesResponse> {
+  getDailySummaries(
+    request: WithoutToken<GetDailySummariesRequest> = {},
+    options?: CallOptions,
+  ): Promise<GetDailySummariesResponse> {
     return this.read(this.client.getDailySummaries({ ...request, consistencyToken: this.token }, options));
   }
 
@@ -91,7 +105,10 @@ export class LedgerSession {
   }
 
   /** Follows an account from a state that includes everything the session did so far. */
-  watchAccount(accountId: string, options: Omit<QueryOptions, "consistencyToken"> = {}): Promise<ClientReadableStream<WatchAccountResponse>> {
+  watchAccount(
+    accountId: string,
+    options: Omit<QueryOptions, "consistencyToken"> = {},
+  ): Promise<ClientReadableStream<WatchAccountResponse>> {
     return this.client.watchAccount(accountId, { ...options, consistencyToken: this.token });
   }
 

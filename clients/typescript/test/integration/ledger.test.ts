@@ -16,7 +16,9 @@ import {
 } from "../../src";
 
 const env = process.env;
-const configured = ["LEDGER_TS_COMMAND_ADDRESS", "LEDGER_TS_QUERY_ADDRESS", "LEDGER_TS_CA_FILE"].every((name) => env[name]);
+const configured = ["LEDGER_TS_COMMAND_ADDRESS", "LEDGER_TS_QUERY_ADDRESS", "LEDGER_TS_CA_FILE"].every(
+  (name) => env[name],
+);
 
 function options(token: string | undefined, interceptors: Interceptor[] = []): LedgerClientOptions {
   return {
@@ -54,7 +56,11 @@ function loseDepositAnswers(lose: number, sentIds: string[]): Interceptor {
           // The answer reaches the call, but with a failed status grpc-js reports only the error.
           onReceiveStatus(received, nextStatus) {
             // The server applied the deposit and answered OK; the caller hears the network fail.
-            nextStatus(loseThis ? { code: status.UNAVAILABLE, details: "answer lost (test)", metadata: new Metadata() } : received);
+            nextStatus(
+              loseThis
+                ? { code: status.UNAVAILABLE, details: "answer lost (test)", metadata: new Metadata() }
+                : received,
+            );
           },
         });
       },
@@ -90,7 +96,9 @@ describe("against the real ledger", { skip: configured ? false : "LEDGER_TS_* no
 
   test("a lost answer is retried with the same id and the deposit is applied once", async () => {
     const sentIds: string[] = [];
-    const client = new LedgerClient(options(tokenFile("LEDGER_TS_WRITER_TOKEN_FILE"), [loseDepositAnswers(1, sentIds)]));
+    const client = new LedgerClient(
+      options(tokenFile("LEDGER_TS_WRITER_TOKEN_FILE"), [loseDepositAnswers(1, sentIds)]),
+    );
     try {
       const id = accountId();
       const session = client.session();
@@ -166,7 +174,10 @@ describe("against the real ledger", { skip: configured ? false : "LEDGER_TS_* no
   test("without a token every call is refused", async () => {
     const anonymous = new LedgerClient(options(undefined));
     try {
-      await assert.rejects(anonymous.getProjectionStatus(), (error: LedgerError) => error.code === status.UNAUTHENTICATED);
+      await assert.rejects(
+        anonymous.getProjectionStatus(),
+        (error: LedgerError) => error.code === status.UNAUTHENTICATED,
+      );
     } finally {
       anonymous.close();
     }

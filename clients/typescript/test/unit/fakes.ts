@@ -9,6 +9,7 @@ export type Outcome = { error: ServiceError } | { response: object };
 export interface Sent {
   method: string;
   request: Record<string, unknown>;
+  metadata: Metadata;
   deadline: number;
 }
 
@@ -44,7 +45,7 @@ export class FakeTime implements RetryEnvironment {
 
 export function fakeClient(
   outcomes: Outcome[],
-  options: { timeoutMs?: number; retry?: Partial<RetryPolicy>; time?: FakeTime } = {},
+  options: { timeoutMs?: number; retry?: Partial<RetryPolicy>; time?: FakeTime; token?: string } = {},
 ): { client: LedgerClient; sent: Sent[]; time: FakeTime } {
   const sent: Sent[] = [];
   const time = options.time ?? new FakeTime();
@@ -57,11 +58,11 @@ export function fakeClient(
         }
         return (
           request: Record<string, unknown>,
-          _metadata: Metadata,
+          metadata: Metadata,
           callOptions: { deadline: Date },
           callback: (error: ServiceError | null, response?: object) => void,
         ) => {
-          sent.push({ method, request, deadline: callOptions.deadline.getTime() });
+          sent.push({ method, request, metadata, deadline: callOptions.deadline.getTime() });
           const outcome = outcomes.shift() ?? failure(status.INTERNAL, "the test scripted no more answers");
           setImmediate(() => ("error" in outcome ? callback(outcome.error) : callback(null, outcome.response)));
           return {};
@@ -71,7 +72,14 @@ export function fakeClient(
   );
   const stubs = { command: stub, query: stub } as unknown as Stubs;
   const client = new LedgerClient(
-    { commandAddress: "fake", queryAddress: "fake", insecure: true, timeoutMs: options.timeoutMs, retry: options.retry },
+    {
+      commandAddress: "fake",
+      queryAddress: "fake",
+      insecure: true,
+      token: options.token,
+      timeoutMs: options.timeoutMs,
+      retry: options.retry,
+    },
     stubs,
     time,
   );

@@ -19,7 +19,12 @@ test("retries UNAVAILABLE and DEADLINE_EXCEEDED with the same command id", async
   assert.equal(sent.length, 3);
   assert.ok(isCommandId(result.commandId));
   for (const call of sent) {
-    assert.deepEqual(call.request, { commandId: result.commandId, accountId: "acc-1", amount: "12.34", expectedVersion: undefined });
+    assert.deepEqual(call.request, {
+      commandId: result.commandId,
+      accountId: "acc-1",
+      amount: "12.34",
+      expectedVersion: undefined,
+    });
   }
 });
 
@@ -161,14 +166,32 @@ test("each command gets a fresh id", async () => {
 
 test("amounts are decimal strings: a number is refused before anything is sent", async () => {
   const { client, sent } = fakeClient([ACCEPTED]);
-  assert.throws(() => client.deposit("acc-1", 12.34 as unknown as string), TypeError);
-  assert.throws(() => client.transfer("a", "b", "1e3"), TypeError);
-  assert.throws(() => client.withdraw("a", "-1"), TypeError);
+  await assert.rejects(client.deposit("acc-1", 12.34 as unknown as string), TypeError);
+  await assert.rejects(client.transfer("a", "b", "1e3"), TypeError);
+  await assert.rejects(client.withdraw("a", "-1"), TypeError);
   assert.equal(sent.length, 0);
 });
 
+test("a command id of another shape is refused before anything is sent", async () => {
+  const { client, sent } = fakeClient([ACCEPTED]);
+  await assert.rejects(client.deposit("acc-1", "1", { commandId: "4b0e3a3c-3c2e-4d8e-9d3a-0a7e8f9b1c2d" }), TypeError);
+  assert.equal(sent.length, 0);
+});
+
+test("on a plaintext channel the token goes in every try's metadata", async () => {
+  const { client, sent } = fakeClient([failure(status.UNAVAILABLE), ACCEPTED], { token: "t0ken" });
+  await client.closeAccount("acc-1");
+  assert.deepEqual(
+    sent.map((call) => call.metadata.get("authorization")),
+    [["Bearer t0ken"], ["Bearer t0ken"]],
+  );
+});
+
 test("reads are retried too", async () => {
-  const { client, sent } = fakeClient([failure(status.UNAVAILABLE), success({ account: undefined, freshness: undefined })]);
+  const { client, sent } = fakeClient([
+    failure(status.UNAVAILABLE),
+    success({ account: undefined, freshness: undefined }),
+  ]);
   await client.getAccount("acc-1");
   assert.equal(sent.length, 2);
 });

@@ -13,7 +13,10 @@ test("merging keeps the latest offset of every partition", () => {
   assert.equal(mergeTokens("", token("1:1")), token("1:1"));
   assert.equal(mergeTokens(token("1:1"), ""), token("1:1"));
   // Kafka offsets go up to 2**63 - 1, beyond what a JS number holds exactly.
-  assert.equal(mergeTokens(token("0:9223372036854775806"), token("0:9223372036854775807")), token("0:9223372036854775807"));
+  assert.equal(
+    mergeTokens(token("0:9223372036854775806"), token("0:9223372036854775807")),
+    token("0:9223372036854775807"),
+  );
 });
 
 test("a token in a format the client does not know is taken as it is", () => {
