@@ -5,14 +5,12 @@ oversized request gets gRPC's own RESOURCE_EXHAUSTED, and the server stays SERVI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.ledger_services import LedgerService
-from devstack.stack import LocalStack
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -36,25 +34,14 @@ NEVER = ConsistencyToken.at(0, 10**12).encode()
 
 
 @pytest.fixture(scope="module")
-def query_server(
-    stack: LocalStack, database_url: str, topic: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LedgerService]:
-    """The module's query server, with small limits (conftest.py's has the defaults)."""
-    service = LedgerService.query_server(
-        stack,
-        tmp_path_factory.mktemp("query-server-limits"),
-        topic=topic,
-        database_url=database_url,
-        extra_env={
-            "LEDGER_QUERY_MAX_WAIT_SECONDS": str(MAX_WAIT_S),
-            "LEDGER_QUERY_MAX_WAITING_CALLS": str(MAX_WAITING),
-            "LEDGER_QUERY_MAX_WATCHES": str(MAX_WATCHES),
-            "LEDGER_GRPC_MAX_RECEIVE_BYTES": str(MAX_RECEIVE_BYTES),
-        },
-    )
-    service.start()
-    yield service
-    service.stop()
+def query_server_env() -> dict[str, str]:
+    """Small limits (conftest.py's query server has the defaults)."""
+    return {
+        "LEDGER_QUERY_MAX_WAIT_SECONDS": str(MAX_WAIT_S),
+        "LEDGER_QUERY_MAX_WAITING_CALLS": str(MAX_WAITING),
+        "LEDGER_QUERY_MAX_WATCHES": str(MAX_WATCHES),
+        "LEDGER_GRPC_MAX_RECEIVE_BYTES": str(MAX_RECEIVE_BYTES),
+    }
 
 
 def _waiting(client: pb_grpc.QueryServiceAsyncStub, timeout: float) -> asyncio.Future[object]:
