@@ -64,8 +64,9 @@ class Settings:
     max_wait_seconds: float = 30.0
     # Calls waiting for a consistency token at once (per worker); past it RESOURCE_EXHAUSTED.
     max_waiting_calls: int = 1000
-    # WatchAccount streams at once (per worker); each holds a slot in the checkpoints' waits
-    # and a read per change, so they are counted like the connections a server can afford.
+    # WatchAccount streams at once (per worker); each is a waiter on the checkpoints and a
+    # database read per change of its partition, so their number must stay within what the
+    # pool (LEDGER_QUERY_POOL_SIZE) keeps up with.
     max_watches: int = 1000
     server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
     grace_seconds: float = 5.0
