@@ -80,6 +80,7 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         settings.listen,
         GrpcServerMetrics.create(),
         security,
+        limits=settings.server_limits,
     )
     metrics = start_metrics_exporter(COMMAND_SERVER_METRICS_ADDR)
     # Only once the port is ours: the writer fences any other instance of this shard. It starts
@@ -109,6 +110,8 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         shard,
         max_commands=settings.batch_max_commands,
         max_wait_ms=settings.batch_max_wait_ms,
+        max_queued=settings.queue_max_commands,
+        retry_after_ms=settings.queue_retry_after_ms,
         on_fenced=on_fenced,
         on_writer_lost=on_writer_lost,
         on_broken=on_broken,

@@ -11,6 +11,10 @@ Each reply also says what the writer learnt about Kafka, which health follows: N
 while the writer cannot commit, SERVING again once a transaction commits. While no command
 comes, the committer asks the writer every `probe_every` seconds, so that health follows a
 broker that goes away (or comes back) between commands too.
+
+The queue is bounded (`max_queued`): while Kafka is slow or gone, commands past the bound are
+refused at once (`Overloaded`, RESOURCE_EXHAUSTED with a retry hint) rather than held in memory
+until their callers give up.
 """
 
 from __future__ import annotations
@@ -59,6 +63,18 @@ class Writer(Protocol):
         ...
 
 
+class Overloaded(RuntimeError):
+    """The queue is full; the caller should retry after `retry_after_ms`."""
+
+    def __init__(self, queued: int, retry_after_ms: int) -> None:
+        super().__init__(
+            f"the command server has {queued} commands waiting for the event store, its limit "
+            f"(LEDGER_COMMAND_QUEUE_MAX); nothing was done: retry the same command in "
+            f"{retry_after_ms} ms"
+        )
+        self.retry_after_ms = retry_after_ms
+
+
 @dataclass(slots=True)
 class _Submission:
     command: Command
@@ -73,6 +89,8 @@ class GroupCommitter:
         *,
         max_commands: int,
         max_wait_ms: int,
+        max_queued: int,
+        retry_after_ms: int,
         on_fenced: Callable[[Fenced], None],
         on_writer_lost: Callable[[WriterLost], None],
         on_broken: Callable[[str], None] = lambda why: None,
@@ -84,6 +102,8 @@ class GroupCommitter:
         self._shard = shard
         self._max_commands = max_commands
         self._max_wait = max_wait_ms / 1000
+        self._max_queued = max_queued
+        self._retry_after_ms = retry_after_ms
         self._on_fenced = on_fenced
         self._on_writer_lost = on_writer_lost
         self._on_broken = on_broken
@@ -93,6 +113,7 @@ class GroupCommitter:
         """Whether the writer's last word was that Kafka takes commits."""
         self._broken: str | None = None
         self._metrics = metrics or CommandMetrics.create(registry=None)
+        # Bounded by `submit`'s check, not by maxsize: close()'s sentinel must always fit.
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._closing = False
         self._fenced: Fenced | None = None
@@ -112,6 +133,8 @@ class GroupCommitter:
             raise NotServing("the command server is shutting down; retry on its successor")
         if self._shard.count > 1:
             self._check_owner(command)
+        if self._queue.qsize() >= self._max_queued:
+            raise Overloaded(self._queue.qsize(), self._retry_after_ms)
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Submission(command, future))
         return await future

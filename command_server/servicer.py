@@ -7,7 +7,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from command_server.event_store import AppendFailed
-from command_server.group_commit import GroupCommitter, Misrouted
+from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
 from command_server.writer.protocol import CommandIdReused, NotServing
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -91,6 +91,10 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             await _abort(context, _STATUS_OF[exc.kind], exc.message)
         except CommandIdReused as exc:
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except Overloaded as exc:
+            # gRPC's standard hint, which clients' retry policies honour, next to the message's.
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(exc.retry_after_ms)),))
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except (NotServing, Misrouted) as exc:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         except AppendFailed as exc:

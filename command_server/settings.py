@@ -15,6 +15,7 @@ from ledger.environment import (
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 from ledger.kafka_security import KafkaSecurity, kafka_security
 from ledger.registry_access import RegistryAccess, registry_access
+from ledger.server_limits import ServerLimits, server_limits
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 MAX_PRODUCERS = 4
@@ -33,6 +34,12 @@ class Settings:
     # Group commit: a batch closes when it holds this many commands or has waited this long.
     batch_max_commands: int = 1000
     batch_max_wait_ms: int = 0
+    # Commands waiting for a batch at most; past it a command is refused (RESOURCE_EXHAUSTED)
+    # instead of piling up in memory while Kafka is slow or gone. Default: 4 batches' worth.
+    queue_max_commands: int = 4 * 1000
+    # When a refused command's client is told to retry (grpc-retry-pushback-ms): about a few
+    # commits' time, long enough for the queue to drain a batch or two.
+    queue_retry_after_ms: int = 1000
     # How many command ids (most recent first) are remembered for idempotent retries.
     dedupe_window: int = 1_000_000
     # A snapshot of the write model every this many events (0: never), so that a restart
@@ -46,11 +53,15 @@ class Settings:
     min_replication_factor: int = 1
     min_insync_replicas: int = 1
     grace_seconds: float = 10.0
+    server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
+        batch_max_commands = env_int(
+            env, "LEDGER_BATCH_MAX_COMMANDS", defaults.batch_max_commands, minimum=1
+        )
         settings = cls(
             kafka_bootstrap=env_text(
                 env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
@@ -66,10 +77,14 @@ class Settings:
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
             shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
             shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
-            batch_max_commands=env_int(
-                env, "LEDGER_BATCH_MAX_COMMANDS", defaults.batch_max_commands, minimum=1
-            ),
+            batch_max_commands=batch_max_commands,
             batch_max_wait_ms=env_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
+            queue_max_commands=env_int(
+                env, "LEDGER_COMMAND_QUEUE_MAX", 4 * batch_max_commands, minimum=1
+            ),
+            queue_retry_after_ms=env_int(
+                env, "LEDGER_COMMAND_RETRY_AFTER_MS", defaults.queue_retry_after_ms, minimum=1
+            ),
             dedupe_window=env_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
             snapshot_every_events=env_int(
                 env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
@@ -84,6 +99,8 @@ class Settings:
             min_insync_replicas=env_int(
                 env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
             ),
+            # LEDGER_GRPC_*
+            server_limits=server_limits(env),
         )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(

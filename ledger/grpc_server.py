@@ -4,7 +4,7 @@ Each composition root adds its own servicer (which only translates between proto
 domain) and gets the rest from here: per-method metrics, TLS and the authentication and
 authorization of every call (`ledger.auth`, as `ServerSecurity` says), grpc.health.v1 for the
 whole server ("") and for the service by name, reflection that shows the API's comments, the
-listening port.
+listening port, and the limits of what clients may take (`ledger.server_limits`).
 Health answers NOT_SERVING from the moment the server starts until the service says otherwise,
 so that a probe can tell "up but not ready" (rebuilding, connecting) from "down".
 """
@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from ledger.auth.interceptor import AuthInterceptor
 from ledger.auth.settings import ServerSecurity
 from ledger.reflection import documented_pool
+from ledger.server_limits import ServerLimits
 from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.metrics import GrpcServerMetrics
 
@@ -52,14 +53,19 @@ class LedgerServer:
         listen: str,
         metrics: GrpcServerMetrics,
         security: ServerSecurity,
-        options: Sequence[tuple[str, Any]] | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        limits: ServerLimits = ServerLimits(),  # noqa: B008 (frozen, so safe to share)
     ) -> None:
         self.service_name = service_name
         # Metrics outermost, so that refused calls are counted with their status too.
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
         if security.verifier is not None:
             interceptors.append(AuthInterceptor(security.verifier))
-        self.server = grpc.aio.server(interceptors=interceptors, options=options)
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=(*limits.options(), *options),
+            maximum_concurrent_rpcs=limits.max_concurrent_calls,
+        )
         add_servicer(servicer, self.server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)

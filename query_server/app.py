@@ -27,6 +27,7 @@ from query_server.queries import ReadModel
 from query_server.servicer import QueryServicer, ReadSide
 from query_server.settings import Settings
 from query_server.token_wait import TokenWaiter
+from query_server.watch import Watchers
 from query_server.watermarks import HighWatermarks
 
 log = logging.getLogger("query_server")
@@ -53,8 +54,9 @@ async def _open_read_model(settings: Settings, stopping: asyncio.Event) -> ReadM
     return None
 
 
-# Options of the gRPC server. SO_REUSEPORT lets the workers bind one port, the kernel spreading
-# connections (not calls) over them; it is also grpc's default, so one process behaves as before.
+# Options of the gRPC server besides its limits (settings.server_limits). SO_REUSEPORT lets the
+# workers bind one port, the kernel spreading connections (not calls) over them; it is also
+# grpc's default, so one process behaves as before.
 SERVER_OPTIONS = (("grpc.so_reuseport", 1),)
 
 
@@ -83,6 +85,7 @@ async def serve(
         GrpcServerMetrics.create(registry),
         security,
         options=SERVER_OPTIONS,
+        limits=settings.server_limits,
     )
     metrics = (
         start_metrics_exporter(QUERY_SERVER_METRICS_ADDR, registry=registry)
@@ -116,8 +119,15 @@ async def serve(
     servicer.read_side = ReadSide(
         read_model,
         checkpoints,
-        TokenWaiter(checkpoints, read_model.checkpoints, settings.default_wait_seconds),
+        TokenWaiter(
+            checkpoints,
+            read_model.checkpoints,
+            settings.default_wait_seconds,
+            max_wait_seconds=settings.max_wait_seconds,
+            max_waiting=settings.max_waiting_calls,
+        ),
         watermarks,
+        Watchers(settings.max_watches),
     )
 
     async def on_listening(listening: bool) -> None:

@@ -25,3 +25,7 @@ class NotCovered(QueryFailed):
 
 class Unavailable(QueryFailed):
     """The read model cannot be reached or is not ready; retrying later may succeed."""
+
+
+class ResourceExhausted(QueryFailed):
+    """The server is at one of its limits (calls waiting, streams); retrying later may succeed."""

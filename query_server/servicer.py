@@ -16,13 +16,20 @@ from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
 from query_server import messages, validation
 from query_server.checkpoints import Checkpoints
-from query_server.errors import InvalidArgument, NotCovered, NotFound, QueryFailed, Unavailable
+from query_server.errors import (
+    InvalidArgument,
+    NotCovered,
+    NotFound,
+    QueryFailed,
+    ResourceExhausted,
+    Unavailable,
+)
 from query_server.queries import ReadModel
 from query_server.rows import Page as Rows
 from query_server.rows import Snapshot
 from query_server.token_wait import TokenWaiter
 from query_server.validation import Page
-from query_server.watch import follow
+from query_server.watch import Watchers, follow
 from query_server.watermarks import HighWatermarks
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ _STATUS_OF: dict[type[QueryFailed], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     NotCovered: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 # How long GetProjectionStatus waits for Kafka before answering with the last watermarks seen.
@@ -91,6 +99,7 @@ class ReadSide:
     checkpoints: Checkpoints
     token_waiter: TokenWaiter
     watermarks: HighWatermarks
+    watchers: Watchers
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
@@ -180,12 +189,13 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> AsyncIterator[pb.WatchAccountResponse]:
         account_id = validation.account_id(request.account_id)
         token, side = await self._ready(request, context)
-        first = True
-        async for update in follow(side.read_model, side.checkpoints, account_id):
-            if first:
-                _check_covered(token, update.snapshot)
-                first = False
-            yield messages.watch_update(update)
+        with side.watchers.slot():
+            first = True
+            async for update in follow(side.read_model, side.checkpoints, account_id):
+                if first:
+                    _check_covered(token, update.snapshot)
+                    first = False
+                yield messages.watch_update(update)
 
     async def _ready(
         self, request: _AsksConsistency, context: _Context

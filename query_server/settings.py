@@ -17,6 +17,7 @@ from ledger.environment import (
 )
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
 from ledger.kafka_security import KafkaSecurity, kafka_security
+from ledger.server_limits import ServerLimits, server_limits
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 
@@ -58,6 +59,16 @@ class Settings:
     pool_size: int = 4
     # How long a query with a consistency token waits when the call has no deadline.
     default_wait_seconds: float = 10.0
+    # The longest any token wait lasts, whatever the call's deadline: a waiting call holds a
+    # slot and memory, and a read model this far behind is better reported than waited for.
+    max_wait_seconds: float = 30.0
+    # Calls waiting for a consistency token at once (per worker); past it RESOURCE_EXHAUSTED.
+    max_waiting_calls: int = 1000
+    # WatchAccount streams at once (per worker); each is a waiter on the checkpoints and a
+    # database read per change of its partition, so their number must stay within what the
+    # pool (LEDGER_QUERY_POOL_SIZE) keeps up with.
+    max_watches: int = 1000
+    server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
     grace_seconds: float = 5.0
     # Processes serving the port together (SO_REUSEPORT): one grpc.aio event loop keeps about
     # one core busy, whatever the machine has. 1 serves from this very process. Not more by
@@ -82,6 +93,15 @@ class Settings:
             default_wait_seconds=env_seconds(
                 env, "LEDGER_QUERY_DEFAULT_WAIT_SECONDS", defaults.default_wait_seconds
             ),
+            max_wait_seconds=env_seconds(
+                env, "LEDGER_QUERY_MAX_WAIT_SECONDS", defaults.max_wait_seconds
+            ),
+            max_waiting_calls=env_int(
+                env, "LEDGER_QUERY_MAX_WAITING_CALLS", defaults.max_waiting_calls, minimum=1
+            ),
+            max_watches=env_int(env, "LEDGER_QUERY_MAX_WATCHES", defaults.max_watches, minimum=1),
+            # LEDGER_GRPC_*
+            server_limits=server_limits(env),
             workers=_workers(env, defaults.workers),
         )
         if settings.workers > 1 and _port_of(settings.listen) == "0":

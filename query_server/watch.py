@@ -3,16 +3,23 @@
 A follower sleeps on the shared `Checkpoints` until the checkpoint of its account's partition
 moves past what it last read (a NOTIFY wakes it, no polling), then reads its account's changes
 after the last version it sent: one indexed read, whatever else happened in the partition.
+
+A process follows at most `Watchers.limit` accounts at once. A slow reader holds little here:
+the servicer's `yield` returns only once gRPC has taken the message, which it does only while the
+client's HTTP/2 flow-control window has room (docs/reliability.md, "Bounded resources"). A stream
+that is not read stops there, holding one message and one batch of changes (`_BATCH` rows).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ledger.consistency import ConsistencyToken
 from query_server.checkpoints import Checkpoints
+from query_server.errors import ResourceExhausted
 from query_server.queries import ReadModel
 from query_server.rows import AccountRow, MovementRow, Snapshot
 
@@ -27,6 +34,29 @@ class AccountUpdate:
     movement: MovementRow | None
     """None for the first update and for changes that move no money (closing)."""
     snapshot: Snapshot
+
+
+class Watchers:
+    """Counts the WatchAccount streams of this process against `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Held for as long as a stream runs; ResourceExhausted if all `limit` are taken."""
+        if self.active >= self.limit:
+            raise ResourceExhausted(
+                f"this query server already follows {self.active} accounts, its limit "
+                "(LEDGER_QUERY_MAX_WATCHES); retry later, or close a WatchAccount stream "
+                "you no longer read"
+            )
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
 
 
 async def follow(

@@ -30,12 +30,16 @@ class QueryServiceStub:
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     def __init__(self, channel):
@@ -86,12 +90,16 @@ class QueryServiceServicer:
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     def GetAccount(self, request, context):
@@ -139,6 +147,10 @@ class QueryServiceServicer:
     def WatchAccount(self, request, context):
         """Streams an account's state: first its current state, then one message per change, until the
         client cancels or the account is closed (the last message then shows the closed account).
+        The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+        default) or stops: watch again, and the first message brings the account's current state,
+        from which the changes continue (compare `account.version` with the last one seen).
+        RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,12 +207,16 @@ class QueryService:
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     @staticmethod

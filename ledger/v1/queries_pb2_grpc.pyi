@@ -31,12 +31,16 @@ class QueryServiceStub:
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     @_typing.overload
@@ -58,6 +62,10 @@ class QueryServiceStub:
     WatchAccount: _grpc.UnaryStreamMultiCallable[_queries_pb2.WatchAccountRequest, _queries_pb2.WatchAccountResponse]
     """Streams an account's state: first its current state, then one message per change, until the
     client cancels or the account is closed (the last message then shows the closed account).
+    The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+    default) or stops: watch again, and the first message brings the account's current state,
+    from which the changes continue (compare `account.version` with the last one seen).
+    RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
     """
 
 @_typing.type_check_only
@@ -66,12 +74,16 @@ class QueryServiceAsyncStub(QueryServiceStub):
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -90,6 +102,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     WatchAccount: _aio.UnaryStreamMultiCallable[_queries_pb2.WatchAccountRequest, _queries_pb2.WatchAccountResponse]  # type: ignore[assignment]
     """Streams an account's state: first its current state, then one message per change, until the
     client cancels or the account is closed (the last message then shows the closed account).
+    The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+    default) or stops: watch again, and the first message brings the account's current state,
+    from which the changes continue (compare `account.version` with the last one seen).
+    RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
     """
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -97,12 +113,16 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     with a small delay; every response carries a `Freshness` saying which position it reflects.
 
     Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
-    query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
-    includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+    query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+    cap (30 s by default), until the read model includes that position. If the wait runs out first
+    the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
 
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
-    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+    RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+    too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+    (retry later; the message names the limit).
     """
 
     @_abc_1.abstractmethod
@@ -161,6 +181,10 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_queries_pb2.WatchAccountResponse], _abc.AsyncIterator[_queries_pb2.WatchAccountResponse]]:
         """Streams an account's state: first its current state, then one message per change, until the
         client cancels or the account is closed (the last message then shows the closed account).
+        The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+        default) or stops: watch again, and the first message brings the account's current state,
+        from which the changes continue (compare `account.version` with the last one seen).
+        RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
         """
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from command_server.event_store import Fenced
-from command_server.group_commit import GroupCommitter, Misrouted
+from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
 from command_server.shards import Shard
 from command_server.writer.handle import WriterLost
 from command_server.writer.protocol import (
@@ -24,6 +24,7 @@ from command_server.writer.protocol import (
     PackedCommand,
     unpack_command,
 )
+from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command, Deposit, Transfer
 from tests.eventually import eventually_async
 
@@ -101,13 +102,18 @@ async def start(writer: FakeWriter, calls: Calls) -> AsyncIterator[Start]:
     running: list[tuple[GroupCommitter, asyncio.Task[None]]] = []
 
     def started(
-        shard: Shard = ONE_SHARD, max_commands: int = 100, probe_every: float = 60
+        shard: Shard = ONE_SHARD,
+        max_commands: int = 100,
+        probe_every: float = 60,
+        max_queued: int = 1000,
     ) -> GroupCommitter:
         committer = GroupCommitter(
             writer,
             shard,
             max_commands=max_commands,
             max_wait_ms=0,
+            max_queued=max_queued,
+            retry_after_ms=250,
             on_fenced=calls.fenced.append,
             on_writer_lost=calls.lost.append,
             on_broken=calls.broken.append,
@@ -315,6 +321,40 @@ async def test_a_broken_reply_stops_taking_commands(
 
     assert calls.broken == ["broker gone"]
     assert len(writer.batches) == 1
+
+
+async def test_commands_past_the_queue_bound_are_refused_at_once_with_a_retry_hint(
+    start: Start, writer: FakeWriter
+) -> None:
+    committer = start(max_commands=2, max_queued=3)
+    # One batch at the (stalled) writer, three commands queued behind it: the bound.
+    first, *queued = (Deposit(new_command_id(), "a1", "1.00") for _ in range(4))
+    tasks = await behind_one_in_flight(committer, writer, first, *queued)
+
+    with pytest.raises(Overloaded, match="retry the same command in 250 ms") as refused:
+        await committer.submit(Deposit(new_command_id(), "a1", "1.00"))
+    assert refused.value.retry_after_ms == 250
+    assert "3 commands waiting" in str(refused.value)
+    assert not any(task.done() for task in tasks)
+
+    writer.gate.set()
+    await acked(tasks)
+    # Once the queue drained, commands are taken again.
+    assert (await committer.submit(Deposit(new_command_id(), "a1", "1.00"))).version == 4
+    assert [len(batch) for batch in writer.batches] == [1, 2, 1, 1]
+
+
+async def test_close_still_fits_behind_a_full_queue(start: Start, writer: FakeWriter) -> None:
+    committer = start(max_queued=1)
+    queued = Deposit(new_command_id(), "a1", "1.00")
+    tasks = await behind_one_in_flight(
+        committer, writer, Deposit(new_command_id(), "a1", "1.00"), queued
+    )
+
+    await committer.close()
+    writer.gate.set()
+
+    assert len(await acked(tasks)) == 2
 
 
 async def _true(value: bool) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from ledger.auth.settings import ServerSecurity
 from ledger.grpc_server import LedgerServer
+from ledger.server_limits import ServerLimits
 from ledger.telemetry.metrics import GrpcServerMetrics
 from ledger.v1 import queries_pb2, queries_pb2_grpc
 from query_server.servicer import QueryServicer
@@ -24,7 +26,7 @@ async def _statuses(channel: grpc.aio.Channel) -> list[int]:
     ]
 
 
-async def _started() -> LedgerServer:
+async def _started(limits: ServerLimits = ServerLimits()) -> LedgerServer:  # noqa: B008
     server = LedgerServer(
         SERVICE,
         QueryServicer(),
@@ -32,6 +34,7 @@ async def _started() -> LedgerServer:
         "127.0.0.1:0",
         GrpcServerMetrics.create(CollectorRegistry()),
         ServerSecurity(),  # plaintext, no authentication
+        limits=limits,
     )
     await server.start()
     return server
@@ -63,3 +66,20 @@ async def test_reflection_lists_the_service_health_and_itself() -> None:
         await server.stop(0)
 
     assert names == {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+
+
+async def test_calls_past_the_concurrent_calls_limit_get_grpcs_resource_exhausted() -> None:
+    server = await _started(ServerLimits(max_concurrent_calls=1))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            await watch.read()  # the one call allowed, running until cancelled
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            watch.cancel()
+    finally:
+        await server.stop(0)
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == "Concurrent RPC limit exceeded!"

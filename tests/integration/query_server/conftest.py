@@ -38,16 +38,26 @@ async def database_url(stack: LocalStack) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
+def query_server_env() -> dict[str, str]:
+    """The query server's settings; a module may override this fixture with its own."""
+    # Keeps the test of a call without a deadline short.
+    return {"LEDGER_QUERY_DEFAULT_WAIT_SECONDS": "1"}
+
+
+@pytest.fixture(scope="module")
 def query_server(
-    stack: LocalStack, database_url: str, topic: str, tmp_path_factory: pytest.TempPathFactory
+    stack: LocalStack,
+    database_url: str,
+    topic: str,
+    query_server_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LedgerService]:
     service = LedgerService.query_server(
         stack,
         tmp_path_factory.mktemp("query-server"),
         topic=topic,
         database_url=database_url,
-        # Keeps the test of a call without a deadline short.
-        extra_env={"LEDGER_QUERY_DEFAULT_WAIT_SECONDS": "1"},
+        extra_env=query_server_env,
     )
     service.start()
     yield service
