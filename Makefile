@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# What scripts/generate_stubs.py writes: the servers' stubs and the Python client's copy of them.
+GENERATED := ledger/v1 clients/python/src/ledger_client/v1
 
 .PHONY: install run test lint format generate check-generated unit soak bench bench-quick
 
@@ -34,14 +36,14 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Regenerate the protobuf/gRPC stubs under ledger/v1 from proto/.
+## Regenerate the protobuf/gRPC stubs under ledger/v1 and clients/python from proto/.
 generate: install
 	$(PY) scripts/generate_stubs.py
 
 ## CI: the committed stubs must be exactly what the generator produces.
 check-generated: generate
-	@git diff --exit-code -- ledger/v1 || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- ledger/v1)" || { echo "Untracked generated stubs in ledger/v1: commit them." >&2; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || { echo "Untracked generated stubs in $(GENERATED): commit them." >&2; exit 1; }
 
 ## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
 soak: install
