@@ -85,11 +85,14 @@ class Retrier:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        on_retry: Callable[[grpc.StatusCode, float], None] | None = None,
     ) -> None:
         self.policy = policy
         self._clock = clock
         self._sleep = sleep
         self._uniform = (rng or random.Random()).uniform
+        self._on_retry = on_retry
+        """Told the status and the wait before every retry (logging, metrics, tests)."""
 
     def call(
         self,
@@ -120,6 +123,8 @@ class Retrier:
                     raise LedgerError(
                         code, details, attempts=attempts, command_id=command_id
                     ) from error
+                if self._on_retry is not None:
+                    self._on_retry(code, wait)
                 self._sleep(wait)
 
     def _wait(self, error: grpc.Call, code: grpc.StatusCode, ceiling: float) -> float | None:
