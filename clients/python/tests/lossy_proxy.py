@@ -2,8 +2,8 @@
 
 It forwards bytes both ways (TLS passes through untouched). `hold()` makes it drop whatever the
 server sends from then on, so a request reaches the server, is applied, and its answer never
-arrives; `release()` forwards again, `cut()` closes every connection (the client sees the
-connection break after it sent its request).
+arrives; `cut()` closes every connection (the client sees the connection break after it sent
+its request). A held connection cannot be resumed: the dropped bytes were TLS records.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ class LossyProxy:
 
     def hold(self) -> None:
         self._holding = True
-
-    def release(self) -> None:
-        self._holding = False
 
     def cut(self) -> None:
         """Close every open connection, and forward everything on the connections that follow."""
