@@ -9,8 +9,9 @@
 The generated stubs are in `ledger_client.v1`.
 """
 
-from ledger_client.client import LedgerClient, Session, secure_channel
+from ledger_client.client import LedgerClient, Session
 from ledger_client.command_ids import new_command_id
+from ledger_client.credentials import secure_channel
 from ledger_client.money import format_amount
 from ledger_client.results import (
     Account,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, TypeVar
@@ -18,6 +19,7 @@ import grpc
 
 from ledger_client import results as r
 from ledger_client.command_ids import new_command_id
+from ledger_client.credentials import secure_channel
 from ledger_client.money import Amount, format_amount, parse_amount
 from ledger_client.retry import Retrier, RetryPolicy
 from ledger_client.tokens import merge_tokens
@@ -36,28 +38,6 @@ class _Accepted(Protocol):
     def version(self) -> int: ...
     @property
     def consistency_token(self) -> str: ...
-
-
-def secure_channel(
-    address: str,
-    *,
-    ca_file: str | Path | None = None,
-    token: str | None = None,
-    token_file: str | Path | None = None,
-) -> grpc.Channel:
-    """A TLS channel trusting `ca_file` (default: the system's roots) that sends
-    `authorization: Bearer <token>` on every call; gRPC sends such tokens over TLS only."""
-    if token is not None and token_file is not None:
-        raise ValueError("give token or token_file, not both")
-    if token_file is not None:
-        token = Path(token_file).read_text().strip()
-    roots = Path(ca_file).read_bytes() if ca_file is not None else None
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-    if token:
-        credentials = grpc.composite_channel_credentials(
-            credentials, grpc.access_token_call_credentials(token)
-        )
-    return grpc.secure_channel(address, credentials)
 
 
 class LedgerClient:
@@ -125,16 +105,21 @@ class LedgerClient:
     def _command(
         self,
         method: Callable[..., _Accepted],
-        request: object,
-        command_id: str,
+        make_request: Callable[..., object],
+        command_id: str | None,
         timeout: float | None,
     ) -> r.CommandResult:
-        # One request object for every attempt: the retries carry the same command id.
+        command_id = command_id or new_command_id()
+        # One request for every attempt: the retries carry the same command id.
+        request = make_request(command_id=command_id)
         reply = self._retrier.call(
             lambda seconds: method(request, timeout=seconds), timeout=timeout, command_id=command_id
         )
         self._saw(reply.consistency_token)
         return r.CommandResult(command_id, reply.version, reply.consistency_token)
+
+    # Every command takes `command_id` (default: a fresh UUIDv7; pass your own only to resend a
+    # command, e.g. after a crash) and `timeout`, the call's overall deadline in seconds.
 
     def open_account(
         self,
@@ -145,9 +130,8 @@ class LedgerClient:
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
-        command_id = command_id or new_command_id()
-        request = cpb.OpenAccountRequest(
-            command_id=command_id, account_id=account_id, currency=currency, owner=owner
+        request = partial(
+            cpb.OpenAccountRequest, account_id=account_id, currency=currency, owner=owner
         )
         return self._command(self._commands.OpenAccount, request, command_id, timeout)
 
@@ -160,9 +144,8 @@ class LedgerClient:
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
-        command_id = command_id or new_command_id()
-        request = cpb.DepositRequest(
-            command_id=command_id,
+        request = partial(
+            cpb.DepositRequest,
             account_id=account_id,
             amount=format_amount(amount),
             expected_version=expected_version,
@@ -178,9 +161,8 @@ class LedgerClient:
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
-        command_id = command_id or new_command_id()
-        request = cpb.WithdrawRequest(
-            command_id=command_id,
+        request = partial(
+            cpb.WithdrawRequest,
             account_id=account_id,
             amount=format_amount(amount),
             expected_version=expected_version,
@@ -198,9 +180,8 @@ class LedgerClient:
         timeout: float | None = None,
     ) -> r.CommandResult:
         """Moves `amount`; the command id is also the transfer's id on both accounts."""
-        command_id = command_id or new_command_id()
-        request = cpb.TransferRequest(
-            command_id=command_id,
+        request = partial(
+            cpb.TransferRequest,
             from_account_id=from_account_id,
             to_account_id=to_account_id,
             amount=format_amount(amount),
@@ -216,9 +197,8 @@ class LedgerClient:
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
-        command_id = command_id or new_command_id()
-        request = cpb.CloseAccountRequest(
-            command_id=command_id, account_id=account_id, expected_version=expected_version
+        request = partial(
+            cpb.CloseAccountRequest, account_id=account_id, expected_version=expected_version
         )
         return self._command(self._commands.CloseAccount, request, command_id, timeout)
 
