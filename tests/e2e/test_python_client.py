@@ -2,9 +2,9 @@
 against real servers started as `make run` starts them (TLS, tokens).
 
 The environment is made once per module from a copy of clients/python (pip builds in the source
-tree; the copy keeps the checkout clean). In it run the client's example and the client's own
-tests (tests/test_client_*.py: unit tests, and the same tests against these servers, among them
-a command whose answer is lost and which must be applied once).
+tree; the copy keeps the checkout clean). In it run the README's example, the example script and
+the client's own tests (tests/test_client_*.py: unit tests, and tests against these servers,
+among them a command whose answer is lost and which must be applied once).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 import venv
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from tests.e2e.running_ledger import RunningLedger
 
 pytestmark = pytest.mark.integration
 
-CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "python"
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_DIR = REPO / "clients" / "python"
 LEDGER_SECURE = True
 INSTALL_TIMEOUT_S = 600.0
 RUN_TIMEOUT_S = 300.0
@@ -119,6 +121,37 @@ async def test_the_example_opens_deposits_and_reads_its_own_write(
     assert [(t.command_id, t.amount, t.currency) for t in answer.transactions] == [
         (report["deposit_command_id"], "12.345", "KWD")
     ]
+
+
+def _readme_example() -> str:
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"<!-- python-client:begin -->\n```python\n(.*?)```\n", readme, re.DOTALL)
+    assert found, "README.md has no Python client example"
+    return found.group(1)
+
+
+def test_the_readmes_example_runs_as_written(
+    client_env: tuple[Path, Path], ledger: RunningLedger
+) -> None:
+    """The README's block, with this ledger's addresses and credentials for `make run`'s and an
+    account id of its own (ids are used once)."""
+    assert ledger.credentials is not None
+    program = (
+        _readme_example()
+        .replace("127.0.0.1:50051", ledger.command_server.address)
+        .replace("127.0.0.1:50052", ledger.query_server.address)
+        .replace(".data/credentials/", f"{ledger.credentials.directory}/")
+        .replace('"bob"', repr(f"bob-{uuid.uuid4().hex[:8]}"))
+    )
+    result = subprocess.run(
+        [str(client_env[0]), "-c", program],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "12.50 2\n"
 
 
 def test_the_clients_own_tests_pass_against_the_ledger(
