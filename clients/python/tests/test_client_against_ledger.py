@@ -79,6 +79,50 @@ def test_a_session_reads_its_own_writes(client: LedgerClient) -> None:
     assert movements[1].counterparty_account_id == second
 
 
+def test_every_command_and_query_with_typed_results(client: LedgerClient) -> None:
+    session = client.session()
+    source, target = _account_id(), _account_id()
+    session.open_account(source, "USD", "Source")
+    session.open_account(target, "USD", "Target")
+    session.deposit(source, Decimal("100"))
+    session.withdraw(source, Decimal("30.01"), expected_version=2)
+    moved = session.transfer(source, target, Decimal("69.99"))
+    session.withdraw(target, Decimal("69.99"))
+    closed = session.close_account(target)
+
+    assert session.get_account(source).balance == Decimal("0.00")
+    gone = session.get_account(target)
+    assert (gone.status, gone.version, closed.version) == (AccountStatus.CLOSED, 4, 4)
+    newest = session.list_transactions(source, newest_first=True, page_size=1)
+    assert newest.next_page_token
+    assert (newest.items[0].kind, newest.items[0].transfer_id) == (
+        TransactionKind.TRANSFER_OUT,
+        moved.command_id,
+    )
+    assert newest.items[0].balance_after == Decimal("0")
+    when = newest.items[0].occurred_at
+    assert when is not None
+    assert session.get_balance_at(source, when).balance == Decimal("0.00")
+    day = when.date()
+    summaries = session.get_daily_summaries(day, day, account_id=source).items
+    assert [(s.inflow, s.outflow, s.movement_count) for s in summaries] == [
+        (Decimal("100.00"), Decimal("100.00"), 3)
+    ]
+    listed = session.list_accounts(status=AccountStatus.CLOSED, currency="USD", page_size=500)
+    assert target in {account.account_id for account in listed.items}
+
+    # Watching: the current state first, then each change with its movement.
+    watch = session.watch_account(source, timeout=PATIENCE_S)
+    first, movement = next(watch)
+    assert (first.version, movement) == (4, None)
+    session.deposit(source, Decimal("5"))
+    after, movement = next(watch)
+    assert (after.balance, after.version) == (Decimal("5.00"), 5)
+    assert movement is not None
+    assert (movement.kind, movement.amount) == (TransactionKind.DEPOSIT, Decimal("5.00"))
+    watch.close()
+
+
 def test_a_refused_command_fails_at_once_with_its_status(client: LedgerClient) -> None:
     account_id = _account_id()
     client.open_account(account_id, "JPY")

@@ -8,7 +8,7 @@ consistency tokens of its commands and reads into its next reads: it reads its o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -311,14 +311,19 @@ class LedgerClient:
         return r.Page(items, reply.next_page_token, r.freshness(reply.freshness))
 
     def watch_account(
-        self, account_id: str, *, consistency_token: str | None = None
-    ) -> Iterator[tuple[r.Account, r.Transaction | None]]:
-        """The account's state, then one (account, movement) per change until it is closed or the
-        caller stops iterating. Not retried: a broken stream ends with its error."""
+        self,
+        account_id: str,
+        *,
+        consistency_token: str | None = None,
+        timeout: float | None = None,
+    ) -> Generator[tuple[r.Account, r.Transaction | None], None, None]:
+        """The account's state, then one (account, movement) per change until it is closed, the
+        caller stops iterating or `timeout` (default: none) passes. Not retried: a broken stream
+        ends with its grpc.RpcError, and the caller decides where to resume."""
         request = qpb.WatchAccountRequest(
             account_id=account_id, consistency_token=self._read_token(consistency_token)
         )
-        stream = self._queries.WatchAccount(request)
+        stream = self._queries.WatchAccount(request, timeout=timeout)
         try:
             for reply in stream:
                 self._saw(reply.freshness.consistency_token)
