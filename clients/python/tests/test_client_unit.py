@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ import pytest
 
 from ledger_client import LedgerClient, LedgerError, Retrier, RetryPolicy, format_amount
 from ledger_client.command_ids import new_command_id
+from ledger_client.credentials import TokenFile
 from ledger_client.tokens import merge_tokens
 from ledger_client.v1 import commands_pb2 as cpb
 
@@ -267,3 +269,21 @@ def test_every_command_gets_its_own_id() -> None:
     ids = [request.command_id for request in channel.requests]
     assert len(set(ids)) == 3
     assert all(CANONICAL_UUID.fullmatch(command_id) for command_id in ids)
+
+
+def test_a_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "writer.token"
+    path.write_text("first\n")
+    plugin = TokenFile(path)
+    sent: list[Any] = []
+    plugin(None, lambda metadata, error: sent.append((metadata, error)))  # type: ignore[arg-type]
+    path.write_text("second-and-longer\n")
+    plugin(None, lambda metadata, error: sent.append((metadata, error)))  # type: ignore[arg-type]
+    path.unlink()
+    plugin(None, lambda metadata, error: sent.append((metadata, error)))  # type: ignore[arg-type]
+    assert sent[:2] == [
+        ((("authorization", "Bearer first"),), None),
+        ((("authorization", "Bearer second-and-longer"),), None),
+    ]
+    assert sent[2][0] == ()
+    assert isinstance(sent[2][1], FileNotFoundError)
