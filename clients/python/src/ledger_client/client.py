@@ -13,7 +13,7 @@ from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Protocol, Self, TypeVar
 
 import grpc
 
@@ -82,7 +82,7 @@ class LedgerClient:
         for channel in self._channels:
             channel.close()
 
-    def __enter__(self) -> LedgerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
