@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# What scripts/generate_stubs.py writes: the servers' stubs and the Python client's copy of them.
+GENERATED := ledger/v1 clients/python/src/ledger_client/v1 clients/typescript/src/gen
 
 .PHONY: install run test lint format generate check-generated unit soak bench bench-quick
 
@@ -34,14 +36,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Regenerate the protobuf/gRPC stubs under ledger/v1 and clients/typescript/src/gen from proto/.
-## The TypeScript generator (ts-proto) comes from `npm ci` in clients/typescript, run when needed.
+## Regenerate the protobuf/gRPC stubs under ledger/v1, clients/python and clients/typescript/src/gen
+## from proto/. The TypeScript generator (ts-proto) comes from `npm ci` in clients/typescript, run when needed.
 generate: install
 	$(PY) scripts/generate_stubs.py
 	$(PY) scripts/generate_typescript_stubs.py
 
 ## CI: the committed stubs must be exactly what the generator produces.
-GENERATED := ledger/v1 clients/typescript/src/gen
 check-generated: generate
 	@git diff --exit-code -- $(GENERATED) || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || { echo "Untracked generated stubs in $(GENERATED): commit them." >&2; exit 1; }

@@ -974,7 +974,10 @@ export const CloseAccountResponse: MessageFns<CloseAccountResponse> = {
  * FAILED_PRECONDITION when the rules forbid the command (insufficient funds, closed account,
  * closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
  * (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
- * the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+ * the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
+ * RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
+ * retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
+ * when a request is larger than the server accepts (256 KiB by default).
  */
 export type CommandServiceService = typeof CommandServiceService;
 export const CommandServiceService = {

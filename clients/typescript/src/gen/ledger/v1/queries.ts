@@ -2288,12 +2288,16 @@ export const WatchAccountResponse: MessageFns<WatchAccountResponse> = {
  * with a small delay; every response carries a `Freshness` saying which position it reflects.
  *
  * Reading your own writes: pass the `consistency_token` of a command response (or of an earlier
- * query's `Freshness`) and the server waits, bounded by the call's deadline, until the read model
- * includes that position. If the deadline passes first the call fails with DEADLINE_EXCEEDED.
+ * query's `Freshness`) and the server waits, bounded by the call's deadline and by the server's
+ * cap (30 s by default), until the read model includes that position. If the wait runs out first
+ * the call fails with DEADLINE_EXCEEDED, the message saying which of the two ended it.
  *
  * Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
  * Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
- * NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+ * NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached,
+ * RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
+ * too many WatchAccount streams, too many calls at once, or a request larger than it accepts
+ * (retry later; the message names the limit).
  */
 export type QueryServiceService = typeof QueryServiceService;
 export const QueryServiceService = {
@@ -2368,6 +2372,10 @@ export const QueryServiceService = {
   /**
    * Streams an account's state: first its current state, then one message per change, until the
    * client cancels or the account is closed (the last message then shows the closed account).
+   * The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+   * default) or stops: watch again, and the first message brings the account's current state,
+   * from which the changes continue (compare `account.version` with the last one seen).
+   * RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
    */
   watchAccount: {
     path: "/ledger.v1.QueryService/WatchAccount" as const,
@@ -2397,6 +2405,10 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
   /**
    * Streams an account's state: first its current state, then one message per change, until the
    * client cancels or the account is closed (the last message then shows the closed account).
+   * The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+   * default) or stops: watch again, and the first message brings the account's current state,
+   * from which the changes continue (compare `account.version` with the last one seen).
+   * RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
    */
   watchAccount: handleServerStreamingCall<WatchAccountRequest, WatchAccountResponse>;
 }
@@ -2501,6 +2513,10 @@ export interface QueryServiceClient extends Client {
   /**
    * Streams an account's state: first its current state, then one message per change, until the
    * client cancels or the account is closed (the last message then shows the closed account).
+   * The server also ends a stream (UNAVAILABLE) when it recycles the connection (30 min by
+   * default) or stops: watch again, and the first message brings the account's current state,
+   * from which the changes continue (compare `account.version` with the last one seen).
+   * RESOURCE_EXHAUSTED when the server already follows as many accounts as it allows.
    */
   watchAccount(
     request: WatchAccountRequest,
