@@ -6,8 +6,8 @@ bytearray, offsets and versions in machine-word arrays) they load at memory spee
 into snapshot chunks without touching what earlier snapshots already wrote.
 
 Entries are numbered by an absolute index that keeps counting across evictions and, when state
-comes from a snapshot, across restarts: a chunk of CHUNK_ENTRIES entries is then immutable once
-full, so a snapshot writes only new chunks.
+comes from a snapshot, across restarts: a chunk (CHUNK_ENTRIES entries unless configured
+otherwise) is then immutable once full, so a snapshot writes only new chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 FINGERPRINT_BYTES = 32
 CHUNK_ENTRIES = 10_000
+"""The default of LEDGER_DEDUPE_CHUNK_ENTRIES."""
 
 
 @dataclass(frozen=True, slots=True)
