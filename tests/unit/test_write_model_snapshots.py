@@ -359,9 +359,9 @@ def test_a_snapshot_written_with_another_partition_count_refuses_the_start() -> 
         TARGET.topic, TARGET.event_topic, TARGET.event_topic_id, every_events=1, partitions=12
     )
 
+    reader = Snapshots(topic, grown)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS, CHUNK)
     with pytest.raises(UnsafeTopic, match="now has 12 partitions") as info:
-        Snapshots(topic, grown).restore(
-            WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, topic.latest
-        )  # type: ignore[arg-type]
+        reader.restore(model, PARTITIONS, topic.latest)
 
     assert "LEDGER_TOPIC" in str(info.value)
