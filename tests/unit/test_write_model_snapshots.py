@@ -175,6 +175,7 @@ def test_snapshot_plus_tail_equals_the_whole_fold(seed: int, window: int) -> Non
         again.apply(event, partition, offset)
     assert again.accounts == whole.accounts
     assert again.positions == whole.positions
+    assert again.horizons == whole.horizons
     assert_same_answers(answers(again, log), answers(whole, log), log)
 
 
