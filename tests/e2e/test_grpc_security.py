@@ -19,13 +19,13 @@ from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
 from ledger.auth.policy import READ, WRITE
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as q
 from ledger.v1 import queries_pb2_grpc as q_grpc
 from tests.e2e.running_ledger import PROMPTLY_S, RunningLedger
 from tests.eventually import eventually_async
-from tests.integration.query_server.read_model_writer import unique_id
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ async def test_a_reader_may_read_but_not_command(ledger: RunningLedger, opened: 
         calls: list[Awaitable[Any]] = [
             commands.OpenAccount(
                 cmd.OpenAccountRequest(
-                    command_id=unique_id("c"), account_id="r-1", currency="EUR", owner="r"
+                    command_id=new_command_id(), account_id="r-1", currency="EUR", owner="r"
                 )
             ),
             commands.Deposit(cmd.DepositRequest(command_id="r", account_id=GLOBEX, amount="1")),
