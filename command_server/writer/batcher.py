@@ -286,7 +286,8 @@ class Batcher:
             f"the server no longer remembers which commands made up to {horizon} were applied "
             f"(partition {partition}). If this is a retry, check whether the original was "
             "applied (ListTransactions shows each transaction's command_id); only if it was "
-            "not, send the command again with a new command_id",
+            "not, send the command again with a new command_id. If it is a new command, the "
+            "client's clock is behind: check it",
         )
 
 

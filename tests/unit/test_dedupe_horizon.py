@@ -15,21 +15,12 @@ from ledger.domain.commands import Deposit, Transfer, literal_fingerprint
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.events.records import Event
 from ledger.partitioning import partition_of
+from tests.unit import test_write_model_snapshots as folding
 from tests.unit.test_batcher import NOW, SHARD, FakeEventStore, commit, funded
-from tests.unit.test_write_model_snapshots import (
-    CHUNK,
-    MILLIS,
-    PARTITIONS,
-    CapturedTopic,
-    fold,
-    fresh_writer,
-    history,
-    restored,
-    small_chunks,
-    tail,
-)
 
-__all__ = ["small_chunks"]  # the autouse fixture: many snapshot chunks from a short log
+# Small chunks and a small window: several evictions from a log of a few hundred events.
+PARTITIONS, MILLIS, WINDOW = folding.PARTITIONS, folding.MILLIS, 30
+history, fold, tail = folding.history, folding.fold, folding.tail
 
 Log = Sequence[tuple[Event, int, int]]
 
@@ -62,7 +53,7 @@ def assert_nothing_forgotten_passes(model: WriteModel, log: Log) -> None:
 
 def test_forgetting_moves_each_horizon_to_the_latest_id_time_it_forgot() -> None:
     log = history(1, 400)
-    model = fold(log, window=30)
+    model = fold(log, window=WINDOW)
 
     assert model.horizons == expected_horizons(model, log)
     assert set(model.horizons) == set(PARTITIONS)
@@ -77,7 +68,7 @@ def test_ids_that_are_not_uuid7_move_no_horizon() -> None:
         (dataclasses.replace(event, command_id=f"old-{n}"), partition, offset)
         for n, (event, partition, offset) in enumerate(history(2, 300))
     ]
-    model = fold(log, window=30)
+    model = fold(log, window=WINDOW)
 
     assert model.logs[0].start > 0
     assert model.horizons == {}
@@ -86,7 +77,7 @@ def test_ids_that_are_not_uuid7_move_no_horizon() -> None:
 
 def test_a_transfer_forgotten_in_one_partition_is_behind_that_partitions_horizon() -> None:
     log = history(3, 400)
-    model = fold(log, window=30)
+    model = fold(log, window=WINDOW)
     transfers = [ids for ids in partitions_of_commands(log).values() if len(ids) == 2]
     assert transfers
     for command_id, partitions in partitions_of_commands(log).items():
@@ -98,20 +89,20 @@ def test_a_transfer_forgotten_in_one_partition_is_behind_that_partitions_horizon
 
 def test_a_snapshot_carries_the_horizons_and_a_restart_keeps_them() -> None:
     log = history(4, 400)
-    whole = fold(log, window=30)
-    topic = CapturedTopic()
-    writer, model = fresh_writer(topic, window=30)
+    whole = fold(log, window=WINDOW)
+    topic = folding.CapturedTopic()
+    writer, model = folding.fresh_writer(topic, window=WINDOW)
     cut = len(log) * 2 // 3
     for event, partition, offset in log[:cut]:
         model.apply(event, partition, offset)
     writer.write(model)
     manifests = [decode(topic.latest[f"{p}/manifest"]) for p in PARTITIONS]
-    assert all(isinstance(m, Manifest) and m.chunk_entries == CHUNK for m in manifests)
+    assert all(isinstance(m, Manifest) and m.chunk_entries == folding.CHUNK for m in manifests)
     assert {m.partition: m.horizon_ms for m in manifests if isinstance(m, Manifest)} == {
         p: model.horizons.get(p, -1) for p in PARTITIONS
     }
 
-    again, start = restored(topic, window=30)
+    again, start = folding.restored(topic, window=WINDOW)
     assert again.horizons == model.horizons
     for event, partition, offset in tail(log, start):
         again.apply(event, partition, offset)
@@ -121,7 +112,7 @@ def test_a_snapshot_carries_the_horizons_and_a_restart_keeps_them() -> None:
 
 def test_a_replay_rebuilds_the_same_horizons() -> None:
     log = history(5, 400)
-    assert fold(log, window=30).horizons == fold(log, window=30).horizons
+    assert fold(log, window=WINDOW).horizons == fold(log, window=WINDOW).horizons
 
 
 # --- the batcher: a retry it no longer remembers ----------------------------------------------
