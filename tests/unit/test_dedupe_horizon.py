@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from command_server.snapshot_format import Manifest, decode
+from command_server.snapshot_format import MAGIC, Manifest, decode
+from command_server.snapshots import Snapshots
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import Ack, CommandIdReused
@@ -108,6 +109,24 @@ def test_a_snapshot_carries_the_horizons_and_a_restart_keeps_them() -> None:
         again.apply(event, partition, offset)
     assert again.horizons == whole.horizons
     assert_nothing_forgotten_passes(again, log)
+
+
+def test_a_snapshot_without_horizons_or_of_another_chunk_size_makes_its_partitions_replay() -> None:
+    topic = folding.CapturedTopic()
+    writer, model = folding.fresh_writer(topic, window=WINDOW)
+    for event, partition, offset in history(6, 300):
+        model.apply(event, partition, offset)
+    writer.write(model)
+    assert folding.restored(topic, window=WINDOW)[1]
+
+    # Format 2 had no horizon: what its partitions forgot is unknown, so they are replayed.
+    older = folding.CapturedTopic()
+    older.latest = {key: b"LSS2" + value[len(MAGIC) :] for key, value in topic.latest.items()}
+    assert folding.restored(older, window=WINDOW)[1] == {}
+    resized = WriteModel(WINDOW, PARTITIONS, folding.CHUNK * 2)
+    reader = Snapshots(topic, folding.TARGET)  # type: ignore[arg-type]
+    assert reader.restore(resized, PARTITIONS, topic.latest) == {}
+    assert resized.horizons == {}
 
 
 def test_a_replay_rebuilds_the_same_horizons() -> None:
