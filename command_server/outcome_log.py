@@ -89,6 +89,10 @@ class OutcomeLog:
     def command_id(self, index: int) -> str:
         return self._ids[index - self._first]
 
+    def command_ids(self, first: int, end: int) -> list[str]:
+        """The ids of entries [first, end), which the log must hold."""
+        return self._ids[first - self._first : end - self._first]
+
     def offset(self, index: int) -> int:
         return self._offsets[index - self._first]
 

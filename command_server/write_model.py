@@ -11,7 +11,7 @@ from command_server.outcome_log import (
     OutcomeColumns,
     OutcomeLog,
 )
-from ledger.command_ids import command_id_millis
+from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
@@ -195,12 +195,11 @@ class WriteModel:
     def _forget_oldest(self, partition: int, log: OutcomeLog) -> None:
         # Down to a chunk boundary, keeping at least the window.
         keep_from = (log.end - self._window) // self.chunk_entries * self.chunk_entries
-        horizon = self.horizons.get(partition, -1)
+        latest = latest_command_id_millis(log.command_ids(log.start, keep_from))
+        if latest is not None:
+            self.horizons[partition] = max(latest, self.horizons.get(partition, latest))
         for index in range(log.start, keep_from):
             command_id = log.command_id(index)
-            millis = command_id_millis(command_id)
-            if millis is not None and millis > horizon:
-                horizon = millis
             entry = self._index.get(command_id)
             if entry == (partition, index) or (
                 # This command's, not a later one's that reused its id: a command's events in
@@ -210,8 +209,6 @@ class WriteModel:
             ):
                 del self._index[command_id]
         log.drop_oldest(keep_from - log.start)
-        if horizon >= 0:
-            self.horizons[partition] = horizon
 
     def _log(self, partition: int) -> OutcomeLog:
         log = self.logs.get(partition)

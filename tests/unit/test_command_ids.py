@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger.command_ids import command_id_millis, command_id_time, new_command_id
+from ledger.command_ids import (
+    command_id_millis,
+    command_id_time,
+    latest_command_id_millis,
+    new_command_id,
+)
 from ledger.domain import commands
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id
@@ -56,6 +61,17 @@ def test_anything_but_a_canonical_uuid7_is_invalid_and_says_how_to_make_one(
     assert "is not a UUIDv7 in canonical form" in message
     assert "ledger.command_ids.new_command_id()" in message
     assert len(message) < 400
+
+
+def test_the_latest_time_among_ids_ignores_those_that_are_not_uuid7() -> None:
+    times = [1_700_000_000_000 + n * 997 for n in (5, 1, 9, 3)]
+    ids = [new_command_id(t) for t in times]
+    assert latest_command_id_millis(ids) == max(times)
+    # Ids from before UUIDv7s were required sort after them, yet count for nothing.
+    old = ["open-acc-1", "zz-last", new_command_id(max(times) + 1).upper()]
+    assert latest_command_id_millis(ids + old) == max(times)
+    assert latest_command_id_millis(old) is None
+    assert latest_command_id_millis([]) is None
 
 
 def test_a_missing_id_is_invalid() -> None:
