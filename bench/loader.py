@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from command_server.topic import ensure_event_topic
+from ledger.command_ids import new_command_id
 from ledger.domain.account import Account
 from ledger.domain.commands import Deposit, OpenAccount
 from ledger.domain.decider import decide, evolve
@@ -51,11 +52,11 @@ def histories(
     now = datetime.now(UTC)
     for number in range(first_account, first_account + accounts):
         account_id = f"{prefix}{number}"
-        opened = decide(OpenAccount(f"open-{account_id}", account_id, "USD", "bench"), {}, now)
+        opened = decide(OpenAccount(new_command_id(), account_id, "USD", "bench"), {}, now)
         state: Account = evolve(None, opened[0])
         yield opened[0]
-        for n in range(1, per_account):
-            deposit = Deposit(f"dep-{account_id}-{n}", account_id, "1.00")
+        for _ in range(1, per_account):
+            deposit = Deposit(new_command_id(), account_id, "1.00")
             (event,) = decide(deposit, {account_id: state}, now)
             state = evolve(state, event)
             yield event

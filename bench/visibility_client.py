@@ -14,12 +14,12 @@ import asyncio
 import random
 import resource
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 import grpc
 
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2, commands_pb2_grpc, queries_pb2, queries_pb2_grpc
 
 
@@ -81,7 +81,7 @@ class _Client:
 
     async def one(self, account_id: str, read_back: bool) -> None:
         request = commands_pb2.DepositRequest(
-            command_id=uuid.uuid4().hex, account_id=account_id, amount="1.00"
+            command_id=new_command_id(), account_id=account_id, amount="1.00"
         )
         sent = time.perf_counter()
         try:

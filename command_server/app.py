@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from datetime import timedelta
 
 from command_server.event_store import AppendFailed, Fenced, UnreadableLog
 from command_server.group_commit import GroupCommitter
@@ -72,7 +73,7 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         health_changes.add(task)
         task.add_done_callback(health_changes.discard)
 
-    servicer = CommandServicer()
+    servicer = CommandServicer(timedelta(seconds=settings.command_id_max_skew_seconds))
     server = LedgerServer(
         SERVICE_NAME,
         servicer,

@@ -6,8 +6,8 @@ bytearray, offsets and versions in machine-word arrays) they load at memory spee
 into snapshot chunks without touching what earlier snapshots already wrote.
 
 Entries are numbered by an absolute index that keeps counting across evictions and, when state
-comes from a snapshot, across restarts: a chunk of CHUNK_ENTRIES entries is then immutable once
-full, so a snapshot writes only new chunks.
+comes from a snapshot, across restarts: a chunk (CHUNK_ENTRIES entries unless configured
+otherwise) is then immutable once full, so a snapshot writes only new chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 FINGERPRINT_BYTES = 32
 CHUNK_ENTRIES = 10_000
+"""The default of LEDGER_DEDUPE_CHUNK_ENTRIES."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,10 @@ class OutcomeLog:
 
     def command_id(self, index: int) -> str:
         return self._ids[index - self._first]
+
+    def command_ids(self, first: int, end: int) -> list[str]:
+        """The ids of entries [first, end), which the log must hold."""
+        return self._ids[first - self._first : end - self._first]
 
     def offset(self, index: int) -> int:
         return self._offsets[index - self._first]

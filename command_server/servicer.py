@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -11,6 +12,7 @@ from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
 from command_server.writer.protocol import CommandIdReused, NotServing
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.validation import require_command_id
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
@@ -35,9 +37,10 @@ _Reply = TypeVar(
 
 
 class CommandServicer(pb_grpc.CommandServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, command_id_max_skew: timedelta = timedelta(seconds=60)) -> None:
         # Set by the composition root once the write model is rebuilt; until then: UNAVAILABLE.
         self.committer: GroupCommitter | None = None
+        self._max_skew = command_id_max_skew
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
@@ -78,6 +81,11 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
         """The reply to `command` once committed; a refusal aborts the call with its status."""
+        try:
+            # Here, not in the writer: the clock an id is checked against is this process's.
+            require_command_id(command.command_id, datetime.now(UTC), self._max_skew)
+        except Rejection as exc:
+            await _abort(context, _STATUS_OF[exc.kind], exc.message)
         if self.committer is None:
             await _abort(
                 context,

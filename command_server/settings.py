@@ -6,10 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from command_server.outcome_log import CHUNK_ENTRIES
 from ledger.environment import (
     LOCAL_KAFKA_BOOTSTRAP,
     SettingsError,
     env_int,
+    env_seconds,
     env_text,
 )
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC
@@ -42,6 +44,10 @@ class Settings:
     queue_retry_after_ms: int = 1000
     # How many command ids (most recent first) are remembered for idempotent retries.
     dedupe_window: int = 1_000_000
+    # Outcomes beyond the window are forgotten (and snapshotted) this many at a time.
+    dedupe_chunk_entries: int = CHUNK_ENTRIES
+    # How far ahead of the server's clock a command id's time may be (docs/design.md, decision 4).
+    command_id_max_skew_seconds: float = 60.0
     # A snapshot of the write model every this many events (0: never), so that a restart
     # replays only the events after it.
     snapshot_every_events: int = 10_000
@@ -86,6 +92,12 @@ class Settings:
                 env, "LEDGER_COMMAND_RETRY_AFTER_MS", defaults.queue_retry_after_ms, minimum=1
             ),
             dedupe_window=env_int(env, "LEDGER_DEDUPE_WINDOW", defaults.dedupe_window, minimum=1),
+            dedupe_chunk_entries=env_int(
+                env, "LEDGER_DEDUPE_CHUNK_ENTRIES", defaults.dedupe_chunk_entries, minimum=1
+            ),
+            command_id_max_skew_seconds=env_seconds(
+                env, "LEDGER_COMMAND_ID_MAX_SKEW_SECONDS", defaults.command_id_max_skew_seconds
+            ),
             snapshot_every_events=env_int(
                 env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
             ),

@@ -4,7 +4,7 @@ A snapshot of one partition is a manifest plus chunks, each one Kafka record key
 is, so that compaction keeps only the latest of each:
 
     "<partition>/manifest"         what the snapshot covers and which chunks make it up
-    "<partition>/outcomes/<n>"     entries [n * CHUNK_ENTRIES, (n + 1) * CHUNK_ENTRIES) of the
+    "<partition>/outcomes/<n>"     entries [n * chunk_entries, (n + 1) * chunk_entries) of the
                                    partition's outcome log; immutable once full
     "<partition>/accounts/<n>"     the n-th slice of the partition's accounts, rewritten by every
                                    snapshot and tied to its manifest by `generation`
@@ -12,9 +12,12 @@ is, so that compaction keeps only the latest of each:
 Values are a checksum (MAGIC, then a BLAKE2b digest of the rest) followed by schemaless Avro
 (one record with a union body). Snapshots are a cache private to the command server, never a
 contract: a record this code cannot read, or whose checksum fails, is ignored and the partition
-replayed from the event log, so the format can change by bumping FORMAT. Records of format 1
-carry no checksum and are unreadable to this version: the first start after an upgrade
-replays the log once.
+replayed from the event log, so the format can change by bumping FORMAT (and MAGIC with it, so
+that an older record is refused before it is parsed). Records of formats 1 and 2 are unreadable
+to this version: the first start after an upgrade replays the log once. Format 3 added each
+partition's dedupe horizon (write_model.py); a format-2 snapshot cannot say what its partition
+had forgotten, and guessing (say, the time of its oldest remembered id) could let a forgotten
+command through again, since ids are not in time order in the log: only a replay is safe.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
 from ledger.domain.account import Account, AccountStatus
 
-FORMAT = 2
-MAGIC = b"LSS2"
+FORMAT = 3
+MAGIC = b"LSS3"
 """Opens every record of this format, before its checksum."""
 _DIGEST_BYTES = 16
 ACCOUNTS_PER_CHUNK = 10_000
@@ -71,6 +74,8 @@ _MANIFEST = _record(
     outcomes_start="long",
     outcomes_end="long",
     account_chunks="int",
+    chunk_entries="int",
+    horizon_ms="long",
 )
 _OUTCOME_CHUNK = _record(
     "OutcomeChunk",
@@ -113,6 +118,10 @@ class Manifest:
     outcomes_start: int
     outcomes_end: int
     account_chunks: int
+    chunk_entries: int
+    """The size of the partition's outcome chunks (and of what it forgets at a time)."""
+    horizon_ms: int
+    """The partition's dedupe horizon (WriteModel.horizons); -1: it forgot no UUIDv7 command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +169,9 @@ def _digest(data: bytes) -> bytes:
 
 def decode(value: bytes) -> Body:
     if not value.startswith(MAGIC):
-        raise UnreadableSnapshot("no checksum (written by an older version, or not a snapshot)")
+        raise UnreadableSnapshot(
+            "not of this format (written by an older version, or not a snapshot)"
+        )
     head = len(MAGIC) + _DIGEST_BYTES
     data = value[head:]
     if _digest(data) != value[len(MAGIC) : head]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from command_server.event_store import EventStore
-from command_server.outcome_log import CHUNK_ENTRIES, OutcomeColumns
+from command_server.outcome_log import OutcomeColumns
 from command_server.snapshot_format import (
     ACCOUNTS_PER_CHUNK,
     AccountChunk,
@@ -114,15 +114,16 @@ class Snapshots:
             if manifest_key(p) not in latest:
                 continue
             try:
-                manifest, accounts, outcomes = self._read(p, latest)
+                manifest, accounts, outcomes = self._read(p, latest, model.chunk_entries)
             except UnreadableSnapshot as exc:
                 log.warning("partition %d: snapshot not usable (%s); replaying it whole", p, exc)
                 continue
-            model.restore(p, accounts, outcomes, manifest.next_offset - 1)
-            end = manifest.outcomes_end
+            horizon = manifest.horizon_ms if manifest.horizon_ms >= 0 else None
+            model.restore(p, accounts, outcomes, manifest.next_offset - 1, horizon)
+            start_chunk = manifest.outcomes_start // model.chunk_entries
             self._written[p] = _Written(
                 manifest.lineage,
-                {c for c in range(manifest.outcomes_start // CHUNK_ENTRIES, end // CHUNK_ENTRIES)},
+                set(range(start_chunk, manifest.outcomes_end // model.chunk_entries)),
                 keys[p],
                 manifest.next_offset,
                 manifest.generation,
@@ -134,7 +135,7 @@ class Snapshots:
         return start
 
     def _read(
-        self, partition: int, latest: Mapping[str, bytes]
+        self, partition: int, latest: Mapping[str, bytes], chunk_entries: int
     ) -> tuple[Manifest, list[Account], list[OutcomeColumns]]:
         manifest = _expect(Manifest, latest, manifest_key(partition))
         target = self._target
@@ -154,9 +155,14 @@ class Snapshots:
                 f"the snapshot of partition {partition} was written when it had "
                 f"{manifest.partitions}",
             )
+        if manifest.chunk_entries != chunk_entries:
+            raise UnreadableSnapshot(
+                f"its outcome chunks hold {manifest.chunk_entries} entries, this server's "
+                f"{chunk_entries} (LEDGER_DEDUPE_CHUNK_ENTRIES)"
+            )
         outcomes: list[OutcomeColumns] = []
         expected = manifest.outcomes_start
-        for chunk in range(expected // CHUNK_ENTRIES, -(-manifest.outcomes_end // CHUNK_ENTRIES)):
+        for chunk in range(expected // chunk_entries, -(-manifest.outcomes_end // chunk_entries)):
             body = _expect(OutcomeChunk, latest, outcomes_key(partition, chunk))
             columns = body.columns
             if body.lineage != manifest.lineage or columns.first != expected:
@@ -232,24 +238,22 @@ class Snapshots:
     ) -> _Written:
         outcomes = model.logs[partition]
         start, end = outcomes.start, outcomes.end
-        complete = {c for c in written.complete if c * CHUNK_ENTRIES >= start}
+        size = model.chunk_entries
+        complete = {c for c in written.complete if c * size >= start}
         keys = {manifest_key(partition)}
 
         def add(key: str, body: Body) -> None:
             keys.add(key)
             records.append((key, body))
 
-        for chunk in range(start // CHUNK_ENTRIES, -(-end // CHUNK_ENTRIES)):
+        for chunk in range(start // size, -(-end // size)):
             key = outcomes_key(partition, chunk)
             if chunk in complete:
                 keys.add(key)
                 continue
-            first = chunk * CHUNK_ENTRIES
-            add(
-                key,
-                OutcomeChunk(written.lineage, model.chunk(partition, first, first + CHUNK_ENTRIES)),
-            )
-            if first + CHUNK_ENTRIES <= end:
+            first = chunk * size
+            add(key, OutcomeChunk(written.lineage, model.chunk(partition, first, first + size)))
+            if first + size <= end:
                 complete.add(chunk)
         current = model.accounts
         seen = {a: current[a] for a in model.account_ids.get(partition, ())}
@@ -281,6 +285,8 @@ class Snapshots:
             start,
             end,
             chunks,
+            size,
+            model.horizons.get(partition, -1),
         )
         # Last in the transaction, although the transaction makes the order invisible.
         records.append((manifest_key(partition), manifest))

@@ -127,7 +127,9 @@ def rebuild(
         )
     discarded: set[int] = set()
     while True:
-        model = WriteModel(settings.dedupe_window, shard.owned_partitions)
+        model = WriteModel(
+            settings.dedupe_window, shard.owned_partitions, settings.dedupe_chunk_entries
+        )
         start: dict[int, int] = {}
         if snapshots is not None:
             usable = {k: v for k, v in latest.items() if _key_partition(k) not in discarded}

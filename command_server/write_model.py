@@ -11,6 +11,7 @@ from command_server.outcome_log import (
     OutcomeColumns,
     OutcomeLog,
 )
+from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
@@ -57,16 +58,32 @@ class WriteModel:
 
     The dedupe window is kept per partition, because snapshots are: each owned partition
     remembers at least the outcomes of its last `dedupe_window / partitions owned` events, and
-    forgets older ones a whole chunk at a time.
+    forgets older ones `chunk_entries` at a time.
+
+    Forgetting moves the partition's horizon: the latest id-time (command_id_millis) among every
+    command it forgot; ids that are not UUIDv7 (from before ids were) count for nothing.
+    Invariant: every applied command whose id-time is after the horizons of all the partitions
+    it touches is remembered. So a command not remembered whose id-time is at or before one of
+    those horizons may have been applied, and is refused rather than decided again
+    (`forgotten`). The horizon is a function of the log (and the window), so a replay rebuilds
+    it; snapshots carry it; it belongs to its partition, so it moves with it between shards.
     """
 
-    def __init__(self, dedupe_window: int, partitions: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        dedupe_window: int,
+        partitions: list[int] | None = None,
+        chunk_entries: int = CHUNK_ENTRIES,
+    ) -> None:
         self.accounts: dict[str, Account] = {}
         self._index: dict[str, _Entry] = {}
         self.logs: dict[int, OutcomeLog] = {p: OutcomeLog() for p in partitions or []}
         self.account_ids: dict[int, set[str]] = {p: set() for p in partitions or []}
         self.positions: dict[int, int] = {}
         """The offset of the last event folded in, per partition."""
+        self.horizons: dict[int, int] = {}
+        """Per partition that forgot a UUIDv7 command: the latest id-time it forgot (ms)."""
+        self.chunk_entries = chunk_entries
         self._window = -(-dedupe_window // max(1, len(self.logs)))
         self.events_applied = 0
 
@@ -92,7 +109,7 @@ class WriteModel:
             outcome = self._index[command_id] = Outcome(event.command_fingerprint)
         outcome.record(source_version(event), partition, offset)
         self.events_applied += 1
-        if len(log) >= self._window + CHUNK_ENTRIES:
+        if len(log) >= self._window + self.chunk_entries:
             self._forget_oldest(partition, log)
 
     def outcome(self, command_id: str) -> Outcome | None:
@@ -106,6 +123,20 @@ class WriteModel:
         outcome = Outcome(log.fingerprint(index), version, positions, token)
         self._index[command_id] = outcome
         return outcome
+
+    def forgotten(self, command_id: str, partitions: Iterable[int]) -> int | None:
+        """For a command not remembered: a partition among `partitions` whose horizon is at or
+        after the id's time (the command may have been applied, and forgotten), or None.
+        An id without a time (not a UUIDv7) counts as older than any horizon."""
+        horizons = self.horizons
+        if not horizons:
+            return None
+        millis = command_id_millis(command_id)
+        for partition in partitions:
+            horizon = horizons.get(partition)
+            if horizon is not None and (millis is None or millis <= horizon):
+                return partition
+        return None
 
     def chunk(self, partition: int, first: int, end: int) -> OutcomeColumns:
         """Entries [first, end) of a partition's log, each with its command's answer."""
@@ -124,7 +155,12 @@ class WriteModel:
         return log.columns(first, end, answers)
 
     def restore(
-        self, partition: int, accounts: list[Account], outcomes: list[OutcomeColumns], offset: int
+        self,
+        partition: int,
+        accounts: list[Account],
+        outcomes: list[OutcomeColumns],
+        offset: int,
+        horizon: int | None,
     ) -> None:
         """Take one partition's state from a snapshot that covers it up to `offset`."""
         ids = self._partition_accounts(partition)
@@ -151,10 +187,17 @@ class WriteModel:
                 )
             self._index.update(entries)
         self.positions[partition] = offset
+        if horizon is None:
+            self.horizons.pop(partition, None)
+        else:
+            self.horizons[partition] = horizon
 
     def _forget_oldest(self, partition: int, log: OutcomeLog) -> None:
         # Down to a chunk boundary, keeping at least the window.
-        keep_from = (log.end - self._window) // CHUNK_ENTRIES * CHUNK_ENTRIES
+        keep_from = (log.end - self._window) // self.chunk_entries * self.chunk_entries
+        latest = latest_command_id_millis(log.command_ids(log.start, keep_from))
+        if latest is not None:
+            self.horizons[partition] = max(latest, self.horizons.get(partition, latest))
         for index in range(log.start, keep_from):
             command_id = log.command_id(index)
             entry = self._index.get(command_id)

@@ -25,6 +25,7 @@ from fault_drill.book import RETIRING, UNCERTAIN, AccountView, Book
 from fault_drill.calls import GiveUp, Reply, RetryPolicy, send, settle
 from fault_drill.config import DrillConfig
 from fault_drill.journal import OK, Attempt, CommandRecord, Journal, Kind, Mode, Status
+from ledger.command_ids import new_command_id
 from ledger.domain.money import format_amount
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
@@ -66,7 +67,6 @@ class Client:
         self._policy = RetryPolicy(
             config.call_deadline_s, config.backoff_base_s, config.backoff_cap_s
         )
-        self._commands = 0
         self._opened = 0
         self.reuse_probes = 0
 
@@ -111,7 +111,7 @@ class Client:
         account_id = f"{self._run_id}-c{self.index}-a{slot}"
         currency = CURRENCIES[slot % len(CURRENCIES)]
         request = cmd.OpenAccountRequest(
-            command_id=self._command_id(),
+            command_id=new_command_id(),
             account_id=account_id,
             currency=currency,
             owner=f"drill client {self.index}",
@@ -142,7 +142,7 @@ class Client:
         """Journal a deposit or withdrawal of `amount` and send it; its record, and if acked."""
         request_type, method = _RPC_OF[kind]
         request = request_type(
-            command_id=self._command_id(),
+            command_id=new_command_id(),
             account_id=account.account_id,
             amount=format_amount(amount, account.currency),
         )
@@ -162,7 +162,7 @@ class Client:
         target = self._rng.choice(targets)
         amount = self._rng.randint(1, max(1, source.available // 3))
         request = cmd.TransferRequest(
-            command_id=self._command_id(),
+            command_id=new_command_id(),
             from_account_id=source.account_id,
             to_account_id=target.account_id,
             amount=format_amount(amount, source.currency),
@@ -193,7 +193,7 @@ class Client:
             account.state = UNCERTAIN
             return
         request = cmd.CloseAccountRequest(
-            command_id=self._command_id(), account_id=account.account_id
+            command_id=new_command_id(), account_id=account.account_id
         )
         record = self._record(
             Kind.CLOSE, (account.account_id,), None, account.currency, OK, request
@@ -212,7 +212,7 @@ class Client:
             return
         account = self._rng.choice(candidates)
         request = cmd.CloseAccountRequest(
-            command_id=self._command_id(), account_id=account.account_id
+            command_id=new_command_id(), account_id=account.account_id
         )
         record = self._record(
             Kind.CLOSE, (account.account_id,), None, account.currency, INSUFFICIENT, request
@@ -251,10 +251,6 @@ class Client:
         self.reuse_probes += 1
 
     # --- Sending ----------------------------------------------------------------------------
-
-    def _command_id(self) -> str:
-        self._commands += 1
-        return f"{self._run_id}-c{self.index}-{self._commands}"
 
     def _record(
         self,

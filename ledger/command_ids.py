@@ -2,10 +2,12 @@
 
 The time in an id is what lets the command server tell a retry it no longer remembers from a new
 command (docs/design.md, decision 4), so every client makes its ids this way.
+`python -m ledger.command_ids` prints a new one (for grpcurl and shell scripts).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -13,6 +15,9 @@ from datetime import UTC, datetime
 
 _VERSION = 7
 _VARIANT_RFC_9562 = 0b10
+# Canonical text only: lowercase, so that one command cannot be spelled two ways (a retry in
+# capitals would otherwise be a different id, and be applied again).
+_CANONICAL_V7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def new_command_id(at_ms: int | None = None) -> str:
@@ -28,12 +33,39 @@ def new_command_id(at_ms: int | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
+def command_id_millis(command_id: str) -> int | None:
+    """The id's time in milliseconds since the Unix epoch; None unless it is a canonical UUIDv7."""
+    if _CANONICAL_V7.fullmatch(command_id) is None:
+        return None
+    return int(command_id[:8] + command_id[9:13], 16)
+
+
+def latest_command_id_millis(command_ids: list[str]) -> int | None:
+    """The latest time among the UUIDv7s of `command_ids`; None if none is one.
+
+    Canonical UUIDv7s sort as their times do, so the greatest string is usually the answer, at
+    C speed; only a greater id that is no UUIDv7 (ids from before they had to be) needs a scan.
+    """
+    millis = command_id_millis(max(command_ids, default=""))
+    if millis is not None:
+        return millis
+    times = [t for command_id in command_ids if (t := command_id_millis(command_id)) is not None]
+    return max(times, default=None)
+
+
 def command_id_time(command_id: str) -> datetime | None:
     """When the client created the command, read from its id; None if it is not a UUIDv7."""
-    try:
-        parsed = uuid.UUID(command_id)
-    except ValueError:
-        return None
-    if parsed.version != _VERSION or str(parsed) != command_id.lower():
-        return None
-    return datetime.fromtimestamp((parsed.int >> 80) / 1000, tz=UTC)
+    millis = command_id_millis(command_id)
+    return None if millis is None else millis_time(millis)
+
+
+def millis_time(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def main() -> None:
+    print(new_command_id())
+
+
+if __name__ == "__main__":
+    main()

@@ -23,10 +23,16 @@ from bench.tls_comparison import compare_tls
 ACCOUNTS = 10_000
 DEPOSIT = "ledger.v1.CommandService/Deposit"
 ACCOUNT_PREFIX = "bench-"
+# ghz has no UUIDv7: one from the call's time in ms and the random digits of its UUIDv4 (whose
+# variant bits are v7's too).
+COMMAND_ID_V7 = (
+    "{{ $t := printf `%012x` .TimestampUnixMilli }}{{ substr 0 8 $t }}-{{ substr 8 12 $t }}"
+    "-7{{ substr 15 18 .UUID }}-{{ substr 19 23 .UUID }}-{{ substr 24 36 .UUID }}"
+)
 # Per request: a fresh command id, one of the 10,000 accounts at random.
 DEPOSIT_DATA = json.dumps(
     {
-        "command_id": "{{newUUID}}",
+        "command_id": COMMAND_ID_V7,
         "account_id": f"{ACCOUNT_PREFIX}{{{{randomInt 0 {ACCOUNTS}}}}}",
         "amount": "1.00",
     }

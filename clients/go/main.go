@@ -133,7 +133,7 @@ func run(ctx context.Context, commandAddr, queryAddr, currency, amount string, o
 	report := &Report{AccountID: "go-" + randomHex(8), Currency: currency, DepositedAmount: amount}
 	// A fresh command_id per intended change: a retry of the same call would reuse it.
 	opened, err := commands.OpenAccount(ctx, &ledgerv1.OpenAccountRequest{
-		CommandId: randomHex(16),
+		CommandId: newCommandID(),
 		AccountId: report.AccountID,
 		Currency:  currency,
 		Owner:     "Go client",
@@ -144,7 +144,7 @@ func run(ctx context.Context, commandAddr, queryAddr, currency, amount string, o
 	report.OpenedVersion = opened.GetVersion()
 
 	deposited, err := commands.Deposit(ctx, &ledgerv1.DepositRequest{
-		CommandId: randomHex(16),
+		CommandId: newCommandID(),
 		AccountId: report.AccountID,
 		Amount:    amount,
 	})
@@ -183,6 +183,23 @@ func sameAmount(a, b string) bool {
 	x, okX := new(big.Rat).SetString(a)
 	y, okY := new(big.Rat).SetString(b)
 	return okX && okY && x.Cmp(y) == 0
+}
+
+// newCommandID returns a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, with
+// the version (7) and variant (10) set. github.com/google/uuid >= 1.6 has it as uuid.NewV7.
+func newCommandID() string {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id[6:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	millis := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		id[i] = byte(millis >> (40 - 8*i))
+	}
+	id[6] = 0x70 | id[6]&0x0f
+	id[8] = 0x80 | id[8]&0x3f
+	text := hex.EncodeToString(id)
+	return text[0:8] + "-" + text[8:12] + "-" + text[12:16] + "-" + text[16:20] + "-" + text[20:]
 }
 
 func randomHex(bytes int) string {

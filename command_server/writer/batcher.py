@@ -6,7 +6,8 @@ commands changed. Every verdict (a rejection too: it may rest on that pending st
 if the transaction commits; if it aborts, every command of the batch gets the failure and the
 pending state is dropped, so a retry is decided afresh (docs/design.md, decision 3). A command
 whose id already has an outcome gets that outcome again, or a refusal if it is not the same
-command (docs/design.md, decision 4).
+command; one whose id is no longer remembered but is not newer than what its partitions forgot
+is refused as too old to deduplicate (docs/design.md, decision 4).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from command_server.writer.protocol import (
     pack_verdict,
     unpack_command,
 )
+from ledger.command_ids import command_id_time, millis_time
 from ledger.domain.account import Account
-from ledger.domain.commands import Command, accounts_of, fingerprint
+from ledger.domain.commands import Command, accounts_of, fingerprint, literal_fingerprint
 from ledger.domain.decider import InconsistentEvent, decide, evolve
-from ledger.domain.rejection import Rejection
+from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
@@ -246,6 +248,12 @@ class Batcher:
                 else:
                     verdicts[index] = _reused(sub.command)
                 continue
+            if self._model.horizons:
+                partitions = [partition_of(a) for a in accounts_of(sub.command)]
+                forgetful = self._model.forgotten(command_id, partitions)
+                if forgetful is not None:
+                    verdicts[index] = self._too_old(sub.command, forgetful)
+                    continue
             current = {
                 a: acc
                 for a in accounts_of(sub.command)
@@ -266,6 +274,22 @@ class Batcher:
                 states.append(state)
         return decisions
 
+    def _too_old(self, command: Command, partition: int) -> Rejection:
+        """The refusal of a command that may have been applied and forgotten since; it depends
+        on nothing but the log and the command, so every replica would refuse it alike."""
+        made = command_id_time(command.command_id)
+        horizon = millis_time(self._model.horizons[partition]).isoformat()
+        when = f"made at {made.isoformat()}" if made is not None else "not a UUIDv7"
+        return Rejection(
+            RejectionKind.PRECONDITION,
+            f"command_id {command.command_id!r} is too old to deduplicate: it was {when}, and "
+            f"the server no longer remembers which commands made up to {horizon} were applied "
+            f"(partition {partition}). If this is a retry, check whether the original was "
+            "applied (ListTransactions shows each transaction's command_id); only if it was "
+            "not, send the command again with a new command_id. If it is a new command, the "
+            "client's clock is behind: check it",
+        )
+
 
 def _reused(command: Command) -> CommandIdReused:
     return CommandIdReused(
@@ -275,5 +299,12 @@ def _reused(command: Command) -> CommandIdReused:
 
 
 def _retried(known: Outcome, sub: _Submission) -> Outcome | CommandIdReused:
-    """A command whose id has a recorded outcome: the same answer again, or a refusal."""
-    return known if known.fingerprint == sub.fingerprint else _reused(sub.command)
+    """A command whose id has a recorded outcome: the same answer again, or a refusal.
+
+    Events written before amounts were made canonical hold the fingerprint of the amount as
+    sent: an exact retry of such a command still matches it."""
+    if known.fingerprint == sub.fingerprint or known.fingerprint == literal_fingerprint(
+        sub.command
+    ):
+        return known
+    return _reused(sub.command)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -56,13 +58,38 @@ class CloseAccount:
 Command: TypeAlias = OpenAccount | Deposit | Withdraw | Transfer | CloseAccount
 
 
-def fingerprint(command: Command) -> str:
-    """A stable hash of everything the command asks for except its id.
+_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
 
-    A retry carrying the same command_id is only the same command if its fingerprint matches.
-    The fingerprint is stored in events, so the payload's names below must never change.
+
+def fingerprint(command: Command) -> str:
+    """A stable hash of everything the command asks for except its id, amounts canonical.
+
+    A retry carrying the same command_id is only the same command if its fingerprint matches,
+    so `7.5`, `7.50` and `007.5` are one command. The fingerprint is stored in events, so the
+    payload's names below must never change.
     """
-    canonical = json.dumps(_payload(command), sort_keys=True, separators=(",", ":"))
+    return _digest(_payload(command, canonical_amount))
+
+
+def literal_fingerprint(command: Command) -> str:
+    """The fingerprint as events recorded it before amounts were made canonical: of the amount
+    as sent. A retry of such an event's command matches it if it repeats the amount exactly."""
+    return _digest(_payload(command, str))
+
+
+def canonical_amount(amount: str) -> str:
+    """The decimal without leading zeros or trailing fractional zeros (`007.50` -> `7.5`), the
+    way most clients write it, so most fingerprints recorded on the literal text still match.
+    Text that is not a plain decimal is kept as is (the command is refused anyway)."""
+    match = _DECIMAL.fullmatch(amount)
+    if match is None:
+        return amount
+    whole, fraction = match.group(1).lstrip("0") or "0", (match.group(2) or "").rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def _digest(payload: dict[str, str | int | None]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -75,7 +102,7 @@ def accounts_of(command: Command) -> tuple[str, ...]:
             return (command.account_id,)
 
 
-def _payload(command: Command) -> dict[str, str | int | None]:
+def _payload(command: Command, amount: Callable[[str], str]) -> dict[str, str | int | None]:
     match command:
         case OpenAccount():
             return {
@@ -88,7 +115,7 @@ def _payload(command: Command) -> dict[str, str | int | None]:
             return {
                 "type": "deposit" if isinstance(command, Deposit) else "withdraw",
                 "account_id": command.account_id,
-                "amount": command.amount,
+                "amount": amount(command.amount),
                 "expected_version": command.expected_version,
             }
         case Transfer():
@@ -96,7 +123,7 @@ def _payload(command: Command) -> dict[str, str | int | None]:
                 "type": "transfer",
                 "from_account_id": command.from_account_id,
                 "to_account_id": command.to_account_id,
-                "amount": command.amount,
+                "amount": amount(command.amount),
                 "expected_version": command.expected_version,
             }
         case CloseAccount():

@@ -30,7 +30,6 @@ from ledger.domain.money import (
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import (
     require_account_id,
-    require_command_id,
     require_expected_version,
     require_owner,
 )
@@ -62,7 +61,6 @@ def decide(command: Command, accounts: Mapping[str, Account], now: datetime) -> 
     `occurred_at`, truncated to milliseconds.
     """
     occurred_at = _event_time(now)
-    require_command_id(command.command_id)
     match command:
         case OpenAccount():
             return _open(command, accounts, occurred_at)

@@ -3,24 +3,46 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
+from ledger.command_ids import command_id_millis, millis_time
 from ledger.domain.rejection import Rejection, RejectionKind
 
-MAX_COMMAND_ID_LENGTH = 128
 MAX_OWNER_LENGTH = 200
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_HOW_TO_MAKE_ONE = (
+    "make a new UUIDv7 for each command (Python: ledger.command_ids.new_command_id(); "
+    'other languages: README, "Command ids")'
+)
 
 
-def require_command_id(command_id: str) -> None:
+def require_command_id(command_id: str, now: datetime, max_skew: timedelta) -> None:
+    """A UUIDv7 in canonical text form whose time is not more than `max_skew` after `now`.
+
+    The id's time decides whether a retry the server no longer remembers is refused as too old
+    (docs/design.md, decision 4): an id from the future would later move that horizon past
+    every client's clock, so it is refused here, where the command arrives.
+    """
     if not command_id:
         raise Rejection(
-            RejectionKind.INVALID, "command_id is required: the command's idempotency key"
+            RejectionKind.INVALID,
+            f"command_id is required: the command's idempotency key; {_HOW_TO_MAKE_ONE}",
         )
-    if len(command_id) > MAX_COMMAND_ID_LENGTH:
+    millis = command_id_millis(command_id)
+    if millis is None:
+        shown = command_id if len(command_id) <= 40 else command_id[:40] + "..."
         raise Rejection(
             RejectionKind.INVALID,
-            f"command_id is too long: {len(command_id)} characters, at most "
-            f"{MAX_COMMAND_ID_LENGTH}",
+            f"command_id {shown!r} is not a UUIDv7 in canonical form (36 lowercase hex digits "
+            f"and hyphens, version 7): {_HOW_TO_MAKE_ONE}",
+        )
+    made = millis_time(millis)
+    if made - now > max_skew:
+        raise Rejection(
+            RejectionKind.INVALID,
+            f"command_id {command_id!r} was made at {made.isoformat()}, more than "
+            f"{max_skew.total_seconds():g} s after the server's clock ({now.isoformat()}): "
+            "check the client's clock",
         )
 
 

@@ -27,8 +27,8 @@ class OpenAccountRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Required. The client's idempotency key for this command: 1 to 128 characters, unique per
-    intended change (a UUID is a good choice).
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency").
     """
     account_id: _builtins.str
     """Required. The new account's id, chosen by the client: 1 to 64 characters of
@@ -95,7 +95,9 @@ class DepositRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Required. The client's idempotency key for this command: 1 to 128 characters."""
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency").
+    """
     account_id: _builtins.str
     """Required. The account to credit."""
     amount: _builtins.str
@@ -163,7 +165,9 @@ class WithdrawRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Required. The client's idempotency key for this command: 1 to 128 characters."""
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency").
+    """
     account_id: _builtins.str
     """Required. The account to debit."""
     amount: _builtins.str
@@ -234,8 +238,9 @@ class TransferRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Required. The client's idempotency key for this command: 1 to 128 characters. It also becomes
-    the transfer's id, shown on both accounts' transactions.
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency"). It also
+    becomes the transfer's id, shown on both accounts' transactions.
     """
     from_account_id: _builtins.str
     """Required. The account to debit."""
@@ -306,7 +311,9 @@ class CloseAccountRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
-    """Required. The client's idempotency key for this command: 1 to 128 characters."""
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency").
+    """
     account_id: _builtins.str
     """Required. The account to close."""
     expected_version: _builtins.int

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ledger_services import LedgerService
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as pb
@@ -43,14 +44,14 @@ async def traffic(ledger: RunningLedger) -> str:
         commands = cmd_grpc.CommandServiceStub(commands_channel)
         queries = pb_grpc.QueryServiceStub(queries_channel)
         await commands.OpenAccount(
-            cmd.OpenAccountRequest(command_id=uuid.uuid4().hex, account_id=account, currency="EUR")
+            cmd.OpenAccountRequest(command_id=new_command_id(), account_id=account, currency="EUR")
         )
         deposited = await commands.Deposit(
-            cmd.DepositRequest(command_id=uuid.uuid4().hex, account_id=account, amount="5")
+            cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="5")
         )
         with pytest.raises(grpc.aio.AioRpcError):
             await commands.Withdraw(
-                cmd.WithdrawRequest(command_id=uuid.uuid4().hex, account_id=account, amount="9")
+                cmd.WithdrawRequest(command_id=new_command_id(), account_id=account, amount="9")
             )
         await queries.GetAccount(
             pb.GetAccountRequest(account_id=account, consistency_token=deposited.consistency_token),

@@ -19,13 +19,13 @@ from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
 from ledger.auth.policy import READ, WRITE
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as q
 from ledger.v1 import queries_pb2_grpc as q_grpc
 from tests.e2e.running_ledger import PROMPTLY_S, RunningLedger
 from tests.eventually import eventually_async
-from tests.integration.query_server.read_model_writer import unique_id
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +70,11 @@ async def opened(ledger: RunningLedger) -> Opened:
         for account in (*ACME, GLOBEX):
             await commands.OpenAccount(
                 cmd.OpenAccountRequest(
-                    command_id=f"open-{account}", account_id=account, currency="EUR", owner="x"
+                    command_id=new_command_id(), account_id=account, currency="EUR", owner="x"
                 )
             )
             deposited = await commands.Deposit(
-                cmd.DepositRequest(command_id=f"fund-{account}", account_id=account, amount="10")
+                cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="10")
             )
             token = deposited.consistency_token
     return Opened(credentials, token)
@@ -137,17 +137,26 @@ async def test_a_reader_may_read_but_not_command(ledger: RunningLedger, opened: 
         calls: list[Awaitable[Any]] = [
             commands.OpenAccount(
                 cmd.OpenAccountRequest(
-                    command_id=unique_id("c"), account_id="r-1", currency="EUR", owner="r"
+                    command_id=new_command_id(), account_id="r-1", currency="EUR", owner="r"
                 )
             ),
-            commands.Deposit(cmd.DepositRequest(command_id="r", account_id=GLOBEX, amount="1")),
-            commands.Withdraw(cmd.WithdrawRequest(command_id="r", account_id=GLOBEX, amount="1")),
+            commands.Deposit(
+                cmd.DepositRequest(command_id=new_command_id(), account_id=GLOBEX, amount="1")
+            ),
+            commands.Withdraw(
+                cmd.WithdrawRequest(command_id=new_command_id(), account_id=GLOBEX, amount="1")
+            ),
             commands.Transfer(
                 cmd.TransferRequest(
-                    command_id="r", from_account_id=GLOBEX, to_account_id="acme-1", amount="1"
+                    command_id=new_command_id(),
+                    from_account_id=GLOBEX,
+                    to_account_id="acme-1",
+                    amount="1",
                 )
             ),
-            commands.CloseAccount(cmd.CloseAccountRequest(command_id="r", account_id=GLOBEX)),
+            commands.CloseAccount(
+                cmd.CloseAccountRequest(command_id=new_command_id(), account_id=GLOBEX)
+            ),
         ]
         for call in calls:
             refused = await _refusal(call)
@@ -169,20 +178,25 @@ async def test_a_token_for_acme_accounts_may_not_touch_globex(
     async with ledger.command_server.channel(acme) as channel:
         commands = cmd_grpc.CommandServiceStub(channel)
         refused = await _refusal(
-            commands.Deposit(cmd.DepositRequest(command_id="a1", account_id=GLOBEX, amount="1"))
+            commands.Deposit(
+                cmd.DepositRequest(command_id=new_command_id(), account_id=GLOBEX, amount="1")
+            )
         )
         assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
         assert refused.details() == (
             "the token may act on accounts matching acme-*; globex-1 is not one of them"
         )
         debit_globex = cmd.TransferRequest(
-            command_id="a2", from_account_id=GLOBEX, to_account_id="acme-1", amount="1"
+            command_id=new_command_id(), from_account_id=GLOBEX, to_account_id="acme-1", amount="1"
         )
         assert await _code(commands.Transfer(debit_globex)) == grpc.StatusCode.PERMISSION_DENIED
         # Its own account it may debit, even to pay another company.
         paid = await commands.Transfer(
             cmd.TransferRequest(
-                command_id="a3", from_account_id="acme-1", to_account_id=GLOBEX, amount="1"
+                command_id=new_command_id(),
+                from_account_id="acme-1",
+                to_account_id=GLOBEX,
+                amount="1",
             )
         )
     async with ledger.query_server.channel(acme) as channel:

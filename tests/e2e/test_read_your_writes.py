@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
+from ledger.command_ids import new_command_id
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
@@ -46,7 +47,7 @@ async def _open_account(end_to_end: EndToEnd, currency: str = "EUR") -> tuple[st
     account = unique_id("e2e")
     opened = await end_to_end.commands.OpenAccount(
         cmd.OpenAccountRequest(
-            command_id=unique_id("c"), account_id=account, currency=currency, owner="E2E"
+            command_id=new_command_id(), account_id=account, currency=currency, owner="E2E"
         )
     )
     return account, opened.consistency_token
@@ -62,12 +63,12 @@ async def test_reads_its_own_writes_every_time(end_to_end: EndToEnd) -> None:
     for n in range(100):
         if n % 3 == 2:
             reply: Any = await end_to_end.commands.Withdraw(
-                cmd.WithdrawRequest(command_id=unique_id("c"), account_id=account, amount="1.25")
+                cmd.WithdrawRequest(command_id=new_command_id(), account_id=account, amount="1.25")
             )
             balance -= Decimal("1.25")
         else:
             reply = await end_to_end.commands.Deposit(
-                cmd.DepositRequest(command_id=unique_id("c"), account_id=account, amount="2.50")
+                cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="2.50")
             )
             balance += Decimal("2.50")
         answer = await end_to_end.queries.GetAccount(
@@ -94,27 +95,27 @@ async def test_watch_follows_every_command_on_the_account(end_to_end: EndToEnd) 
 
     commands = end_to_end.commands
     await commands.Deposit(
-        cmd.DepositRequest(command_id=unique_id("c"), account_id=account, amount="100")
+        cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="100")
     )
     await commands.Withdraw(
-        cmd.WithdrawRequest(command_id=unique_id("c"), account_id=account, amount="30")
+        cmd.WithdrawRequest(command_id=new_command_id(), account_id=account, amount="30")
     )
     await commands.Deposit(
-        cmd.DepositRequest(command_id=unique_id("c"), account_id=other, amount="1")
+        cmd.DepositRequest(command_id=new_command_id(), account_id=other, amount="1")
     )
     await commands.Transfer(
         cmd.TransferRequest(
-            command_id=unique_id("c"), from_account_id=account, to_account_id=other, amount="20"
+            command_id=new_command_id(), from_account_id=account, to_account_id=other, amount="20"
         )
     )
     await commands.Deposit(
-        cmd.DepositRequest(command_id=unique_id("c"), account_id=account, amount="0.05")
+        cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="0.05")
     )
     await commands.Withdraw(
-        cmd.WithdrawRequest(command_id=unique_id("c"), account_id=account, amount="50.05")
+        cmd.WithdrawRequest(command_id=new_command_id(), account_id=account, amount="50.05")
     )
     await commands.CloseAccount(
-        cmd.CloseAccountRequest(command_id=unique_id("c"), account_id=account)
+        cmd.CloseAccountRequest(command_id=new_command_id(), account_id=account)
     )
 
     updates = []

@@ -21,6 +21,7 @@ from typing import Protocol
 import grpc
 
 from ledger.backoff import Backoff
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
@@ -92,7 +93,7 @@ class Load:
         accounts = [f"{self.prefix}-{number}-{k}" for k in range(self.accounts_per_client)]
         for account in accounts:
             request = pb.OpenAccountRequest(
-                command_id=_id(), account_id=account, currency="USD", owner="failover"
+                command_id=new_command_id(), account_id=account, currency="USD", owner="failover"
             )
             await self._send(
                 Sent("open", request.command_id, (account,), 0), stub.OpenAccount, request, rng
@@ -114,7 +115,9 @@ class Load:
         self, stub: pb_grpc.CommandServiceAsyncStub, account: str, rng: random.Random
     ) -> None:
         amount = rng.randint(1, 50_000)
-        request = pb.DepositRequest(command_id=_id(), account_id=account, amount=_usd(amount))
+        request = pb.DepositRequest(
+            command_id=new_command_id(), account_id=account, amount=_usd(amount)
+        )
         sent = Sent("deposit", request.command_id, (account,), amount)
         if await self._send(sent, stub.Deposit, request, rng):
             self.balances[account] += amount
@@ -123,7 +126,9 @@ class Load:
         self, stub: pb_grpc.CommandServiceAsyncStub, account: str, rng: random.Random
     ) -> None:
         amount = rng.randint(1, self.balances[account])
-        request = pb.WithdrawRequest(command_id=_id(), account_id=account, amount=_usd(amount))
+        request = pb.WithdrawRequest(
+            command_id=new_command_id(), account_id=account, amount=_usd(amount)
+        )
         sent = Sent("withdraw", request.command_id, (account,), amount)
         if await self._send(sent, stub.Withdraw, request, rng):
             self.balances[account] -= amount
@@ -133,7 +138,10 @@ class Load:
     ) -> None:
         amount = rng.randint(1, self.balances[source])
         request = pb.TransferRequest(
-            command_id=_id(), from_account_id=source, to_account_id=target, amount=_usd(amount)
+            command_id=new_command_id(),
+            from_account_id=source,
+            to_account_id=target,
+            amount=_usd(amount),
         )
         sent = Sent("transfer", request.command_id, (source, target), amount)
         if await self._send(sent, stub.Transfer, request, rng):
@@ -163,10 +171,6 @@ class Load:
             self.acks.append(time.monotonic())
             sent.version = reply.version
             return True
-
-
-def _id() -> str:
-    return uuid.uuid4().hex
 
 
 def _usd(cents: int) -> str:

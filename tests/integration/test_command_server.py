@@ -18,6 +18,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.events.codec import EventCodec
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event, MoneyWithdrawn
@@ -73,7 +74,9 @@ async def client(command_server: LedgerService) -> AsyncIterator[pb_grpc.Command
 async def _open(client: pb_grpc.CommandServiceAsyncStub, currency: str = "USD") -> str:
     account = f"acc-{_id()[:8]}"
     await client.OpenAccount(
-        pb.OpenAccountRequest(command_id=_id(), account_id=account, currency=currency, owner="T")
+        pb.OpenAccountRequest(
+            command_id=new_command_id(), account_id=account, currency=currency, owner="T"
+        )
     )
     return account
 
@@ -84,27 +87,39 @@ async def test_each_command_succeeds_with_versions_and_tokens(
     a = f"a-{_id()[:8]}"
     b = f"b-{_id()[:8]}"
     opened = await client.OpenAccount(
-        pb.OpenAccountRequest(command_id=_id(), account_id=a, currency="EUR", owner="Ada")
+        pb.OpenAccountRequest(
+            command_id=new_command_id(), account_id=a, currency="EUR", owner="Ada"
+        )
     )
     assert opened.version == 1
     assert opened.consistency_token
     await client.OpenAccount(
-        pb.OpenAccountRequest(command_id=_id(), account_id=b, currency="EUR", owner="Bob")
+        pb.OpenAccountRequest(
+            command_id=new_command_id(), account_id=b, currency="EUR", owner="Bob"
+        )
     )
     deposited = await client.Deposit(
-        pb.DepositRequest(command_id=_id(), account_id=a, amount="100.50")
+        pb.DepositRequest(command_id=new_command_id(), account_id=a, amount="100.50")
     )
     assert deposited.version == 2
     withdrawn = await client.Withdraw(
-        pb.WithdrawRequest(command_id=_id(), account_id=a, amount="0.50", expected_version=2)
+        pb.WithdrawRequest(
+            command_id=new_command_id(), account_id=a, amount="0.50", expected_version=2
+        )
     )
     assert withdrawn.version == 3
     transferred = await client.Transfer(
-        pb.TransferRequest(command_id=_id(), from_account_id=a, to_account_id=b, amount="100")
+        pb.TransferRequest(
+            command_id=new_command_id(), from_account_id=a, to_account_id=b, amount="100"
+        )
     )
     assert transferred.version == 4
-    await client.Withdraw(pb.WithdrawRequest(command_id=_id(), account_id=b, amount="100.00"))
-    closed = await client.CloseAccount(pb.CloseAccountRequest(command_id=_id(), account_id=a))
+    await client.Withdraw(
+        pb.WithdrawRequest(command_id=new_command_id(), account_id=b, amount="100.00")
+    )
+    closed = await client.CloseAccount(
+        pb.CloseAccountRequest(command_id=new_command_id(), account_id=a)
+    )
     assert closed.version == 5
 
 
@@ -134,53 +149,67 @@ async def test_each_error_has_its_status_code(
     client: pb_grpc.CommandServiceAsyncStub, request_factory: str, code: grpc.StatusCode
 ) -> None:
     funded = await _open(client)
-    await client.Deposit(pb.DepositRequest(command_id=_id(), account_id=funded, amount="10"))
+    await client.Deposit(
+        pb.DepositRequest(command_id=new_command_id(), account_id=funded, amount="10")
+    )
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "open_bad_id": lambda: client.OpenAccount(
-            pb.OpenAccountRequest(command_id=_id(), account_id="no spaces", currency="USD")
+            pb.OpenAccountRequest(
+                command_id=new_command_id(), account_id="no spaces", currency="USD"
+            )
         ),
         "open_bad_currency": lambda: client.OpenAccount(
-            pb.OpenAccountRequest(command_id=_id(), account_id=f"x{_id()[:6]}", currency="XXQ")
+            pb.OpenAccountRequest(
+                command_id=new_command_id(), account_id=f"x{_id()[:6]}", currency="XXQ"
+            )
         ),
         "open_missing_command_id": lambda: client.OpenAccount(
             pb.OpenAccountRequest(account_id=f"x{_id()[:6]}", currency="USD")
         ),
         "open_existing": lambda: client.OpenAccount(
-            pb.OpenAccountRequest(command_id=_id(), account_id=funded, currency="USD")
+            pb.OpenAccountRequest(command_id=new_command_id(), account_id=funded, currency="USD")
         ),
         "deposit_unknown": lambda: client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id="nobody", amount="1")
+            pb.DepositRequest(command_id=new_command_id(), account_id="nobody", amount="1")
         ),
         "deposit_bad_amount": lambda: client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id=funded, amount="1e3")
+            pb.DepositRequest(command_id=new_command_id(), account_id=funded, amount="1e3")
         ),
         "deposit_too_many_decimals": lambda: client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id=funded, amount="1.001")
+            pb.DepositRequest(command_id=new_command_id(), account_id=funded, amount="1.001")
         ),
         "deposit_negative": lambda: client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id=funded, amount="-1")
+            pb.DepositRequest(command_id=new_command_id(), account_id=funded, amount="-1")
         ),
         "deposit_wrong_version": lambda: client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id=funded, amount="1", expected_version=7)
+            pb.DepositRequest(
+                command_id=new_command_id(), account_id=funded, amount="1", expected_version=7
+            )
         ),
         "withdraw_overdraft": lambda: client.Withdraw(
-            pb.WithdrawRequest(command_id=_id(), account_id=funded, amount="10.01")
+            pb.WithdrawRequest(command_id=new_command_id(), account_id=funded, amount="10.01")
         ),
         "withdraw_unknown": lambda: client.Withdraw(
-            pb.WithdrawRequest(command_id=_id(), account_id="nobody", amount="1")
+            pb.WithdrawRequest(command_id=new_command_id(), account_id="nobody", amount="1")
         ),
         "transfer_to_self": lambda: client.Transfer(
             pb.TransferRequest(
-                command_id=_id(), from_account_id=funded, to_account_id=funded, amount="1"
+                command_id=new_command_id(),
+                from_account_id=funded,
+                to_account_id=funded,
+                amount="1",
             )
         ),
         "transfer_unknown_destination": lambda: client.Transfer(
             pb.TransferRequest(
-                command_id=_id(), from_account_id=funded, to_account_id="nobody", amount="1"
+                command_id=new_command_id(),
+                from_account_id=funded,
+                to_account_id="nobody",
+                amount="1",
             )
         ),
         "close_with_balance": lambda: client.CloseAccount(
-            pb.CloseAccountRequest(command_id=_id(), account_id=funded)
+            pb.CloseAccountRequest(command_id=new_command_id(), account_id=funded)
         ),
     }
     call: Awaitable[object]
@@ -188,15 +217,19 @@ async def test_each_error_has_its_status_code(
         other = await _open(client, currency="JPY")
         call = client.Transfer(
             pb.TransferRequest(
-                command_id=_id(), from_account_id=funded, to_account_id=other, amount="1"
+                command_id=new_command_id(), from_account_id=funded, to_account_id=other, amount="1"
             )
         )
     elif request_factory == "deposit_to_closed":
         empty = await _open(client)
-        await client.CloseAccount(pb.CloseAccountRequest(command_id=_id(), account_id=empty))
-        call = client.Deposit(pb.DepositRequest(command_id=_id(), account_id=empty, amount="1"))
+        await client.CloseAccount(
+            pb.CloseAccountRequest(command_id=new_command_id(), account_id=empty)
+        )
+        call = client.Deposit(
+            pb.DepositRequest(command_id=new_command_id(), account_id=empty, amount="1")
+        )
     elif request_factory == "command_id_reused":
-        reused = _id()
+        reused = new_command_id()
         await client.Deposit(pb.DepositRequest(command_id=reused, account_id=funded, amount="1"))
         call = client.Deposit(pb.DepositRequest(command_id=reused, account_id=funded, amount="2"))
     else:
@@ -211,12 +244,14 @@ async def test_racing_withdrawals_never_overdraw(
     client: pb_grpc.CommandServiceAsyncStub, stack: LocalStack, topic: str
 ) -> None:
     account = await _open(client)
-    await client.Deposit(pb.DepositRequest(command_id=_id(), account_id=account, amount="100.00"))
+    await client.Deposit(
+        pb.DepositRequest(command_id=new_command_id(), account_id=account, amount="100.00")
+    )
 
     async def withdraw() -> grpc.StatusCode:
         try:
             await client.Withdraw(
-                pb.WithdrawRequest(command_id=_id(), account_id=account, amount="3.00")
+                pb.WithdrawRequest(command_id=new_command_id(), account_id=account, amount="3.00")
             )
         except grpc.aio.AioRpcError as exc:
             return exc.code()
@@ -240,7 +275,7 @@ async def test_racing_withdrawals_never_overdraw(
 async def test_concurrent_retries_append_once_and_survive_a_restart(
     command_server: LedgerService, stack: LocalStack, topic: str
 ) -> None:
-    command_id = _id()
+    command_id = new_command_id()
     async with grpc.aio.insecure_channel(command_server.address) as channel:
         client = pb_grpc.CommandServiceStub(channel)
         account = await _open(client)
@@ -260,7 +295,7 @@ async def test_concurrent_retries_append_once_and_survive_a_restart(
         )
         # The state was rebuilt: the next change lands on the next version.
         after = await client.Deposit(
-            pb.DepositRequest(command_id=_id(), account_id=account, amount="1.00")
+            pb.DepositRequest(command_id=new_command_id(), account_id=account, amount="1.00")
         )
         assert after.version == answers[0].version + 1
     assert sum(1 for e in read_events(stack, topic) if e.command_id == command_id) == 1
@@ -275,7 +310,7 @@ async def test_a_second_instance_fences_the_first(
         successor = LedgerService.command_server(stack, tmp_path / "second", topic=topic)
         successor.start()
         try:
-            zombie_command = _id()
+            zombie_command = new_command_id()
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await first.Deposit(
                     pb.DepositRequest(command_id=zombie_command, account_id=account, amount="1")
@@ -332,7 +367,9 @@ async def test_commands_for_another_shard_are_unavailable(
             for n in range(20):
                 try:
                     await client.OpenAccount(
-                        pb.OpenAccountRequest(command_id=_id(), account_id=f"s{n}", currency="USD")
+                        pb.OpenAccountRequest(
+                            command_id=new_command_id(), account_id=f"s{n}", currency="USD"
+                        )
                     )
                 except grpc.aio.AioRpcError as exc:
                     refusals.append(f"{exc.code().name}: {exc.details()}")

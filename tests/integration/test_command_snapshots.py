@@ -13,6 +13,7 @@ import pytest
 
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 from tests.integration.test_command_server import read_events
@@ -70,7 +71,7 @@ async def test_restarts_from_snapshots_give_the_same_state_and_answers(
             for n in range(12):
                 account = f"snap-{n}-{_id()[:6]}"
                 request: Request = pb.OpenAccountRequest(
-                    command_id=_id(), account_id=account, currency="EUR", owner="S"
+                    command_id=new_command_id(), account_id=account, currency="EUR", owner="S"
                 )
                 answered.append((request, await _send(client, request)))
                 balances[account], versions[account] = 0, 1
@@ -80,7 +81,7 @@ async def test_restarts_from_snapshots_give_the_same_state_and_answers(
                 cents = rng.randint(1, 900)
                 if balances[source] >= cents and rng.random() < 0.5:
                     request = pb.TransferRequest(
-                        command_id=_id(),
+                        command_id=new_command_id(),
                         from_account_id=source,
                         to_account_id=target,
                         amount=f"{cents / 100:.2f}",
@@ -90,7 +91,7 @@ async def test_restarts_from_snapshots_give_the_same_state_and_answers(
                     versions[target] += 1
                 else:
                     request = pb.DepositRequest(
-                        command_id=_id(), account_id=source, amount=f"{cents / 100:.2f}"
+                        command_id=new_command_id(), account_id=source, amount=f"{cents / 100:.2f}"
                     )
                     balances[source] += cents
                 versions[source] += 1
@@ -117,7 +118,7 @@ async def test_restarts_from_snapshots_give_the_same_state_and_answers(
             # Balances and versions survived exactly: emptying each account works, then nothing.
             for account in accounts:
                 empty = pb.WithdrawRequest(
-                    command_id=_id(),
+                    command_id=new_command_id(),
                     account_id=account,
                     amount=f"{balances[account] / 100:.2f}",
                 )
@@ -126,7 +127,9 @@ async def test_restarts_from_snapshots_give_the_same_state_and_answers(
                     assert version == versions[account] + 1
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
                     await client.Withdraw(
-                        pb.WithdrawRequest(command_id=_id(), account_id=account, amount="0.01")
+                        pb.WithdrawRequest(
+                            command_id=new_command_id(), account_id=account, amount="0.01"
+                        )
                     )
                 assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:

@@ -26,6 +26,7 @@ from devstack.postgres import Postgres
 from devstack.postgres_builds import tls_postgres_bin_dir
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.database_access import database_access
 from ledger.kafka_security import kafka_client_config
 from ledger.v1 import commands_pb2 as cmd
@@ -119,11 +120,11 @@ async def _open_and_deposit(ledger: SecureLedger) -> tuple[str, Any]:
         commands = cmd_grpc.CommandServiceStub(commands_channel)
         await commands.OpenAccount(
             cmd.OpenAccountRequest(
-                command_id=unique_id("c"), account_id=account, currency="EUR", owner="Secure"
+                command_id=new_command_id(), account_id=account, currency="EUR", owner="Secure"
             )
         )
         deposited = await commands.Deposit(
-            cmd.DepositRequest(command_id=unique_id("c"), account_id=account, amount="12.50")
+            cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="12.50")
         )
         read = await pb_grpc.QueryServiceStub(queries_channel).GetAccount(
             pb.GetAccountRequest(account_id=account, consistency_token=deposited.consistency_token),

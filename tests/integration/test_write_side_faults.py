@@ -19,6 +19,7 @@ from command_server.snapshot_format import Manifest, decode, encode, manifest_ke
 from command_server.snapshot_topic import read_latest, snapshot_topic_name
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
@@ -100,7 +101,9 @@ async def test_a_partition_count_change_refuses_the_start_with_the_way_out(
         client = pb_grpc.CommandServiceStub(channel)
         for n in range(40):
             await client.OpenAccount(
-                pb.OpenAccountRequest(command_id=_id(), account_id=f"a{n}", currency="USD")
+                pb.OpenAccountRequest(
+                    command_id=new_command_id(), account_id=f"a{n}", currency="USD"
+                )
             )
     service.stop()
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
@@ -128,10 +131,12 @@ async def test_a_snapshot_that_disagrees_with_the_events_after_it_is_replayed_ov
         client = pb_grpc.CommandServiceStub(channel)
         for account in accounts:
             await client.OpenAccount(
-                pb.OpenAccountRequest(command_id=_id(), account_id=account, currency="USD")
+                pb.OpenAccountRequest(
+                    command_id=new_command_id(), account_id=account, currency="USD"
+                )
             )
             await client.Deposit(
-                pb.DepositRequest(command_id=_id(), account_id=account, amount="2")
+                pb.DepositRequest(command_id=new_command_id(), account_id=account, amount="2")
             )
     service.stop()
     # The snapshot of partition 0 is made to claim it covers only the first event: the events
@@ -151,7 +156,7 @@ async def test_a_snapshot_that_disagrees_with_the_events_after_it_is_replayed_ov
         async with grpc.aio.insecure_channel(again.address) as channel:
             client = pb_grpc.CommandServiceStub(channel)
             answer = await client.Deposit(
-                pb.DepositRequest(command_id=_id(), account_id=victim, amount="1")
+                pb.DepositRequest(command_id=new_command_id(), account_id=victim, amount="1")
             )
         assert answer.version == 3
     finally:
@@ -177,7 +182,7 @@ async def test_a_broker_that_goes_away_is_not_a_takeover(stack: LocalStack, tmp_
         async with grpc.aio.insecure_channel(service.address) as channel:
             client = pb_grpc.CommandServiceStub(channel)
             await client.OpenAccount(
-                pb.OpenAccountRequest(command_id=_id(), account_id="acc", currency="USD")
+                pb.OpenAccountRequest(command_id=new_command_id(), account_id="acc", currency="USD")
             )
             answers: list[grpc.StatusCode] = []
             done: set[str] = set()
@@ -197,11 +202,13 @@ async def test_a_broker_that_goes_away_is_not_a_takeover(stack: LocalStack, tmp_
                     return
 
             stop_at = time.monotonic() + 240
-            first_wave = [asyncio.create_task(deposit_until_done(_id(), stop_at)) for _ in range(5)]
+            first_wave = [
+                asyncio.create_task(deposit_until_done(new_command_id(), stop_at)) for _ in range(5)
+            ]
             await asyncio.to_thread(stack.kafka.kill)
             # Commands in flight while the broker is gone.
             second_wave = [
-                asyncio.create_task(deposit_until_done(_id(), stop_at)) for _ in range(5)
+                asyncio.create_task(deposit_until_done(new_command_id(), stop_at)) for _ in range(5)
             ]
             await eventually_async(
                 lambda: _health_is(service.address, (not_serving, not_serving)),
@@ -212,7 +219,7 @@ async def test_a_broker_that_goes_away_is_not_a_takeover(stack: LocalStack, tmp_
             assert service.is_running(), "a broker crash is not a takeover"
 
             await asyncio.to_thread(stack.kafka.start)
-            resumed = pb.DepositRequest(command_id=_id(), account_id="acc", amount="1")
+            resumed = pb.DepositRequest(command_id=new_command_id(), account_id="acc", amount="1")
 
             async def accepted() -> bool:
                 try:

@@ -70,3 +70,19 @@ def test_replication_minimums_default_to_one_broker_and_are_read_by_name() -> No
     assert (settings.min_replication_factor, settings.min_insync_replicas) == (3, 2)
     with pytest.raises(SettingsError, match="LEDGER_MIN_INSYNC_REPLICAS"):
         Settings.from_env({"LEDGER_MIN_INSYNC_REPLICAS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "field", "default"),
+    [
+        ("LEDGER_DEDUPE_CHUNK_ENTRIES", "dedupe_chunk_entries", 10_000),
+        ("LEDGER_COMMAND_ID_MAX_SKEW_SECONDS", "command_id_max_skew_seconds", 60),
+    ],
+)
+def test_dedupe_chunks_and_command_id_skew_are_read_by_name(
+    variable: str, field: str, default: float
+) -> None:
+    assert getattr(Settings(), field) == default
+    assert getattr(Settings.from_env({variable: "2"}), field) == 2
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: "-1"})

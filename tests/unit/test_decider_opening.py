@@ -1,4 +1,4 @@
-"""OpenAccount, and the command ids every command carries: given some accounts, when a command
+"""OpenAccount: given some accounts, when a command
 arrives, then these events, or this rejection."""
 
 from __future__ import annotations
@@ -82,29 +82,3 @@ def test_open_account_with_a_too_long_owner_is_invalid() -> None:
     rejection = rejected(commands.OpenAccount("c1", "a1", "USD", "o" * 201), {})
     assert rejection.kind is RejectionKind.INVALID
     assert rejection.message == "owner is too long: 201 characters, at most 200"
-
-
-# --- command ids (common to every command) ---
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        commands.OpenAccount("", "a1", "USD", "x"),
-        commands.Deposit("", "a1", "1.00"),
-        commands.Withdraw("", "a1", "1.00"),
-        commands.Transfer("", "a1", "a2", "1.00"),
-        commands.CloseAccount("", "a1"),
-    ],
-)
-def test_a_command_without_command_id_is_invalid(command: commands.Command) -> None:
-    rejection = rejected(command, given(opened("a1"), opened("a2")))
-    assert rejection.kind is RejectionKind.INVALID
-    assert "command_id is required" in rejection.message
-
-
-def test_a_command_id_longer_than_128_characters_is_invalid() -> None:
-    decide(commands.OpenAccount("c" * 128, "a1", "USD", "x"), {}, NOW)
-    rejection = rejected(commands.OpenAccount("c" * 129, "a1", "USD", "x"), {})
-    assert rejection.kind is RejectionKind.INVALID
-    assert rejection.message == "command_id is too long: 129 characters, at most 128"

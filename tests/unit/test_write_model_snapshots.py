@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from command_server import outcome_log, snapshots, write_model
+from command_server import snapshots
 from command_server.snapshot_format import (
     MAGIC,
     AccountChunk,
@@ -22,6 +22,7 @@ from command_server.snapshot_format import (
 from command_server.snapshots import Snapshots, SnapshotTarget
 from command_server.topic import UnsafeTopic
 from command_server.write_model import WriteModel
+from ledger.command_ids import new_command_id
 from ledger.domain.account import Account
 from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.decider import decide, evolve
@@ -32,6 +33,7 @@ from ledger.partitioning import partition_of
 PARTITIONS = [0, 1, 2]
 TARGET = SnapshotTarget("account_events.snapshots", "account_events", "topic-id-1", every_events=1)
 START = datetime(2026, 1, 1, tzinfo=UTC)
+MILLIS = int(START.timestamp() * 1000)
 
 
 class CapturedTopic:
@@ -51,11 +53,12 @@ class CapturedTopic:
                 self.latest[key] = value
 
 
+# Many chunks and several evictions from a log of a few hundred events.
+CHUNK = 16
+
+
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Many chunks and several evictions from a log of a few hundred events.
-    for module in (outcome_log, write_model, snapshots):
-        monkeypatch.setattr(module, "CHUNK_ENTRIES", 16)
     monkeypatch.setattr(snapshots, "ACCOUNTS_PER_CHUNK", 3)
 
 
@@ -66,14 +69,16 @@ def history(seed: int, commands: int) -> list[tuple[Event, int, int]]:
     offsets = dict.fromkeys(PARTITIONS, -1)
     log: list[tuple[Event, int, int]] = []
     ids = [f"acct-{n}" for n in range(10)]
-    script: list[Command] = [OpenAccount(f"open-{a}", a, "EUR", "owner") for a in ids]
+    script: list[Command] = [OpenAccount(new_command_id(), a, "EUR", "owner") for a in ids]
     for n in range(commands):
         source, target = rng.sample(ids, 2)
         amount = str(rng.randint(1, 300))
+        # Ids made by many clients: roughly, not strictly, in the order they reach the log.
+        command_id = new_command_id(MILLIS + (n + rng.randint(-20, 20)) * 1000)
         choices: list[Command] = [
-            Deposit(f"c{n}", source, amount),
-            Withdraw(f"c{n}", source, amount),
-            Transfer(f"c{n}", source, target, amount),
+            Deposit(command_id, source, amount),
+            Withdraw(command_id, source, amount),
+            Transfer(command_id, source, target, amount),
         ]
         script.append(rng.choice(choices))
     for step, command in enumerate(script):
@@ -91,7 +96,7 @@ def history(seed: int, commands: int) -> list[tuple[Event, int, int]]:
 
 
 def fold(log: Sequence[tuple[Event, int, int]], window: int = 10_000) -> WriteModel:
-    model = WriteModel(window, PARTITIONS)
+    model = WriteModel(window, PARTITIONS, CHUNK)
     for event, partition, offset in log:
         model.apply(event, partition, offset)
     return model
@@ -131,13 +136,13 @@ def fresh_writer(
 ) -> tuple[Snapshots, WriteModel]:
     """A snapshot writer on a topic with no snapshot yet, and the empty model it snapshots."""
     writer = Snapshots(topic, target)  # type: ignore[arg-type]
-    model = WriteModel(window, PARTITIONS)
+    model = WriteModel(window, PARTITIONS, CHUNK)
     writer.restore(model, PARTITIONS, {})
     return writer, model
 
 
 def restored(topic: CapturedTopic, window: int = 10_000) -> tuple[WriteModel, dict[int, int]]:
-    model = WriteModel(window, PARTITIONS)
+    model = WriteModel(window, PARTITIONS, CHUNK)
     start = Snapshots(topic, TARGET).restore(model, PARTITIONS, topic.latest)  # type: ignore[arg-type]
     return model, start
 
@@ -170,6 +175,7 @@ def test_snapshot_plus_tail_equals_the_whole_fold(seed: int, window: int) -> Non
         again.apply(event, partition, offset)
     assert again.accounts == whole.accounts
     assert again.positions == whole.positions
+    assert again.horizons == whole.horizons
     assert_same_answers(answers(again, log), answers(whole, log), log)
 
 
@@ -182,7 +188,7 @@ def test_a_restored_model_snapshots_again_and_restores_the_same() -> None:
     writer.write(model)
     second, start = restored(topic)
     second_writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    second_writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, topic.latest)
+    second_writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, topic.latest)
     for event, partition, offset in tail(log, start):
         second.apply(event, partition, offset)
     second_writer.write(second)
@@ -211,10 +217,10 @@ def test_a_snapshot_of_another_topic_is_ignored() -> None:
     topic = CapturedTopic()
     writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
     model = fold(log)
-    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, {})
     writer.write(model)
     recreated = SnapshotTarget(TARGET.topic, TARGET.event_topic, "topic-id-2", every_events=1)
-    fresh = WriteModel(10_000, PARTITIONS)
+    fresh = WriteModel(10_000, PARTITIONS, CHUNK)
     assert Snapshots(topic, recreated).restore(fresh, PARTITIONS, topic.latest) == {}  # type: ignore[arg-type]
     assert fresh.accounts == {}
 
@@ -222,7 +228,7 @@ def test_a_snapshot_of_another_topic_is_ignored() -> None:
 def test_a_missing_chunk_makes_the_partition_replay() -> None:
     topic = CapturedTopic()
     writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, {})
     writer.write(fold(history(6, 120)))
     victim = next(k for k in topic.latest if "/outcomes/" in k)
     del topic.latest[victim]
@@ -235,7 +241,7 @@ def test_records_round_trip_and_garbage_is_unreadable() -> None:
     model = fold(history(7, 40))
     topic = CapturedTopic()
     writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, {})
     writer.write(model)
     kinds = {type(decode(value)) for value in topic.latest.values()}
     assert kinds == {Manifest, OutcomeChunk, AccountChunk}
@@ -284,7 +290,7 @@ def test_a_snapshot_writes_only_the_accounts_changed_since_the_last_one(
 
     # A restored writer knows what the topic holds, and goes on writing only changes.
     restarted = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    model = WriteModel(10_000, PARTITIONS)
+    model = WriteModel(10_000, PARTITIONS, CHUNK)
     restarted.restore(model, PARTITIONS, topic.latest)
     for event, partition, offset in log[104:106]:
         model.apply(event, partition, offset)
@@ -327,14 +333,14 @@ def test_a_record_whose_checksum_fails_is_unreadable() -> None:
 def test_a_record_of_the_format_without_checksum_is_unreadable() -> None:
     old = encode(AccountChunk("g1", []))[len(MAGIC) + 16 :]
 
-    with pytest.raises(UnreadableSnapshot, match="no checksum"):
+    with pytest.raises(UnreadableSnapshot, match="not of this format"):
         decode(old)
 
 
 def test_a_corrupt_snapshot_record_makes_its_partition_replay() -> None:
     topic = CapturedTopic()
     writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, {})
     writer.write(fold(history(8, 120)))
     victim = next(k for k in topic.latest if "/accounts/" in k)
     topic.latest[victim] = topic.latest[victim][:-1] + bytes([topic.latest[victim][-1] ^ 1])
@@ -348,13 +354,15 @@ def test_a_corrupt_snapshot_record_makes_its_partition_replay() -> None:
 def test_a_snapshot_written_with_another_partition_count_refuses_the_start() -> None:
     topic = CapturedTopic()
     writer = Snapshots(topic, TARGET)  # type: ignore[arg-type]
-    writer.restore(WriteModel(10_000, PARTITIONS), PARTITIONS, {})
+    writer.restore(WriteModel(10_000, PARTITIONS, CHUNK), PARTITIONS, {})
     writer.write(fold(history(9, 30)))
     grown = SnapshotTarget(
         TARGET.topic, TARGET.event_topic, TARGET.event_topic_id, every_events=1, partitions=12
     )
 
+    reader = Snapshots(topic, grown)  # type: ignore[arg-type]
+    model = WriteModel(10_000, PARTITIONS, CHUNK)
     with pytest.raises(UnsafeTopic, match="now has 12 partitions") as info:
-        Snapshots(topic, grown).restore(WriteModel(10_000, PARTITIONS), PARTITIONS, topic.latest)  # type: ignore[arg-type]
+        reader.restore(model, PARTITIONS, topic.latest)
 
     assert "LEDGER_TOPIC" in str(info.value)

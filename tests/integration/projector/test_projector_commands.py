@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
@@ -41,32 +42,35 @@ async def test_projects_what_the_command_server_writes(
             for account, currency in ((a, "EUR"), (b, "EUR"), (y, "JPY"), (k, "KWD")):
                 await client.OpenAccount(
                     pb.OpenAccountRequest(
-                        command_id=unique_id(), account_id=account, currency=currency, owner="T"
+                        command_id=new_command_id(),
+                        account_id=account,
+                        currency=currency,
+                        owner="T",
                     )
                 )
             await client.Deposit(
-                pb.DepositRequest(command_id=unique_id(), account_id=a, amount="100.50")
+                pb.DepositRequest(command_id=new_command_id(), account_id=a, amount="100.50")
             )
             await client.Withdraw(
-                pb.WithdrawRequest(command_id=unique_id(), account_id=a, amount="0.5")
+                pb.WithdrawRequest(command_id=new_command_id(), account_id=a, amount="0.5")
             )
-            transfer_id = unique_id()
+            transfer_id = new_command_id()
             await client.Transfer(
                 pb.TransferRequest(
                     command_id=transfer_id, from_account_id=a, to_account_id=b, amount="100"
                 )
             )
             await client.Deposit(
-                pb.DepositRequest(command_id=unique_id(), account_id=y, amount="500")
+                pb.DepositRequest(command_id=new_command_id(), account_id=y, amount="500")
             )
             await client.Deposit(
-                pb.DepositRequest(command_id=unique_id(), account_id=k, amount="1.005")
+                pb.DepositRequest(command_id=new_command_id(), account_id=k, amount="1.005")
             )
             closed = await client.CloseAccount(
-                pb.CloseAccountRequest(command_id=unique_id(), account_id=a)
+                pb.CloseAccountRequest(command_id=new_command_id(), account_id=a)
             )
             last = await client.Withdraw(
-                pb.WithdrawRequest(command_id=unique_id(), account_id=b, amount="40.25")
+                pb.WithdrawRequest(command_id=new_command_id(), account_id=b, amount="40.25")
             )
     finally:
         commands.stop()

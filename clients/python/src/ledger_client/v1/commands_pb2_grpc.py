@@ -29,9 +29,24 @@ class CommandServiceStub:
     """Changes accounts. Every command is validated against the current state of the accounts it touches
     and, when accepted, recorded as events in the event store before the call returns.
 
-    Idempotency: every request carries a client-chosen `command_id`. Sending the same command again
-    with the same `command_id` returns the original result without changing anything; the same
-    `command_id` with a different payload is rejected with ALREADY_EXISTS.
+    Idempotency: every request carries a `command_id`, a UUIDv7 (RFC 9562: its first 48 bits are
+    the Unix time in milliseconds at which the client made it) in canonical lowercase text, e.g.
+    "019af3c2-5e1b-7c3d-9a4f-2b6c8d0e1f3a", made anew for each intended change. Libraries: Python
+    `ledger.command_ids.new_command_id()`; Go `github.com/google/uuid` >= 1.6 `uuid.NewV7()`; Java
+    `com.github.f4b6a3:uuid-creator` `UuidCreator.getTimeOrderedEpoch()`; Node `uuid` >= 10 `v7()`;
+    Rust `uuid` (feature "v7") `Uuid::now_v7()`; .NET 9 `Guid.CreateVersion7()`.
+    Sending the same command again with the same `command_id` returns the original result without
+    changing anything (amounts are compared as numbers: "7.5", "7.50" and "007.5" are one amount);
+    the same `command_id` with a different payload is rejected with ALREADY_EXISTS. An id that is
+    not a UUIDv7, or whose time is more than 60 seconds (the server's
+    LEDGER_COMMAND_ID_MAX_SKEW_SECONDS) ahead of the server's clock, is rejected with
+    INVALID_ARGUMENT: check the client's clock.
+    The server remembers the outcomes of at least its last 1,000,000 commands (LEDGER_DEDUPE_WINDOW,
+    shared among the event store's partitions). A retry of a command it no longer remembers is never
+    applied twice: it fails with FAILED_PRECONDITION "too old to deduplicate". Then check whether the
+    original was applied (ListTransactions shows each movement's `command_id`) and, only if it was
+    not, send the command again with a new `command_id`. Retried within minutes, a command is
+    remembered.
 
     Errors: INVALID_ARGUMENT for malformed input (bad id, unknown currency, bad amount),
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
@@ -81,9 +96,24 @@ class CommandServiceServicer:
     """Changes accounts. Every command is validated against the current state of the accounts it touches
     and, when accepted, recorded as events in the event store before the call returns.
 
-    Idempotency: every request carries a client-chosen `command_id`. Sending the same command again
-    with the same `command_id` returns the original result without changing anything; the same
-    `command_id` with a different payload is rejected with ALREADY_EXISTS.
+    Idempotency: every request carries a `command_id`, a UUIDv7 (RFC 9562: its first 48 bits are
+    the Unix time in milliseconds at which the client made it) in canonical lowercase text, e.g.
+    "019af3c2-5e1b-7c3d-9a4f-2b6c8d0e1f3a", made anew for each intended change. Libraries: Python
+    `ledger.command_ids.new_command_id()`; Go `github.com/google/uuid` >= 1.6 `uuid.NewV7()`; Java
+    `com.github.f4b6a3:uuid-creator` `UuidCreator.getTimeOrderedEpoch()`; Node `uuid` >= 10 `v7()`;
+    Rust `uuid` (feature "v7") `Uuid::now_v7()`; .NET 9 `Guid.CreateVersion7()`.
+    Sending the same command again with the same `command_id` returns the original result without
+    changing anything (amounts are compared as numbers: "7.5", "7.50" and "007.5" are one amount);
+    the same `command_id` with a different payload is rejected with ALREADY_EXISTS. An id that is
+    not a UUIDv7, or whose time is more than 60 seconds (the server's
+    LEDGER_COMMAND_ID_MAX_SKEW_SECONDS) ahead of the server's clock, is rejected with
+    INVALID_ARGUMENT: check the client's clock.
+    The server remembers the outcomes of at least its last 1,000,000 commands (LEDGER_DEDUPE_WINDOW,
+    shared among the event store's partitions). A retry of a command it no longer remembers is never
+    applied twice: it fails with FAILED_PRECONDITION "too old to deduplicate". Then check whether the
+    original was applied (ListTransactions shows each movement's `command_id`) and, only if it was
+    not, send the command again with a new `command_id`. Retried within minutes, a command is
+    remembered.
 
     Errors: INVALID_ARGUMENT for malformed input (bad id, unknown currency, bad amount),
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
@@ -171,9 +201,24 @@ class CommandService:
     """Changes accounts. Every command is validated against the current state of the accounts it touches
     and, when accepted, recorded as events in the event store before the call returns.
 
-    Idempotency: every request carries a client-chosen `command_id`. Sending the same command again
-    with the same `command_id` returns the original result without changing anything; the same
-    `command_id` with a different payload is rejected with ALREADY_EXISTS.
+    Idempotency: every request carries a `command_id`, a UUIDv7 (RFC 9562: its first 48 bits are
+    the Unix time in milliseconds at which the client made it) in canonical lowercase text, e.g.
+    "019af3c2-5e1b-7c3d-9a4f-2b6c8d0e1f3a", made anew for each intended change. Libraries: Python
+    `ledger.command_ids.new_command_id()`; Go `github.com/google/uuid` >= 1.6 `uuid.NewV7()`; Java
+    `com.github.f4b6a3:uuid-creator` `UuidCreator.getTimeOrderedEpoch()`; Node `uuid` >= 10 `v7()`;
+    Rust `uuid` (feature "v7") `Uuid::now_v7()`; .NET 9 `Guid.CreateVersion7()`.
+    Sending the same command again with the same `command_id` returns the original result without
+    changing anything (amounts are compared as numbers: "7.5", "7.50" and "007.5" are one amount);
+    the same `command_id` with a different payload is rejected with ALREADY_EXISTS. An id that is
+    not a UUIDv7, or whose time is more than 60 seconds (the server's
+    LEDGER_COMMAND_ID_MAX_SKEW_SECONDS) ahead of the server's clock, is rejected with
+    INVALID_ARGUMENT: check the client's clock.
+    The server remembers the outcomes of at least its last 1,000,000 commands (LEDGER_DEDUPE_WINDOW,
+    shared among the event store's partitions). A retry of a command it no longer remembers is never
+    applied twice: it fails with FAILED_PRECONDITION "too old to deduplicate". Then check whether the
+    original was applied (ListTransactions shows each movement's `command_id`) and, only if it was
+    not, send the command again with a new `command_id`. Retried within minutes, a command is
+    remembered.
 
     Errors: INVALID_ARGUMENT for malformed input (bad id, unknown currency, bad amount),
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
