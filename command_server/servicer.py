@@ -2,25 +2,63 @@
 
 from __future__ import annotations
 
+import logging
 from typing import NoReturn, TypeVar
 
 import grpc
 
 from command_server.event_store import AppendFailed
 from command_server.group_commit import GroupCommitter, Misrouted
-from command_server.writer.protocol import CommandIdReused, NotServing
+from command_server.writer.protocol import CommandIdReused, NotServing, WriterFailed
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.validation import require_fields
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
-_STATUS_OF = {
+log = logging.getLogger(__name__)
+
+_STATUS_OF_REJECTION = {
     RejectionKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     RejectionKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     RejectionKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     RejectionKind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     RejectionKind.VERSION_CONFLICT: grpc.StatusCode.ABORTED,
 }
+
+_RETRY = "retry with the same command_id: a retry is answered as the original, never applied twice"
+
+# Every failure a command's round trip (group commit, the pipe, the writer) may end in: its
+# status, and what the caller is told ("{}" is the failure's own text). Anything else is a bug.
+_STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
+    (CommandIdReused, grpc.StatusCode.ALREADY_EXISTS, "{}"),
+    (NotServing, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (Misrouted, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (
+        AppendFailed,
+        grpc.StatusCode.UNAVAILABLE,
+        "the event store did not confirm the write ({}); " + _RETRY,
+    ),
+    (
+        WriterFailed,
+        grpc.StatusCode.UNAVAILABLE,
+        "the command server's writer failed ({}); " + _RETRY,
+    ),
+)
+
+
+def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and message that answer a command which ended in `error`."""
+    if isinstance(error, Rejection):
+        return _STATUS_OF_REJECTION[error.kind], error.message
+    for kind, code, message in _STATUS_OF:
+        if isinstance(error, kind):
+            if kind is WriterFailed:
+                log.error("the writer failed a command: %s", error)
+            return code, message.format(error)
+    log.error("bug answering a command", exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error in the command server (see its log)"
+
 
 _Context = grpc.aio.ServicerContext[object, object]
 # Every command is answered alike: the account's new version and a consistency token.
@@ -77,29 +115,20 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         return await self._submit(command, context, pb.CloseAccountResponse)
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
-        """The reply to `command` once committed; a refusal aborts the call with its status."""
-        if self.committer is None:
-            await _abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "the command server is still rebuilding its state from the event store; retry",
-            )
+        """The reply to `command` once committed; a refusal aborts the call with its status.
+
+        Malformed fields are refused here, so that they never cross the pipe to the writer
+        (which checks them again: `decide` runs the same `require_fields`)."""
         try:
+            require_fields(command)
+            if self.committer is None:
+                raise NotServing(
+                    "the command server is still rebuilding its state from the event store; retry"
+                )
             ack = await self.committer.submit(command)
-            return reply(version=ack.version, consistency_token=ack.token)
-        except Rejection as exc:
-            await _abort(context, _STATUS_OF[exc.kind], exc.message)
-        except CommandIdReused as exc:
-            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        except (NotServing, Misrouted) as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        except AppendFailed as exc:
-            await _abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                f"the event store did not confirm the write ({exc}); retry with the same "
-                "command_id: a retry is answered as the original, never applied twice",
-            )
+        except Exception as error:
+            await _abort(context, *_status_of(error))
+        return reply(version=ack.version, consistency_token=ack.token)
 
 
 def _movement(
