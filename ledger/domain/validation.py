@@ -100,6 +100,8 @@ def require_expected_version(expected_version: int | None) -> None:
 def require_fields(command: Command) -> None:
     """Every check of `command` that needs no account state, in the order of its fields."""
     require_command_id(command.command_id)
+    # The id is stored with the events (and in the read model): printable text only.
+    require_printable(command.command_id, "command_id")
     match command:
         case OpenAccount():
             require_account_id(command.account_id, "account_id")
