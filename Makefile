@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format generate check-generated unit soak bench bench-quick
+.PHONY: install run test lint format generate check-generated unit fuzz soak bench bench-quick
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ generate: install
 check-generated: generate
 	@git diff --exit-code -- ledger/v1 || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard -- ledger/v1)" || { echo "Untracked generated stubs in ledger/v1: commit them." >&2; exit 1; }
+
+## Fuzz: 10,000 generated calls to every RPC on the real stack (make test makes 300).
+fuzz: install
+	LEDGER_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/fuzz
 
 ## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
 soak: install

@@ -39,6 +39,13 @@ class CommandServiceStub:
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     def __init__(self, channel):
@@ -88,6 +95,13 @@ class CommandServiceServicer:
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     def OpenAccount(self, request, context):
@@ -175,6 +189,13 @@ class CommandService:
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     @staticmethod

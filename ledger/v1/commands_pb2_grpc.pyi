@@ -40,6 +40,13 @@ class CommandServiceStub:
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     @_typing.overload
@@ -72,6 +79,13 @@ class CommandServiceAsyncStub(CommandServiceStub):
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -100,6 +114,13 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
     (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     @_abc_1.abstractmethod

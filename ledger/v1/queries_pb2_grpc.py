@@ -36,6 +36,10 @@ class QueryServiceStub:
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     def __init__(self, channel):
@@ -92,6 +96,10 @@ class QueryServiceServicer:
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     def GetAccount(self, request, context):
@@ -201,6 +209,10 @@ class QueryService:
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     @staticmethod

@@ -37,6 +37,10 @@ class QueryServiceStub:
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     @_typing.overload
@@ -72,6 +76,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -103,6 +111,10 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     Money is always a decimal string in the account's currency, e.g. "12.34", never a float.
     Errors: INVALID_ARGUMENT for malformed input (including a malformed token or page token),
     NOT_FOUND for an unknown account, UNAVAILABLE when the read model cannot be reached.
+    Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+    code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+    else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+    type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
     """
 
     @_abc_1.abstractmethod
