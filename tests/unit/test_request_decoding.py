@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from command_server.servicer import CommandServicer
@@ -35,10 +38,12 @@ async def _code_of(port: int, method: str, raw: bytes, streaming: bool) -> tuple
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
             if streaming:
-                async for _ in channel.unary_stream(method)(raw, timeout=5):
+                stream: Any = channel.unary_stream(method)
+                async for _ in stream(raw, timeout=5):
                     pass
             else:
-                await channel.unary_unary(method)(raw, timeout=5)
+                unary: Any = channel.unary_unary(method)
+                await unary(raw, timeout=5)
         except grpc.aio.AioRpcError as error:
             return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
@@ -57,7 +62,7 @@ async def test_an_undecodable_request_is_invalid_argument_on_both_services(raw: 
         queries_pb2_grpc.add_QueryServiceServicer_to_server,
     )
     try:
-        calls = [
+        calls: list[tuple[int, str, bool, type[Message]]] = [
             (
                 commands.port,
                 "/ledger.v1.CommandService/Deposit",

@@ -12,6 +12,7 @@ from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Deposit, OpenAccount
+from ledger.events.records import AccountOpened
 from tests.eventually import eventually
 from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, unique_id
@@ -134,6 +135,7 @@ async def test_an_event_the_read_model_cannot_store_stops_the_projector_once(
     before = await checks.snapshot(db)
 
     (opened,) = history.decide(OpenAccount(new_command_id(), "nul-owner", "USD", "N"))
+    assert isinstance(opened, AccountOpened)
     written = log.write([dataclasses.replace(opened, owner="Ada\x00Lovelace")])
     assert projector.wait_exit(checks.DEADLINE_S) == 3
     text = projector.log_text()
