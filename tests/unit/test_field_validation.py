@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
-from command_server.event_store import AppendFailed
-from command_server.servicer import _status_of
-from command_server.writer.protocol import WriterFailed
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -74,20 +70,3 @@ def test_malformed_fields_are_refused_with_a_short_message(command: Command) -> 
         require_fields(command)
     assert refused.value.kind is RejectionKind.INVALID
     assert len(refused.value.message) < 300
-
-
-def test_each_failure_of_the_round_trip_has_its_status() -> None:
-    assert _status_of(Rejection(RejectionKind.PRECONDITION, "closed"))[0] == (
-        grpc.StatusCode.FAILED_PRECONDITION
-    )
-    assert _status_of(AppendFailed("broker down"))[0] == grpc.StatusCode.UNAVAILABLE
-    code, message = _status_of(WriterFailed("boom"))
-    assert code == grpc.StatusCode.UNAVAILABLE
-    assert "retry with the same command_id" in message
-
-
-def test_a_bug_is_internal_and_points_at_the_log() -> None:
-    code, message = _status_of(KeyError("surprise"))
-    assert code == grpc.StatusCode.INTERNAL
-    assert "see its log" in message
-    assert "surprise" not in message

@@ -22,6 +22,7 @@ _NOT_PROTOBUF = b"\xff\xff\xff"
 
 
 async def _started(name: str, servicer: object, add: object) -> LedgerServer:
+    """A plaintext server without tokens on a free port."""
     server = LedgerServer(
         name,
         servicer,
