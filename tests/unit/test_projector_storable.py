@@ -56,3 +56,9 @@ def test_an_unstorable_event_stops_the_projection_naming_where_it_is(
     assert reason in message
     assert "ledger.checkpoints" in message  # what the operator can do
     assert stopped.value.offset == 41
+
+
+def test_every_spelling_of_a_uuid_postgresql_takes_is_storable() -> None:
+    canonical = OPENED.event_id
+    for spelling in (canonical.upper(), canonical.replace("-", "")):
+        assert unstorable(dataclasses.replace(OPENED, event_id=spelling)) is None
