@@ -96,6 +96,10 @@ def test_after_the_fuzz_the_log_holds_exactly_the_accepted_commands(
     fuzzer: Fuzzer, ledger: RunningLedger, stack: LocalStack
 ) -> None:
     calls_made = sum(fuzzer.codes.values())
+    print(
+        f"{calls_made} calls:",
+        ", ".join(f"{m} {c} {n}" for (m, c), n in sorted(fuzzer.codes.items())),
+    )
     assert calls_made >= EXAMPLES
     accepted_deep = sum(n for (m, c), n in fuzzer.codes.items() if c == "OK" and m != "OpenAccount")
     assert accepted_deep > 0, fuzzer.codes  # valid calls ran the deep paths too
