@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # What scripts/generate_stubs.py writes: the servers' stubs and the Python client's copy of them.
 GENERATED := ledger/v1 clients/python/src/ledger_client/v1 clients/typescript/src/gen
 
-.PHONY: install run test lint format generate check-generated unit soak bench bench-quick
+.PHONY: install run test lint format generate check-generated unit fuzz soak bench bench-quick
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ generate: install
 check-generated: generate
 	@git diff --exit-code -- $(GENERATED) || { echo "Generated stubs are stale: run 'make generate' and commit." >&2; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard -- $(GENERATED))" || { echo "Untracked generated stubs in $(GENERATED): commit them." >&2; exit 1; }
+
+## Fuzz: 10,000 generated calls to every RPC on the real stack (make test makes 300).
+fuzz: install
+	LEDGER_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/fuzz
 
 ## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
 soak: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeVar
 
@@ -9,20 +10,57 @@ import grpc
 
 from command_server.event_store import AppendFailed
 from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
-from command_server.writer.protocol import CommandIdReused, NotServing
+from command_server.writer.protocol import CommandIdReused, NotServing, WriterFailed
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.validation import require_command_id
+from ledger.domain.validation import require_command_id, require_fields
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
-_STATUS_OF = {
+log = logging.getLogger(__name__)
+
+_STATUS_OF_REJECTION = {
     RejectionKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     RejectionKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     RejectionKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     RejectionKind.PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     RejectionKind.VERSION_CONFLICT: grpc.StatusCode.ABORTED,
 }
+
+_RETRY = "retry with the same command_id: a retry is answered as the original, never applied twice"
+
+# Every failure a command's round trip (group commit, the pipe, the writer) may end in: its
+# status, and what the caller is told ("{}" is the failure's own text). Anything else is a bug.
+_STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
+    (CommandIdReused, grpc.StatusCode.ALREADY_EXISTS, "{}"),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED, "{}"),
+    (NotServing, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (Misrouted, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (
+        AppendFailed,
+        grpc.StatusCode.UNAVAILABLE,
+        "the event store did not confirm the write ({}); " + _RETRY,
+    ),
+    (
+        WriterFailed,
+        grpc.StatusCode.UNAVAILABLE,
+        "the command server's writer failed ({}); " + _RETRY,
+    ),
+)
+
+
+def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and message that answer a command which ended in `error`."""
+    if isinstance(error, Rejection):
+        return _STATUS_OF_REJECTION[error.kind], error.message
+    for kind, code, message in _STATUS_OF:
+        if isinstance(error, kind):
+            if kind is WriterFailed:
+                log.error("the writer failed a command: %s", error)
+            return code, message.format(error)
+    log.error("bug answering a command", exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error in the command server (see its log)"
+
 
 _Context = grpc.aio.ServicerContext[object, object]
 # Every command is answered alike: the account's new version and a consistency token.
@@ -80,38 +118,27 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         return await self._submit(command, context, pb.CloseAccountResponse)
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
-        """The reply to `command` once committed; a refusal aborts the call with its status."""
+        """The reply to `command` once committed; a refusal aborts the call with its status.
+
+        Malformed fields are refused here, so that they never cross the pipe to the writer
+        (which checks them again: `decide` runs the same `require_fields`)."""
         try:
             # Here, not in the writer: the clock an id is checked against is this process's.
             require_command_id(command.command_id, datetime.now(UTC), self._max_skew)
-        except Rejection as exc:
-            await _abort(context, _STATUS_OF[exc.kind], exc.message)
-        if self.committer is None:
-            await _abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "the command server is still rebuilding its state from the event store; retry",
-            )
-        try:
+            require_fields(command)
+            if self.committer is None:
+                raise NotServing(
+                    "the command server is still rebuilding its state from the event store; retry"
+                )
             ack = await self.committer.submit(command)
-            return reply(version=ack.version, consistency_token=ack.token)
-        except Rejection as exc:
-            await _abort(context, _STATUS_OF[exc.kind], exc.message)
-        except CommandIdReused as exc:
-            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        except Overloaded as exc:
-            # gRPC's standard hint, which clients' retry policies honour, next to the message's.
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(exc.retry_after_ms)),))
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except (NotServing, Misrouted) as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        except AppendFailed as exc:
-            await _abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                f"the event store did not confirm the write ({exc}); retry with the same "
-                "command_id: a retry is answered as the original, never applied twice",
-            )
+        except Exception as error:
+            if isinstance(error, Overloaded):
+                # gRPC's standard hint, which clients' retry policies honour, beside the message's.
+                context.set_trailing_metadata(
+                    (("grpc-retry-pushback-ms", str(error.retry_after_ms)),)
+                )
+            await _abort(context, *_status_of(error))
+        return reply(version=ack.version, consistency_token=ack.token)
 
 
 def _movement(

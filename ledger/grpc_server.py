@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from ledger.auth.interceptor import AuthInterceptor
 from ledger.auth.settings import ServerSecurity
 from ledger.reflection import documented_pool
+from ledger.request_decoding import RequestDecodingInterceptor
 from ledger.server_limits import ServerLimits
 from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.metrics import GrpcServerMetrics
@@ -57,8 +58,12 @@ class LedgerServer:
         limits: ServerLimits = ServerLimits(),  # noqa: B008 (frozen, so safe to share)
     ) -> None:
         self.service_name = service_name
-        # Metrics outermost, so that refused calls are counted with their status too.
-        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
+        # Metrics outermost, so that refused calls are counted with their status too; then
+        # undecodable requests refused, before authorization reads the request.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            MetricsInterceptor(metrics),
+            RequestDecodingInterceptor(),
+        ]
         if security.verifier is not None:
             interceptors.append(AuthInterceptor(security.verifier))
         self.server = grpc.aio.server(

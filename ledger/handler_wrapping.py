@@ -62,11 +62,16 @@ def behavior_of(handler: Handler) -> Any:
     )
 
 
-def rewrapped(handler: Handler, behavior: Callable[..., Any]) -> Handler:
-    """A handler of the same kind and serializers as `handler` that runs `behavior`."""
+def rewrapped(
+    handler: Handler,
+    behavior: Callable[..., Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> Handler:
+    """A handler of the same kind and serializers as `handler` that runs `behavior` (and reads
+    requests with `request_deserializer` when given)."""
     factory = _HANDLER_FACTORIES[(handler.request_streaming, handler.response_streaming)]
     return factory(
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

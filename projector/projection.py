@@ -26,6 +26,7 @@ from ledger.events.records import (
     TransferDebited,
 )
 from projector.consumed import DecodedRecord
+from projector.storable import shown, unstorable
 
 MOVEMENT_COLUMNS = (
     "event_id",
@@ -56,21 +57,38 @@ _Movement: TypeAlias = MoneyDeposited | MoneyWithdrawn | TransferDebited | Trans
 
 
 class Contradiction(RuntimeError):
-    """A decodable event that cannot follow the read model's state of its account.
+    """A decodable event that cannot follow the read model's state of its account, or that the
+    read model cannot store (`storable.py`).
 
     The projector must stop on it: skipping it would silently drop (or invent) a movement.
     """
 
     def __init__(
-        self, topic: str, record: DecodedRecord, stored: StoredAccount | None, reason: str
+        self,
+        topic: str,
+        record: DecodedRecord,
+        stored: StoredAccount | None,
+        reason: str,
+        *,
+        storable: bool = True,
     ) -> None:
         event = record.event
-        state = "absent" if stored is None else f"at version {stored.account.version}"
-        super().__init__(
+        at = (
             f"event at topic {topic!r} partition {record.partition} offset {record.offset} "
-            f"(account {event.account_id!r}, event version {event.version}) contradicts the "
-            f"read model, where the account is {state}: {reason}"
+            f"(account {shown(event.account_id)}, event version {event.version})"
         )
+        if storable:
+            state = "absent" if stored is None else f"at version {stored.account.version}"
+            message = f"{at} contradicts the read model, where the account is {state}: {reason}"
+        else:
+            message = (
+                f"{at} cannot be stored in the read model: {reason}. The command server never "
+                "writes such an event: find the writer that did, and stop it. The projector "
+                "will not skip it (that would drop a movement): once it is decided what the "
+                "event stands for, run a projector that can store it, or move this partition's "
+                "row in ledger.checkpoints past the offset by hand"
+            )
+        super().__init__(message)
         self.topic = topic
         self.partition = record.partition
         self.offset = record.offset
@@ -147,6 +165,9 @@ def project(
         if state is None:
             state = tracked[account_id] = _Tracked(stored.get(account_id))
         current = state.account
+        why = unstorable(event)
+        if why is not None:
+            raise Contradiction(topic, record, state.stored(), why, storable=False)
         try:
             account = evolve(current, event)
         except InconsistentEvent as error:

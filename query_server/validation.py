@@ -12,9 +12,8 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.consistency import ConsistencyToken
-from ledger.domain.money import currency_exponent
 from ledger.domain.rejection import Rejection
-from ledger.domain.validation import require_account_id
+from ledger.domain.validation import require_account_id, require_currency
 from ledger.v1 import queries_pb2 as pb
 from query_server import page_tokens
 from query_server.errors import InvalidArgument
@@ -108,9 +107,9 @@ def list_accounts(request: pb.ListAccountsRequest) -> AccountsQuery:
     currency = None
     if request.currency:
         try:
-            currency_exponent(request.currency)
+            require_currency(request.currency)
         except Rejection as exc:
-            raise InvalidArgument(f"currency: {exc.message}") from None
+            raise InvalidArgument(exc.message) from None
         currency = request.currency
     filters = {"status": status, "currency": currency}
     page = _page(

@@ -22,17 +22,11 @@ from ledger.domain.commands import (
 )
 from ledger.domain.money import (
     INT64_MAX,
-    currency_exponent,
     format_amount,
     parse_amount,
-    require_positive_decimal,
 )
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.validation import (
-    require_account_id,
-    require_expected_version,
-    require_owner,
-)
+from ledger.domain.validation import require_fields
 from ledger.events.records import (
     AccountClosed,
     AccountOpened,
@@ -61,6 +55,7 @@ def decide(command: Command, accounts: Mapping[str, Account], now: datetime) -> 
     `occurred_at`, truncated to milliseconds.
     """
     occurred_at = _event_time(now)
+    require_fields(command)
     match command:
         case OpenAccount():
             return _open(command, accounts, occurred_at)
@@ -100,9 +95,6 @@ def replay(
 
 
 def _open(command: OpenAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    require_account_id(command.account_id, "account_id")
-    currency_exponent(command.currency)
-    require_owner(command.owner)
     existing = accounts.get(command.account_id)
     if existing is not None:
         closed = " (closed; account ids are never reused)" if _is_closed(existing) else ""
@@ -132,9 +124,6 @@ def _checked_movement(
     command: Deposit | Withdraw, accounts: Mapping[str, Account], verb: str
 ) -> tuple[Account, int]:
     """The open account a deposit or withdrawal moves money on, and the amount in minor units."""
-    require_account_id(command.account_id, "account_id")
-    require_positive_decimal(command.amount)
-    require_expected_version(command.expected_version)
     account = _existing(accounts, command.account_id)
     amount = parse_amount(command.amount, account.currency)
     _require_version(account, command.expected_version)
@@ -143,15 +132,6 @@ def _checked_movement(
 
 
 def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    require_account_id(command.from_account_id, "from_account_id")
-    require_account_id(command.to_account_id, "to_account_id")
-    if command.from_account_id == command.to_account_id:
-        raise Rejection(
-            RejectionKind.INVALID,
-            f"cannot transfer from account {command.from_account_id!r} to itself",
-        )
-    require_positive_decimal(command.amount)
-    require_expected_version(command.expected_version)
     source = _existing(accounts, command.from_account_id)
     destination = _existing(accounts, command.to_account_id)
     amount = parse_amount(command.amount, source.currency)
@@ -187,8 +167,6 @@ def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) 
 
 
 def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    require_account_id(command.account_id, "account_id")
-    require_expected_version(command.expected_version)
     account = _existing(accounts, command.account_id)
     _require_version(account, command.expected_version)
     if _is_closed(account):

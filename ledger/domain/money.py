@@ -50,6 +50,11 @@ def currency_exponent(currency: str) -> int:
         ) from None
 
 
+def known_currencies() -> frozenset[str]:
+    """Every currency `currency_exponent` knows."""
+    return frozenset(_EXPONENTS)
+
+
 def require_positive_decimal(text: str) -> None:
     """Check what parse_amount can check without knowing the currency (syntax, sign, zero).
 

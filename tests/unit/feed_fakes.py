@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from ledger.events.codec import EventCodec
-from ledger.events.records import MoneyDeposited
+from ledger.events.records import MoneyDeposited, event_id_for
 from ledger.events.schema_store import SchemaStore
 from projector.batch import BatchResult
 from projector.consumed import ConsumedRecord
@@ -167,7 +167,7 @@ def feed_of(codec: EventCodec, recorder: Recorder, batch_max: int) -> Feed:
 def deposits(codec: EventCodec, count: int) -> list[Any]:
     events = [
         MoneyDeposited(
-            event_id=f"e{n}",
+            event_id=event_id_for("acc", n + 2),
             account_id="acc",
             version=n + 2,
             command_id=f"c{n}",

@@ -94,7 +94,7 @@ def test_each_batch_is_projected_on_top_of_the_one_in_flight(
 ) -> None:
     recorder = Recorder(log)
     opened = AccountOpened(
-        **envelope("acc", 1, AT, event_id="e-open", command_id="c-open"),
+        **envelope("acc", 1, AT, command_id="c-open"),
         currency="EUR",
         owner="Ada",
     )

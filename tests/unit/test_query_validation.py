@@ -197,3 +197,37 @@ def test_settings_come_from_the_environment() -> None:
     for bad in ({"LEDGER_QUERY_POOL_SIZE": "0"}, {"LEDGER_QUERY_DEFAULT_WAIT_SECONDS": "nan"}):
         with pytest.raises(SettingsError):
             Settings.from_env(bad)
+
+
+_MEGABYTE = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.GetAccountRequest(account_id="a" * _MEGABYTE), "account_id"),
+        (pb.GetAccountRequest(account_id="acc\x00"), "account_id"),
+        (pb.ListAccountsRequest(currency="U" * _MEGABYTE), "currency"),
+        (pb.ListAccountsRequest(currency="US\x00"), "currency"),
+        (pb.ListAccountsRequest(page_token="A" * _MEGABYTE), "page_token"),
+        (pb.ListAccountsRequest(page_token="\x00\u202e"), "page_token"),
+        (pb.GetAccountRequest(account_id="a", consistency_token="v1." + "A" * _MEGABYTE), "token"),
+        (pb.GetAccountRequest(account_id="a", consistency_token="\x00" * _MEGABYTE), "token"),
+    ],
+)
+def test_huge_or_control_character_fields_are_refused_in_a_short_message(
+    request_: pb.GetAccountRequest | pb.ListAccountsRequest, field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        _validate(request_)
+    assert field in refused.value.message
+    assert len(refused.value.message) < 300
+
+
+def _validate(request: pb.GetAccountRequest | pb.ListAccountsRequest) -> None:
+    """What the servicer checks of `request` before any I/O."""
+    if isinstance(request, pb.ListAccountsRequest):
+        validation.list_accounts(request)
+    else:
+        validation.account_id(request.account_id)
+    validation.consistency_token(request.consistency_token)

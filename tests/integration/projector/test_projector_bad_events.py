@@ -1,6 +1,7 @@
 """Records the projector cannot apply: undecodable ones go to the dead-letter topic, a
 contradicting one stops it (docs/design.md, decision 6)."""
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from devstack.ledger_services import LedgerService
 from devstack.stack import LocalStack
+from ledger.command_ids import new_command_id
 from ledger.domain.commands import Deposit, OpenAccount
+from ledger.events.records import AccountOpened
 from tests.eventually import eventually
 from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, History, unique_id
@@ -115,4 +118,32 @@ async def test_a_contradicting_event_stops_the_projector_and_applies_nothing_of_
     rebuilt = checks.run_rebuild(stack, topic, database)
     assert rebuilt.returncode == 4, rebuilt.stderr[-2000:]
     assert "rebuild failed, the live read model is untouched" in rebuilt.stderr
+    assert await checks.snapshot(db) == before
+
+
+async def test_an_event_the_read_model_cannot_store_stops_the_projector_once(
+    stack: LocalStack, topic: str, db: Any, projectors: Callable[..., LedgerService]
+) -> None:
+    # As a buggy or old writer would: past the command server, which refuses a NUL in an owner.
+    log = EventLog(stack, topic, partitions=1)
+    history = History()
+    log.write(history.decide(OpenAccount(new_command_id(), "clean", "USD", "C")))
+    log.write(history.decide(Deposit(new_command_id(), "clean", "5")))
+    projector = projectors()
+    projector.start()
+    await checks.caught_up(db, topic, log.last_offsets())
+    before = await checks.snapshot(db)
+
+    (opened,) = history.decide(OpenAccount(new_command_id(), "nul-owner", "USD", "N"))
+    assert isinstance(opened, AccountOpened)
+    written = log.write([dataclasses.replace(opened, owner="Ada\x00Lovelace")])
+    assert projector.wait_exit(checks.DEADLINE_S) == 3
+    text = projector.log_text()
+    assert (
+        f"event at topic {topic!r} partition 0 offset {written[0].offset} (account 'nul-owner', "
+        "event version 1) cannot be stored in the read model: owner 'Ada"
+    ) in text, text[-2000:]
+    assert "Lovelace' contains NUL, which PostgreSQL text cannot hold" in text
+    assert text.count("cannot be stored in the read model") == 1  # stopped, not restarted
+    assert "ledger.checkpoints" in text  # what the operator can do
     assert await checks.snapshot(db) == before

@@ -39,7 +39,9 @@ class OpenAccountRequest(_message.Message):
     this account may have (2 for USD, 0 for JPY, 3 for KWD).
     """
     owner: _builtins.str
-    """Free text naming the account's owner, at most 200 characters."""
+    """Free text naming the account's owner: at most 200 printable characters of any script
+    (see the service's comment for what is refused); may be empty.
+    """
     def __init__(
         self,
         *,

@@ -58,6 +58,13 @@ class CommandServiceStub:
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (256 KiB by default).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     @_typing.overload
@@ -108,6 +115,13 @@ class CommandServiceAsyncStub(CommandServiceStub):
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (256 KiB by default).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -154,6 +168,13 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (256 KiB by default).
+
+    Every field is checked before the command is decided, and a refusal names the field. Free text
+    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
+    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
+    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
+    INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
 
     @_abc_1.abstractmethod

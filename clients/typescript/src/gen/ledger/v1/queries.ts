@@ -2298,6 +2298,10 @@ export const WatchAccountResponse: MessageFns<WatchAccountResponse> = {
  * RESOURCE_EXHAUSTED when the server is at a limit: too many calls waiting for consistency tokens,
  * too many WatchAccount streams, too many calls at once, or a request larger than it accepts
  * (retry later; the message names the limit).
+ * Limits: account ids are 1 to 64 characters of `[A-Za-z0-9._:-]`, a currency filter an ISO 4217
+ * code, a `page_token` at most 512 characters and a `consistency_token` at most 4096; anything
+ * else is INVALID_ARGUMENT naming the field, as is a request that is not valid protobuf of its
+ * type or has a string field that is not UTF-8. INTERNAL means a bug in the server (see its log).
  */
 export type QueryServiceService = typeof QueryServiceService;
 export const QueryServiceService = {
