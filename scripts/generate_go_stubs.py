@@ -1,12 +1,14 @@
-"""Generate the Go client's gRPC stubs from proto/ledger/v1.
+"""Generate the Go client's stubs from proto/ledger/v1 into clients/go/ledgerv1.
 
-Usage: python clients/go/generate.py [--module-dir DIR]
+Usage: python scripts/generate_go_stubs.py [--module-dir DIR]
 
-Writes `<DIR>/internal/ledgerv1/*.pb.go` (DIR defaults to clients/go, where that folder is
-git-ignored: the stubs are generated, never committed, so they cannot go stale). protoc is the
-one in grpcio-tools, which also compiles the Python stubs; its Go plugins, protoc-gen-go and
-protoc-gen-go-grpc, are built with `go install` at the versions pinned in devstack/go_tools.py.
-The .proto files name no Go package, so this script maps them to ours (protoc's M option).
+Writes `<DIR>/ledgerv1/*.pb.go` (DIR defaults to clients/go, the Go module `ledger/clients/go`).
+The stubs are committed, so that `go get` needs no protoc; `make check-generated` regenerates
+them and fails if the committed files differ. protoc is the one in grpcio-tools, which also
+compiles the Python stubs; its Go plugins, protoc-gen-go and protoc-gen-go-grpc, are built with
+`go install` at the versions pinned in devstack/go_tools.py (protoc-gen-go at the
+google.golang.org/protobuf that clients/go/go.mod requires). The .proto files name no Go package,
+so this script maps them to ours (protoc's M option).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 
 from devstack.go_tools import PROTOC_GEN_GO, PROTOC_GEN_GO_GRPC, ensure_go_tool
 
-CLIENT_DIR = Path(__file__).resolve().parent
-PROTO_ROOT = CLIENT_DIR.parent.parent / "proto"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLIENT_DIR = REPO_ROOT / "clients" / "go"
+PROTO_ROOT = REPO_ROOT / "proto"
 GO_MODULE = "ledger/clients/go"
-GO_PACKAGE = f"{GO_MODULE}/internal/ledgerv1"
+GO_PACKAGE = f"{GO_MODULE}/ledgerv1"
 
 
 def proto_files() -> list[str]:
@@ -33,7 +36,7 @@ def proto_files() -> list[str]:
 def protoc_command(module_dir: Path, protoc_gen_go: Path, protoc_gen_go_grpc: Path) -> list[str]:
     sources = proto_files()
     # Both plugins need every file's Go import path; `module=` strips our module's prefix from
-    # the output paths, so the files land in <module_dir>/internal/ledgerv1.
+    # the output paths, so the files land in <module_dir>/ledgerv1.
     options = [f"M{source}={GO_PACKAGE};ledgerv1" for source in sources] + [f"module={GO_MODULE}"]
     return [
         sys.executable,
@@ -53,7 +56,7 @@ def protoc_command(module_dir: Path, protoc_gen_go: Path, protoc_gen_go_grpc: Pa
 
 def generate(module_dir: Path) -> Path:
     """Write the stubs below `module_dir` and return their folder."""
-    package_dir = module_dir / "internal" / "ledgerv1"
+    package_dir = module_dir / "ledgerv1"
     package_dir.mkdir(parents=True, exist_ok=True)
     # A .proto file that was removed must not leave its stubs behind.
     for stale in package_dir.glob("*.pb.go"):
