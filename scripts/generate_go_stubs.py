@@ -16,41 +16,28 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 from devstack.go_tools import PROTOC_GEN_GO, PROTOC_GEN_GO_GRPC, ensure_go_tool
+from devstack.protoc import PROTO_ROOT, proto_files, protoc_command
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CLIENT_DIR = REPO_ROOT / "clients" / "go"
-PROTO_ROOT = REPO_ROOT / "proto"
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients" / "go"
 GO_MODULE = "ledger/clients/go"
 GO_PACKAGE = f"{GO_MODULE}/ledgerv1"
 
 
-def proto_files() -> list[str]:
-    """The API's .proto files, relative to proto/, sorted for a stable command line."""
-    return sorted(str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto"))
-
-
-def protoc_command(module_dir: Path, protoc_gen_go: Path, protoc_gen_go_grpc: Path) -> list[str]:
-    sources = proto_files()
+def protoc_arguments(module_dir: Path, protoc_gen_go: Path, protoc_gen_go_grpc: Path) -> list[str]:
     # Both plugins need every file's Go import path; `module=` strips our module's prefix from
     # the output paths, so the files land in <module_dir>/ledgerv1.
-    options = [f"M{source}={GO_PACKAGE};ledgerv1" for source in sources] + [f"module={GO_MODULE}"]
+    options = [f"M{source}={GO_PACKAGE};ledgerv1" for source in proto_files()]
+    options.append(f"module={GO_MODULE}")
     return [
-        sys.executable,
-        "-m",
-        "grpc_tools.protoc",
-        f"--proto_path={PROTO_ROOT}",
-        f"--proto_path={files('grpc_tools').joinpath('_proto')}",  # google/protobuf/*.proto
         f"--plugin=protoc-gen-go={protoc_gen_go}",
         f"--plugin=protoc-gen-go-grpc={protoc_gen_go_grpc}",
         f"--go_out={module_dir}",
         f"--go-grpc_out={module_dir}",
         *(f"--go_opt={option}" for option in options),
         *(f"--go-grpc_opt={option}" for option in options),
-        *sources,
     ]
 
 
@@ -61,10 +48,10 @@ def generate(module_dir: Path) -> Path:
     # A .proto file that was removed must not leave its stubs behind.
     for stale in package_dir.glob("*.pb.go"):
         stale.unlink()
-    command = protoc_command(
+    arguments = protoc_arguments(
         module_dir, ensure_go_tool(PROTOC_GEN_GO), ensure_go_tool(PROTOC_GEN_GO_GRPC)
     )
-    subprocess.run(command, cwd=PROTO_ROOT, check=True)
+    subprocess.run(protoc_command(*arguments), cwd=PROTO_ROOT, check=True)
     return package_dir
 
 

@@ -123,37 +123,36 @@ def test_against_the_real_ledger(binaries: Path, ledger: RunningLedger) -> None:
     assert lost_answer in passed, output
 
 
-def _run_demo(
-    binaries: Path, ledger: RunningLedger, *args: str
-) -> subprocess.CompletedProcess[str]:
-    assert ledger.credentials is not None
-    return subprocess.run(
-        [
-            str(binaries / "ledger-client"),
-            "-command",
-            ledger.command_server.address,
-            "-query",
-            ledger.query_server.address,
-            "-cacert",
-            str(ledger.credentials.ca),
-            "-token-file",
-            str(ledger.credentials.directory / "writer.token"),
-            *args,
-        ],
+def _run(program: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `program` printed, a JSON object; it must have exited 0."""
+    result = subprocess.run(
+        [str(program), *args],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=RUN_TIMEOUT_S,
     )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _demo_arguments(ledger: RunningLedger) -> list[str]:
+    assert ledger.credentials is not None
+    return [
+        *("-command", ledger.command_server.address, "-query", ledger.query_server.address),
+        *("-cacert", str(ledger.credentials.ca)),
+        *("-token-file", str(ledger.credentials.directory / "writer.token")),
+    ]
 
 
 @pytest.mark.integration
 async def test_the_demo_opens_deposits_and_reads_its_own_write(
     binaries: Path, ledger: RunningLedger
 ) -> None:
-    result = _run_demo(binaries, ledger, "-currency", "JPY", "-amount", "1500")
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
+    arguments = _demo_arguments(ledger)
+    report = _run(binaries / "ledger-client", *arguments, "-currency", "JPY", "-amount", "1500")
     assert report["account_id"].startswith("go-")
     assert (report["opened_version"], report["deposit_version"]) == (1, 2)
     assert (report["read_balance"], report["read_version"]) == ("1500", 2)
@@ -180,7 +179,20 @@ def test_the_demo_reports_a_rejected_command_and_fails(
     binaries: Path, ledger: RunningLedger
 ) -> None:
     # Cents on a yen account: the command server refuses it, the client says so and exits 1.
-    result = _run_demo(binaries, ledger, "-currency", "JPY", "-amount", "1.50")
+    result = subprocess.run(
+        [
+            binaries / "ledger-client",
+            *_demo_arguments(ledger),
+            "-currency",
+            "JPY",
+            "-amount",
+            "1.50",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert result.returncode == 1
     assert result.stdout == ""
     assert "Deposit: InvalidArgument:" in result.stderr
@@ -199,19 +211,13 @@ def test_the_readme_example_is_the_example_program() -> None:
 @pytest.mark.integration
 def test_the_readme_example_reads_its_own_write(binaries: Path, ledger: RunningLedger) -> None:
     assert ledger.credentials is not None
-    result = subprocess.run(
-        [str(binaries / "readme")],
+    report = _run(
+        binaries / "readme",
         env=_environment(
             LEDGER_CREDENTIALS=str(ledger.credentials.directory),
             LEDGER_COMMAND_ADDRESS=ledger.command_server.address,
             LEDGER_QUERY_ADDRESS=ledger.query_server.address,
         ),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RUN_TIMEOUT_S,
     )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
     assert (report["balance"], report["version"]) == ("12.50", 2)
     assert report["accountId"].startswith("go-")
