@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,13 +40,17 @@ type fakeServer struct {
 	ledgerv1.CommandServiceClient
 	ledgerv1.QueryServiceClient
 	t        *testing.T
+	mu       sync.Mutex // the calls of a concurrent test
 	outcomes []outcome
 	sent     []sent
 	// freshness is the token each query answers with.
 	freshness string
 }
 
-func (f *fakeServer) answer(ctx context.Context, request proto.Message, options []grpc.CallOption) error {
+// answer records a try and returns how many there were so far, or the try's failure.
+func (f *fakeServer) answer(ctx context.Context, request proto.Message, options []grpc.CallOption) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		f.t.Error("a try without a deadline")
@@ -61,9 +66,9 @@ func (f *fakeServer) answer(ctx context.Context, request proto.Message, options 
 		}
 	}
 	if next.code == codes.OK {
-		return nil
+		return uint64(len(f.sent)), nil
 	}
-	return status.Error(next.code, next.message)
+	return 0, status.Error(next.code, next.message)
 }
 
 func (f *fakeServer) commandIDs() []string {
@@ -74,36 +79,39 @@ func (f *fakeServer) commandIDs() []string {
 	return ids
 }
 
-// The token a command answers with: "v1." + base64url("<partition>:<number of calls>").
-func (f *fakeServer) commandToken(partition string) string {
-	return encodeToken(map[uint64]uint64{partitionOf(partition): uint64(len(f.sent))})
+// The token a command answers with: "v1." + base64url("<partition>:<number of calls so far>").
+func commandToken(accountID string, calls uint64) string {
+	return encodeToken(map[uint64]uint64{partitionOf(accountID): calls})
 }
 
 func partitionOf(accountID string) uint64 { return uint64(len(accountID)) }
 
 func (f *fakeServer) OpenAccount(ctx context.Context, in *ledgerv1.OpenAccountRequest, o ...grpc.CallOption) (*ledgerv1.OpenAccountResponse, error) {
-	if err := f.answer(ctx, in, o); err != nil {
+	calls, err := f.answer(ctx, in, o)
+	if err != nil {
 		return nil, err
 	}
-	return &ledgerv1.OpenAccountResponse{Version: 1, ConsistencyToken: f.commandToken(in.AccountId)}, nil
+	return &ledgerv1.OpenAccountResponse{Version: 1, ConsistencyToken: commandToken(in.AccountId, calls)}, nil
 }
 
 func (f *fakeServer) Deposit(ctx context.Context, in *ledgerv1.DepositRequest, o ...grpc.CallOption) (*ledgerv1.DepositResponse, error) {
-	if err := f.answer(ctx, in, o); err != nil {
+	calls, err := f.answer(ctx, in, o)
+	if err != nil {
 		return nil, err
 	}
-	return &ledgerv1.DepositResponse{Version: 2, ConsistencyToken: f.commandToken(in.AccountId)}, nil
+	return &ledgerv1.DepositResponse{Version: 2, ConsistencyToken: commandToken(in.AccountId, calls)}, nil
 }
 
 func (f *fakeServer) Withdraw(ctx context.Context, in *ledgerv1.WithdrawRequest, o ...grpc.CallOption) (*ledgerv1.WithdrawResponse, error) {
-	if err := f.answer(ctx, in, o); err != nil {
+	calls, err := f.answer(ctx, in, o)
+	if err != nil {
 		return nil, err
 	}
-	return &ledgerv1.WithdrawResponse{Version: 3, ConsistencyToken: f.commandToken(in.AccountId)}, nil
+	return &ledgerv1.WithdrawResponse{Version: 3, ConsistencyToken: commandToken(in.AccountId, calls)}, nil
 }
 
 func (f *fakeServer) GetAccount(ctx context.Context, in *ledgerv1.GetAccountRequest, o ...grpc.CallOption) (*ledgerv1.GetAccountResponse, error) {
-	if err := f.answer(ctx, in, o); err != nil {
+	if _, err := f.answer(ctx, in, o); err != nil {
 		return nil, err
 	}
 	return &ledgerv1.GetAccountResponse{
@@ -113,7 +121,7 @@ func (f *fakeServer) GetAccount(ctx context.Context, in *ledgerv1.GetAccountRequ
 }
 
 func (f *fakeServer) ListAccounts(ctx context.Context, in *ledgerv1.ListAccountsRequest, o ...grpc.CallOption) (*ledgerv1.ListAccountsResponse, error) {
-	if err := f.answer(ctx, in, o); err != nil {
+	if _, err := f.answer(ctx, in, o); err != nil {
 		return nil, err
 	}
 	return &ledgerv1.ListAccountsResponse{Freshness: &ledgerv1.Freshness{ConsistencyToken: f.freshness}}, nil

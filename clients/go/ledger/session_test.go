@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -93,5 +95,26 @@ func TestAFailedCommandLeavesTheSessionAsItWas(t *testing.T) {
 	}
 	if session.ConsistencyToken() != "v1.MDo3" {
 		t.Fatalf("session token %q", session.ConsistencyToken())
+	}
+}
+
+func TestASessionUsedConcurrentlyKeepsEveryWrite(t *testing.T) {
+	client, server, _ := fakeClient(t, Config{Clock: realClock{}})
+	session := client.Session("")
+	var wg sync.WaitGroup
+	for i := 1; i <= 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Account "xx…x" of length i: partition i.
+			if _, err := session.Deposit(background, strings.Repeat("x", i), "1"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, _ := positions(session.ConsistencyToken())
+	if len(got) != 16 || len(server.sent) != 16 {
+		t.Fatalf("the session's token %v after %d deposits", got, len(server.sent))
 	}
 }
