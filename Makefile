@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# What scripts/generate_stubs.py writes: the servers' stubs and the Python client's copy of them.
-GENERATED := ledger/v1 clients/python/src/ledger_client/v1 clients/typescript/src/gen
+# What `make generate` writes: the servers' stubs, the Python client's copy of them, and the
+# TypeScript and Go clients' stubs.
+GENERATED := ledger/v1 clients/python/src/ledger_client/v1 clients/typescript/src/gen clients/go/ledgerv1
 
 .PHONY: install run test lint format generate check-generated unit fuzz soak bench bench-quick
 
@@ -36,11 +37,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Regenerate the protobuf/gRPC stubs under ledger/v1, clients/python and clients/typescript/src/gen
-## from proto/. The TypeScript generator (ts-proto) comes from `npm ci` in clients/typescript, run when needed.
+## Regenerate the protobuf/gRPC stubs under ledger/v1, clients/python, clients/typescript/src/gen and
+## clients/go/ledgerv1 from proto/. The TypeScript generator (ts-proto) comes from `npm ci` in
+## clients/typescript, the Go plugins from `go install` at pinned versions, each run when needed.
 generate: install
 	$(PY) scripts/generate_stubs.py
 	$(PY) scripts/generate_typescript_stubs.py
+	$(PY) scripts/generate_go_stubs.py
 
 ## CI: the committed stubs must be exactly what the generator produces.
 check-generated: generate

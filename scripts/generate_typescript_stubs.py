@@ -15,13 +15,12 @@ import argparse
 import shutil
 import subprocess
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 from devstack.node_tools import TYPESCRIPT_CLIENT as CLIENT_DIR
 from devstack.node_tools import ensure_node_modules
+from devstack.protoc import PROTO_ROOT, protoc_command
 
-PROTO_ROOT = CLIENT_DIR.parent.parent / "proto"
 DEFAULT_OUT = CLIENT_DIR / "src" / "gen"
 # outputServices=grpc-js: service definitions and client classes for @grpc/grpc-js.
 # esModuleInterop: import grpc-js the way tsconfig.json's esModuleInterop expects.
@@ -46,26 +45,15 @@ TS_PROTO_OPTIONS = [
 ]
 
 
-def proto_files() -> list[str]:
-    """The API's .proto files, relative to proto/, sorted for a stable command line."""
-    return sorted(str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto"))
-
-
 def plugin() -> Path:
     return ensure_node_modules(CLIENT_DIR) / ".bin" / "protoc-gen-ts_proto"
 
 
-def protoc_command(out_dir: Path) -> list[str]:
+def protoc_arguments(out_dir: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "grpc_tools.protoc",
-        f"--proto_path={PROTO_ROOT}",
-        f"--proto_path={files('grpc_tools').joinpath('_proto')}",  # google/protobuf/*.proto
         f"--plugin=protoc-gen-ts_proto={plugin()}",
         f"--ts_proto_out={out_dir}",
         f"--ts_proto_opt={','.join(TS_PROTO_OPTIONS)}",
-        *proto_files(),
     ]
 
 
@@ -75,7 +63,7 @@ def generate(out_dir: Path) -> Path:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     # Run from proto/ so the files record the same relative names wherever the repo lives.
-    subprocess.run(protoc_command(out_dir), cwd=PROTO_ROOT, check=True)
+    subprocess.run(protoc_command(*protoc_arguments(out_dir)), cwd=PROTO_ROOT, check=True)
     return out_dir
 
 

@@ -1,17 +1,18 @@
-"""The Go client (clients/go), generated from proto/ledger/v1, built, and run against real servers.
+"""The Go client (clients/go): vetted, unit-tested, and its tests and examples run on real servers.
 
-The stubs are generated here, into a copy of the module, as a developer would generate them
-(clients/go/generate.py); nothing generated is committed, so nothing can be stale. Go's caches
-live under .cache/go (devstack/go_tools.py), so only the first run compiles gRPC.
+The library (`ledger/clients/go/ledger`) and its committed stubs (`ledgerv1`, which `make
+check-generated` keeps current) are built in place with `-mod=readonly`, so a go.mod or go.sum
+that lacks anything fails here instead of being quietly completed. The integration tests
+(`clients/go/ledger/integration_test.go`) run against the real ledger, served with TLS and tokens
+as under `make run`, whose addresses, CA and token files they get in LEDGER_GO_* variables. Go's
+caches live under .cache/go (devstack/go_tools.py), so only the first run compiles gRPC.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +25,26 @@ from ledger.v1 import queries_pb2_grpc as pb_grpc
 from tests.e2e.running_ledger import RunningLedger
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "go"
+README = CLIENT_DIR.parents[1] / "README.md"
 BUILD_TIMEOUT_S = 1200.0  # a cold build compiles gRPC-Go on two cores
-RUN_TIMEOUT_S = 60.0
+RUN_TIMEOUT_S = 180.0
 # The servers run as under `make run`: TLS with the local CA, a token on every call.
 LEDGER_SECURE = True
 
 
 def _required(module: str) -> str:
     """The version of `module` that clients/go/go.mod requires."""
-    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", _go_mod(), re.MULTILINE)
+    go_mod = (CLIENT_DIR / "go.mod").read_text()
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", go_mod, re.MULTILINE)
     assert found, f"go.mod does not require {module}"
     return found.group(1)
-
-
-def _go_mod() -> str:
-    return (CLIENT_DIR / "go.mod").read_text()
 
 
 def test_the_stubs_are_generated_by_the_protobuf_runtimes_own_version() -> None:
     """protoc-gen-go's output must not be newer than the google.golang.org/protobuf it runs on."""
     assert _required("google.golang.org/protobuf") == PROTOC_GEN_GO.version
+    stub = (CLIENT_DIR / "ledgerv1" / "commands.pb.go").read_text()
+    assert f"protoc-gen-go {PROTOC_GEN_GO.version}\n" in stub
 
 
 def test_grpc_is_the_version_grpcurl_is_built_with() -> None:
@@ -52,79 +53,106 @@ def test_grpc_is_the_version_grpcurl_is_built_with() -> None:
     assert _required("google.golang.org/grpc") == "v1.83.2"
 
 
-def _go(module: Path, *args: str) -> str:
+def _environment(**ledger: str) -> dict[str, str]:
+    env = {k: v for k, v in go_environment().items() if not k.startswith("LEDGER_GO_")}
+    # readonly: what go.mod and go.sum lack is an error, not something to add (-mod=mod would).
+    env["GOFLAGS"] = env["GOFLAGS"].replace("-mod=mod", "-mod=readonly")
+    return {**env, **ledger}
+
+
+def _go(*args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [go_executable(), *args],
-        cwd=module,
-        env=go_environment(),
+        cwd=CLIENT_DIR,
+        env=env or _environment(),
         capture_output=True,
         text=True,
         check=False,
         timeout=BUILD_TIMEOUT_S,
     )
-    assert result.returncode == 0, f"go {' '.join(args)} failed: {result.stderr.strip()}"
+    assert result.returncode == 0, f"go {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
     return result.stdout
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The client, built from a copy of clients/go with freshly generated stubs."""
-    module = tmp_path_factory.mktemp("go-client")
-    sources = ["go.mod", "go.sum", *(p.name for p in CLIENT_DIR.glob("*.go"))]
-    for name in sources:
-        shutil.copy(CLIENT_DIR / name, module / name)
-    subprocess.run(
-        [sys.executable, str(CLIENT_DIR / "generate.py"), "--module-dir", str(module)],
-        check=True,
-        capture_output=True,
-        timeout=BUILD_TIMEOUT_S,
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module vetted, and its two examples built into a folder of the test's own."""
+    out_dir = tmp_path_factory.mktemp("go-client")
+    _go("vet", "./...")
+    _go("build", "-o", f"{out_dir}/", "./examples/...")
+    return out_dir
+
+
+def test_the_code_is_gofmt_formatted() -> None:
+    gofmt = Path(go_executable()).with_name("gofmt")
+    listed = subprocess.run(
+        [str(gofmt), "-l", "."], cwd=CLIENT_DIR, capture_output=True, text=True, check=True
     )
-    binary = module / "ledger-client"
-    _go(module, "build", "-o", str(binary), ".")
-    _go(module, "vet", "./...")
-    # -mod=mod would quietly add what the committed files lack: they must have needed nothing.
-    for name in ("go.mod", "go.sum"):
-        assert (module / name).read_text() == (CLIENT_DIR / name).read_text(), (
-            f"clients/go/{name} is not tidy: run `go mod tidy` in clients/go and commit it"
-        )
-    unformatted = subprocess.run(
-        [str(Path(go_executable()).with_name("gofmt")), "-l", *sources[2:]],
-        cwd=CLIENT_DIR,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert not unformatted, f"run gofmt -w on {unformatted.split()}"
-    return binary
+    assert not listed.stdout, f"run gofmt -w on {listed.stdout.split()}"
 
 
-def _run(client: Path, ledger: RunningLedger, *args: str) -> subprocess.CompletedProcess[str]:
+def test_unit_tests() -> None:
+    output = _go("test", "-count=1", "-v", "./...")
+    for name in (
+        "TestRetriesUnavailableAndDeadlineExceededWithTheSameCommandID",
+        "TestAFullQueueIsRetriedWithTheSameIDAfterTheServersPushback",
+        "TestTooOldToDeduplicateIsFinal",
+        "TestASessionReadsEverythingItWroteAndRead",
+    ):
+        assert re.search(rf"^--- PASS: {name} ", output, re.MULTILINE), output
+    # Without LEDGER_GO_* the integration tests have nothing to run against.
+    assert re.search(r"^--- SKIP: TestIntegration", output, re.MULTILINE), output
+
+
+@pytest.mark.integration
+def test_against_the_real_ledger(binaries: Path, ledger: RunningLedger) -> None:
     assert ledger.credentials is not None
-    return subprocess.run(
-        [
-            str(client),
-            "-command",
-            ledger.command_server.address,
-            "-query",
-            ledger.query_server.address,
-            "-cacert",
-            str(ledger.credentials.ca),
-            "-token-file",
-            str(ledger.credentials.directory / "writer.token"),
-            *args,
-        ],
+    credentials = ledger.credentials.directory
+    env = _environment(
+        LEDGER_GO_COMMAND_ADDRESS=ledger.command_server.address,
+        LEDGER_GO_QUERY_ADDRESS=ledger.query_server.address,
+        LEDGER_GO_CA_FILE=str(ledger.credentials.ca),
+        LEDGER_GO_WRITER_TOKEN_FILE=str(credentials / "writer.token"),
+        LEDGER_GO_READER_TOKEN_FILE=str(credentials / "reader.token"),
+    )
+    output = _go("test", "-count=1", "-v", "-run", "^TestIntegration", "./ledger/", env=env)
+    assert "--- SKIP" not in output, output
+    passed = re.findall(r"^--- PASS: (TestIntegration\w+)", output, re.MULTILINE)
+    assert len(passed) >= 7, output
+    lost_answer = "TestIntegrationALostAnswerIsRetriedWithTheSameIDAndTheDepositIsAppliedOnce"
+    assert lost_answer in passed, output
+
+
+def _run(program: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `program` printed, a JSON object; it must have exited 0."""
+    result = subprocess.run(
+        [str(program), *args],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=RUN_TIMEOUT_S,
     )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _demo_arguments(ledger: RunningLedger) -> list[str]:
+    assert ledger.credentials is not None
+    return [
+        *("-command", ledger.command_server.address, "-query", ledger.query_server.address),
+        *("-cacert", str(ledger.credentials.ca)),
+        *("-token-file", str(ledger.credentials.directory / "writer.token")),
+    ]
 
 
 @pytest.mark.integration
-async def test_opens_deposits_and_reads_its_own_write(client: Path, ledger: RunningLedger) -> None:
-    result = _run(client, ledger, "-currency", "JPY", "-amount", "1500")
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
+async def test_the_demo_opens_deposits_and_reads_its_own_write(
+    binaries: Path, ledger: RunningLedger
+) -> None:
+    arguments = _demo_arguments(ledger)
+    report = _run(binaries / "ledger-client", *arguments, "-currency", "JPY", "-amount", "1500")
     assert report["account_id"].startswith("go-")
     assert (report["opened_version"], report["deposit_version"]) == (1, 2)
     assert (report["read_balance"], report["read_version"]) == ("1500", 2)
@@ -135,21 +163,61 @@ async def test_opens_deposits_and_reads_its_own_write(client: Path, ledger: Runn
     # What the Go client wrote is what any other client reads.
     assert ledger.credentials is not None
     async with ledger.query_server.channel(ledger.credentials.token("reader")) as channel:
-        answer = await pb_grpc.QueryServiceStub(channel).GetAccount(
-            pb.GetAccountRequest(
+        answer = await pb_grpc.QueryServiceStub(channel).ListTransactions(
+            pb.ListTransactionsRequest(
                 account_id=report["account_id"], consistency_token=report["deposit_token"]
             ),
             timeout=10,
         )
-    assert (answer.account.currency, answer.account.balance) == ("JPY", "1500")
-    assert answer.account.owner == "Go client"
+    assert [(t.amount, t.currency, t.command_id) for t in answer.transactions] == [
+        ("1500", "JPY", report["deposit_command_id"])
+    ]
 
 
 @pytest.mark.integration
-def test_reports_a_rejected_command_and_fails(client: Path, ledger: RunningLedger) -> None:
+def test_the_demo_reports_a_rejected_command_and_fails(
+    binaries: Path, ledger: RunningLedger
+) -> None:
     # Cents on a yen account: the command server refuses it, the client says so and exits 1.
-    result = _run(client, ledger, "-currency", "JPY", "-amount", "1.50")
+    result = subprocess.run(
+        [
+            binaries / "ledger-client",
+            *_demo_arguments(ledger),
+            "-currency",
+            "JPY",
+            "-amount",
+            "1.50",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "Deposit:" in result.stderr
-    assert "InvalidArgument" in result.stderr
+    assert "Deposit: InvalidArgument:" in result.stderr
+
+
+def test_the_readme_example_is_the_example_program() -> None:
+    block = re.search(
+        r"<!-- go-example:begin -->\n```go\n(.*?)```\n<!-- go-example:end -->",
+        README.read_text(),
+        re.DOTALL,
+    )
+    assert block, "README.md lost its Go example"
+    assert block.group(1) == (CLIENT_DIR / "examples" / "readme" / "main.go").read_text()
+
+
+@pytest.mark.integration
+def test_the_readme_example_reads_its_own_write(binaries: Path, ledger: RunningLedger) -> None:
+    assert ledger.credentials is not None
+    report = _run(
+        binaries / "readme",
+        env=_environment(
+            LEDGER_CREDENTIALS=str(ledger.credentials.directory),
+            LEDGER_COMMAND_ADDRESS=ledger.command_server.address,
+            LEDGER_QUERY_ADDRESS=ledger.query_server.address,
+        ),
+    )
+    assert (report["balance"], report["version"]) == ("12.50", 2)
+    assert report["accountId"].startswith("go-")
