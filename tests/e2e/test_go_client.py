@@ -10,7 +10,6 @@ caches live under .cache/go (devstack/go_tools.py), so only the first run compil
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -20,8 +19,7 @@ import pytest
 
 from devstack.go_tools import GRPCURL, PROTOC_GEN_GO, go_environment, go_executable
 from ledger.consistency import ConsistencyToken
-from ledger.v1 import queries_pb2 as pb
-from ledger.v1 import queries_pb2_grpc as pb_grpc
+from tests.e2e.client_programs import json_report, movements_of
 from tests.e2e.running_ledger import RunningLedger
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "go"
@@ -125,17 +123,7 @@ def test_against_the_real_ledger(binaries: Path, ledger: RunningLedger) -> None:
 
 def _run(program: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """What `program` printed, a JSON object; it must have exited 0."""
-    result = subprocess.run(
-        [str(program), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
+    return json_report([str(program), *args], env)
 
 
 def _demo_arguments(ledger: RunningLedger) -> list[str]:
@@ -161,17 +149,8 @@ async def test_the_demo_opens_deposits_and_reads_its_own_write(
     assert ConsistencyToken.decode(report["deposit_token"]).covered_by(covered)
 
     # What the Go client wrote is what any other client reads.
-    assert ledger.credentials is not None
-    async with ledger.query_server.channel(ledger.credentials.token("reader")) as channel:
-        answer = await pb_grpc.QueryServiceStub(channel).ListTransactions(
-            pb.ListTransactionsRequest(
-                account_id=report["account_id"], consistency_token=report["deposit_token"]
-            ),
-            timeout=10,
-        )
-    assert [(t.amount, t.currency, t.command_id) for t in answer.transactions] == [
-        ("1500", "JPY", report["deposit_command_id"])
-    ]
+    movements = await movements_of(ledger, report["account_id"], report["deposit_token"])
+    assert movements == [(report["deposit_command_id"], "1500", "JPY")]
 
 
 @pytest.mark.integration

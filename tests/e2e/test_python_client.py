@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from ledger.v1 import queries_pb2 as pb
-from ledger.v1 import queries_pb2_grpc as pb_grpc
+from tests.e2e.client_programs import json_report, movements_of
 from tests.e2e.running_ledger import RunningLedger
 
 pytestmark = pytest.mark.integration
@@ -82,7 +81,7 @@ def _settings(ledger: RunningLedger) -> dict[str, str]:
 
 
 def _run_example(python: Path, source: Path, settings: dict[str, str]) -> dict[str, Any]:
-    result = subprocess.run(
+    return json_report(
         [
             str(python),
             str(source / "examples" / "quickstart.py"),
@@ -91,15 +90,8 @@ def _run_example(python: Path, source: Path, settings: dict[str, str]) -> dict[s
             *("--ca-file", settings["LEDGER_TEST_CA_FILE"]),
             *("--token-file", settings["LEDGER_TEST_TOKEN_FILE"]),
             *("--currency", "KWD", "--amount", "12.345"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RUN_TIMEOUT_S,
+        ]
     )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
 
 
 async def test_the_example_opens_deposits_and_reads_its_own_write(
@@ -110,17 +102,8 @@ async def test_the_example_opens_deposits_and_reads_its_own_write(
     assert (report["balance"], report["version"], report["status"]) == ("12.345", 2, "OPEN")
 
     # What the Python client wrote, read with the servers' own stubs.
-    assert ledger.credentials is not None
-    async with ledger.query_server.channel(ledger.credentials.token("reader")) as channel:
-        answer = await pb_grpc.QueryServiceStub(channel).ListTransactions(
-            pb.ListTransactionsRequest(
-                account_id=report["account_id"], consistency_token=report["deposit_token"]
-            ),
-            timeout=10,
-        )
-    assert [(t.command_id, t.amount, t.currency) for t in answer.transactions] == [
-        (report["deposit_command_id"], "12.345", "KWD")
-    ]
+    movements = await movements_of(ledger, report["account_id"], report["deposit_token"])
+    assert movements == [(report["deposit_command_id"], "12.345", "KWD")]
 
 
 def _readme_example() -> str:

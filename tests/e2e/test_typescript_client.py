@@ -8,7 +8,6 @@ token files they get in LEDGER_TS_* variables. `npm ci` runs once per change of 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devstack.node_tools import TYPESCRIPT_CLIENT, ensure_node_modules, executable, npm_environment
+from tests.e2e.client_programs import json_report
 from tests.e2e.running_ledger import RunningLedger
 
 BUILD_TIMEOUT_S = 300.0
@@ -122,14 +122,5 @@ def test_the_readme_example_reads_its_own_write(built: Path, ledger: RunningLedg
         "LEDGER_COMMAND_ADDRESS": ledger.command_server.address,
         "LEDGER_QUERY_ADDRESS": ledger.query_server.address,
     }
-    result = subprocess.run(
-        [executable("node"), str(built / "examples" / "readme.js")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json_report([executable("node"), str(built / "examples" / "readme.js")], env)
     assert (report["balance"], report["version"]) == ("12.50", 2)
