@@ -381,15 +381,25 @@ class Command(_message.Message):
     TRANSFER_FIELD_NUMBER: _builtins.int
     CLOSE_ACCOUNT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def open_account(self) -> Global___OpenAccountRequest: ...
+    def open_account(self) -> Global___OpenAccountRequest:
+        """Opens an account, as OpenAccount."""
+
     @_builtins.property
-    def deposit(self) -> Global___DepositRequest: ...
+    def deposit(self) -> Global___DepositRequest:
+        """Deposits money, as Deposit."""
+
     @_builtins.property
-    def withdraw(self) -> Global___WithdrawRequest: ...
+    def withdraw(self) -> Global___WithdrawRequest:
+        """Withdraws money, as Withdraw."""
+
     @_builtins.property
-    def transfer(self) -> Global___TransferRequest: ...
+    def transfer(self) -> Global___TransferRequest:
+        """Transfers money, as Transfer."""
+
     @_builtins.property
-    def close_account(self) -> Global___CloseAccountRequest: ...
+    def close_account(self) -> Global___CloseAccountRequest:
+        """Closes an account, as CloseAccount."""
+
     def __init__(
         self,
         *,

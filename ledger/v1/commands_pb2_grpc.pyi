@@ -57,7 +57,7 @@ class CommandServiceStub:
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -129,7 +129,7 @@ class CommandServiceAsyncStub(CommandServiceStub):
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -197,7 +197,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible

@@ -186,10 +186,23 @@ export interface CloseAccountResponse {
 
 /** One command of a batch: exactly one of the five requests, checked as its unary call checks it. */
 export interface Command {
-  openAccount?: OpenAccountRequest | undefined;
-  deposit?: DepositRequest | undefined;
-  withdraw?: WithdrawRequest | undefined;
-  transfer?: TransferRequest | undefined;
+  /** Opens an account, as OpenAccount. */
+  openAccount?:
+    | OpenAccountRequest
+    | undefined;
+  /** Deposits money, as Deposit. */
+  deposit?:
+    | DepositRequest
+    | undefined;
+  /** Withdraws money, as Withdraw. */
+  withdraw?:
+    | WithdrawRequest
+    | undefined;
+  /** Transfers money, as Transfer. */
+  transfer?:
+    | TransferRequest
+    | undefined;
+  /** Closes an account, as CloseAccount. */
   closeAccount?: CloseAccountRequest | undefined;
 }
 
@@ -1400,7 +1413,7 @@ export const ExecuteBatchResponse: MessageFns<ExecuteBatchResponse> = {
  * the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
  * RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
  * retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
- * when a request is larger than the server accepts (256 KiB by default).
+ * when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
  *
  * Every field is checked before the command is decided, and a refusal names the field. Free text
  * (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
