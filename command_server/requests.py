@@ -4,7 +4,7 @@ type, shared by the unary calls and ExecuteBatch."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -21,16 +21,18 @@ def open_account(request: pb.OpenAccountRequest) -> OpenAccount:
 
 
 def deposit(request: pb.DepositRequest) -> Deposit:
-    return Deposit(
-        command_id=request.command_id,
-        account_id=request.account_id,
-        amount=request.amount,
-        expected_version=_expected_version(request),
-    )
+    return _movement(Deposit, request)
 
 
 def withdraw(request: pb.WithdrawRequest) -> Withdraw:
-    return Withdraw(
+    return _movement(Withdraw, request)
+
+
+_Movement = TypeVar("_Movement", Deposit, Withdraw)
+
+
+def _movement(kind: type[_Movement], request: pb.DepositRequest | pb.WithdrawRequest) -> _Movement:
+    return kind(
         command_id=request.command_id,
         account_id=request.account_id,
         amount=request.amount,

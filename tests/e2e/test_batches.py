@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -16,10 +15,10 @@ from devstack.stack import LocalStack
 from ledger.command_ids import new_command_id
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import commands_pb2 as cmd
-from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as q
-from ledger.v1 import queries_pb2_grpc as q_grpc
+from tests.e2e import test_read_your_writes
 from tests.e2e.running_ledger import RunningLedger
+from tests.e2e.test_read_your_writes import EndToEnd
 from tests.integration.query_server.read_model_writer import unique_id
 from tests.integration.test_command_server import read_events
 
@@ -29,21 +28,8 @@ OK, INVALID, NOT_FOUND, EXISTS, PRECONDITION, ABORTED = 0, 3, 5, 6, 9, 10
 _TIMEOUT_S = 60
 
 
-@dataclass(frozen=True)
-class Clients:
-    commands: cmd_grpc.CommandServiceAsyncStub
-    queries: q_grpc.QueryServiceAsyncStub
-
-
-@pytest.fixture(scope="module")
-async def clients(ledger: RunningLedger) -> AsyncIterator[Clients]:
-    async with (
-        grpc.aio.insecure_channel(ledger.command_server.address) as command_channel,
-        grpc.aio.insecure_channel(ledger.query_server.address) as query_channel,
-    ):
-        yield Clients(
-            cmd_grpc.CommandServiceStub(command_channel), q_grpc.QueryServiceStub(query_channel)
-        )
+# The same command and query stubs as test_read_your_writes's, on this module's ledger.
+clients = test_read_your_writes.end_to_end
 
 
 def open_account(account_id: str) -> cmd.Command:
@@ -86,7 +72,7 @@ def command_id(command: cmd.Command) -> str:
 
 
 async def execute(
-    clients: Clients, commands: list[cmd.Command], *, atomic: bool = False
+    clients: EndToEnd, commands: list[cmd.Command], *, atomic: bool = False
 ) -> cmd.ExecuteBatchResponse:
     request = cmd.ExecuteBatchRequest(commands=commands, atomic=atomic)
     reply: cmd.ExecuteBatchResponse = await clients.commands.ExecuteBatch(
@@ -95,7 +81,7 @@ async def execute(
     return reply
 
 
-async def opened(clients: Clients, count: int, funds: str | None = None) -> list[str]:
+async def opened(clients: EndToEnd, count: int, funds: str | None = None) -> list[str]:
     """`count` new EUR accounts, each funded with `funds` if given, in one batch."""
     accounts = [unique_id("batch") for _ in range(count)]
     commands = [open_account(a) for a in accounts]
@@ -137,7 +123,7 @@ def mixed(accounts: list[str]) -> tuple[list[cmd.Command], list[int]]:
 
 
 async def test_a_mixed_batch_is_answered_command_by_command_and_logs_its_successes_in_order(
-    clients: Clients, ledger: RunningLedger, stack: LocalStack
+    clients: EndToEnd, ledger: RunningLedger, stack: LocalStack
 ) -> None:
     accounts = await opened(clients, 10, funds="1000.00")
     earlier = {event.command_id for event in read_events(stack, ledger.topic)}
@@ -175,7 +161,7 @@ def _touched(command: cmd.Command) -> list[str]:
 
 
 async def test_an_atomic_batch_with_one_failing_command_applies_nothing(
-    clients: Clients, ledger: RunningLedger, stack: LocalStack
+    clients: EndToEnd, ledger: RunningLedger, stack: LocalStack
 ) -> None:
     a, b, c = await opened(clients, 3, funds="10.00")
     before = len(read_events(stack, ledger.topic))
@@ -196,7 +182,7 @@ async def test_an_atomic_batch_with_one_failing_command_applies_nothing(
 
 
 async def test_an_atomic_chain_moves_money_that_only_the_first_account_has(
-    clients: Clients,
+    clients: EndToEnd,
 ) -> None:
     a, b, c = await opened(clients, 3)
     funded = await execute(clients, [deposit(a, "10.00")])
@@ -222,7 +208,7 @@ async def test_an_atomic_chain_moves_money_that_only_the_first_account_has(
 
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_the_same_batch_sent_again_and_concurrently_is_answered_alike_and_appends_nothing(
-    clients: Clients, ledger: RunningLedger, stack: LocalStack, atomic: bool
+    clients: EndToEnd, ledger: RunningLedger, stack: LocalStack, atomic: bool
 ) -> None:
     accounts = await opened(clients, 4, funds="100.00")
     commands = [transfer(accounts[n % 4], accounts[(n + 1) % 4], "1.00") for n in range(100)]
@@ -248,7 +234,7 @@ async def test_the_same_batch_sent_again_and_concurrently_is_answered_alike_and_
     assert len(read_events(stack, ledger.topic)) == logged + len(fresh) + 1  # a transfer: two
 
 
-async def test_a_batch_holds_1_to_8000_commands(clients: Clients) -> None:
+async def test_a_batch_holds_1_to_8000_commands(clients: EndToEnd) -> None:
     (account,) = await opened(clients, 1)
 
     full = await execute(clients, [deposit(account, "0.01") for _ in range(8000)])
@@ -262,7 +248,7 @@ async def test_a_batch_holds_1_to_8000_commands(clients: Clients) -> None:
         assert "send 1 to 8,000 per call" in (refused.value.details() or "")
 
 
-async def test_get_accounts_refuses_more_than_1000_ids(clients: Clients) -> None:
+async def test_get_accounts_refuses_more_than_1000_ids(clients: EndToEnd) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await clients.queries.GetAccounts(
             q.GetAccountsRequest(account_ids=[f"a{n}" for n in range(1001)]), timeout=_TIMEOUT_S
