@@ -71,11 +71,12 @@ class Writer(Protocol):
 class Overloaded(RuntimeError):
     """The queue is full; the caller should retry after `retry_after_ms`."""
 
-    def __init__(self, queued: int, retry_after_ms: int) -> None:
+    def __init__(self, queued: int, limit: int, retry_after_ms: int, commands: int = 1) -> None:
+        what = "command" if commands == 1 else f"batch (its {commands} commands do not fit)"
         super().__init__(
-            f"the command server has {queued} commands waiting for the event store, its limit "
-            f"(LEDGER_COMMAND_QUEUE_MAX); nothing was done: retry the same command in "
-            f"{retry_after_ms} ms"
+            f"the command server has {queued} commands waiting for the event store and holds "
+            f"at most {limit} (LEDGER_COMMAND_QUEUE_MAX); nothing was done: retry the same "
+            f"{what} in {retry_after_ms} ms"
         )
         self.retry_after_ms = retry_after_ms
 
@@ -157,7 +158,7 @@ class GroupCommitter:
         if self._closing:
             raise NotServing("the command server is shutting down; retry on its successor")
         if self._queued and self._queued + len(commands) > self._max_queued:
-            raise Overloaded(self._queued, self._retry_after_ms)
+            raise Overloaded(self._queued, self._max_queued, self._retry_after_ms, len(commands))
         future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
