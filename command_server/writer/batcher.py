@@ -277,6 +277,8 @@ class Batcher:
                 verdicts[index] = exc
                 continue
             first_of[command_id] = index
+            if unit is not None:
+                unit.decided.append(command_id)
             for event in decided:
                 account_id = event.account_id
                 state = evolve(current.get(account_id), event)
@@ -316,6 +318,8 @@ class _AtomicUnit:
     first_event: int
     # Each account the span changed, as the pending state held it before (None: not pending).
     before: dict[str, Account | None] = field(default_factory=dict)
+    # The ids of the span's commands that were decided (and so may be duplicated later on).
+    decided: list[str] = field(default_factory=list)
 
     def settle(
         self, decisions: _Decisions, pending: dict[str, Account], first_of: dict[str, int]
@@ -334,7 +338,7 @@ class _AtomicUnit:
                 pending.pop(account_id, None)
             else:
                 pending[account_id] = state
-        for command_id in [c for c, i in first_of.items() if i in span]:
+        for command_id in self.decided:
             del first_of[command_id]
         why = NotApplied(
             f"not applied: command {failed - self.start} of the atomic batch failed (its result "
