@@ -344,11 +344,14 @@ class _AtomicUnit:
             f"not applied: command {failed - self.start} of the atomic batch failed (its result "
             "says why), so none of the batch's commands was applied"
         )
+        aliases = decisions.aliases
         for index in span:
-            # Decided (None) or a duplicate of one decided: taken back. A command applied by an
-            # earlier call (an Outcome) stays applied; a failed one keeps its own reason.
-            if verdicts[index] is None:
-                decisions.aliases.pop(index, None)
+            # Decided here (None), or a duplicate of a command decided here: taken back. A
+            # command applied by an earlier call (an Outcome) or by an earlier call of this
+            # transaction (a duplicate from before the span) stays applied, answered as that;
+            # a failed one keeps its own reason.
+            if verdicts[index] is None and aliases.get(index, self.stop) >= self.start:
+                aliases.pop(index, None)
                 verdicts[index] = why
 
 

@@ -100,3 +100,18 @@ def test_a_span_already_applied_is_answered_from_its_originals(
 
     assert again[1:] == first
     assert len(store.appended) == appended + 1  # only b's opening
+
+
+def test_a_command_another_call_of_the_transaction_applied_stays_applied_in_a_failed_span(
+    batcher: Batcher, model: WriteModel, store: FakeEventStore
+) -> None:
+    funded(batcher, "a", "10.00")
+    shared = Deposit("d1", "a", "1.00")
+    commands: list[Command] = [shared, shared, Deposit("d2", "nobody", "1.00")]
+
+    alone, in_span, failed = commit(batcher, commands, [(1, 3)])
+
+    assert isinstance(alone, Ack)
+    assert in_span == alone
+    assert rejection(failed) is RejectionKind.NOT_FOUND
+    assert model.accounts["a"].balance == 1100
