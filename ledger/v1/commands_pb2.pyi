@@ -502,7 +502,9 @@ class ExecuteBatchResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     consistency_token: _builtins.str
-    """Covers every successful command of the batch: pass it to a query to read them all."""
+    """Covers every successful command of the batch: pass it to a query to read them all. Empty
+    when no command succeeded.
+    """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandResult]:
         """One result per command, in request order."""

@@ -244,7 +244,10 @@ export interface CommandResult {
 export interface ExecuteBatchResponse {
   /** One result per command, in request order. */
   results: CommandResult[];
-  /** Covers every successful command of the batch: pass it to a query to read them all. */
+  /**
+   * Covers every successful command of the batch: pass it to a query to read them all. Empty
+   * when no command succeeded.
+   */
   consistencyToken: string;
 }
 
