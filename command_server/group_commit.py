@@ -12,9 +12,12 @@ while the writer cannot commit, SERVING again once a transaction commits. While 
 comes, the committer asks the writer every `probe_every` seconds, so that health follows a
 broker that goes away (or comes back) between commands too.
 
-The queue is bounded (`max_queued`): while Kafka is slow or gone, commands past the bound are
-refused at once (`Overloaded`, RESOURCE_EXHAUSTED with a retry hint) rather than held in memory
-until their callers give up.
+The queue is bounded (`max_queued`, counted in commands): while Kafka is slow or gone, commands
+past the bound are refused at once (`Overloaded`, RESOURCE_EXHAUSTED with a retry hint) rather
+than held in memory until their callers give up. A client's batch (ExecuteBatch) is one queue
+entry: it goes to the writer whole, in one transaction, and is refused whole when it does not fit
+in the room left; one larger than the whole bound is taken only into an empty queue, so that any
+batch the API allows gets in and the queue never holds more than the larger of the two.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from command_server.writer.protocol import (
     FENCED,
     STALLED,
     Ack,
+    AtomicSpan,
+    Batch,
     BatchReply,
     NotServing,
     PackedCommand,
@@ -54,7 +59,7 @@ class Misrouted(RuntimeError):
 class Writer(Protocol):
     """What the committer needs of the writer (`WriterProcess`): one batch's round trip."""
 
-    async def commit(self, batch: list[PackedCommand]) -> BatchReply:
+    async def commit(self, batch: Batch) -> BatchReply:
         """The batch's reply; raises WriterLost if the writer is gone."""
         ...
 
@@ -66,19 +71,27 @@ class Writer(Protocol):
 class Overloaded(RuntimeError):
     """The queue is full; the caller should retry after `retry_after_ms`."""
 
-    def __init__(self, queued: int, retry_after_ms: int) -> None:
+    def __init__(self, queued: int, limit: int, retry_after_ms: int, commands: int = 1) -> None:
+        what = "command" if commands == 1 else f"batch (its {commands} commands do not fit)"
         super().__init__(
-            f"the command server has {queued} commands waiting for the event store, its limit "
-            f"(LEDGER_COMMAND_QUEUE_MAX); nothing was done: retry the same command in "
-            f"{retry_after_ms} ms"
+            f"the command server has {queued} commands waiting for the event store and holds "
+            f"at most {limit} (LEDGER_COMMAND_QUEUE_MAX); nothing was done: retry the same "
+            f"{what} in {retry_after_ms} ms"
         )
         self.retry_after_ms = retry_after_ms
 
 
+Verdict = Ack | BaseException
+"""A command's outcome: its Ack, or the exception the servicer maps to a status."""
+
+
 @dataclass(slots=True)
 class _Submission:
-    command: Command
-    future: asyncio.Future[Ack]
+    """One call's commands (one, or an ExecuteBatch's), committed in one transaction."""
+
+    commands: list[Command]
+    atomic: bool
+    future: asyncio.Future[list[Verdict]]
 
 
 class GroupCommitter:
@@ -115,6 +128,8 @@ class GroupCommitter:
         self._metrics = metrics or CommandMetrics.create(registry=None)
         # Bounded by `submit`'s check, not by maxsize: close()'s sentinel must always fit.
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
+        self._queued = 0
+        """Commands in the queue."""
         self._closing = False
         self._fenced: Fenced | None = None
         self._lost: WriterLost | None = None
@@ -123,6 +138,17 @@ class GroupCommitter:
 
     async def submit(self, command: Command) -> Ack:
         """Decide and durably append `command`; raises Rejection or one of this module's errors."""
+        if self._shard.count > 1:
+            self._check_owner(command)
+        (verdict,) = await self.submit_batch([command], atomic=False)
+        if isinstance(verdict, BaseException):
+            raise verdict
+        return verdict
+
+    async def submit_batch(self, commands: list[Command], *, atomic: bool) -> list[Verdict]:
+        """Decide `commands` in order and durably append what they decided, in one transaction;
+        `atomic`: all of them or none. One verdict per command; raises NotServing or Overloaded
+        for the whole batch (nothing done). Commands must be owned by this shard (`misrouted`)."""
         if self._fenced is not None:
             raise NotServing(f"this shard was taken over by another instance: {self._fenced}")
         if self._lost is not None:
@@ -131,13 +157,22 @@ class GroupCommitter:
             raise NotServing(f"the command server stops: {self._broken}")
         if self._closing:
             raise NotServing("the command server is shutting down; retry on its successor")
-        if self._shard.count > 1:
-            self._check_owner(command)
-        if self._queue.qsize() >= self._max_queued:
-            raise Overloaded(self._queue.qsize(), self._retry_after_ms)
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Submission(command, future))
+        if self._queued and self._queued + len(commands) > self._max_queued:
+            raise Overloaded(self._queued, self._max_queued, self._retry_after_ms, len(commands))
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Submission(commands, atomic, future))
+        self._queued += len(commands)
         return await future
+
+    def misrouted(self, command: Command) -> Misrouted | None:
+        """Why this shard cannot take `command`, if it cannot."""
+        if self._shard.count == 1:
+            return None
+        try:
+            self._check_owner(command)
+        except Misrouted as exc:
+            return exc
+        return None
 
     def _check_owner(self, command: Command) -> None:
         """Refuse commands for accounts of other shards (a single shard owns everything)."""
@@ -169,9 +204,10 @@ class GroupCommitter:
             if first is None:
                 return
             batch = [first]
+            commands = self._took(first)
             deadline = loop.time() + self._max_wait
             stop = False
-            while len(batch) < self._max_commands:
+            while commands < self._max_commands:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -186,9 +222,15 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.append(item)
+                commands += self._took(item)
             await self._commit(batch)
             if stop:
                 return
+
+    def _took(self, submission: _Submission) -> int:
+        """Count `submission` out of the queue; its number of commands."""
+        self._queued -= len(submission.commands)
+        return len(submission.commands)
 
     async def close(self) -> None:
         self._closing = True
@@ -205,20 +247,29 @@ class GroupCommitter:
             self._fail(batch, NotServing(f"the command server stops: {self._broken}"))
             return
         began = time.perf_counter()
+        packed: list[PackedCommand] = []
+        spans: list[AtomicSpan] = []
+        for submission in batch:
+            if submission.atomic:
+                spans.append((len(packed), len(packed) + len(submission.commands)))
+            packed.extend(pack_command(c) for c in submission.commands)
         try:
-            health, why, verdicts = await self._writer.commit(
-                [pack_command(s.command) for s in batch]
-            )
+            health, why, verdicts = await self._writer.commit((packed, spans))
         except WriterLost as exc:
             self._writer_lost(exc)
             self._fail(batch, NotServing(f"the event-store writer is gone: {exc}"))
             return
         self._metrics.observe_commit(time.perf_counter() - began)
-        self._metrics.observe_batch(len(batch))
+        self._metrics.observe_batch(len(packed))
         self.batches += 1
-        self.commands += len(batch)
-        for submission, verdict in zip(batch, verdicts, strict=True):
-            _settle(submission.future, unpack_verdict(verdict))
+        self.commands += len(packed)
+        if len(verdicts) != len(packed):
+            raise AssertionError(f"{len(verdicts)} verdicts for {len(packed)} commands")
+        start = 0
+        for submission in batch:
+            stop = start + len(submission.commands)
+            _settle(submission.future, [unpack_verdict(v) for v in verdicts[start:stop]])
+            start = stop
         self._learn(health, why)
 
     async def _probe(self) -> None:
@@ -259,10 +310,10 @@ class GroupCommitter:
             _settle(submission.future, error)
 
 
-def _settle(future: asyncio.Future[Ack], verdict: Ack | BaseException) -> None:
+def _settle(future: asyncio.Future[list[Verdict]], verdict: list[Verdict] | BaseException) -> None:
     if future.done():
         return  # the caller gave up (deadline or cancellation); the outcome is remembered
-    if isinstance(verdict, Ack):
-        future.set_result(verdict)
-    else:
+    if isinstance(verdict, BaseException):
         future.set_exception(verdict)
+    else:
+        future.set_result(verdict)

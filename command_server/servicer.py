@@ -8,10 +8,18 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+from command_server import requests
 from command_server.event_store import AppendFailed
-from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
-from command_server.writer.protocol import CommandIdReused, NotServing, WriterFailed
-from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
+from command_server.group_commit import GroupCommitter, Misrouted, Overloaded, Verdict
+from command_server.writer.protocol import (
+    Ack,
+    CommandIdReused,
+    NotApplied,
+    NotServing,
+    WriterFailed,
+)
+from ledger.consistency import ConsistencyToken
+from ledger.domain.commands import Command
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id, require_fields
 from ledger.v1 import commands_pb2 as pb
@@ -35,6 +43,7 @@ _STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
     (CommandIdReused, grpc.StatusCode.ALREADY_EXISTS, "{}"),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED, "{}"),
     (NotServing, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (NotApplied, grpc.StatusCode.ABORTED, "{}"),
     (Misrouted, grpc.StatusCode.UNAVAILABLE, "{}"),
     (
         AppendFailed,
@@ -49,7 +58,7 @@ _STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
 )
 
 
-def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message that answer a command which ended in `error`."""
     if isinstance(error, Rejection):
         return _STATUS_OF_REJECTION[error.kind], error.message
@@ -61,6 +70,11 @@ def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     log.error("bug answering a command", exc_info=error)
     return grpc.StatusCode.INTERNAL, "internal error in the command server (see its log)"
 
+
+MAX_BATCH_COMMANDS = 8_000
+"""Commands one ExecuteBatch may hold (TigerBeetle takes up to 8,190 per request); the command
+server's default receive limit (`command_server.settings.MAX_RECEIVE_BYTES`) holds as many of
+the largest valid commands."""
 
 _Context = grpc.aio.ServicerContext[object, object]
 # Every command is answered alike: the account's new version and a consistency token.
@@ -83,39 +97,73 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
     ) -> pb.OpenAccountResponse:
-        command = OpenAccount(
-            command_id=request.command_id,
-            account_id=request.account_id,
-            currency=request.currency,
-            owner=request.owner,
-        )
+        command = requests.open_account(request)
         return await self._submit(command, context, pb.OpenAccountResponse)
 
     async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
-        return await self._submit(_movement(Deposit, request), context, pb.DepositResponse)
+        return await self._submit(requests.deposit(request), context, pb.DepositResponse)
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
-        return await self._submit(_movement(Withdraw, request), context, pb.WithdrawResponse)
+        return await self._submit(requests.withdraw(request), context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
-        command = Transfer(
-            command_id=request.command_id,
-            from_account_id=request.from_account_id,
-            to_account_id=request.to_account_id,
-            amount=request.amount,
-            expected_version=_expected_version(request),
-        )
-        return await self._submit(command, context, pb.TransferResponse)
+        return await self._submit(requests.transfer(request), context, pb.TransferResponse)
 
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context
     ) -> pb.CloseAccountResponse:
-        command = CloseAccount(
-            command_id=request.command_id,
-            account_id=request.account_id,
-            expected_version=_expected_version(request),
-        )
+        command = requests.close_account(request)
         return await self._submit(command, context, pb.CloseAccountResponse)
+
+    async def ExecuteBatch(
+        self, request: pb.ExecuteBatchRequest, context: _Context
+    ) -> pb.ExecuteBatchResponse:
+        """Checks every command as its unary call would, then hands those that pass to the
+        committer as one submission (one pipe message, one transaction)."""
+        count = len(request.commands)
+        if not 1 <= count <= MAX_BATCH_COMMANDS:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"commands holds {count} commands: send 1 to {MAX_BATCH_COMMANDS:,} per call "
+                "(split a larger batch; an atomic one cannot be split)",
+            )
+        committer = self.committer
+        if committer is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, _REBUILDING)
+        verdicts: list[Verdict | None] = [None] * count
+        admitted: list[Command] = []
+        positions: list[int] = []
+        now = datetime.now(UTC)
+        for index, message in enumerate(request.commands):
+            try:
+                command = requests.command_of(message)
+                require_command_id(command.command_id, now, self._max_skew)
+                require_fields(command)
+            except Rejection as refusal:
+                verdicts[index] = refusal
+                continue
+            misrouted = committer.misrouted(command)
+            if misrouted is not None:
+                verdicts[index] = misrouted
+                continue
+            admitted.append(command)
+            positions.append(index)
+        if request.atomic and len(admitted) < count:
+            failed = next(i for i, verdict in enumerate(verdicts) if verdict is not None)
+            not_applied = NotApplied(
+                f"not applied: command {failed} of the atomic batch failed (its result says "
+                "why), so none of the batch's commands was applied"
+            )
+            verdicts = [not_applied if v is None else v for v in verdicts]
+        elif admitted:
+            try:
+                decided = await committer.submit_batch(admitted, atomic=request.atomic)
+            except Exception as error:
+                await self._refuse(context, error)
+            for index, verdict in zip(positions, decided, strict=True):
+                verdicts[index] = verdict
+        return _batch_response(verdicts)
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
         """The reply to `command` once committed; a refusal aborts the call with its status.
@@ -127,35 +175,38 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             require_command_id(command.command_id, datetime.now(UTC), self._max_skew)
             require_fields(command)
             if self.committer is None:
-                raise NotServing(
-                    "the command server is still rebuilding its state from the event store; retry"
-                )
+                raise NotServing(_REBUILDING)
             ack = await self.committer.submit(command)
         except Exception as error:
-            if isinstance(error, Overloaded):
-                # gRPC's standard hint, which clients' retry policies honour, beside the message's.
-                context.set_trailing_metadata(
-                    (("grpc-retry-pushback-ms", str(error.retry_after_ms)),)
-                )
-            await _abort(context, *_status_of(error))
+            await self._refuse(context, error)
         return reply(version=ack.version, consistency_token=ack.token)
 
-
-def _movement(
-    kind: type[Deposit | Withdraw], request: pb.DepositRequest | pb.WithdrawRequest
-) -> Deposit | Withdraw:
-    return kind(
-        command_id=request.command_id,
-        account_id=request.account_id,
-        amount=request.amount,
-        expected_version=_expected_version(request),
-    )
+    async def _refuse(self, context: _Context, error: Exception) -> NoReturn:
+        if isinstance(error, Overloaded):
+            # gRPC's standard hint, which clients' retry policies honour, beside the message's.
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(error.retry_after_ms)),))
+        await _abort(context, *_status_of(error))
 
 
-def _expected_version(
-    request: pb.DepositRequest | pb.WithdrawRequest | pb.TransferRequest | pb.CloseAccountRequest,
-) -> int | None:
-    return request.expected_version if request.HasField("expected_version") else None
+_REBUILDING = "the command server is still rebuilding its state from the event store; retry"
+
+
+def _batch_response(verdicts: list[Verdict | None]) -> pb.ExecuteBatchResponse:
+    """One result per verdict, and the token covering every successful command."""
+    response = pb.ExecuteBatchResponse()
+    results = response.results
+    tokens: set[str] = set()
+    for verdict in verdicts:
+        if isinstance(verdict, Ack):
+            results.add(version=verdict.version, consistency_token=verdict.token)
+            tokens.add(verdict.token)
+        else:
+            code, message = _status_of(verdict or WriterFailed("no verdict for the command"))
+            results.add(code=code.value[0], message=message)
+    if tokens:
+        union = ConsistencyToken.union(ConsistencyToken.decode(t) for t in tokens)
+        response.consistency_token = union.encode()
+    return response
 
 
 async def _abort(context: _Context, code: grpc.StatusCode, message: str) -> NoReturn:

@@ -21,6 +21,10 @@ from ledger.server_limits import ServerLimits, server_limits
 
 EVENT_TOPIC = ACCOUNT_EVENTS_TOPIC
 MAX_PRODUCERS = 4
+MAX_RECEIVE_BYTES = 8 * 1024 * 1024
+"""The command server's default LEDGER_GRPC_MAX_RECEIVE_BYTES: an ExecuteBatch of 8,000 of the
+largest valid commands (an OpenAccount whose owner is 200 four-byte characters: about 920 bytes
+encoded) is 7.4 MB (tests/unit/test_batch_limits.py); the other calls stay far below it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ class Settings:
     min_replication_factor: int = 1
     min_insync_replicas: int = 1
     grace_seconds: float = 10.0
-    server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
+    server_limits: ServerLimits = ServerLimits(max_receive_bytes=MAX_RECEIVE_BYTES)  # noqa: RUF009
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,7 +116,7 @@ class Settings:
                 env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
             ),
             # LEDGER_GRPC_*
-            server_limits=server_limits(env),
+            server_limits=server_limits(env, defaults.server_limits),
         )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(

@@ -23,8 +23,9 @@ _MIB = 1024 * _KIB
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
-    # Every Ledger request is a few hundred bytes; 256 KiB leaves room for any sane one and
-    # refuses a hostile one before it is parsed.
+    # Every Ledger request but a batch is a few hundred bytes; 256 KiB leaves room for any sane
+    # one and refuses a hostile one before it is parsed (the command server raises it for
+    # ExecuteBatch: command_server/settings.py).
     max_receive_bytes: int = 256 * _KIB
     # gRPC's own default: a page of the largest size allowed fits many times over.
     max_send_bytes: int = 4 * _MIB
@@ -74,9 +75,10 @@ class ServerLimits:
         return tuple(options)
 
 
-def server_limits(env: Mapping[str, str]) -> ServerLimits:
-    """The limits from the LEDGER_GRPC_* variables, each defaulting to `ServerLimits()`'s."""
-    d = ServerLimits()
+def server_limits(env: Mapping[str, str], defaults: ServerLimits | None = None) -> ServerLimits:
+    """The limits from the LEDGER_GRPC_* variables, each defaulting to `defaults`' (a server's
+    own, e.g. the command server's larger receive limit; otherwise `ServerLimits()`'s)."""
+    d = defaults or ServerLimits()
     return ServerLimits(
         max_receive_bytes=env_int(
             env, "LEDGER_GRPC_MAX_RECEIVE_BYTES", d.max_receive_bytes, minimum=1024

@@ -77,6 +77,15 @@ class ReadModel:
             raise RuntimeError(f"asked for account {account_id!r}, read {values[0]!r}")
         return AccountRow(*values[:_ACCOUNT_FIELDS]), _snapshot(values, _ACCOUNT_FIELDS)
 
+    async def accounts_by_id(
+        self, account_ids: Sequence[str]
+    ) -> tuple[list[AccountRow | None], Snapshot]:
+        """Each account asked for (None for one the read model does not hold), in one statement
+        of key lookups, with the snapshot they were read at."""
+        rows = await self._accounts_by_id(account_ids)
+        found = [None if v[0] is None else AccountRow(*v[:_ACCOUNT_FIELDS]) for v in rows]
+        return found, _snapshot(rows[0], _ACCOUNT_FIELDS)
+
     async def _accounts_by_id(self, account_ids: Sequence[str]) -> list[tuple[Any, ...]]:
         with translated:
             async with self._pool.acquire() as connection:

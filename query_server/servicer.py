@@ -119,6 +119,19 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         )
 
     @_unary
+    async def GetAccounts(
+        self, request: pb.GetAccountsRequest, context: _Context
+    ) -> pb.GetAccountsResponse:
+        account_ids = validation.account_ids(request.account_ids)
+        token, side = await self._ready(request, context)
+        rows, snapshot = await side.read_model.accounts_by_id(account_ids)
+        return pb.GetAccountsResponse(
+            accounts=[messages.account(row) for row in rows if row is not None],
+            missing=[a for a, row in zip(account_ids, rows, strict=True) if row is None],
+            freshness=_fresh(token, snapshot),
+        )
+
+    @_unary
     async def ListAccounts(
         self, request: pb.ListAccountsRequest, context: _Context
     ) -> pb.ListAccountsResponse:

@@ -5,6 +5,7 @@ Anything malformed raises InvalidArgument with a message naming the field, befor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -90,6 +91,21 @@ def account_id(value: str, field: str = "account_id") -> str:
     except Rejection as exc:
         raise InvalidArgument(exc.message) from None
     return value
+
+
+MAX_ACCOUNT_IDS = 1_000
+"""Account ids one GetAccounts may ask for: one statement of a thousand key lookups."""
+
+
+def account_ids(values: Sequence[str]) -> list[str]:
+    """GetAccounts' ids, each checked, in order of first mention (a repeated id is read once)."""
+    if not 1 <= len(values) <= MAX_ACCOUNT_IDS:
+        raise InvalidArgument(
+            f"account_ids holds {len(values)} ids: ask for 1 to {MAX_ACCOUNT_IDS:,} per call"
+        )
+    for index, value in enumerate(values):
+        account_id(value, f"account_ids[{index}]")
+    return list(dict.fromkeys(values))
 
 
 def consistency_token(text: str) -> ConsistencyToken | None:

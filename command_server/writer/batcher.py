@@ -8,13 +8,17 @@ pending state is dropped, so a retry is decided afresh (docs/design.md, decision
 whose id already has an outcome gets that outcome again, or a refusal if it is not the same
 command; one whose id is no longer remembered but is not newer than what its partitions forgot
 is refused as too old to deduplicate (docs/design.md, decision 4).
+
+An atomic span of the batch (one ExecuteBatch with `atomic`) is decided like the rest, each
+command seeing the earlier ones' effects; if any of its commands fails, the span's events and
+pending state are taken back, and its other commands are answered `NotApplied`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -33,8 +37,10 @@ from command_server.writer.protocol import (
     FENCED,
     STALLED,
     UNCHANGED,
+    AtomicSpan,
     BatchReply,
     CommandIdReused,
+    NotApplied,
     NotServing,
     PackedCommand,
     WriterFailed,
@@ -127,7 +133,7 @@ class Batcher:
         self.appended = 0
         """Events the last batch appended (or a catch-up folded in)."""
 
-    def commit(self, packed: list[PackedCommand]) -> BatchReply:
+    def commit(self, packed: list[PackedCommand], atomic: Sequence[AtomicSpan] = ()) -> BatchReply:
         batch = [_Submission(unpack_command(command)) for command in packed]
         if self._halted is not None:
             return self._refuse(len(batch))
@@ -136,7 +142,7 @@ class Batcher:
             if why is not None:
                 refusal = NotServing(f"the event store cannot take writes now ({why}); retry")
                 return STALLED, why, [pack_verdict(refusal)] * len(batch)
-        decisions = self._decide(batch)
+        decisions = self._decide(batch, dict(atomic))
         verdicts, events = decisions.verdicts, decisions.events
         self.appended = 0
         health, why = UNCHANGED, ""
@@ -221,9 +227,10 @@ class Batcher:
             refusal = NotServing(f"the command server stops: {why}")
         return health, why, [pack_verdict(refusal)] * commands
 
-    def _decide(self, batch: list[_Submission]) -> _Decisions:
+    def _decide(self, batch: list[_Submission], atomic: dict[int, int]) -> _Decisions:
         now = self._clock()
         pending: dict[str, Account] = {}
+        unit: _AtomicUnit | None = None
         first_of: dict[str, int] = {}
         decisions = _Decisions([None] * len(batch), [], [], [], {})
         verdicts, events, authors, states, aliases = (
@@ -236,6 +243,11 @@ class Batcher:
         committed = self._model.accounts
         partition_of = self._shard.partition_of
         for index, sub in enumerate(batch):
+            if unit is not None and index == unit.stop:
+                unit.settle(decisions, pending, first_of)
+                unit = None
+            if index in atomic:
+                unit = _AtomicUnit(index, atomic[index], len(events))
             command_id = sub.command.command_id
             known = self._model.outcome(command_id)
             if known is not None:
@@ -265,13 +277,19 @@ class Batcher:
                 verdicts[index] = exc
                 continue
             first_of[command_id] = index
+            if unit is not None:
+                unit.decided.append(command_id)
             for event in decided:
                 account_id = event.account_id
                 state = evolve(current.get(account_id), event)
+                if unit is not None and account_id not in unit.before:
+                    unit.before[account_id] = pending.get(account_id)
                 pending[account_id] = current[account_id] = state
                 events.append((event, partition_of(account_id)))
                 authors.append(index)
                 states.append(state)
+        if unit is not None:
+            unit.settle(decisions, pending, first_of)
         return decisions
 
     def _too_old(self, command: Command, partition: int) -> Rejection:
@@ -289,6 +307,52 @@ class Batcher:
             "not, send the command again with a new command_id. If it is a new command, the "
             "client's clock is behind: check it",
         )
+
+
+@dataclass(slots=True)
+class _AtomicUnit:
+    """An atomic span being decided: what to take back should one of its commands fail."""
+
+    start: int
+    stop: int
+    first_event: int
+    # Each account the span changed, as the pending state held it before (None: not pending).
+    before: dict[str, Account | None] = field(default_factory=dict)
+    # The ids of the span's commands that were decided (and so may be duplicated later on).
+    decided: list[str] = field(default_factory=list)
+
+    def settle(
+        self, decisions: _Decisions, pending: dict[str, Account], first_of: dict[str, int]
+    ) -> None:
+        """Once the span is decided: if a command of it failed, take every other one back."""
+        verdicts = decisions.verdicts
+        span = range(self.start, self.stop)
+        failed = next((i for i in span if isinstance(verdicts[i], BaseException)), None)
+        if failed is None:
+            return
+        del decisions.events[self.first_event :]
+        del decisions.authors[self.first_event :]
+        del decisions.states[self.first_event :]
+        for account_id, state in self.before.items():
+            if state is None:
+                pending.pop(account_id, None)
+            else:
+                pending[account_id] = state
+        for command_id in self.decided:
+            del first_of[command_id]
+        why = NotApplied(
+            f"not applied: command {failed - self.start} of the atomic batch failed (its result "
+            "says why), so none of the batch's commands was applied"
+        )
+        aliases = decisions.aliases
+        for index in span:
+            # Decided here (None), or a duplicate of a command decided here: taken back. A
+            # command applied by an earlier call (an Outcome) or by an earlier call of this
+            # transaction (a duplicate from before the span) stays applied, answered as that;
+            # a failed one keeps its own reason.
+            if verdicts[index] is None and aliases.get(index, self.stop) >= self.start:
+                aliases.pop(index, None)
+                verdicts[index] = why
 
 
 def _reused(command: Command) -> CommandIdReused:

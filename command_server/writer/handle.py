@@ -11,7 +11,7 @@ from typing import Any
 
 from command_server.settings import Settings
 from command_server.writer.process import writer_main
-from command_server.writer.protocol import PROBE, BatchReply, PackedCommand, unpack_start
+from command_server.writer.protocol import PROBE, Batch, BatchReply, unpack_start
 
 
 class WriterLost(RuntimeError):
@@ -53,7 +53,7 @@ class WriterProcess:
         partitions, accounts, events = unpack_start(await self._receive())
         return Rebuilt(partitions, accounts, events)
 
-    async def commit(self, batch: list[PackedCommand]) -> BatchReply:
+    async def commit(self, batch: Batch) -> BatchReply:
         """Hand one batch to the writer and wait for its verdicts."""
         return await self._exchange(batch)
 
@@ -61,7 +61,7 @@ class WriterProcess:
         """Ask the writer whether Kafka takes commits now (a reply without verdicts)."""
         return await self._exchange(PROBE)
 
-    async def _exchange(self, message: list[PackedCommand] | str) -> BatchReply:
+    async def _exchange(self, message: Batch | str) -> BatchReply:
         try:
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:

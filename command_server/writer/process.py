@@ -58,7 +58,7 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 if background is not None:
                     background.write_final(model)
                 break
-            reply = batcher.probe() if message == PROBE else batcher.commit(message)
+            reply = batcher.probe() if message == PROBE else batcher.commit(*message)
             if not _send(conn, reply):
                 break
             if background is not None:

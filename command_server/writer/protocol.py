@@ -1,7 +1,7 @@
 """Everything that crosses the pipe between the gRPC process and the writer, both ways.
 
-gRPC process → writer: a batch (a list of packed commands), PROBE (is Kafka taking commits?),
-or None to stop.
+gRPC process → writer: a batch (its packed commands and the spans of them that are atomic),
+PROBE (is Kafka taking commits?), or None to stop.
 Writer → gRPC process: first one start message (ready, or failed), then one `BatchReply` per
 batch or probe: what the writer learnt about Kafka (`Health`), why, and one packed verdict per
 command (none for a probe).
@@ -39,6 +39,10 @@ class WriterFailed(RuntimeError):
     """The writer process failed in a way this module has no better name for."""
 
 
+class NotApplied(RuntimeError):
+    """A command of an atomic batch that was not applied because another one of it failed."""
+
+
 KNOWN_START_FAILURES: dict[str, type[Exception]] = {
     "UnsafeTopic": UnsafeTopic,
     "AppendFailed": AppendFailed,
@@ -55,6 +59,13 @@ _VALUES = {kind: attrgetter(*(f.name for f in fields(kind))) for kind in _COMMAN
 
 PackedCommand: TypeAlias = tuple[int, tuple[Any, ...]]
 """(the command's type tag, its field values in declaration order)"""
+
+AtomicSpan: TypeAlias = tuple[int, int]
+"""(start, stop): the commands batch[start:stop] are applied all together or not at all."""
+
+Batch: TypeAlias = tuple[list[PackedCommand], list[AtomicSpan]]
+"""What the gRPC process sends for one transaction: the commands, in order, and their atomic
+spans (disjoint, in order; a command outside every span succeeds or fails alone)."""
 
 
 def pack_command(command: Command) -> PackedCommand:
@@ -73,7 +84,7 @@ PackedVerdict: TypeAlias = tuple[Any, ...]
 """(a verdict tag, then what that verdict carries)"""
 
 # Verdict tags: the first item of a packed verdict.
-ACK, REJECTED, REUSED, APPEND_FAILED, NOT_SERVING, FAILED = range(6)
+ACK, REJECTED, REUSED, APPEND_FAILED, NOT_SERVING, FAILED, NOT_APPLIED = range(7)
 
 
 class Ack(NamedTuple):
@@ -95,6 +106,8 @@ def pack_verdict(verdict: Outcome | BaseException | None) -> PackedVerdict:
         return (APPEND_FAILED, str(verdict))
     if isinstance(verdict, NotServing):
         return (NOT_SERVING, str(verdict))
+    if isinstance(verdict, NotApplied):
+        return (NOT_APPLIED, str(verdict))
     if verdict is None:
         return (FAILED, "no verdict reached for a command in the batch")
     return (FAILED, str(verdict))
@@ -113,6 +126,8 @@ def unpack_verdict(packed: PackedVerdict) -> Ack | BaseException:
         return AppendFailed(packed[1])
     if tag == NOT_SERVING:
         return NotServing(packed[1])
+    if tag == NOT_APPLIED:
+        return NotApplied(packed[1])
     return WriterFailed(packed[1])
 
 

@@ -8,7 +8,9 @@ the public API, which is no secret, and lets grpcurl work without .proto files).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.auth.principal import Principal
 
@@ -38,6 +40,8 @@ class Rule:
     # The request field holding the account the call acts on; None: no single account (lists
     # are narrowed to the permitted accounts by the query server itself).
     account_field: str | None
+    # For a request acting on several accounts (a batch): every account it acts on.
+    accounts: Callable[[Any], Iterable[str]] | None = None
 
     def check(self, principal: Principal, request: object) -> None:
         """Raises PermissionDenied when `principal` may not make this call with `request`."""
@@ -45,16 +49,47 @@ class Rule:
             needed = " or ".join(sorted(self.scopes))
             held = " ".join(sorted(principal.scopes)) or "none"
             raise PermissionDenied(f"this call needs the scope {needed}; the token has {held}")
-        if self.account_field is None or principal.accounts is None:
+        if principal.accounts is None or request is None:
             return
-        account_id = getattr(request, self.account_field, "")
-        # An empty id is the servicer's to refuse (or, for summaries, the whole permitted ledger).
-        if account_id and not principal.may_act_on(account_id):
-            shown = account_id if len(account_id) <= 80 else account_id[:80] + "..."
-            raise PermissionDenied(
-                f"the token may act on accounts matching {', '.join(principal.accounts)}; "
-                f"{shown} is not one of them"
-            )
+        if self.accounts is not None:
+            for account_id in self.accounts(request):
+                _require_account(principal, account_id)
+        elif self.account_field is not None:
+            _require_account(principal, getattr(request, self.account_field, ""))
+
+
+def _require_account(principal: Principal, account_id: str) -> None:
+    # An empty id is the servicer's to refuse (or, for summaries, the whole permitted ledger).
+    if account_id and not principal.may_act_on(account_id):
+        patterns = ", ".join(principal.accounts or ())
+        shown = account_id if len(account_id) <= 80 else account_id[:80] + "..."
+        raise PermissionDenied(
+            f"the token may act on accounts matching {patterns}; {shown} is not one of them"
+        )
+
+
+# The field of each request a batch's `Command` may hold naming the account it debits or
+# changes (a transfer may credit any account, as the unary Transfer).
+_ACTED_ON = {
+    "open_account": "account_id",
+    "deposit": "account_id",
+    "withdraw": "account_id",
+    "transfer": "from_account_id",
+    "close_account": "account_id",
+}
+
+
+def _batch_accounts(request: Any) -> Iterable[str]:
+    """Every account an ExecuteBatchRequest debits or changes."""
+    for command in request.commands:
+        kind = command.WhichOneof("command")
+        if kind is not None:
+            yield getattr(getattr(command, kind), _ACTED_ON[kind])
+
+
+def _requested_accounts(request: Any) -> Iterable[str]:
+    """Every account a GetAccountsRequest names."""
+    yield from request.account_ids
 
 
 def _rule(*scopes: str, account: str | None = "account_id") -> Rule:
@@ -68,7 +103,11 @@ POLICY: dict[str, Rule] = {
     # A transfer needs write access to the account it debits; any account may be credited.
     _COMMANDS + "Transfer": _rule(WRITE, account="from_account_id"),
     _COMMANDS + "CloseAccount": _rule(WRITE),
+    # Write access to every account the batch debits or changes, as its unary calls would need.
+    _COMMANDS + "ExecuteBatch": Rule(frozenset({WRITE}), None, _batch_accounts),
     _QUERIES + "GetAccount": _rule(READ),
+    # Every id must be permitted: whether an account one may not read exists is not told.
+    _QUERIES + "GetAccounts": Rule(frozenset({READ}), None, _requested_accounts),
     _QUERIES + "ListAccounts": _rule(READ, account=None),
     _QUERIES + "ListTransactions": _rule(READ),
     _QUERIES + "GetBalanceAt": _rule(READ),

@@ -3,8 +3,10 @@
 isort:skip_file
 The write side of the ledger: commands that change accounts."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -366,3 +368,157 @@ class CloseAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseAccountResponse: _TypeAlias = CloseAccountResponse  # noqa: Y015
+
+@_typing.final
+class Command(_message.Message):
+    """One command of a batch: exactly one of the five requests, checked as its unary call checks it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_ACCOUNT_FIELD_NUMBER: _builtins.int
+    DEPOSIT_FIELD_NUMBER: _builtins.int
+    WITHDRAW_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    CLOSE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open_account(self) -> Global___OpenAccountRequest:
+        """Opens an account, as OpenAccount."""
+
+    @_builtins.property
+    def deposit(self) -> Global___DepositRequest:
+        """Deposits money, as Deposit."""
+
+    @_builtins.property
+    def withdraw(self) -> Global___WithdrawRequest:
+        """Withdraws money, as Withdraw."""
+
+    @_builtins.property
+    def transfer(self) -> Global___TransferRequest:
+        """Transfers money, as Transfer."""
+
+    @_builtins.property
+    def close_account(self) -> Global___CloseAccountRequest:
+        """Closes an account, as CloseAccount."""
+
+    def __init__(
+        self,
+        *,
+        open_account: Global___OpenAccountRequest | None = ...,
+        deposit: Global___DepositRequest | None = ...,
+        withdraw: Global___WithdrawRequest | None = ...,
+        transfer: Global___TransferRequest | None = ...,
+        close_account: Global___CloseAccountRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_account", b"close_account", "command", b"command", "deposit", b"deposit", "open_account", b"open_account", "transfer", b"transfer", "withdraw", b"withdraw"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_account", b"close_account", "command", b"command", "deposit", b"deposit", "open_account", b"open_account", "transfer", b"transfer", "withdraw", b"withdraw"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_command: _TypeAlias = _typing.Literal["open_account", "deposit", "withdraw", "transfer", "close_account"]  # noqa: Y015
+    _WhichOneofArgType_command: _TypeAlias = _typing.Literal["command", b"command"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_command) -> _WhichOneofReturnType_command | None: ...
+
+Global___Command: _TypeAlias = Command  # noqa: Y015
+
+@_typing.final
+class ExecuteBatchRequest(_message.Message):
+    """Several commands in one call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    ATOMIC_FIELD_NUMBER: _builtins.int
+    atomic: _builtins.bool
+    """false: each command is decided as if sent alone, one after the other, and each succeeds or
+    fails on its own. true: all or nothing: each command sees the effects of the earlier ones
+    (A->B then B->C works with A's funds only); if any one fails, none is applied, its result says
+    why and every other result is ABORTED "not applied: command N of the atomic batch failed".
+    Commands already applied earlier (same `command_id`) are answered from their originals and
+    count as succeeded.
+    """
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___Command]:
+        """Required. 1 to 8,000 commands, decided in this order."""
+
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___Command] | None = ...,
+        atomic: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["atomic", b"atomic", "commands", b"commands"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteBatchRequest: _TypeAlias = ExecuteBatchRequest  # noqa: Y015
+
+@_typing.final
+class CommandResult(_message.Message):
+    """What became of one command of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The google.rpc.Code its unary call would have returned, as a number: 0 OK, 3 INVALID_ARGUMENT,
+    5 NOT_FOUND, 6 ALREADY_EXISTS, 9 FAILED_PRECONDITION, 10 ABORTED (an `expected_version`
+    mismatch, or, in an atomic batch, not applied because another command failed), 14 UNAVAILABLE
+    (the event store did not take the batch, or the server does not own the account: retry with
+    the same command ids). Permission is checked for the whole call before any command
+    (PERMISSION_DENIED unless the token may write every account the batch debits or changes).
+    """
+    message: _builtins.str
+    """Empty for OK; otherwise what went wrong, as the unary call's status message would say it."""
+    version: _builtins.int
+    """For OK: the (source) account's version after the command, as in the unary response."""
+    consistency_token: _builtins.str
+    """For OK: the position of the command's events, as in the unary response."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        version: _builtins.int = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "consistency_token", b"consistency_token", "message", b"message", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandResult: _TypeAlias = CommandResult  # noqa: Y015
+
+@_typing.final
+class ExecuteBatchResponse(_message.Message):
+    """The results of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Covers every successful command of the batch: pass it to a query to read them all. Empty
+    when no command succeeded.
+    """
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandResult]:
+        """One result per command, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CommandResult] | None = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteBatchResponse: _TypeAlias = ExecuteBatchResponse  # noqa: Y015

@@ -56,7 +56,7 @@ class CommandServiceStub:
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -97,6 +97,11 @@ class CommandServiceStub:
                 request_serializer=ledger_dot_v1_dot_commands__pb2.CloseAccountRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_commands__pb2.CloseAccountResponse.FromString,
                 _registered_method=True)
+        self.ExecuteBatch = channel.unary_unary(
+                '/ledger.v1.CommandService/ExecuteBatch',
+                request_serializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -130,7 +135,7 @@ class CommandServiceServicer:
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -175,6 +180,25 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteBatch(self, request, context):
+        """Executes up to 8,000 commands in one call, decided in request order and written in one event
+        store transaction; one result per command, in request order. Every command keeps its own
+        idempotency by `command_id`: a batch sent again (also while the first is still running) is
+        answered from the originals and appends nothing for them. A command that was refused is not
+        remembered, so sent again it is decided afresh, as with the unary calls.
+
+        Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+        one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+        command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+        the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+        a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+        server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+        8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +226,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.CloseAccount,
                     request_deserializer=ledger_dot_v1_dot_commands__pb2.CloseAccountRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_commands__pb2.CloseAccountResponse.SerializeToString,
+            ),
+            'ExecuteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteBatch,
+                    request_deserializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -242,7 +271,7 @@ class CommandService:
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -377,6 +406,33 @@ class CommandService:
             '/ledger.v1.CommandService/CloseAccount',
             ledger_dot_v1_dot_commands__pb2.CloseAccountRequest.SerializeToString,
             ledger_dot_v1_dot_commands__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.CommandService/ExecuteBatch',
+            ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.SerializeToString,
+            ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ledger/v1/queries.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\tFreshness\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x01\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0e\x32\x18.ledger.v1.AccountStatus\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x02\n\x0bTransaction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.ledger.v1.TransactionKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x15\n\rbalance_after\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63ounterparty_account_id\x18\x08 \x01(\t\x12\x13\n\x0btransfer_id\x18\t \x01(\t\x12\x12\n\ncommand_id\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\"B\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"b\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.ledger.v1.Account\x12\'\n\tfreshness\x18\x02 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\x93\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.ledger.v1.AccountStatus\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\"~\n\x14ListAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.ledger.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\xf2\x01\n\x17ListTransactionsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12#\n\x05order\x18\x06 \x01(\x0e\x32\x14.ledger.v1.SortOrder\x12\x19\n\x11\x63onsistency_token\x18\x07 \x01(\t\"\x8a\x01\n\x18ListTransactionsResponse\x12,\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x16.ledger.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"l\n\x13GetBalanceAtRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"\x87\x01\n\x14GetBalanceAtResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\'\n\tfreshness\x18\x05 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\xb7\x01\n\x18GetDailySummariesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\tfirst_day\x18\x02 \x01(\x0b\x32\x0f.ledger.v1.Date\x12!\n\x08last_day\x18\x03 \x01(\x0b\x32\x0f.ledger.v1.Date\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x06 \x01(\t\"\xa4\x01\n\x0c\x44\x61ilySummary\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1c\n\x03\x64\x61y\x18\x02 \x01(\x0b\x32\x0f.ledger.v1.Date\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06inflow\x18\x04 \x01(\t\x12\x0f\n\x07outflow\x18\x05 \x01(\t\x12\x16\n\x0emovement_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63losing_balance\x18\x07 \x01(\t\"\x89\x01\n\x19GetDailySummariesResponse\x12*\n\tsummaries\x18\x01 \x03(\x0b\x32\x17.ledger.v1.DailySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"7\n\x1aGetProjectionStatusRequest\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\"\xb9\x01\n\x0fPartitionStatus\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x19\n\x11\x63heckpoint_offset\x18\x02 \x01(\x03\x12\x1b\n\x0ehigh_watermark\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03lag\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_high_watermarkB\x06\n\x04_lag\"v\n\x1bGetProjectionStatusResponse\x12.\n\npartitions\x18\x01 \x03(\x0b\x32\x1a.ledger.v1.PartitionStatus\x12\'\n\tfreshness\x18\x02 \x01(\x0b\x32\x14.ledger.v1.Freshness\"D\n\x13WatchAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x91\x01\n\x14WatchAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.ledger.v1.Account\x12+\n\x0btransaction\x18\x02 \x01(\x0b\x32\x16.ledger.v1.Transaction\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness*c\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43\x43OUNT_STATUS_OPEN\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x02*\xb7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSACTION_KIND_DEPOSIT\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_WITHDRAWAL\x10\x02\x12!\n\x1dTRANSACTION_KIND_TRANSFER_OUT\x10\x03\x12 \n\x1cTRANSACTION_KIND_TRANSFER_IN\x10\x04*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02\x32\xf1\x04\n\x0cQueryService\x12I\n\nGetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12O\n\x0cListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12[\n\x10ListTransactions\x12\".ledger.v1.ListTransactionsRequest\x1a#.ledger.v1.ListTransactionsResponse\x12O\n\x0cGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12^\n\x11GetDailySummaries\x12#.ledger.v1.GetDailySummariesRequest\x1a$.ledger.v1.GetDailySummariesResponse\x12\x64\n\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12Q\n\x0cWatchAccount\x12\x1e.ledger.v1.WatchAccountRequest\x1a\x1f.ledger.v1.WatchAccountResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ledger/v1/queries.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\tFreshness\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x01\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0e\x32\x18.ledger.v1.AccountStatus\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x02\n\x0bTransaction\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.ledger.v1.TransactionKind\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x15\n\rbalance_after\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x63ounterparty_account_id\x18\x08 \x01(\t\x12\x13\n\x0btransfer_id\x18\t \x01(\t\x12\x12\n\ncommand_id\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\"B\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"b\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.ledger.v1.Account\x12\'\n\tfreshness\x18\x02 \x01(\x0b\x32\x14.ledger.v1.Freshness\"D\n\x12GetAccountsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"u\n\x13GetAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.ledger.v1.Account\x12\x0f\n\x07missing\x18\x02 \x03(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\x93\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.ledger.v1.AccountStatus\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\"~\n\x14ListAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.ledger.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\xf2\x01\n\x17ListTransactionsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12#\n\x05order\x18\x06 \x01(\x0e\x32\x14.ledger.v1.SortOrder\x12\x19\n\x11\x63onsistency_token\x18\x07 \x01(\t\"\x8a\x01\n\x18ListTransactionsResponse\x12,\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x16.ledger.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"l\n\x13GetBalanceAtRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"\x87\x01\n\x14GetBalanceAtResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\'\n\tfreshness\x18\x05 \x01(\x0b\x32\x14.ledger.v1.Freshness\"\xb7\x01\n\x18GetDailySummariesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\tfirst_day\x18\x02 \x01(\x0b\x32\x0f.ledger.v1.Date\x12!\n\x08last_day\x18\x03 \x01(\x0b\x32\x0f.ledger.v1.Date\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x06 \x01(\t\"\xa4\x01\n\x0c\x44\x61ilySummary\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x1c\n\x03\x64\x61y\x18\x02 \x01(\x0b\x32\x0f.ledger.v1.Date\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06inflow\x18\x04 \x01(\t\x12\x0f\n\x07outflow\x18\x05 \x01(\t\x12\x16\n\x0emovement_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63losing_balance\x18\x07 \x01(\t\"\x89\x01\n\x19GetDailySummariesResponse\x12*\n\tsummaries\x18\x01 \x03(\x0b\x32\x17.ledger.v1.DailySummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness\"7\n\x1aGetProjectionStatusRequest\x12\x19\n\x11\x63onsistency_token\x18\x01 \x01(\t\"\xb9\x01\n\x0fPartitionStatus\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x19\n\x11\x63heckpoint_offset\x18\x02 \x01(\x03\x12\x1b\n\x0ehigh_watermark\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03lag\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_high_watermarkB\x06\n\x04_lag\"v\n\x1bGetProjectionStatusResponse\x12.\n\npartitions\x18\x01 \x03(\x0b\x32\x1a.ledger.v1.PartitionStatus\x12\'\n\tfreshness\x18\x02 \x01(\x0b\x32\x14.ledger.v1.Freshness\"D\n\x13WatchAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x91\x01\n\x14WatchAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.ledger.v1.Account\x12+\n\x0btransaction\x18\x02 \x01(\x0b\x32\x16.ledger.v1.Transaction\x12\'\n\tfreshness\x18\x03 \x01(\x0b\x32\x14.ledger.v1.Freshness*c\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43\x43OUNT_STATUS_OPEN\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x02*\xb7\x01\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSACTION_KIND_DEPOSIT\x10\x01\x12\x1f\n\x1bTRANSACTION_KIND_WITHDRAWAL\x10\x02\x12!\n\x1dTRANSACTION_KIND_TRANSFER_OUT\x10\x03\x12 \n\x1cTRANSACTION_KIND_TRANSFER_IN\x10\x04*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02\x32\xbf\x05\n\x0cQueryService\x12I\n\nGetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12L\n\x0bGetAccounts\x12\x1d.ledger.v1.GetAccountsRequest\x1a\x1e.ledger.v1.GetAccountsResponse\x12O\n\x0cListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12[\n\x10ListTransactions\x12\".ledger.v1.ListTransactionsRequest\x1a#.ledger.v1.ListTransactionsResponse\x12O\n\x0cGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12^\n\x11GetDailySummaries\x12#.ledger.v1.GetDailySummariesRequest\x1a$.ledger.v1.GetDailySummariesResponse\x12\x64\n\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12Q\n\x0cWatchAccount\x12\x1e.ledger.v1.WatchAccountRequest\x1a\x1f.ledger.v1.WatchAccountResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ledger.v1.queries_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTSTATUS']._serialized_start=2889
-  _globals['_ACCOUNTSTATUS']._serialized_end=2988
-  _globals['_TRANSACTIONKIND']._serialized_start=2991
-  _globals['_TRANSACTIONKIND']._serialized_end=3174
-  _globals['_SORTORDER']._serialized_start=3176
-  _globals['_SORTORDER']._serialized_end=3268
+  _globals['_ACCOUNTSTATUS']._serialized_start=3078
+  _globals['_ACCOUNTSTATUS']._serialized_end=3177
+  _globals['_TRANSACTIONKIND']._serialized_start=3180
+  _globals['_TRANSACTIONKIND']._serialized_end=3363
+  _globals['_SORTORDER']._serialized_start=3365
+  _globals['_SORTORDER']._serialized_end=3457
   _globals['_FRESHNESS']._serialized_start=71
   _globals['_FRESHNESS']._serialized_end=152
   _globals['_ACCOUNT']._serialized_start=155
@@ -50,34 +50,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACCOUNTREQUEST']._serialized_end=799
   _globals['_GETACCOUNTRESPONSE']._serialized_start=801
   _globals['_GETACCOUNTRESPONSE']._serialized_end=899
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=902
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1049
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1051
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1177
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1180
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1422
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1425
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1563
-  _globals['_GETBALANCEATREQUEST']._serialized_start=1565
-  _globals['_GETBALANCEATREQUEST']._serialized_end=1673
-  _globals['_GETBALANCEATRESPONSE']._serialized_start=1676
-  _globals['_GETBALANCEATRESPONSE']._serialized_end=1811
-  _globals['_GETDAILYSUMMARIESREQUEST']._serialized_start=1814
-  _globals['_GETDAILYSUMMARIESREQUEST']._serialized_end=1997
-  _globals['_DAILYSUMMARY']._serialized_start=2000
-  _globals['_DAILYSUMMARY']._serialized_end=2164
-  _globals['_GETDAILYSUMMARIESRESPONSE']._serialized_start=2167
-  _globals['_GETDAILYSUMMARIESRESPONSE']._serialized_end=2304
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=2306
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=2361
-  _globals['_PARTITIONSTATUS']._serialized_start=2364
-  _globals['_PARTITIONSTATUS']._serialized_end=2549
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=2551
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=2669
-  _globals['_WATCHACCOUNTREQUEST']._serialized_start=2671
-  _globals['_WATCHACCOUNTREQUEST']._serialized_end=2739
-  _globals['_WATCHACCOUNTRESPONSE']._serialized_start=2742
-  _globals['_WATCHACCOUNTRESPONSE']._serialized_end=2887
-  _globals['_QUERYSERVICE']._serialized_start=3271
-  _globals['_QUERYSERVICE']._serialized_end=3896
+  _globals['_GETACCOUNTSREQUEST']._serialized_start=901
+  _globals['_GETACCOUNTSREQUEST']._serialized_end=969
+  _globals['_GETACCOUNTSRESPONSE']._serialized_start=971
+  _globals['_GETACCOUNTSRESPONSE']._serialized_end=1088
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=1091
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1238
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1240
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1366
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1369
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1611
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1614
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1752
+  _globals['_GETBALANCEATREQUEST']._serialized_start=1754
+  _globals['_GETBALANCEATREQUEST']._serialized_end=1862
+  _globals['_GETBALANCEATRESPONSE']._serialized_start=1865
+  _globals['_GETBALANCEATRESPONSE']._serialized_end=2000
+  _globals['_GETDAILYSUMMARIESREQUEST']._serialized_start=2003
+  _globals['_GETDAILYSUMMARIESREQUEST']._serialized_end=2186
+  _globals['_DAILYSUMMARY']._serialized_start=2189
+  _globals['_DAILYSUMMARY']._serialized_end=2353
+  _globals['_GETDAILYSUMMARIESRESPONSE']._serialized_start=2356
+  _globals['_GETDAILYSUMMARIESRESPONSE']._serialized_end=2493
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=2495
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=2550
+  _globals['_PARTITIONSTATUS']._serialized_start=2553
+  _globals['_PARTITIONSTATUS']._serialized_end=2738
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=2740
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=2858
+  _globals['_WATCHACCOUNTREQUEST']._serialized_start=2860
+  _globals['_WATCHACCOUNTREQUEST']._serialized_end=2928
+  _globals['_WATCHACCOUNTRESPONSE']._serialized_start=2931
+  _globals['_WATCHACCOUNTRESPONSE']._serialized_end=3076
+  _globals['_QUERYSERVICE']._serialized_start=3460
+  _globals['_QUERYSERVICE']._serialized_end=4163
 # @@protoc_insertion_point(module_scope)

@@ -53,6 +53,12 @@ class QueryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> QueryServiceAsyncStub: ...
     GetAccount: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetAccountRequest, _queries_pb2.GetAccountResponse]
     """Returns one account's current state."""
+    GetAccounts: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetAccountsRequest, _queries_pb2.GetAccountsResponse]
+    """Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+    a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+    to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+    `missing` never tells it whether another's account exists.
+    """
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListAccountsRequest, _queries_pb2.ListAccountsResponse]
     """Lists accounts in ascending `account_id` order, optionally filtered, one page at a time."""
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListTransactionsRequest, _queries_pb2.ListTransactionsResponse]
@@ -97,6 +103,12 @@ class QueryServiceAsyncStub(QueryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetAccount: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetAccountRequest, _queries_pb2.GetAccountResponse]  # type: ignore[assignment]
     """Returns one account's current state."""
+    GetAccounts: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetAccountsRequest, _queries_pb2.GetAccountsResponse]  # type: ignore[assignment]
+    """Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+    a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+    to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+    `missing` never tells it whether another's account exists.
+    """
     ListAccounts: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListAccountsRequest, _queries_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """Lists accounts in ascending `account_id` order, optionally filtered, one page at a time."""
     ListTransactions: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListTransactionsRequest, _queries_pb2.ListTransactionsResponse]  # type: ignore[assignment]
@@ -144,6 +156,18 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queries_pb2.GetAccountResponse, _abc.Awaitable[_queries_pb2.GetAccountResponse]]:
         """Returns one account's current state."""
+
+    @_abc_1.abstractmethod
+    def GetAccounts(
+        self,
+        request: _queries_pb2.GetAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.GetAccountsResponse, _abc.Awaitable[_queries_pb2.GetAccountsResponse]]:
+        """Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+        a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+        to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+        `missing` never tells it whether another's account exists.
+        """
 
     @_abc_1.abstractmethod
     def ListAccounts(

@@ -230,6 +230,32 @@ async def test_a_token_for_acme_accounts_may_not_touch_globex(
         assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_a_batch_or_a_read_of_many_needs_every_account_it_acts_on(
+    ledger: RunningLedger, opened: Opened
+) -> None:
+    acme = opened.credentials.mint([WRITE, READ], accounts=["acme-*"])
+    ours = cmd.Command(
+        deposit=cmd.DepositRequest(command_id=new_command_id(), account_id="acme-2", amount="1")
+    )
+    theirs = cmd.Command(
+        withdraw=cmd.WithdrawRequest(command_id=new_command_id(), account_id=GLOBEX, amount="1")
+    )
+    async with ledger.command_server.channel(acme) as channel:
+        commands = cmd_grpc.CommandServiceStub(channel)
+        mixed = cmd.ExecuteBatchRequest(commands=[ours, theirs])
+        assert await _code(commands.ExecuteBatch(mixed)) == grpc.StatusCode.PERMISSION_DENIED
+        done = await commands.ExecuteBatch(cmd.ExecuteBatchRequest(commands=[ours]))
+        assert [r.code for r in done.results] == [0]
+    async with ledger.query_server.channel(acme) as channel:
+        queries = q_grpc.QueryServiceStub(channel)
+        both = q.GetAccountsRequest(account_ids=["acme-2", GLOBEX])
+        assert await _code(queries.GetAccounts(both)) == grpc.StatusCode.PERMISSION_DENIED
+        read = await queries.GetAccounts(
+            q.GetAccountsRequest(account_ids=list(ACME), consistency_token=done.consistency_token)
+        )
+        assert [a.account_id for a in read.accounts] == list(ACME)
+
+
 async def test_with_mutual_tls_only_clients_with_a_ca_signed_certificate_get_in(
     stack: LocalStack, ledger: RunningLedger, opened: Opened, tmp_path: Path
 ) -> None:

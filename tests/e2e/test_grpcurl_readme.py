@@ -93,7 +93,7 @@ def test_the_readme_lists_describes_and_calls_each_service() -> None:
         assert any(c.endswith(f"describe {service}") for c in mine), f"no describe of {service}"
         assert any(f"{service}/" in c for c in mine), f"no call to {service}"
     made = [c for c in commands if NEW_COMMAND_ID.fullmatch(c)]
-    assert len(made) == 2, "an id for the opening and one for the deposit"
+    assert len(made) == 4, "an id for the opening, the deposit and each command of the batch"
     for command in (c for c in commands if c not in made):
         assert command.startswith(("grpcurl ", "TOKEN=$(grpcurl ")), command
         _address(command)  # exactly one of make run's addresses, which the test replaces
@@ -102,7 +102,9 @@ def test_the_readme_lists_describes_and_calls_each_service() -> None:
             assert f"Bearer $(cat {CREDENTIALS}/writer.token)" in command, f"no token: {command}"
     calls = [_method(c) for c in commands]
     assert calls.index("GetAccount") > calls.index("Deposit") > calls.index("OpenAccount")
-    assert "consistency_token" in commands[calls.index("GetAccount")]
+    assert calls.index("GetAccount") > calls.index("ExecuteBatch") > calls.index("Deposit")
+    for read in ("GetAccount", "GetAccounts"):
+        assert "consistency_token" in commands[calls.index(read)]
 
 
 def test_the_readme_installs_the_grpcurl_the_tests_use() -> None:
@@ -185,11 +187,21 @@ def test_the_readmes_grpcurl_commands_work_as_written(ledger: RunningLedger) -> 
         "owner": opening["owner"],
         "status": "ACCOUNT_STATUS_OPEN",
     }
-    # Only a read that waited for the deposit's token can see it: nothing else waits for it.
-    assert Decimal(account["balance"]) == sum(Decimal(d["amount"]) for d in deposits)
-    assert account["version"] == str(1 + len(deposits))
+    # Only a read that waited for the batch's token can see it: nothing else waits for it.
+    moved = _payload(by_method["ExecuteBatch"].command)["commands"][1]["transfer"]
+    assert moved["from_account_id"] == opening["account_id"]
+    paid_in = sum(Decimal(d["amount"]) for d in deposits)
+    assert Decimal(account["balance"]) == paid_in - Decimal(moved["amount"])
+    assert account["version"] == str(1 + len(deposits) + 1)
     covered = ConsistencyToken.decode(read["freshness"]["consistencyToken"]).positions
     assert ConsistencyToken.decode(opened["consistencyToken"]).covered_by(covered)
+    many = json.loads(by_method["GetAccounts"].output)
+    balances = {a["accountId"]: Decimal(a["balance"]) for a in many["accounts"]}
+    assert balances == {
+        opening["account_id"]: Decimal(account["balance"]),
+        moved["to_account_id"]: Decimal(moved["amount"]),
+    }
+    assert many["missing"] == ["nobody"]
 
     assert [r.output for r in second] == [r.output for r in first], "the block is not repeatable"
 

@@ -24,6 +24,15 @@ CALL_TIMEOUT_S = 5.0
 # A command that got no definite answer is sent again (same id) at most this many times.
 _ATTEMPTS = 4
 _UNSETTLED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A batch result's code (google.rpc.Code) -> its grpc.StatusCode's value.
+_CODES = {code.value[0]: code.value for code in grpc.StatusCode}
+_METHOD_OF = {
+    "open_account": "OpenAccount",
+    "deposit": "Deposit",
+    "withdraw": "Withdraw",
+    "transfer": "Transfer",
+    "close_account": "CloseAccount",
+}
 
 
 @dataclass
@@ -86,14 +95,35 @@ class Fuzzer:
         return () if token is None else (("authorization", f"Bearer {token}"),)
 
     def _book(self, method: str, request: object, code: grpc.StatusCode, reply: object) -> None:
+        if isinstance(request, cmd.ExecuteBatchRequest):
+            self._book_batch(request, code)
+            return
         command_id = str(getattr(request, "command_id", ""))
+        if code == grpc.StatusCode.OK:
+            self.consistency_token = cmd.DepositResponse.FromString(
+                self.last_reply
+            ).consistency_token
+        self._book_one(method, command_id, code)
+
+    def _book_batch(self, request: cmd.ExecuteBatchRequest, code: grpc.StatusCode) -> None:
+        """Each command of a batch, by its own result (all alike when the call itself failed)."""
+        codes = [code] * len(request.commands)
+        if code == grpc.StatusCode.OK:
+            response = cmd.ExecuteBatchResponse.FromString(self.last_reply)
+            codes = [grpc.StatusCode(_CODES[result.code]) for result in response.results]
+            if response.consistency_token:
+                self.consistency_token = response.consistency_token
+        for command, outcome in zip(request.commands, codes, strict=True):
+            kind = command.WhichOneof("command")
+            if kind is not None:
+                member = getattr(command, kind)
+                self._book_one(_METHOD_OF[kind], member.command_id, outcome)
+
+    def _book_one(self, method: str, command_id: str, code: grpc.StatusCode) -> None:
         events = 2 if method == "Transfer" else 1
         if code == grpc.StatusCode.OK:
             self.unsettled.pop(command_id, None)
             self.accepted.setdefault(command_id, events)
-            self.consistency_token = cmd.DepositResponse.FromString(
-                self.last_reply
-            ).consistency_token
         elif code in _UNSETTLED and command_id not in self.accepted:
             self.unsettled[command_id] = events
 

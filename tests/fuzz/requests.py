@@ -5,6 +5,7 @@ module's real accounts, the right token) so that the deep paths run too."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,9 @@ def _set(message: Message, **fields: Any) -> Message:
     return message
 
 
-def _commands(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
+def command_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
+    """Each CommandService method's requests (the fuzz covers every method: unit-tested)."""
+
     def fields(**named: Field | st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
         return st.fixed_dictionaries(
             {n: f.of(hostile) if isinstance(f, Field) else f for n, f in named.items()}
@@ -156,30 +159,58 @@ def _commands(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
 
     movement = {"command_id": command_ids, "account_id": account_ids, "amount": amounts}
     pair = st.sampled_from(TRANSFER_PAIRS)
-    return st.one_of(
-        fields(
+    single: dict[str, st.SearchStrategy[Message]] = {
+        "OpenAccount": fields(
             command_id=command_ids, account_id=new_account_ids, currency=currencies, owner=owners
-        ).map(lambda f: ("OpenAccount", cmd.OpenAccountRequest(**f))),
-        fields(**movement, expected_version=versions).map(
-            lambda f: ("Deposit", _set(cmd.DepositRequest(), **f))
+        ).map(lambda f: cmd.OpenAccountRequest(**f)),
+        "Deposit": fields(**movement, expected_version=versions).map(
+            lambda f: _set(cmd.DepositRequest(), **f)
         ),
-        fields(**movement, expected_version=versions).map(
-            lambda f: ("Withdraw", _set(cmd.WithdrawRequest(), **f))
+        "Withdraw": fields(**movement, expected_version=versions).map(
+            lambda f: _set(cmd.WithdrawRequest(), **f)
         ),
-        fields(
+        "Transfer": fields(
             command_id=command_ids,
             from_account_id=Field(pair.map(lambda p: p[0]), hostile_text),
             to_account_id=Field(pair.map(lambda p: p[1]), hostile_text),
             amount=amounts,
             expected_version=versions,
-        ).map(lambda f: ("Transfer", _set(cmd.TransferRequest(), **f))),
-        fields(command_id=command_ids, account_id=account_ids, expected_version=versions).map(
-            lambda f: ("CloseAccount", _set(cmd.CloseAccountRequest(), **f))
-        ),
+        ).map(lambda f: _set(cmd.TransferRequest(), **f)),
+        "CloseAccount": fields(
+            command_id=command_ids, account_id=account_ids, expected_version=versions
+        ).map(lambda f: _set(cmd.CloseAccountRequest(), **f)),
+    }
+    # A batch's commands: any of the five (or, hostile, none at all), atomic or not.
+    members = [strategy.map(functools.partial(_member, name)) for name, strategy in single.items()]
+    if hostile:
+        members.append(st.just(cmd.Command()))
+    batch = st.builds(
+        cmd.ExecuteBatchRequest,
+        commands=st.lists(st.one_of(members), min_size=0 if hostile else 1, max_size=8),
+        atomic=st.booleans(),
     )
+    return {**single, "ExecuteBatch": batch}
 
 
-def _queries(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
+# Each command method's field in a batch's `Command`.
+_MEMBER = {
+    "OpenAccount": "open_account",
+    "Deposit": "deposit",
+    "Withdraw": "withdraw",
+    "Transfer": "transfer",
+    "CloseAccount": "close_account",
+}
+
+
+def _member(method: str, request: Message) -> cmd.Command:
+    command = cmd.Command()
+    getattr(command, _MEMBER[method]).CopyFrom(request)
+    return command
+
+
+def query_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
+    """Each QueryService method's requests (the fuzz covers every method: unit-tested)."""
+
     def fields(**named: Field | st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
         named = {"consistency_token": opaque_tokens, **named}
         return st.fixed_dictionaries(
@@ -187,29 +218,54 @@ def _queries(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
         )
 
     page = {"page_size": page_sizes, "page_token": opaque_tokens}
-    return st.one_of(
-        fields(account_id=account_ids).map(lambda f: ("GetAccount", q.GetAccountRequest(**f))),
-        fields(**page, status=enums, currency=Field(st.just(""), currencies.of(True))).map(
-            lambda f: ("ListAccounts", _set(q.ListAccountsRequest(), **f))
-        ),
-        fields(
+    ids = st.lists(account_ids.of(hostile), min_size=1, max_size=8)
+    if hostile:
+        ids = st.one_of(ids, st.just([]), st.just([_REAL[0]] * 1001))
+    return {
+        "GetAccount": fields(account_id=account_ids).map(lambda f: q.GetAccountRequest(**f)),
+        "GetAccounts": fields(account_ids=ids).map(lambda f: q.GetAccountsRequest(**f)),
+        "ListAccounts": fields(
+            **page, status=enums, currency=Field(st.just(""), currencies.of(True))
+        ).map(lambda f: _set(q.ListAccountsRequest(), **f)),
+        "ListTransactions": fields(
             **page, account_id=account_ids, start_time=timestamps, end_time=timestamps, order=enums
-        ).map(lambda f: ("ListTransactions", _set(q.ListTransactionsRequest(), **f))),
-        fields(account_id=account_ids, at=Field(_RECENT, timestamps.hostile)).map(
-            lambda f: ("GetBalanceAt", _set(q.GetBalanceAtRequest(), **f))
+        ).map(lambda f: _set(q.ListTransactionsRequest(), **f)),
+        "GetBalanceAt": fields(account_id=account_ids, at=Field(_RECENT, timestamps.hostile)).map(
+            lambda f: _set(q.GetBalanceAtRequest(), **f)
         ),
-        fields(
+        "GetDailySummaries": fields(
             **page,
             account_id=Field(st.one_of(st.just(""), account_ids.valid), hostile_text),
             first_day=dates,
             last_day=dates,
-        ).map(lambda f: ("GetDailySummaries", _set(q.GetDailySummariesRequest(), **f))),
-        fields().map(lambda f: ("GetProjectionStatus", q.GetProjectionStatusRequest(**f))),
-        fields(account_id=account_ids).map(lambda f: ("WatchAccount", q.WatchAccountRequest(**f))),
+        ).map(lambda f: _set(q.GetDailySummariesRequest(), **f)),
+        "GetProjectionStatus": fields().map(lambda f: q.GetProjectionStatusRequest(**f)),
+        "WatchAccount": fields(account_id=account_ids).map(lambda f: q.WatchAccountRequest(**f)),
+    }
+
+
+def _named(
+    requests: dict[str, st.SearchStrategy[Message]],
+) -> st.SearchStrategy[tuple[str, Message]]:
+    return st.one_of(
+        [strategy.map(functools.partial(_call_of, name)) for name, strategy in requests.items()]
     )
 
 
-def _methods(service: str) -> list[str]:
+def _call_of(method: str, request: Message) -> tuple[str, Message]:
+    return method, request
+
+
+def _commands(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
+    return _named(command_requests(hostile))
+
+
+def _queries(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
+    return _named(query_requests(hostile))
+
+
+def methods(service: str) -> list[str]:
+    """Every method of `service` (COMMANDS or QUERIES), as its descriptor names them."""
     module = cmd if service == COMMANDS else q
     return list(module.DESCRIPTOR.services_by_name[service.rpartition(".")[2]].methods_by_name)
 
@@ -242,7 +298,7 @@ def calls(draw: st.DrawFn) -> Call:
     shape = draw(st.sampled_from(["command", "query", "raw"]))
     if shape == "raw":
         service = draw(st.sampled_from([COMMANDS, QUERIES]))
-        method = draw(st.sampled_from(_methods(service)))
+        method = draw(st.sampled_from(methods(service)))
         return Call(service, method, draw(raw_bodies), token)
     if shape == "command":
         return Call(COMMANDS, *draw(_commands(hostile=True)), token)

@@ -1,6 +1,7 @@
 """The command server while Kafka is gone (issue 20): its command queue is bounded, so commands
-past the bound are refused at once with RESOURCE_EXHAUSTED and a retry hint, its memory stays
-flat however many come, and writes resume once the broker is back."""
+past the bound (and batches that do not fit: issue 22) are refused at once with
+RESOURCE_EXHAUSTED and a retry hint, its memory stays flat however many come, and writes resume
+once the broker is back."""
 
 from __future__ import annotations
 
@@ -96,6 +97,16 @@ async def test_a_full_queue_refuses_at_once_with_a_retry_hint_and_memory_stays_f
             assert "LEDGER_COMMAND_QUEUE_MAX" in (refusal.details() or "")
             trailers = refusal.trailing_metadata() or ()
             assert ("grpc-retry-pushback-ms", str(RETRY_AFTER_MS)) in list(trailers)
+            # A batch counts as its commands: one of QUEUE_MAX fits only into an empty queue.
+            batch = pb.ExecuteBatchRequest(
+                commands=[pb.Command(deposit=_deposit("acc")) for _ in range(QUEUE_MAX)]
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as whole:
+                await client.ExecuteBatch(batch, timeout=120)
+            assert whole.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, whole.value
+            assert f"retry the same batch (its {QUEUE_MAX} commands do not fit)" in (
+                whole.value.details() or ""
+            )
 
             pid = service.pid
             assert pid is not None

@@ -57,7 +57,7 @@ def test_health_and_reflection_are_open_and_the_api_is_not() -> None:
 
 
 def test_commands_need_the_write_scope() -> None:
-    for name in ("OpenAccount", "Deposit", "Withdraw", "Transfer", "CloseAccount"):
+    for name in ("OpenAccount", "Deposit", "Withdraw", "Transfer", "CloseAccount", "ExecuteBatch"):
         message = _denied(READER, _method("CommandService", name), object())
         assert message == "this call needs the scope ledger:write; the token has ledger:read"
 
@@ -95,6 +95,35 @@ def test_a_transfer_needs_the_account_it_debits() -> None:
         ACME, transfer, cmd.TransferRequest(from_account_id="globex-1", to_account_id="acme-1")
     )
     assert "globex-1 is not one of them" in message
+
+
+def test_a_batch_needs_every_account_it_debits_or_changes_and_may_credit_any() -> None:
+    batch = _method("CommandService", "ExecuteBatch")
+    rule = rule_for(batch)
+    assert rule is not None
+    ours = [
+        cmd.Command(open_account=cmd.OpenAccountRequest(account_id="acme-2")),
+        cmd.Command(deposit=cmd.DepositRequest(account_id="acme-1")),
+        cmd.Command(transfer=cmd.TransferRequest(from_account_id="acme-1", to_account_id="x-1")),
+        cmd.Command(),  # holds nothing: the servicer's to refuse
+    ]
+    rule.check(ACME, cmd.ExecuteBatchRequest(commands=ours))
+    for theirs in (
+        cmd.Command(withdraw=cmd.WithdrawRequest(account_id="globex-1")),
+        cmd.Command(close_account=cmd.CloseAccountRequest(account_id="globex-1")),
+        cmd.Command(transfer=cmd.TransferRequest(from_account_id="globex-1")),
+    ):
+        request = cmd.ExecuteBatchRequest(commands=[*ours, theirs])
+        assert "globex-1 is not one of them" in _denied(ACME, batch, request)
+
+
+def test_get_accounts_needs_every_account_it_names() -> None:
+    method = _method("QueryService", "GetAccounts")
+    rule = rule_for(method)
+    assert rule is not None
+    rule.check(ACME, q.GetAccountsRequest(account_ids=["acme-1", "acme-2"]))
+    request = q.GetAccountsRequest(account_ids=["acme-1", "globex-1"])
+    assert "globex-1 is not one of them" in _denied(ACME, method, request)
 
 
 _IDS = st.text(alphabet="ab-_.:1*?[]!", max_size=8)

@@ -19,9 +19,10 @@ from command_server.writer.protocol import (
     NOT_SERVING,
     STALLED,
     Ack,
+    AtomicSpan,
+    Batch,
     BatchReply,
     NotServing,
-    PackedCommand,
     unpack_command,
 )
 from ledger.command_ids import new_command_id
@@ -38,6 +39,7 @@ class FakeWriter:
 
     def __init__(self) -> None:
         self.batches: list[list[Command]] = []
+        self.spans: list[list[AtomicSpan]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.lost: WriterLost | None = None
@@ -46,8 +48,10 @@ class FakeWriter:
         self.probes = 0
         self._handed = asyncio.Event()
 
-    async def commit(self, batch: list[PackedCommand]) -> BatchReply:
+    async def commit(self, message: Batch) -> BatchReply:
+        batch, spans = message
         self.batches.append([unpack_command(packed) for packed in batch])
+        self.spans.append(spans)
         self._handed.set()
         await self.gate.wait()
         if self.lost is not None:

@@ -3,8 +3,11 @@ command queue's bound from the command server's settings."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from command_server.settings import MAX_RECEIVE_BYTES
 from command_server.settings import Settings as CommandSettings
 from ledger.environment import SettingsError
 from ledger.server_limits import ServerLimits, server_limits
@@ -62,8 +65,17 @@ def test_both_servers_read_the_limits() -> None:
     env = {"LEDGER_GRPC_MAX_STREAMS_PER_CONNECTION": "3"}
     expected = ServerLimits(max_streams_per_connection=3)
 
-    assert CommandSettings.from_env(env).server_limits == expected
+    # The command server's own default receive limit holds a full ExecuteBatch.
+    assert CommandSettings.from_env(env).server_limits == dataclasses.replace(
+        expected, max_receive_bytes=MAX_RECEIVE_BYTES
+    )
     assert QuerySettings.from_env(env).server_limits == expected
+
+
+def test_the_command_servers_receive_limit_is_still_read_from_the_variable() -> None:
+    env = {"LEDGER_GRPC_MAX_RECEIVE_BYTES": "4096"}
+
+    assert CommandSettings.from_env(env).server_limits.max_receive_bytes == 4096
 
 
 def test_the_command_queue_holds_four_batches_unless_told_otherwise() -> None:

@@ -25,6 +25,7 @@ from ledger_client import (
     TransactionKind,
     secure_channel,
 )
+from ledger_client.v1 import commands_pb2 as cpb
 
 VARIABLES = ("COMMAND_ADDRESS", "QUERY_ADDRESS", "CA_FILE", "TOKEN_FILE")
 SETTINGS = {name: os.environ.get(f"LEDGER_TEST_{name}", "") for name in VARIABLES}
@@ -121,6 +122,39 @@ def test_every_command_and_query_with_typed_results(client: LedgerClient) -> Non
     assert movement is not None
     assert (movement.kind, movement.amount) == (TransactionKind.DEPOSIT, Decimal("5.00"))
     watch.close()
+
+
+def test_a_batch_gets_one_result_per_command_and_an_atomic_one_applies_all_or_nothing(
+    client: LedgerClient,
+) -> None:
+    session = client.session()
+    a, b = _account_id(), _account_id()
+    opened = session.execute_batch(
+        [
+            cpb.Command(open_account=cpb.OpenAccountRequest(account_id=a, currency="EUR")),
+            cpb.Command(open_account=cpb.OpenAccountRequest(account_id=b, currency="EUR")),
+            cpb.Command(deposit=cpb.DepositRequest(account_id=a, amount="10")),
+            cpb.Command(deposit=cpb.DepositRequest(account_id="never-opened", amount="1")),
+        ]
+    )
+    assert [x.code for x in opened.results] == [grpc.StatusCode.OK] * 3 + [
+        grpc.StatusCode.NOT_FOUND
+    ]
+    assert all(x.command_id for x in opened.results)  # made by the client
+
+    chain = [
+        cpb.Command(transfer=cpb.TransferRequest(from_account_id=a, to_account_id=b, amount="4")),
+        cpb.Command(withdraw=cpb.WithdrawRequest(account_id=b, amount="5")),  # b has 4
+    ]
+    refused = session.execute_batch(chain, atomic=True)
+    assert [x.code for x in refused.results] == [
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ]
+    chain[1].withdraw.amount = "4"
+    applied = session.execute_batch(chain, atomic=True)
+    assert [x.version for x in applied.results] == [3, 3]
+    assert session.get_account(b).balance == Decimal("0.00")
 
 
 def test_a_refused_command_fails_at_once_with_its_status(client: LedgerClient) -> None:

@@ -8,7 +8,7 @@ consistency tokens of its commands and reads into its next reads: it reads its o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -201,6 +201,28 @@ class LedgerClient:
             cpb.CloseAccountRequest, account_id=account_id, expected_version=expected_version
         )
         return self._command(self._commands.CloseAccount, request, command_id, timeout)
+
+    def execute_batch(
+        self,
+        commands: Sequence[cpb.Command],
+        *,
+        atomic: bool = False,
+        timeout: float | None = None,
+    ) -> r.BatchResult:
+        """Up to 8,000 commands in one call (`cpb.Command(deposit=cpb.DepositRequest(...))`), one
+        result each, in order; `atomic`: all applied or none. A command without a command id gets
+        a fresh one, the same for every retry of the call. A result's own failure (its `code`)
+        raises nothing; only a failure of the whole call raises LedgerError."""
+        request = cpb.ExecuteBatchRequest(commands=commands, atomic=atomic)
+        for command in request.commands:
+            kind = command.WhichOneof("command")
+            if kind is not None and not getattr(command, kind).command_id:
+                getattr(command, kind).command_id = new_command_id()
+        reply = self._retrier.call(
+            lambda seconds: self._commands.ExecuteBatch(request, timeout=seconds), timeout=timeout
+        )
+        self._saw(reply.consistency_token)
+        return r.batch_result(request, reply)
 
     # Queries: `consistency_token` makes the server wait (within the deadline) until the read
     # model includes that position; a Session passes its own.

@@ -8,9 +8,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger_client.money import parse_amount
+from ledger_client.v1 import commands_pb2 as cpb
 from ledger_client.v1 import queries_pb2 as pb
 
 T = TypeVar("T")
@@ -35,6 +37,49 @@ class CommandResult:
     command_id: str
     version: int
     consistency_token: str
+
+
+@dataclass(frozen=True)
+class BatchCommandResult:
+    """What became of one command of a batch: `code` OK with its version and token, or the
+    status its unary call would have failed with, and why."""
+
+    command_id: str
+    code: grpc.StatusCode
+    message: str
+    version: int
+    consistency_token: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One result per command, in order, and a token covering every command that succeeded."""
+
+    results: list[BatchCommandResult]
+    consistency_token: str
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def batch_result(request: cpb.ExecuteBatchRequest, reply: cpb.ExecuteBatchResponse) -> BatchResult:
+    ids = [_command_id(command) for command in request.commands]
+    results = [
+        BatchCommandResult(
+            command_id,
+            _STATUS_CODES.get(result.code, grpc.StatusCode.UNKNOWN),
+            result.message,
+            result.version,
+            result.consistency_token,
+        )
+        for command_id, result in zip(ids, reply.results, strict=True)
+    ]
+    return BatchResult(results, reply.consistency_token)
+
+
+def _command_id(command: cpb.Command) -> str:
+    kind = command.WhichOneof("command")
+    return "" if kind is None else str(getattr(command, kind).command_id)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class CommandServiceStub:
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -81,6 +81,21 @@ class CommandServiceStub:
     """Moves money between two distinct open accounts of the same currency, atomically."""
     CloseAccount: _grpc.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
+    ExecuteBatch: _grpc.UnaryUnaryMultiCallable[_commands_pb2.ExecuteBatchRequest, _commands_pb2.ExecuteBatchResponse]
+    """Executes up to 8,000 commands in one call, decided in request order and written in one event
+    store transaction; one result per command, in request order. Every command keeps its own
+    idempotency by `command_id`: a batch sent again (also while the first is still running) is
+    answered from the originals and appends nothing for them. A command that was refused is not
+    remembered, so sent again it is decided afresh, as with the unary calls.
+
+    Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+    one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+    command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+    the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+    a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+    server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -114,7 +129,7 @@ class CommandServiceAsyncStub(CommandServiceStub):
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -135,6 +150,21 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """Moves money between two distinct open accounts of the same currency, atomically."""
     CloseAccount: _aio.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
+    ExecuteBatch: _aio.UnaryUnaryMultiCallable[_commands_pb2.ExecuteBatchRequest, _commands_pb2.ExecuteBatchResponse]  # type: ignore[assignment]
+    """Executes up to 8,000 commands in one call, decided in request order and written in one event
+    store transaction; one result per command, in request order. Every command keeps its own
+    idempotency by `command_id`: a batch sent again (also while the first is still running) is
+    answered from the originals and appends nothing for them. A command that was refused is not
+    remembered, so sent again it is decided afresh, as with the unary calls.
+
+    Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+    one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+    command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+    the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+    a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+    server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+    """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """Changes accounts. Every command is validated against the current state of the accounts it touches
@@ -167,7 +197,7 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-    when a request is larger than the server accepts (256 KiB by default).
+    when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -216,5 +246,26 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_commands_pb2.CloseAccountResponse, _abc.Awaitable[_commands_pb2.CloseAccountResponse]]:
         """Closes an account whose balance is zero. A closed account accepts no further commands."""
+
+    @_abc_1.abstractmethod
+    def ExecuteBatch(
+        self,
+        request: _commands_pb2.ExecuteBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_commands_pb2.ExecuteBatchResponse, _abc.Awaitable[_commands_pb2.ExecuteBatchResponse]]:
+        """Executes up to 8,000 commands in one call, decided in request order and written in one event
+        store transaction; one result per command, in request order. Every command keeps its own
+        idempotency by `command_id`: a batch sent again (also while the first is still running) is
+        answered from the originals and appends nothing for them. A command that was refused is not
+        remembered, so sent again it is decided afresh, as with the unary calls.
+
+        Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+        one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+        command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+        the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+        a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+        server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+        8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+        """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -57,6 +57,11 @@ class QueryServiceStub:
                 request_serializer=ledger_dot_v1_dot_queries__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_queries__pb2.GetAccountResponse.FromString,
                 _registered_method=True)
+        self.GetAccounts = channel.unary_unary(
+                '/ledger.v1.QueryService/GetAccounts',
+                request_serializer=ledger_dot_v1_dot_queries__pb2.GetAccountsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_queries__pb2.GetAccountsResponse.FromString,
+                _registered_method=True)
         self.ListAccounts = channel.unary_unary(
                 '/ledger.v1.QueryService/ListAccounts',
                 request_serializer=ledger_dot_v1_dot_queries__pb2.ListAccountsRequest.SerializeToString,
@@ -117,6 +122,16 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAccounts(self, request, context):
+        """Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+        a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+        to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+        `missing` never tells it whether another's account exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAccounts(self, request, context):
         """Lists accounts in ascending `account_id` order, optionally filtered, one page at a time.
         """
@@ -171,6 +186,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetAccount,
                     request_deserializer=ledger_dot_v1_dot_queries__pb2.GetAccountRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_queries__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'GetAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccounts,
+                    request_deserializer=ledger_dot_v1_dot_queries__pb2.GetAccountsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_queries__pb2.GetAccountsResponse.SerializeToString,
             ),
             'ListAccounts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAccounts,
@@ -248,6 +268,33 @@ class QueryService:
             '/ledger.v1.QueryService/GetAccount',
             ledger_dot_v1_dot_queries__pb2.GetAccountRequest.SerializeToString,
             ledger_dot_v1_dot_queries__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.QueryService/GetAccounts',
+            ledger_dot_v1_dot_queries__pb2.GetAccountsRequest.SerializeToString,
+            ledger_dot_v1_dot_queries__pb2.GetAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -184,6 +184,73 @@ export interface CloseAccountResponse {
   consistencyToken: string;
 }
 
+/** One command of a batch: exactly one of the five requests, checked as its unary call checks it. */
+export interface Command {
+  /** Opens an account, as OpenAccount. */
+  openAccount?:
+    | OpenAccountRequest
+    | undefined;
+  /** Deposits money, as Deposit. */
+  deposit?:
+    | DepositRequest
+    | undefined;
+  /** Withdraws money, as Withdraw. */
+  withdraw?:
+    | WithdrawRequest
+    | undefined;
+  /** Transfers money, as Transfer. */
+  transfer?:
+    | TransferRequest
+    | undefined;
+  /** Closes an account, as CloseAccount. */
+  closeAccount?: CloseAccountRequest | undefined;
+}
+
+/** Several commands in one call. */
+export interface ExecuteBatchRequest {
+  /** Required. 1 to 8,000 commands, decided in this order. */
+  commands: Command[];
+  /**
+   * false: each command is decided as if sent alone, one after the other, and each succeeds or
+   * fails on its own. true: all or nothing: each command sees the effects of the earlier ones
+   * (A->B then B->C works with A's funds only); if any one fails, none is applied, its result says
+   * why and every other result is ABORTED "not applied: command N of the atomic batch failed".
+   * Commands already applied earlier (same `command_id`) are answered from their originals and
+   * count as succeeded.
+   */
+  atomic: boolean;
+}
+
+/** What became of one command of a batch. */
+export interface CommandResult {
+  /**
+   * The google.rpc.Code its unary call would have returned, as a number: 0 OK, 3 INVALID_ARGUMENT,
+   * 5 NOT_FOUND, 6 ALREADY_EXISTS, 9 FAILED_PRECONDITION, 10 ABORTED (an `expected_version`
+   * mismatch, or, in an atomic batch, not applied because another command failed), 14 UNAVAILABLE
+   * (the event store did not take the batch, or the server does not own the account: retry with
+   * the same command ids). Permission is checked for the whole call before any command
+   * (PERMISSION_DENIED unless the token may write every account the batch debits or changes).
+   */
+  code: number;
+  /** Empty for OK; otherwise what went wrong, as the unary call's status message would say it. */
+  message: string;
+  /** For OK: the (source) account's version after the command, as in the unary response. */
+  version: number;
+  /** For OK: the position of the command's events, as in the unary response. */
+  consistencyToken: string;
+}
+
+/** The results of a batch. */
+export interface ExecuteBatchResponse {
+  /** One result per command, in request order. */
+  results: CommandResult[];
+  /**
+   * Covers every successful command of the batch: pass it to a query to read them all. Empty
+   * when no command succeeded.
+   */
+  consistencyToken: string;
+}
+
 function createBaseOpenAccountRequest(): OpenAccountRequest {
   return { commandId: "", accountId: "", currency: "", owner: "" };
 }
@@ -974,6 +1041,350 @@ export const CloseAccountResponse: MessageFns<CloseAccountResponse> = {
   },
 };
 
+function createBaseCommand(): Command {
+  return {
+    openAccount: undefined,
+    deposit: undefined,
+    withdraw: undefined,
+    transfer: undefined,
+    closeAccount: undefined,
+  };
+}
+
+export const Command: MessageFns<Command> = {
+  encode(message: Command, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.openAccount !== undefined) {
+      OpenAccountRequest.encode(message.openAccount, writer.uint32(10).fork()).join();
+    }
+    if (message.deposit !== undefined) {
+      DepositRequest.encode(message.deposit, writer.uint32(18).fork()).join();
+    }
+    if (message.withdraw !== undefined) {
+      WithdrawRequest.encode(message.withdraw, writer.uint32(26).fork()).join();
+    }
+    if (message.transfer !== undefined) {
+      TransferRequest.encode(message.transfer, writer.uint32(34).fork()).join();
+    }
+    if (message.closeAccount !== undefined) {
+      CloseAccountRequest.encode(message.closeAccount, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Command {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.openAccount = OpenAccountRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deposit = DepositRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.withdraw = WithdrawRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.transfer = TransferRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.closeAccount = CloseAccountRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Command>): Command {
+    return Command.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Command>): Command {
+    const message = createBaseCommand();
+    message.openAccount = (object.openAccount !== undefined && object.openAccount !== null)
+      ? OpenAccountRequest.fromPartial(object.openAccount)
+      : undefined;
+    message.deposit = (object.deposit !== undefined && object.deposit !== null)
+      ? DepositRequest.fromPartial(object.deposit)
+      : undefined;
+    message.withdraw = (object.withdraw !== undefined && object.withdraw !== null)
+      ? WithdrawRequest.fromPartial(object.withdraw)
+      : undefined;
+    message.transfer = (object.transfer !== undefined && object.transfer !== null)
+      ? TransferRequest.fromPartial(object.transfer)
+      : undefined;
+    message.closeAccount = (object.closeAccount !== undefined && object.closeAccount !== null)
+      ? CloseAccountRequest.fromPartial(object.closeAccount)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExecuteBatchRequest(): ExecuteBatchRequest {
+  return { commands: [], atomic: false };
+}
+
+export const ExecuteBatchRequest: MessageFns<ExecuteBatchRequest> = {
+  encode(message: ExecuteBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.commands) {
+      Command.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.atomic !== false) {
+      writer.uint32(16).bool(message.atomic);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecuteBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecuteBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commands.push(Command.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atomic = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ExecuteBatchRequest>): ExecuteBatchRequest {
+    return ExecuteBatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecuteBatchRequest>): ExecuteBatchRequest {
+    const message = createBaseExecuteBatchRequest();
+    message.commands = object.commands?.map((e) => Command.fromPartial(e)) || [];
+    message.atomic = object.atomic ?? false;
+    return message;
+  },
+};
+
+function createBaseCommandResult(): CommandResult {
+  return { code: 0, message: "", version: 0, consistencyToken: "" };
+}
+
+export const CommandResult: MessageFns<CommandResult> = {
+  encode(message: CommandResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).int64(message.version);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(34).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommandResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommandResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CommandResult>): CommandResult {
+    return CommandResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommandResult>): CommandResult {
+    const message = createBaseCommandResult();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.version = object.version ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseExecuteBatchResponse(): ExecuteBatchResponse {
+  return { results: [], consistencyToken: "" };
+}
+
+export const ExecuteBatchResponse: MessageFns<ExecuteBatchResponse> = {
+  encode(message: ExecuteBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CommandResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecuteBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecuteBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CommandResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ExecuteBatchResponse>): ExecuteBatchResponse {
+    return ExecuteBatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecuteBatchResponse>): ExecuteBatchResponse {
+    const message = createBaseExecuteBatchResponse();
+    message.results = object.results?.map((e) => CommandResult.fromPartial(e)) || [];
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Changes accounts. Every command is validated against the current state of the accounts it touches
  * and, when accepted, recorded as events in the event store before the call returns.
@@ -1005,7 +1416,7 @@ export const CloseAccountResponse: MessageFns<CloseAccountResponse> = {
  * the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
  * RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
  * retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
- * when a request is larger than the server accepts (256 KiB by default).
+ * when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
  *
  * Every field is checked before the command is decided, and a refusal names the field. Free text
  * (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -1067,6 +1478,31 @@ export const CommandServiceService = {
       Buffer.from(CloseAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseAccountResponse => CloseAccountResponse.decode(value),
   },
+  /**
+   * Executes up to 8,000 commands in one call, decided in request order and written in one event
+   * store transaction; one result per command, in request order. Every command keeps its own
+   * idempotency by `command_id`: a batch sent again (also while the first is still running) is
+   * answered from the originals and appends nothing for them. A command that was refused is not
+   * remembered, so sent again it is decided afresh, as with the unary calls.
+   *
+   * Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+   * one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+   * command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+   * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+   * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+   * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   */
+  executeBatch: {
+    path: "/ledger.v1.CommandService/ExecuteBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExecuteBatchRequest): Buffer => Buffer.from(ExecuteBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExecuteBatchRequest => ExecuteBatchRequest.decode(value),
+    responseSerialize: (value: ExecuteBatchResponse): Buffer =>
+      Buffer.from(ExecuteBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecuteBatchResponse => ExecuteBatchResponse.decode(value),
+  },
 } as const;
 
 export interface CommandServiceServer extends UntypedServiceImplementation {
@@ -1080,6 +1516,22 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   /** Closes an account whose balance is zero. A closed account accepts no further commands. */
   closeAccount: handleUnaryCall<CloseAccountRequest, CloseAccountResponse>;
+  /**
+   * Executes up to 8,000 commands in one call, decided in request order and written in one event
+   * store transaction; one result per command, in request order. Every command keeps its own
+   * idempotency by `command_id`: a batch sent again (also while the first is still running) is
+   * answered from the originals and appends nothing for them. A command that was refused is not
+   * remembered, so sent again it is decided afresh, as with the unary calls.
+   *
+   * Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+   * one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+   * command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+   * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+   * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+   * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   */
+  executeBatch: handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>;
 }
 
 export interface CommandServiceClient extends Client {
@@ -1162,6 +1614,36 @@ export interface CommandServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Executes up to 8,000 commands in one call, decided in request order and written in one event
+   * store transaction; one result per command, in request order. Every command keeps its own
+   * idempotency by `command_id`: a batch sent again (also while the first is still running) is
+   * answered from the originals and appends nothing for them. A command that was refused is not
+   * remembered, so sent again it is decided afresh, as with the unary calls.
+   *
+   * Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+   * one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+   * command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+   * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+   * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+   * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   */
+  executeBatch(
+    request: ExecuteBatchRequest,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  executeBatch(
+    request: ExecuteBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  executeBatch(
+    request: ExecuteBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
   ): ClientUnaryCall;
 }
 

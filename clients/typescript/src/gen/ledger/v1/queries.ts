@@ -152,6 +152,27 @@ export interface GetAccountResponse {
   freshness: Freshness | undefined;
 }
 
+/** Asks for several accounts. */
+export interface GetAccountsRequest {
+  /** Required. 1 to 1,000 account ids; a repeated id is answered once. */
+  accountIds: string[];
+  /** Optional. Wait until the read model includes this position before answering. */
+  consistencyToken: string;
+}
+
+/** Several accounts. */
+export interface GetAccountsResponse {
+  /** The accounts found, in the order of their first mention in `account_ids`. */
+  accounts: Account[];
+  /**
+   * The requested ids the read model does not hold (never opened, or not yet projected: pass the
+   * command's consistency token to wait for it), in request order.
+   */
+  missing: string[];
+  /** The position the answer reflects. */
+  freshness: Freshness | undefined;
+}
+
 /** Asks for a page of accounts. */
 export interface ListAccountsRequest {
   /**
@@ -986,6 +1007,154 @@ export const GetAccountResponse: MessageFns<GetAccountResponse> = {
     message.account = (object.account !== undefined && object.account !== null)
       ? Account.fromPartial(object.account)
       : undefined;
+    message.freshness = (object.freshness !== undefined && object.freshness !== null)
+      ? Freshness.fromPartial(object.freshness)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetAccountsRequest(): GetAccountsRequest {
+  return { accountIds: [], consistencyToken: "" };
+}
+
+export const GetAccountsRequest: MessageFns<GetAccountsRequest> = {
+  encode(message: GetAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accountIds) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetAccountsRequest>): GetAccountsRequest {
+    return GetAccountsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAccountsRequest>): GetAccountsRequest {
+    const message = createBaseGetAccountsRequest();
+    message.accountIds = object.accountIds?.map((e) => e) || [];
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseGetAccountsResponse(): GetAccountsResponse {
+  return { accounts: [], missing: [], freshness: undefined };
+}
+
+export const GetAccountsResponse: MessageFns<GetAccountsResponse> = {
+  encode(message: GetAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      Account.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.missing) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.freshness !== undefined) {
+      Freshness.encode(message.freshness, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(Account.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.missing.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.freshness = Freshness.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetAccountsResponse>): GetAccountsResponse {
+    return GetAccountsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAccountsResponse>): GetAccountsResponse {
+    const message = createBaseGetAccountsResponse();
+    message.accounts = object.accounts?.map((e) => Account.fromPartial(e)) || [];
+    message.missing = object.missing?.map((e) => e) || [];
     message.freshness = (object.freshness !== undefined && object.freshness !== null)
       ? Freshness.fromPartial(object.freshness)
       : undefined;
@@ -2315,6 +2484,21 @@ export const QueryServiceService = {
     responseSerialize: (value: GetAccountResponse): Buffer => Buffer.from(GetAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetAccountResponse => GetAccountResponse.decode(value),
   },
+  /**
+   * Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+   * a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+   * to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+   * `missing` never tells it whether another's account exists.
+   */
+  getAccounts: {
+    path: "/ledger.v1.QueryService/GetAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAccountsRequest): Buffer => Buffer.from(GetAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAccountsRequest => GetAccountsRequest.decode(value),
+    responseSerialize: (value: GetAccountsResponse): Buffer => Buffer.from(GetAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetAccountsResponse => GetAccountsResponse.decode(value),
+  },
   /** Lists accounts in ascending `account_id` order, optionally filtered, one page at a time. */
   listAccounts: {
     path: "/ledger.v1.QueryService/ListAccounts" as const,
@@ -2396,6 +2580,13 @@ export const QueryServiceService = {
 export interface QueryServiceServer extends UntypedServiceImplementation {
   /** Returns one account's current state. */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
+  /**
+   * Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+   * a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+   * to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+   * `missing` never tells it whether another's account exists.
+   */
+  getAccounts: handleUnaryCall<GetAccountsRequest, GetAccountsResponse>;
   /** Lists accounts in ascending `account_id` order, optionally filtered, one page at a time. */
   listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
   /** Lists the balance movements of one account in version (= time) order, one page at a time. */
@@ -2433,6 +2624,27 @@ export interface QueryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+   * a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+   * to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+   * `missing` never tells it whether another's account exists.
+   */
+  getAccounts(
+    request: GetAccountsRequest,
+    callback: (error: ServiceError | null, response: GetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  getAccounts(
+    request: GetAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  getAccounts(
+    request: GetAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetAccountsResponse) => void,
   ): ClientUnaryCall;
   /** Lists accounts in ascending `account_id` order, optionally filtered, one page at a time. */
   listAccounts(
