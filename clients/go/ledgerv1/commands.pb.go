@@ -685,6 +685,338 @@ func (x *CloseAccountResponse) GetConsistencyToken() string {
 	return ""
 }
 
+// One command of a batch: exactly one of the five requests, checked as its unary call checks it.
+type Command struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a Command without one is INVALID_ARGUMENT (in its result).
+	//
+	// Types that are valid to be assigned to Command:
+	//
+	//	*Command_OpenAccount
+	//	*Command_Deposit
+	//	*Command_Withdraw
+	//	*Command_Transfer
+	//	*Command_CloseAccount
+	Command       isCommand_Command `protobuf_oneof:"command"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Command) Reset() {
+	*x = Command{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Command) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Command) ProtoMessage() {}
+
+func (x *Command) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Command.ProtoReflect.Descriptor instead.
+func (*Command) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Command) GetCommand() isCommand_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Command) GetOpenAccount() *OpenAccountRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_OpenAccount); ok {
+			return x.OpenAccount
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeposit() *DepositRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Deposit); ok {
+			return x.Deposit
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWithdraw() *WithdrawRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Withdraw); ok {
+			return x.Withdraw
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTransfer() *TransferRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCloseAccount() *CloseAccountRequest {
+	if x != nil {
+		if x, ok := x.Command.(*Command_CloseAccount); ok {
+			return x.CloseAccount
+		}
+	}
+	return nil
+}
+
+type isCommand_Command interface {
+	isCommand_Command()
+}
+
+type Command_OpenAccount struct {
+	// Opens an account, as OpenAccount.
+	OpenAccount *OpenAccountRequest `protobuf:"bytes,1,opt,name=open_account,json=openAccount,proto3,oneof"`
+}
+
+type Command_Deposit struct {
+	// Deposits money, as Deposit.
+	Deposit *DepositRequest `protobuf:"bytes,2,opt,name=deposit,proto3,oneof"`
+}
+
+type Command_Withdraw struct {
+	// Withdraws money, as Withdraw.
+	Withdraw *WithdrawRequest `protobuf:"bytes,3,opt,name=withdraw,proto3,oneof"`
+}
+
+type Command_Transfer struct {
+	// Transfers money, as Transfer.
+	Transfer *TransferRequest `protobuf:"bytes,4,opt,name=transfer,proto3,oneof"`
+}
+
+type Command_CloseAccount struct {
+	// Closes an account, as CloseAccount.
+	CloseAccount *CloseAccountRequest `protobuf:"bytes,5,opt,name=close_account,json=closeAccount,proto3,oneof"`
+}
+
+func (*Command_OpenAccount) isCommand_Command() {}
+
+func (*Command_Deposit) isCommand_Command() {}
+
+func (*Command_Withdraw) isCommand_Command() {}
+
+func (*Command_Transfer) isCommand_Command() {}
+
+func (*Command_CloseAccount) isCommand_Command() {}
+
+// Several commands in one call.
+type ExecuteBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. 1 to 8,000 commands, decided in this order.
+	Commands []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	// false: each command is decided as if sent alone, one after the other, and each succeeds or
+	// fails on its own. true: all or nothing: each command sees the effects of the earlier ones
+	// (A->B then B->C works with A's funds only); if any one fails, none is applied, its result says
+	// why and every other result is ABORTED "not applied: command N of the atomic batch failed".
+	// Commands already applied earlier (same `command_id`) are answered from their originals and
+	// count as succeeded.
+	Atomic        bool `protobuf:"varint,2,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecuteBatchRequest) Reset() {
+	*x = ExecuteBatchRequest{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecuteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecuteBatchRequest) ProtoMessage() {}
+
+func (x *ExecuteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecuteBatchRequest.ProtoReflect.Descriptor instead.
+func (*ExecuteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExecuteBatchRequest) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+func (x *ExecuteBatchRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+// What became of one command of a batch.
+type CommandResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The google.rpc.Code its unary call would have returned, as a number: 0 OK, 3 INVALID_ARGUMENT,
+	// 5 NOT_FOUND, 6 ALREADY_EXISTS, 9 FAILED_PRECONDITION, 10 ABORTED (an `expected_version`
+	// mismatch, or, in an atomic batch, not applied because another command failed), 14 UNAVAILABLE
+	// (the event store did not take the batch, or the server does not own the account: retry with
+	// the same command ids). Permission is checked for the whole call before any command
+	// (PERMISSION_DENIED unless the token may write every account the batch debits or changes).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Empty for OK; otherwise what went wrong, as the unary call's status message would say it.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For OK: the (source) account's version after the command, as in the unary response.
+	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// For OK: the position of the command's events, as in the unary response.
+	ConsistencyToken string `protobuf:"bytes,4,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CommandResult) Reset() {
+	*x = CommandResult{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandResult) ProtoMessage() {}
+
+func (x *CommandResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
+func (*CommandResult) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CommandResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *CommandResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CommandResult) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CommandResult) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// The results of a batch.
+type ExecuteBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per command, in request order.
+	Results []*CommandResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Covers every successful command of the batch: pass it to a query to read them all. Empty
+	// when no command succeeded.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExecuteBatchResponse) Reset() {
+	*x = ExecuteBatchResponse{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecuteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecuteBatchResponse) ProtoMessage() {}
+
+func (x *ExecuteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecuteBatchResponse.ProtoReflect.Descriptor instead.
+func (*ExecuteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExecuteBatchResponse) GetResults() []*CommandResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ExecuteBatchResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
 var File_ledger_v1_commands_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_commands_proto_rawDesc = "" +
@@ -742,13 +1074,32 @@ const file_ledger_v1_commands_proto_rawDesc = "" +
 	"\x11_expected_version\"]\n" +
 	"\x14CloseAccountResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken2\xfb\x02\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xca\x02\n" +
+	"\aCommand\x12B\n" +
+	"\fopen_account\x18\x01 \x01(\v2\x1d.ledger.v1.OpenAccountRequestH\x00R\vopenAccount\x125\n" +
+	"\adeposit\x18\x02 \x01(\v2\x19.ledger.v1.DepositRequestH\x00R\adeposit\x128\n" +
+	"\bwithdraw\x18\x03 \x01(\v2\x1a.ledger.v1.WithdrawRequestH\x00R\bwithdraw\x128\n" +
+	"\btransfer\x18\x04 \x01(\v2\x1a.ledger.v1.TransferRequestH\x00R\btransfer\x12E\n" +
+	"\rclose_account\x18\x05 \x01(\v2\x1e.ledger.v1.CloseAccountRequestH\x00R\fcloseAccountB\t\n" +
+	"\acommand\"]\n" +
+	"\x13ExecuteBatchRequest\x12.\n" +
+	"\bcommands\x18\x01 \x03(\v2\x12.ledger.v1.CommandR\bcommands\x12\x16\n" +
+	"\x06atomic\x18\x02 \x01(\bR\x06atomic\"\x84\x01\n" +
+	"\rCommandResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12+\n" +
+	"\x11consistency_token\x18\x04 \x01(\tR\x10consistencyToken\"w\n" +
+	"\x14ExecuteBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.ledger.v1.CommandResultR\aresults\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken2\xcc\x03\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vOpenAccount\x12\x1d.ledger.v1.OpenAccountRequest\x1a\x1e.ledger.v1.OpenAccountResponse\x12@\n" +
 	"\aDeposit\x12\x19.ledger.v1.DepositRequest\x1a\x1a.ledger.v1.DepositResponse\x12C\n" +
 	"\bWithdraw\x12\x1a.ledger.v1.WithdrawRequest\x1a\x1b.ledger.v1.WithdrawResponse\x12C\n" +
 	"\bTransfer\x12\x1a.ledger.v1.TransferRequest\x1a\x1b.ledger.v1.TransferResponse\x12O\n" +
-	"\fCloseAccount\x12\x1e.ledger.v1.CloseAccountRequest\x1a\x1f.ledger.v1.CloseAccountResponseb\x06proto3"
+	"\fCloseAccount\x12\x1e.ledger.v1.CloseAccountRequest\x1a\x1f.ledger.v1.CloseAccountResponse\x12O\n" +
+	"\fExecuteBatch\x12\x1e.ledger.v1.ExecuteBatchRequest\x1a\x1f.ledger.v1.ExecuteBatchResponseb\x06proto3"
 
 var (
 	file_ledger_v1_commands_proto_rawDescOnce sync.Once
@@ -762,7 +1113,7 @@ func file_ledger_v1_commands_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_commands_proto_rawDescData
 }
 
-var file_ledger_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_ledger_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ledger_v1_commands_proto_goTypes = []any{
 	(*OpenAccountRequest)(nil),   // 0: ledger.v1.OpenAccountRequest
 	(*OpenAccountResponse)(nil),  // 1: ledger.v1.OpenAccountResponse
@@ -774,23 +1125,36 @@ var file_ledger_v1_commands_proto_goTypes = []any{
 	(*TransferResponse)(nil),     // 7: ledger.v1.TransferResponse
 	(*CloseAccountRequest)(nil),  // 8: ledger.v1.CloseAccountRequest
 	(*CloseAccountResponse)(nil), // 9: ledger.v1.CloseAccountResponse
+	(*Command)(nil),              // 10: ledger.v1.Command
+	(*ExecuteBatchRequest)(nil),  // 11: ledger.v1.ExecuteBatchRequest
+	(*CommandResult)(nil),        // 12: ledger.v1.CommandResult
+	(*ExecuteBatchResponse)(nil), // 13: ledger.v1.ExecuteBatchResponse
 }
 var file_ledger_v1_commands_proto_depIdxs = []int32{
-	0, // 0: ledger.v1.CommandService.OpenAccount:input_type -> ledger.v1.OpenAccountRequest
-	2, // 1: ledger.v1.CommandService.Deposit:input_type -> ledger.v1.DepositRequest
-	4, // 2: ledger.v1.CommandService.Withdraw:input_type -> ledger.v1.WithdrawRequest
-	6, // 3: ledger.v1.CommandService.Transfer:input_type -> ledger.v1.TransferRequest
-	8, // 4: ledger.v1.CommandService.CloseAccount:input_type -> ledger.v1.CloseAccountRequest
-	1, // 5: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
-	3, // 6: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
-	5, // 7: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
-	7, // 8: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
-	9, // 9: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0,  // 0: ledger.v1.Command.open_account:type_name -> ledger.v1.OpenAccountRequest
+	2,  // 1: ledger.v1.Command.deposit:type_name -> ledger.v1.DepositRequest
+	4,  // 2: ledger.v1.Command.withdraw:type_name -> ledger.v1.WithdrawRequest
+	6,  // 3: ledger.v1.Command.transfer:type_name -> ledger.v1.TransferRequest
+	8,  // 4: ledger.v1.Command.close_account:type_name -> ledger.v1.CloseAccountRequest
+	10, // 5: ledger.v1.ExecuteBatchRequest.commands:type_name -> ledger.v1.Command
+	12, // 6: ledger.v1.ExecuteBatchResponse.results:type_name -> ledger.v1.CommandResult
+	0,  // 7: ledger.v1.CommandService.OpenAccount:input_type -> ledger.v1.OpenAccountRequest
+	2,  // 8: ledger.v1.CommandService.Deposit:input_type -> ledger.v1.DepositRequest
+	4,  // 9: ledger.v1.CommandService.Withdraw:input_type -> ledger.v1.WithdrawRequest
+	6,  // 10: ledger.v1.CommandService.Transfer:input_type -> ledger.v1.TransferRequest
+	8,  // 11: ledger.v1.CommandService.CloseAccount:input_type -> ledger.v1.CloseAccountRequest
+	11, // 12: ledger.v1.CommandService.ExecuteBatch:input_type -> ledger.v1.ExecuteBatchRequest
+	1,  // 13: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
+	3,  // 14: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
+	5,  // 15: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
+	7,  // 16: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
+	9,  // 17: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
+	13, // 18: ledger.v1.CommandService.ExecuteBatch:output_type -> ledger.v1.ExecuteBatchResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_commands_proto_init() }
@@ -802,13 +1166,20 @@ func file_ledger_v1_commands_proto_init() {
 	file_ledger_v1_commands_proto_msgTypes[4].OneofWrappers = []any{}
 	file_ledger_v1_commands_proto_msgTypes[6].OneofWrappers = []any{}
 	file_ledger_v1_commands_proto_msgTypes[8].OneofWrappers = []any{}
+	file_ledger_v1_commands_proto_msgTypes[10].OneofWrappers = []any{
+		(*Command_OpenAccount)(nil),
+		(*Command_Deposit)(nil),
+		(*Command_Withdraw)(nil),
+		(*Command_Transfer)(nil),
+		(*Command_CloseAccount)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_commands_proto_rawDesc), len(file_ledger_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	CommandService_Withdraw_FullMethodName     = "/ledger.v1.CommandService/Withdraw"
 	CommandService_Transfer_FullMethodName     = "/ledger.v1.CommandService/Transfer"
 	CommandService_CloseAccount_FullMethodName = "/ledger.v1.CommandService/CloseAccount"
+	CommandService_ExecuteBatch_FullMethodName = "/ledger.v1.CommandService/ExecuteBatch"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -62,7 +63,7 @@ const (
 // the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
 // RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
 // retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-// when a request is larger than the server accepts (256 KiB by default).
+// when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 //
 // Every field is checked before the command is decided, and a refusal names the field. Free text
 // (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -81,6 +82,20 @@ type CommandServiceClient interface {
 	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error)
+	// Executes up to 8,000 commands in one call, decided in request order and written in one event
+	// store transaction; one result per command, in request order. Every command keeps its own
+	// idempotency by `command_id`: a batch sent again (also while the first is still running) is
+	// answered from the originals and appends nothing for them. A command that was refused is not
+	// remembered, so sent again it is decided afresh, as with the unary calls.
+	//
+	// Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+	// one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+	// command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+	// the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+	// a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+	// server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+	// 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+	ExecuteBatch(ctx context.Context, in *ExecuteBatchRequest, opts ...grpc.CallOption) (*ExecuteBatchResponse, error)
 }
 
 type commandServiceClient struct {
@@ -141,6 +156,16 @@ func (c *commandServiceClient) CloseAccount(ctx context.Context, in *CloseAccoun
 	return out, nil
 }
 
+func (c *commandServiceClient) ExecuteBatch(ctx context.Context, in *ExecuteBatchRequest, opts ...grpc.CallOption) (*ExecuteBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExecuteBatchResponse)
+	err := c.cc.Invoke(ctx, CommandService_ExecuteBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -175,7 +200,7 @@ func (c *commandServiceClient) CloseAccount(ctx context.Context, in *CloseAccoun
 // the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
 // RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
 // retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
-// when a request is larger than the server accepts (256 KiB by default).
+// when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 //
 // Every field is checked before the command is decided, and a refusal names the field. Free text
 // (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
@@ -194,6 +219,20 @@ type CommandServiceServer interface {
 	Transfer(context.Context, *TransferRequest) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error)
+	// Executes up to 8,000 commands in one call, decided in request order and written in one event
+	// store transaction; one result per command, in request order. Every command keeps its own
+	// idempotency by `command_id`: a batch sent again (also while the first is still running) is
+	// answered from the originals and appends nothing for them. A command that was refused is not
+	// remembered, so sent again it is decided afresh, as with the unary calls.
+	//
+	// Errors of the call itself (then no command was done): INVALID_ARGUMENT for an empty batch or
+	// one of more than 8,000 commands; RESOURCE_EXHAUSTED when the batch does not fit in what the
+	// command queue (LEDGER_COMMAND_QUEUE_MAX, counted in commands) has free: nothing was done, retry
+	// the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
+	// a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
+	// server is not ready; a request larger than the server accepts (8 MiB by default, which holds
+	// 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+	ExecuteBatch(context.Context, *ExecuteBatchRequest) (*ExecuteBatchResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -218,6 +257,9 @@ func (UnimplementedCommandServiceServer) Transfer(context.Context, *TransferRequ
 }
 func (UnimplementedCommandServiceServer) CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseAccount not implemented")
+}
+func (UnimplementedCommandServiceServer) ExecuteBatch(context.Context, *ExecuteBatchRequest) (*ExecuteBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExecuteBatch not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -330,6 +372,24 @@ func _CommandService_CloseAccount_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_ExecuteBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExecuteBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ExecuteBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ExecuteBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ExecuteBatch(ctx, req.(*ExecuteBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -356,6 +416,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseAccount",
 			Handler:    _CommandService_CloseAccount_Handler,
+		},
+		{
+			MethodName: "ExecuteBatch",
+			Handler:    _CommandService_ExecuteBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

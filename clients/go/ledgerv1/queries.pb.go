@@ -667,6 +667,126 @@ func (x *GetAccountResponse) GetFreshness() *Freshness {
 	return nil
 }
 
+// Asks for several accounts.
+type GetAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. 1 to 1,000 account ids; a repeated id is answered once.
+	AccountIds []string `protobuf:"bytes,1,rep,name=account_ids,json=accountIds,proto3" json:"account_ids,omitempty"`
+	// Optional. Wait until the read model includes this position before answering.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetAccountsRequest) Reset() {
+	*x = GetAccountsRequest{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountsRequest) ProtoMessage() {}
+
+func (x *GetAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountsRequest.ProtoReflect.Descriptor instead.
+func (*GetAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetAccountsRequest) GetAccountIds() []string {
+	if x != nil {
+		return x.AccountIds
+	}
+	return nil
+}
+
+func (x *GetAccountsRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// Several accounts.
+type GetAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The accounts found, in the order of their first mention in `account_ids`.
+	Accounts []*Account `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// The requested ids the read model does not hold (never opened, or not yet projected: pass the
+	// command's consistency token to wait for it), in request order.
+	Missing []string `protobuf:"bytes,2,rep,name=missing,proto3" json:"missing,omitempty"`
+	// The position the answer reflects.
+	Freshness     *Freshness `protobuf:"bytes,3,opt,name=freshness,proto3" json:"freshness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountsResponse) Reset() {
+	*x = GetAccountsResponse{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountsResponse) ProtoMessage() {}
+
+func (x *GetAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountsResponse.ProtoReflect.Descriptor instead.
+func (*GetAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetAccountsResponse) GetAccounts() []*Account {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *GetAccountsResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+func (x *GetAccountsResponse) GetFreshness() *Freshness {
+	if x != nil {
+		return x.Freshness
+	}
+	return nil
+}
+
 // Asks for a page of accounts.
 type ListAccountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -688,7 +808,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[6]
+	mi := &file_ledger_v1_queries_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +820,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[6]
+	mi := &file_ledger_v1_queries_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +833,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{6}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAccountsRequest) GetPageSize() int32 {
@@ -767,7 +887,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[7]
+	mi := &file_ledger_v1_queries_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +899,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[7]
+	mi := &file_ledger_v1_queries_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +912,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{7}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -841,7 +961,7 @@ type ListTransactionsRequest struct {
 
 func (x *ListTransactionsRequest) Reset() {
 	*x = ListTransactionsRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[8]
+	mi := &file_ledger_v1_queries_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +973,7 @@ func (x *ListTransactionsRequest) String() string {
 func (*ListTransactionsRequest) ProtoMessage() {}
 
 func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[8]
+	mi := &file_ledger_v1_queries_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +986,7 @@ func (x *ListTransactionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsRequest.ProtoReflect.Descriptor instead.
 func (*ListTransactionsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{8}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTransactionsRequest) GetAccountId() string {
@@ -933,7 +1053,7 @@ type ListTransactionsResponse struct {
 
 func (x *ListTransactionsResponse) Reset() {
 	*x = ListTransactionsResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[9]
+	mi := &file_ledger_v1_queries_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1065,7 @@ func (x *ListTransactionsResponse) String() string {
 func (*ListTransactionsResponse) ProtoMessage() {}
 
 func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[9]
+	mi := &file_ledger_v1_queries_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1078,7 @@ func (x *ListTransactionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTransactionsResponse.ProtoReflect.Descriptor instead.
 func (*ListTransactionsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{9}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTransactionsResponse) GetTransactions() []*Transaction {
@@ -998,7 +1118,7 @@ type GetBalanceAtRequest struct {
 
 func (x *GetBalanceAtRequest) Reset() {
 	*x = GetBalanceAtRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[10]
+	mi := &file_ledger_v1_queries_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1130,7 @@ func (x *GetBalanceAtRequest) String() string {
 func (*GetBalanceAtRequest) ProtoMessage() {}
 
 func (x *GetBalanceAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[10]
+	mi := &file_ledger_v1_queries_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1143,7 @@ func (x *GetBalanceAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBalanceAtRequest.ProtoReflect.Descriptor instead.
 func (*GetBalanceAtRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{10}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetBalanceAtRequest) GetAccountId() string {
@@ -1066,7 +1186,7 @@ type GetBalanceAtResponse struct {
 
 func (x *GetBalanceAtResponse) Reset() {
 	*x = GetBalanceAtResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[11]
+	mi := &file_ledger_v1_queries_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1198,7 @@ func (x *GetBalanceAtResponse) String() string {
 func (*GetBalanceAtResponse) ProtoMessage() {}
 
 func (x *GetBalanceAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[11]
+	mi := &file_ledger_v1_queries_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1211,7 @@ func (x *GetBalanceAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBalanceAtResponse.ProtoReflect.Descriptor instead.
 func (*GetBalanceAtResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{11}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetBalanceAtResponse) GetAccountId() string {
@@ -1152,7 +1272,7 @@ type GetDailySummariesRequest struct {
 
 func (x *GetDailySummariesRequest) Reset() {
 	*x = GetDailySummariesRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[12]
+	mi := &file_ledger_v1_queries_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1284,7 @@ func (x *GetDailySummariesRequest) String() string {
 func (*GetDailySummariesRequest) ProtoMessage() {}
 
 func (x *GetDailySummariesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[12]
+	mi := &file_ledger_v1_queries_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1297,7 @@ func (x *GetDailySummariesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDailySummariesRequest.ProtoReflect.Descriptor instead.
 func (*GetDailySummariesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{12}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetDailySummariesRequest) GetAccountId() string {
@@ -1245,7 +1365,7 @@ type DailySummary struct {
 
 func (x *DailySummary) Reset() {
 	*x = DailySummary{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[13]
+	mi := &file_ledger_v1_queries_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1377,7 @@ func (x *DailySummary) String() string {
 func (*DailySummary) ProtoMessage() {}
 
 func (x *DailySummary) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[13]
+	mi := &file_ledger_v1_queries_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1390,7 @@ func (x *DailySummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DailySummary.ProtoReflect.Descriptor instead.
 func (*DailySummary) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{13}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DailySummary) GetAccountId() string {
@@ -1337,7 +1457,7 @@ type GetDailySummariesResponse struct {
 
 func (x *GetDailySummariesResponse) Reset() {
 	*x = GetDailySummariesResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[14]
+	mi := &file_ledger_v1_queries_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1469,7 @@ func (x *GetDailySummariesResponse) String() string {
 func (*GetDailySummariesResponse) ProtoMessage() {}
 
 func (x *GetDailySummariesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[14]
+	mi := &file_ledger_v1_queries_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1482,7 @@ func (x *GetDailySummariesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDailySummariesResponse.ProtoReflect.Descriptor instead.
 func (*GetDailySummariesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{14}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetDailySummariesResponse) GetSummaries() []*DailySummary {
@@ -1397,7 +1517,7 @@ type GetProjectionStatusRequest struct {
 
 func (x *GetProjectionStatusRequest) Reset() {
 	*x = GetProjectionStatusRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[15]
+	mi := &file_ledger_v1_queries_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1529,7 @@ func (x *GetProjectionStatusRequest) String() string {
 func (*GetProjectionStatusRequest) ProtoMessage() {}
 
 func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[15]
+	mi := &file_ledger_v1_queries_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1542,7 @@ func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{15}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProjectionStatusRequest) GetConsistencyToken() string {
@@ -1453,7 +1573,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[16]
+	mi := &file_ledger_v1_queries_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1585,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[16]
+	mi := &file_ledger_v1_queries_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1598,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{16}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PartitionStatus) GetPartition() int32 {
@@ -1529,7 +1649,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[17]
+	mi := &file_ledger_v1_queries_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1661,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[17]
+	mi := &file_ledger_v1_queries_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1674,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{17}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetProjectionStatusResponse) GetPartitions() []*PartitionStatus {
@@ -1585,7 +1705,7 @@ type WatchAccountRequest struct {
 
 func (x *WatchAccountRequest) Reset() {
 	*x = WatchAccountRequest{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[18]
+	mi := &file_ledger_v1_queries_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1717,7 @@ func (x *WatchAccountRequest) String() string {
 func (*WatchAccountRequest) ProtoMessage() {}
 
 func (x *WatchAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[18]
+	mi := &file_ledger_v1_queries_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1730,7 @@ func (x *WatchAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAccountRequest.ProtoReflect.Descriptor instead.
 func (*WatchAccountRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{18}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchAccountRequest) GetAccountId() string {
@@ -1643,7 +1763,7 @@ type WatchAccountResponse struct {
 
 func (x *WatchAccountResponse) Reset() {
 	*x = WatchAccountResponse{}
-	mi := &file_ledger_v1_queries_proto_msgTypes[19]
+	mi := &file_ledger_v1_queries_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1775,7 @@ func (x *WatchAccountResponse) String() string {
 func (*WatchAccountResponse) ProtoMessage() {}
 
 func (x *WatchAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_queries_proto_msgTypes[19]
+	mi := &file_ledger_v1_queries_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1788,7 @@ func (x *WatchAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAccountResponse.ProtoReflect.Descriptor instead.
 func (*WatchAccountResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{19}
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchAccountResponse) GetAccount() *Account {
@@ -1738,7 +1858,15 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"v\n" +
 	"\x12GetAccountResponse\x12,\n" +
 	"\aaccount\x18\x01 \x01(\v2\x12.ledger.v1.AccountR\aaccount\x122\n" +
-	"\tfreshness\x18\x02 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"\xcc\x01\n" +
+	"\tfreshness\x18\x02 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"b\n" +
+	"\x12GetAccountsRequest\x12\x1f\n" +
+	"\vaccount_ids\x18\x01 \x03(\tR\n" +
+	"accountIds\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x93\x01\n" +
+	"\x13GetAccountsResponse\x12.\n" +
+	"\baccounts\x18\x01 \x03(\v2\x12.ledger.v1.AccountR\baccounts\x12\x18\n" +
+	"\amissing\x18\x02 \x03(\tR\amissing\x122\n" +
+	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"\xcc\x01\n" +
 	"\x13ListAccountsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1836,10 +1964,11 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\tSortOrder\x12\x1a\n" +
 	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n" +
-	"\x15SORT_ORDER_DESCENDING\x10\x022\xf1\x04\n" +
+	"\x15SORT_ORDER_DESCENDING\x10\x022\xbf\x05\n" +
 	"\fQueryService\x12I\n" +
 	"\n" +
-	"GetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12O\n" +
+	"GetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12L\n" +
+	"\vGetAccounts\x12\x1d.ledger.v1.GetAccountsRequest\x1a\x1e.ledger.v1.GetAccountsResponse\x12O\n" +
 	"\fListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12[\n" +
 	"\x10ListTransactions\x12\".ledger.v1.ListTransactionsRequest\x1a#.ledger.v1.ListTransactionsResponse\x12O\n" +
 	"\fGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12^\n" +
@@ -1860,7 +1989,7 @@ func file_ledger_v1_queries_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_queries_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_ledger_v1_queries_proto_goTypes = []any{
 	(AccountStatus)(0),                  // 0: ledger.v1.AccountStatus
 	(TransactionKind)(0),                // 1: ledger.v1.TransactionKind
@@ -1871,71 +2000,77 @@ var file_ledger_v1_queries_proto_goTypes = []any{
 	(*Date)(nil),                        // 6: ledger.v1.Date
 	(*GetAccountRequest)(nil),           // 7: ledger.v1.GetAccountRequest
 	(*GetAccountResponse)(nil),          // 8: ledger.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),         // 9: ledger.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),        // 10: ledger.v1.ListAccountsResponse
-	(*ListTransactionsRequest)(nil),     // 11: ledger.v1.ListTransactionsRequest
-	(*ListTransactionsResponse)(nil),    // 12: ledger.v1.ListTransactionsResponse
-	(*GetBalanceAtRequest)(nil),         // 13: ledger.v1.GetBalanceAtRequest
-	(*GetBalanceAtResponse)(nil),        // 14: ledger.v1.GetBalanceAtResponse
-	(*GetDailySummariesRequest)(nil),    // 15: ledger.v1.GetDailySummariesRequest
-	(*DailySummary)(nil),                // 16: ledger.v1.DailySummary
-	(*GetDailySummariesResponse)(nil),   // 17: ledger.v1.GetDailySummariesResponse
-	(*GetProjectionStatusRequest)(nil),  // 18: ledger.v1.GetProjectionStatusRequest
-	(*PartitionStatus)(nil),             // 19: ledger.v1.PartitionStatus
-	(*GetProjectionStatusResponse)(nil), // 20: ledger.v1.GetProjectionStatusResponse
-	(*WatchAccountRequest)(nil),         // 21: ledger.v1.WatchAccountRequest
-	(*WatchAccountResponse)(nil),        // 22: ledger.v1.WatchAccountResponse
-	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*GetAccountsRequest)(nil),          // 9: ledger.v1.GetAccountsRequest
+	(*GetAccountsResponse)(nil),         // 10: ledger.v1.GetAccountsResponse
+	(*ListAccountsRequest)(nil),         // 11: ledger.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),        // 12: ledger.v1.ListAccountsResponse
+	(*ListTransactionsRequest)(nil),     // 13: ledger.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil),    // 14: ledger.v1.ListTransactionsResponse
+	(*GetBalanceAtRequest)(nil),         // 15: ledger.v1.GetBalanceAtRequest
+	(*GetBalanceAtResponse)(nil),        // 16: ledger.v1.GetBalanceAtResponse
+	(*GetDailySummariesRequest)(nil),    // 17: ledger.v1.GetDailySummariesRequest
+	(*DailySummary)(nil),                // 18: ledger.v1.DailySummary
+	(*GetDailySummariesResponse)(nil),   // 19: ledger.v1.GetDailySummariesResponse
+	(*GetProjectionStatusRequest)(nil),  // 20: ledger.v1.GetProjectionStatusRequest
+	(*PartitionStatus)(nil),             // 21: ledger.v1.PartitionStatus
+	(*GetProjectionStatusResponse)(nil), // 22: ledger.v1.GetProjectionStatusResponse
+	(*WatchAccountRequest)(nil),         // 23: ledger.v1.WatchAccountRequest
+	(*WatchAccountResponse)(nil),        // 24: ledger.v1.WatchAccountResponse
+	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
 }
 var file_ledger_v1_queries_proto_depIdxs = []int32{
-	23, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
+	25, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
 	0,  // 1: ledger.v1.Account.status:type_name -> ledger.v1.AccountStatus
-	23, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
-	23, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
+	25, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: ledger.v1.Transaction.kind:type_name -> ledger.v1.TransactionKind
-	23, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 6: ledger.v1.GetAccountResponse.account:type_name -> ledger.v1.Account
 	3,  // 7: ledger.v1.GetAccountResponse.freshness:type_name -> ledger.v1.Freshness
-	0,  // 8: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
-	4,  // 9: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.Account
-	3,  // 10: ledger.v1.ListAccountsResponse.freshness:type_name -> ledger.v1.Freshness
-	23, // 11: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 12: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 13: ledger.v1.ListTransactionsRequest.order:type_name -> ledger.v1.SortOrder
-	5,  // 14: ledger.v1.ListTransactionsResponse.transactions:type_name -> ledger.v1.Transaction
-	3,  // 15: ledger.v1.ListTransactionsResponse.freshness:type_name -> ledger.v1.Freshness
-	23, // 16: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
-	3,  // 17: ledger.v1.GetBalanceAtResponse.freshness:type_name -> ledger.v1.Freshness
-	6,  // 18: ledger.v1.GetDailySummariesRequest.first_day:type_name -> ledger.v1.Date
-	6,  // 19: ledger.v1.GetDailySummariesRequest.last_day:type_name -> ledger.v1.Date
-	6,  // 20: ledger.v1.DailySummary.day:type_name -> ledger.v1.Date
-	16, // 21: ledger.v1.GetDailySummariesResponse.summaries:type_name -> ledger.v1.DailySummary
-	3,  // 22: ledger.v1.GetDailySummariesResponse.freshness:type_name -> ledger.v1.Freshness
-	23, // 23: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	19, // 24: ledger.v1.GetProjectionStatusResponse.partitions:type_name -> ledger.v1.PartitionStatus
-	3,  // 25: ledger.v1.GetProjectionStatusResponse.freshness:type_name -> ledger.v1.Freshness
-	4,  // 26: ledger.v1.WatchAccountResponse.account:type_name -> ledger.v1.Account
-	5,  // 27: ledger.v1.WatchAccountResponse.transaction:type_name -> ledger.v1.Transaction
-	3,  // 28: ledger.v1.WatchAccountResponse.freshness:type_name -> ledger.v1.Freshness
-	7,  // 29: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
-	9,  // 30: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
-	11, // 31: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
-	13, // 32: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
-	15, // 33: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
-	18, // 34: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	21, // 35: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
-	8,  // 36: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
-	10, // 37: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
-	12, // 38: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
-	14, // 39: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
-	17, // 40: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
-	20, // 41: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	22, // 42: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	4,  // 8: ledger.v1.GetAccountsResponse.accounts:type_name -> ledger.v1.Account
+	3,  // 9: ledger.v1.GetAccountsResponse.freshness:type_name -> ledger.v1.Freshness
+	0,  // 10: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
+	4,  // 11: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.Account
+	3,  // 12: ledger.v1.ListAccountsResponse.freshness:type_name -> ledger.v1.Freshness
+	25, // 13: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	25, // 14: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 15: ledger.v1.ListTransactionsRequest.order:type_name -> ledger.v1.SortOrder
+	5,  // 16: ledger.v1.ListTransactionsResponse.transactions:type_name -> ledger.v1.Transaction
+	3,  // 17: ledger.v1.ListTransactionsResponse.freshness:type_name -> ledger.v1.Freshness
+	25, // 18: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
+	3,  // 19: ledger.v1.GetBalanceAtResponse.freshness:type_name -> ledger.v1.Freshness
+	6,  // 20: ledger.v1.GetDailySummariesRequest.first_day:type_name -> ledger.v1.Date
+	6,  // 21: ledger.v1.GetDailySummariesRequest.last_day:type_name -> ledger.v1.Date
+	6,  // 22: ledger.v1.DailySummary.day:type_name -> ledger.v1.Date
+	18, // 23: ledger.v1.GetDailySummariesResponse.summaries:type_name -> ledger.v1.DailySummary
+	3,  // 24: ledger.v1.GetDailySummariesResponse.freshness:type_name -> ledger.v1.Freshness
+	25, // 25: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 26: ledger.v1.GetProjectionStatusResponse.partitions:type_name -> ledger.v1.PartitionStatus
+	3,  // 27: ledger.v1.GetProjectionStatusResponse.freshness:type_name -> ledger.v1.Freshness
+	4,  // 28: ledger.v1.WatchAccountResponse.account:type_name -> ledger.v1.Account
+	5,  // 29: ledger.v1.WatchAccountResponse.transaction:type_name -> ledger.v1.Transaction
+	3,  // 30: ledger.v1.WatchAccountResponse.freshness:type_name -> ledger.v1.Freshness
+	7,  // 31: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
+	9,  // 32: ledger.v1.QueryService.GetAccounts:input_type -> ledger.v1.GetAccountsRequest
+	11, // 33: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	13, // 34: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
+	15, // 35: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
+	17, // 36: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
+	20, // 37: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	23, // 38: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
+	8,  // 39: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
+	10, // 40: ledger.v1.QueryService.GetAccounts:output_type -> ledger.v1.GetAccountsResponse
+	12, // 41: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	14, // 42: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
+	16, // 43: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
+	19, // 44: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
+	22, // 45: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	24, // 46: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_queries_proto_init() }
@@ -1943,14 +2078,14 @@ func file_ledger_v1_queries_proto_init() {
 	if File_ledger_v1_queries_proto != nil {
 		return
 	}
-	file_ledger_v1_queries_proto_msgTypes[16].OneofWrappers = []any{}
+	file_ledger_v1_queries_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_queries_proto_rawDesc), len(file_ledger_v1_queries_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	QueryService_GetAccount_FullMethodName          = "/ledger.v1.QueryService/GetAccount"
+	QueryService_GetAccounts_FullMethodName         = "/ledger.v1.QueryService/GetAccounts"
 	QueryService_ListAccounts_FullMethodName        = "/ledger.v1.QueryService/ListAccounts"
 	QueryService_ListTransactions_FullMethodName    = "/ledger.v1.QueryService/ListTransactions"
 	QueryService_GetBalanceAt_FullMethodName        = "/ledger.v1.QueryService/GetBalanceAt"
@@ -55,6 +56,11 @@ const (
 type QueryServiceClient interface {
 	// Returns one account's current state.
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
+	// Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+	// a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+	// to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+	// `missing` never tells it whether another's account exists.
+	GetAccounts(ctx context.Context, in *GetAccountsRequest, opts ...grpc.CallOption) (*GetAccountsResponse, error)
 	// Lists accounts in ascending `account_id` order, optionally filtered, one page at a time.
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
 	// Lists the balance movements of one account in version (= time) order, one page at a time.
@@ -86,6 +92,16 @@ func (c *queryServiceClient) GetAccount(ctx context.Context, in *GetAccountReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetAccountResponse)
 	err := c.cc.Invoke(ctx, QueryService_GetAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetAccounts(ctx context.Context, in *GetAccountsRequest, opts ...grpc.CallOption) (*GetAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccountsResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetAccounts_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +202,11 @@ type QueryService_WatchAccountClient = grpc.ServerStreamingClient[WatchAccountRe
 type QueryServiceServer interface {
 	// Returns one account's current state.
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
+	// Returns the current state of up to 1,000 accounts in one call (more is INVALID_ARGUMENT, as is
+	// a malformed id). Ids the read model does not hold come back in `missing`. A token restricted
+	// to some accounts gets PERMISSION_DENIED for the whole call if any id is outside them, so that
+	// `missing` never tells it whether another's account exists.
+	GetAccounts(context.Context, *GetAccountsRequest) (*GetAccountsResponse, error)
 	// Lists accounts in ascending `account_id` order, optionally filtered, one page at a time.
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
 	// Lists the balance movements of one account in version (= time) order, one page at a time.
@@ -215,6 +236,9 @@ type UnimplementedQueryServiceServer struct{}
 
 func (UnimplementedQueryServiceServer) GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccount not implemented")
+}
+func (UnimplementedQueryServiceServer) GetAccounts(context.Context, *GetAccountsRequest) (*GetAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccounts not implemented")
 }
 func (UnimplementedQueryServiceServer) ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccounts not implemented")
@@ -269,6 +293,24 @@ func _QueryService_GetAccount_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServiceServer).GetAccount(ctx, req.(*GetAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetAccounts(ctx, req.(*GetAccountsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -384,6 +426,10 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccount",
 			Handler:    _QueryService_GetAccount_Handler,
+		},
+		{
+			MethodName: "GetAccounts",
+			Handler:    _QueryService_GetAccounts_Handler,
 		},
 		{
 			MethodName: "ListAccounts",
