@@ -38,6 +38,9 @@ class Rule:
     # The request field holding the account the call acts on; None: no single account (lists
     # are narrowed to the permitted accounts by the query server itself).
     account_field: str | None
+    # Whether the call reads the whole ledger at once (totals no list can narrow): a token
+    # restricted to some accounts may not make it.
+    whole_ledger: bool = False
 
     def check(self, principal: Principal, request: object) -> None:
         """Raises PermissionDenied when `principal` may not make this call with `request`."""
@@ -45,6 +48,11 @@ class Rule:
             needed = " or ".join(sorted(self.scopes))
             held = " ".join(sorted(principal.scopes)) or "none"
             raise PermissionDenied(f"this call needs the scope {needed}; the token has {held}")
+        if self.whole_ledger and principal.accounts is not None:
+            raise PermissionDenied(
+                "this call reads totals of the whole ledger; the token may only see accounts "
+                f"matching {', '.join(principal.accounts)}: use a token without that restriction"
+            )
         if self.account_field is None or principal.accounts is None:
             return
         account_id = getattr(request, self.account_field, "")
@@ -57,8 +65,8 @@ class Rule:
             )
 
 
-def _rule(*scopes: str, account: str | None = "account_id") -> Rule:
-    return Rule(frozenset(scopes), account)
+def _rule(*scopes: str, account: str | None = "account_id", whole_ledger: bool = False) -> Rule:
+    return Rule(frozenset(scopes), account, whole_ledger)
 
 
 POLICY: dict[str, Rule] = {
@@ -72,6 +80,9 @@ POLICY: dict[str, Rule] = {
     _QUERIES + "ListAccounts": _rule(READ, account=None),
     _QUERIES + "ListTransactions": _rule(READ),
     _QUERIES + "GetBalanceAt": _rule(READ),
+    # Every account's balance at an instant, narrowed to permitted accounts.
+    _QUERIES + "ListBalancesAt": _rule(READ, account=None),
+    _QUERIES + "GetTrialBalance": _rule(READ, account=None, whole_ledger=True),
     # Without an account_id: the summaries of the whole ledger, narrowed to permitted accounts.
     _QUERIES + "GetDailySummaries": _rule(READ),
     _QUERIES + "GetProjectionStatus": _rule(READ, ADMIN, account=None),

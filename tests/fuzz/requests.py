@@ -200,6 +200,14 @@ def _queries(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
         ),
         fields(
             **page,
+            at=Field(_RECENT, timestamps.hostile),
+            account_id_prefix=Field(st.sampled_from(["", "fz-", "fz-eur", "nobody"]), hostile_text),
+        ).map(lambda f: ("ListBalancesAt", _set(q.ListBalancesAtRequest(), **f))),
+        fields(at=Field(_RECENT, timestamps.hostile)).map(
+            lambda f: ("GetTrialBalance", _set(q.GetTrialBalanceRequest(), **f))
+        ),
+        fields(
+            **page,
             account_id=Field(st.one_of(st.just(""), account_ids.valid), hostile_text),
             first_day=dates,
             last_day=dates,
