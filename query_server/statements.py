@@ -123,8 +123,8 @@ BALANCES_AT = {
 _TOTALS = "currency, inflow, outflow, movement_count, opened_count, closed_count"
 _SECOND = "date_trunc('second', $1, 'UTC')"
 TRIAL_BALANCE = f"""
-SELECT currency, sum(inflow), sum(outflow), sum(movement_count), sum(opened_count),
-       sum(closed_count)
+SELECT currency, sum(inflow), sum(outflow), sum(movement_count)::bigint,
+       sum(opened_count)::bigint, sum(closed_count)::bigint
 FROM (
     SELECT {_TOTALS} FROM currency_totals
     WHERE width = 'day' AND period_start < date_trunc('day', $1, 'UTC')
