@@ -36,14 +36,18 @@ TRANSACTION_EVENTS = 20_000
 
 @dataclass(frozen=True)
 class Spread:
-    """Event n (counted over all accounts, each account's history in a row) happens `step_us`
-    microseconds after event n - 1, event 0 at `start_us` (microseconds since the epoch)."""
+    """Events `step_us` microseconds apart from `start_us` (since the epoch), the accounts
+    taking turns: every account's opening (in account order), then every account's first
+    deposit, and so on; `accounts` is how many there are in all."""
 
     start_us: int
     step_us: int
+    accounts: int
 
-    def time_of(self, n: int) -> datetime:
-        return _EPOCH + timedelta(microseconds=self.start_us + n * self.step_us)
+    def time_of(self, account: int, event: int) -> datetime:
+        """When account number `account` has its event number `event` (0: its opening)."""
+        turn = event * self.accounts + account
+        return _EPOCH + timedelta(microseconds=self.start_us + turn * self.step_us)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,10 +76,7 @@ def histories(
     now = datetime.now(UTC)
     for number in range(first_account, first_account + accounts):
         account_id = f"{prefix}{number}"
-        times = (
-            now if spread is None else spread.time_of(number * per_account + i)
-            for i in range(per_account)
-        )
+        times = (now if spread is None else spread.time_of(number, i) for i in range(per_account))
         opened = decide(OpenAccount(new_command_id(), account_id, "USD", "bench"), {}, next(times))
         state: Account = evolve(None, opened[0])
         yield opened[0]

@@ -153,17 +153,16 @@ class ReadModel:
             del records[page.size :]
             next_after = (records[-1][0],)
         rows = []
-        for account_id, currency, opened_at, closed_at, version, balance, moved in records:
+        for record in records:
+            account_id, currency, opened_at, closed_at, updated_at, balance, version = record[:7]
             if opened_at > at:
                 continue
-            closed = closed_at is not None and closed_at <= at
-            if balance is None:
-                balance = Decimal(0)  # opened, nothing moved yet
-            if not closed:
-                # Closing moves no money but is the account's last event: its version is the
-                # account's; before it, the last movement's (1: opened only).
-                version = 1 if moved is None else moved
-            status = "CLOSED" if closed else "OPEN"
+            if updated_at > at:  # changed since: as its last movement at or before `at` left it
+                moved_balance, moved_version = record[7:]
+                balance = Decimal(0) if moved_balance is None else moved_balance
+                version = 1 if moved_version is None else moved_version  # 1: opened only
+            # Closing moves no money but is the last event: a closed account's is `version`.
+            status = "CLOSED" if closed_at is not None and closed_at <= at else "OPEN"
             rows.append(BalanceAtRow(account_id, currency, status, opened_at, balance, version))
         return Page(rows, next_after, _snapshot(tuple(checkpoints), 0))
 

@@ -94,23 +94,25 @@ CHECKPOINT_ROWS = (
     "SELECT partition, last_offset, updated_at FROM checkpoints WHERE topic = $1 ORDER BY partition"
 )
 # A page of accounts as of $3: at most $2 accounts are read (after $1, with the id prefix $4
-# and the permitted accounts' regular expression if any), each with its last movement at or
-# before $3 (an index probe), so a page costs the same whenever `at` is. Accounts opened after
+# and the permitted accounts' regular expression if any), each unchanged since $3 as it is now,
+# each changed since with its last movement at or before $3 (one probe of an index that holds
+# the balance: no table read), so a page costs the same whenever `at` is. Accounts opened after
 # $3 are read but dropped by the caller. The prefix is an index range: in the C collation
 # (devstack's), the ids starting with it are exactly those from it up to it followed by
 # chr(127), which sorts after every character an id may hold.
 BALANCES_AT = {
     (prefixed, within): (
-        "SELECT a.account_id, a.currency, a.opened_at, a.closed_at, a.version, "
-        "m.balance_after, m.version FROM ("
-        "  SELECT account_id, currency, opened_at, closed_at, version FROM accounts"
-        "  WHERE account_id > $1"
+        "SELECT a.account_id, a.currency, a.opened_at, a.closed_at, a.updated_at, a.balance, "
+        "a.version, m.balance_after, m.version FROM ("
+        "  SELECT account_id, currency, opened_at, closed_at, updated_at, balance, version"
+        "  FROM accounts WHERE account_id > $1"
         + (" AND account_id >= $4 AND account_id < $4 || chr(127)" if prefixed else "")
         + (f" AND account_id ~ ${4 + prefixed}" if within else "")
         + "  ORDER BY account_id LIMIT $2"
         ") a LEFT JOIN LATERAL ("
         "  SELECT balance_after, version FROM movements"
-        "  WHERE account_id = a.account_id AND occurred_at <= $3 AND a.opened_at <= $3"
+        "  WHERE a.updated_at > $3 AND a.opened_at <= $3"
+        "    AND account_id = a.account_id AND occurred_at <= $3"
         "  ORDER BY occurred_at DESC, version DESC LIMIT 1"
         ") m ON true ORDER BY a.account_id"
     )
