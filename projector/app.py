@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -187,30 +188,41 @@ def _rebuild_reader(settings: Settings, codec: EventCodec) -> LogReader:
     )
 
 
-async def rebuild(settings: Settings, *, keep_old: bool) -> int:
+@asynccontextmanager
+async def _rebuilding(settings: Settings, schema: str) -> AsyncIterator[tuple[Any, LogReader]]:
+    """A connection to `schema` and a reader of the topic, closed after."""
     codec = await _reading_codec(settings)
-    connection = await _rebuild_connection(settings, SHADOW_SCHEMA)
+    connection = await _rebuild_connection(settings, schema)
     reader = _rebuild_reader(settings, codec)
     try:
-        report = await Rebuild(
-            settings.topic,
-            settings.schema,
-            SHADOW_SCHEMA,
-            bundled(),
-            reader,
-            reader_role=settings.reader_role,
-        ).run(connection, keep_old=keep_old)
-    except (RebuildFailed, VerificationFailed, Contradiction, TimeoutError) as error:
-        log.critical(
-            "rebuild failed, the live read model is untouched (the shadow stays in schema %s "
-            "for inspection): %s",
-            SHADOW_SCHEMA,
-            error,
-        )
-        return EXIT_REBUILD_FAILED
+        yield connection, reader
     finally:
         await asyncio.to_thread(reader.close)
         await connection.close()
+
+
+_REBUILD_FAILURES = (RebuildFailed, VerificationFailed, Contradiction, TimeoutError)
+
+
+async def rebuild(settings: Settings, *, keep_old: bool) -> int:
+    async with _rebuilding(settings, SHADOW_SCHEMA) as (connection, reader):
+        try:
+            report = await Rebuild(
+                settings.topic,
+                settings.schema,
+                SHADOW_SCHEMA,
+                bundled(),
+                reader,
+                reader_role=settings.reader_role,
+            ).run(connection, keep_old=keep_old)
+        except _REBUILD_FAILURES as error:
+            log.critical(
+                "rebuild failed, the live read model is untouched (the shadow stays in schema "
+                "%s for inspection): %s",
+                SHADOW_SCHEMA,
+                error,
+            )
+            return EXIT_REBUILD_FAILED
     log.info(
         "rebuilt %s: %d records, %d accounts, %d caught up at the swap%s",
         settings.schema,
@@ -227,25 +239,20 @@ async def rebuild_until(settings: Settings, until: datetime, schema: str) -> int
     refused = refusal(settings.schema, schema, until)
     if refused is not None:
         raise CannotStart(refused)
-    codec = await _reading_codec(settings)
-    connection = await _rebuild_connection(settings, schema)
-    reader = _rebuild_reader(settings, codec)
-    try:
-        report = await RebuildUntil(
-            settings.topic, schema, until, bundled(), reader, reader_role=settings.reader_role
-        ).run(connection)
-    except (RebuildFailed, VerificationFailed, Contradiction, TimeoutError) as error:
-        log.critical(
-            "rebuild as of %s failed (what was built stays in schema %s for inspection; the "
-            "live read model is untouched): %s",
-            until.isoformat(),
-            schema,
-            error,
-        )
-        return EXIT_REBUILD_FAILED
-    finally:
-        await asyncio.to_thread(reader.close)
-        await connection.close()
+    async with _rebuilding(settings, schema) as (connection, reader):
+        try:
+            report = await RebuildUntil(
+                settings.topic, schema, until, bundled(), reader, reader_role=settings.reader_role
+            ).run(connection)
+        except _REBUILD_FAILURES as error:
+            log.critical(
+                "rebuild as of %s failed (what was built stays in schema %s for inspection; "
+                "the live read model is untouched): %s",
+                until.isoformat(),
+                schema,
+                error,
+            )
+            return EXIT_REBUILD_FAILED
     log.info(
         "built the read model as of %s in schema %s: %d records read, %d events applied, "
         "%d accounts",

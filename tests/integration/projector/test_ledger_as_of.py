@@ -217,6 +217,14 @@ def instants(events: Sequence[Event], rng: random.Random) -> list[datetime]:
     return [times[0] - timedelta(seconds=1), *chosen, times[-1] + timedelta(days=1)]
 
 
+async def _projected(log: EventLog, events: list[Event], db: Any, projector: LedgerService) -> None:
+    """`events` in the log and projected by `projector` into the read model `db` reads."""
+    # Many small transactions, so that the projector's batches split the history anywhere.
+    log.write(events, per_transaction=97)
+    projector.start()
+    await checks.caught_up(db, log.topic, log.last_offsets())
+
+
 async def test_balances_and_trial_balance_at_20_instants_equal_the_fold_of_the_log(
     stack: LocalStack,
     topic: str,
@@ -227,12 +235,7 @@ async def test_balances_and_trial_balance_at_20_instants_equal_the_fold_of_the_l
 ) -> None:
     ledger = Ledger(seed=23)
     events = ledger.generate(accounts=100, commands=1200)
-    log = EventLog(stack, topic, partitions=3)
-    # Many small transactions, so that the projector's batches split the history anywhere.
-    log.write(events, per_transaction=97)
-    projector = projectors()
-    projector.start()
-    await checks.caught_up(db, topic, log.last_offsets())
+    await _projected(EventLog(stack, topic, partitions=3), events, db, projectors())
     query_server = LedgerService.query_server(stack, tmp_path, topic=topic, database_url=database)
     query_server.start()
     try:
@@ -279,10 +282,7 @@ async def test_rebuild_until_builds_the_model_as_of_the_instant_beside_the_live_
     ledger = Ledger(seed=31)
     events = ledger.generate(accounts=100, commands=800)
     log = EventLog(stack, topic, partitions=3)
-    log.write(events, per_transaction=50)
-    projector = projectors()
-    projector.start()
-    await checks.caught_up(db, topic, log.last_offsets())
+    await _projected(log, events, db, projectors())
     crowded = crowded_times(events)
     until = crowded[len(crowded) // 2]
 
