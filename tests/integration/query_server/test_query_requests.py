@@ -72,7 +72,7 @@ pytestmark = pytest.mark.integration
             "page_token",
         ),
         ("GetTrialBalance", pb.GetTrialBalanceRequest(), "at is required"),
-        ("GetTrialBalance", pb.GetTrialBalanceRequest(at=Timestamp(nanos=-1)), "at is not valid"),
+        ("GetTrialBalance", pb.GetTrialBalanceRequest(at=Timestamp(nanos=-1)), "at is not a valid"),
     ],
 )
 async def test_malformed_requests_are_invalid_argument(
