@@ -152,18 +152,18 @@ class ReadModel:
         if len(records) > page.size:
             del records[page.size :]
             next_after = (records[-1][0],)
-        rows = []
-        for record in records:
-            account_id, currency, opened_at, closed_at, updated_at, balance, version = record[:7]
-            if opened_at > at:
-                continue
-            if updated_at > at:  # changed since: as its last movement at or before `at` left it
-                moved_balance, moved_version = record[7:]
-                balance = Decimal(0) if moved_balance is None else moved_balance
-                version = 1 if moved_version is None else moved_version  # 1: opened only
-            # Closing moves no money but is the last event: a closed account's is `version`.
-            status = "CLOSED" if closed_at is not None and closed_at <= at else "OPEN"
-            rows.append(BalanceAtRow(account_id, currency, status, opened_at, balance, version))
+        rows = [
+            BalanceAtRow(
+                account_id,
+                currency,
+                "CLOSED" if closed else "OPEN",
+                opened_at,
+                Decimal(0) if balance is None else balance,  # opened, nothing moved yet
+                version,
+            )
+            for account_id, currency, opened_at, existed, balance, version, closed in records
+            if existed
+        ]
         return Page(rows, next_after, _snapshot(tuple(checkpoints), 0))
 
     async def trial_balance(self, at: datetime) -> tuple[list[CurrencyTotalsRow], Snapshot]:

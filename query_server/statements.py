@@ -97,13 +97,18 @@ CHECKPOINT_ROWS = (
 # and the permitted accounts' regular expression if any), each unchanged since $3 as it is now,
 # each changed since with its last movement at or before $3 (one probe of an index that holds
 # the balance: no table read), so a page costs the same whenever `at` is. Accounts opened after
-# $3 are read but dropped by the caller. The prefix is an index range: in the C collation
-# (devstack's), the ids starting with it are exactly those from it up to it followed by
-# chr(127), which sorts after every character an id may hold.
+# $3 are read (the fourth column is false) but dropped by the caller. The prefix is an index
+# range: in the C collation (devstack's), the ids starting with it are exactly those from it up
+# to it followed by chr(127), which sorts after every character an id may hold.
 BALANCES_AT = {
     (prefixed, within): (
-        "SELECT a.account_id, a.currency, a.opened_at, a.closed_at, a.updated_at, a.balance, "
-        "a.version, m.balance_after, m.version FROM ("
+        "SELECT a.account_id, a.currency, a.opened_at, a.opened_at <= $3, "
+        "  CASE WHEN a.updated_at <= $3 THEN a.balance ELSE m.balance_after END, "
+        # 1: opened, nothing moved yet. A closed account's version is its own: closing moves
+        # no money but is its last event.
+        "  CASE WHEN a.updated_at <= $3 THEN a.version ELSE coalesce(m.version, 1) END, "
+        "  coalesce(a.closed_at <= $3, false) "
+        "FROM ("
         "  SELECT account_id, currency, opened_at, closed_at, updated_at, balance, version"
         "  FROM accounts WHERE account_id > $1"
         + (" AND account_id >= $4 AND account_id < $4 || chr(127)" if prefixed else "")
