@@ -41,6 +41,10 @@ def money(amount: Decimal, currency: str) -> str:
     """
     exponent = currency_exponent(currency)
     sign, digits, places = amount.as_tuple()
+    if places == -exponent and not sign:
+        # As PostgreSQL returns a NUMERIC rounded to the currency's scale: its text is already
+        # the API's (never in exponent notation with places >= -3).
+        return str(amount)
     if not isinstance(places, int):
         raise ValueError(f"amount {amount} is not a finite number")
     coefficient = int("".join(map(str, digits)))
