@@ -31,21 +31,23 @@ CREATE INDEX movements_account_time ON movements (account_id, occurred_at, versi
 CREATE INDEX accounts_opened ON accounts (opened_at);
 CREATE INDEX accounts_closed ON accounts (closed_at) WHERE closed_at IS NOT NULL;
 
--- A read model that already holds movements gets its totals from them.
+-- A read model that already holds movements gets its totals from them, money at the scale of
+-- the currency as the projector writes it (its accounts' balances have that scale).
 INSERT INTO currency_totals (width, period_start, currency, partition, inflow, outflow,
                              movement_count, opened_count, closed_count)
 SELECT w.width, date_trunc(w.width, e.at, 'UTC'), e.currency, e.partition,
-       sum(e.inflow), sum(e.outflow), sum(e.moved), sum(e.opened), sum(e.closed)
+       round(sum(e.inflow), max(e.places)), round(sum(e.outflow), max(e.places)),
+       sum(e.moved), sum(e.opened), sum(e.closed)
 FROM (
     SELECT m.occurred_at AS at, a.currency, m.partition,
            CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN m.amount ELSE 0 END AS inflow,
            CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN 0 ELSE m.amount END AS outflow,
-           1 AS moved, 0 AS opened, 0 AS closed
+           1 AS moved, 0 AS opened, 0 AS closed, scale(a.balance) AS places
     FROM movements m JOIN accounts a USING (account_id)
     UNION ALL
-    SELECT opened_at, currency, partition, 0, 0, 0, 1, 0 FROM accounts
+    SELECT opened_at, currency, partition, 0, 0, 0, 1, 0, scale(balance) FROM accounts
     UNION ALL
-    SELECT closed_at, currency, partition, 0, 0, 0, 0, 1 FROM accounts
+    SELECT closed_at, currency, partition, 0, 0, 0, 0, 1, scale(balance) FROM accounts
     WHERE closed_at IS NOT NULL
 ) e
 CROSS JOIN (VALUES ('day'), ('minute'), ('second')) AS w (width)
