@@ -98,8 +98,10 @@ CHECKPOINT_ROWS = (
 # each changed since with its last movement at or before $3 (one probe of an index that holds
 # the balance: no table read), so a page costs the same whenever `at` is. Accounts opened after
 # $3 are read (the fourth column is false) but dropped by the caller. The prefix is an index
-# range: in the C collation (devstack's), the ids starting with it are exactly those from it up
-# to it followed by chr(127), which sorts after every character an id may hold.
+# range: in the C collation (devstack's, and the README's for the read model's database), the
+# ids starting with it are exactly those from it up to it followed by chr(127), which sorts
+# after every character an id may hold. `starts_with` keeps any other collation from listing
+# an account the prefix does not name (it may then miss some: DEL is ignorable in many).
 BALANCES_AT = {
     (prefixed, within): (
         "SELECT a.account_id, a.currency, a.opened_at, a.opened_at <= $3, "
@@ -111,7 +113,11 @@ BALANCES_AT = {
         "FROM ("
         "  SELECT account_id, currency, opened_at, closed_at, updated_at, balance, version"
         "  FROM accounts WHERE account_id > $1"
-        + (" AND account_id >= $4 AND account_id < $4 || chr(127)" if prefixed else "")
+        + (
+            " AND account_id >= $4 AND account_id < $4 || chr(127) AND starts_with(account_id, $4)"
+            if prefixed
+            else ""
+        )
         + (f" AND account_id ~ ${4 + prefixed}" if within else "")
         + "  ORDER BY account_id LIMIT $2"
         ") a LEFT JOIN LATERAL ("
