@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -35,6 +35,25 @@ TRANSACTION_EVENTS = 20_000
 
 
 @dataclass(frozen=True)
+class Spread:
+    """Events `step_us` microseconds apart from `start_us` (since the epoch), the accounts
+    taking turns: every account's opening (in account order), then every account's first
+    deposit, and so on; `accounts` is how many there are in all."""
+
+    start_us: int
+    step_us: int
+    accounts: int
+
+    def time_of(self, account: int, event: int) -> datetime:
+        """When account number `account` has its event number `event` (0: its opening)."""
+        turn = event * self.accounts + account
+        return _EPOCH + timedelta(microseconds=self.start_us + turn * self.step_us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
 class Loaded:
     events: int
     accounts: int
@@ -46,18 +65,24 @@ class Loaded:
 
 
 def histories(
-    first_account: int, accounts: int, per_account: int, prefix: str = "restart-"
+    first_account: int,
+    accounts: int,
+    per_account: int,
+    prefix: str = "restart-",
+    spread: Spread | None = None,
 ) -> Iterator[Event]:
-    """Each account: opened, then `per_account - 1` deposits, all decided by the domain."""
+    """Each account: opened, then `per_account - 1` deposits, all decided by the domain; all
+    now, or at the times `spread` gives."""
     now = datetime.now(UTC)
     for number in range(first_account, first_account + accounts):
         account_id = f"{prefix}{number}"
-        opened = decide(OpenAccount(new_command_id(), account_id, "USD", "bench"), {}, now)
+        times = (now if spread is None else spread.time_of(number, i) for i in range(per_account))
+        opened = decide(OpenAccount(new_command_id(), account_id, "USD", "bench"), {}, next(times))
         state: Account = evolve(None, opened[0])
         yield opened[0]
-        for _ in range(1, per_account):
+        for at in times:
             deposit = Deposit(new_command_id(), account_id, "1.00")
-            (event,) = decide(deposit, {account_id: state}, now)
+            (event,) = decide(deposit, {account_id: state}, at)
             state = evolve(state, event)
             yield event
 
@@ -72,6 +97,7 @@ def load(
     per_account: int = EVENTS_PER_ACCOUNT,
     prefix: str = "restart-",
     partitions: int = 6,
+    spread: Spread | None = None,
 ) -> Loaded:
     """Append `accounts` valid histories of `per_account` events to `topic` (created with the
     command server's own settings if missing); accounts are named `<prefix><number>`."""
@@ -97,7 +123,7 @@ def load(
     count = 0
     in_transaction = 0
     producer.begin_transaction()
-    for event in histories(first_account, accounts, per_account, prefix):
+    for event in histories(first_account, accounts, per_account, prefix, spread):
         key = event.account_id.encode()
         value = codec.encode(event)
         partition = partition_of(event.account_id, partitions)
@@ -125,8 +151,8 @@ def _commit(producer: Producer) -> None:
         raise RuntimeError(f"loading events failed: {exc.args[0].str()}") from exc
 
 
-def _load_chunk(args: tuple[str, str, str, int, int, int, str]) -> Loaded:
-    bootstrap, registry_url, topic, first, accounts, per_account, prefix = args
+def _load_chunk(args: tuple[str, str, str, int, int, int, str, Spread | None]) -> Loaded:
+    bootstrap, registry_url, topic, first, accounts, per_account, prefix, spread = args
     return load(
         bootstrap,
         registry_url,
@@ -135,6 +161,7 @@ def _load_chunk(args: tuple[str, str, str, int, int, int, str]) -> Loaded:
         accounts=accounts,
         per_account=per_account,
         prefix=prefix,
+        spread=spread,
     )
 
 
@@ -148,6 +175,7 @@ def load_in_processes(
     per_account: int = EVENTS_PER_ACCOUNT,
     prefix: str = "restart-",
     processes: int = 2,
+    spread: Spread | None = None,
 ) -> Loaded:
     """`load` split over `processes` processes by account (deciding and encoding cost a core
     each; one process would load a million events at half the speed)."""
@@ -165,6 +193,7 @@ def load_in_processes(
             min(per_process, accounts - start),
             per_account,
             prefix,
+            spread,
         )
         for start in range(0, accounts, per_process)
     ]

@@ -1,6 +1,7 @@
 """The projector's composition root: settings, PostgreSQL, Kafka and the registry wired together.
 
-`run` projects until SIGTERM; `rebuild` rebuilds the read model from offset 0 and swaps it in.
+`run` projects until SIGTERM; `rebuild` rebuilds the read model from offset 0 and swaps it in,
+or (`--until`) builds it as of an instant into a schema of its own.
 Both are started by `python -m projector` (cli.py), which with LEDGER_PROJECTOR_WORKERS > 1
 supervises that many workers instead (supervisor.py), each of which runs `run`. Exit codes
 (exit_codes.py): 0 done, 1 failed (a supervised worker kept failing, or the consumer failed),
@@ -13,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, NoReturn
 
 import asyncpg
@@ -36,14 +39,13 @@ from projector.live import LiveProjector
 from projector.log_reader import LogReader
 from projector.migrations import bundled, migrate
 from projector.projection import Contradiction
-from projector.rebuild import Rebuild, RebuildFailed
+from projector.rebuild import SHADOW_SCHEMA, Rebuild, RebuildFailed
+from projector.rebuild_until import RebuildUntil, refusal
 from projector.retrying import Stopped, retrying
 from projector.settings import Settings
 from projector.verification import VerificationFailed
 
 log = logging.getLogger("projector")
-
-SHADOW_SCHEMA = "ledger_rebuild"
 
 
 def _server_settings(schema: str, application: str) -> dict[str, str]:
@@ -160,19 +162,21 @@ async def run(settings: Settings, parent_pipe: int | None = None) -> int:
         await pool.close()
 
 
-async def rebuild(settings: Settings, *, keep_old: bool) -> int:
-    codec = await _reading_codec(settings)
+async def _rebuild_connection(settings: Settings, schema: str) -> Any:
     try:
-        connection = await asyncpg.connect(
+        return await asyncpg.connect(
             **settings.database.connect_args(),
-            server_settings=_server_settings(SHADOW_SCHEMA, "ledger-projector-rebuild"),
+            server_settings=_server_settings(schema, "ledger-projector-rebuild"),
         )
     except (OSError, asyncpg.PostgresError) as error:
         raise CannotStart(
             f"connecting to PostgreSQL at {settings.database.display_url}: "
             f"{settings.database.scrub(str(error))}"
         ) from None
-    reader = LogReader(
+
+
+def _rebuild_reader(settings: Settings, codec: EventCodec) -> LogReader:
+    return LogReader(
         consumer_config(
             settings.kafka_bootstrap,
             f"{settings.group_id}-rebuild",
@@ -182,26 +186,43 @@ async def rebuild(settings: Settings, *, keep_old: bool) -> int:
         codec,
         settings.batch_max_events,
     )
+
+
+@asynccontextmanager
+async def _rebuilding(settings: Settings, schema: str) -> AsyncIterator[tuple[Any, LogReader]]:
+    """A connection to `schema` and a reader of the topic, closed after."""
+    codec = await _reading_codec(settings)
+    connection = await _rebuild_connection(settings, schema)
+    reader = _rebuild_reader(settings, codec)
     try:
-        report = await Rebuild(
-            settings.topic,
-            settings.schema,
-            SHADOW_SCHEMA,
-            bundled(),
-            reader,
-            reader_role=settings.reader_role,
-        ).run(connection, keep_old=keep_old)
-    except (RebuildFailed, VerificationFailed, Contradiction, TimeoutError) as error:
-        log.critical(
-            "rebuild failed, the live read model is untouched (the shadow stays in schema %s "
-            "for inspection): %s",
-            SHADOW_SCHEMA,
-            error,
-        )
-        return EXIT_REBUILD_FAILED
+        yield connection, reader
     finally:
         await asyncio.to_thread(reader.close)
         await connection.close()
+
+
+_REBUILD_FAILURES = (RebuildFailed, VerificationFailed, Contradiction, TimeoutError)
+
+
+async def rebuild(settings: Settings, *, keep_old: bool) -> int:
+    async with _rebuilding(settings, SHADOW_SCHEMA) as (connection, reader):
+        try:
+            report = await Rebuild(
+                settings.topic,
+                settings.schema,
+                SHADOW_SCHEMA,
+                bundled(),
+                reader,
+                reader_role=settings.reader_role,
+            ).run(connection, keep_old=keep_old)
+        except _REBUILD_FAILURES as error:
+            log.critical(
+                "rebuild failed, the live read model is untouched (the shadow stays in schema "
+                "%s for inspection): %s",
+                SHADOW_SCHEMA,
+                error,
+            )
+            return EXIT_REBUILD_FAILED
     log.info(
         "rebuilt %s: %d records, %d accounts, %d caught up at the swap%s",
         settings.schema,
@@ -213,6 +234,37 @@ async def rebuild(settings: Settings, *, keep_old: bool) -> int:
     return 0
 
 
+async def rebuild_until(settings: Settings, until: datetime, schema: str) -> int:
+    """The read model as of `until` in `schema` (rebuild_until.py); never swapped in."""
+    refused = refusal(settings.schema, schema, until)
+    if refused is not None:
+        raise CannotStart(refused)
+    async with _rebuilding(settings, schema) as (connection, reader):
+        try:
+            report = await RebuildUntil(
+                settings.topic, schema, until, bundled(), reader, reader_role=settings.reader_role
+            ).run(connection)
+        except _REBUILD_FAILURES as error:
+            log.critical(
+                "rebuild as of %s failed (what was built stays in schema %s for inspection; "
+                "the live read model is untouched): %s",
+                until.isoformat(),
+                schema,
+                error,
+            )
+            return EXIT_REBUILD_FAILED
+    log.info(
+        "built the read model as of %s in schema %s: %d records read, %d events applied, "
+        "%d accounts",
+        until.isoformat(),
+        schema,
+        report.records,
+        report.events,
+        report.accounts,
+    )
+    return 0
+
+
 def run_and_exit(settings: Settings, parent_pipe: int | None = None) -> NoReturn:
     """`run`, then exit with its code (cli.py; a supervised worker passes its pipe)."""
     _exit_with(run(settings, parent_pipe))
@@ -220,6 +272,10 @@ def run_and_exit(settings: Settings, parent_pipe: int | None = None) -> NoReturn
 
 def rebuild_and_exit(settings: Settings, *, keep_old: bool) -> NoReturn:
     _exit_with(rebuild(settings, keep_old=keep_old))
+
+
+def rebuild_until_and_exit(settings: Settings, until: datetime, schema: str) -> NoReturn:
+    _exit_with(rebuild_until(settings, until, schema))
 
 
 def _exit_with(command: Coroutine[Any, Any, int]) -> NoReturn:

@@ -163,7 +163,38 @@ ON CONFLICT (account_id, day) DO UPDATE SET
     closing_balance = EXCLUDED.closing_balance
 """,
 )
-_ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS)
+# Each second's totals, and the minute's and the day's they roll up into (projection.py keeps
+# seconds only: one dictionary entry per event is what the catch-up's hot loop can afford).
+_PERIODS = _Rows(
+    "periods",
+    (
+        ("width", "text"),
+        ("period_s", "bigint"),
+        ("currency", "text"),
+        ("partition", "integer"),
+        ("inflow", "bigint"),
+        ("outflow", "bigint"),
+        ("exponent", "integer"),
+        ("movement_count", "bigint"),
+        ("opened_count", "bigint"),
+        ("closed_count", "bigint"),
+    ),
+    f"""
+INSERT INTO currency_totals AS t (width, period_start, currency, partition, inflow, outflow,
+                                  movement_count, opened_count, closed_count)
+SELECT width, to_timestamp(period_s), currency, partition, {_major("inflow")},
+       {_major("outflow")}, movement_count, opened_count, closed_count
+FROM {{rows}}
+ON CONFLICT (width, period_start, currency, partition) DO UPDATE SET
+    inflow = t.inflow + EXCLUDED.inflow,
+    outflow = t.outflow + EXCLUDED.outflow,
+    movement_count = t.movement_count + EXCLUDED.movement_count,
+    opened_count = t.opened_count + EXCLUDED.opened_count,
+    closed_count = t.closed_count + EXCLUDED.closed_count
+""",
+)
+_WIDTHS = (("second", 1), ("minute", 60), ("day", 86_400))
+_ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS, _PERIODS)
 _RECORD_DEAD_LETTERS = """
 INSERT INTO dead_letters (topic, partition, "offset", error, recorded_at)
 SELECT $1, partition, "offset", error, now()
@@ -228,7 +259,12 @@ async def write(
 ) -> None:
     """Write `projection`'s rows and move the checkpoints of the (locked) partitions to
     `advanced`, announced on commit."""
-    batches = (projection.movements, _account_rows(projection), _day_rows(projection))
+    batches = (
+        projection.movements,
+        _account_rows(projection),
+        _day_rows(projection),
+        _period_rows(projection),
+    )
     partitions = sorted(advanced)
     checkpoints = (topic, partitions, [advanced[p] for p in partitions])
     if sum(len(batch) for batch in batches) <= INLINE_MAX_ROWS:
@@ -302,4 +338,27 @@ def _day_rows(projection: Projection) -> list[tuple[Any, ...]]:
             totals.closing_balance,
         )
         for (account_id, day), totals in projection.days.items()
+    ]
+
+
+def _period_rows(projection: Projection) -> list[tuple[Any, ...]]:
+    """The batch's totals per (width, period, currency, partition), in key order: the same
+    order in every batch, so that two transactions never wait for each other's rows in turn."""
+    rolled: dict[tuple[str, int, str, int], list[int]] = {}
+    for (partition, currency, second), totals in projection.seconds.items():
+        for width, seconds in _WIDTHS:
+            key = (width, second - second % seconds, currency, partition)
+            sums = rolled.get(key)
+            if sums is None:
+                sums = rolled[key] = [0, 0, 0, 0, 0]
+            sums[0] += totals.inflow
+            sums[1] += totals.outflow
+            sums[2] += totals.movement_count
+            sums[3] += totals.opened_count
+            sums[4] += totals.closed_count
+    return [
+        (width, start, currency, partition, inflow, outflow, currency_exponent(currency), *counts)
+        for (width, start, currency, partition), (inflow, outflow, *counts) in sorted(
+            rolled.items()
+        )
     ]

@@ -1,4 +1,5 @@
-"""`python -m projector [run|rebuild]`: the command line, the settings, and which process to be.
+"""`python -m projector [run|rebuild [--until T --schema NAME]]`: the command line, the
+settings, and which process to be.
 
 Kept apart from the composition root (app.py), which imports the Kafka, PostgreSQL and registry
 clients: with LEDGER_PROJECTOR_WORKERS > 1 this process only supervises (supervisor.py), and
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from ledger.telemetry.logs import configure_logging
 from projector.exit_codes import EXIT_CANNOT_START
@@ -33,8 +35,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     rebuild_parser.add_argument(
         "--keep-old", action="store_true", help="keep the replaced schema as ledger_old_<stamp>"
     )
+    rebuild_parser.add_argument(
+        "--until",
+        type=timestamp,
+        metavar="TIMESTAMP",
+        help="instead, build the read model as of this instant (ISO 8601 with a time zone, "
+        "e.g. 2026-01-31T23:59:59.999Z) into the schema --schema names, verify it and leave it "
+        "there; the live read model is untouched",
+    )
+    rebuild_parser.add_argument(
+        "--schema", help="with --until: the schema to build into (lower-case letters, digits, _)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "rebuild" and (args.until is None) != (args.schema is None):
+        parser.error("rebuild: --until and --schema go together")
+    if args.command == "rebuild" and args.until is not None and args.keep_old:
+        parser.error("rebuild: --keep-old swaps nothing with --until")
     settings = settings_or_exit()
+    if args.command == "rebuild" and args.until is not None:
+        from projector.app import rebuild_until_and_exit
+
+        rebuild_until_and_exit(settings, args.until, args.schema)
     if args.command == "rebuild":
         from projector.app import rebuild_and_exit
 
@@ -46,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from projector.app import run_and_exit
 
     run_and_exit(settings)
+
+
+def timestamp(text: str) -> datetime:
+    """An ISO 8601 instant with its time zone (argparse reports the ValueError)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("no time zone")
+    return moment
 
 
 def settings_or_exit() -> Settings:

@@ -19,6 +19,7 @@ from ledger.domain.decider import InconsistentEvent, evolve
 from ledger.domain.money import currency_exponent
 from ledger.events.records import (
     AccountClosed,
+    AccountOpened,
     Event,
     MoneyDeposited,
     MoneyWithdrawn,
@@ -116,6 +117,22 @@ class DayTotals:
 
 
 @dataclass(slots=True)
+class PeriodTotals:
+    """One currency's changes within one second of one partition, within a batch: money in
+    and out in minor units, movements, accounts opened and closed (for `currency_totals`)."""
+
+    inflow: int = 0
+    outflow: int = 0
+    movement_count: int = 0
+    opened_count: int = 0
+    closed_count: int = 0
+
+
+PeriodKey: TypeAlias = tuple[int, str, int]
+"""(partition, currency, UTC second since the epoch)."""
+
+
+@dataclass(slots=True)
 class Projection:
     """The rows one batch writes: final state of each account it touched, its new movements,
     and its contribution to each (account, day) summary.
@@ -128,6 +145,8 @@ class Projection:
     accounts: dict[str, StoredAccount] = field(default_factory=dict)
     movements: list[tuple[Any, ...]] = field(default_factory=list)
     days: dict[tuple[str, date], DayTotals] = field(default_factory=dict)
+    seconds: dict[PeriodKey, PeriodTotals] = field(default_factory=dict)
+    """Rolled up into minutes and days when written (batch_writes.py)."""
 
 
 def to_minor(major: Decimal, currency: str) -> int:
@@ -151,10 +170,11 @@ def project(
     projection = Projection()
     tracked: dict[str, _Tracked] = {}
     days = projection.days
+    seconds = projection.seconds
     add_movement = projection.movements.append
     # Events of one transaction share their time (the decoder makes one datetime per instant).
     last_time = None
-    micros = 0
+    micros = second = 0
     day = _EPOCH.date()
     # Runs once per event of a catch-up: everything is inline, and a StoredAccount is only
     # built per account at the end, not per event.
@@ -188,6 +208,9 @@ def project(
         if movement is None:
             if isinstance(event, AccountClosed):
                 state.closed_at = event.occurred_at
+                _period(seconds, record.partition, account.currency, event).closed_count += 1
+            elif isinstance(event, AccountOpened):
+                _period(seconds, record.partition, account.currency, event).opened_count += 1
             continue
         kind, inflow, is_transfer = movement
         moved: _Movement = event  # type: ignore[assignment]
@@ -200,6 +223,7 @@ def project(
         if occurred_at is not last_time:
             last_time = occurred_at
             micros = (occurred_at - _EPOCH) // _MICROSECOND
+            second = micros // 1_000_000
             day = occurred_at.date()
         if is_transfer:
             transfer: TransferDebited | TransferCredited = event  # type: ignore[assignment]
@@ -228,14 +252,31 @@ def project(
         totals = days.get(key)
         if totals is None:
             totals = days[key] = DayTotals(account.currency)
+        period_key = (record.partition, account.currency, second)
+        period = seconds.get(period_key)
+        if period is None:
+            period = seconds[period_key] = PeriodTotals()
         if inflow:
             totals.inflow += amount
+            period.inflow += amount
         else:
             totals.outflow += amount
+            period.outflow += amount
         totals.movement_count += 1
+        period.movement_count += 1
         totals.closing_balance = balance
     projection.accounts = {account_id: state.final() for account_id, state in tracked.items()}
     return projection
+
+
+def _period(
+    seconds: dict[PeriodKey, PeriodTotals], partition: int, currency: str, event: Event
+) -> PeriodTotals:
+    key = (partition, currency, (event.occurred_at - _EPOCH) // timedelta(seconds=1))
+    totals = seconds.get(key)
+    if totals is None:
+        totals = seconds[key] = PeriodTotals()
+    return totals
 
 
 class _Tracked:

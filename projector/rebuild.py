@@ -29,6 +29,9 @@ from projector.verification import Fold, verify
 
 log = logging.getLogger(__name__)
 
+SHADOW_SCHEMA = "ledger_rebuild"
+"""Where a rebuild builds the model it swaps in."""
+
 REBUILD_LOCK = 7_132_498_312
 """Session advisory lock held for a whole rebuild: two rebuilds must not share a shadow."""
 

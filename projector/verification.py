@@ -2,8 +2,8 @@
 
 The fold keeps every account in memory and evolves it with the domain's `evolve`, event after
 event, never going through the database; the read model was built batch by batch through
-PostgreSQL. Where they disagree (balance, version, status, number of movements), the read model
-is wrong.
+PostgreSQL. Where they disagree (balance, version, status, number of movements; per currency,
+the totals of `currency_totals` at each of its widths), the read model is wrong.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
 from ledger.events.records import (
+    AccountClosed,
+    AccountOpened,
     Event,
     MoneyDeposited,
     MoneyWithdrawn,
@@ -25,6 +27,8 @@ from ledger.events.records import (
 from projector.projection import to_minor
 
 _MOVEMENT_TYPES = (MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited)
+_INFLOWS = (MoneyDeposited, TransferCredited)
+_WIDTHS = ("day", "minute", "second")
 _SHOWN_MISMATCHES = 10
 
 
@@ -46,12 +50,22 @@ class AccountSummary:
 class Fold:
     accounts: dict[str, Account] = field(default_factory=dict)
     movements: Counter[str] = field(default_factory=Counter)
+    totals: dict[str, list[int]] = field(default_factory=dict)
+    """Per currency: money in and out (minor units), movements, accounts opened, closed."""
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
-            self.accounts[event.account_id] = evolve(self.accounts.get(event.account_id), event)
+            account = evolve(self.accounts.get(event.account_id), event)
+            self.accounts[event.account_id] = account
+            totals = self.totals.setdefault(account.currency, [0, 0, 0, 0, 0])
             if isinstance(event, _MOVEMENT_TYPES):
                 self.movements[event.account_id] += 1
+                totals[0 if isinstance(event, _INFLOWS) else 1] += event.amount
+                totals[2] += 1
+            elif isinstance(event, AccountOpened):
+                totals[3] += 1
+            elif isinstance(event, AccountClosed):
+                totals[4] += 1
 
     def summaries(self) -> dict[str, AccountSummary]:
         return {
@@ -105,15 +119,42 @@ def differences(
     return found
 
 
+async def totals_differences(connection: Any, fold: Fold) -> list[str]:
+    """How the read model's `currency_totals`, summed at each width, differ from the fold's."""
+    rows = await connection.fetch(
+        "SELECT width, currency, sum(inflow) AS inflow, sum(outflow) AS outflow,"
+        " sum(movement_count) AS moved, sum(opened_count) AS opened,"
+        " sum(closed_count) AS closed FROM currency_totals GROUP BY width, currency"
+    )
+    found: dict[str, dict[str, list[int]]] = {width: {} for width in _WIDTHS}
+    for row in rows:
+        currency = row["currency"]
+        found[row["width"]][currency] = [
+            to_minor(row["inflow"], currency),
+            to_minor(row["outflow"], currency),
+            int(row["moved"]),
+            int(row["opened"]),
+            int(row["closed"]),
+        ]
+    return [
+        f"{width} totals of {currency}: log says {fold.totals.get(currency)} (in, out, "
+        f"movements, opened, closed), read model has {by_currency.get(currency)}"
+        for width, by_currency in found.items()
+        for currency in sorted(by_currency.keys() | fold.totals.keys())
+        if by_currency.get(currency) != fold.totals.get(currency)
+    ]
+
+
 async def verify(connection: Any, fold: Fold) -> int:
     """Raise VerificationFailed unless the read model matches `fold`; return the account count."""
     expected = fold.summaries()
     problems = differences(expected, await read_model_summaries(connection))
+    problems += await totals_differences(connection, fold)
     if problems:
         shown = "; ".join(problems[:_SHOWN_MISMATCHES])
         more = len(problems) - _SHOWN_MISMATCHES
         raise VerificationFailed(
-            f"{len(problems)} accounts differ from the log: {shown}"
+            f"{len(problems)} accounts or totals differ from the log: {shown}"
             + (f"; and {more} more" if more > 0 else "")
         )
     return len(expected)

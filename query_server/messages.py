@@ -13,8 +13,10 @@ from ledger.domain.money import currency_exponent, format_amount
 from ledger.v1 import queries_pb2 as pb
 from query_server.rows import (
     AccountRow,
+    BalanceAtRow,
     BalanceRow,
     CheckpointRow,
+    CurrencyTotalsRow,
     MovementRow,
     Snapshot,
     SummaryRow,
@@ -39,6 +41,10 @@ def money(amount: Decimal, currency: str) -> str:
     """
     exponent = currency_exponent(currency)
     sign, digits, places = amount.as_tuple()
+    if places == -exponent and not sign:
+        # As PostgreSQL returns a NUMERIC rounded to the currency's scale: its text is already
+        # the API's (never in exponent notation with places >= -3).
+        return str(amount)
     if not isinstance(places, int):
         raise ValueError(f"amount {amount} is not a finite number")
     coefficient = int("".join(map(str, digits)))
@@ -116,6 +122,30 @@ def balance(row: BalanceRow, snapshot: Snapshot) -> pb.GetBalanceAtResponse:
         balance=money(row.balance, row.currency),
         version=row.version,
         freshness=freshness(snapshot),
+    )
+
+
+def balance_at(row: BalanceAtRow) -> pb.BalanceAt:
+    return pb.BalanceAt(
+        account_id=row.account_id,
+        currency=row.currency,
+        balance=money(row.balance, row.currency),
+        version=row.version,
+        status=_STATUS[row.status],
+        opened_at=timestamp(row.opened_at),
+    )
+
+
+def currency_totals(row: CurrencyTotalsRow) -> pb.CurrencyTotals:
+    return pb.CurrencyTotals(
+        currency=row.currency,
+        account_count=row.account_count,
+        closed_account_count=row.closed_account_count,
+        # Every balance starts at zero, so their sum is all that came in less all that went out.
+        total_balance=money(row.money_in - row.money_out, row.currency),
+        money_in=money(row.money_in, row.currency),
+        money_out=money(row.money_out, row.currency),
+        movement_count=row.movement_count,
     )
 
 

@@ -79,3 +79,4 @@ ACCOUNTS = PageTokens("ListAccounts", (str,))
 TRANSACTIONS = PageTokens("ListTransactions", (int,))
 # Day as a proleptic Gregorian ordinal, then account id.
 DAILY_SUMMARIES = PageTokens("GetDailySummaries", (int, str))
+BALANCES_AT = PageTokens("ListBalancesAt", (str,))

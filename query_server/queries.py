@@ -24,15 +24,22 @@ from query_server.page_tokens import Key
 from query_server.rows import (
     AccountChanges,
     AccountRow,
+    BalanceAtRow,
     BalanceRow,
     CheckpointRow,
+    CurrencyTotalsRow,
     MovementRow,
     Movements,
     Page,
     Snapshot,
     SummaryRow,
 )
-from query_server.validation import AccountsQuery, SummariesQuery, TransactionsQuery
+from query_server.validation import (
+    AccountsQuery,
+    BalancesQuery,
+    SummariesQuery,
+    TransactionsQuery,
+)
 
 _T = TypeVar("_T")
 
@@ -129,6 +136,56 @@ class ReadModel:
         if closed_at is not None and closed_at <= at:
             version = account_version  # closing moves no money but is the last event
         return BalanceRow(account_id, currency, balance, version), _snapshot(values, 6)
+
+    async def balances_at(
+        self, query: BalancesQuery, within: str | None = None
+    ) -> Page[BalanceAtRow]:
+        """A page of the accounts that existed at `query.at`, as they were then; only those
+        whose id matches `within` (a regular expression) when given.
+
+        Reads at most `page.size` accounts (statements.BALANCES_AT): those opened after `at`
+        leave the page short, and the next one continues after the last account read.
+        """
+        at, page = query.at, query.page
+        filters = [value for value in (query.prefix, within) if value is not None]
+        sql = statements.BALANCES_AT[(query.prefix is not None, within is not None)]
+        after = "" if page.after is None else page.after[0]
+        with translated:
+            async with (
+                self._pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                records = await connection.fetch(sql, after, page.size + 1, at, *filters)
+                checkpoints = await connection.fetchrow(statements.CHECKPOINTS, self._topic)
+        next_after: Key | None = None
+        if len(records) > page.size:
+            del records[page.size :]
+            next_after = (records[-1][0],)
+        rows = [
+            BalanceAtRow(
+                account_id,
+                currency,
+                "CLOSED" if closed else "OPEN",
+                opened_at,
+                Decimal(0) if balance is None else balance,  # opened, nothing moved yet
+                version,
+            )
+            for account_id, currency, opened_at, existed, balance, version, closed in records
+            if existed
+        ]
+        return Page(rows, next_after, _snapshot(tuple(checkpoints), 0))
+
+    async def trial_balance(self, at: datetime) -> tuple[list[CurrencyTotalsRow], Snapshot]:
+        """Per currency, the ledger's totals up to `at` inclusive (statements.TRIAL_BALANCE)."""
+        with translated:
+            async with (
+                self._pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                records = await connection.fetch(statements.TRIAL_BALANCE, at)
+                checkpoints = await connection.fetchrow(statements.CHECKPOINTS, self._topic)
+        rows = [CurrencyTotalsRow(*record) for record in records]
+        return rows, _snapshot(tuple(checkpoints), 0)
 
     async def accounts(self, query: AccountsQuery, within: str | None = None) -> Page[AccountRow]:
         """A page of accounts; only those whose id matches `within` (a regular expression: the

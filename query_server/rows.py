@@ -59,6 +59,28 @@ class BalanceRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceAtRow:
+    """One account as it was at an instant: its status then, and its balance and version."""
+
+    account_id: str
+    currency: str
+    status: str
+    opened_at: datetime
+    balance: Decimal
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyTotalsRow:
+    currency: str
+    money_in: Decimal
+    money_out: Decimal
+    movement_count: int
+    account_count: int
+    closed_account_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class SummaryRow:
     account_id: str
     day: date

@@ -168,6 +168,31 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         return messages.balance(row, snapshot)
 
     @_unary
+    async def ListBalancesAt(
+        self, request: pb.ListBalancesAtRequest, context: _Context
+    ) -> pb.ListBalancesAtResponse:
+        query = validation.balances_at(request)
+        token, side = await self._ready(request, context)
+        page = await side.read_model.balances_at(query, permitted_accounts_regex())
+        return pb.ListBalancesAtResponse(
+            balances=[messages.balance_at(row) for row in page.rows],
+            **_page_fields(token, query.page, page),
+        )
+
+    @_unary
+    async def GetTrialBalance(
+        self, request: pb.GetTrialBalanceRequest, context: _Context
+    ) -> pb.GetTrialBalanceResponse:
+        # Tokens restricted to some accounts are refused by the policy (ledger/auth/policy.py).
+        at = validation.instant(request, "the trial balance")
+        token, side = await self._ready(request, context)
+        rows, snapshot = await side.read_model.trial_balance(at)
+        return pb.GetTrialBalanceResponse(
+            currencies=[messages.currency_totals(row) for row in rows],
+            freshness=_fresh(token, snapshot),
+        )
+
+    @_unary
     async def GetDailySummaries(
         self, request: pb.GetDailySummariesRequest, context: _Context
     ) -> pb.GetDailySummariesResponse:

@@ -93,3 +93,72 @@ SUMMARIES_OF_ACCOUNT = (
 CHECKPOINT_ROWS = (
     "SELECT partition, last_offset, updated_at FROM checkpoints WHERE topic = $1 ORDER BY partition"
 )
+# A page of accounts as of $3: at most $2 accounts are read (after $1, with the id prefix $4
+# and the permitted accounts' regular expression if any), each unchanged since $3 as it is now,
+# each changed since with its last movement at or before $3 (one probe of an index that holds
+# the balance: no table read), so a page costs the same whenever `at` is. Accounts opened after
+# $3 are read (the fourth column is false) but dropped by the caller. The prefix is an index
+# range: in the C collation (devstack's, and the README's for the read model's database), the
+# ids starting with it are exactly those from it up to it followed by chr(127), which sorts
+# after every character an id may hold. `starts_with` keeps any other collation from listing
+# an account the prefix does not name (it may then miss some: DEL is ignorable in many).
+BALANCES_AT = {
+    (prefixed, within): (
+        "SELECT a.account_id, a.currency, a.opened_at, a.opened_at <= $3, "
+        "  CASE WHEN a.updated_at <= $3 THEN a.balance ELSE m.balance_after END, "
+        # 1: opened, nothing moved yet. A closed account's version is its own: closing moves
+        # no money but is its last event.
+        "  CASE WHEN a.updated_at <= $3 THEN a.version ELSE coalesce(m.version, 1) END, "
+        "  coalesce(a.closed_at <= $3, false) "
+        "FROM ("
+        "  SELECT account_id, currency, opened_at, closed_at, updated_at, balance, version"
+        "  FROM accounts WHERE account_id > $1"
+        + (
+            " AND account_id >= $4 AND account_id < $4 || chr(127) AND starts_with(account_id, $4)"
+            if prefixed
+            else ""
+        )
+        + (f" AND account_id ~ ${4 + prefixed}" if within else "")
+        + "  ORDER BY account_id LIMIT $2"
+        ") a LEFT JOIN LATERAL ("
+        "  SELECT balance_after, version FROM movements"
+        "  WHERE a.updated_at > $3 AND a.opened_at <= $3"
+        "    AND account_id = a.account_id AND occurred_at <= $3"
+        "  ORDER BY occurred_at DESC, version DESC LIMIT 1"
+        ") m ON true ORDER BY a.account_id"
+    )
+    for prefixed in (False, True)
+    for within in (False, True)
+}
+# Totals per currency up to $1 inclusive (docs/design.md, decision 15): whole days before
+# its day, whole minutes of its day before its minute, whole seconds of its minute before its
+# second, then the movements, openings and closings of its own second up to $1.
+_TOTALS = "currency, inflow, outflow, movement_count, opened_count, closed_count"
+_SECOND = "date_trunc('second', $1, 'UTC')"
+TRIAL_BALANCE = f"""
+SELECT currency, sum(inflow), sum(outflow), sum(movement_count)::bigint,
+       sum(opened_count)::bigint, sum(closed_count)::bigint
+FROM (
+    SELECT {_TOTALS} FROM currency_totals
+    WHERE width = 'day' AND period_start < date_trunc('day', $1, 'UTC')
+    UNION ALL
+    SELECT {_TOTALS} FROM currency_totals
+    WHERE width = 'minute' AND period_start >= date_trunc('day', $1, 'UTC')
+      AND period_start < date_trunc('minute', $1, 'UTC')
+    UNION ALL
+    SELECT {_TOTALS} FROM currency_totals
+    WHERE width = 'second' AND period_start >= date_trunc('minute', $1, 'UTC')
+      AND period_start < {_SECOND}
+    UNION ALL
+    SELECT a.currency,
+           CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN m.amount ELSE 0 END,
+           CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN 0 ELSE m.amount END, 1, 0, 0
+    FROM movements m JOIN accounts a USING (account_id)
+    WHERE m.occurred_at >= {_SECOND} AND m.occurred_at <= $1
+    UNION ALL
+    SELECT currency, 0, 0, 0, 1, 0 FROM accounts WHERE opened_at >= {_SECOND} AND opened_at <= $1
+    UNION ALL
+    SELECT currency, 0, 0, 0, 0, 1 FROM accounts WHERE closed_at >= {_SECOND} AND closed_at <= $1
+) t
+GROUP BY currency ORDER BY currency
+"""

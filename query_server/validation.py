@@ -23,6 +23,7 @@ from query_server.page_tokens import Filters, Key, PageTokens
 ACCOUNTS_PAGE = (50, 500)
 TRANSACTIONS_PAGE = (100, 1000)
 SUMMARIES_PAGE = (100, 1000)
+BALANCES_PAGE = (500, 5000)
 """(default, maximum) page sizes, as documented in queries.proto."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,6 +83,14 @@ class SummariesQuery:
     account_id: str | None
     first_day: date
     last_day: date
+    page: Page
+
+
+@dataclass(frozen=True, slots=True)
+class BalancesQuery:
+    at: datetime
+    """Inclusive."""
+    prefix: str | None
     page: Page
 
 
@@ -163,11 +172,33 @@ def list_transactions(request: pb.ListTransactionsRequest) -> TransactionsQuery:
 
 def balance_at(request: pb.GetBalanceAtRequest) -> tuple[str, datetime]:
     account = account_id(request.account_id)
+    return account, instant(request, "the balance")
+
+
+def balances_at(request: pb.ListBalancesAtRequest) -> BalancesQuery:
+    at = instant(request, "the balances")
+    prefix = request.account_id_prefix
+    if prefix:
+        account_id(prefix, "account_id_prefix")
+    filters = {"at": _micros(at), "prefix": prefix or None}
+    page = _page(
+        request.page_size, request.page_token, BALANCES_PAGE, page_tokens.BALANCES_AT, filters
+    )
+    if page.after is not None:
+        account_id(str(page.after[0]), "page_token")
+    return BalancesQuery(at, prefix or None, page)
+
+
+def instant(
+    request: pb.GetBalanceAtRequest | pb.ListBalancesAtRequest | pb.GetTrialBalanceRequest,
+    what: str,
+) -> datetime:
+    """The request's required `at`."""
     # Rounding down keeps "movements at or before `at`" exact at microsecond precision.
     at = _time(request.at, "at", ceil=False, given=request.HasField("at"))
     if at is None:
-        raise InvalidArgument("at is required: the point in time to read the balance at")
-    return account, at
+        raise InvalidArgument(f"at is required: the point in time to read {what} at")
+    return at
 
 
 def daily_summaries(request: pb.GetDailySummariesRequest) -> SummariesQuery:

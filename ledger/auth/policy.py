@@ -42,6 +42,9 @@ class Rule:
     account_field: str | None
     # For a request acting on several accounts (a batch): every account it acts on.
     accounts: Callable[[Any], Iterable[str]] | None = None
+    # Whether the call reads the whole ledger at once (totals no list can narrow): a token
+    # restricted to some accounts may not make it.
+    whole_ledger: bool = False
 
     def check(self, principal: Principal, request: object) -> None:
         """Raises PermissionDenied when `principal` may not make this call with `request`."""
@@ -49,6 +52,11 @@ class Rule:
             needed = " or ".join(sorted(self.scopes))
             held = " ".join(sorted(principal.scopes)) or "none"
             raise PermissionDenied(f"this call needs the scope {needed}; the token has {held}")
+        if self.whole_ledger and principal.accounts is not None:
+            raise PermissionDenied(
+                "this call reads totals of the whole ledger; the token may only see accounts "
+                f"matching {', '.join(principal.accounts)}: use a token without that restriction"
+            )
         if principal.accounts is None or request is None:
             return
         if self.accounts is not None:
@@ -92,8 +100,8 @@ def _requested_accounts(request: Any) -> Iterable[str]:
     yield from request.account_ids
 
 
-def _rule(*scopes: str, account: str | None = "account_id") -> Rule:
-    return Rule(frozenset(scopes), account)
+def _rule(*scopes: str, account: str | None = "account_id", whole_ledger: bool = False) -> Rule:
+    return Rule(frozenset(scopes), account, whole_ledger=whole_ledger)
 
 
 POLICY: dict[str, Rule] = {
@@ -111,6 +119,9 @@ POLICY: dict[str, Rule] = {
     _QUERIES + "ListAccounts": _rule(READ, account=None),
     _QUERIES + "ListTransactions": _rule(READ),
     _QUERIES + "GetBalanceAt": _rule(READ),
+    # Every account's balance at an instant, narrowed to permitted accounts.
+    _QUERIES + "ListBalancesAt": _rule(READ, account=None),
+    _QUERIES + "GetTrialBalance": _rule(READ, account=None, whole_ledger=True),
     # Without an account_id: the summaries of the whole ledger, narrowed to permitted accounts.
     _QUERIES + "GetDailySummaries": _rule(READ),
     _QUERIES + "GetProjectionStatus": _rule(READ, ADMIN, account=None),

@@ -942,3 +942,242 @@ class WatchAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchAccountResponse: _TypeAlias = WatchAccountResponse  # noqa: Y015
+
+@_typing.final
+class ListBalancesAtRequest(_message.Message):
+    """Asks for every account's balance at a point in time, a page at a time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_PREFIX_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id_prefix: _builtins.str
+    """Optional. Only accounts whose id starts with this: at most 64 characters of
+    `[A-Za-z0-9._:-]`, else INVALID_ARGUMENT. Empty: every account.
+    """
+    page_size: _builtins.int
+    """Maximum number of accounts to return: 0 means the default (500); larger than 5000 is capped
+    at 5000; negative is INVALID_ARGUMENT. A page may hold fewer even when more follow (accounts
+    opened after `at` take their place): continue while `next_page_token` is set.
+    """
+    page_token: _builtins.str
+    """Optional. The `next_page_token` of the previous page. Every other parameter except
+    `page_size` and `consistency_token` must be the same as in the call that returned it, else
+    INVALID_ARGUMENT.
+    """
+    consistency_token: _builtins.str
+    """Optional. Wait until the read model includes this position before answering."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Required. The point in time. Movements that occurred at exactly this instant are included
+        (times are stored to the microsecond; finer digits are dropped). Accounts opened after it are
+        not listed. Missing or outside 0001-01-01 to 9999-12-31: INVALID_ARGUMENT.
+        """
+
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        account_id_prefix: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id_prefix", b"account_id_prefix", "at", b"at", "consistency_token", b"consistency_token", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBalancesAtRequest: _TypeAlias = ListBalancesAtRequest  # noqa: Y015
+
+@_typing.final
+class BalanceAt(_message.Message):
+    """One account as it was at a point in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account's id."""
+    currency: _builtins.str
+    """ISO 4217 currency code of `balance`."""
+    balance: _builtins.str
+    """The balance after every movement that occurred at or before `at`, as a decimal string."""
+    version: _builtins.int
+    """The account's version at `at`: the version of its last event at or before `at`."""
+    status: Global___AccountStatus.ValueType
+    """Whether the account was open or already closed at `at`."""
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp:
+        """When the account was opened (at or before `at`)."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        balance: _builtins.str = ...,
+        version: _builtins.int = ...,
+        status: Global___AccountStatus.ValueType = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "currency", b"currency", "opened_at", b"opened_at", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BalanceAt: _TypeAlias = BalanceAt  # noqa: Y015
+
+@_typing.final
+class ListBalancesAtResponse(_message.Message):
+    """A page of balances at a point in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BALANCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` to get the next page; empty on the last page."""
+    @_builtins.property
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___BalanceAt]:
+        """The accounts that existed at `at`, in ascending `account_id` order."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """The position this page reflects (each page is read on its own): movements at or before `at`
+        that the read model has not applied yet are missing. Pass the first page's consistency token
+        to the next pages to read them at least as fresh.
+        """
+
+    def __init__(
+        self,
+        *,
+        balances: _abc.Iterable[Global___BalanceAt] | None = ...,
+        next_page_token: _builtins.str = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balances", b"balances", "freshness", b"freshness", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBalancesAtResponse: _TypeAlias = ListBalancesAtResponse  # noqa: Y015
+
+@_typing.final
+class GetTrialBalanceRequest(_message.Message):
+    """Asks for the trial balance at a point in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Optional. Wait until the read model includes this position before answering."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Required. The point in time. Movements, openings and closings that occurred at exactly this
+        instant are included (to the microsecond). Missing or outside 0001-01-01 to 9999-12-31:
+        INVALID_ARGUMENT.
+        """
+
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "consistency_token", b"consistency_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrialBalanceRequest: _TypeAlias = GetTrialBalanceRequest  # noqa: Y015
+
+@_typing.final
+class CurrencyTotals(_message.Message):
+    """The ledger's totals in one currency at a point in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    CLOSED_ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_BALANCE_FIELD_NUMBER: _builtins.int
+    MONEY_IN_FIELD_NUMBER: _builtins.int
+    MONEY_OUT_FIELD_NUMBER: _builtins.int
+    MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """ISO 4217 code of every amount here."""
+    account_count: _builtins.int
+    """Accounts opened at or before `at` (closed ones included)."""
+    closed_account_count: _builtins.int
+    """Of those, the accounts closed at or before `at`."""
+    total_balance: _builtins.str
+    """The sum of every account's balance at `at`, as a decimal string: `money_in` - `money_out`."""
+    money_in: _builtins.str
+    """Everything credited up to `at` (deposits and incoming transfers), as a decimal string."""
+    money_out: _builtins.str
+    """Everything debited up to `at` (withdrawals and outgoing transfers), as a decimal string."""
+    movement_count: _builtins.int
+    """Balance movements up to `at`."""
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        account_count: _builtins.int = ...,
+        closed_account_count: _builtins.int = ...,
+        total_balance: _builtins.str = ...,
+        money_in: _builtins.str = ...,
+        money_out: _builtins.str = ...,
+        movement_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "closed_account_count", b"closed_account_count", "currency", b"currency", "money_in", b"money_in", "money_out", b"money_out", "movement_count", b"movement_count", "total_balance", b"total_balance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurrencyTotals: _TypeAlias = CurrencyTotals  # noqa: Y015
+
+@_typing.final
+class GetTrialBalanceResponse(_message.Message):
+    """The trial balance at a point in time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCIES_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def currencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyTotals]:
+        """One entry per currency that had an account at `at`, in currency code order."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """The position the answer reflects: what the read model has not applied yet is missing."""
+
+    def __init__(
+        self,
+        *,
+        currencies: _abc.Iterable[Global___CurrencyTotals] | None = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currencies", b"currencies", "freshness", b"freshness"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrialBalanceResponse: _TypeAlias = GetTrialBalanceResponse  # noqa: Y015

@@ -77,6 +77,16 @@ class QueryServiceStub:
                 request_serializer=ledger_dot_v1_dot_queries__pb2.GetBalanceAtRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_queries__pb2.GetBalanceAtResponse.FromString,
                 _registered_method=True)
+        self.ListBalancesAt = channel.unary_unary(
+                '/ledger.v1.QueryService/ListBalancesAt',
+                request_serializer=ledger_dot_v1_dot_queries__pb2.ListBalancesAtRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_queries__pb2.ListBalancesAtResponse.FromString,
+                _registered_method=True)
+        self.GetTrialBalance = channel.unary_unary(
+                '/ledger.v1.QueryService/GetTrialBalance',
+                request_serializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.FromString,
+                _registered_method=True)
         self.GetDailySummaries = channel.unary_unary(
                 '/ledger.v1.QueryService/GetDailySummaries',
                 request_serializer=ledger_dot_v1_dot_queries__pb2.GetDailySummariesRequest.SerializeToString,
@@ -153,6 +163,26 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBalancesAt(self, request, context):
+        """Lists every account that existed at a point in time with its balance, version and status
+        then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+        close of the month". Each page is an indexed read of at most `page_size` accounts.
+        A token restricted to some accounts lists only those.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrialBalance(self, request, context):
+        """Returns the trial balance at a point in time: per currency, the accounts that existed, the
+        total of their balances, and all money moved in and out up to then. Read from per-period
+        totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+        are the whole ledger's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDailySummaries(self, request, context):
         """Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
         """
@@ -206,6 +236,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetBalanceAt,
                     request_deserializer=ledger_dot_v1_dot_queries__pb2.GetBalanceAtRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_queries__pb2.GetBalanceAtResponse.SerializeToString,
+            ),
+            'ListBalancesAt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBalancesAt,
+                    request_deserializer=ledger_dot_v1_dot_queries__pb2.ListBalancesAtRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_queries__pb2.ListBalancesAtResponse.SerializeToString,
+            ),
+            'GetTrialBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrialBalance,
+                    request_deserializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.SerializeToString,
             ),
             'GetDailySummaries': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDailySummaries,
@@ -376,6 +416,60 @@ class QueryService:
             '/ledger.v1.QueryService/GetBalanceAt',
             ledger_dot_v1_dot_queries__pb2.GetBalanceAtRequest.SerializeToString,
             ledger_dot_v1_dot_queries__pb2.GetBalanceAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBalancesAt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.QueryService/ListBalancesAt',
+            ledger_dot_v1_dot_queries__pb2.ListBalancesAtRequest.SerializeToString,
+            ledger_dot_v1_dot_queries__pb2.ListBalancesAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrialBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.QueryService/GetTrialBalance',
+            ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.SerializeToString,
+            ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

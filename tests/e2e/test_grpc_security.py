@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.credentials import local_credentials
@@ -169,6 +170,10 @@ async def test_a_reader_may_read_but_not_command(ledger: RunningLedger, opened: 
         await queries.ListAccounts(q.ListAccountsRequest(consistency_token=read))
         await queries.ListTransactions(q.ListTransactionsRequest(account_id=GLOBEX))
         await queries.GetProjectionStatus(q.GetProjectionStatusRequest())
+        now = Timestamp()
+        now.GetCurrentTime()
+        await queries.GetTrialBalance(q.GetTrialBalanceRequest(at=now))
+        await queries.ListBalancesAt(q.ListBalancesAtRequest(at=now))
 
 
 async def test_a_token_for_acme_accounts_may_not_touch_globex(
@@ -225,6 +230,13 @@ async def test_a_token_for_acme_accounts_may_not_touch_globex(
             q.GetDailySummariesRequest(first_day=day, last_day=day)
         )
         assert {s.account_id for s in summaries.summaries} == set(ACME)
+        now = Timestamp()
+        now.GetCurrentTime()
+        balances = await queries.ListBalancesAt(q.ListBalancesAtRequest(at=now))
+        assert [b.account_id for b in balances.balances] == list(ACME)
+        refused = await _refusal(queries.GetTrialBalance(q.GetTrialBalanceRequest(at=now)))
+        assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "reads totals of the whole ledger" in (refused.details() or "")
         watch = queries.WatchAccount(q.WatchAccountRequest(account_id=GLOBEX))
         refused = await _refusal(watch.read())
         assert refused.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -233,6 +233,14 @@ def query_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
         "GetBalanceAt": fields(account_id=account_ids, at=Field(_RECENT, timestamps.hostile)).map(
             lambda f: _set(q.GetBalanceAtRequest(), **f)
         ),
+        "ListBalancesAt": fields(
+            **page,
+            at=Field(_RECENT, timestamps.hostile),
+            account_id_prefix=Field(st.sampled_from(["", "fz-", "fz-eur", "nobody"]), hostile_text),
+        ).map(lambda f: _set(q.ListBalancesAtRequest(), **f)),
+        "GetTrialBalance": fields(at=Field(_RECENT, timestamps.hostile)).map(
+            lambda f: _set(q.GetTrialBalanceRequest(), **f)
+        ),
         "GetDailySummaries": fields(
             **page,
             account_id=Field(st.one_of(st.just(""), account_ids.valid), hostile_text),

@@ -216,3 +216,18 @@ def test_token_lifetimes_read_as_durations() -> None:
         3600,
         30 * 86400,
     ]
+
+
+def test_a_restricted_token_lists_balances_but_may_not_ask_for_the_trial_balance() -> None:
+    trial = _method("QueryService", "GetTrialBalance")
+    assert "reads totals of the whole ledger" in _denied(ACME, trial, q.GetTrialBalanceRequest())
+    for method, request in (
+        (trial, q.GetTrialBalanceRequest()),
+        (_method("QueryService", "ListBalancesAt"), q.ListBalancesAtRequest()),
+    ):
+        rule = rule_for(method)
+        assert rule is not None
+        rule.check(READER, request)
+    rule = rule_for(_method("QueryService", "ListBalancesAt"))
+    assert rule is not None
+    rule.check(ACME, q.ListBalancesAtRequest())  # narrowed by the query server instead

@@ -190,3 +190,27 @@ def test_events_without_balance_after_are_checked_by_version_only() -> None:
     stored = _stored(Log())
     projection = project(TOPIC, [DecodedRecord(0, 1, _deposit("a", 2, 250, None))], stored)
     assert _row(projection.movements, 0)["balance_after"] == 250
+
+
+def test_each_second_totals_money_movements_openings_and_closings_per_currency() -> None:
+    log = Log()
+    records = (
+        log(OpenAccount("c1", "a", "USD", "Ada"))  # 23:57
+        + log(OpenAccount("c2", "b", "USD", "Bob"), minutes=0)
+        + log(Deposit("c3", "a", "10"), minutes=0)
+        + log(Transfer("c4", "a", "b", "2.50"), minutes=0)
+        + log(Withdraw("c5", "b", "2.50"))  # 23:58
+        + log(CloseAccount("c6", "b"), minutes=0)
+        + log(OpenAccount("c7", "y", "JPY", "Yui"), minutes=0)
+    )
+    projection = project(TOPIC, records, {})
+    first = (T0 + timedelta(minutes=1) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(seconds=1)
+    totals = {
+        key: (t.inflow, t.outflow, t.movement_count, t.opened_count, t.closed_count)
+        for key, t in projection.seconds.items()
+    }
+    assert totals == {
+        (0, "USD", first): (1000 + 250, 250, 3, 2, 0),
+        (0, "USD", first + 60): (0, 250, 1, 0, 1),
+        (0, "JPY", first + 60): (0, 0, 0, 1, 0),
+    }

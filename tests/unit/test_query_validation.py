@@ -231,3 +231,33 @@ def _validate(request: pb.GetAccountRequest | pb.ListAccountsRequest) -> None:
     else:
         validation.account_id(request.account_id)
     validation.consistency_token(request.consistency_token)
+
+
+def test_balances_at_need_an_instant_and_a_valid_prefix() -> None:
+    with pytest.raises(InvalidArgument, match="at is required"):
+        validation.balances_at(pb.ListBalancesAtRequest())
+    with pytest.raises(InvalidArgument, match="account_id_prefix"):
+        validation.balances_at(pb.ListBalancesAtRequest(at=_ts(0), account_id_prefix="a b"))
+    with pytest.raises(InvalidArgument, match="at is not a valid timestamp"):
+        validation.balances_at(pb.ListBalancesAtRequest(at=_ts(2**40)))
+    with pytest.raises(InvalidArgument, match="at is required: the point in time to read the tr"):
+        validation.instant(pb.GetTrialBalanceRequest(), "the trial balance")
+    query = validation.balances_at(pb.ListBalancesAtRequest(at=_ts(1, 1999), page_size=9000))
+    assert query.at == datetime(1970, 1, 1, 0, 0, 1, 1, tzinfo=UTC)  # rounded down
+    assert (query.page.size, query.prefix) == (5000, None)
+    assert validation.balances_at(pb.ListBalancesAtRequest(at=_ts(1))).page.size == 500
+
+
+def test_a_balances_page_token_resumes_only_the_same_listing() -> None:
+    first = validation.balances_at(pb.ListBalancesAtRequest(at=_ts(5), account_id_prefix="ac"))
+    token = first.page.token_after(("acme-7",))
+    again = validation.balances_at(
+        pb.ListBalancesAtRequest(at=_ts(5), account_id_prefix="ac", page_token=token)
+    )
+    assert again.page.after == ("acme-7",)
+    for other in (
+        pb.ListBalancesAtRequest(at=_ts(6), account_id_prefix="ac", page_token=token),
+        pb.ListBalancesAtRequest(at=_ts(5), page_token=token),
+    ):
+        with pytest.raises(InvalidArgument, match="different ListBalancesAt query"):
+            validation.balances_at(other)

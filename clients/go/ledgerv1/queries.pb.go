@@ -1812,6 +1812,464 @@ func (x *WatchAccountResponse) GetFreshness() *Freshness {
 	return nil
 }
 
+// Asks for every account's balance at a point in time, a page at a time.
+type ListBalancesAtRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The point in time. Movements that occurred at exactly this instant are included
+	// (times are stored to the microsecond; finer digits are dropped). Accounts opened after it are
+	// not listed. Missing or outside 0001-01-01 to 9999-12-31: INVALID_ARGUMENT.
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// Optional. Only accounts whose id starts with this: at most 64 characters of
+	// `[A-Za-z0-9._:-]`, else INVALID_ARGUMENT. Empty: every account.
+	AccountIdPrefix string `protobuf:"bytes,2,opt,name=account_id_prefix,json=accountIdPrefix,proto3" json:"account_id_prefix,omitempty"`
+	// Maximum number of accounts to return: 0 means the default (500); larger than 5000 is capped
+	// at 5000; negative is INVALID_ARGUMENT. A page may hold fewer even when more follow (accounts
+	// opened after `at` take their place): continue while `next_page_token` is set.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Optional. The `next_page_token` of the previous page. Every other parameter except
+	// `page_size` and `consistency_token` must be the same as in the call that returned it, else
+	// INVALID_ARGUMENT.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional. Wait until the read model includes this position before answering.
+	ConsistencyToken string `protobuf:"bytes,5,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ListBalancesAtRequest) Reset() {
+	*x = ListBalancesAtRequest{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBalancesAtRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBalancesAtRequest) ProtoMessage() {}
+
+func (x *ListBalancesAtRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBalancesAtRequest.ProtoReflect.Descriptor instead.
+func (*ListBalancesAtRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListBalancesAtRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ListBalancesAtRequest) GetAccountIdPrefix() string {
+	if x != nil {
+		return x.AccountIdPrefix
+	}
+	return ""
+}
+
+func (x *ListBalancesAtRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBalancesAtRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListBalancesAtRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// One account as it was at a point in time.
+type BalanceAt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's id.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// ISO 4217 currency code of `balance`.
+	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The balance after every movement that occurred at or before `at`, as a decimal string.
+	Balance string `protobuf:"bytes,3,opt,name=balance,proto3" json:"balance,omitempty"`
+	// The account's version at `at`: the version of its last event at or before `at`.
+	Version int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// Whether the account was open or already closed at `at`.
+	Status AccountStatus `protobuf:"varint,5,opt,name=status,proto3,enum=ledger.v1.AccountStatus" json:"status,omitempty"`
+	// When the account was opened (at or before `at`).
+	OpenedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BalanceAt) Reset() {
+	*x = BalanceAt{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BalanceAt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BalanceAt) ProtoMessage() {}
+
+func (x *BalanceAt) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BalanceAt.ProtoReflect.Descriptor instead.
+func (*BalanceAt) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BalanceAt) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *BalanceAt) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *BalanceAt) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
+}
+
+func (x *BalanceAt) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *BalanceAt) GetStatus() AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AccountStatus_ACCOUNT_STATUS_UNSPECIFIED
+}
+
+func (x *BalanceAt) GetOpenedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenedAt
+	}
+	return nil
+}
+
+// A page of balances at a point in time.
+type ListBalancesAtResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The accounts that existed at `at`, in ascending `account_id` order.
+	Balances []*BalanceAt `protobuf:"bytes,1,rep,name=balances,proto3" json:"balances,omitempty"`
+	// Pass as `page_token` to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The position this page reflects (each page is read on its own): movements at or before `at`
+	// that the read model has not applied yet are missing. Pass the first page's consistency token
+	// to the next pages to read them at least as fresh.
+	Freshness     *Freshness `protobuf:"bytes,3,opt,name=freshness,proto3" json:"freshness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBalancesAtResponse) Reset() {
+	*x = ListBalancesAtResponse{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBalancesAtResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBalancesAtResponse) ProtoMessage() {}
+
+func (x *ListBalancesAtResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBalancesAtResponse.ProtoReflect.Descriptor instead.
+func (*ListBalancesAtResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListBalancesAtResponse) GetBalances() []*BalanceAt {
+	if x != nil {
+		return x.Balances
+	}
+	return nil
+}
+
+func (x *ListBalancesAtResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListBalancesAtResponse) GetFreshness() *Freshness {
+	if x != nil {
+		return x.Freshness
+	}
+	return nil
+}
+
+// Asks for the trial balance at a point in time.
+type GetTrialBalanceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The point in time. Movements, openings and closings that occurred at exactly this
+	// instant are included (to the microsecond). Missing or outside 0001-01-01 to 9999-12-31:
+	// INVALID_ARGUMENT.
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// Optional. Wait until the read model includes this position before answering.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceRequest) Reset() {
+	*x = GetTrialBalanceRequest{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceRequest) ProtoMessage() {}
+
+func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceRequest.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetTrialBalanceRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *GetTrialBalanceRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// The ledger's totals in one currency at a point in time.
+type CurrencyTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ISO 4217 code of every amount here.
+	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Accounts opened at or before `at` (closed ones included).
+	AccountCount int64 `protobuf:"varint,2,opt,name=account_count,json=accountCount,proto3" json:"account_count,omitempty"`
+	// Of those, the accounts closed at or before `at`.
+	ClosedAccountCount int64 `protobuf:"varint,3,opt,name=closed_account_count,json=closedAccountCount,proto3" json:"closed_account_count,omitempty"`
+	// The sum of every account's balance at `at`, as a decimal string: `money_in` - `money_out`.
+	TotalBalance string `protobuf:"bytes,4,opt,name=total_balance,json=totalBalance,proto3" json:"total_balance,omitempty"`
+	// Everything credited up to `at` (deposits and incoming transfers), as a decimal string.
+	MoneyIn string `protobuf:"bytes,5,opt,name=money_in,json=moneyIn,proto3" json:"money_in,omitempty"`
+	// Everything debited up to `at` (withdrawals and outgoing transfers), as a decimal string.
+	MoneyOut string `protobuf:"bytes,6,opt,name=money_out,json=moneyOut,proto3" json:"money_out,omitempty"`
+	// Balance movements up to `at`.
+	MovementCount int64 `protobuf:"varint,7,opt,name=movement_count,json=movementCount,proto3" json:"movement_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrencyTotals) Reset() {
+	*x = CurrencyTotals{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrencyTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrencyTotals) ProtoMessage() {}
+
+func (x *CurrencyTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrencyTotals.ProtoReflect.Descriptor instead.
+func (*CurrencyTotals) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CurrencyTotals) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetAccountCount() int64 {
+	if x != nil {
+		return x.AccountCount
+	}
+	return 0
+}
+
+func (x *CurrencyTotals) GetClosedAccountCount() int64 {
+	if x != nil {
+		return x.ClosedAccountCount
+	}
+	return 0
+}
+
+func (x *CurrencyTotals) GetTotalBalance() string {
+	if x != nil {
+		return x.TotalBalance
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetMoneyIn() string {
+	if x != nil {
+		return x.MoneyIn
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetMoneyOut() string {
+	if x != nil {
+		return x.MoneyOut
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetMovementCount() int64 {
+	if x != nil {
+		return x.MovementCount
+	}
+	return 0
+}
+
+// The trial balance at a point in time.
+type GetTrialBalanceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per currency that had an account at `at`, in currency code order.
+	Currencies []*CurrencyTotals `protobuf:"bytes,1,rep,name=currencies,proto3" json:"currencies,omitempty"`
+	// The position the answer reflects: what the read model has not applied yet is missing.
+	Freshness     *Freshness `protobuf:"bytes,2,opt,name=freshness,proto3" json:"freshness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceResponse) Reset() {
+	*x = GetTrialBalanceResponse{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceResponse) ProtoMessage() {}
+
+func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceResponse.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetTrialBalanceResponse) GetCurrencies() []*CurrencyTotals {
+	if x != nil {
+		return x.Currencies
+	}
+	return nil
+}
+
+func (x *GetTrialBalanceResponse) GetFreshness() *Freshness {
+	if x != nil {
+		return x.Freshness
+	}
+	return nil
+}
+
 var File_ledger_v1_queries_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_queries_proto_rawDesc = "" +
@@ -1950,7 +2408,42 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\x14WatchAccountResponse\x12,\n" +
 	"\aaccount\x18\x01 \x01(\v2\x12.ledger.v1.AccountR\aaccount\x128\n" +
 	"\vtransaction\x18\x02 \x01(\v2\x16.ledger.v1.TransactionR\vtransaction\x122\n" +
-	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness*c\n" +
+	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"\xd8\x01\n" +
+	"\x15ListBalancesAtRequest\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12*\n" +
+	"\x11account_id_prefix\x18\x02 \x01(\tR\x0faccountIdPrefix\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12+\n" +
+	"\x11consistency_token\x18\x05 \x01(\tR\x10consistencyToken\"\xe5\x01\n" +
+	"\tBalanceAt\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n" +
+	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x18\n" +
+	"\abalance\x18\x03 \x01(\tR\abalance\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x120\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x18.ledger.v1.AccountStatusR\x06status\x127\n" +
+	"\topened_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\"\xa6\x01\n" +
+	"\x16ListBalancesAtResponse\x120\n" +
+	"\bbalances\x18\x01 \x03(\v2\x14.ledger.v1.BalanceAtR\bbalances\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x122\n" +
+	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"q\n" +
+	"\x16GetTrialBalanceRequest\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x87\x02\n" +
+	"\x0eCurrencyTotals\x12\x1a\n" +
+	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12#\n" +
+	"\raccount_count\x18\x02 \x01(\x03R\faccountCount\x120\n" +
+	"\x14closed_account_count\x18\x03 \x01(\x03R\x12closedAccountCount\x12#\n" +
+	"\rtotal_balance\x18\x04 \x01(\tR\ftotalBalance\x12\x19\n" +
+	"\bmoney_in\x18\x05 \x01(\tR\amoneyIn\x12\x1b\n" +
+	"\tmoney_out\x18\x06 \x01(\tR\bmoneyOut\x12%\n" +
+	"\x0emovement_count\x18\a \x01(\x03R\rmovementCount\"\x88\x01\n" +
+	"\x17GetTrialBalanceResponse\x129\n" +
+	"\n" +
+	"currencies\x18\x01 \x03(\v2\x19.ledger.v1.CurrencyTotalsR\n" +
+	"currencies\x122\n" +
+	"\tfreshness\x18\x02 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness*c\n" +
 	"\rAccountStatus\x12\x1e\n" +
 	"\x1aACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ACCOUNT_STATUS_OPEN\x10\x01\x12\x19\n" +
@@ -1964,14 +2457,16 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\tSortOrder\x12\x1a\n" +
 	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n" +
-	"\x15SORT_ORDER_DESCENDING\x10\x022\xbf\x05\n" +
+	"\x15SORT_ORDER_DESCENDING\x10\x022\xf0\x06\n" +
 	"\fQueryService\x12I\n" +
 	"\n" +
 	"GetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12L\n" +
 	"\vGetAccounts\x12\x1d.ledger.v1.GetAccountsRequest\x1a\x1e.ledger.v1.GetAccountsResponse\x12O\n" +
 	"\fListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12[\n" +
 	"\x10ListTransactions\x12\".ledger.v1.ListTransactionsRequest\x1a#.ledger.v1.ListTransactionsResponse\x12O\n" +
-	"\fGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12^\n" +
+	"\fGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12U\n" +
+	"\x0eListBalancesAt\x12 .ledger.v1.ListBalancesAtRequest\x1a!.ledger.v1.ListBalancesAtResponse\x12X\n" +
+	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12^\n" +
 	"\x11GetDailySummaries\x12#.ledger.v1.GetDailySummariesRequest\x1a$.ledger.v1.GetDailySummariesResponse\x12d\n" +
 	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12Q\n" +
 	"\fWatchAccount\x12\x1e.ledger.v1.WatchAccountRequest\x1a\x1f.ledger.v1.WatchAccountResponse0\x01b\x06proto3"
@@ -1989,7 +2484,7 @@ func file_ledger_v1_queries_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_queries_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_ledger_v1_queries_proto_goTypes = []any{
 	(AccountStatus)(0),                  // 0: ledger.v1.AccountStatus
 	(TransactionKind)(0),                // 1: ledger.v1.TransactionKind
@@ -2016,15 +2511,21 @@ var file_ledger_v1_queries_proto_goTypes = []any{
 	(*GetProjectionStatusResponse)(nil), // 22: ledger.v1.GetProjectionStatusResponse
 	(*WatchAccountRequest)(nil),         // 23: ledger.v1.WatchAccountRequest
 	(*WatchAccountResponse)(nil),        // 24: ledger.v1.WatchAccountResponse
-	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(*ListBalancesAtRequest)(nil),       // 25: ledger.v1.ListBalancesAtRequest
+	(*BalanceAt)(nil),                   // 26: ledger.v1.BalanceAt
+	(*ListBalancesAtResponse)(nil),      // 27: ledger.v1.ListBalancesAtResponse
+	(*GetTrialBalanceRequest)(nil),      // 28: ledger.v1.GetTrialBalanceRequest
+	(*CurrencyTotals)(nil),              // 29: ledger.v1.CurrencyTotals
+	(*GetTrialBalanceResponse)(nil),     // 30: ledger.v1.GetTrialBalanceResponse
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
 }
 var file_ledger_v1_queries_proto_depIdxs = []int32{
-	25, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
+	31, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
 	0,  // 1: ledger.v1.Account.status:type_name -> ledger.v1.AccountStatus
-	25, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
-	25, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
+	31, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: ledger.v1.Transaction.kind:type_name -> ledger.v1.TransactionKind
-	25, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
+	31, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 6: ledger.v1.GetAccountResponse.account:type_name -> ledger.v1.Account
 	3,  // 7: ledger.v1.GetAccountResponse.freshness:type_name -> ledger.v1.Freshness
 	4,  // 8: ledger.v1.GetAccountsResponse.accounts:type_name -> ledger.v1.Account
@@ -2032,45 +2533,57 @@ var file_ledger_v1_queries_proto_depIdxs = []int32{
 	0,  // 10: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
 	4,  // 11: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.Account
 	3,  // 12: ledger.v1.ListAccountsResponse.freshness:type_name -> ledger.v1.Freshness
-	25, // 13: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	25, // 14: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	31, // 13: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 14: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: ledger.v1.ListTransactionsRequest.order:type_name -> ledger.v1.SortOrder
 	5,  // 16: ledger.v1.ListTransactionsResponse.transactions:type_name -> ledger.v1.Transaction
 	3,  // 17: ledger.v1.ListTransactionsResponse.freshness:type_name -> ledger.v1.Freshness
-	25, // 18: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
+	31, // 18: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
 	3,  // 19: ledger.v1.GetBalanceAtResponse.freshness:type_name -> ledger.v1.Freshness
 	6,  // 20: ledger.v1.GetDailySummariesRequest.first_day:type_name -> ledger.v1.Date
 	6,  // 21: ledger.v1.GetDailySummariesRequest.last_day:type_name -> ledger.v1.Date
 	6,  // 22: ledger.v1.DailySummary.day:type_name -> ledger.v1.Date
 	18, // 23: ledger.v1.GetDailySummariesResponse.summaries:type_name -> ledger.v1.DailySummary
 	3,  // 24: ledger.v1.GetDailySummariesResponse.freshness:type_name -> ledger.v1.Freshness
-	25, // 25: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 25: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	21, // 26: ledger.v1.GetProjectionStatusResponse.partitions:type_name -> ledger.v1.PartitionStatus
 	3,  // 27: ledger.v1.GetProjectionStatusResponse.freshness:type_name -> ledger.v1.Freshness
 	4,  // 28: ledger.v1.WatchAccountResponse.account:type_name -> ledger.v1.Account
 	5,  // 29: ledger.v1.WatchAccountResponse.transaction:type_name -> ledger.v1.Transaction
 	3,  // 30: ledger.v1.WatchAccountResponse.freshness:type_name -> ledger.v1.Freshness
-	7,  // 31: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
-	9,  // 32: ledger.v1.QueryService.GetAccounts:input_type -> ledger.v1.GetAccountsRequest
-	11, // 33: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
-	13, // 34: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
-	15, // 35: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
-	17, // 36: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
-	20, // 37: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	23, // 38: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
-	8,  // 39: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
-	10, // 40: ledger.v1.QueryService.GetAccounts:output_type -> ledger.v1.GetAccountsResponse
-	12, // 41: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
-	14, // 42: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
-	16, // 43: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
-	19, // 44: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
-	22, // 45: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	24, // 46: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	31, // 31: ledger.v1.ListBalancesAtRequest.at:type_name -> google.protobuf.Timestamp
+	0,  // 32: ledger.v1.BalanceAt.status:type_name -> ledger.v1.AccountStatus
+	31, // 33: ledger.v1.BalanceAt.opened_at:type_name -> google.protobuf.Timestamp
+	26, // 34: ledger.v1.ListBalancesAtResponse.balances:type_name -> ledger.v1.BalanceAt
+	3,  // 35: ledger.v1.ListBalancesAtResponse.freshness:type_name -> ledger.v1.Freshness
+	31, // 36: ledger.v1.GetTrialBalanceRequest.at:type_name -> google.protobuf.Timestamp
+	29, // 37: ledger.v1.GetTrialBalanceResponse.currencies:type_name -> ledger.v1.CurrencyTotals
+	3,  // 38: ledger.v1.GetTrialBalanceResponse.freshness:type_name -> ledger.v1.Freshness
+	7,  // 39: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
+	9,  // 40: ledger.v1.QueryService.GetAccounts:input_type -> ledger.v1.GetAccountsRequest
+	11, // 41: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	13, // 42: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
+	15, // 43: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
+	25, // 44: ledger.v1.QueryService.ListBalancesAt:input_type -> ledger.v1.ListBalancesAtRequest
+	28, // 45: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	17, // 46: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
+	20, // 47: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	23, // 48: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
+	8,  // 49: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
+	10, // 50: ledger.v1.QueryService.GetAccounts:output_type -> ledger.v1.GetAccountsResponse
+	12, // 51: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	14, // 52: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
+	16, // 53: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
+	27, // 54: ledger.v1.QueryService.ListBalancesAt:output_type -> ledger.v1.ListBalancesAtResponse
+	30, // 55: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	19, // 56: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
+	22, // 57: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	24, // 58: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
+	49, // [49:59] is the sub-list for method output_type
+	39, // [39:49] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_queries_proto_init() }
@@ -2085,7 +2598,7 @@ func file_ledger_v1_queries_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_queries_proto_rawDesc), len(file_ledger_v1_queries_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

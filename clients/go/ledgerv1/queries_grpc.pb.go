@@ -26,6 +26,8 @@ const (
 	QueryService_ListAccounts_FullMethodName        = "/ledger.v1.QueryService/ListAccounts"
 	QueryService_ListTransactions_FullMethodName    = "/ledger.v1.QueryService/ListTransactions"
 	QueryService_GetBalanceAt_FullMethodName        = "/ledger.v1.QueryService/GetBalanceAt"
+	QueryService_ListBalancesAt_FullMethodName      = "/ledger.v1.QueryService/ListBalancesAt"
+	QueryService_GetTrialBalance_FullMethodName     = "/ledger.v1.QueryService/GetTrialBalance"
 	QueryService_GetDailySummaries_FullMethodName   = "/ledger.v1.QueryService/GetDailySummaries"
 	QueryService_GetProjectionStatus_FullMethodName = "/ledger.v1.QueryService/GetProjectionStatus"
 	QueryService_WatchAccount_FullMethodName        = "/ledger.v1.QueryService/WatchAccount"
@@ -67,6 +69,16 @@ type QueryServiceClient interface {
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// Returns an account's balance at a point in time.
 	GetBalanceAt(ctx context.Context, in *GetBalanceAtRequest, opts ...grpc.CallOption) (*GetBalanceAtResponse, error)
+	// Lists every account that existed at a point in time with its balance, version and status
+	// then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+	// close of the month". Each page is an indexed read of at most `page_size` accounts.
+	// A token restricted to some accounts lists only those.
+	ListBalancesAt(ctx context.Context, in *ListBalancesAtRequest, opts ...grpc.CallOption) (*ListBalancesAtResponse, error)
+	// Returns the trial balance at a point in time: per currency, the accounts that existed, the
+	// total of their balances, and all money moved in and out up to then. Read from per-period
+	// totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+	// are the whole ledger's).
+	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
 	// Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
 	GetDailySummaries(ctx context.Context, in *GetDailySummariesRequest, opts ...grpc.CallOption) (*GetDailySummariesResponse, error)
 	// Reports how far the projector has applied each partition of the event store.
@@ -132,6 +144,26 @@ func (c *queryServiceClient) GetBalanceAt(ctx context.Context, in *GetBalanceAtR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetBalanceAtResponse)
 	err := c.cc.Invoke(ctx, QueryService_GetBalanceAt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListBalancesAt(ctx context.Context, in *ListBalancesAtRequest, opts ...grpc.CallOption) (*ListBalancesAtResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBalancesAtResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListBalancesAt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTrialBalanceResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetTrialBalance_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +245,16 @@ type QueryServiceServer interface {
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// Returns an account's balance at a point in time.
 	GetBalanceAt(context.Context, *GetBalanceAtRequest) (*GetBalanceAtResponse, error)
+	// Lists every account that existed at a point in time with its balance, version and status
+	// then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+	// close of the month". Each page is an indexed read of at most `page_size` accounts.
+	// A token restricted to some accounts lists only those.
+	ListBalancesAt(context.Context, *ListBalancesAtRequest) (*ListBalancesAtResponse, error)
+	// Returns the trial balance at a point in time: per currency, the accounts that existed, the
+	// total of their balances, and all money moved in and out up to then. Read from per-period
+	// totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+	// are the whole ledger's).
+	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
 	// Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
 	GetDailySummaries(context.Context, *GetDailySummariesRequest) (*GetDailySummariesResponse, error)
 	// Reports how far the projector has applied each partition of the event store.
@@ -248,6 +290,12 @@ func (UnimplementedQueryServiceServer) ListTransactions(context.Context, *ListTr
 }
 func (UnimplementedQueryServiceServer) GetBalanceAt(context.Context, *GetBalanceAtRequest) (*GetBalanceAtResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBalanceAt not implemented")
+}
+func (UnimplementedQueryServiceServer) ListBalancesAt(context.Context, *ListBalancesAtRequest) (*ListBalancesAtResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBalancesAt not implemented")
+}
+func (UnimplementedQueryServiceServer) GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrialBalance not implemented")
 }
 func (UnimplementedQueryServiceServer) GetDailySummaries(context.Context, *GetDailySummariesRequest) (*GetDailySummariesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDailySummaries not implemented")
@@ -369,6 +417,42 @@ func _QueryService_GetBalanceAt_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListBalancesAt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBalancesAtRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListBalancesAt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListBalancesAt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListBalancesAt(ctx, req.(*ListBalancesAtRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetTrialBalance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrialBalanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetTrialBalance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetTrialBalance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetTrialBalance(ctx, req.(*GetTrialBalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueryService_GetDailySummaries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetDailySummariesRequest)
 	if err := dec(in); err != nil {
@@ -442,6 +526,14 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBalanceAt",
 			Handler:    _QueryService_GetBalanceAt_Handler,
+		},
+		{
+			MethodName: "ListBalancesAt",
+			Handler:    _QueryService_ListBalancesAt_Handler,
+		},
+		{
+			MethodName: "GetTrialBalance",
+			Handler:    _QueryService_GetTrialBalance_Handler,
 		},
 		{
 			MethodName: "GetDailySummaries",

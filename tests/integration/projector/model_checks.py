@@ -35,6 +35,7 @@ COMPARED = {
     "accounts": ("*", "account_id"),
     "movements": ("*", "account_id, version"),
     "daily_summaries": ("*", "account_id, day"),
+    "currency_totals": ("*", "width, period_start, currency, partition"),
     "checkpoints": ("topic, partition, last_offset", "topic, partition"),
     "dead_letters": ('topic, partition, "offset", error', 'topic, partition, "offset"'),
 }

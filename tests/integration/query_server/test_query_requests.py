@@ -60,6 +60,19 @@ pytestmark = pytest.mark.integration
             "calendar date",
         ),
         ("GetProjectionStatus", pb.GetProjectionStatusRequest(consistency_token="v2."), "token"),
+        ("ListBalancesAt", pb.ListBalancesAtRequest(), "at is required"),
+        (
+            "ListBalancesAt",
+            pb.ListBalancesAtRequest(at=Timestamp(seconds=1), account_id_prefix="a%"),
+            "account_id_prefix",
+        ),
+        (
+            "ListBalancesAt",
+            pb.ListBalancesAtRequest(at=Timestamp(seconds=1), page_token="garbage"),
+            "page_token",
+        ),
+        ("GetTrialBalance", pb.GetTrialBalanceRequest(), "at is required"),
+        ("GetTrialBalance", pb.GetTrialBalanceRequest(at=Timestamp(nanos=-1)), "at is not a valid"),
     ],
 )
 async def test_malformed_requests_are_invalid_argument(

@@ -65,6 +65,18 @@ class QueryServiceStub:
     """Lists the balance movements of one account in version (= time) order, one page at a time."""
     GetBalanceAt: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetBalanceAtRequest, _queries_pb2.GetBalanceAtResponse]
     """Returns an account's balance at a point in time."""
+    ListBalancesAt: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListBalancesAtRequest, _queries_pb2.ListBalancesAtResponse]
+    """Lists every account that existed at a point in time with its balance, version and status
+    then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+    close of the month". Each page is an indexed read of at most `page_size` accounts.
+    A token restricted to some accounts lists only those.
+    """
+    GetTrialBalance: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetTrialBalanceRequest, _queries_pb2.GetTrialBalanceResponse]
+    """Returns the trial balance at a point in time: per currency, the accounts that existed, the
+    total of their balances, and all money moved in and out up to then. Read from per-period
+    totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+    are the whole ledger's).
+    """
     GetDailySummaries: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetDailySummariesRequest, _queries_pb2.GetDailySummariesResponse]
     """Returns per-account, per-day totals (UTC days) for one account or the whole ledger."""
     GetProjectionStatus: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetProjectionStatusRequest, _queries_pb2.GetProjectionStatusResponse]
@@ -115,6 +127,18 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """Lists the balance movements of one account in version (= time) order, one page at a time."""
     GetBalanceAt: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetBalanceAtRequest, _queries_pb2.GetBalanceAtResponse]  # type: ignore[assignment]
     """Returns an account's balance at a point in time."""
+    ListBalancesAt: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListBalancesAtRequest, _queries_pb2.ListBalancesAtResponse]  # type: ignore[assignment]
+    """Lists every account that existed at a point in time with its balance, version and status
+    then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+    close of the month". Each page is an indexed read of at most `page_size` accounts.
+    A token restricted to some accounts lists only those.
+    """
+    GetTrialBalance: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetTrialBalanceRequest, _queries_pb2.GetTrialBalanceResponse]  # type: ignore[assignment]
+    """Returns the trial balance at a point in time: per currency, the accounts that existed, the
+    total of their balances, and all money moved in and out up to then. Read from per-period
+    totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+    are the whole ledger's).
+    """
     GetDailySummaries: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetDailySummariesRequest, _queries_pb2.GetDailySummariesResponse]  # type: ignore[assignment]
     """Returns per-account, per-day totals (UTC days) for one account or the whole ledger."""
     GetProjectionStatus: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetProjectionStatusRequest, _queries_pb2.GetProjectionStatusResponse]  # type: ignore[assignment]
@@ -192,6 +216,30 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queries_pb2.GetBalanceAtResponse, _abc.Awaitable[_queries_pb2.GetBalanceAtResponse]]:
         """Returns an account's balance at a point in time."""
+
+    @_abc_1.abstractmethod
+    def ListBalancesAt(
+        self,
+        request: _queries_pb2.ListBalancesAtRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.ListBalancesAtResponse, _abc.Awaitable[_queries_pb2.ListBalancesAtResponse]]:
+        """Lists every account that existed at a point in time with its balance, version and status
+        then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+        close of the month". Each page is an indexed read of at most `page_size` accounts.
+        A token restricted to some accounts lists only those.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTrialBalance(
+        self,
+        request: _queries_pb2.GetTrialBalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.GetTrialBalanceResponse, _abc.Awaitable[_queries_pb2.GetTrialBalanceResponse]]:
+        """Returns the trial balance at a point in time: per currency, the accounts that existed, the
+        total of their balances, and all money moved in and out up to then. Read from per-period
+        totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+        are the whole ledger's).
+        """
 
     @_abc_1.abstractmethod
     def GetDailySummaries(

@@ -395,6 +395,107 @@ export interface WatchAccountResponse {
   freshness: Freshness | undefined;
 }
 
+/** Asks for every account's balance at a point in time, a page at a time. */
+export interface ListBalancesAtRequest {
+  /**
+   * Required. The point in time. Movements that occurred at exactly this instant are included
+   * (times are stored to the microsecond; finer digits are dropped). Accounts opened after it are
+   * not listed. Missing or outside 0001-01-01 to 9999-12-31: INVALID_ARGUMENT.
+   */
+  at:
+    | Date
+    | undefined;
+  /**
+   * Optional. Only accounts whose id starts with this: at most 64 characters of
+   * `[A-Za-z0-9._:-]`, else INVALID_ARGUMENT. Empty: every account.
+   */
+  accountIdPrefix: string;
+  /**
+   * Maximum number of accounts to return: 0 means the default (500); larger than 5000 is capped
+   * at 5000; negative is INVALID_ARGUMENT. A page may hold fewer even when more follow (accounts
+   * opened after `at` take their place): continue while `next_page_token` is set.
+   */
+  pageSize: number;
+  /**
+   * Optional. The `next_page_token` of the previous page. Every other parameter except
+   * `page_size` and `consistency_token` must be the same as in the call that returned it, else
+   * INVALID_ARGUMENT.
+   */
+  pageToken: string;
+  /** Optional. Wait until the read model includes this position before answering. */
+  consistencyToken: string;
+}
+
+/** One account as it was at a point in time. */
+export interface BalanceAt {
+  /** The account's id. */
+  accountId: string;
+  /** ISO 4217 currency code of `balance`. */
+  currency: string;
+  /** The balance after every movement that occurred at or before `at`, as a decimal string. */
+  balance: string;
+  /** The account's version at `at`: the version of its last event at or before `at`. */
+  version: number;
+  /** Whether the account was open or already closed at `at`. */
+  status: AccountStatus;
+  /** When the account was opened (at or before `at`). */
+  openedAt: Date | undefined;
+}
+
+/** A page of balances at a point in time. */
+export interface ListBalancesAtResponse {
+  /** The accounts that existed at `at`, in ascending `account_id` order. */
+  balances: BalanceAt[];
+  /** Pass as `page_token` to get the next page; empty on the last page. */
+  nextPageToken: string;
+  /**
+   * The position this page reflects (each page is read on its own): movements at or before `at`
+   * that the read model has not applied yet are missing. Pass the first page's consistency token
+   * to the next pages to read them at least as fresh.
+   */
+  freshness: Freshness | undefined;
+}
+
+/** Asks for the trial balance at a point in time. */
+export interface GetTrialBalanceRequest {
+  /**
+   * Required. The point in time. Movements, openings and closings that occurred at exactly this
+   * instant are included (to the microsecond). Missing or outside 0001-01-01 to 9999-12-31:
+   * INVALID_ARGUMENT.
+   */
+  at:
+    | Date
+    | undefined;
+  /** Optional. Wait until the read model includes this position before answering. */
+  consistencyToken: string;
+}
+
+/** The ledger's totals in one currency at a point in time. */
+export interface CurrencyTotals {
+  /** ISO 4217 code of every amount here. */
+  currency: string;
+  /** Accounts opened at or before `at` (closed ones included). */
+  accountCount: number;
+  /** Of those, the accounts closed at or before `at`. */
+  closedAccountCount: number;
+  /** The sum of every account's balance at `at`, as a decimal string: `money_in` - `money_out`. */
+  totalBalance: string;
+  /** Everything credited up to `at` (deposits and incoming transfers), as a decimal string. */
+  moneyIn: string;
+  /** Everything debited up to `at` (withdrawals and outgoing transfers), as a decimal string. */
+  moneyOut: string;
+  /** Balance movements up to `at`. */
+  movementCount: number;
+}
+
+/** The trial balance at a point in time. */
+export interface GetTrialBalanceResponse {
+  /** One entry per currency that had an account at `at`, in currency code order. */
+  currencies: CurrencyTotals[];
+  /** The position the answer reflects: what the read model has not applied yet is missing. */
+  freshness: Freshness | undefined;
+}
+
 function createBaseFreshness(): Freshness {
   return { consistencyToken: "", asOf: undefined };
 }
@@ -2452,6 +2553,576 @@ export const WatchAccountResponse: MessageFns<WatchAccountResponse> = {
   },
 };
 
+function createBaseListBalancesAtRequest(): ListBalancesAtRequest {
+  return { at: undefined, accountIdPrefix: "", pageSize: 0, pageToken: "", consistencyToken: "" };
+}
+
+export const ListBalancesAtRequest: MessageFns<ListBalancesAtRequest> = {
+  encode(message: ListBalancesAtRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(10).fork()).join();
+    }
+    if (message.accountIdPrefix !== "") {
+      writer.uint32(18).string(message.accountIdPrefix);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(42).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListBalancesAtRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListBalancesAtRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountIdPrefix = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListBalancesAtRequest>): ListBalancesAtRequest {
+    return ListBalancesAtRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListBalancesAtRequest>): ListBalancesAtRequest {
+    const message = createBaseListBalancesAtRequest();
+    message.at = object.at ?? undefined;
+    message.accountIdPrefix = object.accountIdPrefix ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseBalanceAt(): BalanceAt {
+  return { accountId: "", currency: "", balance: "", version: 0, status: 0, openedAt: undefined };
+}
+
+export const BalanceAt: MessageFns<BalanceAt> = {
+  encode(message: BalanceAt, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    if (message.balance !== "") {
+      writer.uint32(26).string(message.balance);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).int64(message.version);
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).int32(message.status);
+    }
+    if (message.openedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.openedAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BalanceAt {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBalanceAt();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.balance = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.openedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BalanceAt>): BalanceAt {
+    return BalanceAt.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BalanceAt>): BalanceAt {
+    const message = createBaseBalanceAt();
+    message.accountId = object.accountId ?? "";
+    message.currency = object.currency ?? "";
+    message.balance = object.balance ?? "";
+    message.version = object.version ?? 0;
+    message.status = object.status ?? 0;
+    message.openedAt = object.openedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListBalancesAtResponse(): ListBalancesAtResponse {
+  return { balances: [], nextPageToken: "", freshness: undefined };
+}
+
+export const ListBalancesAtResponse: MessageFns<ListBalancesAtResponse> = {
+  encode(message: ListBalancesAtResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.balances) {
+      BalanceAt.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.freshness !== undefined) {
+      Freshness.encode(message.freshness, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListBalancesAtResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListBalancesAtResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.balances.push(BalanceAt.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.freshness = Freshness.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListBalancesAtResponse>): ListBalancesAtResponse {
+    return ListBalancesAtResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListBalancesAtResponse>): ListBalancesAtResponse {
+    const message = createBaseListBalancesAtResponse();
+    message.balances = object.balances?.map((e) => BalanceAt.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.freshness = (object.freshness !== undefined && object.freshness !== null)
+      ? Freshness.fromPartial(object.freshness)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetTrialBalanceRequest(): GetTrialBalanceRequest {
+  return { at: undefined, consistencyToken: "" };
+}
+
+export const GetTrialBalanceRequest: MessageFns<GetTrialBalanceRequest> = {
+  encode(message: GetTrialBalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(10).fork()).join();
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTrialBalanceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTrialBalanceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetTrialBalanceRequest>): GetTrialBalanceRequest {
+    return GetTrialBalanceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTrialBalanceRequest>): GetTrialBalanceRequest {
+    const message = createBaseGetTrialBalanceRequest();
+    message.at = object.at ?? undefined;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseCurrencyTotals(): CurrencyTotals {
+  return {
+    currency: "",
+    accountCount: 0,
+    closedAccountCount: 0,
+    totalBalance: "",
+    moneyIn: "",
+    moneyOut: "",
+    movementCount: 0,
+  };
+}
+
+export const CurrencyTotals: MessageFns<CurrencyTotals> = {
+  encode(message: CurrencyTotals, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.currency !== "") {
+      writer.uint32(10).string(message.currency);
+    }
+    if (message.accountCount !== 0) {
+      writer.uint32(16).int64(message.accountCount);
+    }
+    if (message.closedAccountCount !== 0) {
+      writer.uint32(24).int64(message.closedAccountCount);
+    }
+    if (message.totalBalance !== "") {
+      writer.uint32(34).string(message.totalBalance);
+    }
+    if (message.moneyIn !== "") {
+      writer.uint32(42).string(message.moneyIn);
+    }
+    if (message.moneyOut !== "") {
+      writer.uint32(50).string(message.moneyOut);
+    }
+    if (message.movementCount !== 0) {
+      writer.uint32(56).int64(message.movementCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CurrencyTotals {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCurrencyTotals();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.accountCount = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.closedAccountCount = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.totalBalance = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.moneyIn = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.moneyOut = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.movementCount = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CurrencyTotals>): CurrencyTotals {
+    return CurrencyTotals.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CurrencyTotals>): CurrencyTotals {
+    const message = createBaseCurrencyTotals();
+    message.currency = object.currency ?? "";
+    message.accountCount = object.accountCount ?? 0;
+    message.closedAccountCount = object.closedAccountCount ?? 0;
+    message.totalBalance = object.totalBalance ?? "";
+    message.moneyIn = object.moneyIn ?? "";
+    message.moneyOut = object.moneyOut ?? "";
+    message.movementCount = object.movementCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetTrialBalanceResponse(): GetTrialBalanceResponse {
+  return { currencies: [], freshness: undefined };
+}
+
+export const GetTrialBalanceResponse: MessageFns<GetTrialBalanceResponse> = {
+  encode(message: GetTrialBalanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.currencies) {
+      CurrencyTotals.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.freshness !== undefined) {
+      Freshness.encode(message.freshness, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTrialBalanceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTrialBalanceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.currencies.push(CurrencyTotals.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.freshness = Freshness.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetTrialBalanceResponse>): GetTrialBalanceResponse {
+    return GetTrialBalanceResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTrialBalanceResponse>): GetTrialBalanceResponse {
+    const message = createBaseGetTrialBalanceResponse();
+    message.currencies = object.currencies?.map((e) => CurrencyTotals.fromPartial(e)) || [];
+    message.freshness = (object.freshness !== undefined && object.freshness !== null)
+      ? Freshness.fromPartial(object.freshness)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * Answers questions about accounts from the read model. The read model follows the event store
  * with a small delay; every response carries a `Freshness` saying which position it reflects.
@@ -2533,6 +3204,40 @@ export const QueryServiceService = {
       Buffer.from(GetBalanceAtResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBalanceAtResponse => GetBalanceAtResponse.decode(value),
   },
+  /**
+   * Lists every account that existed at a point in time with its balance, version and status
+   * then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+   * close of the month". Each page is an indexed read of at most `page_size` accounts.
+   * A token restricted to some accounts lists only those.
+   */
+  listBalancesAt: {
+    path: "/ledger.v1.QueryService/ListBalancesAt" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListBalancesAtRequest): Buffer =>
+      Buffer.from(ListBalancesAtRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListBalancesAtRequest => ListBalancesAtRequest.decode(value),
+    responseSerialize: (value: ListBalancesAtResponse): Buffer =>
+      Buffer.from(ListBalancesAtResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListBalancesAtResponse => ListBalancesAtResponse.decode(value),
+  },
+  /**
+   * Returns the trial balance at a point in time: per currency, the accounts that existed, the
+   * total of their balances, and all money moved in and out up to then. Read from per-period
+   * totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+   * are the whole ledger's).
+   */
+  getTrialBalance: {
+    path: "/ledger.v1.QueryService/GetTrialBalance" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTrialBalanceRequest): Buffer =>
+      Buffer.from(GetTrialBalanceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTrialBalanceRequest => GetTrialBalanceRequest.decode(value),
+    responseSerialize: (value: GetTrialBalanceResponse): Buffer =>
+      Buffer.from(GetTrialBalanceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTrialBalanceResponse => GetTrialBalanceResponse.decode(value),
+  },
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries: {
     path: "/ledger.v1.QueryService/GetDailySummaries" as const,
@@ -2593,6 +3298,20 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
   listTransactions: handleUnaryCall<ListTransactionsRequest, ListTransactionsResponse>;
   /** Returns an account's balance at a point in time. */
   getBalanceAt: handleUnaryCall<GetBalanceAtRequest, GetBalanceAtResponse>;
+  /**
+   * Lists every account that existed at a point in time with its balance, version and status
+   * then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+   * close of the month". Each page is an indexed read of at most `page_size` accounts.
+   * A token restricted to some accounts lists only those.
+   */
+  listBalancesAt: handleUnaryCall<ListBalancesAtRequest, ListBalancesAtResponse>;
+  /**
+   * Returns the trial balance at a point in time: per currency, the accounts that existed, the
+   * total of their balances, and all money moved in and out up to then. Read from per-period
+   * totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+   * are the whole ledger's).
+   */
+  getTrialBalance: handleUnaryCall<GetTrialBalanceRequest, GetTrialBalanceResponse>;
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries: handleUnaryCall<GetDailySummariesRequest, GetDailySummariesResponse>;
   /** Reports how far the projector has applied each partition of the event store. */
@@ -2693,6 +3412,48 @@ export interface QueryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBalanceAtResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists every account that existed at a point in time with its balance, version and status
+   * then, in ascending `account_id` order, one page at a time: an auditor's "every balance at the
+   * close of the month". Each page is an indexed read of at most `page_size` accounts.
+   * A token restricted to some accounts lists only those.
+   */
+  listBalancesAt(
+    request: ListBalancesAtRequest,
+    callback: (error: ServiceError | null, response: ListBalancesAtResponse) => void,
+  ): ClientUnaryCall;
+  listBalancesAt(
+    request: ListBalancesAtRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListBalancesAtResponse) => void,
+  ): ClientUnaryCall;
+  listBalancesAt(
+    request: ListBalancesAtRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListBalancesAtResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns the trial balance at a point in time: per currency, the accounts that existed, the
+   * total of their balances, and all money moved in and out up to then. Read from per-period
+   * totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
+   * are the whole ledger's).
+   */
+  getTrialBalance(
+    request: GetTrialBalanceRequest,
+    callback: (error: ServiceError | null, response: GetTrialBalanceResponse) => void,
+  ): ClientUnaryCall;
+  getTrialBalance(
+    request: GetTrialBalanceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTrialBalanceResponse) => void,
+  ): ClientUnaryCall;
+  getTrialBalance(
+    request: GetTrialBalanceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTrialBalanceResponse) => void,
   ): ClientUnaryCall;
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries(
