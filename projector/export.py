@@ -28,10 +28,9 @@ from typing import Any, NoReturn, TextIO
 
 import asyncpg
 
-from ledger.read_model_contract import SCHEMA
+from ledger.read_model_contract import ANALYTICS_SCHEMA, SCHEMA
 from projector.exit_codes import EXIT_CANNOT_START, EXIT_FAILED
 from projector.export_formats import ACCOUNTS, MOVEMENTS, TableWriter, open_writer
-from projector.migrations import ANALYTICS_SCHEMA
 from projector.progress import Progress
 from projector.settings import Settings
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
+from ledger.read_model_contract import ANALYTICS_SCHEMA
+
 _FILE_NAME = re.compile(r"(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-ANALYTICS_SCHEMA = "ledger_analytics"
-"""The analysts' stable views (0004_analytics_views.sql), which no rebuild renames."""
 
 MIGRATION_LOCK = 7_132_498_311
 """Advisory lock key held while migrating, so that projectors starting together (and a rebuild)
