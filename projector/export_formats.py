@@ -4,7 +4,7 @@ Money is exact in both: Parquet's `decimal128(38, MONEY_SCALE)` (one scale per c
 largest any currency has, so every amount fits without rounding; the `currency` column says how
 many of its places the currency uses), and in CSV decimal strings with the currency's own
 places (`12.30` USD, `1200` JPY, `0.125` KWD). Never a float. Times are UTC: Parquet timestamps
-in microseconds, ISO 8601 in CSV.
+in microseconds, ISO 8601 in CSV (always with six decimals: one shape for parsers).
 
 Each file is written to `<name>.partial` and renamed once every file is complete, so a failed
 export leaves no file that looks whole, nor a mix of two exports.
@@ -195,5 +195,5 @@ def csv_text(value: Any, kind: str, currency: str) -> str:
         return format(exact.quantize(_QUANTA[currency_exponent(currency)], context=_EXACT), "f")
     if kind == "time":
         moment: datetime = value
-        return moment.isoformat()
+        return moment.isoformat(timespec="microseconds")
     return str(value)

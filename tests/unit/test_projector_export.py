@@ -98,7 +98,7 @@ def test_csv_money_has_its_currencys_places_and_never_an_exponent() -> None:
     assert csv_text(Decimal("-0.125"), "money", "KWD") == "-0.125"
     assert csv_text(Decimal("92233720368547758.07"), "money", "EUR") == "92233720368547758.07"
     assert csv_text(None, "money", "USD") == ""
-    assert csv_text(OPENED, "time", "USD") == "2026-03-01T22:00:00+00:00"
+    assert csv_text(OPENED, "time", "USD") == "2026-03-01T22:00:00.000000+00:00"
 
 
 def test_csv_money_is_never_rounded() -> None:
@@ -136,7 +136,12 @@ def test_csv_reads_back_as_the_same_decimal_strings(tmp_path: Path) -> None:
         "92233720368547758.075",
         "0.0001",
     ]
-    assert table.column("closed_at").to_pylist() == [None, "2026-03-02T22:00:00+00:00", None, None]
+    assert table.column("closed_at").to_pylist() == [
+        None,
+        "2026-03-02T22:00:00.000000+00:00",
+        None,
+        None,
+    ]
 
 
 @pytest.mark.parametrize("export_format", ["parquet", "csv"])

@@ -162,7 +162,11 @@ def expected_movements(events: list[Event], at: datetime) -> list[tuple[Any, ...
 def as_text(row: tuple[Any, ...]) -> tuple[str, ...]:
     """A row as its CSV fields: decimals as written, times in ISO 8601, None empty."""
     return tuple(
-        "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+        ""
+        if value is None
+        else value.isoformat(timespec="microseconds")
+        if isinstance(value, datetime)
+        else str(value)
         for value in row
     )
 
