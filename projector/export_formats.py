@@ -109,23 +109,32 @@ def open_writer(export_format: str, table: Table, directory: Path) -> TableWrite
     raise ValueError(f"unknown export format {export_format!r}: expected one of {FORMATS}")
 
 
-class _PartialFile:
+class _FileWriter:
+    """Writes `<name>.partial` (`_close` completes it), then renames it or removes it."""
+
     def __init__(self, table: Table, export_format: str, directory: Path) -> None:
-        self.path = directory / table.file_name(export_format)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self._path = directory / table.file_name(export_format)
+        self._partial = self._path.with_name(self._path.name + ".partial")
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        self._close()
 
     def publish(self) -> None:
-        os.replace(self.partial, self.path)
+        os.replace(self._partial, self._path)
 
-    def remove(self) -> None:
-        self.partial.unlink(missing_ok=True)
+    def abandon(self) -> None:
+        self._close()
+        self._partial.unlink(missing_ok=True)
 
 
-class _ParquetWriter:
+class _ParquetWriter(_FileWriter):
     def __init__(self, table: Table, directory: Path) -> None:
-        self._file = _PartialFile(table, "parquet", directory)
+        super().__init__(table, "parquet", directory)
         self._schema = table.arrow_schema
-        self._writer = pq.ParquetWriter(self._file.partial, self._schema, compression="zstd")
+        self._writer = pq.ParquetWriter(self._partial, self._schema, compression="zstd")
 
     def write(self, rows: Sequence[Sequence[Any]]) -> None:
         columns = [
@@ -134,24 +143,17 @@ class _ParquetWriter:
         ]
         self._writer.write_batch(pa.record_batch(columns, schema=self._schema))
 
-    def finish(self) -> None:
+    def _close(self) -> None:
         self._writer.close()
 
-    def publish(self) -> None:
-        self._file.publish()
 
-    def abandon(self) -> None:
-        self._writer.close()
-        self._file.remove()
-
-
-class _CsvWriter:
+class _CsvWriter(_FileWriter):
     def __init__(self, table: Table, directory: Path) -> None:
-        self._file = _PartialFile(table, "csv", directory)
+        super().__init__(table, "csv", directory)
         self._kinds = [kind for _, kind in table.columns]
         names = [name for name, _ in table.columns]
         self._currency = names.index("currency")
-        self._stream = self._file.partial.open("w", encoding="utf-8", newline="")
+        self._stream = self._partial.open("w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._stream)
         self._csv.writerow(names)
 
@@ -168,15 +170,8 @@ class _CsvWriter:
             ]
         )
 
-    def finish(self) -> None:
+    def _close(self) -> None:
         self._stream.close()
-
-    def publish(self) -> None:
-        self._file.publish()
-
-    def abandon(self) -> None:
-        self._stream.close()
-        self._file.remove()
 
 
 _QUANTA = {exponent: Decimal(1).scaleb(-exponent) for exponent in range(MONEY_SCALE + 1)}

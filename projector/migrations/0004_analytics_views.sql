@@ -134,26 +134,16 @@ $$;
 -- Made once: replacing a view takes a lock that waits for every query reading it, and applying
 -- this to a rebuild's shadow must not wait for an analyst's long query.
 DO $$
+DECLARE
+    view text;
 BEGIN
-    IF to_regclass('ledger_analytics.accounts') IS NULL THEN
-        CREATE VIEW ledger_analytics.accounts AS SELECT * FROM ledger_analytics.accounts_rows();
-    END IF;
-    IF to_regclass('ledger_analytics.movements') IS NULL THEN
-        CREATE VIEW ledger_analytics.movements AS
-            SELECT * FROM ledger_analytics.movements_rows();
-    END IF;
-    IF to_regclass('ledger_analytics.daily_summaries') IS NULL THEN
-        CREATE VIEW ledger_analytics.daily_summaries AS
-            SELECT * FROM ledger_analytics.daily_summaries_rows();
-    END IF;
-    IF to_regclass('ledger_analytics.monthly_summaries') IS NULL THEN
-        CREATE VIEW ledger_analytics.monthly_summaries AS
-            SELECT * FROM ledger_analytics.monthly_summaries_rows();
-    END IF;
-    IF to_regclass('ledger_analytics.currency_totals') IS NULL THEN
-        CREATE VIEW ledger_analytics.currency_totals AS
-            SELECT * FROM ledger_analytics.currency_totals_rows();
-    END IF;
+    FOREACH view IN ARRAY ARRAY['accounts', 'movements', 'daily_summaries', 'monthly_summaries',
+                                'currency_totals'] LOOP
+        IF to_regclass('ledger_analytics.' || view) IS NULL THEN
+            EXECUTE format('CREATE VIEW ledger_analytics.%I AS SELECT * FROM ledger_analytics.%I()',
+                           view, view || '_rows');
+        END IF;
+    END LOOP;
 END
 $$;
 

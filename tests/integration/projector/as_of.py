@@ -13,22 +13,15 @@ from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, 
 from ledger.domain.decider import decide, evolve
 from ledger.domain.money import currency_exponent
 from ledger.domain.rejection import Rejection
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    TransferCredited,
-    TransferDebited,
-)
+from ledger.events import records
+from ledger.events.records import AccountClosed, AccountOpened, Event
 
 START = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
 KINDS: dict[type, str] = {
-    MoneyDeposited: "DEPOSIT",
-    MoneyWithdrawn: "WITHDRAWAL",
-    TransferDebited: "TRANSFER_OUT",
-    TransferCredited: "TRANSFER_IN",
+    records.MoneyDeposited: "DEPOSIT",
+    records.MoneyWithdrawn: "WITHDRAWAL",
+    records.TransferDebited: "TRANSFER_OUT",
+    records.TransferCredited: "TRANSFER_IN",
 }
 CURRENCIES = ("USD", "JPY", "KWD", "EUR")
 
