@@ -177,7 +177,7 @@ def _print_analyst_hints(stack: LocalStack) -> None:
         f'  analysts (README, "Analysts\' access"): the views in {ANALYTICS_SCHEMA}, read-only'
         f" as {ANALYST_ROLE}:"
     )
-    print(f"    PGPASSWORD=\"$(cat {password})\" psql '{url}'")
+    print(f"    PGPASSWORD=\"$(cat {password})\" {_shown(postgres.bin_dir / 'psql')} '{url}'")
     print(
         f"    LEDGER_DATABASE_URL='{url}' LEDGER_DATABASE_PASSWORD_FILE={password} \\\n"
         "      .venv/bin/python -m projector export --at 2026-12-31T23:59:59.999Z --format parquet"
