@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import asyncpg
+from pyarrow import ArrowException
 
 from ledger.read_model_contract import ANALYTICS_SCHEMA, SCHEMA
 from projector.exit_codes import EXIT_CANNOT_START, EXIT_FAILED
@@ -196,7 +197,8 @@ async def run_export(settings: Settings, at: datetime, export_format: str, out: 
                 "projector grants reading to (LEDGER_READ_MODEL_READER_ROLE) or a member of it",
                 EXIT_CANNOT_START,
             ) from None
-        except (OSError, asyncpg.PostgresError) as error:
+        # The connection lost or closed, the disk full, a value Arrow refuses.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ArrowException) as error:
             raise ExportFailed(
                 f"export stopped, its files removed: {settings.database.scrub(str(error))}"
             ) from None

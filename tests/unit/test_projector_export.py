@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
 from projector.cli import main
 from projector.exit_codes import EXIT_CANNOT_START
-from projector.export import ExportFailed, prepare_directory
+from projector.export import ExportFailed, export, prepare_directory
 from projector.export_arguments import parse_at
 from projector.export_formats import ACCOUNTS, MONEY_SCALE, csv_text, open_writer
 
@@ -153,3 +155,52 @@ def test_an_abandoned_file_leaves_nothing(export_format: str, tmp_path: Path) ->
     writer.abandon()
     assert sorted(path.name for path in tmp_path.iterdir()) == [earlier.name]
     assert earlier.read_text() == "an earlier export"
+
+
+class _Cursor:
+    def __init__(self, chunks: list[list[tuple[object, ...]]]) -> None:
+        self._chunks = chunks
+
+    async def fetch(self, count: int) -> list[tuple[object, ...]]:
+        if not self._chunks:
+            raise asyncpg.ConnectionDoesNotExistError("the connection was closed midway")
+        return self._chunks.pop(0)
+
+
+class _Connection:
+    """What `export` asks of an asyncpg connection; the movements' cursor breaks midway."""
+
+    def transaction(self, **options: object) -> contextlib.AbstractAsyncContextManager[None]:
+        assert options == {"isolation": "repeatable_read", "readonly": True}
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def fetch(self, statement: str, *arguments: object) -> list[dict[str, int]]:
+        return [{"partition": 0, "last_offset": 41}]
+
+    async def fetchval(self, statement: str, *arguments: object) -> int:
+        return 4
+
+    async def cursor(self, statement: str, *arguments: object) -> _Cursor:
+        if "FROM ledger_analytics.accounts a" in statement:
+            return _Cursor([ROWS, []])
+        return _Cursor([])
+
+
+@pytest.mark.parametrize("export_format", ["parquet", "csv"])
+async def test_an_export_that_fails_midway_leaves_the_earlier_one_whole(
+    export_format: str, tmp_path: Path
+) -> None:
+    earlier = {f"{name}.{export_format}": name for name in ("accounts", "movements")}
+    _write_files(tmp_path, earlier)
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await export(_Connection(), OPENED, export_format, tmp_path, topic="account_events")
+    assert _files(tmp_path) == earlier
+
+
+def _write_files(directory: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
+def _files(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in directory.iterdir()}
