@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -158,10 +159,10 @@ def test_an_abandoned_file_leaves_nothing(export_format: str, tmp_path: Path) ->
 
 
 class _Cursor:
-    def __init__(self, chunks: list[list[tuple[object, ...]]]) -> None:
+    def __init__(self, chunks: list[Sequence[tuple[object, ...]]]) -> None:
         self._chunks = chunks
 
-    async def fetch(self, count: int) -> list[tuple[object, ...]]:
+    async def fetch(self, count: int) -> Sequence[tuple[object, ...]]:
         if not self._chunks:
             raise asyncpg.ConnectionDoesNotExistError("the connection was closed midway")
         return self._chunks.pop(0)
@@ -172,7 +173,7 @@ class _Connection:
 
     def transaction(self, **options: object) -> contextlib.AbstractAsyncContextManager[None]:
         assert options == {"isolation": "repeatable_read", "readonly": True}
-        return contextlib.nullcontext()  # type: ignore[return-value]
+        return contextlib.nullcontext()
 
     async def fetch(self, statement: str, *arguments: object) -> list[dict[str, int]]:
         return [{"partition": 0, "last_offset": 41}]
