@@ -18,6 +18,7 @@ from devstack.ledger_services import LedgerService
 from devstack.postgres_roles import ANALYST_ROLE, READER_ROLE
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
+from projector.migrations import bundled, migrate
 from tests.integration.projector import model_checks as checks
 from tests.integration.projector.as_of import (
     START,
@@ -160,20 +161,22 @@ def _check_balances_with_duckdb(out: Path) -> None:
 
 
 async def test_a_bad_export_is_refused_clearly(
-    stack: LocalStack, topic: str, database: str, tmp_path: Path
+    stack: LocalStack, topic: str, database: str, db: Any, tmp_path: Path
 ) -> None:
-    """Before the projector has made the views, and into a file instead of a directory."""
+    """Before the projector has made the views, by a role not granted them, and into a file
+    instead of a directory."""
     password = stack.postgres.role_password(ANALYST_ROLE)
-    no_views = run_projector(
-        stack,
-        analyst_url(stack, database),
-        password,
-        *("export", "--at", "2026-03-02T00:00:00Z", "--format", "csv", "--out", str(tmp_path)),
-        topic=topic,
-    )
+    export = ("export", "--at", "2026-03-02T00:00:00Z", "--format", "csv", "--out", str(tmp_path))
+    no_views = run_projector(stack, analyst_url(stack, database), password, *export, topic=topic)
     assert no_views.returncode == 2
     assert "has no ledger_analytics views yet: start the projector once" in no_views.stderr
     assert password not in no_views.stderr
+
+    # Migrated by a projector that grants reading to nobody.
+    await migrate(db, "ledger", bundled())
+    not_granted = run_projector(stack, analyst_url(stack, database), password, *export, topic=topic)
+    assert not_granted.returncode == 2
+    assert "may not read ledger_analytics: use one the projector grants" in not_granted.stderr
     assert not any(tmp_path.iterdir())  # noqa: ASYNC240 (a test's temp dir, read once)
 
     a_file = tmp_path / "taken"
