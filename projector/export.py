@@ -5,7 +5,8 @@ version at T), `movements.<format>` (every movement at or before T; all of a mil
 movements when T is that millisecond) and `manifest.json` (T, the row counts, the checkpoints
 the read model had applied). Read from the analysts' views (`ledger_analytics`, migration
 0004), so a read-only role can export, in one read-only REPEATABLE READ transaction: the two
-files are one snapshot. Rows come through a server-side cursor, CHUNK_ROWS at a time, so memory
+files are one snapshot (of one read model: an export across a rebuild's swap fails and says
+to export again). Rows come through a server-side cursor, CHUNK_ROWS at a time, so memory
 stays bounded whatever the ledger's size; progress goes to stderr.
 
 What an account was at T comes from its last movement at or before T (`balance_after`, and its
@@ -69,9 +70,15 @@ _COUNTS = {
     ACCOUNTS.name: f"SELECT count(*) FROM {_VIEWS}.accounts WHERE opened_at <= $1",
     MOVEMENTS.name: f"SELECT count(*) FROM {_VIEWS}.movements WHERE occurred_at <= $1",
 }
+# The live accounts table, resolved anew: a rebuild's swap replaces it (taking no lock).
+_LIVE_MODEL = f"SELECT to_regclass('{SCHEMA}.accounts')::oid"
 _CHECKPOINTS = (
     f"SELECT partition, last_offset FROM {SCHEMA}.checkpoints WHERE topic = $1 ORDER BY partition"
 )
+
+
+class ReadModelSwapped(RuntimeError):
+    """The live schema was replaced (a rebuild's swap) between two statements of the export."""
 
 
 class ExportFailed(RuntimeError):
@@ -124,13 +131,22 @@ async def export(
     writers: list[TableWriter] = []
     try:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            applied = await connection.fetch(_CHECKPOINTS, topic)
+            model = await connection.fetchval(_LIVE_MODEL)
             for table, statement in ((ACCOUNTS, _ACCOUNTS_AT), (MOVEMENTS, _MOVEMENTS_AT)):
                 total = await connection.fetchval(_COUNTS[table.name], at)
                 progress = Progress(f"exporting {table.name}", total, progress_stream)
                 writer = open_writer(export_format, table, directory)
                 writers.append(writer)
                 rows[table.name] = await _write_table(connection, statement, at, writer, progress)
+            # Last: reading the checkpoints holds a lock on them until the transaction ends,
+            # and a rebuild's swap, which waits for it, would hold up the live projector's
+            # batches behind it for as long as the export takes.
+            applied = await connection.fetch(_CHECKPOINTS, topic)
+            if await connection.fetchval(_LIVE_MODEL) != model:
+                raise ReadModelSwapped(
+                    "a rebuild swapped a new read model in while the export ran, so its files "
+                    "could mix the two: export again"
+                )
     except BaseException:
         for writer in writers:
             writer.abandon()
@@ -197,8 +213,14 @@ async def run_export(settings: Settings, at: datetime, export_format: str, out: 
                 "projector grants reading to (LEDGER_READ_MODEL_READER_ROLE) or a member of it",
                 EXIT_CANNOT_START,
             ) from None
-        # The connection lost or closed, the disk full, a value Arrow refuses.
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ArrowException) as error:
+        # The connection lost or closed, the disk full, a value Arrow refuses, a swap.
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            ArrowException,
+            ReadModelSwapped,
+        ) as error:
             raise ExportFailed(
                 f"export stopped, its files removed: {settings.database.scrub(str(error))}"
             ) from None

@@ -16,7 +16,7 @@ import pytest
 
 from projector.cli import main
 from projector.exit_codes import EXIT_CANNOT_START
-from projector.export import ExportFailed, export, prepare_directory
+from projector.export import ExportFailed, ReadModelSwapped, export, prepare_directory
 from projector.export_arguments import parse_at
 from projector.export_formats import ACCOUNTS, MONEY_SCALE, csv_text, open_writer
 
@@ -169,7 +169,12 @@ class _Cursor:
 
 
 class _Connection:
-    """What `export` asks of an asyncpg connection; the movements' cursor breaks midway."""
+    """What `export` asks of an asyncpg connection; the movements' cursor breaks midway, or
+    (`swapped`) the live model is another at the end."""
+
+    def __init__(self, *, swapped: bool = False) -> None:
+        self._swapped = swapped
+        self._models = [16384, 20480 if swapped else 16384]
 
     def transaction(self, **options: object) -> contextlib.AbstractAsyncContextManager[None]:
         assert options == {"isolation": "repeatable_read", "readonly": True}
@@ -179,12 +184,14 @@ class _Connection:
         return [{"partition": 0, "last_offset": 41}]
 
     async def fetchval(self, statement: str, *arguments: object) -> int:
+        if "to_regclass" in statement:
+            return self._models.pop(0)
         return 4
 
     async def cursor(self, statement: str, *arguments: object) -> _Cursor:
         if "FROM ledger_analytics.accounts a" in statement:
             return _Cursor([ROWS, []])
-        return _Cursor([])
+        return _Cursor([[]] if self._swapped else [])
 
 
 @pytest.mark.parametrize("export_format", ["parquet", "csv"])
@@ -195,6 +202,11 @@ async def test_an_export_that_fails_midway_leaves_the_earlier_one_whole(
     _write_files(tmp_path, earlier)
     with pytest.raises(asyncpg.ConnectionDoesNotExistError):
         await export(_Connection(), OPENED, export_format, tmp_path, topic="account_events")
+    assert _files(tmp_path) == earlier
+    with pytest.raises(ReadModelSwapped, match="export again"):
+        await export(
+            _Connection(swapped=True), OPENED, export_format, tmp_path, topic="account_events"
+        )
     assert _files(tmp_path) == earlier
 
 
