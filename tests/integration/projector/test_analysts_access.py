@@ -2,6 +2,7 @@
 as of their instant, and the stable views are readable by the read-only analyst role, and
 survive a rebuild."""
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from devstack.ledger_services import LedgerService
 from devstack.postgres_roles import ANALYST_ROLE, READER_ROLE
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
+from projector import export as export_module
 from projector.migrations import bundled, migrate
 from tests.integration.projector import model_checks as checks
 from tests.integration.projector.as_of import (
@@ -302,3 +304,39 @@ async def _check_views(analyst: Any, db: Any, views: dict[str, list[Any]]) -> No
     )
     assert "Function Scan" not in plan, plan
     assert "Index" in plan, plan
+
+
+async def test_an_export_across_a_swap_fails_without_holding_the_swap_up(
+    database: str, db: Any, projected: TimedHistory, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The swap's lock on the live checkpoints is not kept waiting by the export (nor, so, the
+    live projector behind it), and the export does not mix the two models."""
+    await migrate(db, "ledger_rebuild", bundled())
+    written = export_module._write_table
+    swapped: list[bool] = []
+
+    async def write_then_swap(*arguments: Any) -> int:
+        rows = await written(*arguments)
+        if not swapped:
+            # What a rebuild's swap does (projector/rebuild.py), between the two files.
+            await asyncio.wait_for(
+                db.execute(
+                    "BEGIN; LOCK TABLE ledger.checkpoints IN ACCESS EXCLUSIVE MODE;"
+                    " ALTER SCHEMA ledger RENAME TO ledger_before;"
+                    " ALTER SCHEMA ledger_rebuild RENAME TO ledger; COMMIT"
+                ),
+                timeout=30,
+            )
+            swapped.append(True)
+        return rows
+
+    monkeypatch.setattr(export_module, "_write_table", write_then_swap)
+    out = export_module.prepare_directory(tmp_path / "export")
+    exporting = await asyncpg.connect(database)
+    try:
+        with pytest.raises(export_module.ReadModelSwapped, match="export again"):
+            await export_module.export(exporting, projected.now, "parquet", out, topic="unused")
+    finally:
+        await exporting.close()
+    assert swapped
+    assert not any(out.iterdir())
