@@ -18,11 +18,13 @@ from devstack.kafka import SCRAM_USER
 from devstack.ledger_services import LedgerService
 from devstack.locations import default_cache_dir, default_data_dir
 from devstack.maven import fetch_all, is_cached
+from devstack.passwords import password_file
 from devstack.ports import StackPorts
-from devstack.postgres import PROJECTOR_ROLE, READER_ROLE
+from devstack.postgres_roles import ANALYST_ROLE, PROJECTOR_ROLE, READER_ROLE
 from devstack.service import Service
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
+from ledger.read_model_contract import ANALYTICS_SCHEMA
 
 _WATCH_INTERVAL = 0.5
 
@@ -131,6 +133,7 @@ def _run() -> int:
         for name, value in stack.environment().items():
             print(f"    {name}={value}")
         _print_grpcurl_hints(started, _shown(credentials.directory))
+        _print_analyst_hints(stack)
         print("devstack: Ctrl-C stops everything", flush=True)
         return _watch(started)
     except KeyboardInterrupt:
@@ -163,6 +166,23 @@ def _print_grpcurl_hints(services: Sequence[Service], credentials: str) -> None:
     for server in servers:
         print(f"    grpcurl {flags} {server.address} list")
         print(f"    grpcurl {flags} {server.address} describe {_GRPC_APIS[server.name]}")
+
+
+def _print_analyst_hints(stack: LocalStack) -> None:
+    """How an analyst connects: the read-only role, and the views it is meant to read."""
+    postgres = stack.postgres
+    url = postgres.role_url(postgres.databases[0], ANALYST_ROLE)
+    password = _shown(password_file(postgres.data_dir, ANALYST_ROLE))
+    print(
+        f'  analysts (README, "Analysts\' access"): the views in {ANALYTICS_SCHEMA}, read-only'
+        f" as {ANALYST_ROLE}:"
+    )
+    print(f"    PGPASSWORD=\"$(cat {password})\" {_shown(postgres.bin_dir / 'psql')} '{url}'")
+    print(
+        f"    LEDGER_DATABASE_URL='{url}' LEDGER_DATABASE_PASSWORD_FILE={password} \\\n"
+        "      .venv/bin/python -m projector export --at 2026-12-31T23:59:59.999Z --format parquet"
+        " --out exports/"
+    )
 
 
 def _watch(services: Sequence[Service]) -> int:

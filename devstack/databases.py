@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
-from devstack.postgres import PROJECTOR_ROLE
+from devstack.postgres_roles import PROJECTOR_ROLE
 from devstack.stack import LocalStack
 
 

@@ -7,9 +7,13 @@ import secrets
 from pathlib import Path
 
 
+def password_file(directory: Path, name: str) -> Path:
+    return directory / f"{name}.password"
+
+
 def local_password(directory: Path, name: str) -> str:
-    """The password kept in `<directory>/<name>.password` (made if missing, readable by us only)."""
-    path = directory / f"{name}.password"
+    """The password kept in `password_file` (made if missing, readable by us only)."""
+    path = password_file(directory, name)
     if not path.is_file():
         directory.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)

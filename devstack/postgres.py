@@ -21,33 +21,33 @@ from devstack.errors import StackError
 from devstack.passwords import local_password
 from devstack.ports import LOOPBACK, ensure_port_free
 from devstack.postgres_builds import has_tls, postgres_bin_dir
+from devstack.postgres_roles import (
+    GIVE_READ_MODEL_TO_ITS_OWNER,
+    PROJECTOR_ROLE,
+    READER_ROLE,
+    ROLES,
+    SERVICE_ROLES,
+    role_statements,
+)
 from devstack.process import ManagedProcess, RunAs, clean_environment, run_tool
 from devstack.tls import server_certificate
 from ledger.certificates import write_file
-from ledger.read_model_contract import SCHEMA
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 MAX_CONNECTIONS = 200
-# The read model's owner (the projector migrates and writes as it) and the role that may only
-# read it (the query server's); they log in over TLS with a password only.
-PROJECTOR_ROLE = "ledger_projector"
-READER_ROLE = "ledger_reader"
-ROLES = (PROJECTOR_ROLE, READER_ROLE)
-# The role each service that uses the database connects as.
-SERVICE_ROLES = {"projector": PROJECTOR_ROLE, "query-server": READER_ROLE}
-
+_LOGINS = ",".join(ROLES)
 # First match wins. The superuser stays trusted on loopback (devstack and tests administer
-# with it); the service roles need a SCRAM password and, when the build has TLS, TLS too.
+# with it); the other roles need a SCRAM password and, when the build has TLS, TLS too.
 _PG_HBA_TLS = f"""\
 # Written by devstack on every start.
-hostssl all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 scram-sha-256
-host    all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 reject
+hostssl all {_LOGINS} {LOOPBACK}/32 scram-sha-256
+host    all {_LOGINS} {LOOPBACK}/32 reject
 host    all {SUPERUSER} {LOOPBACK}/32 trust
 """
 _PG_HBA_PLAIN = f"""\
 # Written by devstack on every start (this PostgreSQL build has no TLS).
-host    all {PROJECTOR_ROLE},{READER_ROLE} {LOOPBACK}/32 scram-sha-256
+host    all {_LOGINS} {LOOPBACK}/32 scram-sha-256
 host    all {SUPERUSER} {LOOPBACK}/32 trust
 """
 
@@ -261,23 +261,13 @@ class Postgres:
     def _create_databases_and_roles(self, bin_dir: Path) -> None:
         self._create_databases(bin_dir)
         self._create_roles(bin_dir)
-        # A read model the superuser created (a data directory from before the service roles)
-        # goes to the role that migrates and writes it.
         for database in self.databases:
-            self._psql(bin_dir, _GIVE_READ_MODEL_TO_ITS_OWNER, database=database)
+            self._psql(bin_dir, GIVE_READ_MODEL_TO_ITS_OWNER, database=database)
 
     def _create_roles(self, bin_dir: Path) -> None:
-        """The service roles with their passwords (set again on every start), and the right to
-        create the read model's schema in the ledger's databases for its owner."""
+        """The roles with their passwords (set again on every start), rights and limits."""
         existing = set(self._psql(bin_dir, "SELECT rolname FROM pg_roles").split())
-        statements = [f"CREATE ROLE {role} LOGIN" for role in ROLES if role not in existing]
-        # Passwords go on psql's standard input, not its command line (which `ps` shows).
-        statements += [f"ALTER ROLE {role} PASSWORD '{self.role_password(role)}'" for role in ROLES]
-        statements += [
-            f'GRANT CREATE ON DATABASE "{database}" TO {PROJECTOR_ROLE}'
-            for database in self.databases
-        ]
-        self._psql(bin_dir, ";\n".join(statements) + ";")
+        self._psql(bin_dir, role_statements(existing, self.role_password, self.databases))
 
     def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
@@ -311,24 +301,6 @@ class Postgres:
         for database in self.databases:
             if database not in existing:
                 self._psql(bin_dir, f'CREATE DATABASE "{database}"')
-
-
-_GIVE_READ_MODEL_TO_ITS_OWNER = f"""
-DO $$
-DECLARE
-    owned record;
-BEGIN
-    IF EXISTS (SELECT FROM pg_namespace WHERE nspname = '{SCHEMA}'
-               AND nspowner <> '{PROJECTOR_ROLE}'::regrole) THEN
-        ALTER SCHEMA {SCHEMA} OWNER TO {PROJECTOR_ROLE};
-    END IF;
-    FOR owned IN SELECT tablename FROM pg_tables
-                 WHERE schemaname = '{SCHEMA}' AND tableowner <> '{PROJECTOR_ROLE}' LOOP
-        EXECUTE format('ALTER TABLE {SCHEMA}.%I OWNER TO {PROJECTOR_ROLE}', owned.tablename);
-    END LOOP;
-END
-$$;
-"""
 
 
 @dataclass(frozen=True, slots=True)

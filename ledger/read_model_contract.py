@@ -24,6 +24,10 @@ import json
 SCHEMA = "ledger"
 """The PostgreSQL schema holding the live read model (the query server's search_path)."""
 
+ANALYTICS_SCHEMA = "ledger_analytics"
+"""The analysts' stable views over `SCHEMA` (projector/migrations/0004_analytics_views.sql),
+which no rebuild renames (README, "Analysts' access")."""
+
 NOTIFY_CHANNEL = "ledger_checkpoints"
 """Where the projector announces advanced checkpoints (read-your-writes, WatchAccount)."""
 

@@ -2,7 +2,8 @@
 
 Files are named `NNNN_description.sql` and applied in version order, each at most once per
 schema, with `search_path` set to the target schema (the live `ledger`, or a rebuild's shadow),
-so the SQL never names a schema. What was applied is recorded in that schema's
+so the SQL never names a schema -- but for the analysts' views (0004), which live in a schema of
+their own, `ANALYTICS_SCHEMA`, over the live one. What was applied is recorded in that schema's
 `schema_migrations` table.
 """
 
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
+
+from ledger.read_model_contract import ANALYTICS_SCHEMA
 
 _FILE_NAME = re.compile(r"(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -85,7 +88,7 @@ async def migrate(
     reader_role: str | None = None,
 ) -> list[str]:
     """Create `schema` if needed and apply the migrations it lacks, in one transaction; with
-    `reader_role`, let that role read the schema (`grant_reading`).
+    `reader_role`, let that role read the schema and the analysts' views (`grant_reading`).
 
     Returns the names of the migrations applied now (empty when the schema was up to date).
     """
@@ -117,6 +120,7 @@ async def migrate(
             applied.append(migration.name)
         if reader_role is not None:
             await grant_reading(connection, schema, reader_role)
+            await grant_reading(connection, ANALYTICS_SCHEMA, reader_role)
         return applied
 
 

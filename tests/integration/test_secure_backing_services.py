@@ -24,6 +24,7 @@ from devstack.ledger_services import LedgerService, running
 from devstack.ports import LOOPBACK, free_port
 from devstack.postgres import Postgres
 from devstack.postgres_builds import tls_postgres_bin_dir
+from devstack.postgres_roles import ANALYST_ROLE
 from devstack.process import clean_environment
 from devstack.stack import LocalStack
 from ledger.command_ids import new_command_id
@@ -217,6 +218,43 @@ async def test_the_reader_still_reads_after_a_rebuild_swapped_the_schema(
         await reader.close()
     assert after != before
     assert balance is not None
+
+
+async def test_the_analyst_reads_the_views_and_exports_over_tls_only(
+    secure_ledger: SecureLedger, tls_postgres: Postgres, tmp_path: Path
+) -> None:
+    account, _ = await _open_and_deposit(secure_ledger)
+    [database] = tls_postgres.databases
+    analyst = {
+        "LEDGER_DATABASE_URL": tls_postgres.role_url(database, ANALYST_ROLE),
+        "LEDGER_DATABASE_PASSWORD": tls_postgres.role_password(ANALYST_ROLE),
+    }
+    connection = await _connect_as(analyst)
+    try:
+        assert await connection.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        balance = await connection.fetchval(
+            "SELECT balance::text FROM ledger_analytics.accounts WHERE account_id = $1", account
+        )
+    finally:
+        await connection.close()
+    assert balance == "12.50"
+    exported = subprocess.run(  # noqa: ASYNC221 (the test waits for it, nothing else runs)
+        [
+            *(sys.executable, "-m", "projector", "export", "--at", "2999-01-01T00:00:00Z"),
+            *("--format", "csv", "--out", str(tmp_path)),
+        ],
+        env=clean_environment({**secure_ledger.environments["projector"], **analyst}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert f"\n{account},EUR,Secure,OPEN,12.50,2," in (tmp_path / "accounts.csv").read_text()
+    plaintext = {**analyst, "LEDGER_DATABASE_URL": analyst["LEDGER_DATABASE_URL"].split("?")[0]}
+    plaintext["LEDGER_DATABASE_URL"] += "?sslmode=disable"
+    with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+        await _connect_as(plaintext)
 
 
 def test_a_wrong_kafka_password_is_refused_and_never_logged(
