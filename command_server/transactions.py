@@ -107,6 +107,10 @@ def new_producer(bootstrap: str, transactional_id: str, security: KafkaSecurity)
             # so a batch waits little longer than the election (docs/reliability.md).
             "transaction.timeout.ms": 7_000,
             "message.timeout.ms": 6_000,
+            # librdkafka asks again who the transaction coordinator is each time its connection
+            # to the old one fails, and those attempts back off up to this (default 10 s): a
+            # coordinator that moved to another broker was found up to 10 s late.
+            "reconnect.backoff.max.ms": 1_000,
             # Snapshot chunks are larger than events (the snapshot topic allows them).
             "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
         }
