@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 FENCE_CHECK_EVERY = 10.0
 """Seconds without a transaction reaching the coordinator after which an idle probe sends one,
 so that an idle instance learns that another took the shard over."""
+FENCE_CHECK_TIMEOUT = 5.0
+"""Seconds each call of that transaction may take (a batch arriving meanwhile waits): on a busy
+machine a healthy coordinator can take more than the metadata probe's 2 s."""
 
 __all__ = [
     "AppendFailed",
@@ -192,7 +195,7 @@ class EventStore:
         Raises Fenced when another instance took the shard over."""
         why = self._leaders(partitions, timeout)
         if why is None and time.monotonic() - self._coordinator_heard >= FENCE_CHECK_EVERY:
-            why = self._check_fence(partitions[0] if partitions else 0, timeout)
+            why = self._check_fence(partitions[0] if partitions else 0, FENCE_CHECK_TIMEOUT)
         return why
 
     def _check_fence(self, partition: int, timeout: float) -> str | None:
