@@ -25,6 +25,7 @@ from command_server.transactions import (
     abort,
     classify,
     commit,
+    group_metadata,
     initialise,
     new_producer,
     retire,
@@ -232,22 +233,12 @@ class EventStore:
         return None
 
     def _probe_group(self, turn: int) -> object:
-        """The group metadata of `<transactional id>.fence-probe` (built by a consumer that never
-        connects: the metadata is plain bytes, usable once the consumer is closed)."""
         group = self._probe_groups.get(turn)
         if group is None:
-            consumer = Consumer(
-                {
-                    **self._security.config(),
-                    "logger": log,
-                    "bootstrap.servers": self._bootstrap,
-                    "group.id": f"{self._ids[turn]}.fence-probe",
-                }
+            group_id = f"{self._ids[turn]}.fence-probe"
+            group = self._probe_groups[turn] = group_metadata(
+                self._bootstrap, group_id, self._security
             )
-            try:
-                group = self._probe_groups[turn] = consumer.consumer_group_metadata()
-            finally:
-                consumer.close()
         return group
 
     def _leaders(self, partitions: Sequence[int], timeout: float) -> str | None:

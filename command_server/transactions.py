@@ -16,7 +16,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.kafka_security import KafkaSecurity
@@ -115,6 +115,19 @@ def new_producer(bootstrap: str, transactional_id: str, security: KafkaSecurity)
             "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
         }
     )
+
+
+def group_metadata(bootstrap: str, group_id: str, security: KafkaSecurity) -> object:
+    """What `send_offsets_to_transaction` needs to name consumer group `group_id`: built by a
+    consumer that never connects (the metadata is plain bytes, usable once it is closed)."""
+    consumer = Consumer(
+        {**security.config(), "logger": log, "bootstrap.servers": bootstrap, "group.id": group_id}
+    )
+    try:
+        metadata: object = consumer.consumer_group_metadata()
+    finally:
+        consumer.close()
+    return metadata
 
 
 def initialise(producer: Producer, timeout: float = INIT_TIMEOUT) -> KafkaError | None:
