@@ -54,9 +54,11 @@ check-generated: generate
 fuzz: install
 	LEDGER_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/fuzz
 
-## Soak: >= 90 s of load while every component is SIGKILLed at least twice; see docs/reliability.md.
+## Soak: >= 90 s of load while every component is SIGKILLed at least twice, then again on three
+## brokers whose partition leader's broker is killed again and again; see docs/reliability.md.
 soak: install
 	$(PY) -m fault_drill --soak
+	$(PY) -m fault_drill --soak --three-brokers
 
 ## Benchmarks (docs/performance.md): a table, and JSON in bench/results/. Needs Go (builds ghz once).
 bench: install

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from command_server.transactions import (
     AppendFailed,
@@ -25,6 +25,7 @@ from command_server.transactions import (
     abort,
     classify,
     commit,
+    group_metadata,
     initialise,
     new_producer,
     retire,
@@ -36,6 +37,13 @@ from ledger.events.records import Event
 from ledger.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
+
+FENCE_CHECK_EVERY = 10.0
+"""Seconds without a transaction reaching the coordinator after which an idle probe sends one,
+so that an idle instance learns that another took the shard over."""
+FENCE_CHECK_TIMEOUT = 5.0
+"""Seconds each call of that transaction may take (a batch arriving meanwhile waits): on a busy
+machine a healthy coordinator can take more than the metadata probe's 2 s."""
 
 __all__ = [
     "AppendFailed",
@@ -91,6 +99,10 @@ class EventStore:
         self._security = security
         self._in_transaction = False
         """Whether the producer whose turn it is has begun its transaction (`prepare`)."""
+        self._coordinator_heard = time.monotonic()
+        """When a transaction last reached the coordinator (a fence would have said so)."""
+        self._probe_groups: dict[int, object] = {}
+        """Per producer, the consumer group metadata its probe transactions name."""
 
     def open(self, timeout: float = 60) -> None:
         """Fence any zombie holding our transactional ids and abort its open transactions."""
@@ -125,6 +137,7 @@ class EventStore:
             commit(producer)
         except KafkaException as exc:
             self._failed(turn, producer, exc.args[0])
+        self._coordinator_heard = time.monotonic()
         if failures or -1 in offsets:
             # librdkafka promises that a commit means delivered: the log holds the batch, and
             # this process does not know where. Only a fresh read of the log can tell.
@@ -178,7 +191,57 @@ class EventStore:
             raise AppendUnsettled(f"producer {self._ids[turn]} not initialised: {error.str()}")
 
     def probe(self, partitions: Sequence[int], timeout: float = 2) -> str | None:
-        """None if the topic's `partitions` have leaders now; otherwise why not."""
+        """None if the topic's `partitions` have leaders now and, after FENCE_CHECK_EVERY
+        seconds without a transaction, the coordinator still takes ours; otherwise why not.
+        Raises Fenced when another instance took the shard over."""
+        why = self._leaders(partitions, timeout)
+        if why is None and time.monotonic() - self._coordinator_heard >= FENCE_CHECK_EVERY:
+            why = self._check_fence(partitions[0] if partitions else 0, FENCE_CHECK_TIMEOUT)
+        return why
+
+    def _check_fence(self, partition: int, timeout: float) -> str | None:
+        """An empty transaction that reaches the coordinator, then its abort: partition
+        leaders say nothing of a fence, only the coordinator knows our epoch is old.
+
+        It adds the offset of a consumer group of its own (the only way to make a transaction
+        the coordinator hears of without writing a record), then aborts: nothing is written to
+        the log, and the group's offsets never become visible."""
+        turn = self._turn
+        if turn in self._broken:
+            try:
+                self.recover()
+            except AppendUnsettled as exc:
+                return str(exc)
+        producer = self._producers[turn]
+        try:
+            if not self._in_transaction:
+                producer.begin_transaction()
+            self._in_transaction = False
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self._topic, partition, 0)], self._probe_group(turn), timeout
+            )
+            producer.abort_transaction(timeout)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if classify(error) is ErrorKind.FENCE:
+                raise Fenced(f"producer {self._ids[turn]} fenced: {error.str()}") from None
+            # Its transaction state is unknown now: the next append starts from a new producer.
+            log.warning("replacing producer %s after a probe: %s", self._ids[turn], error.str())
+            self._replace(turn)
+            return f"the transaction coordinator does not answer: {error.str()}"
+        self._coordinator_heard = time.monotonic()
+        return None
+
+    def _probe_group(self, turn: int) -> object:
+        group = self._probe_groups.get(turn)
+        if group is None:
+            group_id = f"{self._ids[turn]}.fence-probe"
+            group = self._probe_groups[turn] = group_metadata(
+                self._bootstrap, group_id, self._security
+            )
+        return group
+
+    def _leaders(self, partitions: Sequence[int], timeout: float) -> str | None:
         try:
             metadata = self._producers[self._turn].list_topics(self._topic, timeout=timeout)
         except KafkaException as exc:
@@ -234,7 +297,11 @@ class EventStore:
 
     def close(self) -> None:
         for producer in self._producers:
-            producer.flush(5)
+            try:
+                producer.flush(5)
+            except KafkaException as exc:
+                # Fenced (or failed fatally): it has nothing left that could be delivered.
+                log.info("producer closed with: %s", exc.args[0].str())
 
     def replay(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.kafka_security import KafkaSecurity
@@ -25,12 +25,22 @@ log = logging.getLogger(__name__)
 
 INIT_TIMEOUT = 10.0
 """Seconds a (re-)initialisation may take before the producer counts as unusable for now."""
-ABORT_TIMEOUT = 5.0
+ABORT_TIMEOUT = 3.0
+"""Seconds an abort may take; past it the producer is replaced (its replacement's
+`init_transactions` settles the transaction), which waits for the coordinator just as well."""
 COMMIT_TIMEOUT = 15.0
 """Seconds a commit is retried (librdkafka waits out the transaction timeout per attempt)."""
 
 _FENCES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+_TIMEOUTS = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
 )
 
 
@@ -66,6 +76,12 @@ def classify(err: KafkaError) -> ErrorKind:
     """What a transactional error means for the shard (only a real fence is a takeover)."""
     if err.code() in _FENCES:
         return ErrorKind.FENCE
+    if err.code() in _TIMEOUTS:
+        # A timed-out record may still be in flight: an abort marker written before it lands
+        # would be wrong (KAFKA-14053), and the abort waits for a coordinator that may be on the
+        # broker that just died. A replacement's `init_transactions` bumps the epoch instead, so
+        # the broker refuses whatever of the old epoch still arrives.
+        return ErrorKind.REINITIALISE
     if err.txn_requires_abort() and not err.fatal():
         return ErrorKind.ABORTABLE
     return ErrorKind.REINITIALISE
@@ -85,13 +101,33 @@ def new_producer(bootstrap: str, transactional_id: str, security: KafkaSecurity)
             "partitioner": "murmur2",
             # A broker that dies with our transaction open holds the partitions until the
             # transaction times out: keep that short (librdkafka wants the message timeout
-            # below it).
-            "transaction.timeout.ms": 10_000,
-            "message.timeout.ms": 9_000,
+            # below it). A record in flight to a dead leader fails only when its message
+            # timeout runs out, and the batch's callers wait that long: 6 s is about when the
+            # controller has moved the leadership (broker.session.timeout.ms, 5 s in devstack),
+            # so a batch waits little longer than the election (docs/reliability.md).
+            "transaction.timeout.ms": 7_000,
+            "message.timeout.ms": 6_000,
+            # librdkafka asks again who the transaction coordinator is each time its connection
+            # to the old one fails, and those attempts back off up to this (default 10 s): a
+            # coordinator that moved to another broker was found up to 10 s late.
+            "reconnect.backoff.max.ms": 1_000,
             # Snapshot chunks are larger than events (the snapshot topic allows them).
             "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
         }
     )
+
+
+def group_metadata(bootstrap: str, group_id: str, security: KafkaSecurity) -> object:
+    """What `send_offsets_to_transaction` needs to name consumer group `group_id`: built by a
+    consumer that never connects (the metadata is plain bytes, usable once it is closed)."""
+    consumer = Consumer(
+        {**security.config(), "logger": log, "bootstrap.servers": bootstrap, "group.id": group_id}
+    )
+    try:
+        metadata: object = consumer.consumer_group_metadata()
+    finally:
+        consumer.close()
+    return metadata
 
 
 def initialise(producer: Producer, timeout: float = INIT_TIMEOUT) -> KafkaError | None:

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from devstack.errors import StackError
 from devstack.java import java_executable
@@ -21,6 +22,9 @@ from devstack.kafka import KAFKA_MIN_JAVA, Kafka, Membership, new_cluster_id
 from devstack.maven import KAFKA_VERSION, kafka_libs
 from devstack.parallel import in_parallel
 from devstack.ports import LOOPBACK, free_ports
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 # Three JVMs share two cores with the rest of the stack: half the single node's heap each.
 NODE_HEAP = "384m"
@@ -67,6 +71,7 @@ class KafkaCluster:
             for node_id, controller_port in controllers.items()
         )
         self.cache_dir = cache_dir
+        self._admin: AdminClient | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -123,12 +128,18 @@ class KafkaCluster:
             f"{timeout or self.ready_timeout:.0f}s; logs: {self.data_dir}/node-*/kafka.log"
         )
 
+    def admin(self) -> AdminClient:
+        """One admin client for every question asked of the cluster (polled often by the fault
+        drill: a client per question would be a new connection to every node each time)."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        return self._admin
+
     def leaders(self, topic: str) -> dict[int, int]:
         """The node id leading each partition of `topic` (-1: none right now)."""
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
-        metadata = admin.list_topics(topic=topic, timeout=10).topics[topic]
+        metadata = self.admin().list_topics(topic=topic, timeout=10).topics[topic]
         return {number: p.leader for number, p in metadata.partitions.items()}
 
     def busiest_leader(self, topic: str) -> int:
@@ -140,10 +151,7 @@ class KafkaCluster:
 
     def fully_replicated(self, topics: list[str]) -> bool:
         """Whether every partition of `topics` has all its replicas in sync."""
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
-        metadata = admin.list_topics(timeout=10).topics
+        metadata = self.admin().list_topics(timeout=10).topics
         return all(
             topic in metadata
             and all(len(p.isrs) == len(p.replicas) for p in metadata[topic].partitions.values())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from devstack import LocalStack, StackPorts
 from devstack.errors import StackError
+from devstack.kafka_cluster import KafkaCluster
 from fault_drill.config import DrillConfig
 from fault_drill.drill import run_drill
 from fault_drill.report import write_json
@@ -37,6 +38,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the long size: >= 90 s of load, every kind of fault at least twice, "
         "more random faults while the load lasts",
+    )
+    parser.add_argument(
+        "--three-brokers",
+        action="store_true",
+        help="the event topic on a three-broker Kafka of its own (3 replicas, min ISR 2); the "
+        "only fault is then the partition leader's broker killed, each time another one",
     )
     parser.add_argument("--seconds", type=float, help="minimum seconds of load")
     parser.add_argument("--seed", type=int, help="seed of the fault plan and the workload")
@@ -65,6 +72,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def config_from(args: argparse.Namespace) -> DrillConfig:
     config = DrillConfig.soak_size(args.seed) if args.soak else DrillConfig.test_size(args.seed)
+    if args.three_brokers:
+        config = config.on_three_brokers()
     changes: dict[str, object] = {}
     if args.seconds is not None:
         changes["seconds"] = args.seconds
@@ -90,13 +99,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     except StackError as error:
         print(f"cannot start the stack: {error}", file=sys.stderr)
         sys.exit(2)
+    cluster = None
+    if args.three_brokers:
+        cluster = KafkaCluster(stack_dir / "kafka-cluster", stack.cache_dir)
     try:
-        report = asyncio.run(run_drill(stack, config, out_dir)).report
+        if cluster is not None:
+            try:
+                cluster.start()
+            except StackError as error:
+                print(f"cannot start the Kafka cluster: {error}", file=sys.stderr)
+                sys.exit(2)
+        report = asyncio.run(run_drill(stack, config, out_dir, cluster=cluster)).report
     finally:
+        if cluster is not None:
+            cluster.stop()
         stack.stop()
         if not args.keep_data:
             shutil.rmtree(stack_dir / "kafka" / "logs", ignore_errors=True)
             shutil.rmtree(stack_dir / "postgres" / "pgdata", ignore_errors=True)
+            if cluster is not None:
+                for node in cluster.nodes:
+                    shutil.rmtree(node.log_dir, ignore_errors=True)
     if args.json is not None:
         write_json(report, args.json)
     if args.markdown is not None:

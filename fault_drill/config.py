@@ -28,13 +28,20 @@ SNAPSHOT_RESTART = "command_server_snapshot_restart"
 restart must restore from a snapshot, not replay the whole log."""
 
 FAULT_KINDS = (*COMPONENTS, TAKEOVER, COMMAND_SERVER_PAUSE, KAFKA_PAUSE, SNAPSHOT_RESTART)
-"""Every kind of fault, in the order the figures list them."""
+"""Every kind of fault on the one-broker stack, in the order the figures list them."""
+LEADER_BROKER = "kafka_leader_broker"
+"""On a three-broker cluster only: SIGKILL of the broker leading most of the event topic's
+partitions (each time another broker than the time before), restarted after a few seconds in
+which the two others must take the writes; over once every replica is back in sync."""
+BROKER_FAULT_KINDS = (LEADER_BROKER,)
+"""The kinds of a drill on three brokers (`DrillConfig.on_three_brokers`)."""
 TARGET = {
     **{name: name for name in COMPONENTS},
     TAKEOVER: COMMAND_SERVER,
     COMMAND_SERVER_PAUSE: COMMAND_SERVER,
     KAFKA_PAUSE: KAFKA,
     SNAPSHOT_RESTART: COMMAND_SERVER,
+    LEADER_BROKER: KAFKA,
 }
 """The component each kind of fault hits."""
 
@@ -91,6 +98,11 @@ class DrillConfig:
     snapshot_restart_min_events: int = 1500
     """A snapshot restart waits until the acknowledged commands have put more than this many
     events in the log."""
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    """The kinds of fault the plan holds, each `min_kills` times."""
+    broker_down_s: tuple[float, float] = (6.0, 10.0)
+    """How long a killed broker of the three stays down: long enough that the controller moves
+    its leaderships (broker.session.timeout.ms, 5 s in devstack) and the others take writes."""
 
     @classmethod
     def test_size(cls, seed: int | None = None) -> DrillConfig:
@@ -119,6 +131,11 @@ class DrillConfig:
             snapshot_every_events=2000,
             snapshot_restart_min_events=10_000,
         )
+
+    def on_three_brokers(self) -> DrillConfig:
+        """The same size on a three-broker cluster: its leader broker killed, twice (another
+        broker the second time)."""
+        return replace(self, fault_kinds=BROKER_FAULT_KINDS, min_kills=max(2, self.min_kills))
 
     def with_changes(self, **changes: object) -> DrillConfig:
         return replace(self, **changes)  # type: ignore[arg-type]

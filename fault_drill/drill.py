@@ -17,14 +17,23 @@ from typing import Any
 import grpc
 from confluent_kafka.admin import AdminClient
 
-from command_server.topic import ensure_event_topic
+from command_server.topic import Replication, ensure_event_topic
 from devstack.credentials import local_credentials
 from devstack.databases import create_database, drop_database
 from devstack.errors import StackError
+from devstack.kafka_cluster import KafkaCluster
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
 from fault_drill.book import Book
+from fault_drill.brokers import (
+    MIN_INSYNC_REPLICAS,
+    REPLICATION_FACTOR,
+    LeaderKill,
+    cluster_component,
+    cluster_env,
+    restore,
+)
 from fault_drill.calls import CHANNEL_OPTIONS, GiveUp
 from fault_drill.command_checks import CommandChecks, check_commands
 from fault_drill.command_servers import CommandServers
@@ -33,6 +42,7 @@ from fault_drill.config import (
     COMMAND_SERVER_PAUSE,
     KAFKA,
     KAFKA_PAUSE,
+    LEADER_BROKER,
     POSTGRES,
     PROJECTOR,
     QUERY_SERVER,
@@ -96,9 +106,13 @@ async def run_drill(
     *,
     say: Say | None = None,
     keep_database: bool = False,
+    cluster: KafkaCluster | None = None,
 ) -> DrillResult:
     """Run one drill on `stack` (which must be running) and return its report (also written to
-    `out_dir/report.json`, with the journal in `out_dir/journal.jsonl`) and what it checked."""
+    `out_dir/report.json`, with the journal in `out_dir/journal.jsonl`) and what it checked.
+
+    With a running `cluster`, the event topic and the Ledger processes' Kafka are there
+    (fault_drill/brokers.py); the registry and PostgreSQL stay the stack's."""
     journal = Journal()
     say = say or printer(journal)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
@@ -109,8 +123,11 @@ async def run_drill(
         f"fault drill, seed {config.seed} (reproduce the plan with --seed {config.seed}); "
         f"topic {topic}, database {database}, logs in {out_dir / 'logs'}"
     )
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    await asyncio.to_thread(ensure_event_topic, admin, topic, config.partitions)
+    bootstrap = stack.kafka_bootstrap if cluster is None else cluster.bootstrap_servers
+    kafka_env = {} if cluster is None else cluster_env(cluster)
+    replication = None if cluster is None else Replication(REPLICATION_FACTOR, MIN_INSYNC_REPLICAS)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    await asyncio.to_thread(ensure_event_topic, admin, topic, config.partitions, replication)
     database_url = await create_database(stack, database)
 
     # Both servers serve TLS and check tokens, as in production; the clients use the writer token.
@@ -124,6 +141,7 @@ async def run_drill(
             data_dir,
             topic=topic,
             extra_env={
+                **kafka_env,
                 "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}",
                 "LEDGER_SNAPSHOT_EVERY_EVENTS": str(config.snapshot_every_events),
             },
@@ -136,6 +154,7 @@ async def run_drill(
         out_dir,
         topic=topic,
         extra_env={
+            **kafka_env,
             "LEDGER_DATABASE_URL": database_url,
             "LEDGER_PROJECTOR_GROUP": f"drill-{run_id}",
             "LEDGER_PROJECTOR_SESSION_TIMEOUT_MS": str(config.projector_session_timeout_ms),
@@ -146,7 +165,7 @@ async def run_drill(
         out_dir,
         topic=topic,
         database_url=database_url,
-        extra_env={"LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
+        extra_env={**kafka_env, "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
         secure=credentials,
     )
     services = (servers.live, projector, query_server)
@@ -160,7 +179,9 @@ async def run_drill(
         QUERY_SERVER: _ledger_component(
             QUERY_SERVER, query_server, grpc_serving(query_server.address, credentials)
         ),
-        KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok),
+        KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok)
+        if cluster is None
+        else cluster_component(KAFKA, cluster, topic),
         POSTGRES: Component(POSTGRES, stack.postgres, stack.postgres.log_file, _always_ok),
     }
 
@@ -187,6 +208,8 @@ async def run_drill(
         KAFKA_PAUSE: Pause(components[KAFKA], journal, config),
         SNAPSHOT_RESTART: SnapshotRestart(components[COMMAND_SERVER], journal, journal, config),
     }
+    if cluster is not None:
+        injector.actions[LEADER_BROKER] = LeaderKill(cluster, topic, journal, config)
     reads = ReadStats()
     errors: list[str] = []
     fold: Fold | None = None
@@ -282,9 +305,7 @@ async def run_drill(
 
         say("reading the whole log back (read_committed)")
         try:
-            records = await asyncio.to_thread(
-                read_log, stack.kafka_bootstrap, stack.registry_url, topic
-            )
+            records = await asyncio.to_thread(read_log, bootstrap, stack.registry_url, topic)
             fold = fold_log(records)
             commands = check_commands(journal, fold)
             last_offsets: dict[int, int] = {}
@@ -297,9 +318,7 @@ async def run_drill(
             read_back = await snapshot(database_url, topic)
             read_model = check_read_model(fold, read_back)
             dead_letter_rows = read_back.dead_letters
-            dead_letter_records = await asyncio.to_thread(
-                count_records, stack.kafka_bootstrap, f"{topic}.dlq"
-            )
+            dead_letter_records = await asyncio.to_thread(count_records, bootstrap, f"{topic}.dlq")
         except (LogUnreadable, NotCaughtUp) as error:
             errors.append(str(error))
     except Exception as error:
@@ -319,7 +338,9 @@ async def run_drill(
         for service in (query_server, projector):
             await asyncio.to_thread(service.stop)
         await asyncio.to_thread(servers.stop_all)
-        # The stack is left as it was found: running and ready.
+        # The stack (and the cluster) is left as it was found: running and ready.
+        if cluster is not None:
+            await restore(cluster)
         for component in (components[KAFKA], components[POSTGRES]):
             if not component.service.is_running():
                 await asyncio.to_thread(component.service.start)

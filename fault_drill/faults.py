@@ -30,7 +30,6 @@ from typing import Any, Protocol
 from devstack.errors import StackError
 from devstack.process import log_tail
 from fault_drill.config import (
-    FAULT_KINDS,
     KAFKA,
     KAFKA_PAUSE,
     SNAPSHOT_RESTART,
@@ -247,12 +246,14 @@ class FaultInjector:
     def plan(self) -> list[str]:
         """Every kind of fault `min_kills` times, shuffled, never the same one twice in a row;
         the snapshot restarts last, so that the log has grown as much as it will."""
-        kinds = [k for k in FAULT_KINDS if k != SNAPSHOT_RESTART]
+        kinds = [k for k in self._config.fault_kinds if k != SNAPSHOT_RESTART]
         plan = [name for name in kinds for _ in range(self._config.min_kills)]
         for _ in range(100):
             self._rng.shuffle(plan)
             if all(a != b for a, b in itertools.pairwise(plan)):
                 break
+        if SNAPSHOT_RESTART not in self._config.fault_kinds:
+            return plan
         # The snapshot restarts take turns with the end of the plan rather than come in a row.
         others = len(plan) - (self._config.min_kills - 1)
         tail = [SNAPSHOT_RESTART]
@@ -270,7 +271,8 @@ class FaultInjector:
             if plan:
                 name = plan.pop(0)
             elif self._config.extra_kills:
-                name = self._rng.choice([c for c in FAULT_KINDS if c != previous])
+                kinds = self._config.fault_kinds
+                name = self._rng.choice([c for c in kinds if c != previous or len(kinds) == 1])
                 if self._clock.now() + self._gap_max() + _cost(name) > load_until:
                     return
             else:

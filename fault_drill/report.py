@@ -12,7 +12,7 @@ from typing import Any
 
 from fault_drill.calls import EXPECTED_TRANSIENT
 from fault_drill.command_checks import CommandChecks
-from fault_drill.config import COMPONENTS, FAULT_KINDS, DrillConfig
+from fault_drill.config import COMPONENTS, DrillConfig
 from fault_drill.faults import Crash, Fault, median_max
 from fault_drill.journal import Journal, Mode, Result, Status
 from fault_drill.log_fold import Fold
@@ -102,7 +102,7 @@ def build_report(
     restarts = Counter(c.component for c in crashes)
 
     recovery: dict[str, Any] = {}
-    for component in FAULT_KINDS:
+    for component in config.fault_kinds:
         mine = [f for f in faults if f.component == component]
         ready = median_max([f.ready_s for f in mine if f.ready_s is not None])
         healthy = median_max([f.healthy_s for f in mine if f.healthy_s is not None])
@@ -119,7 +119,7 @@ def build_report(
         }
 
     failures = list(errors)
-    for kind in FAULT_KINDS:
+    for kind in config.fault_kinds:
         if kills[kind] < config.min_kills:
             failures.append(f"fault {kind} happened {kills[kind]} times, not {config.min_kills}")
     failures.extend(unrecovered)
@@ -243,7 +243,7 @@ def build_report(
         },
         "lost": None if commands is None else len(commands.lost),
         "duplicated": None if commands is None else len(commands.duplicated),
-        "kills": {c: kills[c] for c in FAULT_KINDS},
+        "kills": {c: kills[c] for c in config.fault_kinds},
         "supervisor_restarts": {c: restarts[c] for c in COMPONENTS},
         "recovery": recovery,
         "faults": [

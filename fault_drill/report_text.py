@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fault_drill.config import DrillConfig
+from fault_drill.config import BROKER_FAULT_KINDS, DrillConfig
 
 
 def _s(value: Any) -> str:
@@ -83,6 +83,9 @@ def replay_command(report: dict[str, Any]) -> str:
     soak = bool(config["extra_kills"])
     size = DrillConfig.soak_size(0) if soak else DrillConfig.test_size(0)
     words = ["python -m fault_drill"] + (["--soak"] if soak else [])
+    if tuple(config["fault_kinds"]) == BROKER_FAULT_KINDS:
+        size = size.on_three_brokers()
+        words.append("--three-brokers")
     if config["seconds"] != size.seconds:
         words.append(f"--seconds {config['seconds']:g}")
     if config["min_kills"] != size.min_kills:

@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: one real local stack per test session."""
+"""Fixtures shared by the whole suite: one real local stack per test session, and a
+three-broker Kafka for the modules that kill brokers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import pytest
 
 from devstack import LocalStack, StackPorts
+from devstack.kafka_cluster import KafkaCluster
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """
     with LocalStack(tmp_path_factory.mktemp("stack"), StackPorts.free()) as local_stack:
         yield local_stack
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(
+    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaCluster]:
+    """Three Kafka nodes on free ports in a temp dir, next to the session's single-node stack,
+    for as long as the module that asks for them runs (three JVMs are too heavy to keep)."""
+    with KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), stack.cache_dir) as started:
+        yield started

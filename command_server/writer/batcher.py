@@ -189,7 +189,11 @@ class Batcher:
             return self._refuse(0)
         why = self._catch_up() if self._behind is not None else None
         if why is None:
-            why = self._store.probe(self._shard.owned_partitions)
+            try:
+                why = self._store.probe(self._shard.owned_partitions)
+            except Fenced as exc:
+                self._halted = FENCED, str(exc)
+                return self._refuse(0)
         return (STALLED, why, []) if why is not None else (COMMITTING, "", [])
 
     def _catch_up(self) -> str | None:

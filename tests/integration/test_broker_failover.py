@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer
@@ -32,16 +31,10 @@ RESUMED_ACKS = 20
 EVENTS_OF = {"open": 1, "deposit": 1, "withdraw": 1, "transfer": 2}
 
 
-@pytest.fixture(scope="module")
-def cluster(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    """Three Kafka nodes on free ports in a temp dir, next to the session's single-node stack."""
-    with KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), stack.cache_dir) as started:
-        yield started
-
-
 async def test_killing_brokers_under_load_loses_nothing_and_applies_nothing_twice(
-    stack: LocalStack, cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory
+    stack: LocalStack, kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    cluster = kafka_cluster
     began = time.monotonic()
     topic = f"failover_{uuid.uuid4().hex[:12]}"
     service = LedgerService.command_server(

@@ -254,3 +254,36 @@ async def _health_is(address: str, wanted: tuple[int, int]) -> bool:
         return await _health(address) == wanted
     except grpc.aio.AioRpcError:
         return False
+
+
+async def test_an_idle_instance_taken_over_stops_serving_and_exits_fenced(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Nothing is sent to the first instance after the newcomer fenced it: its idle probe's
+    transaction must find the fence (partition leaders alone say nothing of it)."""
+    topic = _topic()
+    first = LedgerService.command_server(stack, tmp_path / "first", topic=topic)
+    newcomer = LedgerService.command_server(stack, tmp_path / "newcomer", topic=topic)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    first.start()
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            await pb_grpc.CommandServiceStub(channel).OpenAccount(
+                pb.OpenAccountRequest(command_id=new_command_id(), account_id="acc", currency="USD")
+            )
+        assert await _health(first.address) == (serving, serving)
+        await asyncio.to_thread(newcomer.start)
+        # FENCE_CHECK_EVERY (10 s) of idleness, a probe a second, and the stop's grace.
+        assert await asyncio.to_thread(first.wait_exit, 45) == 3
+        async with grpc.aio.insecure_channel(newcomer.address) as channel:
+            answer = await pb_grpc.CommandServiceStub(channel).Deposit(
+                pb.DepositRequest(command_id=new_command_id(), account_id="acc", amount="1"),
+                timeout=10,
+            )
+        assert answer.version == 2, "the newcomer still writes: the probe did not fence it back"
+    finally:
+        first.stop()
+        newcomer.stop()
+    log_text = first.log_text()
+    assert "not serving: the event store cannot take writes now" in log_text
+    assert "was taken over by another instance" in log_text

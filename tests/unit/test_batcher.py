@@ -47,6 +47,7 @@ class FakeEventStore:
         self.fail_next: Exception | None = None
         self.commit_anyway = False
         self.down: str | None = None
+        self.fence: Fenced | None = None
         self.recoveries = 0
 
     def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
@@ -74,6 +75,8 @@ class FakeEventStore:
             raise AppendUnsettled(self.down)
 
     def probe(self, partitions: Sequence[int]) -> str | None:
+        if self.fence is not None:
+            raise self.fence
         return self.down
 
     def replay(
@@ -279,6 +282,20 @@ def test_a_fence_answers_not_serving_to_the_batch_and_to_every_later_one(
     assert [type(a) for a in answers] == [NotServing, NotServing]
     assert store.transactions == 2  # the funding, then the fenced one: no append after it
     assert model.accounts["a1"].balance == 1000
+
+
+def test_a_fence_an_idle_probe_finds_stops_the_writer_like_one_a_commit_finds(
+    batcher: Batcher, store: FakeEventStore
+) -> None:
+    store.fence = Fenced("producer fenced")
+
+    health, why, _ = batcher.probe()
+    later, _, verdicts = batcher.commit([pack_command(opened("a1"))])
+
+    assert health == later == FENCED
+    assert why == "producer fenced"
+    assert [type(unpack_verdict(v)) for v in verdicts] == [NotServing]
+    assert store.transactions == 0
 
 
 def test_a_batch_that_commits_reports_kafka_committing_and_one_without_events_nothing_new(

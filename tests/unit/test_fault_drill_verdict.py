@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from fault_drill.config import FAULT_KINDS, SNAPSHOT_RESTART, TAKEOVER, DrillConfig
+from fault_drill.config import (
+    FAULT_KINDS,
+    LEADER_BROKER,
+    SNAPSHOT_RESTART,
+    TAKEOVER,
+    DrillConfig,
+)
 from fault_drill.faults import Fault, FaultInjector, Supervisor
 from fault_drill.journal import Journal
 from fault_drill.readers import ReadStats
@@ -41,6 +47,15 @@ def test_the_snapshot_restarts_come_last_so_that_the_log_has_grown() -> None:
 
     assert plan[-1] == SNAPSHOT_RESTART
     assert SNAPSHOT_RESTART not in plan[: len(plan) - 3]
+
+
+def test_on_three_brokers_the_plan_kills_the_leader_broker_twice_and_nothing_else() -> None:
+    config = DrillConfig.test_size(7).on_three_brokers()
+
+    assert _injector(config).plan() == [LEADER_BROKER, LEADER_BROKER]
+    report = _report([Fault(LEADER_BROKER, 1.0, 0.0, ready_at=2.0, healthy_at=3.0)], config)
+    assert "fault kafka_leader_broker happened 1 times, not 2" in report["failures"]
+    assert set(report["kills"]) == {LEADER_BROKER}
 
 
 def _report(faults: list[Fault], config: DrillConfig) -> dict[str, Any]:

@@ -24,9 +24,24 @@ def test_a_fence_is_a_takeover_whether_or_not_librdkafka_calls_it_fatal(code: in
 
 
 def test_an_abortable_error_is_aborted() -> None:
-    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT, txn_requires_abort=True)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, txn_requires_abort=True)
 
-    assert classify(timed_out) is ErrorKind.ABORTABLE
+    assert classify(too_large) is ErrorKind.ABORTABLE
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
+        KafkaError.REQUEST_TIMED_OUT,
+    ],
+)
+def test_a_timed_out_transaction_is_not_aborted_but_its_producer_replaced(code: int) -> None:
+    """A timed-out record may still be in flight, and the abort would wait for a coordinator
+    that may be on the broker that died: the replacement's epoch bump settles it instead."""
+    assert classify(KafkaError(code, txn_requires_abort=True)) is ErrorKind.REINITIALISE
 
 
 @pytest.mark.parametrize(
