@@ -138,11 +138,14 @@ def test_the_readmes_example_runs_as_written(
 
 
 def test_the_clients_own_tests_pass_against_the_ledger(
-    client_env: tuple[Path, Path], ledger: RunningLedger
+    client_env: tuple[Path, Path], ledger: RunningLedger, tmp_path: Path
 ) -> None:
     python, source = client_env
+    # A base temp of its own: a pytest without one makes the user's shared temp root private
+    # again (0700), and the stack's PostgreSQL, running as another user, loses its data dir.
+    basetemp = f"--basetemp={tmp_path / 'client-pytest'}"
     result = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests"],
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", basetemp, "-rs", "tests"],
         cwd=source,
         env={**os.environ, **_settings(ledger)},
         capture_output=True,
