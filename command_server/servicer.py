@@ -11,7 +11,15 @@ import grpc
 from command_server.event_store import AppendFailed
 from command_server.group_commit import GroupCommitter, Misrouted, Overloaded
 from command_server.writer.protocol import CommandIdReused, NotServing, WriterFailed
-from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    EraseOwner,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+)
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id, require_fields
 from ledger.v1 import commands_pb2 as pb
@@ -71,6 +79,7 @@ _Reply = TypeVar(
     pb.WithdrawResponse,
     pb.TransferResponse,
     pb.CloseAccountResponse,
+    pb.EraseOwnerResponse,
 )
 
 
@@ -116,6 +125,12 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             expected_version=_expected_version(request),
         )
         return await self._submit(command, context, pb.CloseAccountResponse)
+
+    async def EraseOwner(
+        self, request: pb.EraseOwnerRequest, context: _Context
+    ) -> pb.EraseOwnerResponse:
+        command = EraseOwner(command_id=request.command_id, account_id=request.account_id)
+        return await self._submit(command, context, pb.EraseOwnerResponse)
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
         """The reply to `command` once committed; a refusal aborts the call with its status.

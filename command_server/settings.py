@@ -59,6 +59,8 @@ class Settings:
     min_replication_factor: int = 1
     min_insync_replicas: int = 1
     grace_seconds: float = 10.0
+    # The file holding the key that wraps every account's data key (ledger/personal_data.py).
+    key_encryption_key_file: str | None = None
     server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
 
     @classmethod
@@ -111,6 +113,7 @@ class Settings:
             min_insync_replicas=env_int(
                 env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
             ),
+            key_encryption_key_file=env.get("LEDGER_KEY_ENCRYPTION_KEY_FILE") or None,
             # LEDGER_GRPC_*
             server_limits=server_limits(env),
         )

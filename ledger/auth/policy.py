@@ -68,6 +68,8 @@ POLICY: dict[str, Rule] = {
     # A transfer needs write access to the account it debits; any account may be credited.
     _COMMANDS + "Transfer": _rule(WRITE, account="from_account_id"),
     _COMMANDS + "CloseAccount": _rule(WRITE),
+    # Erasure destroys data for good: administrators only.
+    _COMMANDS + "EraseOwner": _rule(ADMIN),
     _QUERIES + "GetAccount": _rule(READ),
     _QUERIES + "ListAccounts": _rule(READ, account=None),
     _QUERIES + "ListTransactions": _rule(READ),

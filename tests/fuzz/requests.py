@@ -176,6 +176,9 @@ def _commands(hostile: bool) -> st.SearchStrategy[tuple[str, Message]]:
         fields(command_id=command_ids, account_id=account_ids, expected_version=versions).map(
             lambda f: ("CloseAccount", _set(cmd.CloseAccountRequest(), **f))
         ),
+        fields(command_id=command_ids, account_id=account_ids).map(
+            lambda f: ("EraseOwner", cmd.EraseOwnerRequest(**f))
+        ),
     )
 
 

@@ -26,6 +26,7 @@ const (
 	CommandService_Withdraw_FullMethodName     = "/ledger.v1.CommandService/Withdraw"
 	CommandService_Transfer_FullMethodName     = "/ledger.v1.CommandService/Transfer"
 	CommandService_CloseAccount_FullMethodName = "/ledger.v1.CommandService/CloseAccount"
+	CommandService_EraseOwner_FullMethodName   = "/ledger.v1.CommandService/EraseOwner"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -81,6 +82,12 @@ type CommandServiceClient interface {
 	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error)
+	// Erases the account's owner (right to erasure): records that it was erased and forgets the
+	// key its owner was sealed with, so no copy of it can be read again. From then on every read
+	// shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+	// closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+	// otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+	EraseOwner(ctx context.Context, in *EraseOwnerRequest, opts ...grpc.CallOption) (*EraseOwnerResponse, error)
 }
 
 type commandServiceClient struct {
@@ -141,6 +148,16 @@ func (c *commandServiceClient) CloseAccount(ctx context.Context, in *CloseAccoun
 	return out, nil
 }
 
+func (c *commandServiceClient) EraseOwner(ctx context.Context, in *EraseOwnerRequest, opts ...grpc.CallOption) (*EraseOwnerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseOwnerResponse)
+	err := c.cc.Invoke(ctx, CommandService_EraseOwner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -194,6 +211,12 @@ type CommandServiceServer interface {
 	Transfer(context.Context, *TransferRequest) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error)
+	// Erases the account's owner (right to erasure): records that it was erased and forgets the
+	// key its owner was sealed with, so no copy of it can be read again. From then on every read
+	// shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+	// closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+	// otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+	EraseOwner(context.Context, *EraseOwnerRequest) (*EraseOwnerResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -218,6 +241,9 @@ func (UnimplementedCommandServiceServer) Transfer(context.Context, *TransferRequ
 }
 func (UnimplementedCommandServiceServer) CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseAccount not implemented")
+}
+func (UnimplementedCommandServiceServer) EraseOwner(context.Context, *EraseOwnerRequest) (*EraseOwnerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseOwner not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -330,6 +356,24 @@ func _CommandService_CloseAccount_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_EraseOwner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseOwnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).EraseOwner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_EraseOwner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).EraseOwner(ctx, req.(*EraseOwnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -356,6 +400,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseAccount",
 			Handler:    _CommandService_CloseAccount_Handler,
+		},
+		{
+			MethodName: "EraseOwner",
+			Handler:    _CommandService_EraseOwner_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

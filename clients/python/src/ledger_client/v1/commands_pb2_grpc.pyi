@@ -81,6 +81,13 @@ class CommandServiceStub:
     """Moves money between two distinct open accounts of the same currency, atomically."""
     CloseAccount: _grpc.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
+    EraseOwner: _grpc.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]
+    """Erases the account's owner (right to erasure): records that it was erased and forgets the
+    key its owner was sealed with, so no copy of it can be read again. From then on every read
+    shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+    closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+    otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -135,6 +142,13 @@ class CommandServiceAsyncStub(CommandServiceStub):
     """Moves money between two distinct open accounts of the same currency, atomically."""
     CloseAccount: _aio.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
+    EraseOwner: _aio.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]  # type: ignore[assignment]
+    """Erases the account's owner (right to erasure): records that it was erased and forgets the
+    key its owner was sealed with, so no copy of it can be read again. From then on every read
+    shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+    closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+    otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+    """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     """Changes accounts. Every command is validated against the current state of the accounts it touches
@@ -216,5 +230,18 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_commands_pb2.CloseAccountResponse, _abc.Awaitable[_commands_pb2.CloseAccountResponse]]:
         """Closes an account whose balance is zero. A closed account accepts no further commands."""
+
+    @_abc_1.abstractmethod
+    def EraseOwner(
+        self,
+        request: _commands_pb2.EraseOwnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_commands_pb2.EraseOwnerResponse, _abc.Awaitable[_commands_pb2.EraseOwnerResponse]]:
+        """Erases the account's owner (right to erasure): records that it was erased and forgets the
+        key its owner was sealed with, so no copy of it can be read again. From then on every read
+        shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+        closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+        otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+        """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
