@@ -157,11 +157,18 @@ def ensure_local_credentials(directory: Path, hosts: Sequence[str] = ()) -> Loca
     write_file(credentials.signing_key, private_key_pem(signing), secret=True)
     jwks = {"keys": [_public_jwk(signing.public_key())]}
     write_file(credentials.jwks, json.dumps(jwks).encode())
-    write_file(credentials.key_encryption_key, new_key_encryption_key_text().encode(), secret=True)
     for name, scopes in READY_TOKENS.items():
         token = credentials.mint(scopes, subject=f"local-{name}")
         write_file(directory / f"{name}.token", (token + "\n").encode(), secret=True)
     return credentials
+
+
+def ensure_key_encryption_key(path: Path) -> Path:
+    """`path`, holding a new random key-encryption key unless it holds one already."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file(path, new_key_encryption_key_text().encode(), secret=True)
+    return path
 
 
 def _public_jwk(public_key: ec.EllipticCurvePublicKey) -> Mapping[str, object]:
