@@ -88,7 +88,8 @@ def test_the_event_store_seals_each_owner_with_a_new_key_written_beside_it() -> 
     sealed, records = Sealing("keys", WRAPPER).seal([(event, 3) for event in events])
 
     [(account_id, wrapped)] = records
-    assert account_id == "a1" and wrapped is not None
+    assert account_id == "a1"
+    assert wrapped is not None
     keys.keys["a1"] = WRAPPER.unwrap("a1", wrapped)
     opened, _ = sealed[0]
     assert isinstance(opened, AccountOpened)
