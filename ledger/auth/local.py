@@ -139,10 +139,7 @@ def ensure_local_credentials(directory: Path, hosts: Sequence[str] = ()) -> Loca
     is then also valid for the DNS names `hosts`."""
     credentials = LocalCredentials(directory)
     # Apart from the rest: directories made before owners were sealed lack only this.
-    if directory.exists() and not credentials.key_encryption_key.exists():
-        write_file(
-            credentials.key_encryption_key, new_key_encryption_key_text().encode(), secret=True
-        )
+    ensure_key_encryption_key(credentials.key_encryption_key)
     # The ready tokens are written last: with them there, everything else is too.
     if all((directory / f"{name}.token").exists() for name in READY_TOKENS):
         return credentials
