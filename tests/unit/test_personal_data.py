@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from command_server.sealing import Sealing
+from command_server.writer.protocol import pack_command, unpack_command
 from ledger.domain.account import AccountStatus
 from ledger.domain.commands import CloseAccount, Deposit, EraseOwner, OpenAccount
 from ledger.domain.decider import decide, replay
@@ -115,6 +116,11 @@ def test_erasing_keeps_balance_status_and_history_and_may_be_repeated() -> None:
     erased = replay(events, accounts)
     again = replay(decide(EraseOwner("e2", "a1"), erased, NOW), erased)
     assert again["a1"].version == after.version + 1
+
+
+def test_an_erasure_crosses_the_pipe_to_the_writer() -> None:
+    command = EraseOwner("e1", "a1")
+    assert unpack_command(pack_command(command)) == command
 
 
 def test_erasing_an_unknown_account_is_not_found() -> None:
