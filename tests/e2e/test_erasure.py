@@ -181,4 +181,5 @@ async def test_an_erased_owner_is_gone_from_every_store_and_stays_erased(
     for service in services:
         service.start()
     await shows_erasure()
-    assert _found(_needles(erased), *storage) == []
+    logs = ledger.command_server.log_file.parent
+    assert _found(_needles(erased), *storage, logs) == []
