@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from command_server.sealing import Sealing
 from command_server.transactions import (
     AppendFailed,
     AppendUnsettled,
@@ -83,11 +84,14 @@ class EventStore:
         transactional_ids: Sequence[str],
         codec: EventCodec,
         security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
+        sealing: Sealing | None = None,
     ) -> None:
         if not transactional_ids:
             raise ValueError("an event store needs at least one transactional id")
         self._topic = topic
         self._codec = codec
+        self._sealing = sealing
+        """Seals owners and writes their keys (sealing.py); None only where no owner is written."""
         self._security = security
         self._ids = list(transactional_ids)
         self._producers = [new_producer(bootstrap, tid, security) for tid in transactional_ids]
@@ -130,6 +134,10 @@ class EventStore:
         turn, producer = self._take_turn()
         try:
             self._begin(producer)
+            if self._sealing is not None:
+                events, keys = self._sealing.seal(events)
+                for account_id, wrapped in keys:
+                    send(producer, self._sealing.key_topic, wrapped, account_id.encode(), 0)
             for index, (event, partition) in enumerate(events):
                 value = self._codec.encode(event)
                 key = event.account_id.encode()

@@ -19,7 +19,7 @@ from command_server.writer.protocol import (
     WriterFailed,
 )
 from ledger.consistency import ConsistencyToken
-from ledger.domain.commands import Command
+from ledger.domain.commands import Command, EraseOwner
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id, require_fields
 from ledger.v1 import commands_pb2 as pb
@@ -85,6 +85,7 @@ _Reply = TypeVar(
     pb.WithdrawResponse,
     pb.TransferResponse,
     pb.CloseAccountResponse,
+    pb.EraseOwnerResponse,
 )
 
 
@@ -164,6 +165,12 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             for index, verdict in zip(positions, decided, strict=True):
                 verdicts[index] = verdict
         return _batch_response(verdicts)
+
+    async def EraseOwner(
+        self, request: pb.EraseOwnerRequest, context: _Context
+    ) -> pb.EraseOwnerResponse:
+        command = EraseOwner(command_id=request.command_id, account_id=request.account_id)
+        return await self._submit(command, context, pb.EraseOwnerResponse)
 
     async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
         """The reply to `command` once committed; a refusal aborts the call with its status.

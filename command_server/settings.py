@@ -63,6 +63,8 @@ class Settings:
     min_replication_factor: int = 1
     min_insync_replicas: int = 1
     grace_seconds: float = 10.0
+    # The file holding the key that wraps every account's data key (ledger/personal_data.py).
+    key_encryption_key_file: str | None = None
     server_limits: ServerLimits = ServerLimits(max_receive_bytes=MAX_RECEIVE_BYTES)  # noqa: RUF009
 
     @classmethod
@@ -115,6 +117,7 @@ class Settings:
             min_insync_replicas=env_int(
                 env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
             ),
+            key_encryption_key_file=env.get("LEDGER_KEY_ENCRYPTION_KEY_FILE") or None,
             # LEDGER_GRPC_*
             server_limits=server_limits(env, defaults.server_limits),
         )

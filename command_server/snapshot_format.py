@@ -233,7 +233,9 @@ def _account_datum(account: Account) -> dict[str, Any]:
     return {
         "account_id": account.account_id,
         "currency": account.currency,
-        "owner": account.owner,
+        # Deciding never needs the owner, and a snapshot must not keep what an erasure forgets
+        # (docs/design.md, decision 14): the field stays, always empty.
+        "owner": "",
         "closed": account.status is AccountStatus.CLOSED,
         "balance": account.balance,
         "version": account.version,
@@ -248,7 +250,7 @@ def _account(datum: dict[str, Any]) -> Account:
     return Account(
         datum["account_id"],
         datum["currency"],
-        datum["owner"],
+        "",
         AccountStatus.CLOSED if datum["closed"] else AccountStatus.OPEN,
         datum["balance"],
         datum["version"],

@@ -15,17 +15,25 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from command_server.event_store import EventStore, UnreadableLog, open_together
+from command_server.sealing import Sealing
 from command_server.settings import Settings
 from command_server.shards import Shard
 from command_server.snapshot_topic import ensure_snapshot_topic, read_latest, snapshot_topic_name
 from command_server.snapshots import Snapshots, SnapshotTarget
-from command_server.topic import Replication, ensure_event_topic, partitions_changed, topic_id
+from command_server.topic import (
+    Replication,
+    create_missing_topic,
+    ensure_event_topic,
+    partitions_changed,
+    topic_id,
+)
 from command_server.write_model import WriteModel
 from ledger.domain.decider import InconsistentEvent
 from ledger.environment import SettingsError
 from ledger.events.codec import EventCodec
 from ledger.events.records import Event
 from ledger.events.schema_store import ConfluentSchemaStore
+from ledger.key_topic import KEY_TOPIC_CONFIG, key_topic_name, key_wrapper_from_file
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +64,18 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         )
     codec = EventCodec(ConfluentSchemaStore.connect(settings.registry))
     codec.register(settings.topic)
+    key_topic = key_topic_name(settings.topic)
+    wrapper = key_wrapper_from_file(settings.key_encryption_key_file)
+    create_missing_topic(
+        admin, key_topic, 1, {**KEY_TOPIC_CONFIG, **replication.config()}, 30, replication.factor
+    )
     store = EventStore(
         settings.kafka_bootstrap,
         settings.topic,
         settings.transactional_ids,
         codec,
         settings.kafka_security,
+        Sealing(key_topic, wrapper),
     )
     shard = Shard(settings.shard_index, settings.shard_count, partitions)
     stores = [store]

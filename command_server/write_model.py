@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -99,6 +100,10 @@ class WriteModel:
         account_id = event.account_id
         if account_id not in self.accounts:
             self._partition_accounts(partition).add(account_id)
+        if state.owner:
+            # Deciding never needs the owner, and what this model holds goes into snapshots:
+            # it keeps none (docs/design.md, decision 14).
+            state = dataclasses.replace(state, owner="")
         self.accounts[account_id] = state
         self.positions[partition] = offset
         command_id = event.command_id

@@ -24,7 +24,7 @@ from devstack.credentials import channel_credentials
 from devstack.ports import LOOPBACK, free_port
 from devstack.process import ManagedProcess, clean_environment
 from devstack.stack import LocalStack
-from ledger.auth.local import LocalCredentials
+from ledger.auth.local import LocalCredentials, ensure_key_encryption_key
 
 
 def _channel(address: str, secure: LocalCredentials | None) -> grpc.Channel:
@@ -129,6 +129,11 @@ class LedgerService:
             name.replace("-", "_"),
             env={
                 **stack.environment(),
+                # One key for the whole stack, so that every server opens what another sealed;
+                # secure servers use the one beside their credentials instead.
+                "LEDGER_KEY_ENCRYPTION_KEY_FILE": str(
+                    ensure_key_encryption_key(stack.data_dir / "key-encryption.key")
+                ),
                 **_grpc_security(secure),
                 address_variable: address,
                 **env,

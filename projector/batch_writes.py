@@ -114,6 +114,8 @@ _ACCOUNTS = _Rows(
         ("account_id", "text"),
         ("currency", "text"),
         ("owner", "text"),
+        ("owner_sealed", "bytea"),
+        ("owner_erased", "boolean"),
         ("status", "text"),
         ("balance", "bigint"),
         ("exponent", "integer"),
@@ -124,12 +126,15 @@ _ACCOUNTS = _Rows(
         ("updated_at", "timestamptz"),
     ),
     f"""
-INSERT INTO accounts (account_id, currency, owner, status, balance, version, partition,
-                      opened_at, closed_at, updated_at)
-SELECT account_id, currency, owner, status, {_major("balance")}, version, partition, opened_at,
-       closed_at, updated_at
+INSERT INTO accounts (account_id, currency, owner, owner_sealed, owner_erased, status, balance,
+                      version, partition, opened_at, closed_at, updated_at)
+SELECT account_id, currency, owner, owner_sealed, owner_erased, status, {_major("balance")},
+       version, partition, opened_at, closed_at, updated_at
 FROM {{rows}}
 ON CONFLICT (account_id) DO UPDATE SET
+    owner = EXCLUDED.owner,
+    owner_sealed = EXCLUDED.owner_sealed,
+    owner_erased = EXCLUDED.owner_erased,
     status = EXCLUDED.status,
     balance = EXCLUDED.balance,
     version = EXCLUDED.version,
@@ -312,6 +317,8 @@ def _account_rows(projection: Projection) -> list[tuple[Any, ...]]:
                 account.account_id,
                 account.currency,
                 account.owner,
+                stored.owner_sealed,
+                stored.owner_erased,
                 STATUS_TO_DB[account.status],
                 account.balance,
                 currency_exponent(account.currency),

@@ -23,6 +23,7 @@ from ledger.events.records import (
     Event,
     MoneyDeposited,
     MoneyWithdrawn,
+    OwnerErased,
     TransferCredited,
     TransferDebited,
 )
@@ -103,6 +104,9 @@ class StoredAccount:
     account: Account
     partition: int
     closed_at: datetime | None
+    owner_sealed: bytes | None = None
+    """The owner sealed with the account's data key (None: recorded in plaintext, or erased)."""
+    owner_erased: bool = False
 
 
 @dataclass(slots=True)
@@ -211,6 +215,9 @@ def project(
                 _period(seconds, record.partition, account.currency, event).closed_count += 1
             elif isinstance(event, AccountOpened):
                 _period(seconds, record.partition, account.currency, event).opened_count += 1
+                state.owner_sealed = event.owner_sealed or None
+            elif isinstance(event, OwnerErased):
+                state.owner_sealed, state.owner_erased = None, True
             continue
         kind, inflow, is_transfer = movement
         moved: _Movement = event  # type: ignore[assignment]
@@ -282,12 +289,14 @@ def _period(
 class _Tracked:
     """One account's state while a batch is projected (mutable: it changes once per event)."""
 
-    __slots__ = ("account", "closed_at", "exponent", "partition")
+    __slots__ = ("account", "closed_at", "exponent", "owner_erased", "owner_sealed", "partition")
 
     def __init__(self, stored: StoredAccount | None) -> None:
         self.account = None if stored is None else stored.account
         self.partition = -1 if stored is None else stored.partition
         self.closed_at = None if stored is None else stored.closed_at
+        self.owner_sealed = None if stored is None else stored.owner_sealed
+        self.owner_erased = False if stored is None else stored.owner_erased
         self.exponent: int | None = None
 
     def stored(self) -> StoredAccount | None:
@@ -295,4 +304,6 @@ class _Tracked:
 
     def final(self) -> StoredAccount:
         assert self.account is not None, "every tracked account has had an event applied"
-        return StoredAccount(self.account, self.partition, self.closed_at)
+        return StoredAccount(
+            self.account, self.partition, self.closed_at, self.owner_sealed, self.owner_erased
+        )

@@ -33,7 +33,8 @@ ON CONFLICT DO NOTHING
 """
 # Balances come back as minor units: an integer is much cheaper to decode than a Decimal.
 _LOAD_ACCOUNTS = """
-SELECT account_id, currency, owner, status, version, partition, opened_at, closed_at, updated_at,
+SELECT account_id, currency, owner, owner_sealed, owner_erased, status, version, partition,
+       opened_at, closed_at, updated_at,
        (balance * 10::numeric ^ scale(balance))::bigint AS balance_minor,
        scale(balance) AS balance_scale
 FROM accounts WHERE account_id = ANY($1::text[])
@@ -95,4 +96,6 @@ def _stored_account(row: Any) -> StoredAccount:
         opened_at=row["opened_at"],
         updated_at=row["updated_at"],
     )
-    return StoredAccount(account, row["partition"], row["closed_at"])
+    return StoredAccount(
+        account, row["partition"], row["closed_at"], row["owner_sealed"], row["owner_erased"]
+    )

@@ -14,6 +14,7 @@ from ledger.auth.settings import ServerSecurity
 from ledger.backoff import Backoff
 from ledger.environment import SettingsError
 from ledger.grpc_server import LedgerServer, stop_on_signals
+from ledger.key_topic import KafkaKeyStore, key_topic_name, key_wrapper_from_file
 from ledger.supervision import watch_parent_pipe
 from ledger.telemetry.exporter import QUERY_SERVER_METRICS_ADDR, start_metrics_exporter
 from ledger.telemetry.logs import configure_logging
@@ -23,6 +24,7 @@ from query_server.checkpoints import Checkpoints
 from query_server.connections import Refused
 from query_server.errors import Unavailable
 from query_server.listener import CheckpointListener
+from query_server.owners import Owners
 from query_server.queries import ReadModel
 from query_server.servicer import QueryServicer, ReadSide
 from query_server.settings import Settings
@@ -116,6 +118,7 @@ async def serve(
         return exit_code
     checkpoints = Checkpoints()
     watermarks = HighWatermarks(settings.kafka_bootstrap, settings.topic, settings.kafka_security)
+    keys = _key_store(settings)
     servicer.read_side = ReadSide(
         read_model,
         checkpoints,
@@ -128,6 +131,7 @@ async def serve(
         ),
         watermarks,
         Watchers(settings.max_watches),
+        Owners(keys),
     )
 
     async def on_listening(listening: bool) -> None:
@@ -150,11 +154,30 @@ async def serve(
     checkpoints.close()
     await server.stop(settings.grace_seconds)
     watermarks.close()
+    if keys is not None:
+        keys.close()
     await read_model.close()
     if metrics is not None:
         metrics.close()
     log.info("stopped")
     return 0
+
+
+def _key_store(settings: Settings) -> KafkaKeyStore | None:
+    """The account keys, if this server can read them (read lazily: the first sealed owner
+    asked for reads the key topic)."""
+    if settings.kafka_bootstrap is None or settings.key_encryption_key_file is None:
+        log.warning(
+            "no key store (LEDGER_KEY_ENCRYPTION_KEY_FILE and LEDGER_KAFKA_BOOTSTRAP_SERVERS "
+            "are needed): sealed owners cannot be shown"
+        )
+        return None
+    return KafkaKeyStore(
+        settings.kafka_bootstrap,
+        key_topic_name(settings.topic),
+        key_wrapper_from_file(settings.key_encryption_key_file),
+        settings.kafka_security,
+    )
 
 
 def settings_or_exit() -> tuple[Settings, ServerSecurity]:

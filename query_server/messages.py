@@ -96,6 +96,7 @@ def account(row: AccountRow) -> pb.Account:
         version=row.version,
         opened_at=timestamp(row.opened_at),
         updated_at=timestamp(row.updated_at),
+        owner_erased=row.owner_erased,
     )
 
 

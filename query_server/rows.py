@@ -34,6 +34,9 @@ class AccountRow:
     partition: int
     opened_at: datetime
     updated_at: datetime
+    owner_sealed: bytes | None = None
+    """The owner sealed with the account's data key (query_server/owners.py opens it)."""
+    owner_erased: bool = False
 
 
 @dataclass(frozen=True, slots=True)

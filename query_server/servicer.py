@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -24,6 +24,7 @@ from query_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from query_server.owners import Owners
 from query_server.queries import ReadModel
 from query_server.rows import Page as Rows
 from query_server.rows import Snapshot
@@ -91,7 +92,7 @@ def _streaming(
     return answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReadSide:
     """What the servicer needs once the read model is reachable."""
 
@@ -100,6 +101,7 @@ class ReadSide:
     token_waiter: TokenWaiter
     watermarks: HighWatermarks
     watchers: Watchers
+    owners: Owners
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
@@ -114,6 +116,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         account_id = validation.account_id(request.account_id)
         token, side = await self._ready(request, context)
         row, snapshot = await side.read_model.account(account_id)
+        row = await side.owners.opened(row)
         return pb.GetAccountResponse(
             account=messages.account(row), freshness=_fresh(token, snapshot)
         )
@@ -139,8 +142,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         token, side = await self._ready(request, context)
         # A token restricted to some accounts (ledger.auth) lists only those.
         page = await side.read_model.accounts(query, permitted_accounts_regex())
+        rows = await side.owners.all_opened(page.rows)
         return pb.ListAccountsResponse(
-            accounts=[messages.account(row) for row in page.rows],
+            accounts=[messages.account(row) for row in rows],
             **_page_fields(token, query.page, page),
         )
 
@@ -233,7 +237,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 if first:
                     _check_covered(token, update.snapshot)
                     first = False
-                yield messages.watch_update(update)
+                opened = await side.owners.opened(update.account)
+                yield messages.watch_update(dataclasses.replace(update, account=opened))
 
     async def _ready(
         self, request: _AsksConsistency, context: _Context

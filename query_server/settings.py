@@ -70,6 +70,9 @@ class Settings:
     max_watches: int = 1000
     server_limits: ServerLimits = ServerLimits()  # noqa: RUF009 (frozen, so safe to share)
     grace_seconds: float = 5.0
+    # The key that wraps every account's data key: without it (or without Kafka) sealed owners
+    # cannot be shown (query_server/owners.py).
+    key_encryption_key_file: str | None = None
     # Processes serving the port together (SO_REUSEPORT): one grpc.aio event loop keeps about
     # one core busy, whatever the machine has. 1 serves from this very process. Not more by
     # default: at start-up a worker may still be connecting to the database after another one
@@ -102,6 +105,7 @@ class Settings:
             max_watches=env_int(env, "LEDGER_QUERY_MAX_WATCHES", defaults.max_watches, minimum=1),
             # LEDGER_GRPC_*
             server_limits=server_limits(env),
+            key_encryption_key_file=env.get("LEDGER_KEY_ENCRYPTION_KEY_FILE") or None,
             workers=_workers(env, defaults.workers),
         )
         if settings.workers > 1 and _port_of(settings.listen) == "0":

@@ -8,7 +8,8 @@ transaction with `CHECKPOINTS`, so that data and checkpoints come from one snaps
 from __future__ import annotations
 
 _ACCOUNT_COLUMNS = (
-    "account_id, currency, owner, status, balance, version, partition, opened_at, updated_at"
+    "account_id, currency, owner, status, balance, version, partition, opened_at, updated_at, "
+    "owner_sealed, owner_erased"
 )
 _MOVEMENT_COLUMNS = (
     "event_id::text, account_id, version, kind, amount, balance_after, occurred_at, "

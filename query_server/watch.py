@@ -87,7 +87,8 @@ def _after(now: AccountRow, movement: MovementRow) -> AccountRow:
     """The account as it was right after `movement`, given its state `now`."""
     if movement.version == now.version:
         return now
-    # Money only moves on open accounts, and owner and currency never change.
+    # Money only moves on open accounts, and currency never changes; the owner shown is the
+    # current one (an erased owner stays erased in every earlier state too).
     return dataclasses.replace(
         now,
         status="OPEN",

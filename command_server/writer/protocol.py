@@ -20,7 +20,15 @@ from typing import Any, NamedTuple, TypeAlias
 from command_server.event_store import AppendFailed, UnreadableLog
 from command_server.topic import UnsafeTopic
 from command_server.write_model import Outcome
-from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    EraseOwner,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+)
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.environment import SettingsError
 
@@ -53,7 +61,14 @@ KNOWN_START_FAILURES: dict[str, type[Exception]] = {
 
 # --- Commands ---------------------------------------------------------------------------------
 
-_COMMAND_TYPES: tuple[type[Command], ...] = (OpenAccount, Deposit, Withdraw, Transfer, CloseAccount)
+_COMMAND_TYPES: tuple[type[Command], ...] = (
+    OpenAccount,
+    Deposit,
+    Withdraw,
+    Transfer,
+    CloseAccount,
+    EraseOwner,
+)
 _TAGS: dict[type[Command], int] = {kind: tag for tag, kind in enumerate(_COMMAND_TYPES)}
 _VALUES = {kind: attrgetter(*(f.name for f in fields(kind))) for kind in _COMMAND_TYPES}
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ledger.auth.policy import ADMIN, READ, WRITE
 from ledger.auth.principal import ACCOUNTS_CLAIM, SCOPE_CLAIM
 from ledger.certificates import Authority, new_key, private_key_pem, write_file
+from ledger.personal_data import new_key_encryption_key_text
 
 LOCAL_ISSUER = "ledger-local"
 LOCAL_AUDIENCE = "ledger"
@@ -74,6 +75,11 @@ class LocalCredentials:
     def jwks(self) -> Path:
         return self.directory / "jwks.json"
 
+    @property
+    def key_encryption_key(self) -> Path:
+        """The key that wraps the accounts' data keys (LEDGER_KEY_ENCRYPTION_KEY_FILE)."""
+        return self.directory / "key-encryption.key"
+
     def token(self, name: str) -> str:
         """A ready token: writer, reader or admin."""
         return (self.directory / f"{name}.token").read_text().strip()
@@ -86,6 +92,7 @@ class LocalCredentials:
             "LEDGER_JWKS": str(self.jwks),
             "LEDGER_JWT_ISSUER": LOCAL_ISSUER,
             "LEDGER_JWT_AUDIENCE": LOCAL_AUDIENCE,
+            "LEDGER_KEY_ENCRYPTION_KEY_FILE": str(self.key_encryption_key),
         }
         if client_ca is not None:
             env["LEDGER_TLS_CLIENT_CA"] = str(client_ca)
@@ -131,6 +138,8 @@ def ensure_local_credentials(directory: Path, hosts: Sequence[str] = ()) -> Loca
     """The credentials in `directory`, made there first if it has none; the server certificate
     is then also valid for the DNS names `hosts`."""
     credentials = LocalCredentials(directory)
+    # Apart from the rest: directories made before owners were sealed lack only this.
+    ensure_key_encryption_key(credentials.key_encryption_key)
     # The ready tokens are written last: with them there, everything else is too.
     if all((directory / f"{name}.token").exists() for name in READY_TOKENS):
         return credentials
@@ -149,6 +158,14 @@ def ensure_local_credentials(directory: Path, hosts: Sequence[str] = ()) -> Loca
         token = credentials.mint(scopes, subject=f"local-{name}")
         write_file(directory / f"{name}.token", (token + "\n").encode(), secret=True)
     return credentials
+
+
+def ensure_key_encryption_key(path: Path) -> Path:
+    """`path`, holding a new random key-encryption key unless it holds one already."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file(path, new_key_encryption_key_text().encode(), secret=True)
+    return path
 
 
 def _public_jwk(public_key: ec.EllipticCurvePublicKey) -> Mapping[str, object]:

@@ -113,6 +113,8 @@ POLICY: dict[str, Rule] = {
     _COMMANDS + "CloseAccount": _rule(WRITE),
     # Write access to every account the batch debits or changes, as its unary calls would need.
     _COMMANDS + "ExecuteBatch": Rule(frozenset({WRITE}), None, _batch_accounts),
+    # Erasure destroys data for good: administrators only.
+    _COMMANDS + "EraseOwner": _rule(ADMIN),
     _QUERIES + "GetAccount": _rule(READ),
     # Every id must be permitted: whether an account one may not read exists is not told.
     _QUERIES + "GetAccounts": Rule(frozenset({READ}), None, _requested_accounts),

@@ -55,7 +55,15 @@ class CloseAccount:
     expected_version: int | None = None
 
 
-Command: TypeAlias = OpenAccount | Deposit | Withdraw | Transfer | CloseAccount
+@dataclass(frozen=True, slots=True)
+class EraseOwner:
+    """Forget the account's owner (right to erasure); balances and history stay."""
+
+    command_id: str
+    account_id: str
+
+
+Command: TypeAlias = OpenAccount | Deposit | Withdraw | Transfer | CloseAccount | EraseOwner
 
 
 _DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
@@ -67,13 +75,19 @@ def fingerprint(command: Command) -> str:
     A retry carrying the same command_id is only the same command if its fingerprint matches,
     so `7.5`, `7.50` and `007.5` are one command. The fingerprint is stored in events, so the
     payload's names below must never change.
+
+    The owner is left out: a hash of a name is as good as the name to anyone who can guess it,
+    and the log keeps fingerprints forever (docs/design.md, decision 14). A retry of OpenAccount
+    that names another owner is thus the same command; the first owner stays.
     """
-    return _digest(_payload(command, canonical_amount))
+    return _digest(_payload(command, canonical_amount, with_owner=False))
 
 
 def literal_fingerprint(command: Command) -> str:
-    """The fingerprint as events recorded it before amounts were made canonical: of the amount
-    as sent. A retry of such an event's command matches it if it repeats the amount exactly."""
+    """The fingerprint as events recorded it before amounts were made canonical (of the amount
+    as sent) and before owners were left out (with the owner). A retry of such an event's
+    command matches it if it repeats the amount, or the owner, exactly. Only ever computed to
+    compare, never stored."""
     return _digest(_payload(command, str))
 
 
@@ -98,19 +112,21 @@ def accounts_of(command: Command) -> tuple[str, ...]:
     match command:
         case Transfer(from_account_id=source, to_account_id=destination):
             return tuple(dict.fromkeys((source, destination)))
-        case OpenAccount() | Deposit() | Withdraw() | CloseAccount():
+        case OpenAccount() | Deposit() | Withdraw() | CloseAccount() | EraseOwner():
             return (command.account_id,)
 
 
-def _payload(command: Command, amount: Callable[[str], str]) -> dict[str, str | int | None]:
+def _payload(
+    command: Command, amount: Callable[[str], str], with_owner: bool = True
+) -> dict[str, str | int | None]:
     match command:
         case OpenAccount():
-            return {
+            opened: dict[str, str | int | None] = {
                 "type": "open_account",
                 "account_id": command.account_id,
                 "currency": command.currency,
-                "owner": command.owner,
             }
+            return {**opened, "owner": command.owner} if with_owner else opened
         case Deposit() | Withdraw():
             return {
                 "type": "deposit" if isinstance(command, Deposit) else "withdraw",
@@ -132,3 +148,5 @@ def _payload(command: Command, amount: Callable[[str], str]) -> dict[str, str | 
                 "account_id": command.account_id,
                 "expected_version": command.expected_version,
             }
+        case EraseOwner():
+            return {"type": "erase_owner", "account_id": command.account_id}

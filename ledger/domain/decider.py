@@ -15,6 +15,7 @@ from ledger.domain.commands import (
     CloseAccount,
     Command,
     Deposit,
+    EraseOwner,
     OpenAccount,
     Transfer,
     Withdraw,
@@ -33,6 +34,7 @@ from ledger.events.records import (
     Event,
     MoneyDeposited,
     MoneyWithdrawn,
+    OwnerErased,
     TransferCredited,
     TransferDebited,
     event_id_for,
@@ -67,12 +69,16 @@ def decide(command: Command, accounts: Mapping[str, Account], now: datetime) -> 
             return _transfer(command, accounts, occurred_at)
         case CloseAccount():
             return _close(command, accounts, occurred_at)
+        case EraseOwner():
+            return _erase(command, accounts, occurred_at)
 
 
 def evolve(account: Account | None, event: Event) -> Account:
     """The account's state after `event`. Raises InconsistentEvent if the event cannot follow."""
     if isinstance(event, AccountOpened):
         evolved = _opened(account, event)
+    elif isinstance(event, OwnerErased):
+        evolved = _erased(account, event)
     else:
         evolved = _changed(account, event)
     if event.balance_after is not None and event.balance_after != evolved.balance:
@@ -183,6 +189,14 @@ def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime)
     return [AccountClosed(**_common(command, account.account_id, account.version + 1, at, 0))]
 
 
+def _erase(command: EraseOwner, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
+    # Open or closed, erased before or not: erasure is always possible and repeating it is
+    # harmless (its key is forgotten again), so a retry after a lost answer never fails.
+    account = _existing(accounts, command.account_id)
+    version = account.version + 1
+    return [OwnerErased(**_common(command, account.account_id, version, at, account.balance))]
+
+
 def _opened(account: Account | None, event: AccountOpened) -> Account:
     if account is not None:
         raise InconsistentEvent(f"{_describe(event)}: the account was already opened")
@@ -200,10 +214,22 @@ def _opened(account: Account | None, event: AccountOpened) -> Account:
     )
 
 
-def _changed(
-    account: Account | None,
-    event: MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited | AccountClosed,
-) -> Account:
+def _erased(account: Account | None, event: OwnerErased) -> Account:
+    _require_next(account, event)
+    assert account is not None  # _require_next
+    return Account(
+        account.account_id,
+        account.currency,
+        "",
+        account.status,
+        account.balance,
+        event.version,
+        account.opened_at,
+        event.occurred_at,
+    )
+
+
+def _require_next(account: Account | None, event: Event) -> None:
     if account is None:
         raise InconsistentEvent(f"{_describe(event)}: the account does not exist")
     if account.account_id != event.account_id:
@@ -213,6 +239,14 @@ def _changed(
             f"{_describe(event)}: the account is at version {account.version}, so the next "
             f"event must have version {account.version + 1}"
         )
+
+
+def _changed(
+    account: Account | None,
+    event: MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited | AccountClosed,
+) -> Account:
+    _require_next(account, event)
+    assert account is not None  # _require_next
     if _is_closed(account):
         raise InconsistentEvent(f"{_describe(event)}: the account is closed")
     status = AccountStatus.OPEN

@@ -12,7 +12,15 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from ledger.command_ids import command_id_millis, millis_time
-from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    EraseOwner,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+)
 from ledger.domain.money import currency_exponent, require_positive_decimal
 from ledger.domain.rejection import Rejection, RejectionKind
 
@@ -159,3 +167,5 @@ def require_fields(command: Command) -> None:
         case CloseAccount():
             require_account_id(command.account_id, "account_id")
             require_expected_version(command.expected_version)
+        case EraseOwner():
+            require_account_id(command.account_id, "account_id")

@@ -29,7 +29,10 @@ LAYOUT: tuple[tuple[str, Any], ...] = (
     (
         "payload",
         (
-            ("ledger.events.AccountOpened", (("currency", "string"), ("owner", "string"))),
+            (
+                "ledger.events.AccountOpened",
+                (("currency", "string"), ("owner", "string"), ("owner_sealed", "bytes")),
+            ),
             ("ledger.events.MoneyDeposited", (("amount", "long"),)),
             ("ledger.events.MoneyWithdrawn", (("amount", "long"),)),
             (
@@ -41,6 +44,7 @@ LAYOUT: tuple[tuple[str, Any], ...] = (
                 (("amount", "long"), ("transfer_id", "string"), ("counterparty_id", "string")),
             ),
             ("ledger.events.AccountClosed", ()),
+            ("ledger.events.OwnerErased", ()),
         ),
     ),
     ("balance_after", ("null", "long")),
@@ -114,6 +118,11 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _string(data: bytes, pos: int) -> tuple[str, int]:
+    raw, end = _bytes(data, pos)
+    return raw.decode(), end
+
+
+def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     byte = data[pos]
     if byte < 0x80:
         size = (byte >> 1) ^ -(byte & 1)
@@ -122,8 +131,8 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
         size, pos = _long(data, pos)
     end = pos + size
     if size < 0 or end > len(data):
-        raise NotDirectlyReadable("string length outside the body")
-    return data[pos:end].decode(), end
+        raise NotDirectlyReadable("length outside the body")
+    return data[pos:end], end
 
 
 def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
@@ -159,11 +168,15 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
     elif branch == 0:  # AccountOpened
         currency, pos = _string(data, pos)
         owner, pos = _string(data, pos)
+        owner_sealed, pos = _bytes(data, pos)
         event = _new(records.AccountOpened)
         _set(event, "currency", currency)
         _set(event, "owner", owner)
+        _set(event, "owner_sealed", owner_sealed)
     elif branch == 10:  # AccountClosed
         event = _new(records.AccountClosed)
+    elif branch == 12:  # OwnerErased
+        event = _new(records.OwnerErased)
     else:
         raise NotDirectlyReadable(f"payload branch byte {branch}")
     nullable = data[pos]

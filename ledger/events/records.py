@@ -56,6 +56,10 @@ class AccountOpened(AccountEvent):
     currency: str
     """ISO 4217 code; every amount on the account is in minor units of it."""
     owner: str
+    """Plaintext only as decided and in events written before owners were sealed: the event
+    store seals it into `owner_sealed` and writes it empty (ledger/personal_data.py)."""
+    owner_sealed: bytes = b""
+    """The owner sealed with the account's data key; empty in events written before sealing."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +97,13 @@ class TransferCredited(AccountEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountClosed(AccountEvent):
-    """The account was closed at a zero balance; no event follows it."""
+    """The account was closed at a zero balance; only OwnerErased may follow it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerErased(AccountEvent):
+    """The owner's personal data was erased: the account's data key is forgotten, so its sealed
+    owner can no longer be opened. Balance and history are unchanged."""
 
 
 Event: TypeAlias = (
@@ -103,4 +113,5 @@ Event: TypeAlias = (
     | TransferDebited
     | TransferCredited
     | AccountClosed
+    | OwnerErased
 )

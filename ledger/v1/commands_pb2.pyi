@@ -522,3 +522,59 @@ class ExecuteBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteBatchResponse: _TypeAlias = ExecuteBatchResponse  # noqa: Y015
+
+@_typing.final
+class EraseOwnerRequest(_message.Message):
+    """Erases an account's owner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.str
+    """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+    intended change and sent again only to retry it (see CommandService, "Idempotency").
+    """
+    account_id: _builtins.str
+    """Required. The account whose owner is erased; open or closed."""
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "command_id", b"command_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseOwnerRequest: _TypeAlias = EraseOwnerRequest  # noqa: Y015
+
+@_typing.final
+class EraseOwnerResponse(_message.Message):
+    """The result of EraseOwner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The account's version after the erasure (recorded as an event of its own)."""
+    consistency_token: _builtins.str
+    """Opaque position of the command's event in the event store. Pass it to a query to read a state
+    that shows the owner erased.
+    """
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseOwnerResponse: _TypeAlias = EraseOwnerResponse  # noqa: Y015

@@ -102,6 +102,11 @@ class CommandServiceStub:
                 request_serializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.FromString,
                 _registered_method=True)
+        self.EraseOwner = channel.unary_unary(
+                '/ledger.v1.CommandService/EraseOwner',
+                request_serializer=ledger_dot_v1_dot_commands__pb2.EraseOwnerRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_commands__pb2.EraseOwnerResponse.FromString,
+                _registered_method=True)
 
 
 class CommandServiceServicer:
@@ -199,6 +204,17 @@ class CommandServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseOwner(self, request, context):
+        """Erases the account's owner (right to erasure): records that it was erased and forgets the
+        key its owner was sealed with, so no copy of it can be read again. From then on every read
+        shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+        closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+        otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +247,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.ExecuteBatch,
                     request_deserializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.SerializeToString,
+            ),
+            'EraseOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseOwner,
+                    request_deserializer=ledger_dot_v1_dot_commands__pb2.EraseOwnerRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_commands__pb2.EraseOwnerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -433,6 +454,33 @@ class CommandService:
             '/ledger.v1.CommandService/ExecuteBatch',
             ledger_dot_v1_dot_commands__pb2.ExecuteBatchRequest.SerializeToString,
             ledger_dot_v1_dot_commands__pb2.ExecuteBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.CommandService/EraseOwner',
+            ledger_dot_v1_dot_commands__pb2.EraseOwnerRequest.SerializeToString,
+            ledger_dot_v1_dot_commands__pb2.EraseOwnerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -143,7 +143,8 @@ async def ledger(
 
 def _tokens(credentials: LocalCredentials) -> dict[str, str | None]:
     return {
-        "right": credentials.token("writer"),
+        # Admin, so that EraseOwner (admin only) reaches its deep paths too.
+        "right": credentials.token("admin"),
         "reader": credentials.token("reader"),
         "none": None,
         "expired": credentials.mint([READ, WRITE], ttl_seconds=-300),

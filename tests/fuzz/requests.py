@@ -189,7 +189,11 @@ def command_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
         commands=st.lists(st.one_of(members), min_size=0 if hostile else 1, max_size=8),
         atomic=st.booleans(),
     )
-    return {**single, "ExecuteBatch": batch}
+    # Not a member of a batch's `Command`: erasure is its own call.
+    erase = fields(command_id=command_ids, account_id=account_ids).map(
+        lambda f: cmd.EraseOwnerRequest(**f)
+    )
+    return {**single, "ExecuteBatch": batch, "EraseOwner": erase}
 
 
 # Each command method's field in a batch's `Command`.

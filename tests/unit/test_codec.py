@@ -46,6 +46,10 @@ SAMPLES: list[records.Event] = [
         event_id="e5", version=5, **COMMON, amount=5, transfer_id="t1", counterparty_id="acc-2"
     ),
     records.AccountClosed(event_id="e6", version=6, **COMMON, balance_after=0),
+    records.OwnerErased(event_id="e7", version=7, **COMMON, balance_after=0),
+    records.AccountOpened(
+        event_id="e8", version=1, **COMMON, currency="EUR", owner="", owner_sealed=b"\x00\xff"
+    ),
 ]
 
 
@@ -141,13 +145,21 @@ def test_bytes_written_with_the_v1_schema_are_read_by_the_current_codec(
     assert event.balance_after is None
 
 
-def test_the_current_schema_only_adds_a_defaulted_field_to_v1() -> None:
+def test_the_current_schema_only_adds_defaulted_fields_and_a_record_to_v1() -> None:
     v1 = json.loads(V1_SCHEMA.read_text())
     current = json.loads(current_schema())
     added = [field for field in current["fields"] if field not in v1["fields"]]
-    assert [field["name"] for field in added] == ["balance_after"]
-    assert all("default" in field for field in added)
-    assert [field for field in current["fields"] if field not in added] == v1["fields"]
+    assert [field["name"] for field in added] == ["payload", "balance_after"]
+    assert "default" in added[1]
+    [v1_payload] = [field for field in v1["fields"] if field["name"] == "payload"]
+    old, new = v1_payload["type"], added[0]["type"]
+    # The union gains a record at its end; AccountOpened gains a defaulted field.
+    assert [record["name"] for record in new] == [r["name"] for r in old] + ["OwnerErased"]
+    opened_old, opened_new = old[0]["fields"], new[0]["fields"]
+    assert [f["name"] for f in opened_new] == [f["name"] for f in opened_old] + ["owner_sealed"]
+    assert "default" in opened_new[-1]
+    unchanged = [field for field in current["fields"] if field not in added]
+    assert unchanged == [field for field in v1["fields"] if field["name"] != "payload"]
 
 
 def test_a_stock_reader_decodes_our_bytes_with_the_writer_schema_alone(codec: EventCodec) -> None:

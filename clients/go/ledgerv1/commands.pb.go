@@ -1017,6 +1017,118 @@ func (x *ExecuteBatchResponse) GetConsistencyToken() string {
 	return ""
 }
 
+// Erases an account's owner.
+type EraseOwnerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+	// intended change and sent again only to retry it (see CommandService, "Idempotency").
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// Required. The account whose owner is erased; open or closed.
+	AccountId     string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseOwnerRequest) Reset() {
+	*x = EraseOwnerRequest{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseOwnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseOwnerRequest) ProtoMessage() {}
+
+func (x *EraseOwnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseOwnerRequest.ProtoReflect.Descriptor instead.
+func (*EraseOwnerRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *EraseOwnerRequest) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *EraseOwnerRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// The result of EraseOwner.
+type EraseOwnerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's version after the erasure (recorded as an event of its own).
+	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Opaque position of the command's event in the event store. Pass it to a query to read a state
+	// that shows the owner erased.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *EraseOwnerResponse) Reset() {
+	*x = EraseOwnerResponse{}
+	mi := &file_ledger_v1_commands_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseOwnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseOwnerResponse) ProtoMessage() {}
+
+func (x *EraseOwnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_commands_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseOwnerResponse.ProtoReflect.Descriptor instead.
+func (*EraseOwnerResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EraseOwnerResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *EraseOwnerResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
 var File_ledger_v1_commands_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_commands_proto_rawDesc = "" +
@@ -1092,14 +1204,24 @@ const file_ledger_v1_commands_proto_rawDesc = "" +
 	"\x11consistency_token\x18\x04 \x01(\tR\x10consistencyToken\"w\n" +
 	"\x14ExecuteBatchResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.ledger.v1.CommandResultR\aresults\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken2\xcc\x03\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"Q\n" +
+	"\x11EraseOwnerRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\"[\n" +
+	"\x12EraseOwnerResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken2\x97\x04\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vOpenAccount\x12\x1d.ledger.v1.OpenAccountRequest\x1a\x1e.ledger.v1.OpenAccountResponse\x12@\n" +
 	"\aDeposit\x12\x19.ledger.v1.DepositRequest\x1a\x1a.ledger.v1.DepositResponse\x12C\n" +
 	"\bWithdraw\x12\x1a.ledger.v1.WithdrawRequest\x1a\x1b.ledger.v1.WithdrawResponse\x12C\n" +
 	"\bTransfer\x12\x1a.ledger.v1.TransferRequest\x1a\x1b.ledger.v1.TransferResponse\x12O\n" +
 	"\fCloseAccount\x12\x1e.ledger.v1.CloseAccountRequest\x1a\x1f.ledger.v1.CloseAccountResponse\x12O\n" +
-	"\fExecuteBatch\x12\x1e.ledger.v1.ExecuteBatchRequest\x1a\x1f.ledger.v1.ExecuteBatchResponseb\x06proto3"
+	"\fExecuteBatch\x12\x1e.ledger.v1.ExecuteBatchRequest\x1a\x1f.ledger.v1.ExecuteBatchResponse\x12I\n" +
+	"\n" +
+	"EraseOwner\x12\x1c.ledger.v1.EraseOwnerRequest\x1a\x1d.ledger.v1.EraseOwnerResponseb\x06proto3"
 
 var (
 	file_ledger_v1_commands_proto_rawDescOnce sync.Once
@@ -1113,7 +1235,7 @@ func file_ledger_v1_commands_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_commands_proto_rawDescData
 }
 
-var file_ledger_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ledger_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ledger_v1_commands_proto_goTypes = []any{
 	(*OpenAccountRequest)(nil),   // 0: ledger.v1.OpenAccountRequest
 	(*OpenAccountResponse)(nil),  // 1: ledger.v1.OpenAccountResponse
@@ -1129,6 +1251,8 @@ var file_ledger_v1_commands_proto_goTypes = []any{
 	(*ExecuteBatchRequest)(nil),  // 11: ledger.v1.ExecuteBatchRequest
 	(*CommandResult)(nil),        // 12: ledger.v1.CommandResult
 	(*ExecuteBatchResponse)(nil), // 13: ledger.v1.ExecuteBatchResponse
+	(*EraseOwnerRequest)(nil),    // 14: ledger.v1.EraseOwnerRequest
+	(*EraseOwnerResponse)(nil),   // 15: ledger.v1.EraseOwnerResponse
 }
 var file_ledger_v1_commands_proto_depIdxs = []int32{
 	0,  // 0: ledger.v1.Command.open_account:type_name -> ledger.v1.OpenAccountRequest
@@ -1144,14 +1268,16 @@ var file_ledger_v1_commands_proto_depIdxs = []int32{
 	6,  // 10: ledger.v1.CommandService.Transfer:input_type -> ledger.v1.TransferRequest
 	8,  // 11: ledger.v1.CommandService.CloseAccount:input_type -> ledger.v1.CloseAccountRequest
 	11, // 12: ledger.v1.CommandService.ExecuteBatch:input_type -> ledger.v1.ExecuteBatchRequest
-	1,  // 13: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
-	3,  // 14: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
-	5,  // 15: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
-	7,  // 16: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
-	9,  // 17: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
-	13, // 18: ledger.v1.CommandService.ExecuteBatch:output_type -> ledger.v1.ExecuteBatchResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
+	14, // 13: ledger.v1.CommandService.EraseOwner:input_type -> ledger.v1.EraseOwnerRequest
+	1,  // 14: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
+	3,  // 15: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
+	5,  // 16: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
+	7,  // 17: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
+	9,  // 18: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
+	13, // 19: ledger.v1.CommandService.ExecuteBatch:output_type -> ledger.v1.ExecuteBatchResponse
+	15, // 20: ledger.v1.CommandService.EraseOwner:output_type -> ledger.v1.EraseOwnerResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1179,7 +1305,7 @@ func file_ledger_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_commands_proto_rawDesc), len(file_ledger_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

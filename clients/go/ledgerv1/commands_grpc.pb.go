@@ -27,6 +27,7 @@ const (
 	CommandService_Transfer_FullMethodName     = "/ledger.v1.CommandService/Transfer"
 	CommandService_CloseAccount_FullMethodName = "/ledger.v1.CommandService/CloseAccount"
 	CommandService_ExecuteBatch_FullMethodName = "/ledger.v1.CommandService/ExecuteBatch"
+	CommandService_EraseOwner_FullMethodName   = "/ledger.v1.CommandService/EraseOwner"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -96,6 +97,12 @@ type CommandServiceClient interface {
 	// server is not ready; a request larger than the server accepts (8 MiB by default, which holds
 	// 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
 	ExecuteBatch(ctx context.Context, in *ExecuteBatchRequest, opts ...grpc.CallOption) (*ExecuteBatchResponse, error)
+	// Erases the account's owner (right to erasure): records that it was erased and forgets the
+	// key its owner was sealed with, so no copy of it can be read again. From then on every read
+	// shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+	// closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+	// otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+	EraseOwner(ctx context.Context, in *EraseOwnerRequest, opts ...grpc.CallOption) (*EraseOwnerResponse, error)
 }
 
 type commandServiceClient struct {
@@ -160,6 +167,16 @@ func (c *commandServiceClient) ExecuteBatch(ctx context.Context, in *ExecuteBatc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExecuteBatchResponse)
 	err := c.cc.Invoke(ctx, CommandService_ExecuteBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) EraseOwner(ctx context.Context, in *EraseOwnerRequest, opts ...grpc.CallOption) (*EraseOwnerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseOwnerResponse)
+	err := c.cc.Invoke(ctx, CommandService_EraseOwner_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +250,12 @@ type CommandServiceServer interface {
 	// server is not ready; a request larger than the server accepts (8 MiB by default, which holds
 	// 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
 	ExecuteBatch(context.Context, *ExecuteBatchRequest) (*ExecuteBatchResponse, error)
+	// Erases the account's owner (right to erasure): records that it was erased and forgets the
+	// key its owner was sealed with, so no copy of it can be read again. From then on every read
+	// shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+	// closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+	// otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+	EraseOwner(context.Context, *EraseOwnerRequest) (*EraseOwnerResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -260,6 +283,9 @@ func (UnimplementedCommandServiceServer) CloseAccount(context.Context, *CloseAcc
 }
 func (UnimplementedCommandServiceServer) ExecuteBatch(context.Context, *ExecuteBatchRequest) (*ExecuteBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExecuteBatch not implemented")
+}
+func (UnimplementedCommandServiceServer) EraseOwner(context.Context, *EraseOwnerRequest) (*EraseOwnerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseOwner not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -390,6 +416,24 @@ func _CommandService_ExecuteBatch_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_EraseOwner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseOwnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).EraseOwner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_EraseOwner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).EraseOwner(ctx, req.(*EraseOwnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,6 +464,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExecuteBatch",
 			Handler:    _CommandService_ExecuteBatch_Handler,
+		},
+		{
+			MethodName: "EraseOwner",
+			Handler:    _CommandService_EraseOwner_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

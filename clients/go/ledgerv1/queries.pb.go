@@ -254,7 +254,7 @@ type Account struct {
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// ISO 4217 currency code of every amount on the account.
 	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
-	// Free text naming the account's owner.
+	// Free text naming the account's owner; "" once erased (see `owner_erased`).
 	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Whether the account is open or closed.
 	Status AccountStatus `protobuf:"varint,4,opt,name=status,proto3,enum=ledger.v1.AccountStatus" json:"status,omitempty"`
@@ -265,7 +265,9 @@ type Account struct {
 	// When the account was opened.
 	OpenedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
 	// When the account last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Whether the owner was erased (CommandService/EraseOwner): its personal data is gone for good.
+	OwnerErased   bool `protobuf:"varint,9,opt,name=owner_erased,json=ownerErased,proto3" json:"owner_erased,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +356,13 @@ func (x *Account) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Account) GetOwnerErased() bool {
+	if x != nil {
+		return x.OwnerErased
+	}
+	return false
 }
 
 // One movement of one account's balance.
@@ -2277,7 +2286,7 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\x17ledger/v1/queries.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n" +
 	"\tFreshness\x12+\n" +
 	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x12/\n" +
-	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xb4\x02\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xd7\x02\n" +
 	"\aAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n" +
@@ -2288,7 +2297,8 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\x03R\aversion\x127\n" +
 	"\topened_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x9f\x03\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12!\n" +
+	"\fowner_erased\x18\t \x01(\bR\vownerErased\"\x9f\x03\n" +
 	"\vTransaction\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +

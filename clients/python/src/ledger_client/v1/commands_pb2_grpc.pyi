@@ -96,6 +96,13 @@ class CommandServiceStub:
     server is not ready; a request larger than the server accepts (8 MiB by default, which holds
     8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
     """
+    EraseOwner: _grpc.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]
+    """Erases the account's owner (right to erasure): records that it was erased and forgets the
+    key its owner was sealed with, so no copy of it can be read again. From then on every read
+    shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+    closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+    otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+    """
 
 @_typing.type_check_only
 class CommandServiceAsyncStub(CommandServiceStub):
@@ -164,6 +171,13 @@ class CommandServiceAsyncStub(CommandServiceStub):
     a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
     server is not ready; a request larger than the server accepts (8 MiB by default, which holds
     8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+    """
+    EraseOwner: _aio.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]  # type: ignore[assignment]
+    """Erases the account's owner (right to erasure): records that it was erased and forgets the
+    key its owner was sealed with, so no copy of it can be read again. From then on every read
+    shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+    closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+    otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
     """
 
 class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -266,6 +280,19 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
         server is not ready; a request larger than the server accepts (8 MiB by default, which holds
         8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseOwner(
+        self,
+        request: _commands_pb2.EraseOwnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_commands_pb2.EraseOwnerResponse, _abc.Awaitable[_commands_pb2.EraseOwnerResponse]]:
+        """Erases the account's owner (right to erasure): records that it was erased and forgets the
+        key its owner was sealed with, so no copy of it can be read again. From then on every read
+        shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+        closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+        otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
         """
 
 def add_CommandServiceServicer_to_server(servicer: CommandServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

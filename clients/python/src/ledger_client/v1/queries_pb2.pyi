@@ -144,18 +144,21 @@ class Account(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_ERASED_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The client-chosen account id."""
     currency: _builtins.str
     """ISO 4217 currency code of every amount on the account."""
     owner: _builtins.str
-    """Free text naming the account's owner."""
+    """Free text naming the account's owner; "" once erased (see `owner_erased`)."""
     status: Global___AccountStatus.ValueType
     """Whether the account is open or closed."""
     balance: _builtins.str
     """Current balance as a decimal string with the currency's number of decimal places, e.g. "0.00"."""
     version: _builtins.int
     """Number of events recorded on the account (1 after opening); use it as `expected_version`."""
+    owner_erased: _builtins.bool
+    """Whether the owner was erased (CommandService/EraseOwner): its personal data is gone for good."""
     @_builtins.property
     def opened_at(self) -> _timestamp_pb2.Timestamp:
         """When the account was opened."""
@@ -175,10 +178,11 @@ class Account(_message.Message):
         version: _builtins.int = ...,
         opened_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        owner_erased: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "currency", b"currency", "opened_at", b"opened_at", "owner", b"owner", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "currency", b"currency", "opened_at", b"opened_at", "owner", b"owner", "owner_erased", b"owner_erased", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -251,6 +251,28 @@ export interface ExecuteBatchResponse {
   consistencyToken: string;
 }
 
+/** Erases an account's owner. */
+export interface EraseOwnerRequest {
+  /**
+   * Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
+   * intended change and sent again only to retry it (see CommandService, "Idempotency").
+   */
+  commandId: string;
+  /** Required. The account whose owner is erased; open or closed. */
+  accountId: string;
+}
+
+/** The result of EraseOwner. */
+export interface EraseOwnerResponse {
+  /** The account's version after the erasure (recorded as an event of its own). */
+  version: number;
+  /**
+   * Opaque position of the command's event in the event store. Pass it to a query to read a state
+   * that shows the owner erased.
+   */
+  consistencyToken: string;
+}
+
 function createBaseOpenAccountRequest(): OpenAccountRequest {
   return { commandId: "", accountId: "", currency: "", owner: "" };
 }
@@ -1385,6 +1407,140 @@ export const ExecuteBatchResponse: MessageFns<ExecuteBatchResponse> = {
   },
 };
 
+function createBaseEraseOwnerRequest(): EraseOwnerRequest {
+  return { commandId: "", accountId: "" };
+}
+
+export const EraseOwnerRequest: MessageFns<EraseOwnerRequest> = {
+  encode(message: EraseOwnerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseOwnerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseOwnerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<EraseOwnerRequest>): EraseOwnerRequest {
+    return EraseOwnerRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EraseOwnerRequest>): EraseOwnerRequest {
+    const message = createBaseEraseOwnerRequest();
+    message.commandId = object.commandId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseEraseOwnerResponse(): EraseOwnerResponse {
+  return { version: 0, consistencyToken: "" };
+}
+
+export const EraseOwnerResponse: MessageFns<EraseOwnerResponse> = {
+  encode(message: EraseOwnerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseOwnerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseOwnerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<EraseOwnerResponse>): EraseOwnerResponse {
+    return EraseOwnerResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EraseOwnerResponse>): EraseOwnerResponse {
+    const message = createBaseEraseOwnerResponse();
+    message.version = object.version ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Changes accounts. Every command is validated against the current state of the accounts it touches
  * and, when accepted, recorded as events in the event store before the call returns.
@@ -1503,6 +1659,22 @@ export const CommandServiceService = {
       Buffer.from(ExecuteBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecuteBatchResponse => ExecuteBatchResponse.decode(value),
   },
+  /**
+   * Erases the account's owner (right to erasure): records that it was erased and forgets the
+   * key its owner was sealed with, so no copy of it can be read again. From then on every read
+   * shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+   * closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+   * otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+   */
+  eraseOwner: {
+    path: "/ledger.v1.CommandService/EraseOwner" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EraseOwnerRequest): Buffer => Buffer.from(EraseOwnerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EraseOwnerRequest => EraseOwnerRequest.decode(value),
+    responseSerialize: (value: EraseOwnerResponse): Buffer => Buffer.from(EraseOwnerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EraseOwnerResponse => EraseOwnerResponse.decode(value),
+  },
 } as const;
 
 export interface CommandServiceServer extends UntypedServiceImplementation {
@@ -1532,6 +1704,14 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
    * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
    */
   executeBatch: handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>;
+  /**
+   * Erases the account's owner (right to erasure): records that it was erased and forgets the
+   * key its owner was sealed with, so no copy of it can be read again. From then on every read
+   * shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+   * closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+   * otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+   */
+  eraseOwner: handleUnaryCall<EraseOwnerRequest, EraseOwnerResponse>;
 }
 
 export interface CommandServiceClient extends Client {
@@ -1644,6 +1824,28 @@ export interface CommandServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Erases the account's owner (right to erasure): records that it was erased and forgets the
+   * key its owner was sealed with, so no copy of it can be read again. From then on every read
+   * shows the owner as "" with `owner_erased` set. Balance, status and history stay; open and
+   * closed accounts alike; repeating it is harmless. Needs the admin scope (PERMISSION_DENIED
+   * otherwise). NOT_FOUND for an unknown account, INVALID_ARGUMENT for a malformed field.
+   */
+  eraseOwner(
+    request: EraseOwnerRequest,
+    callback: (error: ServiceError | null, response: EraseOwnerResponse) => void,
+  ): ClientUnaryCall;
+  eraseOwner(
+    request: EraseOwnerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EraseOwnerResponse) => void,
+  ): ClientUnaryCall;
+  eraseOwner(
+    request: EraseOwnerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EraseOwnerResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -77,7 +77,7 @@ export interface Account {
   accountId: string;
   /** ISO 4217 currency code of every amount on the account. */
   currency: string;
-  /** Free text naming the account's owner. */
+  /** Free text naming the account's owner; "" once erased (see `owner_erased`). */
   owner: string;
   /** Whether the account is open or closed. */
   status: AccountStatus;
@@ -90,7 +90,11 @@ export interface Account {
     | Date
     | undefined;
   /** When the account last changed. */
-  updatedAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** Whether the owner was erased (CommandService/EraseOwner): its personal data is gone for good. */
+  ownerErased: boolean;
 }
 
 /** One movement of one account's balance. */
@@ -573,6 +577,7 @@ function createBaseAccount(): Account {
     version: 0,
     openedAt: undefined,
     updatedAt: undefined,
+    ownerErased: false,
   };
 }
 
@@ -601,6 +606,9 @@ export const Account: MessageFns<Account> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.ownerErased !== false) {
+      writer.uint32(72).bool(message.ownerErased);
     }
     return writer;
   },
@@ -682,6 +690,14 @@ export const Account: MessageFns<Account> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.ownerErased = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -707,6 +723,7 @@ export const Account: MessageFns<Account> = {
     message.version = object.version ?? 0;
     message.openedAt = object.openedAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
+    message.ownerErased = object.ownerErased ?? false;
     return message;
   },
 };
