@@ -242,7 +242,7 @@ func (c *Client) ListBalancesAt(ctx context.Context, request *ledgerv1.ListBalan
 }
 
 // GetTrialBalance reads, per currency, the accounts, their total balance and the money in and
-// out, now or at a past time.
+// out at a point in time.
 func (c *Client) GetTrialBalance(ctx context.Context, request *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
 	return query(ctx, c, "GetTrialBalance", request, c.queries.GetTrialBalance)
 }

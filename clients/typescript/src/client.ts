@@ -268,9 +268,9 @@ export class LedgerClient {
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.listBalancesAt(full, m, o, c));
   }
 
-  /** Per currency: the accounts, their total balance and the money in and out, now or at `at`. */
+  /** Per currency: the accounts, their total balance and the money in and out, at `at`. */
   getTrialBalance(
-    request: Partial<GetTrialBalanceRequest> = {},
+    request: Partial<GetTrialBalanceRequest> & { at: Date },
     options: CallOptions = {},
   ): Promise<GetTrialBalanceResponse> {
     const full = GetTrialBalanceRequest.fromPartial(request);

@@ -99,7 +99,7 @@ export class LedgerSession {
   }
 
   getTrialBalance(
-    request: WithoutToken<GetTrialBalanceRequest> = {},
+    request: WithoutToken<GetTrialBalanceRequest> & { at: Date },
     options?: CallOptions,
   ): Promise<GetTrialBalanceResponse> {
     return this.read(this.client.getTrialBalance({ ...request, consistencyToken: this.token }, options));

@@ -217,7 +217,7 @@ describe("against the real ledger", { skip: configured ? false : "LEDGER_TS_* no
       balances.map((balance) => [balance.accountId, balance.balance, balance.version]),
       [[id, "12.50", 3]],
     );
-    const { currencies } = await session.getTrialBalance();
+    const { currencies } = await session.getTrialBalance({ at: new Date() });
     assert.ok(currencies.some((totals) => totals.currency === "USD" && totals.accountCount >= 1));
   });
 

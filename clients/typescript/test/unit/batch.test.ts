@@ -74,7 +74,7 @@ test("a session merges a batch's token and passes it to its new reads", async ()
   await session.listBalancesAt({ at: new Date("2026-01-01T00:00:00Z"), accountIdPrefix: "a" });
   assert.equal(sent[2]!.request.consistencyToken, token("0:4,1:2"));
   assert.equal(sent[2]!.request.accountIdPrefix, "a");
-  await session.getTrialBalance();
+  await session.getTrialBalance({ at: new Date() });
   assert.equal(sent[3]!.method, "getTrialBalance");
   assert.equal(sent[3]!.request.consistencyToken, token("0:4,1:2"));
 });
