@@ -96,6 +96,8 @@ def test_unit_tests() -> None:
         "TestAFullQueueIsRetriedWithTheSameIDAfterTheServersPushback",
         "TestTooOldToDeduplicateIsFinal",
         "TestASessionReadsEverythingItWroteAndRead",
+        "TestABatchIsRetriedWholeWithTheSameIDs",
+        "TestASessionCarriesABatchIntoItsNewReads",
     ):
         assert re.search(rf"^--- PASS: {name} ", output, re.MULTILINE), output
     # Without LEDGER_GO_* the integration tests have nothing to run against.
