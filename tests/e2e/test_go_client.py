@@ -96,6 +96,8 @@ def test_unit_tests() -> None:
         "TestAFullQueueIsRetriedWithTheSameIDAfterTheServersPushback",
         "TestTooOldToDeduplicateIsFinal",
         "TestASessionReadsEverythingItWroteAndRead",
+        "TestABatchIsRetriedWholeWithTheSameIDs",
+        "TestASessionCarriesABatchIntoItsNewReads",
     ):
         assert re.search(rf"^--- PASS: {name} ", output, re.MULTILINE), output
     # Without LEDGER_GO_* the integration tests have nothing to run against.
@@ -116,9 +118,14 @@ def test_against_the_real_ledger(binaries: Path, ledger: RunningLedger) -> None:
     output = _go("test", "-count=1", "-v", "-run", "^TestIntegration", "./ledger/", env=env)
     assert "--- SKIP" not in output, output
     passed = re.findall(r"^--- PASS: (TestIntegration\w+)", output, re.MULTILINE)
-    assert len(passed) >= 7, output
-    lost_answer = "TestIntegrationALostAnswerIsRetriedWithTheSameIDAndTheDepositIsAppliedOnce"
-    assert lost_answer in passed, output
+    assert len(passed) >= 10, output
+    for name in (
+        "TestIntegrationALostAnswerIsRetriedWithTheSameIDAndTheDepositIsAppliedOnce",
+        "TestIntegrationABatchGetsOneResultPerCommandAndTheFailingOneItsOwnCode",
+        "TestIntegrationAnAtomicBatchWithAFailingCommandAppliesNothing",
+        "TestIntegrationABatchWhoseAnswerIsLostIsRetriedAndAppliedOnce",
+    ):
+        assert name in passed, output
 
 
 def _run(program: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -150,7 +157,16 @@ async def test_the_demo_opens_deposits_and_reads_its_own_write(
 
     # What the Go client wrote is what any other client reads.
     movements = await movements_of(ledger, report["account_id"], report["deposit_token"])
-    assert movements == [(report["deposit_command_id"], "1500", "JPY")]
+    assert movements[0] == (report["deposit_command_id"], "1500", "JPY")
+
+    # The batch: an account opened and the deposit moved into it, atomically, each with its id.
+    second = report["batch_account_id"]
+    assert report["batch_codes"] == ["OK", "OK"]
+    opened_id, transfer_id = report["batch_command_ids"]
+    assert opened_id != transfer_id
+    assert report["batch_read_balances"] == {report["account_id"]: "0", second: "1500"}
+    moved_in = await movements_of(ledger, second, report["batch_token"])
+    assert moved_in == [(transfer_id, "1500", "JPY")]
 
 
 @pytest.mark.integration

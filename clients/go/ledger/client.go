@@ -215,6 +215,12 @@ func (c *Client) GetAccount(ctx context.Context, accountID, consistencyToken str
 	return query(ctx, c, "GetAccount", request, c.queries.GetAccount)
 }
 
+// GetAccounts reads up to 1,000 accounts by id; the ids that name no account are in Missing.
+func (c *Client) GetAccounts(ctx context.Context, accountIDs []string, consistencyToken string) (*ledgerv1.GetAccountsResponse, error) {
+	request := &ledgerv1.GetAccountsRequest{AccountIds: accountIDs, ConsistencyToken: consistencyToken}
+	return query(ctx, c, "GetAccounts", request, c.queries.GetAccounts)
+}
+
 // ListAccounts reads one page of accounts.
 func (c *Client) ListAccounts(ctx context.Context, request *ledgerv1.ListAccountsRequest) (*ledgerv1.ListAccountsResponse, error) {
 	return query(ctx, c, "ListAccounts", request, c.queries.ListAccounts)
@@ -228,6 +234,17 @@ func (c *Client) ListTransactions(ctx context.Context, request *ledgerv1.ListTra
 // GetBalanceAt reads an account's balance at a past time.
 func (c *Client) GetBalanceAt(ctx context.Context, request *ledgerv1.GetBalanceAtRequest) (*ledgerv1.GetBalanceAtResponse, error) {
 	return query(ctx, c, "GetBalanceAt", request, c.queries.GetBalanceAt)
+}
+
+// ListBalancesAt reads one page of every account (or those with an id prefix) as it was at a time.
+func (c *Client) ListBalancesAt(ctx context.Context, request *ledgerv1.ListBalancesAtRequest) (*ledgerv1.ListBalancesAtResponse, error) {
+	return query(ctx, c, "ListBalancesAt", request, c.queries.ListBalancesAt)
+}
+
+// GetTrialBalance reads, per currency, the accounts, their total balance and the money in and
+// out at a point in time.
+func (c *Client) GetTrialBalance(ctx context.Context, request *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
+	return query(ctx, c, "GetTrialBalance", request, c.queries.GetTrialBalance)
 }
 
 // GetDailySummaries reads one page of per-day totals.

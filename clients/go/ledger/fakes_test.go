@@ -127,6 +127,44 @@ func (f *fakeServer) ListAccounts(ctx context.Context, in *ledgerv1.ListAccounts
 	return &ledgerv1.ListAccountsResponse{Freshness: &ledgerv1.Freshness{ConsistencyToken: f.freshness}}, nil
 }
 
+// ExecuteBatch answers OK for every command but those whose account id is "refused".
+func (f *fakeServer) ExecuteBatch(ctx context.Context, in *ledgerv1.ExecuteBatchRequest, o ...grpc.CallOption) (*ledgerv1.ExecuteBatchResponse, error) {
+	calls, err := f.answer(ctx, in, o)
+	if err != nil {
+		return nil, err
+	}
+	answer := &ledgerv1.ExecuteBatchResponse{ConsistencyToken: commandToken("batch", calls)}
+	for i, command := range in.Commands {
+		result := &ledgerv1.CommandResult{Version: int64(i + 1), ConsistencyToken: answer.ConsistencyToken}
+		if command.GetDeposit().GetAccountId() == "refused" {
+			result = &ledgerv1.CommandResult{Code: int32(codes.NotFound), Message: "no account refused"}
+		}
+		answer.Results = append(answer.Results, result)
+	}
+	return answer, nil
+}
+
+func (f *fakeServer) GetAccounts(ctx context.Context, in *ledgerv1.GetAccountsRequest, o ...grpc.CallOption) (*ledgerv1.GetAccountsResponse, error) {
+	if _, err := f.answer(ctx, in, o); err != nil {
+		return nil, err
+	}
+	return &ledgerv1.GetAccountsResponse{Missing: in.AccountIds, Freshness: &ledgerv1.Freshness{ConsistencyToken: f.freshness}}, nil
+}
+
+func (f *fakeServer) ListBalancesAt(ctx context.Context, in *ledgerv1.ListBalancesAtRequest, o ...grpc.CallOption) (*ledgerv1.ListBalancesAtResponse, error) {
+	if _, err := f.answer(ctx, in, o); err != nil {
+		return nil, err
+	}
+	return &ledgerv1.ListBalancesAtResponse{Freshness: &ledgerv1.Freshness{ConsistencyToken: f.freshness}}, nil
+}
+
+func (f *fakeServer) GetTrialBalance(ctx context.Context, in *ledgerv1.GetTrialBalanceRequest, o ...grpc.CallOption) (*ledgerv1.GetTrialBalanceResponse, error) {
+	if _, err := f.answer(ctx, in, o); err != nil {
+		return nil, err
+	}
+	return &ledgerv1.GetTrialBalanceResponse{Freshness: &ledgerv1.Freshness{ConsistencyToken: f.freshness}}, nil
+}
+
 // fakeClock starts at the real time (so the tries' contexts are not already expired) and moves
 // only when slept on.
 type fakeClock struct {

@@ -89,18 +89,18 @@ func TestIntegrationOpensDepositsAndReadsItsOwnWriteInASession(t *testing.T) {
 	}
 }
 
-// loseFirstDepositAnswer lets the first Deposit reach the server, which applies it and answers,
-// then tells the caller the network failed; it records the command id of every Deposit sent.
-func loseFirstDepositAnswer(sentIDs *[]string) grpc.DialOption {
+// loseFirstAnswer lets the first request of type R (a Deposit, a batch) reach the server, which
+// applies it and answers, then tells the caller the network failed; it records every R sent.
+func loseFirstAnswer[R any](sent *[]R) grpc.DialOption {
 	var mu sync.Mutex
 	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, request, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, options ...grpc.CallOption) error {
-		deposit, isDeposit := request.(*ledgerv1.DepositRequest)
-		if !isDeposit {
+		watched, isWatched := request.(R)
+		if !isWatched {
 			return invoker(ctx, method, request, reply, conn, options...)
 		}
 		mu.Lock()
-		*sentIDs = append(*sentIDs, deposit.GetCommandId())
-		first := len(*sentIDs) == 1
+		*sent = append(*sent, watched)
+		first := len(*sent) == 1
 		mu.Unlock()
 		err := invoker(ctx, method, request, reply, conn, options...)
 		if first && err == nil {
@@ -111,13 +111,13 @@ func loseFirstDepositAnswer(sentIDs *[]string) grpc.DialOption {
 }
 
 func TestIntegrationALostAnswerIsRetriedWithTheSameIDAndTheDepositIsAppliedOnce(t *testing.T) {
-	var sentIDs []string
+	var sent []*ledgerv1.DepositRequest
 	ctx, id := context.Background(), accountID()
-	session := writer(t, loseFirstDepositAnswer(&sentIDs)).Session("")
+	session := writer(t, loseFirstAnswer(&sent)).Session("")
 	must(session.OpenAccount(ctx, id, "EUR", "")).of(t)
 	deposited := must(session.Deposit(ctx, id, "5.00")).of(t)
-	if len(sentIDs) != 2 || sentIDs[0] != deposited.CommandID || sentIDs[1] != deposited.CommandID {
-		t.Fatalf("sent %v; the deposit's id is %s", sentIDs, deposited.CommandID)
+	if len(sent) != 2 || sent[0].GetCommandId() != deposited.CommandID || sent[1].GetCommandId() != deposited.CommandID {
+		t.Fatalf("sent %v; the deposit's id is %s", sent, deposited.CommandID)
 	}
 	if deposited.Version != 2 {
 		t.Fatalf("the retry answered version %d, not the first try's 2", deposited.Version)

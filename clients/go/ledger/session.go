@@ -88,6 +88,35 @@ func (s *Session) CloseAccount(ctx context.Context, accountID string, options ..
 	return s.wrote(s.client.CloseAccount(ctx, accountID, options...))
 }
 
+// ExecuteBatch is Client.ExecuteBatch; the session remembers every command of it that succeeded.
+func (s *Session) ExecuteBatch(ctx context.Context, commands []*ledgerv1.Command, atomic bool) (BatchResult, error) {
+	result, err := s.client.ExecuteBatch(ctx, commands, atomic)
+	if err == nil {
+		s.merge(result.ConsistencyToken)
+	}
+	return result, err
+}
+
+// GetAccounts reads accounts as of everything the session did.
+func (s *Session) GetAccounts(ctx context.Context, accountIDs []string) (*ledgerv1.GetAccountsResponse, error) {
+	answer, err := s.client.GetAccounts(ctx, accountIDs, s.ConsistencyToken())
+	return read(s, answer, err)
+}
+
+// ListBalancesAt reads a page of past balances as of everything the session did.
+func (s *Session) ListBalancesAt(ctx context.Context, request *ledgerv1.ListBalancesAtRequest) (*ledgerv1.ListBalancesAtResponse, error) {
+	request = withToken(request, func(r *ledgerv1.ListBalancesAtRequest, t string) { r.ConsistencyToken = t }, s.ConsistencyToken())
+	answer, err := s.client.ListBalancesAt(ctx, request)
+	return read(s, answer, err)
+}
+
+// GetTrialBalance reads the per-currency totals as of everything the session did.
+func (s *Session) GetTrialBalance(ctx context.Context, request *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
+	request = withToken(request, func(r *ledgerv1.GetTrialBalanceRequest, t string) { r.ConsistencyToken = t }, s.ConsistencyToken())
+	answer, err := s.client.GetTrialBalance(ctx, request)
+	return read(s, answer, err)
+}
+
 // GetAccount reads the account as of everything the session did.
 func (s *Session) GetAccount(ctx context.Context, accountID string) (*ledgerv1.GetAccountResponse, error) {
 	answer, err := s.client.GetAccount(ctx, accountID, s.ConsistencyToken())

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import grpc
@@ -155,6 +156,25 @@ def test_a_batch_gets_one_result_per_command_and_an_atomic_one_applies_all_or_no
     applied = session.execute_batch(chain, atomic=True)
     assert [x.version for x in applied.results] == [3, 3]
     assert session.get_account(b).balance == Decimal("0.00")
+
+
+def test_many_accounts_are_read_in_one_call(client: LedgerClient) -> None:
+    session = client.session()
+    a, b = _account_id(), _account_id()
+    session.open_account(a, "USD")
+    session.open_account(b, "USD")
+    session.deposit(a, Decimal("7.25"))
+    found = session.get_accounts([a, b, f"{a}-none"])
+    assert sorted((x.account_id, x.balance) for x in found.accounts) == sorted(
+        [(a, Decimal("7.25")), (b, Decimal("0.00"))]
+    )
+    assert found.missing == [f"{a}-none"]
+    now = datetime.now(UTC)
+    page = session.list_balances_at(now, account_id_prefix=a)
+    assert [(x.account_id, x.balance, x.version) for x in page.items] == [(a, Decimal("7.25"), 2)]
+    totals = {x.currency: x for x in session.get_trial_balance(now).currencies}
+    assert totals["USD"].account_count >= 2
+    assert totals["USD"].total_balance >= Decimal("7.25")
 
 
 def test_a_refused_command_fails_at_once_with_its_status(client: LedgerClient) -> None:

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ledger_client.command_ids import new_command_id
 from ledger_client.credentials import TokenFile
 from ledger_client.tokens import merge_tokens
 from ledger_client.v1 import commands_pb2 as cpb
+from ledger_client.v1 import queries_pb2 as qpb
 
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -287,3 +289,42 @@ def test_a_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     ]
     assert sent[2][0] == ()
     assert isinstance(sent[2][1], FileNotFoundError)
+
+
+def test_a_sessions_reads_of_many_accounts_wait_for_its_writes_and_are_typed() -> None:
+    fresh = qpb.Freshness(consistency_token="v1.MDo5")
+    replies: list[Exception | Any] = [
+        ACCEPTED,
+        qpb.GetAccountsResponse(missing=["bob"], freshness=fresh),
+        qpb.ListBalancesAtResponse(
+            balances=[
+                qpb.BalanceAt(
+                    account_id="alice",
+                    currency="EUR",
+                    balance="1.50",
+                    version=2,
+                    status=qpb.ACCOUNT_STATUS_OPEN,
+                )
+            ],
+            freshness=fresh,
+        ),
+        qpb.GetTrialBalanceResponse(
+            currencies=[
+                qpb.CurrencyTotals(
+                    currency="EUR", total_balance="1.50", money_in="2", money_out="0.50"
+                )
+            ]
+        ),
+    ]
+    client, channel, _, _ = _client(replies, RetryPolicy())
+    session = client.session()
+    session.deposit("alice", 1)
+    assert session.get_accounts(["bob"]).missing == ["bob"]
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    page = session.list_balances_at(moment, account_id_prefix="al")
+    assert [(x.account_id, x.balance) for x in page.items] == [("alice", Decimal("1.50"))]
+    totals = session.get_trial_balance(moment).currencies
+    assert (totals[0].money_in, totals[0].money_out) == (Decimal(2), Decimal("0.50"))
+    tokens = [request.consistency_token for request in channel.requests[1:]]
+    assert tokens == ["v1.MDo1", "v1.MDo5", "v1.MDo5"]
+    assert channel.requests[2].account_id_prefix == "al"

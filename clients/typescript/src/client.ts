@@ -10,16 +10,22 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 
+import { batchRequest, batchResult, type BatchCommand, type BatchResult } from "./batch";
 import { isCommandId, newCommandId } from "./commandId";
 import { channelCredentials, currentToken, type Security, type TokenSource } from "./credentials";
-import { CommandServiceClient } from "./gen/ledger/v1/commands";
+import { CommandServiceClient, type ExecuteBatchResponse } from "./gen/ledger/v1/commands";
 import {
   GetBalanceAtRequest,
   GetDailySummariesRequest,
+  GetTrialBalanceRequest,
   ListAccountsRequest,
+  ListBalancesAtRequest,
   ListTransactionsRequest,
   QueryServiceClient,
   type GetAccountResponse,
+  type GetAccountsResponse,
+  type GetTrialBalanceResponse,
+  type ListBalancesAtResponse,
   type GetBalanceAtResponse,
   type GetDailySummariesResponse,
   type GetProjectionStatusResponse,
@@ -202,11 +208,34 @@ export class LedgerClient {
     );
   }
 
+  /**
+   * Up to 8,000 commands (MAX_BATCH_COMMANDS) in one call, one result each, in order; `atomic`: all
+   * applied or none. A command without a commandId gets a fresh one, the same on every retry of the
+   * call. A command's own failure (its result's `code`) rejects nothing; only a failure of the whole
+   * call rejects, with the gRPC error.
+   */
+  async executeBatch(
+    commands: readonly BatchCommand[],
+    options: CallOptions & { atomic?: boolean } = {},
+  ): Promise<BatchResult> {
+    const request = batchRequest(commands, options.atomic ?? false);
+    const response = await this.unary<ExecuteBatchResponse>(options, undefined, (m, o, c) =>
+      this.stubs.command.executeBatch(request, m, o, c),
+    );
+    return batchResult(request, response);
+  }
+
   // Queries: reads change nothing, so they are retried like commands.
 
   getAccount(accountId: string, options: QueryOptions = {}): Promise<GetAccountResponse> {
     const request = { accountId, consistencyToken: options.consistencyToken ?? "" };
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.getAccount(request, m, o, c));
+  }
+
+  /** Up to 1,000 accounts by id; the ids that name no account come back in `missing`. */
+  getAccounts(accountIds: readonly string[], options: QueryOptions = {}): Promise<GetAccountsResponse> {
+    const request = { accountIds: [...accountIds], consistencyToken: options.consistencyToken ?? "" };
+    return this.unary(options, undefined, (m, o, c) => this.stubs.query.getAccounts(request, m, o, c));
   }
 
   listAccounts(request: Partial<ListAccountsRequest> = {}, options: CallOptions = {}): Promise<ListAccountsResponse> {
@@ -228,6 +257,24 @@ export class LedgerClient {
   ): Promise<GetBalanceAtResponse> {
     const full = GetBalanceAtRequest.fromPartial(request);
     return this.unary(options, undefined, (m, o, c) => this.stubs.query.getBalanceAt(full, m, o, c));
+  }
+
+  /** Every account (or those whose id starts with `accountIdPrefix`) as it was at `at`, a page at a time. */
+  listBalancesAt(
+    request: Partial<ListBalancesAtRequest> & { at: Date },
+    options: CallOptions = {},
+  ): Promise<ListBalancesAtResponse> {
+    const full = ListBalancesAtRequest.fromPartial(request);
+    return this.unary(options, undefined, (m, o, c) => this.stubs.query.listBalancesAt(full, m, o, c));
+  }
+
+  /** Per currency: the accounts, their total balance and the money in and out, at `at`. */
+  getTrialBalance(
+    request: Partial<GetTrialBalanceRequest> & { at: Date },
+    options: CallOptions = {},
+  ): Promise<GetTrialBalanceResponse> {
+    const full = GetTrialBalanceRequest.fromPartial(request);
+    return this.unary(options, undefined, (m, o, c) => this.stubs.query.getTrialBalance(full, m, o, c));
   }
 
   getDailySummaries(

@@ -12,17 +12,23 @@ import type {
   OpenAccount,
   QueryOptions,
 } from "./client";
+import type { BatchCommand, BatchResult } from "./batch";
 import { mergeTokens } from "./consistency";
 import type {
   Freshness,
   GetAccountResponse,
+  GetAccountsResponse,
   GetBalanceAtRequest,
   GetBalanceAtResponse,
   GetDailySummariesRequest,
   GetDailySummariesResponse,
   GetProjectionStatusResponse,
+  GetTrialBalanceRequest,
+  GetTrialBalanceResponse,
   ListAccountsRequest,
   ListAccountsResponse,
+  ListBalancesAtRequest,
+  ListBalancesAtResponse,
   ListTransactionsRequest,
   ListTransactionsResponse,
   WatchAccountResponse,
@@ -69,6 +75,34 @@ export class LedgerSession {
 
   closeAccount(accountId: string, options?: CommandOptions): Promise<CommandResult> {
     return this.wrote(this.client.closeAccount(accountId, options));
+  }
+
+  /** Its token covers every command of the batch that succeeded. */
+  async executeBatch(
+    commands: readonly BatchCommand[],
+    options?: CallOptions & { atomic?: boolean },
+  ): Promise<BatchResult> {
+    const done = await this.client.executeBatch(commands, options);
+    this.token = mergeTokens(this.token, done.consistencyToken);
+    return done;
+  }
+
+  getAccounts(accountIds: readonly string[], options: CallOptions = {}): Promise<GetAccountsResponse> {
+    return this.read(this.client.getAccounts(accountIds, { ...options, consistencyToken: this.token }));
+  }
+
+  listBalancesAt(
+    request: WithoutToken<ListBalancesAtRequest> & { at: Date },
+    options?: CallOptions,
+  ): Promise<ListBalancesAtResponse> {
+    return this.read(this.client.listBalancesAt({ ...request, consistencyToken: this.token }, options));
+  }
+
+  getTrialBalance(
+    request: WithoutToken<GetTrialBalanceRequest> & { at: Date },
+    options?: CallOptions,
+  ): Promise<GetTrialBalanceResponse> {
+    return this.read(this.client.getTrialBalance({ ...request, consistencyToken: this.token }, options));
   }
 
   getAccount(accountId: string, options: CallOptions = {}): Promise<GetAccountResponse> {

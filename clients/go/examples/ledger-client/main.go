@@ -1,6 +1,7 @@
 // Command ledger-client shows the Ledger's read-your-writes from Go, with its options on the
 // command line: it opens an account, deposits into it, and reads the account back in a session,
-// so the read is guaranteed to include the deposit. Against `make run`, from the repository root:
+// so the read is guaranteed to include the deposit. Then it sends one atomic batch that opens a
+// second account and transfers the deposit into it, and reads both accounts back in one call. Against `make run`, from the repository root:
 //
 //	go -C clients/go run ./examples/ledger-client -command 127.0.0.1:50051 -query 127.0.0.1:50052 \
 //	    -cacert "$PWD/.data/credentials/ca.pem" -token-file "$PWD/.data/credentials/writer.token"
@@ -18,7 +19,10 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"ledger/clients/go/ledger"
+	"ledger/clients/go/ledgerv1"
 )
 
 // Report is what the client prints: the account it made and what each step answered.
@@ -34,6 +38,13 @@ type Report struct {
 	ReadVersion      int64  `json:"read_version"`
 	ReadStatus       string `json:"read_status"`
 	ReadFreshAsToken string `json:"read_fresh_as_token"`
+	// The batch: its second account, each command's id and status code, its token, and the
+	// balances of both accounts read back after it.
+	BatchAccountID    string            `json:"batch_account_id"`
+	BatchCommandIDs   []string          `json:"batch_command_ids"`
+	BatchCodes        []string          `json:"batch_codes"`
+	BatchToken        string            `json:"batch_token"`
+	BatchReadBalances map[string]string `json:"batch_read_balances"`
 }
 
 func main() {
@@ -101,7 +112,41 @@ func run(ctx context.Context, client *ledger.Client, currency, amount string) (*
 			report.ReadBalance, report.ReadVersion, amount, report.DepositVersion,
 		)
 	}
-	return report, nil
+	return report, batch(ctx, session, report)
+}
+
+// batch opens a second account and moves the deposit into it in one atomic call: the transfer
+// sees the account the same batch opened. Each command's own status is in its result.
+func batch(ctx context.Context, session *ledger.Session, report *Report) error {
+	report.BatchAccountID = "go-" + ledger.NewCommandID()[24:]
+	sent, err := session.ExecuteBatch(ctx, []*ledgerv1.Command{
+		ledger.OpenAccountCommand(report.BatchAccountID, report.Currency, "Go client batch"),
+		ledger.TransferCommand(report.AccountID, report.BatchAccountID, report.DepositedAmount),
+	}, true)
+	if err != nil {
+		return err
+	}
+	report.BatchToken = sent.ConsistencyToken
+	for _, result := range sent.Results {
+		report.BatchCommandIDs = append(report.BatchCommandIDs, result.CommandID)
+		report.BatchCodes = append(report.BatchCodes, result.Code.String())
+		if result.Code != codes.OK {
+			return fmt.Errorf("batch command %s: %w", result.CommandID, result.Err())
+		}
+	}
+	read, err := session.GetAccounts(ctx, []string{report.AccountID, report.BatchAccountID})
+	if err != nil {
+		return err
+	}
+	report.BatchReadBalances = map[string]string{}
+	for _, account := range read.GetAccounts() {
+		report.BatchReadBalances[account.GetAccountId()] = account.GetBalance()
+	}
+	if !sameAmount(report.BatchReadBalances[report.AccountID], "0") ||
+		!sameAmount(report.BatchReadBalances[report.BatchAccountID], report.DepositedAmount) {
+		return fmt.Errorf("read back balances %v after moving %s", report.BatchReadBalances, report.DepositedAmount)
+	}
+	return nil
 }
 
 // sameAmount compares decimal strings exactly ("12.5" and "12.50" are the same money).

@@ -13,6 +13,7 @@ from ledger_client.client import LedgerClient, Session
 from ledger_client.command_ids import new_command_id
 from ledger_client.credentials import secure_channel
 from ledger_client.money import format_amount
+from ledger_client.reads import AccountAt, Accounts, CurrencyTotals, TrialBalance
 from ledger_client.results import (
     Account,
     AccountStatus,
@@ -30,11 +31,14 @@ from ledger_client.retry import LedgerError, Retrier, RetryPolicy
 
 __all__ = [
     "Account",
+    "AccountAt",
     "AccountStatus",
+    "Accounts",
     "BalanceAt",
     "BatchCommandResult",
     "BatchResult",
     "CommandResult",
+    "CurrencyTotals",
     "DailySummary",
     "Freshness",
     "LedgerClient",
@@ -45,6 +49,7 @@ __all__ = [
     "Session",
     "Transaction",
     "TransactionKind",
+    "TrialBalance",
     "format_amount",
     "new_command_id",
     "secure_channel",

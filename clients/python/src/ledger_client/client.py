@@ -21,6 +21,7 @@ from ledger_client import results as r
 from ledger_client.command_ids import new_command_id
 from ledger_client.credentials import secure_channel
 from ledger_client.money import Amount, format_amount, parse_amount
+from ledger_client.reads import ManyAccountReads
 from ledger_client.retry import Retrier, RetryPolicy
 from ledger_client.tokens import merge_tokens
 from ledger_client.v1 import commands_pb2 as cpb
@@ -40,7 +41,7 @@ class _Accepted(Protocol):
     def consistency_token(self) -> str: ...
 
 
-class LedgerClient:
+class LedgerClient(ManyAccountReads):
     """Commands and queries of one Ledger. Thread-safe; close it (or use `with`) when done."""
 
     def __init__(

@@ -39,15 +39,15 @@ function accountId(): string {
   return `ts-${randomUUID().slice(0, 12)}`;
 }
 
-/** Records the command id of every Deposit sent; loses the answer of the first `lose` of them. */
-function loseDepositAnswers(lose: number, sentIds: string[]): Interceptor {
+/** Records every request of `method` (e.g. "Deposit") sent; loses the answer of the first `lose` of them. */
+function loseAnswers<Request>(method: string, lose: number, sent: Request[]): Interceptor {
   return (callOptions, nextCall) => {
-    const isDeposit = callOptions.method_definition.path === "/ledger.v1.CommandService/Deposit";
-    const loseThis = isDeposit && lose-- > 0;
+    const isWatched = callOptions.method_definition.path === `/ledger.v1.CommandService/${method}`;
+    const loseThis = isWatched && lose-- > 0;
     return new InterceptingCall(nextCall(callOptions), {
-      sendMessage(message: { commandId?: string }, next) {
-        if (isDeposit) {
-          sentIds.push(message.commandId ?? "");
+      sendMessage(message: Request, next) {
+        if (isWatched) {
+          sent.push(message);
         }
         next(message);
       },
@@ -95,17 +95,20 @@ describe("against the real ledger", { skip: configured ? false : "LEDGER_TS_* no
   });
 
   test("a lost answer is retried with the same id and the deposit is applied once", async () => {
-    const sentIds: string[] = [];
+    const sent: { commandId: string }[] = [];
     const client = new LedgerClient(
-      options(tokenFile("LEDGER_TS_WRITER_TOKEN_FILE"), [loseDepositAnswers(1, sentIds)]),
+      options(tokenFile("LEDGER_TS_WRITER_TOKEN_FILE"), [loseAnswers("Deposit", 1, sent)]),
     );
     try {
       const id = accountId();
       const session = client.session();
       await session.openAccount({ accountId: id, currency: "EUR" });
       const deposited = await session.deposit(id, "5.00");
-      assert.equal(sentIds.length, 2, "the first answer was lost, so the deposit was sent twice");
-      assert.deepEqual(sentIds, [deposited.commandId, deposited.commandId]);
+      assert.equal(sent.length, 2, "the first answer was lost, so the deposit was sent twice");
+      assert.deepEqual(
+        sent.map((request) => request.commandId),
+        [deposited.commandId, deposited.commandId],
+      );
       assert.equal(deposited.version, 2, "the retry returns the first try's result");
 
       const { transactions } = await session.listTransactions({ accountId: id });
@@ -180,6 +183,90 @@ describe("against the real ledger", { skip: configured ? false : "LEDGER_TS_* no
       );
     } finally {
       anonymous.close();
+    }
+  });
+
+  test("a batch gets one result per command, and the failing one its own code", async () => {
+    const id = accountId();
+    const session = writer.session();
+    const batch = await session.executeBatch([
+      { openAccount: { accountId: id, currency: "USD" } },
+      { deposit: { accountId: id, amount: "10.00" } },
+      { withdraw: { accountId: id, amount: "99.00" } },
+      { deposit: { accountId: id, amount: "2.50" } },
+    ]);
+    assert.deepEqual(
+      batch.results.map((result) => [result.code, result.version]),
+      [
+        [status.OK, 1],
+        [status.OK, 2],
+        [status.FAILED_PRECONDITION, 0],
+        [status.OK, 3],
+      ],
+    );
+    assert.ok(batch.results[2]!.message);
+    assert.ok(batch.results.every((result) => isCommandId(result.commandId)));
+    const { accounts, missing } = await session.getAccounts([id, `${id}-none`]);
+    assert.deepEqual(
+      accounts.map((account) => [account.accountId, account.balance]),
+      [[id, "12.50"]],
+    );
+    assert.deepEqual(missing, [`${id}-none`]);
+    const { balances } = await session.listBalancesAt({ at: new Date(), accountIdPrefix: id });
+    assert.deepEqual(
+      balances.map((balance) => [balance.accountId, balance.balance, balance.version]),
+      [[id, "12.50", 3]],
+    );
+    const { currencies } = await session.getTrialBalance({ at: new Date() });
+    assert.ok(currencies.some((totals) => totals.currency === "USD" && totals.accountCount >= 1));
+  });
+
+  test("an atomic batch with a failing command applies nothing", async () => {
+    const id = accountId();
+    const session = writer.session();
+    await session.openAccount({ accountId: id, currency: "EUR" });
+    const batch = await session.executeBatch(
+      [{ deposit: { accountId: id, amount: "10.00" } }, { withdraw: { accountId: id, amount: "50.00" } }],
+      { atomic: true },
+    );
+    assert.deepEqual(
+      batch.results.map((result) => result.code),
+      [status.ABORTED, status.FAILED_PRECONDITION],
+    );
+    const { account } = await session.getAccount(id);
+    assert.equal(account?.balance, "0.00");
+    assert.equal(account?.version, 1);
+  });
+
+  test("a batch whose answer is lost is retried with the same ids and applied once", async () => {
+    const sent: { commands: { deposit?: { commandId: string } }[] }[] = [];
+    const client = new LedgerClient(
+      options(tokenFile("LEDGER_TS_WRITER_TOKEN_FILE"), [loseAnswers("ExecuteBatch", 1, sent)]),
+    );
+    try {
+      const id = accountId();
+      const session = client.session();
+      await session.openAccount({ accountId: id, currency: "GBP" });
+      const batch = await session.executeBatch([
+        { deposit: { accountId: id, amount: "1.00" } },
+        { deposit: { accountId: id, amount: "2.00" } },
+      ]);
+      assert.equal(sent.length, 2, "the first answer was lost, so the batch was sent twice");
+      assert.deepEqual(sent[1], sent[0]);
+      assert.deepEqual(
+        batch.results.map((result) => [result.code, result.version]),
+        [
+          [status.OK, 2],
+          [status.OK, 3],
+        ],
+      );
+      const { transactions } = await session.listTransactions({ accountId: id });
+      assert.deepEqual(
+        transactions.map((t) => [t.amount, t.commandId]),
+        batch.results.map((result, index) => [["1.00", "2.00"][index], result.commandId]),
+      );
+    } finally {
+      client.close();
     }
   });
 });
