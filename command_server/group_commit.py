@@ -223,7 +223,13 @@ class GroupCommitter:
                     break
                 batch.append(item)
                 commands += self._took(item)
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as error:
+                # A bug, but one batch's: its callers get INTERNAL, and the loop that every later
+                # caller waits on goes on rather than leave them waiting for ever.
+                log.exception("bug committing a batch of %d submissions", len(batch))
+                self._fail(batch, error)
             if stop:
                 return
 

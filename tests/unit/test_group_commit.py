@@ -43,6 +43,7 @@ class FakeWriter:
         self.gate = asyncio.Event()
         self.gate.set()
         self.lost: WriterLost | None = None
+        self.bug: Exception | None = None
         self.fenced: str | None = None
         self.health = COMMITTING
         self.probes = 0
@@ -56,6 +57,9 @@ class FakeWriter:
         await self.gate.wait()
         if self.lost is not None:
             raise self.lost
+        if self.bug is not None:
+            bug, self.bug = self.bug, None
+            raise bug
         if self.fenced is not None:
             refusal = (NOT_SERVING, f"taken over: {self.fenced}")
             return FENCED, self.fenced, [refusal] * len(batch)
@@ -226,6 +230,17 @@ async def test_a_lost_writer_answers_not_serving_to_the_batch_and_to_later_submi
     assert [type(answer) for answer in answers] == [NotServing, NotServing]
     assert calls.lost == [writer.lost]
     assert len(writer.batches) == 1
+
+
+async def test_a_bug_fails_its_batch_and_the_loop_serves_the_next_one(
+    start: Start, writer: FakeWriter
+) -> None:
+    committer = start()
+    writer.bug = KeyError("a command kind the pipe does not know")
+    answers = await answered(submitted(committer, deposit(1)))
+
+    assert [type(answer) for answer in answers] == [KeyError]
+    assert (await committer.submit(deposit(2))).version == 2
 
 
 async def test_a_fenced_reply_calls_on_fenced_once_and_refuses_what_follows(
