@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from bench.ghz import GhzError, GhzRun, GhzTls, Load, run_ghz
 from bench.loader import Loaded, load
 from bench.noop_server import ADDRESS_VARIABLE
 from bench.procstat import descendant_pid, tree_cpu_seconds
+from bench.read_model_database import fresh_database, wait_covered
 from devstack import LocalStack, StackPorts, default_cache_dir
 from devstack.credentials import local_credentials
 from devstack.ledger_services import LedgerService, grpc_serving
@@ -104,6 +106,21 @@ class Bench:
             http=http,
             extra_env=env,
         )
+
+    @asynccontextmanager
+    async def projected_database(
+        self, topic: str, purpose: str, last_offsets: Mapping[int, int], timeout_s: float
+    ) -> AsyncIterator[str]:
+        """A fresh read model holding `topic` up to `last_offsets`, its projector stopped again
+        so that it takes no CPU from what is measured next; yields its URL, dropped after."""
+        async with fresh_database(self.stack, purpose) as database_url:
+            projector = self.projector(topic, database_url)
+            try:
+                await asyncio.to_thread(projector.start)
+                await wait_covered(database_url, topic, last_offsets, timeout_s=timeout_s)
+            finally:
+                await asyncio.to_thread(projector.stop)
+            yield database_url
 
     def query_server(self, topic: str, database_url: str, *, secure: bool = False) -> LedgerService:
         """The query server: plaintext without tokens, or with TLS and tokens (`secure`)."""

@@ -35,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bench.harness import Bench, running
 from bench.loader import Spread, load_in_processes
 from bench.log_scan import scan
-from bench.read_model_database import SCHEMA, fresh_database, wait_covered
+from bench.read_model_database import SCHEMA
 from bench.report import Goal, Report, Row
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -158,13 +158,7 @@ async def _measure(
 async def _populate_and_measure(
     bench: Bench, plan: Plan, topic: str, spread: Spread, last_offsets: dict[int, int]
 ) -> dict[str, dict[str, float]]:
-    async with fresh_database(bench.stack, "ledger_at") as database_url:
-        projector = bench.projector(topic, database_url)
-        try:
-            await asyncio.to_thread(projector.start)
-            await wait_covered(database_url, topic, last_offsets, timeout_s=900)
-        finally:
-            await asyncio.to_thread(projector.stop)
+    async with bench.projected_database(topic, "ledger_at", last_offsets, 900) as database_url:
         query_server = bench.query_server(topic, database_url)
         with running(query_server):
             return await _measure(query_server.address, database_url, plan, spread)

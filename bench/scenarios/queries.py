@@ -21,7 +21,6 @@ from bench.ghz import QUERIES_PROTO, Load, ensure_ghz
 from bench.harness import Bench, metered_ghz, running, running_all
 from bench.log_scan import scan
 from bench.noop_comparison import ComparisonPlan, Target, paired_median, warmed_runs
-from bench.read_model_database import fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 from bench.tls_comparison import compare_tls
 
@@ -105,13 +104,7 @@ async def _populate_and_compare(
     topic: str,
     last_offsets: dict[int, int],
 ) -> Goal:
-    async with fresh_database(bench.stack, "queries") as database_url:
-        projector = bench.projector(topic, database_url)
-        try:
-            await asyncio.to_thread(projector.start)
-            await wait_covered(database_url, topic, last_offsets, timeout_s=300)
-        finally:
-            await asyncio.to_thread(projector.stop)
+    async with bench.projected_database(topic, "queries", last_offsets, 300) as database_url:
         # ghz and the servers run in other processes: blocking this loop meanwhile is fine.
         return _compare(bench, report, plan, ghz, topic, database_url)
 
