@@ -250,7 +250,8 @@ async def test_the_analyst_reads_the_views_and_exports_over_tls_only(
         check=False,
     )
     assert exported.returncode == 0, exported.stderr[-2000:]
-    assert f"\n{account},EUR,Secure,OPEN,12.50,2," in (tmp_path / "accounts.csv").read_text()
+    # The owner is sealed personal data: analysts never see it (README, "Analysts' access").
+    assert f"\n{account},EUR,,OPEN,12.50,2," in (tmp_path / "accounts.csv").read_text()
     plaintext = {**analyst, "LEDGER_DATABASE_URL": analyst["LEDGER_DATABASE_URL"].split("?")[0]}
     plaintext["LEDGER_DATABASE_URL"] += "?sslmode=disable"
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
