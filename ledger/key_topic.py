@@ -16,12 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 
 from ledger.environment import SettingsError
 from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.kafka_security import KafkaSecurity
-from ledger.personal_data import KeyWrapper, parse_key_encryption_key
+from ledger.personal_data import KeysUnreachable, KeyWrapper, parse_key_encryption_key
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,12 @@ class KafkaKeyStore:
     def get(self, account_id: str) -> bytes | None:
         wrapped = self._wrapped.get(account_id)
         if wrapped is None and time.monotonic() - self._last_refresh >= self._refresh_interval:
-            self.refresh()
+            try:
+                self.refresh()
+            except KafkaException as error:
+                raise KeysUnreachable(
+                    f"the key topic {self._topic!r} cannot be read now: {error.args[0].str()}"
+                ) from None
             wrapped = self._wrapped.get(account_id)
         return None if wrapped is None else self._wrapper.unwrap(account_id, wrapped)
 

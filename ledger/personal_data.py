@@ -29,11 +29,16 @@ class UnreadableSecret(ValueError):
     for another account or under another key-encryption key. The message never holds secrets."""
 
 
+class KeysUnreachable(Exception):
+    """The key store cannot be asked now (its Kafka or KMS is down); asking later may succeed."""
+
+
 class KeyStore(Protocol):
     """Where data keys live; a compacted Kafka topic here (key_topic.py), a cloud KMS elsewhere."""
 
     def get(self, account_id: str) -> bytes | None:
-        """The account's data key, or None if it has none (never had one, or was forgotten)."""
+        """The account's data key, or None if it has none (never had one, or was forgotten);
+        raises KeysUnreachable when the store cannot tell now."""
         ...
 
 

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 
-from ledger.personal_data import KeyStore, UnreadableSecret, readable_owner
+from ledger.personal_data import KeyStore, KeysUnreachable, UnreadableSecret, readable_owner
 from query_server.errors import Unavailable
 from query_server.rows import AccountRow
 
@@ -47,6 +47,10 @@ class Owners:
             )
         except UnreadableSecret as error:
             raise Unavailable(f"{error}: check LEDGER_KEY_ENCRYPTION_KEY_FILE") from error
+        except KeysUnreachable as error:
+            raise Unavailable(
+                f"the owner of account {row.account_id!r} cannot be opened now ({error}); retry"
+            ) from error
         if owner == row.owner and erased == row.owner_erased and not row.owner_sealed:
             return row
         return dataclasses.replace(row, owner=owner, owner_sealed=None, owner_erased=erased)

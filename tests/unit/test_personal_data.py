@@ -17,6 +17,7 @@ from ledger.domain.decider import decide, replay
 from ledger.domain.rejection import RejectionKind
 from ledger.events.records import AccountOpened, Event, OwnerErased
 from ledger.personal_data import (
+    KeysUnreachable,
     KeyWrapper,
     UnreadableSecret,
     new_data_key,
@@ -27,6 +28,7 @@ from ledger.personal_data import (
 )
 from projector.consumed import DecodedRecord
 from projector.projection import project
+from query_server.errors import Unavailable
 from query_server.owners import Owners
 from query_server.rows import AccountRow
 from tests.unit.decider_givens import NOW, closed, given, rejected
@@ -167,3 +169,13 @@ async def test_the_query_server_opens_sealed_owners_and_shows_forgotten_ones_era
     shown = await owners.opened(_row(sealed=sealed))
     assert (shown.owner, shown.owner_erased) == ("", True)
     assert readable_owner(keys, "a1", "", None, True) == ("", True)
+
+
+async def test_a_key_store_that_cannot_be_asked_makes_the_read_unavailable_not_a_bug() -> None:
+    class Unreachable:
+        def get(self, account_id: str) -> bytes | None:
+            raise KeysUnreachable("the key topic cannot be read now: broker down")
+
+    sealed = seal(new_data_key(), "a1", NAME)
+    with pytest.raises(Unavailable, match="cannot be opened now"):
+        await Owners(Unreachable()).opened(_row(sealed=sealed))
