@@ -90,6 +90,9 @@ class KafkaKeyStore:
             self._positions[0] = max(self._positions.get(0, 0), ends[0])
             self._last_refresh = time.monotonic()
 
+    def holds(self, account_id: str) -> bool:
+        return account_id in self._wrapped
+
     def get(self, account_id: str) -> bytes | None:
         wrapped = self._wrapped.get(account_id)
         if wrapped is None and time.monotonic() - self._last_refresh >= self._refresh_interval:

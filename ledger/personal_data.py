@@ -41,6 +41,10 @@ class KeyStore(Protocol):
         raises KeysUnreachable when the store cannot tell now."""
         ...
 
+    def holds(self, account_id: str) -> bool:
+        """Whether `get` would answer from memory, without waiting on the store."""
+        ...
+
 
 def new_data_key() -> bytes:
     return secrets.token_bytes(DATA_KEY_BYTES)

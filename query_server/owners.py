@@ -25,7 +25,8 @@ class Owners:
         return opened
 
     async def all_opened(self, rows: Sequence[AccountRow]) -> list[AccountRow]:
-        if not any(row.owner_sealed for row in rows):
+        keys = self._keys
+        if all(not row.owner_sealed or keys is None or keys.holds(row.account_id) for row in rows):
             return [self._opened(row) for row in rows]
         # A key not yet in memory is read from Kafka: not on the event loop.
         return await asyncio.to_thread(lambda: [self._opened(row) for row in rows])

@@ -46,6 +46,9 @@ class Keys:
     def get(self, account_id: str) -> bytes | None:
         return self.keys.get(account_id)
 
+    def holds(self, account_id: str) -> bool:
+        return account_id in self.keys
+
 
 def test_a_sealed_owner_opens_only_with_its_key_and_its_account() -> None:
     key = new_data_key()
@@ -175,6 +178,9 @@ async def test_a_key_store_that_cannot_be_asked_makes_the_read_unavailable_not_a
     class Unreachable:
         def get(self, account_id: str) -> bytes | None:
             raise KeysUnreachable("the key topic cannot be read now: broker down")
+
+        def holds(self, account_id: str) -> bool:
+            return False
 
     sealed = seal(new_data_key(), "a1", NAME)
     with pytest.raises(Unavailable, match="cannot be opened now"):
