@@ -37,6 +37,8 @@ from ledger.events.records import (
     OwnerErased,
     TransferCredited,
     TransferDebited,
+    TransferRefunded,
+    TransferSent,
     event_id_for,
 )
 
@@ -243,7 +245,13 @@ def _require_next(account: Account | None, event: Event) -> None:
 
 def _changed(
     account: Account | None,
-    event: MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited | AccountClosed,
+    event: MoneyDeposited
+    | MoneyWithdrawn
+    | TransferDebited
+    | TransferCredited
+    | TransferSent
+    | TransferRefunded
+    | AccountClosed,
 ) -> Account:
     _require_next(account, event)
     assert account is not None  # _require_next
@@ -251,9 +259,17 @@ def _changed(
         raise InconsistentEvent(f"{_describe(event)}: the account is closed")
     status = AccountStatus.OPEN
     match event:
-        case MoneyDeposited(amount=amount) | TransferCredited(amount=amount):
+        case (
+            MoneyDeposited(amount=amount)
+            | TransferCredited(amount=amount)
+            | TransferRefunded(amount=amount)
+        ):
             balance = account.balance + _positive(amount, event)
-        case MoneyWithdrawn(amount=amount) | TransferDebited(amount=amount):
+        case (
+            MoneyWithdrawn(amount=amount)
+            | TransferDebited(amount=amount)
+            | TransferSent(amount=amount)
+        ):
             balance = account.balance - _positive(amount, event)
             if balance < 0:
                 raise InconsistentEvent(

@@ -21,6 +21,8 @@ EVENT_TYPES: tuple[type[records.Event], ...] = (
     records.TransferCredited,
     records.AccountClosed,
     records.OwnerErased,
+    records.TransferSent,
+    records.TransferRefunded,
 )
 _BY_AVRO_NAME: dict[str, type[records.Event]] = {
     f"{AVRO_NAMESPACE}.{event_type.__name__}": event_type for event_type in EVENT_TYPES

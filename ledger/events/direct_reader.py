@@ -45,11 +45,32 @@ LAYOUT: tuple[tuple[str, Any], ...] = (
             ),
             ("ledger.events.AccountClosed", ()),
             ("ledger.events.OwnerErased", ()),
+            (
+                "ledger.events.TransferSent",
+                (("amount", "long"), ("transfer_id", "string"), ("counterparty_id", "string")),
+            ),
+            (
+                "ledger.events.TransferRefunded",
+                (
+                    ("amount", "long"),
+                    ("transfer_id", "string"),
+                    ("counterparty_id", "string"),
+                    ("reason", "string"),
+                ),
+            ),
         ),
     ),
     ("balance_after", ("null", "long")),
 )
 """The shape `read` is written for: field names and types in order, union branches in order."""
+
+_TRANSFER_BRANCHES: dict[int, type[records.Event]] = {
+    6: records.TransferDebited,
+    8: records.TransferCredited,
+    14: records.TransferSent,
+    16: records.TransferRefunded,
+}
+"""The union branch bytes of the payloads that start with amount, transfer_id, counterparty_id."""
 
 # What fastavro's timestamp-millis reader computes from, so that the datetimes are equal.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -157,14 +178,17 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
         amount, pos = _long(data, pos)
         event = _new(records.MoneyDeposited if branch == 2 else records.MoneyWithdrawn)
         _set(event, "amount", amount)
-    elif branch == 6 or branch == 8:  # TransferDebited, TransferCredited
+    elif branch in _TRANSFER_BRANCHES:
         amount, pos = _long(data, pos)
         transfer_id, pos = _string(data, pos)
         counterparty_id, pos = _string(data, pos)
-        event = _new(records.TransferDebited if branch == 6 else records.TransferCredited)
+        event = _new(_TRANSFER_BRANCHES[branch])
         _set(event, "amount", amount)
         _set(event, "transfer_id", transfer_id)
         _set(event, "counterparty_id", counterparty_id)
+        if branch == 16:  # TransferRefunded
+            reason, pos = _string(data, pos)
+            _set(event, "reason", reason)
     elif branch == 0:  # AccountOpened
         currency, pos = _string(data, pos)
         owner, pos = _string(data, pos)

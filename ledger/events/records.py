@@ -96,6 +96,28 @@ class TransferCredited(AccountEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransferSent(AccountEvent):
+    """Money left this account for `counterparty_id`, an account of another shard: a cross-shard
+    transfer. The money is in flight until the counterparty's TransferCredited with the same
+    `transfer_id`, or this account's TransferRefunded."""
+
+    amount: int
+    transfer_id: str
+    counterparty_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferRefunded(AccountEvent):
+    """The money of this account's TransferSent with the same `transfer_id` came back: the
+    counterparty refused the credit for `reason`."""
+
+    amount: int
+    transfer_id: str
+    counterparty_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AccountClosed(AccountEvent):
     """The account was closed at a zero balance; only OwnerErased may follow it."""
 
@@ -114,4 +136,6 @@ Event: TypeAlias = (
     | TransferCredited
     | AccountClosed
     | OwnerErased
+    | TransferSent
+    | TransferRefunded
 )

@@ -50,6 +50,19 @@ SAMPLES: list[records.Event] = [
     records.AccountOpened(
         event_id="e8", version=1, **COMMON, currency="EUR", owner="", owner_sealed=b"\x00\xff"
     ),
+    records.TransferSent(
+        event_id="e9", version=8, **COMMON, amount=7, transfer_id="t2", counterparty_id="acc-3"
+    ),
+    records.TransferRefunded(
+        event_id="e10",
+        version=9,
+        **COMMON,
+        balance_after=7,
+        amount=7,
+        transfer_id="t2",
+        counterparty_id="acc-3",
+        reason="account 'acc-3' is closed",
+    ),
 ]
 
 
@@ -145,7 +158,7 @@ def test_bytes_written_with_the_v1_schema_are_read_by_the_current_codec(
     assert event.balance_after is None
 
 
-def test_the_current_schema_only_adds_defaulted_fields_and_a_record_to_v1() -> None:
+def test_the_current_schema_only_adds_defaulted_fields_and_records_to_v1() -> None:
     v1 = json.loads(V1_SCHEMA.read_text())
     current = json.loads(current_schema())
     added = [field for field in current["fields"] if field not in v1["fields"]]
@@ -153,8 +166,12 @@ def test_the_current_schema_only_adds_defaulted_fields_and_a_record_to_v1() -> N
     assert "default" in added[1]
     [v1_payload] = [field for field in v1["fields"] if field["name"] == "payload"]
     old, new = v1_payload["type"], added[0]["type"]
-    # The union gains a record at its end; AccountOpened gains a defaulted field.
-    assert [record["name"] for record in new] == [r["name"] for r in old] + ["OwnerErased"]
+    # The union gains records at its end; AccountOpened gains a defaulted field.
+    assert [record["name"] for record in new] == [r["name"] for r in old] + [
+        "OwnerErased",
+        "TransferSent",
+        "TransferRefunded",
+    ]
     opened_old, opened_new = old[0]["fields"], new[0]["fields"]
     assert [f["name"] for f in opened_new] == [f["name"] for f in opened_old] + ["owner_sealed"]
     assert "default" in opened_new[-1]
