@@ -37,6 +37,8 @@ def _movement(kind: type[_Movement], request: pb.DepositRequest | pb.WithdrawReq
         account_id=request.account_id,
         amount=request.amount,
         expected_version=_expected_version(request),
+        reference=request.reference,
+        memo=request.memo,
     )
 
 
@@ -47,6 +49,8 @@ def transfer(request: pb.TransferRequest) -> Transfer:
         to_account_id=request.to_account_id,
         amount=request.amount,
         expected_version=_expected_version(request),
+        reference=request.reference,
+        memo=request.memo,
     )
 
 

@@ -96,15 +96,19 @@ _MOVEMENT_TYPES = {
     "command_id": "text",
     "partition": "integer",
     "offset": "bigint",
+    "reference": "text",
+    "memo": "text",
 }
 _MOVEMENTS = _Rows(
     "movements",
     tuple((name, _MOVEMENT_TYPES[name]) for name in MOVEMENT_COLUMNS),
     f"""
 INSERT INTO movements (event_id, account_id, version, kind, amount, balance_after, occurred_at,
-                       counterparty_id, transfer_id, command_id, partition, "offset")
+                       counterparty_id, transfer_id, command_id, partition, "offset", reference,
+                       memo)
 SELECT event_id, account_id, version, kind, {_major("amount")}, {_major("balance_after")},
-       {_TIME_FROM_MICROS}, counterparty_id, transfer_id, command_id, partition, "offset"
+       {_TIME_FROM_MICROS}, counterparty_id, transfer_id, command_id, partition, "offset",
+       reference, memo
 FROM {{rows}}
 """,
 )

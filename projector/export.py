@@ -62,7 +62,7 @@ ORDER BY a.account_id
 """
 _MOVEMENTS_AT = f"""
 SELECT account_id, version, occurred_at, kind, currency, amount, signed_amount, balance_after,
-       counterparty_id, transfer_id, command_id, event_id::text
+       counterparty_id, transfer_id, command_id, event_id::text, reference, memo
 FROM {_VIEWS}.movements WHERE occurred_at <= $1
 ORDER BY account_id, version
 """

@@ -83,6 +83,8 @@ MOVEMENTS = Table(
         ("transfer_id", "text"),
         ("command_id", "text"),
         ("event_id", "text"),
+        ("reference", "text"),
+        ("memo", "text"),
     ),
 )
 

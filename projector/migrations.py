@@ -2,9 +2,9 @@
 
 Files are named `NNNN_description.sql` and applied in version order, each at most once per
 schema, with `search_path` set to the target schema (the live `ledger`, or a rebuild's shadow),
-so the SQL never names a schema -- but for the analysts' views (0004), which live in a schema of
-their own, `ANALYTICS_SCHEMA`, over the live one. What was applied is recorded in that schema's
-`schema_migrations` table.
+so the SQL never names a schema -- but for the analysts' views (0004, 0006), which live in a
+schema of their own, `ANALYTICS_SCHEMA`, over the live one. What was applied is recorded in
+that schema's `schema_migrations` table.
 """
 
 from __future__ import annotations

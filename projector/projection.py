@@ -44,6 +44,8 @@ MOVEMENT_COLUMNS = (
     "command_id",
     "partition",
     "offset",
+    "reference",
+    "memo",
 )
 
 # Kind in the read model, whether the movement brings money in, and whether it is a transfer.
@@ -253,6 +255,8 @@ def project(
                 event.command_id,
                 record.partition,
                 record.offset,
+                event.reference,
+                event.memo,
             )
         )
         key = (account_id, day)

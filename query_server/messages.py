@@ -113,6 +113,8 @@ def transaction(row: MovementRow, currency: str) -> pb.Transaction:
         transfer_id=row.transfer_id or "",
         command_id=row.command_id,
         version=row.version,
+        reference=row.reference,
+        memo=row.memo,
     )
 
 

@@ -222,12 +222,13 @@ class ReadModel:
                 if currency is None:
                     raise NotFound(_unknown(query.account_id))
                 records = await connection.fetch(
-                    statements.MOVEMENTS_PAGE[query.descending],
+                    statements.MOVEMENTS_PAGE[(query.descending, bool(query.reference))],
                     query.account_id,
                     after,
                     query.start or _MIN_TIME,
                     query.end or _MAX_TIME,
                     page.size + 1,
+                    *((query.reference,) if query.reference else ()),
                 )
                 checkpoints = await connection.fetchrow(statements.CHECKPOINTS, self._topic)
         rows, next_after = _paged(

@@ -51,6 +51,8 @@ class MovementRow:
     counterparty_id: str | None
     transfer_id: str | None
     command_id: str
+    reference: str
+    memo: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ _ACCOUNT_COLUMNS = (
 )
 _MOVEMENT_COLUMNS = (
     "event_id::text, account_id, version, kind, amount, balance_after, occurred_at, "
-    "counterparty_id, transfer_id, command_id"
+    "counterparty_id, transfer_id, command_id, reference, memo"
 )
 _SUMMARY_COLUMNS = "account_id, day, currency, inflow, outflow, movement_count, closing_balance"
 
@@ -62,14 +62,19 @@ ACCOUNTS = {
     for currency in (False, True)
     for within in (False, True)
 }
+# With a reference (`referenced`), the partial index movements_account_reference serves it: the
+# literal `reference <> ''` is what lets the planner use it in a generic plan, where `$6` could
+# be anything.
 MOVEMENTS_PAGE = {
-    descending: (
+    (descending, referenced): (
         f"SELECT {_MOVEMENT_COLUMNS} FROM movements "
         f"WHERE account_id = $1 AND version {'<' if descending else '>'} $2 "
         "AND occurred_at >= $3 AND occurred_at < $4 "
-        f"ORDER BY version {'DESC' if descending else 'ASC'} LIMIT $5"
+        + ("AND reference = $6 AND reference <> '' " if referenced else "")
+        + f"ORDER BY version {'DESC' if descending else 'ASC'} LIMIT $5"
     )
     for descending in (False, True)
+    for referenced in (False, True)
 }
 MOVEMENTS_AFTER = (
     f"SELECT {_MOVEMENT_COLUMNS} FROM movements "

@@ -14,7 +14,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.consistency import ConsistencyToken
 from ledger.domain.rejection import Rejection
-from ledger.domain.validation import require_account_id, require_currency
+from ledger.domain.validation import (
+    MAX_REFERENCE_LENGTH,
+    require_account_id,
+    require_currency,
+    require_text,
+)
 from ledger.v1 import queries_pb2 as pb
 from query_server import page_tokens
 from query_server.errors import InvalidArgument
@@ -76,6 +81,8 @@ class TransactionsQuery:
     """Exclusive."""
     descending: bool
     page: Page
+    reference: str = ""
+    """Only movements with exactly this reference; "" for every movement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +163,26 @@ def list_transactions(request: pb.ListTransactionsRequest) -> TransactionsQuery:
             f"start_time ({start.isoformat()}) is after end_time ({end.isoformat()})"
         )
     descending = _choice(_DESCENDING, request.order, "order")
-    filters = {
+    try:
+        # A reference no command could have given is a mistake, not a filter matching nothing.
+        require_text(request.reference, "reference", MAX_REFERENCE_LENGTH)
+    except Rejection as exc:
+        raise InvalidArgument(exc.message) from None
+    filters: dict[str, str | int | None] = {
         "account_id": account,
         "start": _micros(start),
         "end": _micros(end),
         "descending": int(descending),
     }
+    if request.reference:
+        # Only when given, so that tokens issued before the filter existed stay valid.
+        filters["reference"] = request.reference
     page = _page(
         request.page_size, request.page_token, TRANSACTIONS_PAGE, page_tokens.TRANSACTIONS, filters
     )
     if page.after is not None and not 0 <= int(page.after[0]) <= _MAX_VERSION:
         raise InvalidArgument("page_token is malformed: version out of range")
-    return TransactionsQuery(account, start, end, descending, page)
+    return TransactionsQuery(account, start, end, descending, page, request.reference)
 
 
 def balance_at(request: pb.GetBalanceAtRequest) -> tuple[str, datetime]:

@@ -187,6 +187,8 @@ def movement_rows(
                 event.command_id,
                 partition,
                 offset,
+                event.reference,
+                event.memo,
             )
         )
     return rows

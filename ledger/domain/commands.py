@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypedDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,10 @@ class _Movement:
     account_id: str
     amount: str
     expected_version: int | None = None
+    reference: str = ""
+    """The client's own id of the movement, carried by its events; "" for none."""
+    memo: str = ""
+    """The client's free-text note on the movement; "" for none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,10 @@ class Transfer:
     amount: str
     expected_version: int | None = None
     """Expected version of the source account (`from_account_id`)."""
+    reference: str = ""
+    """The client's own id of the transfer, carried by both legs' events; "" for none."""
+    memo: str = ""
+    """The client's free-text note on the transfer; "" for none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,9 @@ def fingerprint(command: Command) -> str:
     The owner is left out: a hash of a name is as good as the name to anyone who can guess it,
     and the log keeps fingerprints forever (docs/design.md, decision 14). A retry of OpenAccount
     that names another owner is thus the same command; the first owner stays.
+
+    A movement's `reference` and `memo` are in it, but only when given: a command without them
+    hashes exactly as it did before they existed, so retries of commands recorded then match.
     """
     return _digest(_payload(command, canonical_amount, with_owner=False))
 
@@ -133,6 +144,7 @@ def _payload(
                 "account_id": command.account_id,
                 "amount": amount(command.amount),
                 "expected_version": command.expected_version,
+                **_metadata(command),
             }
         case Transfer():
             return {
@@ -141,6 +153,7 @@ def _payload(
                 "to_account_id": command.to_account_id,
                 "amount": amount(command.amount),
                 "expected_version": command.expected_version,
+                **_metadata(command),
             }
         case CloseAccount():
             return {
@@ -150,3 +163,22 @@ def _payload(
             }
         case EraseOwner():
             return {"type": "erase_owner", "account_id": command.account_id}
+
+
+def _metadata(command: Deposit | Withdraw | Transfer) -> dict[str, str | int | None]:
+    """The reference and memo that were given (see `fingerprint`)."""
+    given = (("reference", command.reference), ("memo", command.memo))
+    return {name: text for name, text in given if text}
+
+
+class Metadata(TypedDict):
+    reference: str
+    memo: str
+
+
+def metadata_of(command: Command) -> Metadata:
+    """The command's `reference` and `memo` ("" when not given): only the movements (Deposit,
+    Withdraw, Transfer) take them (docs/design.md, decision 16)."""
+    if isinstance(command, Deposit | Withdraw | Transfer):
+        return Metadata(reference=command.reference, memo=command.memo)
+    return Metadata(reference="", memo="")

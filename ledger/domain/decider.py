@@ -20,6 +20,7 @@ from ledger.domain.commands import (
     Transfer,
     Withdraw,
     fingerprint,
+    metadata_of,
 )
 from ledger.domain.money import (
     INT64_MAX,
@@ -303,6 +304,8 @@ class _CommonFields(TypedDict):
     command_fingerprint: str
     occurred_at: datetime
     balance_after: int
+    reference: str
+    memo: str
 
 
 def _common(
@@ -316,6 +319,7 @@ def _common(
         command_fingerprint=fingerprint(command),
         occurred_at=at,
         balance_after=balance_after,
+        **metadata_of(command),  # on each of a movement's events (both legs of a transfer)
     )
 
 

@@ -26,6 +26,12 @@ from ledger.domain.rejection import Rejection, RejectionKind
 
 MAX_COMMAND_ID_LENGTH = 128
 MAX_OWNER_LENGTH = 200
+MAX_REFERENCE_LENGTH = 64
+"""A movement's reference: room for any payment system's id (a UUID, an ISO 20022
+EndToEndId of 35); with the memo's limit, 8,000 of the largest transfers still fit in one
+ExecuteBatch (tests/unit/test_batch_limits.py)."""
+MAX_MEMO_LENGTH = 128
+"""A movement's memo: a remittance line, not a document."""
 MAX_CURRENCY_LENGTH = 3
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _HOW_TO_MAKE_ONE = (
@@ -85,12 +91,17 @@ def require_account_id(account_id: str, field: str) -> None:
 
 
 def require_owner(owner: str) -> None:
-    if len(owner) > MAX_OWNER_LENGTH:
+    require_text(owner, "owner", MAX_OWNER_LENGTH)
+
+
+def require_text(text: str, field: str, limit: int) -> None:
+    """Free text of at most `limit` characters, all printable (`require_printable`)."""
+    if len(text) > limit:
         raise Rejection(
             RejectionKind.INVALID,
-            f"owner is too long: {len(owner)} characters, at most {MAX_OWNER_LENGTH}",
+            f"{field} is too long: {len(text)} characters, at most {limit}",
         )
-    require_printable(owner, "owner")
+    require_printable(text, field)
 
 
 def require_printable(text: str, field: str) -> None:
@@ -129,6 +140,12 @@ def require_expected_version(expected_version: int | None) -> None:
         )
 
 
+def require_metadata(command: Deposit | Withdraw | Transfer) -> None:
+    """A movement's optional `reference` and `memo`."""
+    require_text(command.reference, "reference", MAX_REFERENCE_LENGTH)
+    require_text(command.memo, "memo", MAX_MEMO_LENGTH)
+
+
 def require_fields(command: Command) -> None:
     """Every check of `command` that needs no account state, in the order of its fields."""
     # What decide needs of any id (its format and time are checked by `require_command_id` at
@@ -154,6 +171,7 @@ def require_fields(command: Command) -> None:
             require_account_id(command.account_id, "account_id")
             require_positive_decimal(command.amount)
             require_expected_version(command.expected_version)
+            require_metadata(command)
         case Transfer():
             require_account_id(command.from_account_id, "from_account_id")
             require_account_id(command.to_account_id, "to_account_id")
@@ -164,6 +182,7 @@ def require_fields(command: Command) -> None:
                 )
             require_positive_decimal(command.amount)
             require_expected_version(command.expected_version)
+            require_metadata(command)
         case CloseAccount():
             require_account_id(command.account_id, "account_id")
             require_expected_version(command.expected_version)

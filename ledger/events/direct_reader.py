@@ -61,6 +61,8 @@ LAYOUT: tuple[tuple[str, Any], ...] = (
         ),
     ),
     ("balance_after", ("null", "long")),
+    ("reference", "string"),
+    ("memo", "string"),
 )
 """The shape `read` is written for: field names and types in order, union branches in order."""
 
@@ -210,6 +212,15 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
         balance_after, pos = None, pos + 1
     else:
         raise NotDirectlyReadable(f"balance_after branch byte {nullable}")
+    # Nearly always empty: one zero byte each.
+    if data[pos] == 0:
+        reference, pos = "", pos + 1
+    else:
+        reference, pos = _string(data, pos)
+    if data[pos] == 0:
+        memo, pos = "", pos + 1
+    else:
+        memo, pos = _string(data, pos)
     if pos != len(data):
         raise NotDirectlyReadable("bytes after the body")
     occurred_at = times.get(millis)
@@ -224,5 +235,7 @@ def read(data: bytes, start: int, times: dict[int, datetime]) -> records.Event:
     _set(event, "command_fingerprint", command_fingerprint)
     _set(event, "occurred_at", occurred_at)
     _set(event, "balance_after", balance_after)
+    _set(event, "reference", reference)
+    _set(event, "memo", memo)
     result: records.Event = event
     return result

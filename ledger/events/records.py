@@ -40,6 +40,12 @@ class AccountEvent:
     balance_after: int | None = None
     """The account's balance right after this event, in minor units. None in events written
     before the schema had it."""
+    reference: str = ""
+    """The client's own id of the movement (Deposit, Withdraw, Transfer: both legs carry it);
+    empty when none was given, on every other event, and in events written before the schema
+    had it."""
+    memo: str = ""
+    """The client's free-text note on the movement; empty like `reference`."""
 
     def __post_init__(self) -> None:
         # Enforced here so that what is decided is exactly what survives an encode/decode trip.

@@ -205,6 +205,8 @@ class Transaction(_message.Message):
     TRANSFER_ID_FIELD_NUMBER: _builtins.int
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique id of the event that recorded the movement."""
     account_id: _builtins.str
@@ -227,6 +229,12 @@ class Transaction(_message.Message):
     """The `command_id` of the command that caused the movement."""
     version: _builtins.int
     """The account's version after the movement."""
+    reference: _builtins.str
+    """The `reference` the command that caused the movement gave (both legs of a transfer carry
+    it); empty when it gave none, and for movements recorded before references existed.
+    """
+    memo: _builtins.str
+    """The `memo` the command gave; empty like `reference`."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the movement happened."""
@@ -245,10 +253,12 @@ class Transaction(_message.Message):
         transfer_id: _builtins.str = ...,
         command_id: _builtins.str = ...,
         version: _builtins.int = ...,
+        reference: _builtins.str = ...,
+        memo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "balance_after", b"balance_after", "command_id", b"command_id", "counterparty_account_id", b"counterparty_account_id", "currency", b"currency", "event_id", b"event_id", "kind", b"kind", "occurred_at", b"occurred_at", "transfer_id", b"transfer_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "balance_after", b"balance_after", "command_id", b"command_id", "counterparty_account_id", b"counterparty_account_id", "currency", b"currency", "event_id", b"event_id", "kind", b"kind", "memo", b"memo", "occurred_at", b"occurred_at", "reference", b"reference", "transfer_id", b"transfer_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -497,6 +507,7 @@ class ListTransactionsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Required. The account's id."""
     page_size: _builtins.int
@@ -511,6 +522,12 @@ class ListTransactionsRequest(_message.Message):
     """Ascending (oldest first, the default) or descending (newest first)."""
     consistency_token: _builtins.str
     """Optional. Wait until the read model includes this position before answering."""
+    reference: _builtins.str
+    """Optional. Only the account's movements whose `reference` is exactly this (case and all);
+    empty: every movement. Combines with the time range, the order and the paging as the other
+    filters do (an indexed read). At most 64 characters, else INVALID_ARGUMENT naming
+    `reference`.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Optional. Only movements that occurred at or after this time (inclusive)."""
@@ -529,10 +546,11 @@ class ListTransactionsRequest(_message.Message):
         page_token: _builtins.str = ...,
         order: Global___SortOrder.ValueType = ...,
         consistency_token: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "consistency_token", b"consistency_token", "end_time", b"end_time", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "consistency_token", b"consistency_token", "end_time", b"end_time", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "reference", b"reference", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

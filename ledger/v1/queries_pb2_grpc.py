@@ -150,7 +150,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTransactions(self, request, context):
-        """Lists the balance movements of one account in version (= time) order, one page at a time.
+        """Lists the balance movements of one account in version (= time) order, one page at a time,
+        optionally only those with a given `reference` (the client's own id of the movement).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -112,6 +112,15 @@ amounts = Field(
 )
 command_ids = _text(st.builds(new_command_id))
 owners = _text(st.sampled_from(["Ada Lovelace", "Zoë Ångström", "李四", "", "O'Brien & Co."]))
+# A movement's metadata: valid up to its limits (64 and 128 characters), hostile one past them.
+references = Field(
+    st.sampled_from(["", "inv-2024-0042", "E2E/Ä-7 ✓", "r" * 64]),
+    st.one_of(hostile_text, st.just("r" * 65)),
+)
+memos = Field(
+    st.sampled_from(["", "Rent for March", "Miete März ✓ 🏠", "李四的付款", "m" * 128]),
+    st.one_of(hostile_text, st.just("m" * 129)),
+)
 int64s = st.one_of(
     st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 1, 2, 3, 2**63 - 1, -(2**63)])
 )
@@ -157,7 +166,13 @@ def command_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
             {n: f.of(hostile) if isinstance(f, Field) else f for n, f in named.items()}
         )
 
-    movement = {"command_id": command_ids, "account_id": account_ids, "amount": amounts}
+    movement = {
+        "command_id": command_ids,
+        "account_id": account_ids,
+        "amount": amounts,
+        "reference": references,
+        "memo": memos,
+    }
     pair = st.sampled_from(TRANSFER_PAIRS)
     single: dict[str, st.SearchStrategy[Message]] = {
         "OpenAccount": fields(
@@ -175,6 +190,8 @@ def command_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
             to_account_id=Field(pair.map(lambda p: p[1]), hostile_text),
             amount=amounts,
             expected_version=versions,
+            reference=references,
+            memo=memos,
         ).map(lambda f: _set(cmd.TransferRequest(), **f)),
         "CloseAccount": fields(
             command_id=command_ids, account_id=account_ids, expected_version=versions
@@ -232,7 +249,12 @@ def query_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
             **page, status=enums, currency=Field(st.just(""), currencies.of(True))
         ).map(lambda f: _set(q.ListAccountsRequest(), **f)),
         "ListTransactions": fields(
-            **page, account_id=account_ids, start_time=timestamps, end_time=timestamps, order=enums
+            **page,
+            account_id=account_ids,
+            start_time=timestamps,
+            end_time=timestamps,
+            order=enums,
+            reference=Field(st.sampled_from(["", "inv-2024-0042"]), references.hostile),
         ).map(lambda f: _set(q.ListTransactionsRequest(), **f)),
         "GetBalanceAt": fields(account_id=account_ids, at=Field(_RECENT, timestamps.hostile)).map(
             lambda f: _set(q.GetBalanceAtRequest(), **f)

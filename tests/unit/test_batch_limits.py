@@ -8,7 +8,7 @@ import pytest
 from command_server.servicer import MAX_BATCH_COMMANDS
 from command_server.settings import MAX_RECEIVE_BYTES
 from ledger.command_ids import new_command_id
-from ledger.domain.validation import MAX_OWNER_LENGTH
+from ledger.domain.validation import MAX_MEMO_LENGTH, MAX_OWNER_LENGTH, MAX_REFERENCE_LENGTH
 from ledger.v1 import commands_pb2 as cmd
 from query_server import validation
 from query_server.errors import InvalidArgument
@@ -18,6 +18,7 @@ def _largest_commands() -> list[cmd.Command]:
     """Of each kind, the largest command `require_fields` lets through."""
     longest_id = "a" * 64
     amount = "9" * 40  # at most 40 characters; its value is checked later, against the account
+    widest = "\U0001f600"  # four bytes in UTF-8
     return [
         cmd.Command(
             open_account=cmd.OpenAccountRequest(
@@ -34,6 +35,8 @@ def _largest_commands() -> list[cmd.Command]:
                 to_account_id="b" * 64,
                 amount=amount,
                 expected_version=2**63 - 1,
+                reference=widest * MAX_REFERENCE_LENGTH,
+                memo=widest * MAX_MEMO_LENGTH,
             )
         ),
         cmd.Command(
@@ -42,6 +45,8 @@ def _largest_commands() -> list[cmd.Command]:
                 account_id=longest_id,
                 amount=amount,
                 expected_version=2**63 - 1,
+                reference=widest * MAX_REFERENCE_LENGTH,
+                memo=widest * MAX_MEMO_LENGTH,
             )
         ),
     ]

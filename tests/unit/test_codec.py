@@ -4,7 +4,6 @@ import io
 import json
 import struct
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +14,11 @@ from hypothesis import strategies as st
 from ledger.events import records
 from ledger.events.avro_mapping import EVENT_TYPES, current_schema
 from ledger.events.codec import EventCodec, UndecodableEvent, key_of
+from ledger.events.schema_history import history_directory
 from ledger.events.schema_store import SchemaStore, UnknownSchemaId
 from ledger.events.topic import VALUE_SUBJECT
 
-V1_SCHEMA = Path(__file__).parent / "fixtures" / "account_event_v1.avsc"
+V1_SCHEMA = history_directory().joinpath("account_event_v1.avsc")
 AT = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 COMMON: dict[str, Any] = {
     "account_id": "acc-1",
@@ -32,13 +32,22 @@ SAMPLES: list[records.Event] = [
     records.MoneyDeposited(
         event_id="e2", version=2, **COMMON, balance_after=2**63 - 1, amount=2**63 - 1
     ),
-    records.MoneyWithdrawn(event_id="e3", version=3, **COMMON, balance_after=0, amount=1),
+    records.MoneyWithdrawn(
+        event_id="e3",
+        version=3,
+        **COMMON,
+        balance_after=0,
+        amount=1,
+        reference="inv-2024-0042",
+        memo="Miete März ✓ 🏠",
+    ),
     records.TransferDebited(
         event_id="e4",
         version=4,
         **COMMON,
         balance_after=10,
         amount=5,
+        reference="r" * 64,
         transfer_id="t1",
         counterparty_id="acc-2",
     ),
@@ -162,8 +171,8 @@ def test_the_current_schema_only_adds_defaulted_fields_and_records_to_v1() -> No
     v1 = json.loads(V1_SCHEMA.read_text())
     current = json.loads(current_schema())
     added = [field for field in current["fields"] if field not in v1["fields"]]
-    assert [field["name"] for field in added] == ["payload", "balance_after"]
-    assert "default" in added[1]
+    assert [field["name"] for field in added] == ["payload", "balance_after", "reference", "memo"]
+    assert all("default" in field for field in added[1:])
     [v1_payload] = [field for field in v1["fields"] if field["name"] == "payload"]
     old, new = v1_payload["type"], added[0]["type"]
     # The union gains records at its end; AccountOpened gains a defaulted field.
@@ -245,9 +254,10 @@ def test_trailing_bytes_are_undecodable(codec: EventCodec) -> None:
 def test_a_bad_union_branch_is_undecodable(codec: EventCodec) -> None:
     data = bytearray(codec.encode(SAMPLES[5]))
     # AccountClosed ends with: payload branch 5 (zigzag 0x0A), no fields, balance_after as
-    # branch 1 (0x02) holding 0 (0x00). Point the payload at branch 63 of a six-branch union.
-    assert data[-3:] == b"\x0a\x02\x00"
-    data[-3] = 0x7E
+    # branch 1 (0x02) holding 0 (0x00), then an empty reference and memo (0x00 each). Point the
+    # payload at branch 63 of a nine-branch union.
+    assert data[-5:] == b"\x0a\x02\x00\x00\x00"
+    data[-5] = 0x7E
     with pytest.raises(UndecodableEvent, match="corrupt Avro body"):
         codec.decode(bytes(data))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from pathlib import Path
 
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -17,11 +16,12 @@ from ledger.events import direct_reader
 from ledger.events.avro_mapping import current_schema, from_datum, to_datum
 from ledger.events.codec import EventCodec, UndecodableEvent
 from ledger.events.records import Event, MoneyDeposited
+from ledger.events.schema_history import history_directory
 from ledger.events.schema_store import SchemaStore
 from ledger.events.topic import VALUE_SUBJECT
 from tests.unit.test_codec import AT, COMMON, SAMPLES
 
-V1_SCHEMA = Path(__file__).parent / "fixtures" / "account_event_v1.avsc"
+V1_SCHEMA = history_directory().joinpath("account_event_v1.avsc")
 CURRENT = parse_schema(json.loads(current_schema()))
 
 
@@ -168,6 +168,7 @@ def test_any_valid_event_reads_directly_as_it_resolves(
 ) -> None:
     datum = to_datum(SAMPLES[3])
     datum.update(version=version, balance_after=balance, occurred_at=millis, command_id=text)
+    datum.update(reference=text, memo=text[::-1])
     datum["payload"][1].update(amount=amount, counterparty_id=text)
     body = io.BytesIO()
     schemaless_writer(body, CURRENT, datum)

@@ -70,6 +70,8 @@ def test_a_stock_confluent_deserializer_reads_our_events(monkeypatch: pytest.Mon
     event = TransferCredited(
         **envelope("acc-2", 5, at, event_id="e5", command_id="t1"),
         balance_after=1500,
+        reference="pay-7",
+        memo="März ✓",
         amount=500,
         transfer_id="t1",
         counterparty_id="acc-1",
@@ -88,4 +90,6 @@ def test_a_stock_confluent_deserializer_reads_our_events(monkeypatch: pytest.Mon
         "occurred_at": event.occurred_at,
         "payload": {"amount": 500, "transfer_id": "t1", "counterparty_id": "acc-1"},
         "balance_after": 1500,
+        "reference": "pay-7",
+        "memo": "März ✓",
     }

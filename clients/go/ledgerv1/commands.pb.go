@@ -170,8 +170,19 @@ type DepositRequest struct {
 	// If set, the command is accepted only if the account is at exactly this version
 	// (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
 	ExpectedVersion *int64 `protobuf:"varint,4,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Optional. Your own id of this deposit (e.g. a payment system's id of it), kept on its
+	// event and shown by ListTransactions, which can filter by it: at most 64 printable
+	// characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+	// Part of the command: a retry with the same `command_id` and another `reference` is
+	// ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional. A note on the deposit for people: at most 128 printable characters of any script,
+	// kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+	// Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+	// and it cannot be erased (unlike `owner`): put no personal data in it.
+	Memo          string `protobuf:"bytes,6,opt,name=memo,proto3" json:"memo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DepositRequest) Reset() {
@@ -230,6 +241,20 @@ func (x *DepositRequest) GetExpectedVersion() int64 {
 		return *x.ExpectedVersion
 	}
 	return 0
+}
+
+func (x *DepositRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *DepositRequest) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
 }
 
 // The result of Deposit.
@@ -302,8 +327,19 @@ type WithdrawRequest struct {
 	// If set, the command is accepted only if the account is at exactly this version
 	// (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
 	ExpectedVersion *int64 `protobuf:"varint,4,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Optional. Your own id of this withdrawal (e.g. a payment system's id of it), kept on its
+	// event and shown by ListTransactions, which can filter by it: at most 64 printable
+	// characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+	// Part of the command: a retry with the same `command_id` and another `reference` is
+	// ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional. A note on the withdrawal for people: at most 128 printable characters of any
+	// script, kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+	// Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+	// and it cannot be erased (unlike `owner`): put no personal data in it.
+	Memo          string `protobuf:"bytes,6,opt,name=memo,proto3" json:"memo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WithdrawRequest) Reset() {
@@ -362,6 +398,20 @@ func (x *WithdrawRequest) GetExpectedVersion() int64 {
 		return *x.ExpectedVersion
 	}
 	return 0
+}
+
+func (x *WithdrawRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *WithdrawRequest) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
 }
 
 // The result of Withdraw.
@@ -438,8 +488,20 @@ type TransferRequest struct {
 	// If set, the command is accepted only if the source account (`from_account_id`) is at exactly
 	// this version; otherwise it fails with ABORTED. Versions start at 1.
 	ExpectedVersion *int64 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Optional. Your own id of this transfer (e.g. a payment system's id of it), kept on its
+	// events (on both accounts) and shown by ListTransactions, which can filter by it: at most 64
+	// printable characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+	// Part of the command: a retry with the same `command_id` and another `reference` is
+	// ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+	Reference string `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional. A note on the transfer for people: at most 128 printable characters of any
+	// script, kept on its events (on both accounts) and shown by ListTransactions. Part of the
+	// command, like `reference`.
+	// Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+	// and it cannot be erased (unlike `owner`): put no personal data in it.
+	Memo          string `protobuf:"bytes,7,opt,name=memo,proto3" json:"memo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TransferRequest) Reset() {
@@ -505,6 +567,20 @@ func (x *TransferRequest) GetExpectedVersion() int64 {
 		return *x.ExpectedVersion
 	}
 	return 0
+}
+
+func (x *TransferRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *TransferRequest) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
 }
 
 // The result of Transfer.
@@ -1143,36 +1219,42 @@ const file_ledger_v1_commands_proto_rawDesc = "" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\"\\\n" +
 	"\x13OpenAccountResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xab\x01\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xdd\x01\n" +
 	"\x0eDepositRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12.\n" +
-	"\x10expected_version\x18\x04 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x10expected_version\x18\x04 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12\x12\n" +
+	"\x04memo\x18\x06 \x01(\tR\x04memoB\x13\n" +
 	"\x11_expected_version\"X\n" +
 	"\x0fDepositResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xac\x01\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xde\x01\n" +
 	"\x0fWithdrawRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12.\n" +
-	"\x10expected_version\x18\x04 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x10expected_version\x18\x04 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12\x12\n" +
+	"\x04memo\x18\x06 \x01(\tR\x04memoB\x13\n" +
 	"\x11_expected_version\"Y\n" +
 	"\x10WithdrawResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xd9\x01\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x8b\x02\n" +
 	"\x0fTransferRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12&\n" +
 	"\x0ffrom_account_id\x18\x02 \x01(\tR\rfromAccountId\x12\"\n" +
 	"\rto_account_id\x18\x03 \x01(\tR\vtoAccountId\x12\x16\n" +
 	"\x06amount\x18\x04 \x01(\tR\x06amount\x12.\n" +
-	"\x10expected_version\x18\x05 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x10expected_version\x18\x05 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\x12\x12\n" +
+	"\x04memo\x18\a \x01(\tR\x04memoB\x13\n" +
 	"\x11_expected_version\"Y\n" +
 	"\x10TransferResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +

@@ -67,9 +67,10 @@ const (
 // when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 //
 // Every field is checked before the command is decided, and a refusal names the field. Free text
-// (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
-// formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
-// private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+// (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+// characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+// BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+// are allowed). A request that is not
 // valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
 // INTERNAL means a bug in the server (its log says more), never a problem with the request.
 type CommandServiceClient interface {
@@ -220,9 +221,10 @@ func (c *commandServiceClient) EraseOwner(ctx context.Context, in *EraseOwnerReq
 // when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 //
 // Every field is checked before the command is decided, and a refusal names the field. Free text
-// (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
-// formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
-// private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+// (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+// characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+// BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+// are allowed). A request that is not
 // valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
 // INTERNAL means a bug in the server (its log says more), never a problem with the request.
 type CommandServiceServer interface {

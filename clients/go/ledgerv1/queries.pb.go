@@ -390,7 +390,12 @@ type Transaction struct {
 	// The `command_id` of the command that caused the movement.
 	CommandId string `protobuf:"bytes,10,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	// The account's version after the movement.
-	Version       int64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	// The `reference` the command that caused the movement gave (both legs of a transfer carry
+	// it); empty when it gave none, and for movements recorded before references existed.
+	Reference string `protobuf:"bytes,12,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The `memo` the command gave; empty like `reference`.
+	Memo          string `protobuf:"bytes,13,opt,name=memo,proto3" json:"memo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +505,20 @@ func (x *Transaction) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Transaction) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *Transaction) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
 }
 
 // A calendar day (UTC), like google.type.Date but always complete.
@@ -964,8 +983,13 @@ type ListTransactionsRequest struct {
 	Order SortOrder `protobuf:"varint,6,opt,name=order,proto3,enum=ledger.v1.SortOrder" json:"order,omitempty"`
 	// Optional. Wait until the read model includes this position before answering.
 	ConsistencyToken string `protobuf:"bytes,7,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Optional. Only the account's movements whose `reference` is exactly this (case and all);
+	// empty: every movement. Combines with the time range, the order and the paging as the other
+	// filters do (an indexed read). At most 64 characters, else INVALID_ARGUMENT naming
+	// `reference`.
+	Reference     string `protobuf:"bytes,8,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTransactionsRequest) Reset() {
@@ -1043,6 +1067,13 @@ func (x *ListTransactionsRequest) GetOrder() SortOrder {
 func (x *ListTransactionsRequest) GetConsistencyToken() string {
 	if x != nil {
 		return x.ConsistencyToken
+	}
+	return ""
+}
+
+func (x *ListTransactionsRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
 	}
 	return ""
 }
@@ -2298,7 +2329,7 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\topened_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12!\n" +
-	"\fowner_erased\x18\t \x01(\bR\vownerErased\"\x9f\x03\n" +
+	"\fowner_erased\x18\t \x01(\bR\vownerErased\"\xd1\x03\n" +
 	"\vTransaction\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -2315,7 +2346,9 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\n" +
 	"command_id\x18\n" +
 	" \x01(\tR\tcommandId\x12\x18\n" +
-	"\aversion\x18\v \x01(\x03R\aversion\"B\n" +
+	"\aversion\x18\v \x01(\x03R\aversion\x12\x1c\n" +
+	"\treference\x18\f \x01(\tR\treference\x12\x12\n" +
+	"\x04memo\x18\r \x01(\tR\x04memo\"B\n" +
 	"\x04Date\x12\x12\n" +
 	"\x04year\x18\x01 \x01(\x05R\x04year\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\x05R\x05month\x12\x10\n" +
@@ -2345,7 +2378,7 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\x14ListAccountsResponse\x12.\n" +
 	"\baccounts\x18\x01 \x03(\v2\x12.ledger.v1.AccountR\baccounts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x122\n" +
-	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"\xbf\x02\n" +
+	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"\xdd\x02\n" +
 	"\x17ListTransactionsRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x129\n" +
@@ -2356,7 +2389,8 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x12*\n" +
 	"\x05order\x18\x06 \x01(\x0e2\x14.ledger.v1.SortOrderR\x05order\x12+\n" +
-	"\x11consistency_token\x18\a \x01(\tR\x10consistencyToken\"\xb2\x01\n" +
+	"\x11consistency_token\x18\a \x01(\tR\x10consistencyToken\x12\x1c\n" +
+	"\treference\x18\b \x01(\tR\treference\"\xb2\x01\n" +
 	"\x18ListTransactionsResponse\x12:\n" +
 	"\ftransactions\x18\x01 \x03(\v2\x16.ledger.v1.TransactionR\ftransactions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x122\n" +

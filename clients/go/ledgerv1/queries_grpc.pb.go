@@ -65,7 +65,8 @@ type QueryServiceClient interface {
 	GetAccounts(ctx context.Context, in *GetAccountsRequest, opts ...grpc.CallOption) (*GetAccountsResponse, error)
 	// Lists accounts in ascending `account_id` order, optionally filtered, one page at a time.
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
-	// Lists the balance movements of one account in version (= time) order, one page at a time.
+	// Lists the balance movements of one account in version (= time) order, one page at a time,
+	// optionally only those with a given `reference` (the client's own id of the movement).
 	ListTransactions(ctx context.Context, in *ListTransactionsRequest, opts ...grpc.CallOption) (*ListTransactionsResponse, error)
 	// Returns an account's balance at a point in time.
 	GetBalanceAt(ctx context.Context, in *GetBalanceAtRequest, opts ...grpc.CallOption) (*GetBalanceAtResponse, error)
@@ -241,7 +242,8 @@ type QueryServiceServer interface {
 	GetAccounts(context.Context, *GetAccountsRequest) (*GetAccountsResponse, error)
 	// Lists accounts in ascending `account_id` order, optionally filtered, one page at a time.
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
-	// Lists the balance movements of one account in version (= time) order, one page at a time.
+	// Lists the balance movements of one account in version (= time) order, one page at a time,
+	// optionally only those with a given `reference` (the client's own id of the movement).
 	ListTransactions(context.Context, *ListTransactionsRequest) (*ListTransactionsResponse, error)
 	// Returns an account's balance at a point in time.
 	GetBalanceAt(context.Context, *GetBalanceAtRequest) (*GetBalanceAtResponse, error)

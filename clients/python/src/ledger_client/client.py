@@ -120,7 +120,9 @@ class LedgerClient(ManyAccountReads):
         return r.CommandResult(command_id, reply.version, reply.consistency_token)
 
     # Every command takes `command_id` (default: a fresh UUIDv7; pass your own only to resend a
-    # command, e.g. after a crash) and `timeout`, the call's overall deadline in seconds.
+    # command, e.g. after a crash) and `timeout`, the call's overall deadline in seconds. Money
+    # movements also take `reference` (your id of it, <= 64 characters; list_transactions
+    # filters by it) and `memo` (a note, <= 128), kept on their events.
 
     def open_account(
         self,
@@ -142,6 +144,8 @@ class LedgerClient(ManyAccountReads):
         amount: Amount,
         *,
         expected_version: int | None = None,
+        reference: str = "",
+        memo: str = "",
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
@@ -150,6 +154,8 @@ class LedgerClient(ManyAccountReads):
             account_id=account_id,
             amount=format_amount(amount),
             expected_version=expected_version,
+            reference=reference,
+            memo=memo,
         )
         return self._command(self._commands.Deposit, request, command_id, timeout)
 
@@ -159,6 +165,8 @@ class LedgerClient(ManyAccountReads):
         amount: Amount,
         *,
         expected_version: int | None = None,
+        reference: str = "",
+        memo: str = "",
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
@@ -167,6 +175,8 @@ class LedgerClient(ManyAccountReads):
             account_id=account_id,
             amount=format_amount(amount),
             expected_version=expected_version,
+            reference=reference,
+            memo=memo,
         )
         return self._command(self._commands.Withdraw, request, command_id, timeout)
 
@@ -177,6 +187,8 @@ class LedgerClient(ManyAccountReads):
         amount: Amount,
         *,
         expected_version: int | None = None,
+        reference: str = "",
+        memo: str = "",
         command_id: str | None = None,
         timeout: float | None = None,
     ) -> r.CommandResult:
@@ -187,6 +199,8 @@ class LedgerClient(ManyAccountReads):
             to_account_id=to_account_id,
             amount=format_amount(amount),
             expected_version=expected_version,
+            reference=reference,
+            memo=memo,
         )
         return self._command(self._commands.Transfer, request, command_id, timeout)
 
@@ -271,6 +285,7 @@ class LedgerClient(ManyAccountReads):
         start_time: datetime | None = None,
         end_time: datetime | None = None,
         newest_first: bool = False,
+        reference: str = "",
         page_size: int = 0,
         page_token: str = "",
         consistency_token: str | None = None,
@@ -283,6 +298,7 @@ class LedgerClient(ManyAccountReads):
             page_size=page_size,
             page_token=page_token,
             order=qpb.SORT_ORDER_DESCENDING if newest_first else qpb.SORT_ORDER_ASCENDING,
+            reference=reference,
             consistency_token=self._read_token(consistency_token),
         )
         reply = self._query(self._queries.ListTransactions, request, timeout)

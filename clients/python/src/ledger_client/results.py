@@ -116,6 +116,8 @@ class Transaction:
     transfer_id: str
     command_id: str
     version: int
+    reference: str = ""
+    memo: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ def transaction(message: pb.Transaction) -> Transaction:
         transfer_id=message.transfer_id,
         command_id=message.command_id,
         version=message.version,
+        reference=message.reference,
+        memo=message.memo,
     )
 
 

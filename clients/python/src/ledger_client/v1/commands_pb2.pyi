@@ -98,6 +98,8 @@ class DepositRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
     intended change and sent again only to retry it (see CommandService, "Idempotency").
@@ -112,6 +114,19 @@ class DepositRequest(_message.Message):
     """If set, the command is accepted only if the account is at exactly this version
     (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
     """
+    reference: _builtins.str
+    """Optional. Your own id of this deposit (e.g. a payment system's id of it), kept on its
+    event and shown by ListTransactions, which can filter by it: at most 64 printable
+    characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+    Part of the command: a retry with the same `command_id` and another `reference` is
+    ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+    """
+    memo: _builtins.str
+    """Optional. A note on the deposit for people: at most 128 printable characters of any script,
+    kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+    Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+    and it cannot be erased (unlike `owner`): put no personal data in it.
+    """
     def __init__(
         self,
         *,
@@ -119,10 +134,12 @@ class DepositRequest(_message.Message):
         account_id: _builtins.str = ...,
         amount: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        reference: _builtins.str = ...,
+        memo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "account_id", b"account_id", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "account_id", b"account_id", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version", "memo", b"memo", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
@@ -168,6 +185,8 @@ class WithdrawRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
     intended change and sent again only to retry it (see CommandService, "Idempotency").
@@ -182,6 +201,19 @@ class WithdrawRequest(_message.Message):
     """If set, the command is accepted only if the account is at exactly this version
     (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
     """
+    reference: _builtins.str
+    """Optional. Your own id of this withdrawal (e.g. a payment system's id of it), kept on its
+    event and shown by ListTransactions, which can filter by it: at most 64 printable
+    characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+    Part of the command: a retry with the same `command_id` and another `reference` is
+    ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+    """
+    memo: _builtins.str
+    """Optional. A note on the withdrawal for people: at most 128 printable characters of any
+    script, kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+    Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+    and it cannot be erased (unlike `owner`): put no personal data in it.
+    """
     def __init__(
         self,
         *,
@@ -189,10 +221,12 @@ class WithdrawRequest(_message.Message):
         account_id: _builtins.str = ...,
         amount: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        reference: _builtins.str = ...,
+        memo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "account_id", b"account_id", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "account_id", b"account_id", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version", "memo", b"memo", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
@@ -241,6 +275,8 @@ class TransferRequest(_message.Message):
     TO_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Required. The command's idempotency key: a UUIDv7 in canonical lowercase text, new for each
     intended change and sent again only to retry it (see CommandService, "Idempotency"). It also
@@ -258,6 +294,20 @@ class TransferRequest(_message.Message):
     """If set, the command is accepted only if the source account (`from_account_id`) is at exactly
     this version; otherwise it fails with ABORTED. Versions start at 1.
     """
+    reference: _builtins.str
+    """Optional. Your own id of this transfer (e.g. a payment system's id of it), kept on its
+    events (on both accounts) and shown by ListTransactions, which can filter by it: at most 64
+    printable characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+    Part of the command: a retry with the same `command_id` and another `reference` is
+    ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+    """
+    memo: _builtins.str
+    """Optional. A note on the transfer for people: at most 128 printable characters of any
+    script, kept on its events (on both accounts) and shown by ListTransactions. Part of the
+    command, like `reference`.
+    Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+    and it cannot be erased (unlike `owner`): put no personal data in it.
+    """
     def __init__(
         self,
         *,
@@ -266,10 +316,12 @@ class TransferRequest(_message.Message):
         to_account_id: _builtins.str = ...,
         amount: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        reference: _builtins.str = ...,
+        memo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version", "from_account_id", b"from_account_id", "to_account_id", b"to_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "amount", b"amount", "command_id", b"command_id", "expected_version", b"expected_version", "from_account_id", b"from_account_id", "memo", b"memo", "reference", b"reference", "to_account_id", b"to_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015

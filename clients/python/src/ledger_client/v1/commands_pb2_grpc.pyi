@@ -60,9 +60,10 @@ class CommandServiceStub:
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
-    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
-    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
-    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+    characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+    BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+    are allowed). A request that is not
     valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
     INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
@@ -139,9 +140,10 @@ class CommandServiceAsyncStub(CommandServiceStub):
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
-    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
-    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
-    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+    characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+    BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+    are allowed). A request that is not
     valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
     INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """
@@ -214,9 +216,10 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
-    (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
-    formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
-    private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+    (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+    characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+    BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+    are allowed). A request that is not
     valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
     INTERNAL means a bug in the server (its log says more), never a problem with the request.
     """

@@ -62,7 +62,9 @@ class QueryServiceStub:
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListAccountsRequest, _queries_pb2.ListAccountsResponse]
     """Lists accounts in ascending `account_id` order, optionally filtered, one page at a time."""
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListTransactionsRequest, _queries_pb2.ListTransactionsResponse]
-    """Lists the balance movements of one account in version (= time) order, one page at a time."""
+    """Lists the balance movements of one account in version (= time) order, one page at a time,
+    optionally only those with a given `reference` (the client's own id of the movement).
+    """
     GetBalanceAt: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetBalanceAtRequest, _queries_pb2.GetBalanceAtResponse]
     """Returns an account's balance at a point in time."""
     ListBalancesAt: _grpc.UnaryUnaryMultiCallable[_queries_pb2.ListBalancesAtRequest, _queries_pb2.ListBalancesAtResponse]
@@ -124,7 +126,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     ListAccounts: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListAccountsRequest, _queries_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """Lists accounts in ascending `account_id` order, optionally filtered, one page at a time."""
     ListTransactions: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListTransactionsRequest, _queries_pb2.ListTransactionsResponse]  # type: ignore[assignment]
-    """Lists the balance movements of one account in version (= time) order, one page at a time."""
+    """Lists the balance movements of one account in version (= time) order, one page at a time,
+    optionally only those with a given `reference` (the client's own id of the movement).
+    """
     GetBalanceAt: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetBalanceAtRequest, _queries_pb2.GetBalanceAtResponse]  # type: ignore[assignment]
     """Returns an account's balance at a point in time."""
     ListBalancesAt: _aio.UnaryUnaryMultiCallable[_queries_pb2.ListBalancesAtRequest, _queries_pb2.ListBalancesAtResponse]  # type: ignore[assignment]
@@ -207,7 +211,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queries_pb2.ListTransactionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queries_pb2.ListTransactionsResponse, _abc.Awaitable[_queries_pb2.ListTransactionsResponse]]:
-        """Lists the balance movements of one account in version (= time) order, one page at a time."""
+        """Lists the balance movements of one account in version (= time) order, one page at a time,
+        optionally only those with a given `reference` (the client's own id of the movement).
+        """
 
     @_abc_1.abstractmethod
     def GetBalanceAt(

@@ -73,7 +73,24 @@ export interface DepositRequest {
    * If set, the command is accepted only if the account is at exactly this version
    * (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
    */
-  expectedVersion?: number | undefined;
+  expectedVersion?:
+    | number
+    | undefined;
+  /**
+   * Optional. Your own id of this deposit (e.g. a payment system's id of it), kept on its
+   * event and shown by ListTransactions, which can filter by it: at most 64 printable
+   * characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+   * Part of the command: a retry with the same `command_id` and another `reference` is
+   * ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+   */
+  reference: string;
+  /**
+   * Optional. A note on the deposit for people: at most 128 printable characters of any script,
+   * kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+   * Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+   * and it cannot be erased (unlike `owner`): put no personal data in it.
+   */
+  memo: string;
 }
 
 /** The result of Deposit. */
@@ -105,7 +122,24 @@ export interface WithdrawRequest {
    * If set, the command is accepted only if the account is at exactly this version
    * (optimistic concurrency); otherwise it fails with ABORTED. Versions start at 1.
    */
-  expectedVersion?: number | undefined;
+  expectedVersion?:
+    | number
+    | undefined;
+  /**
+   * Optional. Your own id of this withdrawal (e.g. a payment system's id of it), kept on its
+   * event and shown by ListTransactions, which can filter by it: at most 64 printable
+   * characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+   * Part of the command: a retry with the same `command_id` and another `reference` is
+   * ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+   */
+  reference: string;
+  /**
+   * Optional. A note on the withdrawal for people: at most 128 printable characters of any
+   * script, kept on its event and shown by ListTransactions. Part of the command, like `reference`.
+   * Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+   * and it cannot be erased (unlike `owner`): put no personal data in it.
+   */
+  memo: string;
 }
 
 /** The result of Withdraw. */
@@ -143,7 +177,25 @@ export interface TransferRequest {
    * If set, the command is accepted only if the source account (`from_account_id`) is at exactly
    * this version; otherwise it fails with ABORTED. Versions start at 1.
    */
-  expectedVersion?: number | undefined;
+  expectedVersion?:
+    | number
+    | undefined;
+  /**
+   * Optional. Your own id of this transfer (e.g. a payment system's id of it), kept on its
+   * events (on both accounts) and shown by ListTransactions, which can filter by it: at most 64
+   * printable characters. Not checked for uniqueness: the `command_id` is what makes a retry safe.
+   * Part of the command: a retry with the same `command_id` and another `reference` is
+   * ALREADY_EXISTS. Too long or not printable: INVALID_ARGUMENT naming `reference`.
+   */
+  reference: string;
+  /**
+   * Optional. A note on the transfer for people: at most 128 printable characters of any
+   * script, kept on its events (on both accounts) and shown by ListTransactions. Part of the
+   * command, like `reference`.
+   * Too long or not printable: INVALID_ARGUMENT naming `memo`. The event log keeps it forever
+   * and it cannot be erased (unlike `owner`): put no personal data in it.
+   */
+  memo: string;
 }
 
 /** The result of Transfer. */
@@ -432,7 +484,7 @@ export const OpenAccountResponse: MessageFns<OpenAccountResponse> = {
 };
 
 function createBaseDepositRequest(): DepositRequest {
-  return { commandId: "", accountId: "", amount: "", expectedVersion: undefined };
+  return { commandId: "", accountId: "", amount: "", expectedVersion: undefined, reference: "", memo: "" };
 }
 
 export const DepositRequest: MessageFns<DepositRequest> = {
@@ -448,6 +500,12 @@ export const DepositRequest: MessageFns<DepositRequest> = {
     }
     if (message.expectedVersion !== undefined) {
       writer.uint32(32).int64(message.expectedVersion);
+    }
+    if (message.reference !== "") {
+      writer.uint32(42).string(message.reference);
+    }
+    if (message.memo !== "") {
+      writer.uint32(50).string(message.memo);
     }
     return writer;
   },
@@ -497,6 +555,22 @@ export const DepositRequest: MessageFns<DepositRequest> = {
             message.expectedVersion = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.memo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -518,6 +592,8 @@ export const DepositRequest: MessageFns<DepositRequest> = {
     message.accountId = object.accountId ?? "";
     message.amount = object.amount ?? "";
     message.expectedVersion = object.expectedVersion ?? undefined;
+    message.reference = object.reference ?? "";
+    message.memo = object.memo ?? "";
     return message;
   },
 };
@@ -590,7 +666,7 @@ export const DepositResponse: MessageFns<DepositResponse> = {
 };
 
 function createBaseWithdrawRequest(): WithdrawRequest {
-  return { commandId: "", accountId: "", amount: "", expectedVersion: undefined };
+  return { commandId: "", accountId: "", amount: "", expectedVersion: undefined, reference: "", memo: "" };
 }
 
 export const WithdrawRequest: MessageFns<WithdrawRequest> = {
@@ -606,6 +682,12 @@ export const WithdrawRequest: MessageFns<WithdrawRequest> = {
     }
     if (message.expectedVersion !== undefined) {
       writer.uint32(32).int64(message.expectedVersion);
+    }
+    if (message.reference !== "") {
+      writer.uint32(42).string(message.reference);
+    }
+    if (message.memo !== "") {
+      writer.uint32(50).string(message.memo);
     }
     return writer;
   },
@@ -655,6 +737,22 @@ export const WithdrawRequest: MessageFns<WithdrawRequest> = {
             message.expectedVersion = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.memo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -676,6 +774,8 @@ export const WithdrawRequest: MessageFns<WithdrawRequest> = {
     message.accountId = object.accountId ?? "";
     message.amount = object.amount ?? "";
     message.expectedVersion = object.expectedVersion ?? undefined;
+    message.reference = object.reference ?? "";
+    message.memo = object.memo ?? "";
     return message;
   },
 };
@@ -748,7 +848,15 @@ export const WithdrawResponse: MessageFns<WithdrawResponse> = {
 };
 
 function createBaseTransferRequest(): TransferRequest {
-  return { commandId: "", fromAccountId: "", toAccountId: "", amount: "", expectedVersion: undefined };
+  return {
+    commandId: "",
+    fromAccountId: "",
+    toAccountId: "",
+    amount: "",
+    expectedVersion: undefined,
+    reference: "",
+    memo: "",
+  };
 }
 
 export const TransferRequest: MessageFns<TransferRequest> = {
@@ -767,6 +875,12 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     }
     if (message.expectedVersion !== undefined) {
       writer.uint32(40).int64(message.expectedVersion);
+    }
+    if (message.reference !== "") {
+      writer.uint32(50).string(message.reference);
+    }
+    if (message.memo !== "") {
+      writer.uint32(58).string(message.memo);
     }
     return writer;
   },
@@ -824,6 +938,22 @@ export const TransferRequest: MessageFns<TransferRequest> = {
             message.expectedVersion = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.memo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -846,6 +976,8 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     message.toAccountId = object.toAccountId ?? "";
     message.amount = object.amount ?? "";
     message.expectedVersion = object.expectedVersion ?? undefined;
+    message.reference = object.reference ?? "";
+    message.memo = object.memo ?? "";
     return message;
   },
 };
@@ -1575,9 +1707,10 @@ export const EraseOwnerResponse: MessageFns<EraseOwnerResponse> = {
  * when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
  *
  * Every field is checked before the command is decided, and a refusal names the field. Free text
- * (`owner`) and `command_id` must be printable: control characters (NUL among them), invisible
- * formatting (bidi overrides and marks, zero-width space, BOM), U+2028/U+2029, surrogates and
- * private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ are allowed). A request that is not
+ * (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
+ * characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
+ * BOM), U+2028/U+2029, surrogates and private-use characters are INVALID_ARGUMENT (ZWNJ and ZWJ
+ * are allowed). A request that is not
  * valid protobuf of its type, or has a string field that is not UTF-8, is INVALID_ARGUMENT too.
  * INTERNAL means a bug in the server (its log says more), never a problem with the request.
  */

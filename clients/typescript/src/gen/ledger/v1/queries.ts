@@ -126,6 +126,13 @@ export interface Transaction {
   commandId: string;
   /** The account's version after the movement. */
   version: number;
+  /**
+   * The `reference` the command that caused the movement gave (both legs of a transfer carry
+   * it); empty when it gave none, and for movements recorded before references existed.
+   */
+  reference: string;
+  /** The `memo` the command gave; empty like `reference`. */
+  memo: string;
 }
 
 /** A calendar day (UTC), like google.type.Date but always complete. */
@@ -236,6 +243,13 @@ export interface ListTransactionsRequest {
   order: SortOrder;
   /** Optional. Wait until the read model includes this position before answering. */
   consistencyToken: string;
+  /**
+   * Optional. Only the account's movements whose `reference` is exactly this (case and all);
+   * empty: every movement. Combines with the time range, the order and the paging as the other
+   * filters do (an indexed read). At most 64 characters, else INVALID_ARGUMENT naming
+   * `reference`.
+   */
+  reference: string;
 }
 
 /** A page of balance movements. */
@@ -741,6 +755,8 @@ function createBaseTransaction(): Transaction {
     transferId: "",
     commandId: "",
     version: 0,
+    reference: "",
+    memo: "",
   };
 }
 
@@ -778,6 +794,12 @@ export const Transaction: MessageFns<Transaction> = {
     }
     if (message.version !== 0) {
       writer.uint32(88).int64(message.version);
+    }
+    if (message.reference !== "") {
+      writer.uint32(98).string(message.reference);
+    }
+    if (message.memo !== "") {
+      writer.uint32(106).string(message.memo);
     }
     return writer;
   },
@@ -883,6 +905,22 @@ export const Transaction: MessageFns<Transaction> = {
             message.version = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.memo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -911,6 +949,8 @@ export const Transaction: MessageFns<Transaction> = {
     message.transferId = object.transferId ?? "";
     message.commandId = object.commandId ?? "";
     message.version = object.version ?? 0;
+    message.reference = object.reference ?? "";
+    message.memo = object.memo ?? "";
     return message;
   },
 };
@@ -1473,6 +1513,7 @@ function createBaseListTransactionsRequest(): ListTransactionsRequest {
     pageToken: "",
     order: 0,
     consistencyToken: "",
+    reference: "",
   };
 }
 
@@ -1498,6 +1539,9 @@ export const ListTransactionsRequest: MessageFns<ListTransactionsRequest> = {
     }
     if (message.consistencyToken !== "") {
       writer.uint32(58).string(message.consistencyToken);
+    }
+    if (message.reference !== "") {
+      writer.uint32(66).string(message.reference);
     }
     return writer;
   },
@@ -1571,6 +1615,14 @@ export const ListTransactionsRequest: MessageFns<ListTransactionsRequest> = {
             message.consistencyToken = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1595,6 +1647,7 @@ export const ListTransactionsRequest: MessageFns<ListTransactionsRequest> = {
     message.pageToken = object.pageToken ?? "";
     message.order = object.order ?? 0;
     message.consistencyToken = object.consistencyToken ?? "";
+    message.reference = object.reference ?? "";
     return message;
   },
 };
@@ -3198,7 +3251,10 @@ export const QueryServiceService = {
       Buffer.from(ListAccountsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAccountsResponse => ListAccountsResponse.decode(value),
   },
-  /** Lists the balance movements of one account in version (= time) order, one page at a time. */
+  /**
+   * Lists the balance movements of one account in version (= time) order, one page at a time,
+   * optionally only those with a given `reference` (the client's own id of the movement).
+   */
   listTransactions: {
     path: "/ledger.v1.QueryService/ListTransactions" as const,
     requestStream: false as const,
@@ -3311,7 +3367,10 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
   getAccounts: handleUnaryCall<GetAccountsRequest, GetAccountsResponse>;
   /** Lists accounts in ascending `account_id` order, optionally filtered, one page at a time. */
   listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
-  /** Lists the balance movements of one account in version (= time) order, one page at a time. */
+  /**
+   * Lists the balance movements of one account in version (= time) order, one page at a time,
+   * optionally only those with a given `reference` (the client's own id of the movement).
+   */
   listTransactions: handleUnaryCall<ListTransactionsRequest, ListTransactionsResponse>;
   /** Returns an account's balance at a point in time. */
   getBalanceAt: handleUnaryCall<GetBalanceAtRequest, GetBalanceAtResponse>;
@@ -3398,7 +3457,10 @@ export interface QueryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
   ): ClientUnaryCall;
-  /** Lists the balance movements of one account in version (= time) order, one page at a time. */
+  /**
+   * Lists the balance movements of one account in version (= time) order, one page at a time,
+   * optionally only those with a given `reference` (the client's own id of the movement).
+   */
   listTransactions(
     request: ListTransactionsRequest,
     callback: (error: ServiceError | null, response: ListTransactionsResponse) => void,
