@@ -32,6 +32,10 @@ _PAYLOAD_FIELDS: dict[type[records.Event], tuple[str, ...]] = {
     event_type: tuple(f.name for f in fields(event_type) if f.name not in ENVELOPE_FIELDS)
     for event_type in EVENT_TYPES
 }
+_BYTES_FIELDS: dict[type[records.Event], tuple[str, ...]] = {
+    event_type: tuple(f.name for f in fields(event_type) if f.type in ("bytes", bytes))
+    for event_type in EVENT_TYPES
+}
 
 
 def current_schema() -> str:
@@ -66,4 +70,9 @@ def from_datum(datum: object) -> records.Event:
     event_type = _BY_AVRO_NAME[avro_name]
     envelope = {name: datum[name] for name in ENVELOPE_FIELDS}
     own = {name: payload[name] for name in _PAYLOAD_FIELDS[event_type]}
+    for name in _BYTES_FIELDS[event_type]:
+        # A bytes field missing from the writer's schema gets its default, which fastavro hands
+        # over as the schema's JSON string (Avro: code points 0-255 stand for the bytes).
+        if isinstance(own[name], str):
+            own[name] = own[name].encode("latin-1")
     return event_type(**envelope, **own)

@@ -21,10 +21,17 @@ class UnknownSchemaId(LookupError):
     """The registry answered that it has no schema with this id (not a transient failure)."""
 
 
+class IncompatibleSchema(ValueError):
+    """The registry refused to register a schema under a subject: it does not keep the subject's
+    compatibility with the versions it already holds (for our events: every event ever written
+    must stay readable with it). Not transient: the schema itself has to change."""
+
+
 class SchemaStore(Protocol):
     def register(self, subject: str, schema: str) -> int:
         """Register the Avro `schema` (JSON text) under `subject`, or find it if it already is,
-        and return its global id. The subject must enforce BACKWARD_TRANSITIVE compatibility."""
+        and return its global id. The subject must enforce BACKWARD_TRANSITIVE compatibility:
+        a schema that breaks it raises IncompatibleSchema."""
         ...
 
     def schema(self, schema_id: int) -> str:
@@ -59,10 +66,23 @@ class ConfluentSchemaStore:
                 raise
             # Some registries (Apicurio's Confluent API) only configure subjects that exist; a new
             # subject has no earlier version to be compatible with, so register first.
-            schema_id = self._client.register_schema(subject, avro)
+            schema_id = self._register(subject, avro)
             self._set_compatibility(subject)
             return schema_id
-        return self._client.register_schema(subject, avro)
+        return self._register(subject, avro)
+
+    def _register(self, subject: str, avro: Schema) -> int:
+        try:
+            return self._client.register_schema(subject, avro)
+        except SchemaRegistryError as error:
+            if error.http_status_code != _HTTP_CONFLICT:
+                raise
+            raise IncompatibleSchema(
+                f"the schema registry refuses this schema for subject {subject!r}: it is not "
+                f"{self._compatibility} compatible with the versions the subject holds "
+                f"({error.error_message}). Events written with those versions must stay "
+                "readable: add fields only with defaults, and union branches only at the end"
+            ) from error
 
     def _set_compatibility(self, subject: str) -> None:
         try:
