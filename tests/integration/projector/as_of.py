@@ -63,14 +63,17 @@ def history(prefix: str, seed: int = 23) -> TimedHistory:
         account_id = pick.choice(ids)
         amount = str(pick.randint(1, 400))
         roll = pick.random()
+        # Some movements carry a reference, some a memo (issue 23's metadata), some both.
+        reference, memo = f"ref-{step % 7}" if step % 3 else "", f"n° {step}" * (step % 2)
         command: Command
         if roll < 0.45:
-            command = Deposit(new_command_id(), account_id, amount)
+            command = Deposit(new_command_id(), account_id, amount, None, reference, memo)
         elif roll < 0.65:
-            command = Withdraw(new_command_id(), account_id, amount)
+            command = Withdraw(new_command_id(), account_id, amount, None, reference, memo)
         else:
             same_currency = [i for n, i in enumerate(ids) if n % 4 == ids.index(account_id) % 4]
-            command = Transfer(new_command_id(), account_id, pick.choice(same_currency), amount)
+            target = pick.choice(same_currency)
+            command = Transfer(new_command_id(), account_id, target, amount, None, reference, memo)
         made.at(now, command)
         if step == 120:
             closing = ids.pop()
@@ -147,6 +150,8 @@ def expected_movements(events: list[Event], at: datetime) -> list[tuple[Any, ...
                 getattr(event, "transfer_id", None),
                 event.command_id,
                 event.event_id,
+                event.reference,
+                event.memo,
             )
         )
     return sorted(rows, key=lambda row: (row[0], row[1]))

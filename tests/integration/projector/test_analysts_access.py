@@ -114,12 +114,16 @@ async def test_exports_read_back_equal_the_ledger_as_of_their_instant(
 
     # And the read model agrees with its own export: the movements as the table holds them.
     table = await db.fetch(
-        "SELECT account_id, version, occurred_at, amount, balance_after, event_id::text"
-        " FROM ledger.movements WHERE occurred_at <= $1 ORDER BY account_id, version",
+        "SELECT account_id, version, occurred_at, amount, balance_after, event_id::text,"
+        " reference, memo FROM ledger.movements WHERE occurred_at <= $1"
+        " ORDER BY account_id, version",
         at_tie,
     )
     exported_tie = pq.read_table(tmp_path / "tie" / "parquet" / "movements.parquet").to_pylist()
-    columns = ("account_id", "version", "occurred_at", "amount", "balance_after", "event_id")
+    columns = (
+        *("account_id", "version", "occurred_at", "amount", "balance_after", "event_id"),
+        *("reference", "memo"),
+    )
     assert [tuple(row) for row in table] == [
         tuple(row[column] for column in columns) for row in exported_tie
     ]
@@ -278,6 +282,11 @@ async def _check_views(analyst: Any, db: Any, views: dict[str, list[Any]]) -> No
         tuple(row) for row in accounts
     )
     assert len(views["movements"]) == await db.fetchval("SELECT count(*) FROM ledger.movements")
+    metadata = await db.fetch("SELECT account_id, version, reference, memo FROM ledger.movements")
+    assert sorted((r[0], r[1], r[12], r[13]) for r in views["movements"]) == sorted(
+        tuple(row) for row in metadata
+    )
+    assert any(r[12] for r in views["movements"]), "the history gives some movements a reference"
     assert len(views["daily_summaries"]) == await db.fetchval(
         "SELECT count(*) FROM ledger.daily_summaries"
     )
