@@ -81,6 +81,33 @@ def test_a_session_reads_its_own_writes(client: LedgerClient) -> None:
     assert movements[1].counterparty_account_id == second
 
 
+def test_movements_keep_their_reference_and_memo_and_can_be_found_by_reference(
+    client: LedgerClient,
+) -> None:
+    session = client.session()
+    source, target = _account_id(), _account_id()
+    session.open_account(source, "EUR", "Source")
+    session.open_account(target, "EUR", "Target")
+    session.deposit(source, Decimal("10"), reference="inv-7", memo="März ✓")
+    session.withdraw(source, Decimal("1"), memo="cash")
+    session.transfer(source, target, Decimal("2"), reference="inv-7")
+
+    listed = session.list_transactions(source).items
+    found = session.list_transactions(source, reference="inv-7").items
+    arrived = session.list_transactions(target, reference="inv-7").items
+
+    assert [(m.reference, m.memo) for m in listed] == [
+        ("inv-7", "März ✓"),
+        ("", "cash"),
+        ("inv-7", ""),
+    ]
+    assert [m.kind for m in found] == [TransactionKind.DEPOSIT, TransactionKind.TRANSFER_OUT]
+    assert [m.kind for m in arrived] == [TransactionKind.TRANSFER_IN]
+    with pytest.raises(LedgerError) as refused:
+        session.deposit(source, Decimal("1"), memo="m" * 129)
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_every_command_and_query_with_typed_results(client: LedgerClient) -> None:
     session = client.session()
     source, target = _account_id(), _account_id()
