@@ -985,8 +985,8 @@ type ListTransactionsRequest struct {
 	ConsistencyToken string `protobuf:"bytes,7,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
 	// Optional. Only the account's movements whose `reference` is exactly this (case and all);
 	// empty: every movement. Combines with the time range, the order and the paging as the other
-	// filters do (an indexed read). At most 64 characters, else INVALID_ARGUMENT naming
-	// `reference`.
+	// filters do (an indexed read); the page token is bound to it. A reference no command could
+	// have given (over 64 characters, or not printable) is INVALID_ARGUMENT naming `reference`.
 	Reference     string `protobuf:"bytes,8,opt,name=reference,proto3" json:"reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

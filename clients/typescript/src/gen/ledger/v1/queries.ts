@@ -246,8 +246,8 @@ export interface ListTransactionsRequest {
   /**
    * Optional. Only the account's movements whose `reference` is exactly this (case and all);
    * empty: every movement. Combines with the time range, the order and the paging as the other
-   * filters do (an indexed read). At most 64 characters, else INVALID_ARGUMENT naming
-   * `reference`.
+   * filters do (an indexed read); the page token is bound to it. A reference no command could
+   * have given (over 64 characters, or not printable) is INVALID_ARGUMENT naming `reference`.
    */
   reference: string;
 }
