@@ -10,7 +10,6 @@ import json
 import struct
 import uuid
 from dataclasses import fields, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,19 +22,11 @@ from ledger.events.avro_mapping import AVRO_NAMESPACE, current_schema, to_datum
 from ledger.events.codec import EventCodec
 from ledger.events.schema_history import released_schemas
 from ledger.events.schema_store import ConfluentSchemaStore, IncompatibleSchema
+from tests.unit.test_codec import COMMON
 
 pytestmark = pytest.mark.integration
 
-AT = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
-_COMMON: dict[str, Any] = {
-    "account_id": "acc-1",
-    "command_id": "019af3c2-5e1b-7c3d-9a4f-2b6c8d0e1f3a",
-    "command_fingerprint": "ab" * 32,
-    "occurred_at": AT,
-    "balance_after": 40,
-    "reference": "inv-2024-0042",
-    "memo": "Miete März ✓",
-}
+_COMMON: dict[str, Any] = {**COMMON, "balance_after": 40, "reference": "inv-7", "memo": "März ✓"}
 _TRANSFER: dict[str, Any] = {"amount": 5, "transfer_id": "t1", "counterparty_id": "acc-2"}
 # One event of every type the newest schema knows, with every field set.
 _EVENTS: list[records.Event] = [
