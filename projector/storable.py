@@ -33,6 +33,8 @@ def unstorable(event: Event) -> str | None:
     (a microsecond or less), and only a suspect event gets the field-by-field `_why`."""
     kind = type(event)
     account_id = event.account_id
+    # A movement's reference is an indexed key (movements_account_reference), its memo text.
+    reference = event.reference
     if kind is AccountOpened:
         opened: AccountOpened = event  # type: ignore[assignment]
         text = account_id + event.command_id + opened.owner
@@ -44,8 +46,10 @@ def unstorable(event: Event) -> str | None:
     else:
         text = account_id + event.command_id
         suspect = False
+    text += reference + event.memo
     if (
         suspect
+        or len(reference) > MAX_STORED_ID_LENGTH
         or "\x00" in text
         or len(account_id) > MAX_STORED_ID_LENGTH
         or _CANONICAL_UUID.fullmatch(event.event_id) is None
@@ -58,8 +62,11 @@ def _why(event: Event) -> str | None:
     """`unstorable`, field by field, naming the first field the read model cannot hold."""
     if _UUID.fullmatch(event.event_id) is None:
         return f"event_id {shown(event.event_id)} is not a UUID (movements.event_id is uuid)"
-    ids: tuple[tuple[str, str], ...] = (("account_id", event.account_id),)
-    texts: tuple[tuple[str, str], ...] = (("command_id", event.command_id),)
+    ids: tuple[tuple[str, str], ...] = (
+        ("account_id", event.account_id),
+        ("reference", event.reference),
+    )
+    texts: tuple[tuple[str, str], ...] = (("command_id", event.command_id), ("memo", event.memo))
     if isinstance(event, AccountOpened):
         try:
             currency_exponent(event.currency)

@@ -24,6 +24,7 @@ def test_what_the_command_server_writes_is_storable() -> None:
     assert unstorable(OPENED) is None
     assert unstorable(CREDITED) is None
     assert unstorable(dataclasses.replace(OPENED, owner="Zoë \u2028 \u202e")) is None
+    assert unstorable(dataclasses.replace(CREDITED, reference="r" * 64, memo="März ✓")) is None
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,12 @@ def test_what_the_command_server_writes_is_storable() -> None:
         (
             dataclasses.replace(CREDITED, counterparty_id="b" * (MAX_STORED_ID_LENGTH + 1)),
             f"counterparty_id is {MAX_STORED_ID_LENGTH + 1} characters long",
+        ),
+        (dataclasses.replace(CREDITED, memo="m\x00"), "memo 'm\\x00' contains NUL"),
+        (dataclasses.replace(CREDITED, reference="\x00r"), "reference '\\x00r' contains NUL"),
+        (
+            dataclasses.replace(CREDITED, reference="r" * (MAX_STORED_ID_LENGTH + 1)),
+            f"reference is {MAX_STORED_ID_LENGTH + 1} characters long",
         ),
     ],
 )
