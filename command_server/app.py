@@ -18,6 +18,7 @@ from command_server.topic import UnsafeTopic
 from command_server.writer.handle import WriterLost, WriterProcess
 from ledger.auth.settings import ServerSecurity
 from ledger.environment import SettingsError
+from ledger.events.schema_store import IncompatibleSchema
 from ledger.grpc_server import LedgerServer, stop_on_signals
 from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR, start_metrics_exporter
 from ledger.telemetry.logs import configure_logging
@@ -144,6 +145,6 @@ def main() -> None:
         settings = Settings.from_env()
         security = ServerSecurity.from_env(os.environ, settings.listen, "LEDGER_COMMAND_ADDR")
         sys.exit(asyncio.run(serve(settings, security)))
-    except (SettingsError, UnsafeTopic, AppendFailed, UnreadableLog) as exc:
+    except (SettingsError, UnsafeTopic, AppendFailed, UnreadableLog, IncompatibleSchema) as exc:
         log.critical("cannot start: %s", exc)
         sys.exit(2)

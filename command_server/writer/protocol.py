@@ -31,6 +31,7 @@ from ledger.domain.commands import (
 )
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.environment import SettingsError
+from ledger.events.schema_store import IncompatibleSchema
 
 # --- Errors the gRPC side raises from what crosses the pipe ----------------------------------
 
@@ -56,6 +57,7 @@ KNOWN_START_FAILURES: dict[str, type[Exception]] = {
     "AppendFailed": AppendFailed,
     "UnreadableLog": UnreadableLog,
     "SettingsError": SettingsError,
+    "IncompatibleSchema": IncompatibleSchema,
 }
 """Start-up failures the composition root reports as "cannot start" (exit code 2), by name."""
 
