@@ -19,9 +19,12 @@ ALTER TABLE currency_totals
     ADD COLUMN transferred_out numeric NOT NULL DEFAULT 0 CHECK (transferred_out >= 0),
     ADD COLUMN transferred_in  numeric NOT NULL DEFAULT 0 CHECK (transferred_in >= 0);
 
--- A read model that already holds transfers (same-shard ones: before this, the only kind).
-UPDATE currency_totals t SET transferred_out = s.transferred_out,
-                             transferred_in = s.transferred_in
+-- A read model that already holds transfers (same-shard ones: before this, the only kind);
+-- zeros at the currency's scale, as the projector writes them (inflow has it).
+UPDATE currency_totals SET transferred_out = round(0, scale(inflow)),
+                           transferred_in = round(0, scale(inflow));
+UPDATE currency_totals t SET transferred_out = coalesce(s.transferred_out, t.transferred_out),
+                             transferred_in = coalesce(s.transferred_in, t.transferred_in)
 FROM (
     SELECT w.width, date_trunc(w.width, m.occurred_at, 'UTC') AS period_start, a.currency,
            m.partition,
@@ -36,8 +39,6 @@ FROM (
 ) s
 WHERE t.width = s.width AND t.period_start = s.period_start AND t.currency = s.currency
   AND t.partition = s.partition;
-UPDATE currency_totals SET transferred_out = 0 WHERE transferred_out IS NULL;
-UPDATE currency_totals SET transferred_in = 0 WHERE transferred_in IS NULL;
 
 -- One row per transfer, upserted by each of its events whichever arrives first: the events of
 -- one transfer sit in different partitions, which the projector applies independently, so the
