@@ -7,6 +7,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ledger.command_ids import new_command_id
 from ledger.domain.account import Account
@@ -38,7 +39,9 @@ class SagaHistory:
         except Rejection:
             return []
 
-    def _fields(self, account_id: str, command_id: str, at: datetime, change: int) -> dict:  # type: ignore[type-arg]
+    def _fields(
+        self, account_id: str, command_id: str, at: datetime, change: int
+    ) -> dict[str, Any]:
         account = self.accounts[account_id]
         version = account.version + 1
         return {
@@ -67,33 +70,31 @@ class SagaHistory:
         return transfer_id
 
     def credit(self, transfer_id: str, at: datetime) -> Event:
-        sent = self.pending.pop(transfer_id)
-        [credited] = self.record(
-            [
-                records.TransferCredited(
-                    **self._fields(sent.counterparty_id, transfer_id, at, sent.amount),
-                    amount=sent.amount,
-                    transfer_id=transfer_id,
-                    counterparty_id=sent.account_id,
-                )
-            ]
-        )
-        return credited
+        """The crediting shard's step: the money reaches the counterparty."""
+        return self._end(transfer_id, at, None)
 
     def refund(self, transfer_id: str, at: datetime, reason: str) -> Event:
+        """The debiting shard's step after a refusal: the money comes back."""
+        return self._end(transfer_id, at, reason)
+
+    def _end(self, transfer_id: str, at: datetime, refused: str | None) -> Event:
         sent = self.pending.pop(transfer_id)
-        [refunded] = self.record(
-            [
-                records.TransferRefunded(
-                    **self._fields(sent.account_id, transfer_id, at, sent.amount),
-                    amount=sent.amount,
-                    transfer_id=transfer_id,
-                    counterparty_id=sent.counterparty_id,
-                    reason=reason,
-                )
-            ]
+        # A credit goes to the counterparty, from the sender; a refund back to the sender.
+        account, other = sent.account_id, sent.counterparty_id
+        if refused is None:
+            account, other = other, account
+        common = self._fields(account, transfer_id, at, sent.amount)
+        leg: dict[str, Any] = {
+            "amount": sent.amount,
+            "transfer_id": transfer_id,
+            "counterparty_id": other,
+        }
+        end: Event = (
+            records.TransferCredited(**common, **leg)
+            if refused is None
+            else records.TransferRefunded(**common, **leg, reason=refused)
         )
-        return refunded
+        return self.record([end])[0]
 
 
 def generate(prefix: str, seed: int, steps: int) -> SagaHistory:
