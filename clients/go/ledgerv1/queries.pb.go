@@ -87,7 +87,8 @@ const (
 	TransactionKind_TRANSACTION_KIND_DEPOSIT TransactionKind = 1
 	// Money withdrawn from the account.
 	TransactionKind_TRANSACTION_KIND_WITHDRAWAL TransactionKind = 2
-	// Money transferred out of the account to `counterparty_account_id`.
+	// Money transferred out of the account to `counterparty_account_id`. For an account of
+	// another shard the money is in flight until credited or refunded: GetTransfer tells which.
 	TransactionKind_TRANSACTION_KIND_TRANSFER_OUT TransactionKind = 3
 	// Money transferred into the account from `counterparty_account_id`.
 	TransactionKind_TRANSACTION_KIND_TRANSFER_IN TransactionKind = 4

@@ -57,7 +57,9 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     TRANSACTION_KIND_WITHDRAWAL: _TransactionKind.ValueType  # 2
     """Money withdrawn from the account."""
     TRANSACTION_KIND_TRANSFER_OUT: _TransactionKind.ValueType  # 3
-    """Money transferred out of the account to `counterparty_account_id`."""
+    """Money transferred out of the account to `counterparty_account_id`. For an account of
+    another shard the money is in flight until credited or refunded: GetTransfer tells which.
+    """
     TRANSACTION_KIND_TRANSFER_IN: _TransactionKind.ValueType  # 4
     """Money transferred into the account from `counterparty_account_id`."""
     TRANSACTION_KIND_TRANSFER_REFUND: _TransactionKind.ValueType  # 5
@@ -75,7 +77,9 @@ TRANSACTION_KIND_DEPOSIT: TransactionKind.ValueType  # 1
 TRANSACTION_KIND_WITHDRAWAL: TransactionKind.ValueType  # 2
 """Money withdrawn from the account."""
 TRANSACTION_KIND_TRANSFER_OUT: TransactionKind.ValueType  # 3
-"""Money transferred out of the account to `counterparty_account_id`."""
+"""Money transferred out of the account to `counterparty_account_id`. For an account of
+another shard the money is in flight until credited or refunded: GetTransfer tells which.
+"""
 TRANSACTION_KIND_TRANSFER_IN: TransactionKind.ValueType  # 4
 """Money transferred into the account from `counterparty_account_id`."""
 TRANSACTION_KIND_TRANSFER_REFUND: TransactionKind.ValueType  # 5

@@ -42,7 +42,10 @@ export enum TransactionKind {
   TRANSACTION_KIND_DEPOSIT = 1,
   /** TRANSACTION_KIND_WITHDRAWAL - Money withdrawn from the account. */
   TRANSACTION_KIND_WITHDRAWAL = 2,
-  /** TRANSACTION_KIND_TRANSFER_OUT - Money transferred out of the account to `counterparty_account_id`. */
+  /**
+   * TRANSACTION_KIND_TRANSFER_OUT - Money transferred out of the account to `counterparty_account_id`. For an account of
+   * another shard the money is in flight until credited or refunded: GetTransfer tells which.
+   */
   TRANSACTION_KIND_TRANSFER_OUT = 3,
   /** TRANSACTION_KIND_TRANSFER_IN - Money transferred into the account from `counterparty_account_id`. */
   TRANSACTION_KIND_TRANSFER_IN = 4,
