@@ -6,6 +6,7 @@ The read model must equal a fold of the log (balances, histories, transfers, tot
 in flight), GetTransfer must answer each state and the permission rules, and conservation must
 hold at every instant of a ListBalancesAt / GetTrialBalance sweep."""
 
+import csv
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -32,11 +33,18 @@ from projector.verification import Fold, verify
 from tests.integration.projector import model_checks as checks
 from tests.integration.projector.event_log import EventLog, unique_id
 from tests.integration.projector.sagas import SagaHistory, fold_at, generate
+from tests.integration.projector.test_analysts_access import run_projector
 from tests.integration.projector.test_ledger_as_of import _rebuild_until, listed
 
 pytestmark = pytest.mark.integration
 
 _MIGRATION = "0007_transfers_in_flight.sql"
+_LEGS = (
+    records.TransferDebited,
+    records.TransferCredited,
+    records.TransferSent,
+    records.TransferRefunded,
+)
 
 
 def _stamp(moment: datetime) -> Timestamp:
@@ -137,12 +145,13 @@ async def test_sagas_project_to_the_fold_and_money_is_conserved_at_every_instant
     finally:
         server.stop()
     await _check_backfill(db)
-    await _check_rebuild_until(stack, topic, database, db, history.events)
+    until = await _check_rebuild_until(stack, topic, database, db, history.events)
+    _check_export(stack, topic, database, history.events, until, tmp_path / "export")
 
 
 async def _check_rebuild_until(
     stack: LocalStack, topic: str, database: str, db: Any, events: Sequence[Event]
-) -> None:
+) -> datetime:
     """`rebuild --until T` at the instant with the most money in flight: verified against its
     fold (transfers and in-flight totals among what it checks), its sends pending."""
     times = sorted({event.occurred_at for event in events})
@@ -161,6 +170,35 @@ async def _check_rebuild_until(
         " WHERE credited_at IS NULL AND refunded_at IS NULL"
     )
     assert pending > 0
+    return until
+
+
+def _check_export(
+    stack: LocalStack,
+    topic: str,
+    database: str,
+    events: Sequence[Event],
+    at: datetime,
+    out: Path,
+) -> None:
+    """`export --at T` lists every transfer with a step by T in its state then."""
+    arguments = ("export", "--at", at.isoformat(), "--format", "csv", "--out", str(out))
+    exported = run_projector(stack, database, None, *arguments, topic=topic)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    expected: dict[str, str] = {}
+    for event in events:
+        if event.occurred_at > at or not isinstance(event, _LEGS):
+            continue
+        if isinstance(event, records.TransferRefunded):
+            expected[event.transfer_id] = "REFUNDED"
+        elif isinstance(event, records.TransferCredited):
+            expected[event.transfer_id] = "COMPLETED"
+        else:
+            expected.setdefault(event.transfer_id, "PENDING")
+    with (out / "transfers.csv").open(newline="") as exported_rows:
+        states = {row["transfer_id"]: row["state"] for row in csv.DictReader(exported_rows)}
+    assert states == expected
+    assert "PENDING" in states.values()
 
 
 async def _check_backfill(db: Any) -> None:
