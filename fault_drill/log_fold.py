@@ -13,12 +13,17 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from fault_drill.event_log import LogRecord
-from fault_drill.read_model_snapshot import AccountRow, DayRow, MovementRow, iso
+from fault_drill.read_model_snapshot import AccountRow, DayRow, MovementRow, TransferRow, iso
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.decider import InconsistentEvent, evolve
 from ledger.events import records
 
-_TransferLeg: TypeAlias = records.TransferDebited | records.TransferCredited
+_TransferLeg: TypeAlias = (
+    records.TransferDebited
+    | records.TransferCredited
+    | records.TransferSent
+    | records.TransferRefunded
+)
 _Movement: TypeAlias = records.MoneyDeposited | records.MoneyWithdrawn | _TransferLeg
 
 _KIND = {
@@ -26,6 +31,8 @@ _KIND = {
     records.MoneyWithdrawn: ("WITHDRAWAL", False),
     records.TransferDebited: ("TRANSFER_OUT", False),
     records.TransferCredited: ("TRANSFER_IN", True),
+    records.TransferSent: ("TRANSFER_OUT", False),
+    records.TransferRefunded: ("TRANSFER_REFUND", True),
 }
 _STATUS = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
 
@@ -45,6 +52,9 @@ class Fold:
     duplicate_events: list[str] = field(default_factory=list)
     undecodable: int = 0
     events: int = 0
+    transfers: dict[str, list[_TransferLeg]] = field(default_factory=lambda: defaultdict(list))
+    """Each transfer's events, in log order per partition."""
+    currency_of: dict[str, str] = field(default_factory=dict)
 
     def account_rows(self) -> list[AccountRow]:
         return [
@@ -62,6 +72,40 @@ class Fold:
             )
             for a in self.accounts.values()
         ]
+
+    def transfer_rows(self) -> list[TransferRow]:
+        """The read model's `transfers` rows: (id, from, to, currency, amount, cross-shard,
+        state)."""
+        rows: list[TransferRow] = []
+        for transfer_id, legs in self.transfers.items():
+            first = legs[0]
+            incoming = isinstance(first, records.TransferCredited)
+            source = first.counterparty_id if incoming else first.account_id
+            destination = first.account_id if incoming else first.counterparty_id
+            debits = [leg for leg in legs if isinstance(leg, records.TransferDebited)]
+            sends = [leg for leg in legs if isinstance(leg, records.TransferSent)]
+            kinds = {type(leg) for leg in legs}
+            state = (
+                "REFUNDED"
+                if records.TransferRefunded in kinds
+                else "COMPLETED"
+                if records.TransferCredited in kinds
+                else "PENDING"
+            )
+            cross = True if sends else False if debits else None
+            currency = self.currency_of.get(source, self.currency_of.get(destination, "?"))
+            rows.append((transfer_id, source, destination, currency, first.amount, cross, state))
+        return rows
+
+    def in_flight(self) -> dict[str, int]:
+        """Per currency that moved money by transfer: what left less what arrived."""
+        flying: Counter[str] = Counter()
+        for legs in self.transfers.values():
+            for leg in legs:
+                currency = self.currency_of.get(leg.account_id, "?")
+                inflow = isinstance(leg, records.TransferCredited | records.TransferRefunded)
+                flying[currency] += -leg.amount if inflow else leg.amount
+        return {currency: flying[currency] for currency in flying}
 
     def day_rows(self) -> list[DayRow]:
         return [
@@ -104,6 +148,9 @@ def fold_log(log: Sequence[LogRecord]) -> Fold:
             fold.violations.append(f"{where}: {error}")
             continue
         fold.accounts[account_id] = state
+        fold.currency_of[account_id] = state.currency
+        if isinstance(event, _TransferLeg):
+            fold.transfers[event.transfer_id].append(event)
         if isinstance(event, records.AccountClosed):
             fold.closed_at[account_id] = event.occurred_at
         kind = _KIND.get(type(event))
@@ -173,7 +220,13 @@ def _log_invariants(log: Sequence[LogRecord]) -> list[str]:
                 f"account {account_id}: versions in log order are not 1..n: {seen[:20]}"
             )
     for account_id, flow in flows.items():
-        balance = flow["DEPOSIT"] - flow["WITHDRAWAL"] + flow["TRANSFER_IN"] - flow["TRANSFER_OUT"]
+        balance = (
+            flow["DEPOSIT"]
+            - flow["WITHDRAWAL"]
+            + flow["TRANSFER_IN"]
+            + flow["TRANSFER_REFUND"]
+            - flow["TRANSFER_OUT"]
+        )
         if balance < 0:
             problems.append(f"account {account_id}: its movements add up to {balance} < 0")
         if account_id in last_balance and last_balance[account_id] != balance:
@@ -182,29 +235,45 @@ def _log_invariants(log: Sequence[LogRecord]) -> list[str]:
                 f"withdrawals +/- transfers = {balance}"
             )
     totals: dict[str, Counter[str]] = defaultdict(Counter)
-    for transfer_id, pair in legs.items():
-        debits = [leg for leg in pair if isinstance(leg, records.TransferDebited)]
-        credits = [leg for leg in pair if isinstance(leg, records.TransferCredited)]
-        if len(debits) != 1 or len(credits) != 1:
-            problems.append(
-                f"transfer {transfer_id}: {len(debits)} debits and {len(credits)} credits"
-            )
+    for transfer_id, steps in legs.items():
+        whole = _whole_transfer(steps)
+        if isinstance(whole, str):
+            problems.append(f"transfer {transfer_id}: {whole}")
             continue
-        debit, credit = debits[0], credits[0]
-        if (
-            debit.amount != credit.amount
-            or debit.counterparty_id != credit.account_id
-            or credit.counterparty_id != debit.account_id
-        ):
-            problems.append(f"transfer {transfer_id}: legs do not match: {debit} / {credit}")
+        debit, end = whole
         currency = currency_of.get(debit.account_id, "?")
-        if currency_of.get(credit.account_id, "?") != currency:
+        if currency_of.get(debit.counterparty_id, "?") != currency:
             problems.append(f"transfer {transfer_id}: between currencies")
         totals[currency]["out"] += debit.amount
-        totals[currency]["in"] += credit.amount
+        totals[currency]["in"] += end.amount
+    # Conservation: what left by transfer arrived (credited or refunded) once the drill is
+    # over; a transfer still in flight then is reported above.
     for currency, total in totals.items():
         if total["in"] != total["out"]:
             problems.append(
                 f"{currency}: transfers out {total['out']} != transfers in {total['in']}"
             )
     return problems
+
+
+def _whole_transfer(steps: Sequence[_TransferLeg]) -> tuple[_TransferLeg, _TransferLeg] | str:
+    """One transfer's (debit, end), or why its events are not a whole transfer: a debit
+    (TransferDebited, or a cross-shard TransferSent) and exactly one end (its credit, or for a
+    send, a refund), matching in amount and accounts."""
+    debits = [s for s in steps if isinstance(s, records.TransferDebited | records.TransferSent)]
+    ends = [s for s in steps if isinstance(s, records.TransferCredited | records.TransferRefunded)]
+    if len(debits) != 1 or len(ends) != 1:
+        if len(debits) == 1 and not ends and isinstance(debits[0], records.TransferSent):
+            return "still in flight at the end: sent, neither credited nor refunded"
+        return f"{len(debits)} debits or sends and {len(ends)} credits or refunds: {steps}"
+    debit, end = debits[0], ends[0]
+    if isinstance(end, records.TransferRefunded) and not isinstance(debit, records.TransferSent):
+        return f"a same-shard transfer was refunded: {steps}"
+    refund = isinstance(end, records.TransferRefunded)
+    if (
+        debit.amount != end.amount
+        or (end.account_id if not refund else end.counterparty_id) != debit.counterparty_id
+        or (end.counterparty_id if not refund else end.account_id) != debit.account_id
+    ):
+        return f"legs do not match: {debit} / {end}"
+    return debit, end

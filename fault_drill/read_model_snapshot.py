@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,8 @@ MovementRow = tuple[str, str, int, str, int, int, str, str | None, str | None, s
 transfer_id, command_id, partition, offset"""
 DayRow = tuple[str, str, str, int, int, int, int]
 """account_id, day, currency, inflow, outflow, movement_count, closing_balance"""
+TransferRow = tuple[str, str, str, str, int, bool | None, str]
+"""transfer_id, from_account_id, to_account_id, currency, amount, cross_shard, state"""
 
 
 class NotCaughtUp(RuntimeError):
@@ -41,6 +43,9 @@ class Snapshot:
     days: list[DayRow]
     checkpoints: dict[int, int]
     dead_letters: int
+    transfers: list[TransferRow] = field(default_factory=list)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    """Per currency, money in flight (currency_totals: transferred out less transferred in)."""
 
 
 def iso(moment: datetime) -> str:
@@ -119,6 +124,16 @@ async def snapshot(url: str, topic: str) -> Snapshot:
                 "SELECT account_id, day, currency, inflow, outflow, movement_count, "
                 "closing_balance FROM daily_summaries"
             )
+            transfers = await connection.fetch(
+                "SELECT transfer_id, from_account_id, to_account_id, currency, amount, "
+                "cross_shard, CASE WHEN refunded_at IS NOT NULL THEN 'REFUNDED' "
+                "WHEN credited_at IS NOT NULL THEN 'COMPLETED' ELSE 'PENDING' END AS state "
+                "FROM transfers"
+            )
+            in_flight = await connection.fetch(
+                "SELECT currency, sum(transferred_out) - sum(transferred_in) AS in_flight "
+                "FROM currency_totals WHERE width = 'day' GROUP BY currency"
+            )
             seen = await checkpoints(connection, topic)
             dead = await connection.fetchval(
                 "SELECT count(*) FROM dead_letters WHERE topic = $1", topic
@@ -131,6 +146,19 @@ async def snapshot(url: str, topic: str) -> Snapshot:
         days=[_day(row) for row in days],
         checkpoints=seen,
         dead_letters=int(dead),
+        transfers=[
+            (
+                row["transfer_id"],
+                row["from_account_id"],
+                row["to_account_id"],
+                row["currency"],
+                minor(row["amount"], row["currency"]),
+                row["cross_shard"],
+                row["state"],
+            )
+            for row in transfers
+        ],
+        in_flight={row["currency"]: minor(row["in_flight"], row["currency"]) for row in in_flight},
     )
 
 

@@ -13,7 +13,6 @@ Names are unqualified: the connection's search_path picks the schema (see reads.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ledger.domain.account import AccountStatus
@@ -21,6 +20,8 @@ from ledger.domain.money import currency_exponent
 from ledger.read_model_contract import NOTIFY_CHANNEL
 from projector.consumed import UndecodableRecord
 from projector.projection import MOVEMENT_COLUMNS, Projection
+from projector.sql_rows import TIME_FROM_MICROS, Rows, major
+from projector.transfer_rows import TRANSFERS
 
 INLINE_MAX_ROWS = 900
 """Batches of at most this many rows (movements, accounts and daily summaries together) are
@@ -28,58 +29,6 @@ written in one statement; larger ones are staged with COPY. Where the two paths 
 from their timings in docs/performance.md, "Visibility: one statement per live batch"."""
 
 STATUS_TO_DB = {AccountStatus.OPEN: "OPEN", AccountStatus.CLOSED: "CLOSED"}
-
-
-def _major(column: str) -> str:
-    """SQL for a minor-unit column as NUMERIC in major units with the currency's scale.
-
-    Multiplying by 10^-exponent is exact (NUMERIC products keep every digit), where dividing
-    by 10^exponent could round: PostgreSQL picks a division's scale from the operands' sizes.
-    """
-    return f"round({column}::numeric * 10::numeric ^ (-exponent), exponent)"
-
-
-# Movement times travel as microseconds since the epoch: asyncpg encodes an integer much faster
-# than a datetime (docs/performance.md, "What changed on the read side"). Whole seconds and the
-# rest apart, so that the arithmetic is exact (a double holds whole seconds times 10^6 exactly,
-# not any microsecond count), and no day-sized interval meets the session's time zone.
-_TIME_FROM_MICROS = (
-    "to_timestamp(occurred_us / 1000000) + (occurred_us % 1000000) * interval '1 microsecond'"
-)
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """One kind of row a batch writes (`name`: movements, accounts, days): its columns (name,
-    SQL type), money in minor units with the currency's exponent, and the INSERT that turns them
-    into rows of their table from a source (`{rows}` stands for it)."""
-
-    name: str
-    columns: tuple[tuple[str, str], ...]
-    insert: str
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
-
-    @property
-    def staging_table(self) -> str:
-        return f"staged_{self.name}"
-
-    def create_staging(self) -> str:
-        columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in self.columns)
-        return f"CREATE TEMP TABLE IF NOT EXISTS {self.staging_table} ({columns});"
-
-    def from_staging(self) -> str:
-        return self.insert.replace("{rows}", f"pg_temp.{self.staging_table}")
-
-    def from_arrays(self, first: int) -> str:
-        """The INSERT reading its rows from array parameters $first, $first+1, ..."""
-        arrays = ", ".join(
-            f"${first + i}::{sql_type}[]" for i, (_, sql_type) in enumerate(self.columns)
-        )
-        names = ", ".join(f'"{name}"' for name in self.names)
-        return self.insert.replace("{rows}", f"unnest({arrays}) AS r ({names})")
 
 
 _MOVEMENT_TYPES = {
@@ -99,20 +48,20 @@ _MOVEMENT_TYPES = {
     "reference": "text",
     "memo": "text",
 }
-_MOVEMENTS = _Rows(
+_MOVEMENTS = Rows(
     "movements",
     tuple((name, _MOVEMENT_TYPES[name]) for name in MOVEMENT_COLUMNS),
     f"""
 INSERT INTO movements (event_id, account_id, version, kind, amount, balance_after, occurred_at,
                        counterparty_id, transfer_id, command_id, partition, "offset", reference,
                        memo)
-SELECT event_id, account_id, version, kind, {_major("amount")}, {_major("balance_after")},
-       {_TIME_FROM_MICROS}, counterparty_id, transfer_id, command_id, partition, "offset",
+SELECT event_id, account_id, version, kind, {major("amount")}, {major("balance_after")},
+       {TIME_FROM_MICROS}, counterparty_id, transfer_id, command_id, partition, "offset",
        reference, memo
 FROM {{rows}}
 """,
 )
-_ACCOUNTS = _Rows(
+_ACCOUNTS = Rows(
     "accounts",
     (
         ("account_id", "text"),
@@ -132,7 +81,7 @@ _ACCOUNTS = _Rows(
     f"""
 INSERT INTO accounts (account_id, currency, owner, owner_sealed, owner_erased, status, balance,
                       version, partition, opened_at, closed_at, updated_at)
-SELECT account_id, currency, owner, owner_sealed, owner_erased, status, {_major("balance")},
+SELECT account_id, currency, owner, owner_sealed, owner_erased, status, {major("balance")},
        version, partition, opened_at, closed_at, updated_at
 FROM {{rows}}
 ON CONFLICT (account_id) DO UPDATE SET
@@ -147,7 +96,7 @@ ON CONFLICT (account_id) DO UPDATE SET
 """,
 )
 # Batches arrive in log order, so the closing balance of a later batch replaces an earlier one.
-_DAYS = _Rows(
+_DAYS = Rows(
     "days",
     (
         ("account_id", "text"),
@@ -162,8 +111,8 @@ _DAYS = _Rows(
     f"""
 INSERT INTO daily_summaries AS s (account_id, day, currency, inflow, outflow, movement_count,
                                   closing_balance)
-SELECT account_id, day, currency, {_major("inflow")}, {_major("outflow")}, movement_count,
-       {_major("closing_balance")}
+SELECT account_id, day, currency, {major("inflow")}, {major("outflow")}, movement_count,
+       {major("closing_balance")}
 FROM {{rows}}
 ON CONFLICT (account_id, day) DO UPDATE SET
     inflow = s.inflow + EXCLUDED.inflow,
@@ -174,7 +123,7 @@ ON CONFLICT (account_id, day) DO UPDATE SET
 )
 # Each second's totals, and the minute's and the day's they roll up into (projection.py keeps
 # seconds only: one dictionary entry per event is what the catch-up's hot loop can afford).
-_PERIODS = _Rows(
+_PERIODS = Rows(
     "periods",
     (
         ("width", "text"),
@@ -187,23 +136,29 @@ _PERIODS = _Rows(
         ("movement_count", "bigint"),
         ("opened_count", "bigint"),
         ("closed_count", "bigint"),
+        ("transferred_out", "bigint"),
+        ("transferred_in", "bigint"),
     ),
     f"""
 INSERT INTO currency_totals AS t (width, period_start, currency, partition, inflow, outflow,
-                                  movement_count, opened_count, closed_count)
-SELECT width, to_timestamp(period_s), currency, partition, {_major("inflow")},
-       {_major("outflow")}, movement_count, opened_count, closed_count
+                                  movement_count, opened_count, closed_count, transferred_out,
+                                  transferred_in)
+SELECT width, to_timestamp(period_s), currency, partition, {major("inflow")},
+       {major("outflow")}, movement_count, opened_count, closed_count,
+       {major("transferred_out")}, {major("transferred_in")}
 FROM {{rows}}
 ON CONFLICT (width, period_start, currency, partition) DO UPDATE SET
     inflow = t.inflow + EXCLUDED.inflow,
     outflow = t.outflow + EXCLUDED.outflow,
     movement_count = t.movement_count + EXCLUDED.movement_count,
     opened_count = t.opened_count + EXCLUDED.opened_count,
-    closed_count = t.closed_count + EXCLUDED.closed_count
+    closed_count = t.closed_count + EXCLUDED.closed_count,
+    transferred_out = t.transferred_out + EXCLUDED.transferred_out,
+    transferred_in = t.transferred_in + EXCLUDED.transferred_in
 """,
 )
 _WIDTHS = (("second", 1), ("minute", 60), ("day", 86_400))
-_ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS, _PERIODS)
+_ALL_ROWS = (_MOVEMENTS, _ACCOUNTS, _DAYS, _PERIODS, TRANSFERS)
 _RECORD_DEAD_LETTERS = """
 INSERT INTO dead_letters (topic, partition, "offset", error, recorded_at)
 SELECT $1, partition, "offset", error, now()
@@ -273,6 +228,7 @@ async def write(
         _account_rows(projection),
         _day_rows(projection),
         _period_rows(projection),
+        sorted(tuple(row) for row in projection.transfers.values()),
     )
     partitions = sorted(advanced)
     checkpoints = (topic, partitions, [advanced[p] for p in partitions])
@@ -361,15 +317,15 @@ def _period_rows(projection: Projection) -> list[tuple[Any, ...]]:
             key = (width, second - second % seconds, currency, partition)
             sums = rolled.get(key)
             if sums is None:
-                sums = rolled[key] = [0, 0, 0, 0, 0]
+                sums = rolled[key] = [0, 0, 0, 0, 0, 0, 0]
             sums[0] += totals.inflow
             sums[1] += totals.outflow
             sums[2] += totals.movement_count
             sums[3] += totals.opened_count
             sums[4] += totals.closed_count
+            sums[5] += totals.transferred_out
+            sums[6] += totals.transferred_in
     return [
-        (width, start, currency, partition, inflow, outflow, currency_exponent(currency), *counts)
-        for (width, start, currency, partition), (inflow, outflow, *counts) in sorted(
-            rolled.items()
-        )
+        (width, start, currency, partition, inflow, outflow, currency_exponent(currency), *rest)
+        for (width, start, currency, partition), (inflow, outflow, *rest) in sorted(rolled.items())
     ]

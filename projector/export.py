@@ -2,12 +2,14 @@
 
 Writes `accounts.<format>` (every account opened at or before T, with its status, balance and
 version at T), `movements.<format>` (every movement at or before T; all of a millisecond's
-movements when T is that millisecond) and `manifest.json` (T, the row counts, the checkpoints
-the read model had applied). Read from the analysts' views (`ledger_analytics`, migration
-0004), so a read-only role can export, in one read-only REPEATABLE READ transaction: the two
-files are one snapshot (of one read model: an export across a rebuild's swap fails and says
-to export again). Rows come through a server-side cursor, CHUNK_ROWS at a time, so memory
-stays bounded whatever the ledger's size; progress goes to stderr.
+movements when T is that millisecond), `transfers.<format>` (every transfer with a step at or
+before T, as it stood at T: a cross-shard one PENDING while its money was in flight) and
+`manifest.json` (T, the row counts, the checkpoints the read model had applied). Read from the
+analysts' views (`ledger_analytics`, migrations 0004 and 0007), so a read-only role can export,
+in one read-only REPEATABLE READ transaction: the files are one snapshot (of one read model: an
+export across a rebuild's swap fails and says to export again). Rows come through a server-side
+cursor, CHUNK_ROWS at a time, so memory stays bounded whatever the ledger's size; progress goes
+to stderr.
 
 What an account was at T comes from its last movement at or before T (`balance_after`, and its
 version), as GetBalanceAt answers: an account closed at or before T shows CLOSED and its last
@@ -32,7 +34,7 @@ from pyarrow import ArrowException
 
 from ledger.read_model_contract import ANALYTICS_SCHEMA, SCHEMA
 from projector.exit_codes import EXIT_CANNOT_START, EXIT_FAILED
-from projector.export_formats import ACCOUNTS, MOVEMENTS, TableWriter, open_writer
+from projector.export_formats import ACCOUNTS, MOVEMENTS, TRANSFERS, TableWriter, open_writer
 from projector.progress import Progress
 from projector.settings import Settings
 
@@ -66,9 +68,26 @@ SELECT account_id, version, occurred_at, kind, currency, amount, signed_amount, 
 FROM {_VIEWS}.movements WHERE occurred_at <= $1
 ORDER BY account_id, version
 """
+# Each step counts only if it had happened by T; a transfer whose credit was stamped before
+# its send (two shards' clocks) is COMPLETED from the credit on, as GetTransfer says.
+_TRANSFER_STEPS = """FROM {views}.transfers
+WHERE sent_at <= $1 OR credited_at <= $1 OR refunded_at <= $1"""
+_TRANSFERS_AT = f"""
+SELECT transfer_id, from_account_id, to_account_id, currency, amount,
+       CASE WHEN refunded_at <= $1 THEN 'REFUNDED' WHEN credited_at <= $1 THEN 'COMPLETED'
+            ELSE 'PENDING' END,
+       CASE WHEN sent_at <= $1 THEN cross_shard::text END,
+       CASE WHEN sent_at <= $1 THEN sent_at END,
+       CASE WHEN credited_at <= $1 THEN credited_at END,
+       CASE WHEN refunded_at <= $1 THEN refunded_at END,
+       CASE WHEN refunded_at <= $1 THEN refund_reason END
+{_TRANSFER_STEPS.format(views=_VIEWS)}
+ORDER BY transfer_id
+"""
 _COUNTS = {
     ACCOUNTS.name: f"SELECT count(*) FROM {_VIEWS}.accounts WHERE opened_at <= $1",
     MOVEMENTS.name: f"SELECT count(*) FROM {_VIEWS}.movements WHERE occurred_at <= $1",
+    TRANSFERS.name: f"SELECT count(*) {_TRANSFER_STEPS.format(views=_VIEWS)}",
 }
 # The live accounts table, resolved anew: a rebuild's swap replaces it (taking no lock).
 _LIVE_MODEL = f"SELECT to_regclass('{SCHEMA}.accounts')::oid"
@@ -126,13 +145,18 @@ async def export(
     topic: str,
     progress_stream: TextIO | None = None,
 ) -> ExportReport:
-    """Write the accounts and movements as of `at` into `directory`, then the manifest."""
+    """Write the accounts, movements and transfers as of `at` into `directory`, then the
+    manifest."""
     rows: dict[str, int] = {}
     writers: list[TableWriter] = []
     try:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             model = await connection.fetchval(_LIVE_MODEL)
-            for table, statement in ((ACCOUNTS, _ACCOUNTS_AT), (MOVEMENTS, _MOVEMENTS_AT)):
+            for table, statement in (
+                (ACCOUNTS, _ACCOUNTS_AT),
+                (MOVEMENTS, _MOVEMENTS_AT),
+                (TRANSFERS, _TRANSFERS_AT),
+            ):
                 total = await connection.fetchval(_COUNTS[table.name], at)
                 progress = Progress(f"exporting {table.name}", total, progress_stream)
                 writer = open_writer(export_format, table, directory)

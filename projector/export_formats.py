@@ -87,6 +87,22 @@ MOVEMENTS = Table(
         ("memo", "text"),
     ),
 )
+TRANSFERS = Table(
+    "transfers",
+    (
+        ("transfer_id", "text"),
+        ("from_account_id", "text"),
+        ("to_account_id", "text"),
+        ("currency", "text"),
+        ("amount", "money"),
+        ("state", "text"),
+        ("cross_shard", "text"),
+        ("sent_at", "time"),
+        ("credited_at", "time"),
+        ("refunded_at", "time"),
+        ("refund_reason", "text"),
+    ),
+)
 
 
 class TableWriter(Protocol):

@@ -26,9 +26,12 @@ from ledger.events.records import (
     OwnerErased,
     TransferCredited,
     TransferDebited,
+    TransferRefunded,
+    TransferSent,
 )
 from projector.consumed import DecodedRecord
 from projector.storable import shown, unstorable
+from projector.transfer_rows import TransferLeg, add_leg
 
 MOVEMENT_COLUMNS = (
     "event_id",
@@ -54,10 +57,14 @@ _MOVEMENTS: dict[type[Event], tuple[str, bool, bool]] = {
     MoneyWithdrawn: ("WITHDRAWAL", False, False),
     TransferDebited: ("TRANSFER_OUT", False, True),
     TransferCredited: ("TRANSFER_IN", True, True),
+    # Cross-shard: the debit is a transfer out like a same-shard one (in flight until credited
+    # or refunded, which `transfers` tells); the refund brings the money back.
+    TransferSent: ("TRANSFER_OUT", False, True),
+    TransferRefunded: ("TRANSFER_REFUND", True, True),
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_Movement: TypeAlias = MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited
+_Movement: TypeAlias = MoneyDeposited | MoneyWithdrawn | TransferLeg
 
 
 class Contradiction(RuntimeError):
@@ -132,6 +139,10 @@ class PeriodTotals:
     movement_count: int = 0
     opened_count: int = 0
     closed_count: int = 0
+    transferred_out: int = 0
+    """Of `outflow`, what left by transfer; of `inflow`, `transferred_in` arrived by one
+    (credit or refund): their difference is the money in flight (migration 0007)."""
+    transferred_in: int = 0
 
 
 PeriodKey: TypeAlias = tuple[int, str, int]
@@ -153,6 +164,8 @@ class Projection:
     days: dict[tuple[str, date], DayTotals] = field(default_factory=dict)
     seconds: dict[PeriodKey, PeriodTotals] = field(default_factory=dict)
     """Rolled up into minutes and days when written (batch_writes.py)."""
+    transfers: dict[str, list[Any]] = field(default_factory=dict)
+    """Per transfer id, its row's columns (transfer_rows.TRANSFER_COLUMNS) this batch fills."""
 
 
 def to_minor(major: Decimal, currency: str) -> int:
@@ -234,10 +247,23 @@ def project(
             micros = (occurred_at - _EPOCH) // _MICROSECOND
             second = micros // 1_000_000
             day = occurred_at.date()
+        key = (account_id, day)
+        totals = days.get(key)
+        if totals is None:
+            totals = days[key] = DayTotals(account.currency)
+        period_key = (record.partition, account.currency, second)
+        period = seconds.get(period_key)
+        if period is None:
+            period = seconds[period_key] = PeriodTotals()
         if is_transfer:
-            transfer: TransferDebited | TransferCredited = event  # type: ignore[assignment]
+            transfer: TransferLeg = event  # type: ignore[assignment]
             counterparty_id: str | None = transfer.counterparty_id
             transfer_id: str | None = transfer.transfer_id
+            add_leg(projection.transfers, transfer, account.currency, exponent, micros)
+            if inflow:
+                period.transferred_in += amount
+            else:
+                period.transferred_out += amount
         else:
             counterparty_id = transfer_id = None
         add_movement(
@@ -259,14 +285,6 @@ def project(
                 event.memo,
             )
         )
-        key = (account_id, day)
-        totals = days.get(key)
-        if totals is None:
-            totals = days[key] = DayTotals(account.currency)
-        period_key = (record.partition, account.currency, second)
-        period = seconds.get(period_key)
-        if period is None:
-            period = seconds[period_key] = PeriodTotals()
         if inflow:
             totals.inflow += amount
             period.inflow += amount

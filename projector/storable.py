@@ -12,13 +12,20 @@ import re
 
 from ledger.domain.money import currency_exponent, known_currencies
 from ledger.domain.rejection import Rejection
-from ledger.events.records import AccountOpened, Event, TransferCredited, TransferDebited
+from ledger.events.records import (
+    AccountOpened,
+    Event,
+    TransferCredited,
+    TransferDebited,
+    TransferRefunded,
+    TransferSent,
+)
 
 MAX_STORED_ID_LENGTH = 512
 """Account ids are B-tree keys (at most ~2700 bytes per entry): 512 characters of up to four
 UTF-8 bytes each always fit. The command server allows 64."""
 
-_TRANSFERS = (TransferDebited, TransferCredited)
+_TRANSFERS = (TransferDebited, TransferCredited, TransferSent, TransferRefunded)
 _KNOWN_CURRENCIES = known_currencies()
 # movements.event_id is a `uuid` column. The command server writes the canonical form, which is
 # quicker to match; `_why` then accepts the other spellings PostgreSQL takes.
@@ -40,9 +47,15 @@ def unstorable(event: Event) -> str | None:
         text = account_id + event.command_id + opened.owner
         suspect = opened.currency not in _KNOWN_CURRENCIES
     elif kind in _TRANSFERS:
-        transfer: TransferDebited | TransferCredited = event  # type: ignore[assignment]
+        transfer: TransferDebited = event  # type: ignore[assignment]
         text = account_id + event.command_id + transfer.counterparty_id + transfer.transfer_id
-        suspect = len(transfer.counterparty_id) > MAX_STORED_ID_LENGTH
+        if isinstance(event, TransferRefunded):
+            text += event.reason
+        # Both are B-tree keys (transfer_id: of `transfers`, migration 0007).
+        suspect = (
+            len(transfer.counterparty_id) > MAX_STORED_ID_LENGTH
+            or len(transfer.transfer_id) > MAX_STORED_ID_LENGTH
+        )
     else:
         text = account_id + event.command_id
         suspect = False
@@ -74,8 +87,9 @@ def _why(event: Event) -> str | None:
             return f"currency: {error.message} (amounts are stored with its decimal places)"
         texts += (("owner", event.owner),)
     elif isinstance(event, _TRANSFERS):
-        ids += (("counterparty_id", event.counterparty_id),)
-        texts += (("transfer_id", event.transfer_id),)
+        ids += (("counterparty_id", event.counterparty_id), ("transfer_id", event.transfer_id))
+        if isinstance(event, TransferRefunded):
+            texts += (("reason", event.reason),)
     for field, text in ids:
         if len(text) > MAX_STORED_ID_LENGTH:
             return (

@@ -3,7 +3,8 @@
 The fold keeps every account in memory and evolves it with the domain's `evolve`, event after
 event, never going through the database; the read model was built batch by batch through
 PostgreSQL. Where they disagree (balance, version, status, number of movements; per currency,
-the totals of `currency_totals` at each of its widths), the read model is wrong.
+the totals of `currency_totals` at each of its widths, money in flight among them; each
+transfer's row), the read model is wrong.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from ledger.events.records import (
     MoneyWithdrawn,
     TransferCredited,
     TransferDebited,
+    TransferRefunded,
+    TransferSent,
 )
 from projector.projection import to_minor
 
-_MOVEMENT_TYPES = (MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited)
-_INFLOWS = (MoneyDeposited, TransferCredited)
+_TRANSFER_TYPES = (TransferDebited, TransferCredited, TransferSent, TransferRefunded)
+_MOVEMENT_TYPES = (MoneyDeposited, MoneyWithdrawn, *_TRANSFER_TYPES)
+_INFLOWS = (MoneyDeposited, TransferCredited, TransferRefunded)
 _WIDTHS = ("day", "minute", "second")
 _SHOWN_MISMATCHES = 10
 
@@ -46,26 +50,72 @@ class AccountSummary:
     movements: int
 
 
+@dataclass(frozen=True, slots=True)
+class TransferSummary:
+    """What must agree between the fold and the read model for one transfer: its accounts,
+    amount (minor units), whether its debit was cross-shard (None: not seen), and which of its
+    steps happened."""
+
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    cross_shard: bool | None
+    sent: bool
+    credited: bool
+    refunded: bool
+
+    @property
+    def state(self) -> str:
+        return "REFUNDED" if self.refunded else "COMPLETED" if self.credited else "PENDING"
+
+
 @dataclass(slots=True)
 class Fold:
     accounts: dict[str, Account] = field(default_factory=dict)
     movements: Counter[str] = field(default_factory=Counter)
     totals: dict[str, list[int]] = field(default_factory=dict)
-    """Per currency: money in and out (minor units), movements, accounts opened, closed."""
+    """Per currency: money in and out (minor units), movements, accounts opened, closed, money
+    that left and reached accounts by transfer (the difference is in flight)."""
+    transfers: dict[str, TransferSummary] = field(default_factory=dict)
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
             account = evolve(self.accounts.get(event.account_id), event)
             self.accounts[event.account_id] = account
-            totals = self.totals.setdefault(account.currency, [0, 0, 0, 0, 0])
+            totals = self.totals.setdefault(account.currency, [0, 0, 0, 0, 0, 0, 0])
             if isinstance(event, _MOVEMENT_TYPES):
                 self.movements[event.account_id] += 1
-                totals[0 if isinstance(event, _INFLOWS) else 1] += event.amount
+                inflow = isinstance(event, _INFLOWS)
+                totals[0 if inflow else 1] += event.amount
                 totals[2] += 1
+                if isinstance(event, _TRANSFER_TYPES):
+                    totals[6 if inflow else 5] += event.amount
+                    self._add_leg(event)
             elif isinstance(event, AccountOpened):
                 totals[3] += 1
             elif isinstance(event, AccountClosed):
                 totals[4] += 1
+
+    def _add_leg(
+        self, event: TransferDebited | TransferCredited | TransferSent | TransferRefunded
+    ) -> None:
+        credit = isinstance(event, TransferCredited)
+        debit = isinstance(event, TransferDebited | TransferSent)
+        known = self.transfers.get(event.transfer_id)
+        if known is None:
+            from_id, to_id = event.account_id, event.counterparty_id
+            if credit:
+                from_id, to_id = to_id, from_id
+            known = TransferSummary(from_id, to_id, event.amount, None, False, False, False)
+        self.transfers[event.transfer_id] = TransferSummary(
+            known.from_account_id,
+            known.to_account_id,
+            known.amount,
+            isinstance(event, TransferSent) if debit else known.cross_shard,
+            known.sent or debit,
+            known.credited or credit,
+            known.refunded or isinstance(event, TransferRefunded),
+        )
 
     def summaries(self) -> dict[str, AccountSummary]:
         return {
@@ -124,7 +174,8 @@ async def totals_differences(connection: Any, fold: Fold) -> list[str]:
     rows = await connection.fetch(
         "SELECT width, currency, sum(inflow) AS inflow, sum(outflow) AS outflow,"
         " sum(movement_count) AS moved, sum(opened_count) AS opened,"
-        " sum(closed_count) AS closed FROM currency_totals GROUP BY width, currency"
+        " sum(closed_count) AS closed, sum(transferred_out) AS transferred_out,"
+        " sum(transferred_in) AS transferred_in FROM currency_totals GROUP BY width, currency"
     )
     found: dict[str, dict[str, list[int]]] = {width: {} for width in _WIDTHS}
     for row in rows:
@@ -135,13 +186,43 @@ async def totals_differences(connection: Any, fold: Fold) -> list[str]:
             int(row["moved"]),
             int(row["opened"]),
             int(row["closed"]),
+            to_minor(row["transferred_out"], currency),
+            to_minor(row["transferred_in"], currency),
         ]
     return [
         f"{width} totals of {currency}: log says {fold.totals.get(currency)} (in, out, "
-        f"movements, opened, closed), read model has {by_currency.get(currency)}"
+        "movements, opened, closed, transferred out, transferred in), read model has "
+        f"{by_currency.get(currency)}"
         for width, by_currency in found.items()
         for currency in sorted(by_currency.keys() | fold.totals.keys())
         if by_currency.get(currency) != fold.totals.get(currency)
+    ]
+
+
+async def transfers_differences(connection: Any, fold: Fold) -> list[str]:
+    """How the read model's `transfers` rows differ from the fold's transfers."""
+    rows = await connection.fetch(
+        "SELECT transfer_id, from_account_id, to_account_id, currency, amount, cross_shard,"
+        " sent_at IS NOT NULL AS sent, credited_at IS NOT NULL AS credited,"
+        " refunded_at IS NOT NULL AS refunded FROM transfers"
+    )
+    found = {
+        row["transfer_id"]: TransferSummary(
+            row["from_account_id"],
+            row["to_account_id"],
+            to_minor(row["amount"], row["currency"]),
+            row["cross_shard"],
+            row["sent"],
+            row["credited"],
+            row["refunded"],
+        )
+        for row in rows
+    }
+    return [
+        f"transfer {transfer_id!r}: log says {fold.transfers.get(transfer_id)}, read model has "
+        f"{found.get(transfer_id)}"
+        for transfer_id in sorted(found.keys() | fold.transfers.keys())
+        if found.get(transfer_id) != fold.transfers.get(transfer_id)
     ]
 
 
@@ -150,6 +231,7 @@ async def verify(connection: Any, fold: Fold) -> int:
     expected = fold.summaries()
     problems = differences(expected, await read_model_summaries(connection))
     problems += await totals_differences(connection, fold)
+    problems += await transfers_differences(connection, fold)
     if problems:
         shown = "; ".join(problems[:_SHOWN_MISMATCHES])
         more = len(problems) - _SHOWN_MISMATCHES

@@ -29,3 +29,8 @@ class Unavailable(QueryFailed):
 
 class ResourceExhausted(QueryFailed):
     """The server is at one of its limits (calls waiting, streams); retrying later may succeed."""
+
+
+class PermissionDenied(QueryFailed):
+    """The caller's token may not read what the request named, which only the read model could
+    tell (the policy table, ledger/auth/policy.py, decides the rest before the call)."""

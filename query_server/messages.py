@@ -20,6 +20,7 @@ from query_server.rows import (
     MovementRow,
     Snapshot,
     SummaryRow,
+    TransferRow,
 )
 from query_server.watch import AccountUpdate
 
@@ -30,6 +31,7 @@ _KIND = {
     "WITHDRAWAL": pb.TRANSACTION_KIND_WITHDRAWAL,
     "TRANSFER_OUT": pb.TRANSACTION_KIND_TRANSFER_OUT,
     "TRANSFER_IN": pb.TRANSACTION_KIND_TRANSFER_IN,
+    "TRANSFER_REFUND": pb.TRANSACTION_KIND_TRANSFER_REFUND,
 }
 
 
@@ -149,7 +151,38 @@ def currency_totals(row: CurrencyTotalsRow) -> pb.CurrencyTotals:
         money_in=money(row.money_in, row.currency),
         money_out=money(row.money_out, row.currency),
         movement_count=row.movement_count,
+        # What left by transfer and has not arrived (credit or refund) is in flight.
+        money_in_flight=money(row.transferred_out - row.transferred_in, row.currency),
+        deposited=money(row.money_in - row.transferred_in, row.currency),
+        withdrawn=money(row.money_out - row.transferred_out, row.currency),
     )
+
+
+def transfer(row: TransferRow) -> pb.Transfer:
+    if row.refunded_at is not None:
+        state = pb.TRANSFER_STATE_REFUNDED
+    elif row.credited_at is not None:
+        state = pb.TRANSFER_STATE_COMPLETED
+    else:
+        state = pb.TRANSFER_STATE_PENDING
+    message = pb.Transfer(
+        transfer_id=row.transfer_id,
+        from_account_id=row.from_account_id,
+        to_account_id=row.to_account_id,
+        amount=money(row.amount, row.currency),
+        currency=row.currency,
+        state=state,
+        cross_shard=bool(row.cross_shard),
+        refund_reason=row.refund_reason or "",
+    )
+    for field, moment in (
+        ("sent_at", row.sent_at),
+        ("credited_at", row.credited_at),
+        ("refunded_at", row.refunded_at),
+    ):
+        if moment is not None:
+            getattr(message, field).CopyFrom(timestamp(moment))
+    return message
 
 
 def summary(row: SummaryRow) -> pb.DailySummary:

@@ -33,6 +33,7 @@ from query_server.rows import (
     Page,
     Snapshot,
     SummaryRow,
+    TransferRow,
 )
 from query_server.validation import (
     AccountsQuery,
@@ -186,6 +187,17 @@ class ReadModel:
                 checkpoints = await connection.fetchrow(statements.CHECKPOINTS, self._topic)
         rows = [CurrencyTotalsRow(*record) for record in records]
         return rows, _snapshot(tuple(checkpoints), 0)
+
+    async def transfer(self, transfer_id: str) -> tuple[TransferRow, Snapshot]:
+        with translated:
+            record = await self._pool.fetchrow(statements.TRANSFER, self._topic, transfer_id)
+        values = tuple(record)
+        if values[0] is None:
+            raise NotFound(
+                f"transfer {transfer_id!r} not found; if it was made just now, pass the "
+                "Transfer's consistency_token to wait for the read model to include it"
+            )
+        return TransferRow(*values[:10]), _snapshot(values, 10)
 
     async def accounts(self, query: AccountsQuery, within: str | None = None) -> Page[AccountRow]:
         """A page of accounts; only those whose id matches `within` (a regular expression: the

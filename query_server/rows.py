@@ -83,6 +83,23 @@ class CurrencyTotalsRow:
     movement_count: int
     account_count: int
     closed_account_count: int
+    transferred_out: Decimal = Decimal(0)
+    """Of `money_out`, what left by transfer; of `money_in`, `transferred_in` arrived by one."""
+    transferred_in: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRow:
+    transfer_id: str
+    from_account_id: str
+    to_account_id: str
+    currency: str
+    amount: Decimal
+    cross_shard: bool | None
+    sent_at: datetime | None
+    credited_at: datetime | None
+    refunded_at: datetime | None
+    refund_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from ledger.auth.principal import permitted_accounts_regex
+from ledger.auth.principal import current_principal, permitted_accounts_regex
 from ledger.consistency import ConsistencyToken
 from ledger.v1 import queries_pb2 as pb
 from ledger.v1 import queries_pb2_grpc as pb_grpc
@@ -20,6 +20,7 @@ from query_server.errors import (
     InvalidArgument,
     NotCovered,
     NotFound,
+    PermissionDenied,
     QueryFailed,
     ResourceExhausted,
     Unavailable,
@@ -42,6 +43,7 @@ _Response = TypeVar("_Response")
 _STATUS_OF: dict[type[QueryFailed], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotCovered: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -194,6 +196,27 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         return pb.GetTrialBalanceResponse(
             currencies=[messages.currency_totals(row) for row in rows],
             freshness=_fresh(token, snapshot),
+        )
+
+    @_unary
+    async def GetTransfer(
+        self, request: pb.GetTransferRequest, context: _Context
+    ) -> pb.GetTransferResponse:
+        transfer_id = validation.transfer_id(request.transfer_id)
+        token, side = await self._ready(request, context)
+        row, snapshot = await side.read_model.transfer(transfer_id)
+        # Only the read model knows the accounts: the policy checked the scope, this the
+        # accounts (a token that may read either side may see the transfer).
+        principal = current_principal.get()
+        if principal is not None and not (
+            principal.may_act_on(row.from_account_id) or principal.may_act_on(row.to_account_id)
+        ):
+            raise PermissionDenied(
+                f"the token may read accounts matching {', '.join(principal.accounts or ())}; "
+                f"transfer {transfer_id!r} neither debits nor credits one of them"
+            )
+        return pb.GetTransferResponse(
+            transfer=messages.transfer(row), freshness=_fresh(token, snapshot)
         )
 
     @_unary

@@ -139,11 +139,16 @@ BALANCES_AT = {
 # Totals per currency up to $1 inclusive (docs/design.md, decision 15): whole days before
 # its day, whole minutes of its day before its minute, whole seconds of its minute before its
 # second, then the movements, openings and closings of its own second up to $1.
-_TOTALS = "currency, inflow, outflow, movement_count, opened_count, closed_count"
+_TOTALS = (
+    "currency, inflow, outflow, movement_count, opened_count, closed_count, transferred_out, "
+    "transferred_in"
+)
 _SECOND = "date_trunc('second', $1, 'UTC')"
+_INFLOW_KINDS = "('DEPOSIT', 'TRANSFER_IN', 'TRANSFER_REFUND')"
 TRIAL_BALANCE = f"""
 SELECT currency, sum(inflow), sum(outflow), sum(movement_count)::bigint,
-       sum(opened_count)::bigint, sum(closed_count)::bigint
+       sum(opened_count)::bigint, sum(closed_count)::bigint, sum(transferred_out),
+       sum(transferred_in)
 FROM (
     SELECT {_TOTALS} FROM currency_totals
     WHERE width = 'day' AND period_start < date_trunc('day', $1, 'UTC')
@@ -157,14 +162,26 @@ FROM (
       AND period_start < {_SECOND}
     UNION ALL
     SELECT a.currency,
-           CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN m.amount ELSE 0 END,
-           CASE WHEN m.kind IN ('DEPOSIT', 'TRANSFER_IN') THEN 0 ELSE m.amount END, 1, 0, 0
+           CASE WHEN m.kind IN {_INFLOW_KINDS} THEN m.amount ELSE 0 END,
+           CASE WHEN m.kind IN {_INFLOW_KINDS} THEN 0 ELSE m.amount END, 1, 0, 0,
+           CASE WHEN m.kind = 'TRANSFER_OUT' THEN m.amount ELSE 0 END,
+           CASE WHEN m.kind IN ('TRANSFER_IN', 'TRANSFER_REFUND') THEN m.amount ELSE 0 END
     FROM movements m JOIN accounts a USING (account_id)
     WHERE m.occurred_at >= {_SECOND} AND m.occurred_at <= $1
     UNION ALL
-    SELECT currency, 0, 0, 0, 1, 0 FROM accounts WHERE opened_at >= {_SECOND} AND opened_at <= $1
+    SELECT currency, 0, 0, 0, 1, 0, 0, 0 FROM accounts
+    WHERE opened_at >= {_SECOND} AND opened_at <= $1
     UNION ALL
-    SELECT currency, 0, 0, 0, 0, 1 FROM accounts WHERE closed_at >= {_SECOND} AND closed_at <= $1
+    SELECT currency, 0, 0, 0, 0, 1, 0, 0 FROM accounts
+    WHERE closed_at >= {_SECOND} AND closed_at <= $1
 ) t
 GROUP BY currency ORDER BY currency
 """
+# One statement, always one row: the transfer's columns are NULL for an unknown transfer.
+TRANSFER = (
+    f"WITH cp AS ({CHECKPOINTS}) "
+    "SELECT t.transfer_id, t.from_account_id, t.to_account_id, t.currency, t.amount, "
+    "t.cross_shard, t.sent_at, t.credited_at, t.refunded_at, t.refund_reason, "
+    "cp.partitions, cp.offsets, cp.as_of "
+    "FROM cp LEFT JOIN transfers t ON t.transfer_id = $2"
+)

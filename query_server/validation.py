@@ -15,9 +15,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ledger.consistency import ConsistencyToken
 from ledger.domain.rejection import Rejection
 from ledger.domain.validation import (
+    MAX_COMMAND_ID_LENGTH,
     MAX_REFERENCE_LENGTH,
     require_account_id,
     require_currency,
+    require_printable,
     require_text,
 )
 from ledger.v1 import queries_pb2 as pb
@@ -104,6 +106,23 @@ class BalancesQuery:
 def account_id(value: str, field: str = "account_id") -> str:
     try:
         require_account_id(value, field)
+    except Rejection as exc:
+        raise InvalidArgument(exc.message) from None
+    return value
+
+
+def transfer_id(value: str) -> str:
+    """GetTransfer's id: a command id as the command server takes them (printable, bounded);
+    whether it names a transfer is the read model's to say."""
+    if not value:
+        raise InvalidArgument("transfer_id is required: the command_id of the Transfer")
+    if len(value) > MAX_COMMAND_ID_LENGTH:
+        raise InvalidArgument(
+            f"transfer_id is {len(value)} characters long; a command id has at most "
+            f"{MAX_COMMAND_ID_LENGTH}"
+        )
+    try:
+        require_printable(value, "transfer_id")
     except Rejection as exc:
         raise InvalidArgument(exc.message) from None
     return value

@@ -124,6 +124,9 @@ POLICY: dict[str, Rule] = {
     # Every account's balance at an instant, narrowed to permitted accounts.
     _QUERIES + "ListBalancesAt": _rule(READ, account=None),
     _QUERIES + "GetTrialBalance": _rule(READ, account=None, whole_ledger=True),
+    # The request names no account: the servicer, once it has read the transfer, refuses a
+    # token that may read neither the debited nor the credited account.
+    _QUERIES + "GetTransfer": _rule(READ, account=None),
     # Without an account_id: the summaries of the whole ledger, narrowed to permitted accounts.
     _QUERIES + "GetDailySummaries": _rule(READ),
     _QUERIES + "GetProjectionStatus": _rule(READ, ADMIN, account=None),

@@ -57,9 +57,15 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     TRANSACTION_KIND_WITHDRAWAL: _TransactionKind.ValueType  # 2
     """Money withdrawn from the account."""
     TRANSACTION_KIND_TRANSFER_OUT: _TransactionKind.ValueType  # 3
-    """Money transferred out of the account to `counterparty_account_id`."""
+    """Money transferred out of the account to `counterparty_account_id`. For an account of
+    another shard the money is in flight until credited or refunded: GetTransfer tells which.
+    """
     TRANSACTION_KIND_TRANSFER_IN: _TransactionKind.ValueType  # 4
     """Money transferred into the account from `counterparty_account_id`."""
+    TRANSACTION_KIND_TRANSFER_REFUND: _TransactionKind.ValueType  # 5
+    """Money of a cross-shard transfer out (`transfer_id`) coming back: `counterparty_account_id`
+    refused the credit (GetTransfer tells why).
+    """
 
 class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrapper):
     """What a balance movement was."""
@@ -71,9 +77,15 @@ TRANSACTION_KIND_DEPOSIT: TransactionKind.ValueType  # 1
 TRANSACTION_KIND_WITHDRAWAL: TransactionKind.ValueType  # 2
 """Money withdrawn from the account."""
 TRANSACTION_KIND_TRANSFER_OUT: TransactionKind.ValueType  # 3
-"""Money transferred out of the account to `counterparty_account_id`."""
+"""Money transferred out of the account to `counterparty_account_id`. For an account of
+another shard the money is in flight until credited or refunded: GetTransfer tells which.
+"""
 TRANSACTION_KIND_TRANSFER_IN: TransactionKind.ValueType  # 4
 """Money transferred into the account from `counterparty_account_id`."""
+TRANSACTION_KIND_TRANSFER_REFUND: TransactionKind.ValueType  # 5
+"""Money of a cross-shard transfer out (`transfer_id`) coming back: `counterparty_account_id`
+refused the credit (GetTransfer tells why).
+"""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
 
 class _SortOrder:
@@ -99,6 +111,38 @@ SORT_ORDER_ASCENDING: SortOrder.ValueType  # 1
 SORT_ORDER_DESCENDING: SortOrder.ValueType  # 2
 """Newest first."""
 Global___SortOrder: _TypeAlias = SortOrder  # noqa: Y015
+
+class _TransferState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_STATE_UNSPECIFIED: _TransferState.ValueType  # 0
+    """Never used in responses."""
+    TRANSFER_STATE_PENDING: _TransferState.ValueType  # 1
+    """The money left the debited account for an account of another shard and is in flight.
+    (A transfer whose credit the read model holds is COMPLETED, even before its debit.)
+    """
+    TRANSFER_STATE_COMPLETED: _TransferState.ValueType  # 2
+    """The credited account received the money (same-shard transfers are completed at once)."""
+    TRANSFER_STATE_REFUNDED: _TransferState.ValueType  # 3
+    """The credited account's shard refused the credit and the money went back (`refund_reason`)."""
+
+class TransferState(_TransferState, metaclass=_TransferStateEnumTypeWrapper):
+    """Where a transfer stands."""
+
+TRANSFER_STATE_UNSPECIFIED: TransferState.ValueType  # 0
+"""Never used in responses."""
+TRANSFER_STATE_PENDING: TransferState.ValueType  # 1
+"""The money left the debited account for an account of another shard and is in flight.
+(A transfer whose credit the read model holds is COMPLETED, even before its debit.)
+"""
+TRANSFER_STATE_COMPLETED: TransferState.ValueType  # 2
+"""The credited account received the money (same-shard transfers are completed at once)."""
+TRANSFER_STATE_REFUNDED: TransferState.ValueType  # 3
+"""The credited account's shard refused the credit and the money went back (`refund_reason`)."""
+Global___TransferState: _TypeAlias = TransferState  # noqa: Y015
 
 @_typing.final
 class Freshness(_message.Message):
@@ -1141,6 +1185,9 @@ class CurrencyTotals(_message.Message):
     MONEY_IN_FIELD_NUMBER: _builtins.int
     MONEY_OUT_FIELD_NUMBER: _builtins.int
     MOVEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    MONEY_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    DEPOSITED_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     currency: _builtins.str
     """ISO 4217 code of every amount here."""
     account_count: _builtins.int
@@ -1155,6 +1202,16 @@ class CurrencyTotals(_message.Message):
     """Everything debited up to `at` (withdrawals and outgoing transfers), as a decimal string."""
     movement_count: _builtins.int
     """Balance movements up to `at`."""
+    money_in_flight: _builtins.str
+    """Money of cross-shard transfers that had left its account by `at` and had neither been
+    credited nor refunded by then, as a decimal string. Conservation: `total_balance` +
+    `money_in_flight` = `deposited` - `withdrawn`, at every instant. Each side's time is its
+    shard's clock: a credit stamped before its send (clocks apart) counts negatively between.
+    """
+    deposited: _builtins.str
+    """Everything deposited up to `at`, as a decimal string (`money_in` less transfers in)."""
+    withdrawn: _builtins.str
+    """Everything withdrawn up to `at`, as a decimal string (`money_out` less transfers out)."""
     def __init__(
         self,
         *,
@@ -1165,10 +1222,13 @@ class CurrencyTotals(_message.Message):
         money_in: _builtins.str = ...,
         money_out: _builtins.str = ...,
         movement_count: _builtins.int = ...,
+        money_in_flight: _builtins.str = ...,
+        deposited: _builtins.str = ...,
+        withdrawn: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "closed_account_count", b"closed_account_count", "currency", b"currency", "money_in", b"money_in", "money_out", b"money_out", "movement_count", b"movement_count", "total_balance", b"total_balance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "closed_account_count", b"closed_account_count", "currency", b"currency", "deposited", b"deposited", "money_in", b"money_in", "money_in_flight", b"money_in_flight", "money_out", b"money_out", "movement_count", b"movement_count", "total_balance", b"total_balance", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1203,3 +1263,133 @@ class GetTrialBalanceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTrialBalanceResponse: _TypeAlias = GetTrialBalanceResponse  # noqa: Y015
+
+@_typing.final
+class GetTransferRequest(_message.Message):
+    """Asks for one transfer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    """Required. The transfer's id: the `command_id` of its Transfer command. Empty, longer than
+    128 characters or holding a control or invisible character: INVALID_ARGUMENT.
+    """
+    consistency_token: _builtins.str
+    """Optional. Wait until the read model includes this position before answering."""
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        consistency_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferRequest: _TypeAlias = GetTransferRequest  # noqa: Y015
+
+@_typing.final
+class Transfer(_message.Message):
+    """One transfer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    FROM_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TO_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CROSS_SHARD_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    CREDITED_AT_FIELD_NUMBER: _builtins.int
+    REFUNDED_AT_FIELD_NUMBER: _builtins.int
+    REFUND_REASON_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    """The transfer's id (its Transfer command's `command_id`)."""
+    from_account_id: _builtins.str
+    """The debited account."""
+    to_account_id: _builtins.str
+    """The account to credit."""
+    amount: _builtins.str
+    """The amount, as a decimal string."""
+    currency: _builtins.str
+    """ISO 4217 code of `amount`."""
+    state: Global___TransferState.ValueType
+    """PENDING, COMPLETED or REFUNDED."""
+    cross_shard: _builtins.bool
+    """Whether the accounts belong to different shards (money in flight between the steps); false
+    also while only the credit is projected.
+    """
+    refund_reason: _builtins.str
+    """Why the credit was refused, for a person to read; empty unless REFUNDED."""
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """When the money left the debited account; unset while the read model has only the credit
+        (the two sides are projected independently).
+        """
+
+    @_builtins.property
+    def credited_at(self) -> _timestamp_pb2.Timestamp:
+        """When the credited account received it; unset unless COMPLETED."""
+
+    @_builtins.property
+    def refunded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the money came back; unset unless REFUNDED."""
+
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        from_account_id: _builtins.str = ...,
+        to_account_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        state: Global___TransferState.ValueType = ...,
+        cross_shard: _builtins.bool = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        credited_at: _timestamp_pb2.Timestamp | None = ...,
+        refunded_at: _timestamp_pb2.Timestamp | None = ...,
+        refund_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credited_at", b"credited_at", "refunded_at", b"refunded_at", "sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "credited_at", b"credited_at", "cross_shard", b"cross_shard", "currency", b"currency", "from_account_id", b"from_account_id", "refund_reason", b"refund_reason", "refunded_at", b"refunded_at", "sent_at", b"sent_at", "state", b"state", "to_account_id", b"to_account_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transfer: _TypeAlias = Transfer  # noqa: Y015
+
+@_typing.final
+class GetTransferResponse(_message.Message):
+    """One transfer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transfer(self) -> Global___Transfer:
+        """The transfer."""
+
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """The position the answer reflects."""
+
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        freshness: Global___Freshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferResponse: _TypeAlias = GetTransferResponse  # noqa: Y015

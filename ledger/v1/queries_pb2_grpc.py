@@ -87,6 +87,11 @@ class QueryServiceStub:
                 request_serializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetTransfer = channel.unary_unary(
+                '/ledger.v1.QueryService/GetTransfer',
+                request_serializer=ledger_dot_v1_dot_queries__pb2.GetTransferRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_queries__pb2.GetTransferResponse.FromString,
+                _registered_method=True)
         self.GetDailySummaries = channel.unary_unary(
                 '/ledger.v1.QueryService/GetDailySummaries',
                 request_serializer=ledger_dot_v1_dot_queries__pb2.GetDailySummariesRequest.SerializeToString,
@@ -184,6 +189,21 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTransfer(self, request, context):
+        """Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+        the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+        account's shard refused it; the reason says why). How a client learns the end of a transfer
+        that CommandService/Transfer answered as pending: call this until the state is not PENDING
+        (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+        NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+        the command's consistency token to wait for it). A token restricted to some accounts must
+        be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+        ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDailySummaries(self, request, context):
         """Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
         """
@@ -247,6 +267,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetTrialBalance,
                     request_deserializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.SerializeToString,
+            ),
+            'GetTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransfer,
+                    request_deserializer=ledger_dot_v1_dot_queries__pb2.GetTransferRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_queries__pb2.GetTransferResponse.SerializeToString,
             ),
             'GetDailySummaries': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDailySummaries,
@@ -471,6 +496,33 @@ class QueryService:
             '/ledger.v1.QueryService/GetTrialBalance',
             ledger_dot_v1_dot_queries__pb2.GetTrialBalanceRequest.SerializeToString,
             ledger_dot_v1_dot_queries__pb2.GetTrialBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.QueryService/GetTransfer',
+            ledger_dot_v1_dot_queries__pb2.GetTransferRequest.SerializeToString,
+            ledger_dot_v1_dot_queries__pb2.GetTransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -267,6 +267,8 @@ def query_requests(hostile: bool) -> dict[str, st.SearchStrategy[Message]]:
         "GetTrialBalance": fields(at=Field(_RECENT, timestamps.hostile)).map(
             lambda f: _set(q.GetTrialBalanceRequest(), **f)
         ),
+        # Valid ids are well-formed but unknown (NOT_FOUND): the read path and the refusal.
+        "GetTransfer": fields(transfer_id=command_ids).map(lambda f: q.GetTransferRequest(**f)),
         "GetDailySummaries": fields(
             **page,
             account_id=Field(st.one_of(st.just(""), account_ids.valid), hostile_text),

@@ -51,15 +51,16 @@ def test_a_rebuild_until_refuses_the_live_schema_a_future_instant_and_a_naive_on
 def test_seconds_roll_up_into_minutes_and_days_in_key_order() -> None:
     second = int((T - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
     projection = Projection()
-    projection.seconds[(1, "USD", second)] = PeriodTotals(100, 0, 1, 1, 0)
-    projection.seconds[(1, "USD", second - 1)] = PeriodTotals(5, 7, 2, 0, 1)
+    projection.seconds[(1, "USD", second)] = PeriodTotals(100, 0, 1, 1, 0, 0, 40)
+    projection.seconds[(1, "USD", second - 1)] = PeriodTotals(5, 7, 2, 0, 1, 7, 0)
     projection.seconds[(1, "USD", second + 1)] = PeriodTotals(0, 3, 1, 0, 0)  # next day
     rows = _period_rows(projection)
     assert rows == sorted(rows)
     by_key = {(width, start): tuple(rest) for width, start, *rest in rows}
     day, minute = second - second % 86_400, second - second % 60
-    assert by_key[("day", day)] == ("USD", 1, 105, 7, 2, 3, 1, 1)
-    assert by_key[("day", day + 86_400)] == ("USD", 1, 0, 3, 2, 1, 0, 0)
-    assert by_key[("minute", minute)] == ("USD", 1, 105, 7, 2, 3, 1, 1)
-    assert by_key[("second", second)] == ("USD", 1, 100, 0, 2, 1, 1, 0)
+    # (..., inflow, outflow, exponent, moved, opened, closed, transferred out, transferred in)
+    assert by_key[("day", day)] == ("USD", 1, 105, 7, 2, 3, 1, 1, 7, 40)
+    assert by_key[("day", day + 86_400)] == ("USD", 1, 0, 3, 2, 1, 0, 0, 0, 0)
+    assert by_key[("minute", minute)] == ("USD", 1, 105, 7, 2, 3, 1, 1, 7, 40)
+    assert by_key[("second", second)] == ("USD", 1, 100, 0, 2, 1, 1, 0, 0, 40)
     assert len(rows) == 2 + 2 + 3

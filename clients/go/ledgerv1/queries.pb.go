@@ -87,10 +87,14 @@ const (
 	TransactionKind_TRANSACTION_KIND_DEPOSIT TransactionKind = 1
 	// Money withdrawn from the account.
 	TransactionKind_TRANSACTION_KIND_WITHDRAWAL TransactionKind = 2
-	// Money transferred out of the account to `counterparty_account_id`.
+	// Money transferred out of the account to `counterparty_account_id`. For an account of
+	// another shard the money is in flight until credited or refunded: GetTransfer tells which.
 	TransactionKind_TRANSACTION_KIND_TRANSFER_OUT TransactionKind = 3
 	// Money transferred into the account from `counterparty_account_id`.
 	TransactionKind_TRANSACTION_KIND_TRANSFER_IN TransactionKind = 4
+	// Money of a cross-shard transfer out (`transfer_id`) coming back: `counterparty_account_id`
+	// refused the credit (GetTransfer tells why).
+	TransactionKind_TRANSACTION_KIND_TRANSFER_REFUND TransactionKind = 5
 )
 
 // Enum value maps for TransactionKind.
@@ -101,13 +105,15 @@ var (
 		2: "TRANSACTION_KIND_WITHDRAWAL",
 		3: "TRANSACTION_KIND_TRANSFER_OUT",
 		4: "TRANSACTION_KIND_TRANSFER_IN",
+		5: "TRANSACTION_KIND_TRANSFER_REFUND",
 	}
 	TransactionKind_value = map[string]int32{
-		"TRANSACTION_KIND_UNSPECIFIED":  0,
-		"TRANSACTION_KIND_DEPOSIT":      1,
-		"TRANSACTION_KIND_WITHDRAWAL":   2,
-		"TRANSACTION_KIND_TRANSFER_OUT": 3,
-		"TRANSACTION_KIND_TRANSFER_IN":  4,
+		"TRANSACTION_KIND_UNSPECIFIED":     0,
+		"TRANSACTION_KIND_DEPOSIT":         1,
+		"TRANSACTION_KIND_WITHDRAWAL":      2,
+		"TRANSACTION_KIND_TRANSFER_OUT":    3,
+		"TRANSACTION_KIND_TRANSFER_IN":     4,
+		"TRANSACTION_KIND_TRANSFER_REFUND": 5,
 	}
 )
 
@@ -189,6 +195,64 @@ func (x SortOrder) Number() protoreflect.EnumNumber {
 // Deprecated: Use SortOrder.Descriptor instead.
 func (SortOrder) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{2}
+}
+
+// Where a transfer stands.
+type TransferState int32
+
+const (
+	// Never used in responses.
+	TransferState_TRANSFER_STATE_UNSPECIFIED TransferState = 0
+	// The money left the debited account for an account of another shard and is in flight.
+	// (A transfer whose credit the read model holds is COMPLETED, even before its debit.)
+	TransferState_TRANSFER_STATE_PENDING TransferState = 1
+	// The credited account received the money (same-shard transfers are completed at once).
+	TransferState_TRANSFER_STATE_COMPLETED TransferState = 2
+	// The credited account's shard refused the credit and the money went back (`refund_reason`).
+	TransferState_TRANSFER_STATE_REFUNDED TransferState = 3
+)
+
+// Enum value maps for TransferState.
+var (
+	TransferState_name = map[int32]string{
+		0: "TRANSFER_STATE_UNSPECIFIED",
+		1: "TRANSFER_STATE_PENDING",
+		2: "TRANSFER_STATE_COMPLETED",
+		3: "TRANSFER_STATE_REFUNDED",
+	}
+	TransferState_value = map[string]int32{
+		"TRANSFER_STATE_UNSPECIFIED": 0,
+		"TRANSFER_STATE_PENDING":     1,
+		"TRANSFER_STATE_COMPLETED":   2,
+		"TRANSFER_STATE_REFUNDED":    3,
+	}
+)
+
+func (x TransferState) Enum() *TransferState {
+	p := new(TransferState)
+	*p = x
+	return p
+}
+
+func (x TransferState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_queries_proto_enumTypes[3].Descriptor()
+}
+
+func (TransferState) Type() protoreflect.EnumType {
+	return &file_ledger_v1_queries_proto_enumTypes[3]
+}
+
+func (x TransferState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferState.Descriptor instead.
+func (TransferState) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{3}
 }
 
 // Which position of the event store an answer reflects.
@@ -2172,6 +2236,15 @@ type CurrencyTotals struct {
 	MoneyOut string `protobuf:"bytes,6,opt,name=money_out,json=moneyOut,proto3" json:"money_out,omitempty"`
 	// Balance movements up to `at`.
 	MovementCount int64 `protobuf:"varint,7,opt,name=movement_count,json=movementCount,proto3" json:"movement_count,omitempty"`
+	// Money of cross-shard transfers that had left its account by `at` and had neither been
+	// credited nor refunded by then, as a decimal string. Conservation: `total_balance` +
+	// `money_in_flight` = `deposited` - `withdrawn`, at every instant. Each side's time is its
+	// shard's clock: a credit stamped before its send (clocks apart) counts negatively between.
+	MoneyInFlight string `protobuf:"bytes,8,opt,name=money_in_flight,json=moneyInFlight,proto3" json:"money_in_flight,omitempty"`
+	// Everything deposited up to `at`, as a decimal string (`money_in` less transfers in).
+	Deposited string `protobuf:"bytes,9,opt,name=deposited,proto3" json:"deposited,omitempty"`
+	// Everything withdrawn up to `at`, as a decimal string (`money_out` less transfers out).
+	Withdrawn     string `protobuf:"bytes,10,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2255,6 +2328,27 @@ func (x *CurrencyTotals) GetMovementCount() int64 {
 	return 0
 }
 
+func (x *CurrencyTotals) GetMoneyInFlight() string {
+	if x != nil {
+		return x.MoneyInFlight
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetDeposited() string {
+	if x != nil {
+		return x.Deposited
+	}
+	return ""
+}
+
+func (x *CurrencyTotals) GetWithdrawn() string {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return ""
+}
+
 // The trial balance at a point in time.
 type GetTrialBalanceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2304,6 +2398,255 @@ func (x *GetTrialBalanceResponse) GetCurrencies() []*CurrencyTotals {
 }
 
 func (x *GetTrialBalanceResponse) GetFreshness() *Freshness {
+	if x != nil {
+		return x.Freshness
+	}
+	return nil
+}
+
+// Asks for one transfer.
+type GetTransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The transfer's id: the `command_id` of its Transfer command. Empty, longer than
+	// 128 characters or holding a control or invisible character: INVALID_ARGUMENT.
+	TransferId string `protobuf:"bytes,1,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// Optional. Wait until the read model includes this position before answering.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetTransferRequest) Reset() {
+	*x = GetTransferRequest{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransferRequest) ProtoMessage() {}
+
+func (x *GetTransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransferRequest.ProtoReflect.Descriptor instead.
+func (*GetTransferRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetTransferRequest) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *GetTransferRequest) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// One transfer.
+type Transfer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transfer's id (its Transfer command's `command_id`).
+	TransferId string `protobuf:"bytes,1,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// The debited account.
+	FromAccountId string `protobuf:"bytes,2,opt,name=from_account_id,json=fromAccountId,proto3" json:"from_account_id,omitempty"`
+	// The account to credit.
+	ToAccountId string `protobuf:"bytes,3,opt,name=to_account_id,json=toAccountId,proto3" json:"to_account_id,omitempty"`
+	// The amount, as a decimal string.
+	Amount string `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	// ISO 4217 code of `amount`.
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// PENDING, COMPLETED or REFUNDED.
+	State TransferState `protobuf:"varint,6,opt,name=state,proto3,enum=ledger.v1.TransferState" json:"state,omitempty"`
+	// Whether the accounts belong to different shards (money in flight between the steps); false
+	// also while only the credit is projected.
+	CrossShard bool `protobuf:"varint,7,opt,name=cross_shard,json=crossShard,proto3" json:"cross_shard,omitempty"`
+	// When the money left the debited account; unset while the read model has only the credit
+	// (the two sides are projected independently).
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// When the credited account received it; unset unless COMPLETED.
+	CreditedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=credited_at,json=creditedAt,proto3" json:"credited_at,omitempty"`
+	// When the money came back; unset unless REFUNDED.
+	RefundedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=refunded_at,json=refundedAt,proto3" json:"refunded_at,omitempty"`
+	// Why the credit was refused, for a person to read; empty unless REFUNDED.
+	RefundReason  string `protobuf:"bytes,11,opt,name=refund_reason,json=refundReason,proto3" json:"refund_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Transfer) Reset() {
+	*x = Transfer{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transfer) ProtoMessage() {}
+
+func (x *Transfer) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
+func (*Transfer) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Transfer) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *Transfer) GetFromAccountId() string {
+	if x != nil {
+		return x.FromAccountId
+	}
+	return ""
+}
+
+func (x *Transfer) GetToAccountId() string {
+	if x != nil {
+		return x.ToAccountId
+	}
+	return ""
+}
+
+func (x *Transfer) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *Transfer) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *Transfer) GetState() TransferState {
+	if x != nil {
+		return x.State
+	}
+	return TransferState_TRANSFER_STATE_UNSPECIFIED
+}
+
+func (x *Transfer) GetCrossShard() bool {
+	if x != nil {
+		return x.CrossShard
+	}
+	return false
+}
+
+func (x *Transfer) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *Transfer) GetCreditedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreditedAt
+	}
+	return nil
+}
+
+func (x *Transfer) GetRefundedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefundedAt
+	}
+	return nil
+}
+
+func (x *Transfer) GetRefundReason() string {
+	if x != nil {
+		return x.RefundReason
+	}
+	return ""
+}
+
+// One transfer.
+type GetTransferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transfer.
+	Transfer *Transfer `protobuf:"bytes,1,opt,name=transfer,proto3" json:"transfer,omitempty"`
+	// The position the answer reflects.
+	Freshness     *Freshness `protobuf:"bytes,2,opt,name=freshness,proto3" json:"freshness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTransferResponse) Reset() {
+	*x = GetTransferResponse{}
+	mi := &file_ledger_v1_queries_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransferResponse) ProtoMessage() {}
+
+func (x *GetTransferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_queries_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransferResponse.ProtoReflect.Descriptor instead.
+func (*GetTransferResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_queries_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetTransferResponse) GetTransfer() *Transfer {
+	if x != nil {
+		return x.Transfer
+	}
+	return nil
+}
+
+func (x *GetTransferResponse) GetFreshness() *Freshness {
 	if x != nil {
 		return x.Freshness
 	}
@@ -2474,7 +2817,7 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\tfreshness\x18\x03 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"q\n" +
 	"\x16GetTrialBalanceRequest\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x87\x02\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xeb\x02\n" +
 	"\x0eCurrencyTotals\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12#\n" +
 	"\raccount_count\x18\x02 \x01(\x03R\faccountCount\x120\n" +
@@ -2482,26 +2825,60 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\rtotal_balance\x18\x04 \x01(\tR\ftotalBalance\x12\x19\n" +
 	"\bmoney_in\x18\x05 \x01(\tR\amoneyIn\x12\x1b\n" +
 	"\tmoney_out\x18\x06 \x01(\tR\bmoneyOut\x12%\n" +
-	"\x0emovement_count\x18\a \x01(\x03R\rmovementCount\"\x88\x01\n" +
+	"\x0emovement_count\x18\a \x01(\x03R\rmovementCount\x12&\n" +
+	"\x0fmoney_in_flight\x18\b \x01(\tR\rmoneyInFlight\x12\x1c\n" +
+	"\tdeposited\x18\t \x01(\tR\tdeposited\x12\x1c\n" +
+	"\twithdrawn\x18\n" +
+	" \x01(\tR\twithdrawn\"\x88\x01\n" +
 	"\x17GetTrialBalanceResponse\x129\n" +
 	"\n" +
 	"currencies\x18\x01 \x03(\v2\x19.ledger.v1.CurrencyTotalsR\n" +
 	"currencies\x122\n" +
+	"\tfreshness\x18\x02 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness\"b\n" +
+	"\x12GetTransferRequest\x12\x1f\n" +
+	"\vtransfer_id\x18\x01 \x01(\tR\n" +
+	"transferId\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xd0\x03\n" +
+	"\bTransfer\x12\x1f\n" +
+	"\vtransfer_id\x18\x01 \x01(\tR\n" +
+	"transferId\x12&\n" +
+	"\x0ffrom_account_id\x18\x02 \x01(\tR\rfromAccountId\x12\"\n" +
+	"\rto_account_id\x18\x03 \x01(\tR\vtoAccountId\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\tR\x06amount\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12.\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x18.ledger.v1.TransferStateR\x05state\x12\x1f\n" +
+	"\vcross_shard\x18\a \x01(\bR\n" +
+	"crossShard\x123\n" +
+	"\asent_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12;\n" +
+	"\vcredited_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"creditedAt\x12;\n" +
+	"\vrefunded_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"refundedAt\x12#\n" +
+	"\rrefund_reason\x18\v \x01(\tR\frefundReason\"z\n" +
+	"\x13GetTransferResponse\x12/\n" +
+	"\btransfer\x18\x01 \x01(\v2\x13.ledger.v1.TransferR\btransfer\x122\n" +
 	"\tfreshness\x18\x02 \x01(\v2\x14.ledger.v1.FreshnessR\tfreshness*c\n" +
 	"\rAccountStatus\x12\x1e\n" +
 	"\x1aACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ACCOUNT_STATUS_OPEN\x10\x01\x12\x19\n" +
-	"\x15ACCOUNT_STATUS_CLOSED\x10\x02*\xb7\x01\n" +
+	"\x15ACCOUNT_STATUS_CLOSED\x10\x02*\xdd\x01\n" +
 	"\x0fTransactionKind\x12 \n" +
 	"\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRANSACTION_KIND_DEPOSIT\x10\x01\x12\x1f\n" +
 	"\x1bTRANSACTION_KIND_WITHDRAWAL\x10\x02\x12!\n" +
 	"\x1dTRANSACTION_KIND_TRANSFER_OUT\x10\x03\x12 \n" +
-	"\x1cTRANSACTION_KIND_TRANSFER_IN\x10\x04*\\\n" +
+	"\x1cTRANSACTION_KIND_TRANSFER_IN\x10\x04\x12$\n" +
+	" TRANSACTION_KIND_TRANSFER_REFUND\x10\x05*\\\n" +
 	"\tSortOrder\x12\x1a\n" +
 	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n" +
-	"\x15SORT_ORDER_DESCENDING\x10\x022\xf0\x06\n" +
+	"\x15SORT_ORDER_DESCENDING\x10\x02*\x86\x01\n" +
+	"\rTransferState\x12\x1e\n" +
+	"\x1aTRANSFER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16TRANSFER_STATE_PENDING\x10\x01\x12\x1c\n" +
+	"\x18TRANSFER_STATE_COMPLETED\x10\x02\x12\x1b\n" +
+	"\x17TRANSFER_STATE_REFUNDED\x10\x032\xbe\a\n" +
 	"\fQueryService\x12I\n" +
 	"\n" +
 	"GetAccount\x12\x1c.ledger.v1.GetAccountRequest\x1a\x1d.ledger.v1.GetAccountResponse\x12L\n" +
@@ -2510,7 +2887,8 @@ const file_ledger_v1_queries_proto_rawDesc = "" +
 	"\x10ListTransactions\x12\".ledger.v1.ListTransactionsRequest\x1a#.ledger.v1.ListTransactionsResponse\x12O\n" +
 	"\fGetBalanceAt\x12\x1e.ledger.v1.GetBalanceAtRequest\x1a\x1f.ledger.v1.GetBalanceAtResponse\x12U\n" +
 	"\x0eListBalancesAt\x12 .ledger.v1.ListBalancesAtRequest\x1a!.ledger.v1.ListBalancesAtResponse\x12X\n" +
-	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12^\n" +
+	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12L\n" +
+	"\vGetTransfer\x12\x1d.ledger.v1.GetTransferRequest\x1a\x1e.ledger.v1.GetTransferResponse\x12^\n" +
 	"\x11GetDailySummaries\x12#.ledger.v1.GetDailySummariesRequest\x1a$.ledger.v1.GetDailySummariesResponse\x12d\n" +
 	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12Q\n" +
 	"\fWatchAccount\x12\x1e.ledger.v1.WatchAccountRequest\x1a\x1f.ledger.v1.WatchAccountResponse0\x01b\x06proto3"
@@ -2527,107 +2905,119 @@ func file_ledger_v1_queries_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_queries_proto_rawDescData
 }
 
-var file_ledger_v1_queries_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_ledger_v1_queries_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_ledger_v1_queries_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_ledger_v1_queries_proto_goTypes = []any{
 	(AccountStatus)(0),                  // 0: ledger.v1.AccountStatus
 	(TransactionKind)(0),                // 1: ledger.v1.TransactionKind
 	(SortOrder)(0),                      // 2: ledger.v1.SortOrder
-	(*Freshness)(nil),                   // 3: ledger.v1.Freshness
-	(*Account)(nil),                     // 4: ledger.v1.Account
-	(*Transaction)(nil),                 // 5: ledger.v1.Transaction
-	(*Date)(nil),                        // 6: ledger.v1.Date
-	(*GetAccountRequest)(nil),           // 7: ledger.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),          // 8: ledger.v1.GetAccountResponse
-	(*GetAccountsRequest)(nil),          // 9: ledger.v1.GetAccountsRequest
-	(*GetAccountsResponse)(nil),         // 10: ledger.v1.GetAccountsResponse
-	(*ListAccountsRequest)(nil),         // 11: ledger.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),        // 12: ledger.v1.ListAccountsResponse
-	(*ListTransactionsRequest)(nil),     // 13: ledger.v1.ListTransactionsRequest
-	(*ListTransactionsResponse)(nil),    // 14: ledger.v1.ListTransactionsResponse
-	(*GetBalanceAtRequest)(nil),         // 15: ledger.v1.GetBalanceAtRequest
-	(*GetBalanceAtResponse)(nil),        // 16: ledger.v1.GetBalanceAtResponse
-	(*GetDailySummariesRequest)(nil),    // 17: ledger.v1.GetDailySummariesRequest
-	(*DailySummary)(nil),                // 18: ledger.v1.DailySummary
-	(*GetDailySummariesResponse)(nil),   // 19: ledger.v1.GetDailySummariesResponse
-	(*GetProjectionStatusRequest)(nil),  // 20: ledger.v1.GetProjectionStatusRequest
-	(*PartitionStatus)(nil),             // 21: ledger.v1.PartitionStatus
-	(*GetProjectionStatusResponse)(nil), // 22: ledger.v1.GetProjectionStatusResponse
-	(*WatchAccountRequest)(nil),         // 23: ledger.v1.WatchAccountRequest
-	(*WatchAccountResponse)(nil),        // 24: ledger.v1.WatchAccountResponse
-	(*ListBalancesAtRequest)(nil),       // 25: ledger.v1.ListBalancesAtRequest
-	(*BalanceAt)(nil),                   // 26: ledger.v1.BalanceAt
-	(*ListBalancesAtResponse)(nil),      // 27: ledger.v1.ListBalancesAtResponse
-	(*GetTrialBalanceRequest)(nil),      // 28: ledger.v1.GetTrialBalanceRequest
-	(*CurrencyTotals)(nil),              // 29: ledger.v1.CurrencyTotals
-	(*GetTrialBalanceResponse)(nil),     // 30: ledger.v1.GetTrialBalanceResponse
-	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
+	(TransferState)(0),                  // 3: ledger.v1.TransferState
+	(*Freshness)(nil),                   // 4: ledger.v1.Freshness
+	(*Account)(nil),                     // 5: ledger.v1.Account
+	(*Transaction)(nil),                 // 6: ledger.v1.Transaction
+	(*Date)(nil),                        // 7: ledger.v1.Date
+	(*GetAccountRequest)(nil),           // 8: ledger.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),          // 9: ledger.v1.GetAccountResponse
+	(*GetAccountsRequest)(nil),          // 10: ledger.v1.GetAccountsRequest
+	(*GetAccountsResponse)(nil),         // 11: ledger.v1.GetAccountsResponse
+	(*ListAccountsRequest)(nil),         // 12: ledger.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),        // 13: ledger.v1.ListAccountsResponse
+	(*ListTransactionsRequest)(nil),     // 14: ledger.v1.ListTransactionsRequest
+	(*ListTransactionsResponse)(nil),    // 15: ledger.v1.ListTransactionsResponse
+	(*GetBalanceAtRequest)(nil),         // 16: ledger.v1.GetBalanceAtRequest
+	(*GetBalanceAtResponse)(nil),        // 17: ledger.v1.GetBalanceAtResponse
+	(*GetDailySummariesRequest)(nil),    // 18: ledger.v1.GetDailySummariesRequest
+	(*DailySummary)(nil),                // 19: ledger.v1.DailySummary
+	(*GetDailySummariesResponse)(nil),   // 20: ledger.v1.GetDailySummariesResponse
+	(*GetProjectionStatusRequest)(nil),  // 21: ledger.v1.GetProjectionStatusRequest
+	(*PartitionStatus)(nil),             // 22: ledger.v1.PartitionStatus
+	(*GetProjectionStatusResponse)(nil), // 23: ledger.v1.GetProjectionStatusResponse
+	(*WatchAccountRequest)(nil),         // 24: ledger.v1.WatchAccountRequest
+	(*WatchAccountResponse)(nil),        // 25: ledger.v1.WatchAccountResponse
+	(*ListBalancesAtRequest)(nil),       // 26: ledger.v1.ListBalancesAtRequest
+	(*BalanceAt)(nil),                   // 27: ledger.v1.BalanceAt
+	(*ListBalancesAtResponse)(nil),      // 28: ledger.v1.ListBalancesAtResponse
+	(*GetTrialBalanceRequest)(nil),      // 29: ledger.v1.GetTrialBalanceRequest
+	(*CurrencyTotals)(nil),              // 30: ledger.v1.CurrencyTotals
+	(*GetTrialBalanceResponse)(nil),     // 31: ledger.v1.GetTrialBalanceResponse
+	(*GetTransferRequest)(nil),          // 32: ledger.v1.GetTransferRequest
+	(*Transfer)(nil),                    // 33: ledger.v1.Transfer
+	(*GetTransferResponse)(nil),         // 34: ledger.v1.GetTransferResponse
+	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
 }
 var file_ledger_v1_queries_proto_depIdxs = []int32{
-	31, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
+	35, // 0: ledger.v1.Freshness.as_of:type_name -> google.protobuf.Timestamp
 	0,  // 1: ledger.v1.Account.status:type_name -> ledger.v1.AccountStatus
-	31, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
-	31, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 2: ledger.v1.Account.opened_at:type_name -> google.protobuf.Timestamp
+	35, // 3: ledger.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: ledger.v1.Transaction.kind:type_name -> ledger.v1.TransactionKind
-	31, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: ledger.v1.GetAccountResponse.account:type_name -> ledger.v1.Account
-	3,  // 7: ledger.v1.GetAccountResponse.freshness:type_name -> ledger.v1.Freshness
-	4,  // 8: ledger.v1.GetAccountsResponse.accounts:type_name -> ledger.v1.Account
-	3,  // 9: ledger.v1.GetAccountsResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 5: ledger.v1.Transaction.occurred_at:type_name -> google.protobuf.Timestamp
+	5,  // 6: ledger.v1.GetAccountResponse.account:type_name -> ledger.v1.Account
+	4,  // 7: ledger.v1.GetAccountResponse.freshness:type_name -> ledger.v1.Freshness
+	5,  // 8: ledger.v1.GetAccountsResponse.accounts:type_name -> ledger.v1.Account
+	4,  // 9: ledger.v1.GetAccountsResponse.freshness:type_name -> ledger.v1.Freshness
 	0,  // 10: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
-	4,  // 11: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.Account
-	3,  // 12: ledger.v1.ListAccountsResponse.freshness:type_name -> ledger.v1.Freshness
-	31, // 13: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 14: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.Account
+	4,  // 12: ledger.v1.ListAccountsResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 13: ledger.v1.ListTransactionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	35, // 14: ledger.v1.ListTransactionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: ledger.v1.ListTransactionsRequest.order:type_name -> ledger.v1.SortOrder
-	5,  // 16: ledger.v1.ListTransactionsResponse.transactions:type_name -> ledger.v1.Transaction
-	3,  // 17: ledger.v1.ListTransactionsResponse.freshness:type_name -> ledger.v1.Freshness
-	31, // 18: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
-	3,  // 19: ledger.v1.GetBalanceAtResponse.freshness:type_name -> ledger.v1.Freshness
-	6,  // 20: ledger.v1.GetDailySummariesRequest.first_day:type_name -> ledger.v1.Date
-	6,  // 21: ledger.v1.GetDailySummariesRequest.last_day:type_name -> ledger.v1.Date
-	6,  // 22: ledger.v1.DailySummary.day:type_name -> ledger.v1.Date
-	18, // 23: ledger.v1.GetDailySummariesResponse.summaries:type_name -> ledger.v1.DailySummary
-	3,  // 24: ledger.v1.GetDailySummariesResponse.freshness:type_name -> ledger.v1.Freshness
-	31, // 25: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 26: ledger.v1.GetProjectionStatusResponse.partitions:type_name -> ledger.v1.PartitionStatus
-	3,  // 27: ledger.v1.GetProjectionStatusResponse.freshness:type_name -> ledger.v1.Freshness
-	4,  // 28: ledger.v1.WatchAccountResponse.account:type_name -> ledger.v1.Account
-	5,  // 29: ledger.v1.WatchAccountResponse.transaction:type_name -> ledger.v1.Transaction
-	3,  // 30: ledger.v1.WatchAccountResponse.freshness:type_name -> ledger.v1.Freshness
-	31, // 31: ledger.v1.ListBalancesAtRequest.at:type_name -> google.protobuf.Timestamp
+	6,  // 16: ledger.v1.ListTransactionsResponse.transactions:type_name -> ledger.v1.Transaction
+	4,  // 17: ledger.v1.ListTransactionsResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 18: ledger.v1.GetBalanceAtRequest.at:type_name -> google.protobuf.Timestamp
+	4,  // 19: ledger.v1.GetBalanceAtResponse.freshness:type_name -> ledger.v1.Freshness
+	7,  // 20: ledger.v1.GetDailySummariesRequest.first_day:type_name -> ledger.v1.Date
+	7,  // 21: ledger.v1.GetDailySummariesRequest.last_day:type_name -> ledger.v1.Date
+	7,  // 22: ledger.v1.DailySummary.day:type_name -> ledger.v1.Date
+	19, // 23: ledger.v1.GetDailySummariesResponse.summaries:type_name -> ledger.v1.DailySummary
+	4,  // 24: ledger.v1.GetDailySummariesResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 25: ledger.v1.PartitionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 26: ledger.v1.GetProjectionStatusResponse.partitions:type_name -> ledger.v1.PartitionStatus
+	4,  // 27: ledger.v1.GetProjectionStatusResponse.freshness:type_name -> ledger.v1.Freshness
+	5,  // 28: ledger.v1.WatchAccountResponse.account:type_name -> ledger.v1.Account
+	6,  // 29: ledger.v1.WatchAccountResponse.transaction:type_name -> ledger.v1.Transaction
+	4,  // 30: ledger.v1.WatchAccountResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 31: ledger.v1.ListBalancesAtRequest.at:type_name -> google.protobuf.Timestamp
 	0,  // 32: ledger.v1.BalanceAt.status:type_name -> ledger.v1.AccountStatus
-	31, // 33: ledger.v1.BalanceAt.opened_at:type_name -> google.protobuf.Timestamp
-	26, // 34: ledger.v1.ListBalancesAtResponse.balances:type_name -> ledger.v1.BalanceAt
-	3,  // 35: ledger.v1.ListBalancesAtResponse.freshness:type_name -> ledger.v1.Freshness
-	31, // 36: ledger.v1.GetTrialBalanceRequest.at:type_name -> google.protobuf.Timestamp
-	29, // 37: ledger.v1.GetTrialBalanceResponse.currencies:type_name -> ledger.v1.CurrencyTotals
-	3,  // 38: ledger.v1.GetTrialBalanceResponse.freshness:type_name -> ledger.v1.Freshness
-	7,  // 39: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
-	9,  // 40: ledger.v1.QueryService.GetAccounts:input_type -> ledger.v1.GetAccountsRequest
-	11, // 41: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
-	13, // 42: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
-	15, // 43: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
-	25, // 44: ledger.v1.QueryService.ListBalancesAt:input_type -> ledger.v1.ListBalancesAtRequest
-	28, // 45: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	17, // 46: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
-	20, // 47: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	23, // 48: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
-	8,  // 49: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
-	10, // 50: ledger.v1.QueryService.GetAccounts:output_type -> ledger.v1.GetAccountsResponse
-	12, // 51: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
-	14, // 52: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
-	16, // 53: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
-	27, // 54: ledger.v1.QueryService.ListBalancesAt:output_type -> ledger.v1.ListBalancesAtResponse
-	30, // 55: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	19, // 56: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
-	22, // 57: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	24, // 58: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
-	49, // [49:59] is the sub-list for method output_type
-	39, // [39:49] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	35, // 33: ledger.v1.BalanceAt.opened_at:type_name -> google.protobuf.Timestamp
+	27, // 34: ledger.v1.ListBalancesAtResponse.balances:type_name -> ledger.v1.BalanceAt
+	4,  // 35: ledger.v1.ListBalancesAtResponse.freshness:type_name -> ledger.v1.Freshness
+	35, // 36: ledger.v1.GetTrialBalanceRequest.at:type_name -> google.protobuf.Timestamp
+	30, // 37: ledger.v1.GetTrialBalanceResponse.currencies:type_name -> ledger.v1.CurrencyTotals
+	4,  // 38: ledger.v1.GetTrialBalanceResponse.freshness:type_name -> ledger.v1.Freshness
+	3,  // 39: ledger.v1.Transfer.state:type_name -> ledger.v1.TransferState
+	35, // 40: ledger.v1.Transfer.sent_at:type_name -> google.protobuf.Timestamp
+	35, // 41: ledger.v1.Transfer.credited_at:type_name -> google.protobuf.Timestamp
+	35, // 42: ledger.v1.Transfer.refunded_at:type_name -> google.protobuf.Timestamp
+	33, // 43: ledger.v1.GetTransferResponse.transfer:type_name -> ledger.v1.Transfer
+	4,  // 44: ledger.v1.GetTransferResponse.freshness:type_name -> ledger.v1.Freshness
+	8,  // 45: ledger.v1.QueryService.GetAccount:input_type -> ledger.v1.GetAccountRequest
+	10, // 46: ledger.v1.QueryService.GetAccounts:input_type -> ledger.v1.GetAccountsRequest
+	12, // 47: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	14, // 48: ledger.v1.QueryService.ListTransactions:input_type -> ledger.v1.ListTransactionsRequest
+	16, // 49: ledger.v1.QueryService.GetBalanceAt:input_type -> ledger.v1.GetBalanceAtRequest
+	26, // 50: ledger.v1.QueryService.ListBalancesAt:input_type -> ledger.v1.ListBalancesAtRequest
+	29, // 51: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	32, // 52: ledger.v1.QueryService.GetTransfer:input_type -> ledger.v1.GetTransferRequest
+	18, // 53: ledger.v1.QueryService.GetDailySummaries:input_type -> ledger.v1.GetDailySummariesRequest
+	21, // 54: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	24, // 55: ledger.v1.QueryService.WatchAccount:input_type -> ledger.v1.WatchAccountRequest
+	9,  // 56: ledger.v1.QueryService.GetAccount:output_type -> ledger.v1.GetAccountResponse
+	11, // 57: ledger.v1.QueryService.GetAccounts:output_type -> ledger.v1.GetAccountsResponse
+	13, // 58: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	15, // 59: ledger.v1.QueryService.ListTransactions:output_type -> ledger.v1.ListTransactionsResponse
+	17, // 60: ledger.v1.QueryService.GetBalanceAt:output_type -> ledger.v1.GetBalanceAtResponse
+	28, // 61: ledger.v1.QueryService.ListBalancesAt:output_type -> ledger.v1.ListBalancesAtResponse
+	31, // 62: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	34, // 63: ledger.v1.QueryService.GetTransfer:output_type -> ledger.v1.GetTransferResponse
+	20, // 64: ledger.v1.QueryService.GetDailySummaries:output_type -> ledger.v1.GetDailySummariesResponse
+	23, // 65: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	25, // 66: ledger.v1.QueryService.WatchAccount:output_type -> ledger.v1.WatchAccountResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_queries_proto_init() }
@@ -2641,8 +3031,8 @@ func file_ledger_v1_queries_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_queries_proto_rawDesc), len(file_ledger_v1_queries_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   28,
+			NumEnums:      4,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

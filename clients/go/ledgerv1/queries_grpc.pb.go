@@ -28,6 +28,7 @@ const (
 	QueryService_GetBalanceAt_FullMethodName        = "/ledger.v1.QueryService/GetBalanceAt"
 	QueryService_ListBalancesAt_FullMethodName      = "/ledger.v1.QueryService/ListBalancesAt"
 	QueryService_GetTrialBalance_FullMethodName     = "/ledger.v1.QueryService/GetTrialBalance"
+	QueryService_GetTransfer_FullMethodName         = "/ledger.v1.QueryService/GetTransfer"
 	QueryService_GetDailySummaries_FullMethodName   = "/ledger.v1.QueryService/GetDailySummaries"
 	QueryService_GetProjectionStatus_FullMethodName = "/ledger.v1.QueryService/GetProjectionStatus"
 	QueryService_WatchAccount_FullMethodName        = "/ledger.v1.QueryService/WatchAccount"
@@ -80,6 +81,16 @@ type QueryServiceClient interface {
 	// totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
 	// are the whole ledger's).
 	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
+	// Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+	// the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+	// account's shard refused it; the reason says why). How a client learns the end of a transfer
+	// that CommandService/Transfer answered as pending: call this until the state is not PENDING
+	// (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+	// NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+	// the command's consistency token to wait for it). A token restricted to some accounts must
+	// be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+	// ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+	GetTransfer(ctx context.Context, in *GetTransferRequest, opts ...grpc.CallOption) (*GetTransferResponse, error)
 	// Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
 	GetDailySummaries(ctx context.Context, in *GetDailySummariesRequest, opts ...grpc.CallOption) (*GetDailySummariesResponse, error)
 	// Reports how far the projector has applied each partition of the event store.
@@ -165,6 +176,16 @@ func (c *queryServiceClient) GetTrialBalance(ctx context.Context, in *GetTrialBa
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetTrialBalanceResponse)
 	err := c.cc.Invoke(ctx, QueryService_GetTrialBalance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetTransfer(ctx context.Context, in *GetTransferRequest, opts ...grpc.CallOption) (*GetTransferResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTransferResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetTransfer_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +278,16 @@ type QueryServiceServer interface {
 	// totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
 	// are the whole ledger's).
 	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
+	// Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+	// the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+	// account's shard refused it; the reason says why). How a client learns the end of a transfer
+	// that CommandService/Transfer answered as pending: call this until the state is not PENDING
+	// (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+	// NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+	// the command's consistency token to wait for it). A token restricted to some accounts must
+	// be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+	// ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+	GetTransfer(context.Context, *GetTransferRequest) (*GetTransferResponse, error)
 	// Returns per-account, per-day totals (UTC days) for one account or the whole ledger.
 	GetDailySummaries(context.Context, *GetDailySummariesRequest) (*GetDailySummariesResponse, error)
 	// Reports how far the projector has applied each partition of the event store.
@@ -298,6 +329,9 @@ func (UnimplementedQueryServiceServer) ListBalancesAt(context.Context, *ListBala
 }
 func (UnimplementedQueryServiceServer) GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTrialBalance not implemented")
+}
+func (UnimplementedQueryServiceServer) GetTransfer(context.Context, *GetTransferRequest) (*GetTransferResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTransfer not implemented")
 }
 func (UnimplementedQueryServiceServer) GetDailySummaries(context.Context, *GetDailySummariesRequest) (*GetDailySummariesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDailySummaries not implemented")
@@ -455,6 +489,24 @@ func _QueryService_GetTrialBalance_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_GetTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetTransfer(ctx, req.(*GetTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueryService_GetDailySummaries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetDailySummariesRequest)
 	if err := dec(in); err != nil {
@@ -536,6 +588,10 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTrialBalance",
 			Handler:    _QueryService_GetTrialBalance_Handler,
+		},
+		{
+			MethodName: "GetTransfer",
+			Handler:    _QueryService_GetTransfer_Handler,
 		},
 		{
 			MethodName: "GetDailySummaries",

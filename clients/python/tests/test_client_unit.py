@@ -16,7 +16,14 @@ from typing import Any
 import grpc
 import pytest
 
-from ledger_client import LedgerClient, LedgerError, Retrier, RetryPolicy, format_amount
+from ledger_client import (
+    LedgerClient,
+    LedgerError,
+    Retrier,
+    RetryPolicy,
+    TransferState,
+    format_amount,
+)
 from ledger_client.command_ids import new_command_id
 from ledger_client.credentials import TokenFile
 from ledger_client.tokens import merge_tokens
@@ -328,3 +335,33 @@ def test_a_sessions_reads_of_many_accounts_wait_for_its_writes_and_are_typed() -
     tokens = [request.consistency_token for request in channel.requests[1:]]
     assert tokens == ["v1.MDo1", "v1.MDo5", "v1.MDo5"]
     assert channel.requests[2].account_id_prefix == "al"
+
+
+def test_a_transfer_reads_back_typed_with_its_state_and_steps() -> None:
+    sent = datetime(2026, 1, 1, tzinfo=UTC)
+    reply = qpb.GetTransferResponse(
+        transfer=qpb.Transfer(
+            transfer_id="t-1",
+            from_account_id="alice",
+            to_account_id="bob",
+            amount="1.50",
+            currency="EUR",
+            state=qpb.TRANSFER_STATE_REFUNDED,
+            cross_shard=True,
+            refund_reason="account 'bob' is closed",
+        ),
+        freshness=qpb.Freshness(consistency_token="v1.MDo5"),
+    )
+    reply.transfer.sent_at.FromDatetime(sent)
+    reply.transfer.refunded_at.FromDatetime(sent)
+    client, channel, _, _ = _client([reply], RetryPolicy())
+    transfer = client.get_transfer("t-1", consistency_token="v1.MDo1")
+    assert transfer.state is TransferState.REFUNDED
+    assert (transfer.amount, transfer.sent_at, transfer.credited_at) == (
+        Decimal("1.50"),
+        sent,
+        None,
+    )
+    assert transfer.refund_reason == "account 'bob' is closed"
+    assert channel.requests[0].transfer_id == "t-1"
+    assert channel.requests[0].consistency_token == "v1.MDo1"

@@ -21,6 +21,8 @@ from ledger.events.records import (
     MoneyWithdrawn,
     TransferCredited,
     TransferDebited,
+    TransferRefunded,
+    TransferSent,
 )
 from projector.batch import apply_batch
 from projector.consumed import ConsumedRecord
@@ -29,13 +31,21 @@ from tests.eventually import eventually_async
 from tests.integration.projector.event_log import Logged, cut
 
 DEADLINE_S = 60.0
-MOVEMENTS = (MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited)
+MOVEMENTS = (
+    MoneyDeposited,
+    MoneyWithdrawn,
+    TransferDebited,
+    TransferCredited,
+    TransferSent,
+    TransferRefunded,
+)
 # Columns that say when a row was written rather than what it holds.
 COMPARED = {
     "accounts": ("*", "account_id"),
     "movements": ("*", "account_id, version"),
     "daily_summaries": ("*", "account_id, day"),
     "currency_totals": ("*", "width, period_start, currency, partition"),
+    "transfers": ("*", "transfer_id"),
     "checkpoints": ("topic, partition, last_offset", "topic, partition"),
     "dead_letters": ('topic, partition, "offset", error', 'topic, partition, "offset"'),
 }

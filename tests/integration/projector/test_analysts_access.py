@@ -35,7 +35,15 @@ from tests.integration.projector.event_log import EventLog, unique_id
 
 pytestmark = pytest.mark.integration
 
-VIEWS = ("accounts", "movements", "daily_summaries", "monthly_summaries", "currency_totals")
+VIEWS = (
+    "accounts",
+    "movements",
+    "daily_summaries",
+    "monthly_summaries",
+    "currency_totals",
+    "transfers",
+    "money_in_flight",
+)
 
 
 @pytest.fixture
@@ -98,7 +106,8 @@ async def test_exports_read_back_equal_the_ledger_as_of_their_instant(
             assert exported.returncode == 0, exported.stderr[-2000:]
             assert f"exporting movements: {len(movements):,}/{len(movements):,}" in exported.stderr
             assert sorted(p.name for p in out.iterdir()) == sorted(
-                ["manifest.json", f"accounts.{export_format}", f"movements.{export_format}"]
+                ["manifest.json"]
+                + [f"{name}.{export_format}" for name in ("accounts", "movements", "transfers")]
             )
             if export_format == "parquet":
                 assert _parquet_rows(out / "accounts.parquet") == accounts, name
@@ -294,6 +303,16 @@ async def _check_views(analyst: Any, db: Any, views: dict[str, list[Any]]) -> No
         assert total == inflow - outflow, currency
         assert count == sum(1 for r in views["accounts"] if r[1] == currency)
         assert movements == sum(1 for r in views["movements"] if r[4] == currency)
+    # Balances plus money in flight are deposits less withdrawals (all transfers here are
+    # same-shard: nothing in flight, each transfer completed).
+    held = {currency: total for currency, _, _, total, *_ in views["currency_totals"]}
+    for currency, in_flight, _, _, deposited, withdrawn in views["money_in_flight"]:
+        assert in_flight == 0, currency
+        assert held[currency] + in_flight == deposited - withdrawn, currency
+    assert {r[5] for r in views["transfers"]} == {"COMPLETED"}
+    assert len(views["transfers"]) == await db.fetchval(
+        "SELECT count(*) FROM ledger.movements WHERE kind = 'TRANSFER_OUT'"
+    )
     monthly = {(r[0], r[1]): r for r in views["monthly_summaries"]}
     for (account_id, month), row in monthly.items():
         days = [

@@ -13,7 +13,14 @@ from ledger_client.client import LedgerClient, Session
 from ledger_client.command_ids import new_command_id
 from ledger_client.credentials import secure_channel
 from ledger_client.money import format_amount
-from ledger_client.reads import AccountAt, Accounts, CurrencyTotals, TrialBalance
+from ledger_client.reads import (
+    AccountAt,
+    Accounts,
+    CurrencyTotals,
+    Transfer,
+    TransferState,
+    TrialBalance,
+)
 from ledger_client.results import (
     Account,
     AccountStatus,
@@ -49,6 +56,8 @@ __all__ = [
     "Session",
     "Transaction",
     "TransactionKind",
+    "Transfer",
+    "TransferState",
     "TrialBalance",
     "format_amount",
     "new_command_id",

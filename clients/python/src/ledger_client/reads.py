@@ -1,4 +1,5 @@
-"""The reads over many accounts at once: `get_accounts`, `list_balances_at`, `get_trial_balance`.
+"""The reads over many accounts at once: `get_accounts`, `list_balances_at`, `get_trial_balance`,
+and `get_transfer` (a transfer names two).
 
 A mixin of `LedgerClient` (which fills in the hooks below), kept apart so that each module stays
 small; a `Session` passes its token to these as to every read.
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import IntEnum
 from typing import TypeVar
 
 from ledger_client import results as r
@@ -52,6 +54,36 @@ class CurrencyTotals:
     money_in: Decimal
     money_out: Decimal
     movement_count: int
+    money_in_flight: Decimal = Decimal(0)
+    """Sent to an account of another shard, neither credited nor refunded by then:
+    `total_balance` + `money_in_flight` = `deposited` - `withdrawn`."""
+    deposited: Decimal = Decimal(0)
+    withdrawn: Decimal = Decimal(0)
+
+
+class TransferState(IntEnum):
+    PENDING = qpb.TRANSFER_STATE_PENDING
+    """A cross-shard transfer's money is in flight: ask again (or read the accounts' history)."""
+    COMPLETED = qpb.TRANSFER_STATE_COMPLETED
+    REFUNDED = qpb.TRANSFER_STATE_REFUNDED
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Where a transfer stands; times are None for the steps not (yet) seen."""
+
+    transfer_id: str
+    from_account_id: str
+    to_account_id: str
+    amount: Decimal
+    currency: str
+    state: TransferState
+    cross_shard: bool
+    sent_at: datetime | None
+    credited_at: datetime | None
+    refunded_at: datetime | None
+    refund_reason: str
+    freshness: r.Freshness
 
 
 @dataclass(frozen=True)
@@ -143,7 +175,41 @@ class ManyAccountReads:
                 parse_amount(item.money_in),
                 parse_amount(item.money_out),
                 item.movement_count,
+                # Empty from a server older than cross-shard transfers: nothing in flight.
+                parse_amount(item.money_in_flight or "0"),
+                parse_amount(item.deposited or item.money_in),
+                parse_amount(item.withdrawn or item.money_out),
             )
             for item in reply.currencies
         ]
         return TrialBalance(totals, r.freshness(reply.freshness))
+
+    def get_transfer(
+        self,
+        transfer_id: str,
+        *,
+        consistency_token: str | None = None,
+        timeout: float | None = None,
+    ) -> Transfer:
+        """A transfer by its id (the Transfer command's id): PENDING while a cross-shard
+        transfer's money is in flight, then COMPLETED or REFUNDED."""
+        request = qpb.GetTransferRequest(
+            transfer_id=transfer_id, consistency_token=self._read_token(consistency_token)
+        )
+        reply = self._query(self._queries.GetTransfer, request, timeout)
+        self._saw(reply.freshness.consistency_token)
+        item = reply.transfer
+        return Transfer(
+            item.transfer_id,
+            item.from_account_id,
+            item.to_account_id,
+            parse_amount(item.amount),
+            item.currency,
+            TransferState(item.state),
+            item.cross_shard,
+            r.timestamp(item.sent_at, item.HasField("sent_at")),
+            r.timestamp(item.credited_at, item.HasField("credited_at")),
+            r.timestamp(item.refunded_at, item.HasField("refunded_at")),
+            item.refund_reason,
+            r.freshness(reply.freshness),
+        )

@@ -79,6 +79,17 @@ class QueryServiceStub:
     totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
     are the whole ledger's).
     """
+    GetTransfer: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetTransferRequest, _queries_pb2.GetTransferResponse]
+    """Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+    the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+    account's shard refused it; the reason says why). How a client learns the end of a transfer
+    that CommandService/Transfer answered as pending: call this until the state is not PENDING
+    (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+    NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+    the command's consistency token to wait for it). A token restricted to some accounts must
+    be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+    ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+    """
     GetDailySummaries: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetDailySummariesRequest, _queries_pb2.GetDailySummariesResponse]
     """Returns per-account, per-day totals (UTC days) for one account or the whole ledger."""
     GetProjectionStatus: _grpc.UnaryUnaryMultiCallable[_queries_pb2.GetProjectionStatusRequest, _queries_pb2.GetProjectionStatusResponse]
@@ -142,6 +153,17 @@ class QueryServiceAsyncStub(QueryServiceStub):
     total of their balances, and all money moved in and out up to then. Read from per-period
     totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
     are the whole ledger's).
+    """
+    GetTransfer: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetTransferRequest, _queries_pb2.GetTransferResponse]  # type: ignore[assignment]
+    """Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+    the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+    account's shard refused it; the reason says why). How a client learns the end of a transfer
+    that CommandService/Transfer answered as pending: call this until the state is not PENDING
+    (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+    NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+    the command's consistency token to wait for it). A token restricted to some accounts must
+    be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+    ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
     """
     GetDailySummaries: _aio.UnaryUnaryMultiCallable[_queries_pb2.GetDailySummariesRequest, _queries_pb2.GetDailySummariesResponse]  # type: ignore[assignment]
     """Returns per-account, per-day totals (UTC days) for one account or the whole ledger."""
@@ -245,6 +267,23 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         total of their balances, and all money moved in and out up to then. Read from per-period
         totals, never a replay. PERMISSION_DENIED for a token restricted to some accounts (the totals
         are the whole ledger's).
+        """
+
+    @_abc_1.abstractmethod
+    def GetTransfer(
+        self,
+        request: _queries_pb2.GetTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queries_pb2.GetTransferResponse, _abc.Awaitable[_queries_pb2.GetTransferResponse]]:
+        """Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+        the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+        account's shard refused it; the reason says why). How a client learns the end of a transfer
+        that CommandService/Transfer answered as pending: call this until the state is not PENDING
+        (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+        NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+        the command's consistency token to wait for it). A token restricted to some accounts must
+        be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+        ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
         """
 
     @_abc_1.abstractmethod

@@ -42,10 +42,18 @@ export enum TransactionKind {
   TRANSACTION_KIND_DEPOSIT = 1,
   /** TRANSACTION_KIND_WITHDRAWAL - Money withdrawn from the account. */
   TRANSACTION_KIND_WITHDRAWAL = 2,
-  /** TRANSACTION_KIND_TRANSFER_OUT - Money transferred out of the account to `counterparty_account_id`. */
+  /**
+   * TRANSACTION_KIND_TRANSFER_OUT - Money transferred out of the account to `counterparty_account_id`. For an account of
+   * another shard the money is in flight until credited or refunded: GetTransfer tells which.
+   */
   TRANSACTION_KIND_TRANSFER_OUT = 3,
   /** TRANSACTION_KIND_TRANSFER_IN - Money transferred into the account from `counterparty_account_id`. */
   TRANSACTION_KIND_TRANSFER_IN = 4,
+  /**
+   * TRANSACTION_KIND_TRANSFER_REFUND - Money of a cross-shard transfer out (`transfer_id`) coming back: `counterparty_account_id`
+   * refused the credit (GetTransfer tells why).
+   */
+  TRANSACTION_KIND_TRANSFER_REFUND = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -57,6 +65,22 @@ export enum SortOrder {
   SORT_ORDER_ASCENDING = 1,
   /** SORT_ORDER_DESCENDING - Newest first. */
   SORT_ORDER_DESCENDING = 2,
+  UNRECOGNIZED = -1,
+}
+
+/** Where a transfer stands. */
+export enum TransferState {
+  /** TRANSFER_STATE_UNSPECIFIED - Never used in responses. */
+  TRANSFER_STATE_UNSPECIFIED = 0,
+  /**
+   * TRANSFER_STATE_PENDING - The money left the debited account for an account of another shard and is in flight.
+   * (A transfer whose credit the read model holds is COMPLETED, even before its debit.)
+   */
+  TRANSFER_STATE_PENDING = 1,
+  /** TRANSFER_STATE_COMPLETED - The credited account received the money (same-shard transfers are completed at once). */
+  TRANSFER_STATE_COMPLETED = 2,
+  /** TRANSFER_STATE_REFUNDED - The credited account's shard refused the credit and the money went back (`refund_reason`). */
+  TRANSFER_STATE_REFUNDED = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -504,6 +528,17 @@ export interface CurrencyTotals {
   moneyOut: string;
   /** Balance movements up to `at`. */
   movementCount: number;
+  /**
+   * Money of cross-shard transfers that had left its account by `at` and had neither been
+   * credited nor refunded by then, as a decimal string. Conservation: `total_balance` +
+   * `money_in_flight` = `deposited` - `withdrawn`, at every instant. Each side's time is its
+   * shard's clock: a credit stamped before its send (clocks apart) counts negatively between.
+   */
+  moneyInFlight: string;
+  /** Everything deposited up to `at`, as a decimal string (`money_in` less transfers in). */
+  deposited: string;
+  /** Everything withdrawn up to `at`, as a decimal string (`money_out` less transfers out). */
+  withdrawn: string;
 }
 
 /** The trial balance at a point in time. */
@@ -511,6 +546,65 @@ export interface GetTrialBalanceResponse {
   /** One entry per currency that had an account at `at`, in currency code order. */
   currencies: CurrencyTotals[];
   /** The position the answer reflects: what the read model has not applied yet is missing. */
+  freshness: Freshness | undefined;
+}
+
+/** Asks for one transfer. */
+export interface GetTransferRequest {
+  /**
+   * Required. The transfer's id: the `command_id` of its Transfer command. Empty, longer than
+   * 128 characters or holding a control or invisible character: INVALID_ARGUMENT.
+   */
+  transferId: string;
+  /** Optional. Wait until the read model includes this position before answering. */
+  consistencyToken: string;
+}
+
+/** One transfer. */
+export interface Transfer {
+  /** The transfer's id (its Transfer command's `command_id`). */
+  transferId: string;
+  /** The debited account. */
+  fromAccountId: string;
+  /** The account to credit. */
+  toAccountId: string;
+  /** The amount, as a decimal string. */
+  amount: string;
+  /** ISO 4217 code of `amount`. */
+  currency: string;
+  /** PENDING, COMPLETED or REFUNDED. */
+  state: TransferState;
+  /**
+   * Whether the accounts belong to different shards (money in flight between the steps); false
+   * also while only the credit is projected.
+   */
+  crossShard: boolean;
+  /**
+   * When the money left the debited account; unset while the read model has only the credit
+   * (the two sides are projected independently).
+   */
+  sentAt:
+    | Date
+    | undefined;
+  /** When the credited account received it; unset unless COMPLETED. */
+  creditedAt:
+    | Date
+    | undefined;
+  /** When the money came back; unset unless REFUNDED. */
+  refundedAt:
+    | Date
+    | undefined;
+  /** Why the credit was refused, for a person to read; empty unless REFUNDED. */
+  refundReason: string;
+}
+
+/** One transfer. */
+export interface GetTransferResponse {
+  /** The transfer. */
+  transfer:
+    | Transfer
+    | undefined;
+  /** The position the answer reflects. */
   freshness: Freshness | undefined;
 }
 
@@ -2998,6 +3092,9 @@ function createBaseCurrencyTotals(): CurrencyTotals {
     moneyIn: "",
     moneyOut: "",
     movementCount: 0,
+    moneyInFlight: "",
+    deposited: "",
+    withdrawn: "",
   };
 }
 
@@ -3023,6 +3120,15 @@ export const CurrencyTotals: MessageFns<CurrencyTotals> = {
     }
     if (message.movementCount !== 0) {
       writer.uint32(56).int64(message.movementCount);
+    }
+    if (message.moneyInFlight !== "") {
+      writer.uint32(66).string(message.moneyInFlight);
+    }
+    if (message.deposited !== "") {
+      writer.uint32(74).string(message.deposited);
+    }
+    if (message.withdrawn !== "") {
+      writer.uint32(82).string(message.withdrawn);
     }
     return writer;
   },
@@ -3096,6 +3202,30 @@ export const CurrencyTotals: MessageFns<CurrencyTotals> = {
             message.movementCount = longToNumber(reader.int64());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.moneyInFlight = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.deposited = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.withdrawn = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3120,6 +3250,9 @@ export const CurrencyTotals: MessageFns<CurrencyTotals> = {
     message.moneyIn = object.moneyIn ?? "";
     message.moneyOut = object.moneyOut ?? "";
     message.movementCount = object.movementCount ?? 0;
+    message.moneyInFlight = object.moneyInFlight ?? "";
+    message.deposited = object.deposited ?? "";
+    message.withdrawn = object.withdrawn ?? "";
     return message;
   },
 };
@@ -3186,6 +3319,331 @@ export const GetTrialBalanceResponse: MessageFns<GetTrialBalanceResponse> = {
   fromPartial(object: DeepPartial<GetTrialBalanceResponse>): GetTrialBalanceResponse {
     const message = createBaseGetTrialBalanceResponse();
     message.currencies = object.currencies?.map((e) => CurrencyTotals.fromPartial(e)) || [];
+    message.freshness = (object.freshness !== undefined && object.freshness !== null)
+      ? Freshness.fromPartial(object.freshness)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetTransferRequest(): GetTransferRequest {
+  return { transferId: "", consistencyToken: "" };
+}
+
+export const GetTransferRequest: MessageFns<GetTransferRequest> = {
+  encode(message: GetTransferRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(18).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTransferRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTransferRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetTransferRequest>): GetTransferRequest {
+    return GetTransferRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTransferRequest>): GetTransferRequest {
+    const message = createBaseGetTransferRequest();
+    message.transferId = object.transferId ?? "";
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseTransfer(): Transfer {
+  return {
+    transferId: "",
+    fromAccountId: "",
+    toAccountId: "",
+    amount: "",
+    currency: "",
+    state: 0,
+    crossShard: false,
+    sentAt: undefined,
+    creditedAt: undefined,
+    refundedAt: undefined,
+    refundReason: "",
+  };
+}
+
+export const Transfer: MessageFns<Transfer> = {
+  encode(message: Transfer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.fromAccountId !== "") {
+      writer.uint32(18).string(message.fromAccountId);
+    }
+    if (message.toAccountId !== "") {
+      writer.uint32(26).string(message.toAccountId);
+    }
+    if (message.amount !== "") {
+      writer.uint32(34).string(message.amount);
+    }
+    if (message.currency !== "") {
+      writer.uint32(42).string(message.currency);
+    }
+    if (message.state !== 0) {
+      writer.uint32(48).int32(message.state);
+    }
+    if (message.crossShard !== false) {
+      writer.uint32(56).bool(message.crossShard);
+    }
+    if (message.sentAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.sentAt), writer.uint32(66).fork()).join();
+    }
+    if (message.creditedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.creditedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.refundedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.refundedAt), writer.uint32(82).fork()).join();
+    }
+    if (message.refundReason !== "") {
+      writer.uint32(90).string(message.refundReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Transfer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransfer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toAccountId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.crossShard = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.sentAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.creditedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.refundedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.refundReason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Transfer>): Transfer {
+    return Transfer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Transfer>): Transfer {
+    const message = createBaseTransfer();
+    message.transferId = object.transferId ?? "";
+    message.fromAccountId = object.fromAccountId ?? "";
+    message.toAccountId = object.toAccountId ?? "";
+    message.amount = object.amount ?? "";
+    message.currency = object.currency ?? "";
+    message.state = object.state ?? 0;
+    message.crossShard = object.crossShard ?? false;
+    message.sentAt = object.sentAt ?? undefined;
+    message.creditedAt = object.creditedAt ?? undefined;
+    message.refundedAt = object.refundedAt ?? undefined;
+    message.refundReason = object.refundReason ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTransferResponse(): GetTransferResponse {
+  return { transfer: undefined, freshness: undefined };
+}
+
+export const GetTransferResponse: MessageFns<GetTransferResponse> = {
+  encode(message: GetTransferResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transfer !== undefined) {
+      Transfer.encode(message.transfer, writer.uint32(10).fork()).join();
+    }
+    if (message.freshness !== undefined) {
+      Freshness.encode(message.freshness, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTransferResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTransferResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transfer = Transfer.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.freshness = Freshness.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetTransferResponse>): GetTransferResponse {
+    return GetTransferResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetTransferResponse>): GetTransferResponse {
+    const message = createBaseGetTransferResponse();
+    message.transfer = (object.transfer !== undefined && object.transfer !== null)
+      ? Transfer.fromPartial(object.transfer)
+      : undefined;
     message.freshness = (object.freshness !== undefined && object.freshness !== null)
       ? Freshness.fromPartial(object.freshness)
       : undefined;
@@ -3311,6 +3769,26 @@ export const QueryServiceService = {
       Buffer.from(GetTrialBalanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetTrialBalanceResponse => GetTrialBalanceResponse.decode(value),
   },
+  /**
+   * Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+   * the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+   * account's shard refused it; the reason says why). How a client learns the end of a transfer
+   * that CommandService/Transfer answered as pending: call this until the state is not PENDING
+   * (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+   * NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+   * the command's consistency token to wait for it). A token restricted to some accounts must
+   * be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+   * ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+   */
+  getTransfer: {
+    path: "/ledger.v1.QueryService/GetTransfer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTransferRequest): Buffer => Buffer.from(GetTransferRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTransferRequest => GetTransferRequest.decode(value),
+    responseSerialize: (value: GetTransferResponse): Buffer => Buffer.from(GetTransferResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTransferResponse => GetTransferResponse.decode(value),
+  },
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries: {
     path: "/ledger.v1.QueryService/GetDailySummaries" as const,
@@ -3388,6 +3866,18 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
    * are the whole ledger's).
    */
   getTrialBalance: handleUnaryCall<GetTrialBalanceRequest, GetTrialBalanceResponse>;
+  /**
+   * Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+   * the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+   * account's shard refused it; the reason says why). How a client learns the end of a transfer
+   * that CommandService/Transfer answered as pending: call this until the state is not PENDING
+   * (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+   * NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+   * the command's consistency token to wait for it). A token restricted to some accounts must
+   * be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+   * ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+   */
+  getTransfer: handleUnaryCall<GetTransferRequest, GetTransferResponse>;
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries: handleUnaryCall<GetDailySummariesRequest, GetDailySummariesResponse>;
   /** Reports how far the projector has applied each partition of the event store. */
@@ -3533,6 +4023,32 @@ export interface QueryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetTrialBalanceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns one transfer and where it stands: PENDING (a cross-shard transfer whose money left
+   * the debited account and is in flight), COMPLETED (credited) or REFUNDED (the credited
+   * account's shard refused it; the reason says why). How a client learns the end of a transfer
+   * that CommandService/Transfer answered as pending: call this until the state is not PENDING
+   * (pass the Transfer's consistency token first), or read the accounts' ListTransactions.
+   * NOT_FOUND if the read model holds no event of it (never made, or not projected yet: pass
+   * the command's consistency token to wait for it). A token restricted to some accounts must
+   * be allowed to read the debited or the credited account, else PERMISSION_DENIED (transfer
+   * ids are UUIDv7s, 74 random bits: whether another's transfer exists cannot be guessed).
+   */
+  getTransfer(
+    request: GetTransferRequest,
+    callback: (error: ServiceError | null, response: GetTransferResponse) => void,
+  ): ClientUnaryCall;
+  getTransfer(
+    request: GetTransferRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTransferResponse) => void,
+  ): ClientUnaryCall;
+  getTransfer(
+    request: GetTransferRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTransferResponse) => void,
   ): ClientUnaryCall;
   /** Returns per-account, per-day totals (UTC days) for one account or the whole ledger. */
   getDailySummaries(
