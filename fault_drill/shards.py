@@ -18,6 +18,7 @@ from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack
 from fault_drill.calls import CHANNEL_OPTIONS
+from fault_drill.command_servers import Instances
 from fault_drill.config import COMMAND_SERVER, DrillConfig
 from fault_drill.faults import Clock, Component, Fault, start_until_ready
 from fault_drill.journal import Journal, Kind
@@ -43,7 +44,7 @@ def shard_component_name(index: int) -> str:
     return COMMAND_SERVER if index == 0 else f"{COMMAND_SERVER}_{index}"
 
 
-class ShardedCommandServers:
+class ShardedCommandServers(Instances):
     """The shards of the drill, and the clients' stubs: one channel per client and shard."""
 
     def __init__(
@@ -89,14 +90,6 @@ class ShardedCommandServers:
         """A random shard's stub for client `client`'s next attempt: whichever shard a command
         enters by, the owner decides it, and a retry by another shard is answered alike."""
         return self._rng.choice(self._stubs[client % len(self._stubs)])
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
-
-    def stop_all(self) -> None:
-        for instance in reversed(self.instances):
-            instance.stop()
 
 
 class ShardPairKill:
