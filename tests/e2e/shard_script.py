@@ -56,6 +56,8 @@ class Caller:
     """command id -> events it appended (1, a transfer 2)."""
     tokens: dict[str, list[str]] = field(default_factory=dict)
     """command id -> the consistency tokens of its answers (a retry's too)."""
+    batch_tokens: list[str] = field(default_factory=list)
+    """Each ExecuteBatch answer's token, in order."""
 
     def _normal(self, text: str, command_ids: Sequence[str]) -> str:
         for role, account in sorted(self.roles.items(), key=lambda r: -len(r[1])):
@@ -85,6 +87,7 @@ class Caller:
             reply = await self.stubs[self.pick()].ExecuteBatch(request, timeout=30)
         except grpc.aio.AioRpcError as error:
             return ("ExecuteBatch", error.code().name, self._normal(error.details() or "", ids))
+        self.batch_tokens.append(reply.consistency_token)
         results = []
         for command_id, command, result in zip(ids, commands, reply.results, strict=True):
             if result.code == 0:

@@ -27,6 +27,8 @@ from devstack.stack import LocalStack
 from fault_drill.event_log import read_log
 from ledger.auth.local import LocalCredentials
 from ledger.command_ids import new_command_id
+from ledger.consistency import ConsistencyToken
+from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from tests.e2e.shard_script import PARTITIONS, SHARDS, Caller, accounts, play, shard_of
@@ -127,6 +129,10 @@ async def test_every_command_through_a_random_shard_answers_as_on_one_shard_once
     assert [result[0] for result in on_one[-2][2]] == [0, 0, 9, 3, 0], on_one
     (retried,) = [tokens for tokens in three.tokens.values() if len(tokens) > 1]
     assert retried[0] == retried[1], three.tokens
+    # The spread batch's token covers every shard's writes: A's and C's deposits, B's withdrawal.
+    merged = ConsistencyToken.decode(three.batch_tokens[0]).positions
+    roles = three.roles
+    assert {partition_of(roles[r], PARTITIONS) for r in "ABC"} <= set(merged), merged
     logged, event_ids = _events_per_command(stack, ledgers.shards_topic)
     assert dict(logged) == three.succeeded, seed
     assert set(event_ids.values()) == {1}
