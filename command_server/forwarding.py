@@ -31,6 +31,15 @@ ANSWERED_BY = "ledger-answered-by"
 _AUTHORIZATION = "authorization"
 _SERVICE = pb.DESCRIPTOR.services_by_name["CommandService"].full_name
 
+RECONNECT_OPTIONS = (
+    # gRPC's default reconnect backoff grows to 120 s: after a peer's restart its shard's
+    # commands would be refused as unreachable for up to two minutes. A few peers afford a
+    # reconnect attempt every second.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
 _Context = grpc.aio.ServicerContext[Any, Any]
 _Reply = TypeVar("_Reply", bound=Any)
 Outcome = Verdict | pb.CommandResult | Exception
@@ -78,6 +87,7 @@ def open_peer_channels(
 ) -> dict[int, PeerChannel]:
     """One channel to each other shard (created now, connected on first use)."""
     credentials = _credentials(peers)
+    options = (*RECONNECT_OPTIONS, *options)
     channels: dict[int, PeerChannel] = {}
     for index, address in enumerate(peers.addresses):
         if index == own_index:

@@ -6,6 +6,7 @@ A retry entering by another shard is answered from the original. Over TLS with t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import uuid
@@ -32,6 +33,7 @@ from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from tests.e2e.shard_script import PARTITIONS, SHARDS, Caller, accounts, play, shard_of
+from tests.eventually import eventually_async
 
 if TYPE_CHECKING:
     from tests.e2e.shard_script import Stub
@@ -179,16 +181,25 @@ async def test_an_atomic_batch_across_shards_is_refused_whole(
     assert "atomic batch must keep to one shard" in (refused.value.details() or "")
 
 
-async def test_a_shard_that_cannot_be_reached_is_unavailable_by_name(
+async def test_a_shard_that_cannot_be_reached_is_unavailable_by_name_until_it_is_back(
     ledgers: Ledgers, stubs: dict[str, list[Stub]]
 ) -> None:
-    # Last in the module: the stopped shard stays stopped.
     account = accounts(f"down-{uuid.uuid4().hex[:8]}")["A"]
     owner = shard_of(account)
-    ledgers.shards[owner].stop()
-    entry = (owner + 1) % SHARDS
+    entry = stubs["shards"][(owner + 1) % SHARDS]
     request = cmd.DepositRequest(command_id=new_command_id(), account_id=account, amount="1")
-    error = await _refusal(stubs["shards"][entry], request)
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert f"shard {owner}" in (error.details() or ""), error.details()
-    assert "retry with the same command_id" in (error.details() or "")
+    await asyncio.to_thread(ledgers.shards[owner].stop)
+    try:
+        error = await _refusal(entry, request)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"shard {owner}" in (error.details() or ""), error.details()
+        assert "retry with the same command_id" in (error.details() or "")
+    finally:
+        await asyncio.to_thread(ledgers.shards[owner].start)
+
+    async def owner_answers() -> bool:
+        # The account was never opened: NOT_FOUND is the owner's own answer.
+        return (await _refusal(entry, request)).code() == grpc.StatusCode.NOT_FOUND
+
+    # Forwarding recovers by itself once the owner is back (the peer channel reconnects).
+    await eventually_async(owner_answers, timeout=30.0, interval=0.2)
