@@ -183,7 +183,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                 by_position = dict(zip(positions, admitted, strict=True))
                 try:
                     plan = await forwarder.plan_batch(by_position, request.atomic, context)
-                    if len(plan.foreign) == 1 and not plan.local:
+                    misrouted_here = any(isinstance(v, Misrouted) for v in verdicts)
+                    if len(plan.foreign) == 1 and not plan.local and not misrouted_here:
                         # All of it is another shard's: its answer is this call's, unchanged.
                         (owner,) = plan.foreign
                         reply = pb.ExecuteBatchResponse
