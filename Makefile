@@ -59,6 +59,7 @@ fuzz: install
 soak: install
 	$(PY) -m fault_drill --soak
 	$(PY) -m fault_drill --soak --three-brokers
+	$(PY) -m fault_drill --soak --three-shards
 
 ## Benchmarks (docs/performance.md): a table, and JSON in bench/results/. Needs Go (builds ghz once).
 bench: install

@@ -10,7 +10,9 @@ import time
 from datetime import timedelta
 
 from command_server.event_store import AppendFailed, Fenced, UnreadableLog
+from command_server.forwarding import Forwarder, open_peer_channels
 from command_server.group_commit import GroupCommitter
+from command_server.routing import Router
 from command_server.servicer import CommandServicer
 from command_server.settings import Settings
 from command_server.shards import Shard
@@ -122,6 +124,8 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
     )
     commit_loop = asyncio.create_task(committer.run(), name="group-commit")
     servicer.committer = committer
+    forwarder = _forwarder(settings, shard)
+    servicer.forwarder = forwarder
     await server.serving(True)
     log.info("serving ledger.v1.CommandService on %s", settings.listen)
 
@@ -131,12 +135,40 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
     await server.stop(settings.grace_seconds)
     await committer.close()
     await commit_loop
+    if forwarder is not None:
+        await forwarder.close()
     # The writer flushes and closes its producer before it exits.
     await writer.stop()
     if metrics is not None:
         metrics.close()
     log.info("stopped after %d batches, %d commands", committer.batches, committer.commands)
     return exit_code
+
+
+def _forwarder(settings: Settings, shard: Shard) -> Forwarder | None:
+    """Forwarding to the other shards, with a channel to each (one shard, or no
+    LEDGER_COMMAND_PEERS: None)."""
+    peers = settings.peers
+    if shard.count == 1 or not peers.forwarding:
+        return None
+    limits = settings.server_limits
+    # A forwarded call is at most what this shard took in, and the owner takes the same.
+    options = (
+        ("grpc.max_send_message_length", limits.max_receive_bytes),
+        ("grpc.max_receive_message_length", limits.max_send_bytes),
+    )
+    channels = open_peer_channels(peers, shard.index, options)
+    log.info(
+        "forwarding commands of other shards to %s",
+        ", ".join(f"shard {p.index} at {p.address}" for p in channels.values()),
+    )
+    return Forwarder(
+        Router(shard),
+        channels,
+        max_in_flight=peers.max_in_flight,
+        timeout_seconds=peers.timeout_seconds,
+        retry_after_ms=settings.queue_retry_after_ms,
+    )
 
 
 def main() -> None:

@@ -10,7 +10,15 @@ import grpc
 
 from command_server import requests
 from command_server.event_store import AppendFailed
+from command_server.forwarding import (
+    Forwarder,
+    ForwardsFull,
+    Outcome,
+    OwnerAnswered,
+    ShardUnreachable,
+)
 from command_server.group_commit import GroupCommitter, Misrouted, Overloaded, Verdict
+from command_server.routing import AtomicAcrossShards, WrongOwner
 from command_server.writer.protocol import (
     Ack,
     CommandIdReused,
@@ -45,6 +53,10 @@ _STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
     (NotServing, grpc.StatusCode.UNAVAILABLE, "{}"),
     (NotApplied, grpc.StatusCode.ABORTED, "{}"),
     (Misrouted, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (ShardUnreachable, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (ForwardsFull, grpc.StatusCode.RESOURCE_EXHAUSTED, "{}"),
+    (WrongOwner, grpc.StatusCode.FAILED_PRECONDITION, "{}"),
+    (AtomicAcrossShards, grpc.StatusCode.FAILED_PRECONDITION, "{}"),
     (
         AppendFailed,
         grpc.StatusCode.UNAVAILABLE,
@@ -62,6 +74,8 @@ def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message that answer a command which ended in `error`."""
     if isinstance(error, Rejection):
         return _STATUS_OF_REJECTION[error.kind], error.message
+    if isinstance(error, OwnerAnswered):
+        return error.code, error.details
     for kind, code, message in _STATUS_OF:
         if isinstance(error, kind):
             if kind is WriterFailed:
@@ -93,28 +107,33 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     def __init__(self, command_id_max_skew: timedelta = timedelta(seconds=60)) -> None:
         # Set by the composition root once the write model is rebuilt; until then: UNAVAILABLE.
         self.committer: GroupCommitter | None = None
+        # Set with more than one shard and LEDGER_COMMAND_PEERS: commands of other shards go
+        # there; None: one shard, or commands of other shards are refused (Misrouted).
+        self.forwarder: Forwarder | None = None
         self._max_skew = command_id_max_skew
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
     ) -> pb.OpenAccountResponse:
         command = requests.open_account(request)
-        return await self._submit(command, context, pb.OpenAccountResponse)
+        return await self._submit(command, request, context, pb.OpenAccountResponse)
 
     async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
-        return await self._submit(requests.deposit(request), context, pb.DepositResponse)
+        return await self._submit(requests.deposit(request), request, context, pb.DepositResponse)
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
-        return await self._submit(requests.withdraw(request), context, pb.WithdrawResponse)
+        command = requests.withdraw(request)
+        return await self._submit(command, request, context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
-        return await self._submit(requests.transfer(request), context, pb.TransferResponse)
+        command = requests.transfer(request)
+        return await self._submit(command, request, context, pb.TransferResponse)
 
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context
     ) -> pb.CloseAccountResponse:
         command = requests.close_account(request)
-        return await self._submit(command, context, pb.CloseAccountResponse)
+        return await self._submit(command, request, context, pb.CloseAccountResponse)
 
     async def ExecuteBatch(
         self, request: pb.ExecuteBatchRequest, context: _Context
@@ -132,7 +151,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         committer = self.committer
         if committer is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, _REBUILDING)
-        verdicts: list[Verdict | None] = [None] * count
+        forwarder = self.forwarder
+        verdicts: list[Outcome | None] = [None] * count
         admitted: list[Command] = []
         positions: list[int] = []
         now = datetime.now(UTC)
@@ -145,7 +165,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                 verdicts[index] = refusal
                 continue
             misrouted = committer.misrouted(command)
-            if misrouted is not None:
+            # A command another shard owns is forwarded there (below), not refused.
+            if misrouted is not None and (forwarder is None or forwarder.router.is_local(command)):
                 verdicts[index] = misrouted
                 continue
             admitted.append(command)
@@ -158,6 +179,28 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             )
             verdicts = [not_applied if v is None else v for v in verdicts]
         elif admitted:
+            if forwarder is not None:
+                by_position = dict(zip(positions, admitted, strict=True))
+                try:
+                    plan = await forwarder.plan_batch(by_position, request.atomic, context)
+                    misrouted_here = any(isinstance(v, Misrouted) for v in verdicts)
+                    if len(plan.foreign) == 1 and not plan.local and not misrouted_here:
+                        # All of it is another shard's: its answer is this call's, unchanged.
+                        (owner,) = plan.foreign
+                        reply = pb.ExecuteBatchResponse
+                        return await forwarder.call(owner, "ExecuteBatch", request, reply, context)
+                except Exception as error:
+                    await self._refuse(context, error)
+                if plan.foreign:
+
+                    async def decide_here(here: list[int]) -> list[Verdict]:
+                        local = [by_position[p] for p in here]
+                        return await committer.submit_batch(local, atomic=False)
+
+                    split = await forwarder.split_batch(plan, request, decide_here, context)
+                    for index, outcome in split.items():
+                        verdicts[index] = outcome
+                    return _batch_response(verdicts)
             try:
                 decided = await committer.submit_batch(admitted, atomic=request.atomic)
             except Exception as error:
@@ -170,10 +213,13 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         self, request: pb.EraseOwnerRequest, context: _Context
     ) -> pb.EraseOwnerResponse:
         command = EraseOwner(command_id=request.command_id, account_id=request.account_id)
-        return await self._submit(command, context, pb.EraseOwnerResponse)
+        return await self._submit(command, request, context, pb.EraseOwnerResponse)
 
-    async def _submit(self, command: Command, context: _Context, reply: type[_Reply]) -> _Reply:
-        """The reply to `command` once committed; a refusal aborts the call with its status.
+    async def _submit(
+        self, command: Command, request: object, context: _Context, reply: type[_Reply]
+    ) -> _Reply:
+        """The reply to `command` (parsed from `request`) once committed, here or by the shard
+        that owns it; a refusal aborts the call with its status (the owner's, unchanged).
 
         Malformed fields are refused here, so that they never cross the pipe to the writer
         (which checks them again: `decide` runs the same `require_fields`)."""
@@ -183,28 +229,40 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             require_fields(command)
             if self.committer is None:
                 raise NotServing(_REBUILDING)
+            if self.forwarder is not None:
+                owner = await self.forwarder.owner_elsewhere(command, context)
+                if owner is not None:
+                    method = reply.__name__.removesuffix("Response")
+                    return await self.forwarder.call(owner, method, request, reply, context)
             ack = await self.committer.submit(command)
         except Exception as error:
             await self._refuse(context, error)
         return reply(version=ack.version, consistency_token=ack.token)
 
     async def _refuse(self, context: _Context, error: Exception) -> NoReturn:
-        if isinstance(error, Overloaded):
+        if isinstance(error, Overloaded | ForwardsFull):
             # gRPC's standard hint, which clients' retry policies honour, beside the message's.
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(error.retry_after_ms)),))
+        elif isinstance(error, OwnerAnswered):
+            context.set_trailing_metadata(error.trailers)
         await _abort(context, *_status_of(error))
 
 
 _REBUILDING = "the command server is still rebuilding its state from the event store; retry"
 
 
-def _batch_response(verdicts: list[Verdict | None]) -> pb.ExecuteBatchResponse:
-    """One result per verdict, and the token covering every successful command."""
+def _batch_response(verdicts: list[Outcome | None]) -> pb.ExecuteBatchResponse:
+    """One result per verdict (those of other shards as they answered), and the token covering
+    every successful command (other shards' tokens merged in)."""
     response = pb.ExecuteBatchResponse()
     results = response.results
     tokens: set[str] = set()
     for verdict in verdicts:
-        if isinstance(verdict, Ack):
+        if isinstance(verdict, pb.CommandResult):
+            results.append(verdict)
+            if verdict.code == 0 and verdict.consistency_token:
+                tokens.add(verdict.consistency_token)
+        elif isinstance(verdict, Ack):
             results.add(version=verdict.version, consistency_token=verdict.token)
             tokens.add(verdict.token)
         else:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from command_server.outcome_log import CHUNK_ENTRIES
+from command_server.peers import Peers, peers_from_env
 from ledger.environment import (
     LOCAL_KAFKA_BOOTSTRAP,
     SettingsError,
@@ -66,6 +67,8 @@ class Settings:
     # The file holding the key that wraps every account's data key (ledger/personal_data.py).
     key_encryption_key_file: str | None = None
     server_limits: ServerLimits = ServerLimits(max_receive_bytes=MAX_RECEIVE_BYTES)  # noqa: RUF009
+    # The other shards, to forward commands they own to (command_server/forwarding.py).
+    peers: Peers = Peers()  # noqa: RUF009 (frozen, so safe to share)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +77,7 @@ class Settings:
         batch_max_commands = env_int(
             env, "LEDGER_BATCH_MAX_COMMANDS", defaults.batch_max_commands, minimum=1
         )
+        shard_count = env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1)
         settings = cls(
             kafka_bootstrap=env_text(
                 env, "LEDGER_KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap
@@ -88,7 +92,7 @@ class Settings:
             topic=env_text(env, "LEDGER_TOPIC", defaults.topic),
             partitions=env_int(env, "LEDGER_PARTITIONS", defaults.partitions, minimum=1),
             shard_index=env_int(env, "LEDGER_SHARD_INDEX", defaults.shard_index),
-            shard_count=env_int(env, "LEDGER_SHARD_COUNT", defaults.shard_count, minimum=1),
+            shard_count=shard_count,
             batch_max_commands=batch_max_commands,
             batch_max_wait_ms=env_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
             queue_max_commands=env_int(
@@ -120,6 +124,8 @@ class Settings:
             key_encryption_key_file=env.get("LEDGER_KEY_ENCRYPTION_KEY_FILE") or None,
             # LEDGER_GRPC_*
             server_limits=server_limits(env, defaults.server_limits),
+            # LEDGER_COMMAND_PEERS, LEDGER_COMMAND_PEERS_CA, LEDGER_FORWARD_*
+            peers=peers_from_env(env, shard_count),
         )
         if settings.shard_index >= settings.shard_count:
             raise SettingsError(

@@ -24,9 +24,20 @@ from devstack.postgres_roles import ANALYST_ROLE, PROJECTOR_ROLE, READER_ROLE
 from devstack.service import Service
 from devstack.stack import LocalStack
 from ledger.auth.local import LocalCredentials
+from ledger.environment import HostPort, SettingsError, env_host_port, env_int
 from ledger.read_model_contract import ANALYTICS_SCHEMA
+from ledger.telemetry.exporter import COMMAND_SERVER_METRICS_ADDR
 
 _WATCH_INTERVAL = 0.5
+SHARD_PORT_STEP = 10
+"""Shard i of `make run` listens on the first shard's port + 10·i (gRPC, and /metrics)."""
+MAX_SHARDS = 6
+"""The event topic's default partition count: no more shards than partitions."""
+_METRICS = HostPort.parse("metrics", COMMAND_SERVER_METRICS_ADDR)
+
+
+def _shard_port(first: HostPort, index: int) -> HostPort:
+    return HostPort(first.host, first.port + SHARD_PORT_STEP * index)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fetch":
             return _fetch()
         return _run()
-    except StackError as error:
+    except (StackError, SettingsError) as error:
         print(f"devstack: error: {error}", file=sys.stderr)
         return 1
 
@@ -60,18 +71,24 @@ def _ledger_services(stack: LocalStack, credentials: LocalCredentials) -> list[S
     require tokens (`credentials`), every service reaches Kafka through its SASL_SSL listener,
     and the projector and the query server log in to PostgreSQL as their own roles (the read
     model's owner, and one that may only read it). Ready when grpc.health.v1 says SERVING.
+    LEDGER_COMMAND_SHARDS=N starts N command-server shards, shard i on LEDGER_COMMAND_ADDR's
+    port + 10·i (50051, 50061, ...) and /metrics on 9101 + 10·i, each forwarding to the others.
     """
-    command_addr = os.environ.get("LEDGER_COMMAND_ADDR") or "127.0.0.1:50051"
+    first = env_host_port(os.environ, "LEDGER_COMMAND_ADDR", HostPort("127.0.0.1", 50051))
+    shards = env_int(os.environ, "LEDGER_COMMAND_SHARDS", 1, minimum=1, maximum=MAX_SHARDS)
     projector_http = os.environ.get("LEDGER_PROJECTOR_HTTP") or "127.0.0.1:9464"
     query_addr = os.environ.get("LEDGER_QUERY_ADDR") or "127.0.0.1:50052"
     data_dir = stack.data_dir
     return [
-        LedgerService.command_server(
+        *LedgerService.command_shards(
             stack,
             data_dir,
-            listen=command_addr,
+            [str(_shard_port(first, i)) for i in range(shards)],
             secure=credentials,
-            extra_env=stack.secure_environment("command-server"),
+            extra_env=lambda index: {
+                **stack.secure_environment("command-server"),
+                **({"LEDGER_METRICS_ADDR": str(_shard_port(_METRICS, index))} if index else {}),
+            },
         ),
         LedgerService.projector(
             stack, data_dir, http=projector_http, extra_env=stack.secure_environment("projector")
@@ -156,7 +173,7 @@ _GRPC_APIS = {
 def _print_grpcurl_hints(services: Sequence[Service], credentials: str) -> None:
     """How to call the servers (TLS trusting the local CA, a token from `credentials`); the
     README's grpcurl section has the full walk-through."""
-    servers = [s for s in services if s.name in _GRPC_APIS]
+    servers = [s for s in services if _api_of(s) is not None]
     if servers:
         print('  call them with grpcurl (README.md, "Calling the services with grpcurl"):')
         print(f"    (ready tokens in {credentials}/: writer, reader, admin; README: Security)")
@@ -165,7 +182,12 @@ def _print_grpcurl_hints(services: Sequence[Service], credentials: str) -> None:
     )
     for server in servers:
         print(f"    grpcurl {flags} {server.address} list")
-        print(f"    grpcurl {flags} {server.address} describe {_GRPC_APIS[server.name]}")
+        print(f"    grpcurl {flags} {server.address} describe {_api_of(server)}")
+
+
+def _api_of(service: Service) -> str | None:
+    """The API of a gRPC server among the services (command-server-1 is a command server)."""
+    return _GRPC_APIS.get(service.name.rstrip("0123456789").removesuffix("-"))
 
 
 def _print_analyst_hints(stack: LocalStack) -> None:

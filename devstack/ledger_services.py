@@ -85,11 +85,44 @@ class LedgerService:
         listen: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         secure: LocalCredentials | None = None,
+        name: str = "command-server",
     ) -> LedgerService:
+        """A command server; `name` tells shards apart (log file)."""
         env = {**(extra_env or {}), **_topic(topic)}
         return cls._grpc_server(
-            "command-server", "LEDGER_COMMAND_ADDR", stack, data_dir, listen, env, secure
+            name, "LEDGER_COMMAND_ADDR", stack, data_dir, listen, env, secure, "command_server"
         )
+
+    @classmethod
+    def command_shards(
+        cls,
+        stack: LocalStack,
+        data_dir: Path,
+        addresses: Sequence[str],
+        *,
+        topic: str | None = None,
+        extra_env: Callable[[int], Mapping[str, str]] = lambda index: {},
+        secure: LocalCredentials | None = None,
+    ) -> list[LedgerService]:
+        """One command server per address (shard i listens on `addresses[i]`), each forwarding
+        the commands it does not own to the others (over TLS trusting the local CA when
+        `secure`); `extra_env(i)` is added to shard i's environment."""
+        count = len(addresses)
+        peers = {"LEDGER_SHARD_COUNT": str(count), "LEDGER_COMMAND_PEERS": ",".join(addresses)}
+        if secure is not None:
+            peers["LEDGER_COMMAND_PEERS_CA"] = str(secure.ca)
+        return [
+            cls.command_server(
+                stack,
+                data_dir,
+                topic=topic,
+                listen=address,
+                extra_env={**peers, "LEDGER_SHARD_INDEX": str(index), **extra_env(index)},
+                secure=secure,
+                name=f"command-server-{index}" if count > 1 else "command-server",
+            )
+            for index, address in enumerate(addresses)
+        ]
 
     @classmethod
     def query_server(
@@ -107,7 +140,14 @@ class LedgerService:
         if database_url is not None:
             env["LEDGER_DATABASE_URL"] = database_url
         return cls._grpc_server(
-            "query-server", "LEDGER_QUERY_ADDR", stack, data_dir, listen, env, secure
+            "query-server",
+            "LEDGER_QUERY_ADDR",
+            stack,
+            data_dir,
+            listen,
+            env,
+            secure,
+            "query_server",
         )
 
     @classmethod
@@ -120,13 +160,14 @@ class LedgerService:
         listen: str | None,
         env: Mapping[str, str],
         secure: LocalCredentials | None,
+        module: str,
     ) -> LedgerService:
-        """`python -m <name as a module>` listening on `listen` (default: a free port), ready
+        """`python -m <module>` listening on `listen` (default: a free port), ready
         once its health service answers SERVING."""
         address = listen or f"{LOOPBACK}:{free_port()}"
         return cls(
             name,
-            name.replace("-", "_"),
+            module,
             env={
                 **stack.environment(),
                 # One key for the whole stack, so that every server opens what another sealed;

@@ -18,7 +18,7 @@ from pathlib import Path
 from devstack import LocalStack, StackPorts
 from devstack.errors import StackError
 from devstack.kafka_cluster import KafkaCluster
-from fault_drill.config import DrillConfig
+from fault_drill.config import CROSS_SHARD_TRANSFERS, DrillConfig
 from fault_drill.drill import run_drill
 from fault_drill.report import write_json
 from fault_drill.report_text import render_markdown
@@ -44,6 +44,19 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the event topic on a three-broker Kafka of its own (3 replicas, min ISR 2); the "
         "only fault is then the partition leader's broker killed, each time another one",
+    )
+    parser.add_argument(
+        "--three-shards",
+        action="store_true",
+        help="three command-server shards, clients entering by a random one each attempt; the "
+        "only fault is then the debiting and the crediting shard of a transfer killed at once",
+    )
+    parser.add_argument(
+        "--cross-shard-transfers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --three-shards: whether transfers may cross shards (default: "
+        "fault_drill.config.CROSS_SHARD_TRANSFERS)",
     )
     parser.add_argument("--seconds", type=float, help="minimum seconds of load")
     parser.add_argument("--seed", type=int, help="seed of the fault plan and the workload")
@@ -74,6 +87,13 @@ def config_from(args: argparse.Namespace) -> DrillConfig:
     config = DrillConfig.soak_size(args.seed) if args.soak else DrillConfig.test_size(args.seed)
     if args.three_brokers:
         config = config.on_three_brokers()
+    if args.three_shards:
+        cross = (
+            CROSS_SHARD_TRANSFERS
+            if args.cross_shard_transfers is None
+            else args.cross_shard_transfers
+        )
+        config = config.on_three_shards(cross)
     changes: dict[str, object] = {}
     if args.seconds is not None:
         changes["seconds"] = args.seconds

@@ -20,7 +20,22 @@ MakeInstance = Callable[[Path], LedgerService]
 """A new (not started) command server of the shard, with its logs under the given directory."""
 
 
-class CommandServers:
+class Instances:
+    """The command-server instances a drill started, and its clients' channels to them."""
+
+    instances: list[LedgerService]
+    _channels: list[grpc.aio.Channel]
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    def stop_all(self) -> None:
+        for instance in reversed(self.instances):
+            instance.stop()
+
+
+class CommandServers(Instances):
     def __init__(self, make: MakeInstance, out_dir: Path, token: str, clients: int) -> None:
         self._make = make
         self._out_dir = out_dir
@@ -54,11 +69,3 @@ class CommandServers:
         until the end: calls still on them finish or fail on their own."""
         self.live = instance
         self.connect()
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()
-
-    def stop_all(self) -> None:
-        for instance in reversed(self.instances):
-            instance.stop()

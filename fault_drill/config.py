@@ -35,6 +35,15 @@ partitions (each time another broker than the time before), restarted after a fe
 which the two others must take the writes; over once every replica is back in sync."""
 BROKER_FAULT_KINDS = (LEADER_BROKER,)
 """The kinds of a drill on three brokers (`DrillConfig.on_three_brokers`)."""
+SHARD_PAIR = "command_server_shard_pair"
+"""With three command-server shards only: SIGKILL, at once, of the shard owning a transfer's
+debited account and of the shard owning its credited account (another shard when both are the
+same), both started again after a moment; the clients enter by a random shard each attempt."""
+SHARD_FAULT_KINDS = (SHARD_PAIR,)
+"""The kinds of a drill on three shards (`DrillConfig.on_three_shards`)."""
+CROSS_SHARD_TRANSFERS = False
+"""Whether a three-shard drill's transfers may cross shards (off until the cross-shard saga is
+merged: until then the debiting shard refuses them)."""
 TARGET = {
     **{name: name for name in COMPONENTS},
     TAKEOVER: COMMAND_SERVER,
@@ -42,6 +51,7 @@ TARGET = {
     KAFKA_PAUSE: KAFKA,
     SNAPSHOT_RESTART: COMMAND_SERVER,
     LEADER_BROKER: KAFKA,
+    SHARD_PAIR: COMMAND_SERVER,
 }
 """The component each kind of fault hits."""
 
@@ -100,6 +110,11 @@ class DrillConfig:
     events in the log."""
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     """The kinds of fault the plan holds, each `min_kills` times."""
+    shards: int = 1
+    """Command-server shards (`on_three_shards`); shard 0 is the component COMMAND_SERVER."""
+    cross_shard_transfers: bool = True
+    """With several shards: whether a transfer's accounts may be on two shards (otherwise the
+    target is one of the source's shard)."""
     broker_down_s: tuple[float, float] = (6.0, 10.0)
     """How long a killed broker of the three stays down: long enough that the controller moves
     its leaderships (broker.session.timeout.ms, 5 s in devstack) and the others take writes."""
@@ -136,6 +151,17 @@ class DrillConfig:
         """The same size on a three-broker cluster: its leader broker killed, twice (another
         broker the second time)."""
         return replace(self, fault_kinds=BROKER_FAULT_KINDS, min_kills=max(2, self.min_kills))
+
+    def on_three_shards(self, cross_shard_transfers: bool = CROSS_SHARD_TRANSFERS) -> DrillConfig:
+        """The same size with three command-server shards: the debiting and the crediting shard
+        of a transfer killed at once, twice; cross-shard transfers in the traffic or not."""
+        return replace(
+            self,
+            shards=3,
+            cross_shard_transfers=cross_shard_transfers,
+            fault_kinds=SHARD_FAULT_KINDS,
+            min_kills=max(2, self.min_kills),
+        )
 
     def with_changes(self, **changes: object) -> DrillConfig:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ from fault_drill.config import (
     POSTGRES,
     PROJECTOR,
     QUERY_SERVER,
+    SHARD_PAIR,
     SNAPSHOT_RESTART,
     TAKEOVER,
     DrillConfig,
@@ -60,6 +61,7 @@ from fault_drill.read_model_snapshot import NotCaughtUp, Snapshot, snapshot, wai
 from fault_drill.readers import Reader, ReadStats
 from fault_drill.report import Timing, build_report, write_json
 from fault_drill.report_text import render_text
+from fault_drill.shards import ShardedCommandServers, ShardPairKill, ledger_component
 from fault_drill.workload import Client, resend_acknowledged
 from ledger.v1 import queries_pb2_grpc as qry_grpc
 
@@ -81,18 +83,6 @@ def printer(journal: Journal) -> Say:
         print(f"[{journal.now():7.1f}s] {message}", flush=True)
 
     return say
-
-
-def _ledger_component(name: str, service: LedgerService, healthy: Callable[[], bool]) -> Component:
-    """A Ledger process as the injector and supervisor see it: its exit code tells a crash."""
-
-    def exit_code() -> int | None:
-        try:
-            return service.wait_exit(0)
-        except StackError:
-            return None
-
-    return Component(name, service, service.log_file, healthy, exit_code)
 
 
 def _always_ok() -> bool:
@@ -148,7 +138,27 @@ async def run_drill(
             secure=credentials,
         )
 
-    servers = CommandServers(command_server, out_dir, token, config.clients)
+    sharded = None
+    if config.shards > 1:
+        sharded = ShardedCommandServers(
+            stack,
+            out_dir,
+            topic=topic,
+            env={**kafka_env, "LEDGER_SNAPSHOT_EVERY_EVENTS": str(config.snapshot_every_events)},
+            credentials=credentials,
+            config=config,
+        )
+    single = CommandServers(command_server, out_dir, token, config.clients)
+    servers: CommandServers | ShardedCommandServers = single if sharded is None else sharded
+    command_components = (
+        {
+            COMMAND_SERVER: ledger_component(
+                COMMAND_SERVER, single.live, grpc_serving(single.live.address, credentials)
+            )
+        }
+        if sharded is None
+        else sharded.components
+    )
     projector = LedgerService.projector(
         stack,
         out_dir,
@@ -168,15 +178,13 @@ async def run_drill(
         extra_env={**kafka_env, "LEDGER_METRICS_ADDR": f"{LOOPBACK}:{free_port()}"},
         secure=credentials,
     )
-    services = (servers.live, projector, query_server)
+    services = (*servers.instances, projector, query_server)
     components = {
-        COMMAND_SERVER: _ledger_component(
-            COMMAND_SERVER, servers.live, grpc_serving(servers.live.address, credentials)
-        ),
-        PROJECTOR: _ledger_component(
+        **command_components,
+        PROJECTOR: ledger_component(
             PROJECTOR, projector, lambda: projector_assigned(projector.address, config.partitions)
         ),
-        QUERY_SERVER: _ledger_component(
+        QUERY_SERVER: ledger_component(
             QUERY_SERVER, query_server, grpc_serving(query_server.address, credentials)
         ),
         KAFKA: Component(KAFKA, stack.kafka, stack.kafka.log_file, _always_ok)
@@ -203,11 +211,13 @@ async def run_drill(
     supervisor = Supervisor(components, journal, deadline_s=config.healthy_deadline_s, say=say)
     injector = FaultInjector(components, supervisor, journal, config, healthy=all_healthy, say=say)
     injector.actions = {
-        TAKEOVER: Takeover(components[COMMAND_SERVER], servers, credentials, journal, config),
+        TAKEOVER: Takeover(components[COMMAND_SERVER], single, credentials, journal, config),
         COMMAND_SERVER_PAUSE: Pause(components[COMMAND_SERVER], journal, config),
         KAFKA_PAUSE: Pause(components[KAFKA], journal, config),
         SNAPSHOT_RESTART: SnapshotRestart(components[COMMAND_SERVER], journal, journal, config),
     }
+    if sharded is not None:
+        injector.actions[SHARD_PAIR] = ShardPairKill(components, journal, journal, config)
     if cluster is not None:
         injector.actions[LEADER_BROKER] = LeaderKill(cluster, topic, journal, config)
     reads = ReadStats()

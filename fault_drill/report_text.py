@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fault_drill.config import BROKER_FAULT_KINDS, DrillConfig
+from fault_drill.config import BROKER_FAULT_KINDS, SHARD_FAULT_KINDS, DrillConfig
 
 
 def _s(value: Any) -> str:
@@ -86,6 +86,11 @@ def replay_command(report: dict[str, Any]) -> str:
     if tuple(config["fault_kinds"]) == BROKER_FAULT_KINDS:
         size = size.on_three_brokers()
         words.append("--three-brokers")
+    if tuple(config["fault_kinds"]) == SHARD_FAULT_KINDS:
+        size = size.on_three_shards(config["cross_shard_transfers"])
+        words.append("--three-shards")
+        cross = config["cross_shard_transfers"]
+        words.append("--cross-shard-transfers" if cross else "--no-cross-shard-transfers")
     if config["seconds"] != size.seconds:
         words.append(f"--seconds {config['seconds']:g}")
     if config["min_kills"] != size.min_kills:

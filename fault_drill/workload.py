@@ -27,6 +27,7 @@ from fault_drill.config import DrillConfig
 from fault_drill.journal import OK, Attempt, CommandRecord, Journal, Kind, Mode, Status
 from ledger.command_ids import new_command_id
 from ledger.domain.money import format_amount
+from ledger.partitioning import partition_of
 from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 
@@ -38,6 +39,11 @@ OVERDRAFT = 10**12
 """Added to a balance to make a withdrawal no in-flight deposit could cover."""
 
 INSUFFICIENT = "FAILED_PRECONDITION"
+
+
+def shard_of(account_id: str, config: DrillConfig) -> int:
+    """The command-server shard owning the account (README, "Shards and routing")."""
+    return partition_of(account_id, config.partitions) % config.shards
 
 
 class Client:
@@ -156,6 +162,10 @@ class Client:
 
     async def _transfer(self, source: AccountView) -> None:
         targets = [a for a in self._book.open_in(source.currency) if a is not source]
+        config = self._config
+        if config.shards > 1 and not config.cross_shard_transfers:
+            home = shard_of(source.account_id, config)
+            targets = [a for a in targets if shard_of(a.account_id, config) == home]
         if source.available <= 0 or not targets:
             await self._deposit(source)
             return

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from command_server.settings import Settings as CommandSettings
+from devstack.__main__ import SHARD_PORT_STEP
 from devstack.maven import KAFKA_VERSION, REGISTRY_VERSION
 from devstack.ports import StackPorts
 from devstack.registry import JOURNAL_TOPIC, SNAPSHOTS_TOPIC
@@ -35,13 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 # compose service -> the package it runs
 LEDGER_SERVICES = {
     "command-server": "command_server",
+    "command-server-1": "command_server",
     "projector": "projector",
     "query-server": "query_server",
 }
 INFRASTRUCTURE = {"kafka", "registry", "postgres"}
 # The one-shot service that makes the gRPC servers' credentials, and where it puts them.
 CREDENTIALS = "credentials"
-GRPC_SERVERS = ("command-server", "query-server")
+GRPC_SERVERS = ("command-server", "command-server-1", "query-server")
 # What the local stack hands every service (LocalStack.environment()).
 STACK_VARIABLES = (
     "LEDGER_KAFKA_BOOTSTRAP_SERVERS",
@@ -50,6 +52,7 @@ STACK_VARIABLES = (
 )
 LISTEN_VARIABLES = {
     "command-server": "LEDGER_COMMAND_ADDR",
+    "command-server-1": "LEDGER_COMMAND_ADDR",
     "projector": "LEDGER_PROJECTOR_HTTP",
     "query-server": "LEDGER_QUERY_ADDR",
 }
@@ -190,6 +193,11 @@ def test_ports_are_the_defaults_of_make_run_on_loopback_only() -> None:
         "registry": {stack.registry},
         "postgres": {stack.postgres},
         "command-server": {_port(CommandSettings().listen), _port(COMMAND_SERVER_METRICS_ADDR)},
+        # Shard 1 where `LEDGER_COMMAND_SHARDS=2 make run` puts it: ports + 10.
+        "command-server-1": {
+            _port(CommandSettings().listen) + SHARD_PORT_STEP,
+            _port(COMMAND_SERVER_METRICS_ADDR) + SHARD_PORT_STEP,
+        },
         "projector": {ProjectorSettings().http.port},
         "query-server": {_port(QuerySettings().listen), _port(QUERY_SERVER_METRICS_ADDR)},
     }
@@ -340,3 +348,13 @@ def test_the_image_gets_every_package_the_services_import() -> None:
             if not provided_by & declared:
                 missing[module] = sorted(provided_by)
     assert not missing, f"imported but not in pyproject's dependencies: {missing}"
+
+
+def test_the_two_command_server_shards_forward_to_each_other_over_tls() -> None:
+    shards = [_environment(name) for name in ("command-server", "command-server-1")]
+    assert [s["LEDGER_SHARD_INDEX"] for s in shards] == ["0", "1"]
+    assert {s["LEDGER_SHARD_COUNT"] for s in shards} == {"2"}
+    peers = {s["LEDGER_COMMAND_PEERS"] for s in shards}
+    assert peers == {"command-server:50051,command-server-1:50051"}
+    ca = _credentials_in("command-server").ca
+    assert {s["LEDGER_COMMAND_PEERS_CA"] for s in shards} == {str(ca)}

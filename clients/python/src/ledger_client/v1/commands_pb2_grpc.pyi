@@ -59,6 +59,14 @@ class CommandServiceStub:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
+    Shards (README, "Shards and routing"): any command server takes any command. One that does not
+    own the command's first account (a Transfer's debited one) forwards it to the shard that does,
+    with the call's deadline and token, and returns that shard's answer unchanged. Forwarding adds:
+    UNAVAILABLE "shard N ... cannot be reached" (retry with the same `command_id`),
+    RESOURCE_EXHAUSTED when too many calls are being forwarded already (retry after the
+    `grpc-retry-pushback-ms` hint), and FAILED_PRECONDITION when a forwarded command reaches a
+    shard that does not own it either (the shards' configurations disagree: retrying cannot help).
+
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
     characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
@@ -95,7 +103,11 @@ class CommandServiceStub:
     the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
     a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
     server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+    batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+    accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+    them is split per owning shard and the results merged in request order; a part whose shard
+    cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
     """
     EraseOwner: _grpc.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]
     """Erases the account's owner (right to erasure): records that it was erased and forgets the
@@ -139,6 +151,14 @@ class CommandServiceAsyncStub(CommandServiceStub):
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
 
+    Shards (README, "Shards and routing"): any command server takes any command. One that does not
+    own the command's first account (a Transfer's debited one) forwards it to the shard that does,
+    with the call's deadline and token, and returns that shard's answer unchanged. Forwarding adds:
+    UNAVAILABLE "shard N ... cannot be reached" (retry with the same `command_id`),
+    RESOURCE_EXHAUSTED when too many calls are being forwarded already (retry after the
+    `grpc-retry-pushback-ms` hint), and FAILED_PRECONDITION when a forwarded command reaches a
+    shard that does not own it either (the shards' configurations disagree: retrying cannot help).
+
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
     characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
@@ -172,7 +192,11 @@ class CommandServiceAsyncStub(CommandServiceStub):
     the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
     a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
     server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+    8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+    batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+    accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+    them is split per owning shard and the results merged in request order; a part whose shard
+    cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
     """
     EraseOwner: _aio.UnaryUnaryMultiCallable[_commands_pb2.EraseOwnerRequest, _commands_pb2.EraseOwnerResponse]  # type: ignore[assignment]
     """Erases the account's owner (right to erasure): records that it was erased and forgets the
@@ -214,6 +238,14 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
+
+    Shards (README, "Shards and routing"): any command server takes any command. One that does not
+    own the command's first account (a Transfer's debited one) forwards it to the shard that does,
+    with the call's deadline and token, and returns that shard's answer unchanged. Forwarding adds:
+    UNAVAILABLE "shard N ... cannot be reached" (retry with the same `command_id`),
+    RESOURCE_EXHAUSTED when too many calls are being forwarded already (retry after the
+    `grpc-retry-pushback-ms` hint), and FAILED_PRECONDITION when a forwarded command reaches a
+    shard that does not own it either (the shards' configurations disagree: retrying cannot help).
 
     Every field is checked before the command is decided, and a refusal names the field. Free text
     (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
@@ -282,7 +314,11 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
         a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
         server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-        8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+        8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+        batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+        accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+        them is split per owning shard and the results merged in request order; a part whose shard
+        cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
         """
 
     @_abc_1.abstractmethod

@@ -1706,6 +1706,14 @@ export const EraseOwnerResponse: MessageFns<EraseOwnerResponse> = {
  * retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
  * when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
  *
+ * Shards (README, "Shards and routing"): any command server takes any command. One that does not
+ * own the command's first account (a Transfer's debited one) forwards it to the shard that does,
+ * with the call's deadline and token, and returns that shard's answer unchanged. Forwarding adds:
+ * UNAVAILABLE "shard N ... cannot be reached" (retry with the same `command_id`),
+ * RESOURCE_EXHAUSTED when too many calls are being forwarded already (retry after the
+ * `grpc-retry-pushback-ms` hint), and FAILED_PRECONDITION when a forwarded command reaches a
+ * shard that does not own it either (the shards' configurations disagree: retrying cannot help).
+ *
  * Every field is checked before the command is decided, and a refusal names the field. Free text
  * (`owner`, a movement's `reference` and `memo`) and `command_id` must be printable: control
  * characters (NUL among them), invisible formatting (bidi overrides and marks, zero-width space,
@@ -1780,7 +1788,11 @@ export const CommandServiceService = {
    * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
    * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
    * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+   * batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+   * accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+   * them is split per owning shard and the results merged in request order; a part whose shard
+   * cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
    */
   executeBatch: {
     path: "/ledger.v1.CommandService/ExecuteBatch" as const,
@@ -1834,7 +1846,11 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
    * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
    * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
    * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+   * batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+   * accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+   * them is split per owning shard and the results merged in request order; a part whose shard
+   * cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
    */
   executeBatch: handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>;
   /**
@@ -1941,7 +1957,11 @@ export interface CommandServiceClient extends Client {
    * the same batch after the time the message names (also the `grpc-retry-pushback-ms` trailer);
    * a batch larger than the whole queue is taken only when the queue is empty. UNAVAILABLE when the
    * server is not ready; a request larger than the server accepts (8 MiB by default, which holds
-   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. Everything else is a result's.
+   * 8,000 of the largest valid commands) is RESOURCE_EXHAUSTED. FAILED_PRECONDITION for an atomic
+   * batch whose commands belong to more than one shard: an atomic batch must keep to one shard's
+   * accounts. Everything else is a result's. With several shards, a non-atomic batch spanning
+   * them is split per owning shard and the results merged in request order; a part whose shard
+   * cannot take it gives each of its commands that status (UNAVAILABLE, RESOURCE_EXHAUSTED).
    */
   executeBatch(
     request: ExecuteBatchRequest,
