@@ -11,6 +11,7 @@ import grpc
 from command_server import requests
 from command_server.event_store import AppendFailed
 from command_server.group_commit import GroupCommitter, Misrouted, Overloaded, Verdict
+from command_server.transfers_in_flight import COMPLETED, REFUNDED
 from command_server.writer.protocol import (
     Ack,
     CommandIdReused,
@@ -90,10 +91,15 @@ _Reply = TypeVar(
 
 
 class CommandServicer(pb_grpc.CommandServiceServicer):
-    def __init__(self, command_id_max_skew: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(
+        self,
+        command_id_max_skew: timedelta = timedelta(seconds=60),
+        transfer_wait_seconds: float = 5.0,
+    ) -> None:
         # Set by the composition root once the write model is rebuilt; until then: UNAVAILABLE.
         self.committer: GroupCommitter | None = None
         self._max_skew = command_id_max_skew
+        self._transfer_wait = transfer_wait_seconds
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
@@ -108,7 +114,31 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         return await self._submit(requests.withdraw(request), context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
-        return await self._submit(requests.transfer(request), context, pb.TransferResponse)
+        command = requests.transfer(request)
+        reply = await self._submit(command, context, pb.TransferResponse)
+        committer = self.committer
+        if committer is None or not committer.crosses_shards(command):
+            reply.status = pb.TRANSFER_STATUS_COMPLETED
+            return reply
+        # A saga (docs/design.md, decision 13): the debit is recorded; wait for its end, leaving
+        # a margin of the deadline to answer in.
+        remaining = context.time_remaining()
+        seconds = self._transfer_wait
+        if remaining is not None:
+            seconds = min(seconds, remaining * 0.8 - 0.05)
+        state, reason = await committer.transfer_state(command.command_id, seconds)
+        if state == REFUNDED:
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"transfer {command.command_id!r} was refused by the shard of account "
+                f"{command.to_account_id!r} ({reason}); the money was refunded to account "
+                f"{command.from_account_id!r}",
+            )
+        reply.status = (
+            pb.TRANSFER_STATUS_COMPLETED if state == COMPLETED else pb.TRANSFER_STATUS_PENDING
+        )
+        return reply
 
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context

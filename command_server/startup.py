@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from command_server.event_store import EventStore, UnreadableLog, open_together
+from command_server.saga_start import ensure_transfers_topic, fold_transfers
 from command_server.sealing import Sealing
 from command_server.settings import Settings
 from command_server.shards import Shard
@@ -62,6 +63,8 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             f"LEDGER_SHARD_COUNT ({settings.shard_count}) is above the topic's {partitions} "
             "partitions: shards beyond them would own nothing"
         )
+    if settings.shard_count > 1:
+        ensure_transfers_topic(admin, settings, partitions, replication)
     codec = EventCodec(ConfluentSchemaStore.connect(settings.registry))
     codec.register(settings.topic)
     key_topic = key_topic_name(settings.topic)
@@ -133,7 +136,9 @@ def rebuild(
     # collector would only scan them again and again.
     gc.disable()
     latest = {}
-    if snapshots is not None:
+    # Snapshots do not hold the transfers in flight yet: with more than one shard, where
+    # transfers may cross shards, the model is replayed from the log (docs/design.md, 13).
+    if snapshots is not None and shard.count == 1:
         latest = read_latest(
             settings.kafka_bootstrap,
             snapshot_topic_name(settings.topic),
@@ -145,7 +150,7 @@ def rebuild(
             settings.dedupe_window, shard.owned_partitions, settings.dedupe_chunk_entries
         )
         start: dict[int, int] = {}
-        if snapshots is not None:
+        if snapshots is not None and shard.count == 1:
             usable = {k: v for k, v in latest.items() if _key_partition(k) not in discarded}
             start = snapshots.restore(model, shard.owned_partitions, usable)
         restored = time.monotonic()
@@ -158,6 +163,8 @@ def rebuild(
         break
     del latest
     _check_placement(model, shard, settings.topic)
+    if shard.count > 1:
+        fold_transfers(settings, model, shard)
     gc.enable()
     # The rebuilt state lives as long as the process: keep the collector off it for good.
     gc.collect()

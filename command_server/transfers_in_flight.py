@@ -1,0 +1,68 @@
+"""The debiting shard's memory of its cross-shard transfers (docs/design.md, decision 13).
+
+Which transfers have money in flight (TransferSent, and neither the crediting shard's Credited
+notice nor a TransferRefunded yet), per account, and how recently settled ones ended. The
+in-flight set is exact, and is what makes every step idempotent on this side: a refusal or a
+notice for a transfer not in flight was acted on already and appends nothing. It is a fold of
+the log (TransferSent adds, TransferRefunded removes) and of the transfers topic up to what
+this shard committed having processed (a Credited notice removes); start-up rebuilds it so
+(startup.py). The memory of settled transfers only answers retries and waiting calls, so it is
+bounded: past `remembered` transfers the oldest are forgotten, and the caller is told PENDING
+(and how to learn the end) rather than a guess.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ledger.events.records import TransferSent
+
+PENDING, COMPLETED, REFUNDED = range(3)
+"""A cross-shard transfer's state, as the debiting shard knows it."""
+
+REMEMBERED = 100_000
+"""Settled transfers whose end is kept for retries and waiting calls."""
+
+
+class TransfersInFlight:
+    def __init__(self, remembered: int = REMEMBERED) -> None:
+        self.sent: dict[str, TransferSent] = {}
+        """Transfer id -> its TransferSent, while its money is in flight."""
+        self._per_account: dict[str, int] = {}
+        self._settled: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._remembered = remembered
+
+    def add(self, event: TransferSent) -> None:
+        self.sent[event.transfer_id] = event
+        account = event.account_id
+        self._per_account[account] = self._per_account.get(account, 0) + 1
+
+    def settle(self, transfer_id: str, state: int, reason: str = "") -> bool:
+        """Record the end of a transfer; False if it was not in flight (nothing to do)."""
+        event = self.sent.pop(transfer_id, None)
+        if event is None:
+            return False
+        account = event.account_id
+        left = self._per_account[account] - 1
+        if left:
+            self._per_account[account] = left
+        else:
+            del self._per_account[account]
+        self._settled[transfer_id] = (state, reason)
+        if len(self._settled) > self._remembered:
+            self._settled.popitem(last=False)
+        return True
+
+    def of_account(self, account_id: str) -> int:
+        """How many of the account's transfers have money in flight."""
+        return self._per_account.get(account_id, 0)
+
+    def state(self, transfer_id: str) -> tuple[int, str]:
+        """(PENDING, "") while in flight or not known; (COMPLETED, "") or (REFUNDED, reason)."""
+        if transfer_id in self.sent:
+            return PENDING, ""
+        return self._settled.get(transfer_id, (PENDING, ""))
+
+    def restore(self, events: list[TransferSent]) -> None:
+        for event in events:
+            self.add(event)
