@@ -74,6 +74,9 @@ class FakeWriter:
             raise self.lost
         return self.health, "broker gone" if self.health != COMMITTING else "", []
 
+    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
+        return await self.probe()
+
     async def in_flight(self, batches: int) -> None:
         """Wait until the writer has been handed `batches` batches."""
         while len(self.batches) < batches:
