@@ -20,10 +20,11 @@ then holds it, before anything newer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import TopicPartition
 
 from command_server.saga_messages import (
     Credited,
@@ -48,6 +49,16 @@ from ledger.events.records import Event
 log = logging.getLogger(__name__)
 
 
+class Record(Protocol):
+    """What the saga needs of a consumed message (confluent_kafka.Message has it)."""
+
+    def value(self) -> bytes | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
+
+
 class SagaSteps:
     def __init__(
         self,
@@ -64,7 +75,7 @@ class SagaSteps:
         self._topic = topic
         self._group = group_metadata
         self._clock = clock
-        self._undone: list[Message] = []
+        self._undone: list[Record] = []
         """Messages whose transaction did not commit: decided again first."""
         self.appended = 0
         """Events the last step appended."""
@@ -75,9 +86,9 @@ class SagaSteps:
     def retrying(self) -> bool:
         return bool(self._undone)
 
-    def step(self, read: list[Message]) -> None:
+    def step(self, read: Sequence[Record]) -> None:
         """Decide and commit `read` (after whatever did not commit before)."""
-        messages, self._undone = self._undone + read, []
+        messages, self._undone = [*self._undone, *read], []
         self.appended = 0
         if not messages or self.failed is not None:
             return
@@ -94,7 +105,7 @@ class SagaSteps:
             return
         self._commit(messages, decoded)
 
-    def _commit(self, messages: list[Message], decoded: list[SagaMessage]) -> None:
+    def _commit(self, messages: list[Record], decoded: list[SagaMessage]) -> None:
         now = self._clock()
         model = self._model
         pending: dict[str, Account] = {}

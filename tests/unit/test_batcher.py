@@ -67,8 +67,7 @@ class FakeEventStore:
             raise failure
         offsets = self._write(events)
         self.messages += messages
-        if consumed is not None:
-            self.consumed.append(consumed)
+        self.consumed += [consumed] if consumed is not None else []
         self.appended += events
         self.offsets += offsets
         return offsets
