@@ -72,11 +72,13 @@ def fold_transfers(
     )
     read = 0
     try:
-        reader = ReadToEnd(consumer, topic, {}, ends)
+        # From where each partition's snapshot left its transfers in flight (0: no snapshot).
+        starts = {p: model.saga_positions.get(p, 0) for p in partitions}
+        reader = ReadToEnd(consumer, topic, starts, ends)
         for records in reader.batches(time.monotonic() + timeout):
             for record in records:
                 partition, offset = record.partition() or 0, record.offset() or 0
-                if offset >= ends.get(partition, 0):
+                if not starts[partition] <= offset < ends[partition]:
                     continue
                 read += 1
                 try:

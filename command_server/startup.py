@@ -136,9 +136,7 @@ def rebuild(
     # collector would only scan them again and again.
     gc.disable()
     latest = {}
-    # Snapshots do not hold the transfers in flight yet: with more than one shard, where
-    # transfers may cross shards, the model is replayed from the log (docs/design.md, 13).
-    if snapshots is not None and shard.count == 1:
+    if snapshots is not None:
         latest = read_latest(
             settings.kafka_bootstrap,
             snapshot_topic_name(settings.topic),
@@ -150,7 +148,7 @@ def rebuild(
             settings.dedupe_window, shard.owned_partitions, settings.dedupe_chunk_entries
         )
         start: dict[int, int] = {}
-        if snapshots is not None and shard.count == 1:
+        if snapshots is not None:
             usable = {k: v for k, v in latest.items() if _key_partition(k) not in discarded}
             start = snapshots.restore(model, shard.owned_partitions, usable)
         restored = time.monotonic()

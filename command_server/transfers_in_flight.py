@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ledger.domain.saga import InFlight
 from ledger.events.records import TransferSent
 
 PENDING, COMPLETED, REFUNDED = range(3)
@@ -26,15 +27,16 @@ REMEMBERED = 100_000
 
 class TransfersInFlight:
     def __init__(self, remembered: int = REMEMBERED) -> None:
-        self.sent: dict[str, TransferSent] = {}
-        """Transfer id -> its TransferSent, while its money is in flight."""
+        self.sent: dict[str, InFlight] = {}
+        """Transfer id -> what a refund needs of it, while its money is in flight."""
         self._per_account: dict[str, int] = {}
         self._settled: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._remembered = remembered
 
-    def add(self, event: TransferSent) -> None:
-        self.sent[event.transfer_id] = event
-        account = event.account_id
+    def add(self, event: TransferSent | InFlight) -> None:
+        sent = event if isinstance(event, InFlight) else InFlight.of(event)
+        self.sent[sent.transfer_id] = sent
+        account = sent.account_id
         self._per_account[account] = self._per_account.get(account, 0) + 1
 
     def settle(self, transfer_id: str, state: int, reason: str = "") -> bool:
@@ -63,6 +65,6 @@ class TransfersInFlight:
             return PENDING, ""
         return self._settled.get(transfer_id, (PENDING, ""))
 
-    def restore(self, events: list[TransferSent]) -> None:
-        for event in events:
-            self.add(event)
+    def of_accounts(self, account_ids: set[str]) -> list[InFlight]:
+        """The transfers in flight from `account_ids` (a partition's, for its snapshot)."""
+        return [s for s in self.sent.values() if s.account_id in account_ids]

@@ -54,6 +54,28 @@ class CreditRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class InFlight:
+    """A transfer whose money left `account_id` (TransferSent) and has not arrived or come back:
+    what a refund needs of it."""
+
+    transfer_id: str
+    account_id: str
+    counterparty_id: str
+    amount: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, sent: TransferSent) -> InFlight:
+        return cls(
+            sent.transfer_id,
+            sent.account_id,
+            sent.counterparty_id,
+            sent.amount,
+            sent.command_fingerprint,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CreditRefusal:
     """Why the credited account cannot take the transfer's money; final."""
 
@@ -137,7 +159,7 @@ def credit(
     )
 
 
-def refund(sent: TransferSent, account: Account, reason: str, now: datetime) -> TransferRefunded:
+def refund(sent: InFlight, account: Account, reason: str, now: datetime) -> TransferRefunded:
     """The money of `sent` back on its account (open: an account with money in flight cannot
     be closed, `require_nothing_in_flight`)."""
     version = account.version + 1
@@ -146,7 +168,7 @@ def refund(sent: TransferSent, account: Account, reason: str, now: datetime) -> 
         account_id=account.account_id,
         version=version,
         command_id=sent.transfer_id,
-        command_fingerprint=sent.command_fingerprint,
+        command_fingerprint=sent.fingerprint,
         occurred_at=_event_time(now),
         balance_after=account.balance + sent.amount,
         amount=sent.amount,

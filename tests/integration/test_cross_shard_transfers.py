@@ -53,6 +53,8 @@ class Shards:
                     "LEDGER_SHARD_INDEX": str(i),
                     "LEDGER_SHARD_COUNT": str(SHARDS),
                     "LEDGER_TRANSFER_WAIT_SECONDS": "3",
+                    # Restarts then start from snapshots holding transfers in flight.
+                    "LEDGER_SNAPSHOT_EVERY_EVENTS": "5",
                 },
             )
             for i in range(SHARDS)

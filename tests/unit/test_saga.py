@@ -17,6 +17,7 @@ from command_server.saga_messages import (
     message_key,
 )
 from command_server.shards import Shard
+from command_server.snapshots import Snapshots
 from command_server.transactions import AppendFailed
 from command_server.transfers_in_flight import COMPLETED, PENDING, REFUNDED, TransfersInFlight
 from command_server.write_model import WriteModel
@@ -26,10 +27,13 @@ from command_server.writer.saga_steps import SagaSteps, transfer_states
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.commands import CloseAccount, Deposit, OpenAccount, Transfer
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.saga import CreditRefusal, CreditRequest, credit, refund, send
+from ledger.domain.saga import CreditRefusal, CreditRequest, InFlight, credit, refund, send
 from ledger.events.records import TransferCredited, TransferRefunded, TransferSent
 from ledger.partitioning import partition_of
 from tests.unit.test_batcher import NOW, FakeEventStore, commit
+from tests.unit.test_write_model_snapshots import PARTITIONS as SNAPSHOT_PARTITIONS
+from tests.unit.test_write_model_snapshots import TARGET as SNAPSHOT_TARGET
+from tests.unit.test_write_model_snapshots import CapturedTopic
 
 PARTITIONS = 4
 TOPIC = "events.transfers"
@@ -269,7 +273,25 @@ def test_a_refund_event_settles_the_transfer_in_the_write_model() -> None:
     model = WriteModel(100, [0])
     sent, _ = send(Transfer("t", "a", "b", "1.00"), account("a", 100), NOW)
     model.apply_decided(sent, account("a"), 0, 0)
-    refunded = refund(sent, account("a"), "closed", NOW)
+    refunded = refund(InFlight.of(sent), account("a"), "closed", NOW)
     assert isinstance(refunded, TransferRefunded)
     model.apply_decided(refunded, account("a", 100), 0, 1)
     assert model.transfers.state("t") == (REFUNDED, "closed")
+
+
+def test_transfers_in_flight_and_the_saga_position_survive_a_snapshot() -> None:
+    topic = CapturedTopic()
+    model = WriteModel(1000, SNAPSHOT_PARTITIONS)
+    writer = Snapshots(topic, SNAPSHOT_TARGET)  # type: ignore[arg-type]
+    writer.restore(model, SNAPSHOT_PARTITIONS, {})
+    sent, _ = send(Transfer("t", "a", "b", "1.00"), account("a", 100), NOW)
+    model.apply_decided(sent, account("a"), 0, 0)
+    model.saga_positions[0] = 7
+    writer.write(model)
+
+    again = WriteModel(1000, SNAPSHOT_PARTITIONS)
+    Snapshots(topic, SNAPSHOT_TARGET).restore(again, SNAPSHOT_PARTITIONS, topic.latest)  # type: ignore[arg-type]
+
+    assert again.transfers.sent == {"t": InFlight.of(sent)}
+    assert again.transfers.of_account("a") == 1
+    assert again.saga_positions == {0: 7}
