@@ -94,6 +94,14 @@ def setup(debiting: Side, crediting: Side, *, currency: str = "USD") -> None:
     commit(crediting.batcher, OpenAccount("o2", TARGET, currency, ""))
 
 
+def transferred(sides: tuple[Side, Side], amount: str = "4.00") -> tuple[Side, Side]:
+    """Both sides set up, and a transfer of `amount` from SOURCE to TARGET sent."""
+    debiting, crediting = sides
+    setup(debiting, crediting)
+    commit(debiting.batcher, Transfer("t1", SOURCE, TARGET, amount))
+    return debiting, crediting
+
+
 def kinds(side: Side) -> list[str]:
     return [type(event).__name__ for event, _ in side.store.appended]
 
@@ -122,9 +130,7 @@ def test_a_transfer_to_another_shard_debits_and_requests_the_credit_in_one_trans
 def test_the_credit_settles_the_transfer_once_even_if_its_messages_come_twice(
     sides: tuple[Side, Side],
 ) -> None:
-    debiting, crediting = sides
-    setup(debiting, crediting)
-    commit(debiting.batcher, Transfer("t1", SOURCE, TARGET, "4.00"))
+    debiting, crediting = transferred(sides, "4.00")
 
     requests = debiting.outbox()
     crediting.saga.step(requests)
@@ -165,9 +171,7 @@ def test_a_refused_credit_is_refunded_once(sides: tuple[Side, Side], why: str) -
 
 
 def test_an_account_with_money_in_flight_cannot_close(sides: tuple[Side, Side]) -> None:
-    debiting, crediting = sides
-    setup(debiting, crediting)
-    commit(debiting.batcher, Transfer("t1", SOURCE, TARGET, "10.00"))
+    debiting, crediting = transferred(sides, "10.00")
 
     (refused,) = commit(debiting.batcher, CloseAccount("c1", SOURCE))
     crediting.saga.step(debiting.outbox())
@@ -183,9 +187,7 @@ def test_an_account_with_money_in_flight_cannot_close(sides: tuple[Side, Side]) 
 def test_a_saga_step_that_does_not_commit_is_decided_again_with_the_next(
     sides: tuple[Side, Side],
 ) -> None:
-    debiting, crediting = sides
-    setup(debiting, crediting)
-    commit(debiting.batcher, Transfer("t1", SOURCE, TARGET, "4.00"))
+    debiting, crediting = transferred(sides, "4.00")
     crediting.store.fail_next = AppendFailed("broker gone")
 
     crediting.saga.step(debiting.outbox())
