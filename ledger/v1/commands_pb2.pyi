@@ -318,8 +318,10 @@ class TransferResponse(_message.Message):
     version: _builtins.int
     """The source account's version after the transfer (its debit)."""
     consistency_token: _builtins.str
-    """Opaque position of the command's events in the event store (of the debit, and of the credit
-    when COMPLETED). Pass it to a query to read a state that includes them.
+    """Opaque position of the command's events in the event store: both accounts' for a same-shard
+    transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+    later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+    includes them.
     """
     status: Global___TransferStatus.ValueType
     """COMPLETED or PENDING (see Transfer)."""

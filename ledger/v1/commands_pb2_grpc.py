@@ -186,6 +186,8 @@ class CommandServiceServicer:
         (waiting again). Checks against the credited account (existence, status, currency) are made by
         its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
         account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+        Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+        with GetTransfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -566,8 +566,10 @@ type TransferResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The source account's version after the transfer (its debit).
 	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// Opaque position of the command's events in the event store (of the debit, and of the credit
-	// when COMPLETED). Pass it to a query to read a state that includes them.
+	// Opaque position of the command's events in the event store: both accounts' for a same-shard
+	// transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+	// later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+	// includes them.
 	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
 	// COMPLETED or PENDING (see Transfer).
 	Status        TransferStatus `protobuf:"varint,3,opt,name=status,proto3,enum=ledger.v1.TransferStatus" json:"status,omitempty"`

@@ -93,6 +93,8 @@ type CommandServiceClient interface {
 	// (waiting again). Checks against the credited account (existence, status, currency) are made by
 	// its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
 	// account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+	// Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+	// with GetTransfer.
 	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error)
@@ -259,6 +261,8 @@ type CommandServiceServer interface {
 	// (waiting again). Checks against the credited account (existence, status, currency) are made by
 	// its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
 	// account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+	// Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+	// with GetTransfer.
 	Transfer(context.Context, *TransferRequest) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error)

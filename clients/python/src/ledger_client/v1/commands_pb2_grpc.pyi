@@ -92,6 +92,8 @@ class CommandServiceStub:
     (waiting again). Checks against the credited account (existence, status, currency) are made by
     its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
     account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+    Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+    with GetTransfer.
     """
     CloseAccount: _grpc.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
@@ -182,6 +184,8 @@ class CommandServiceAsyncStub(CommandServiceStub):
     (waiting again). Checks against the credited account (existence, status, currency) are made by
     its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
     account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+    Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+    with GetTransfer.
     """
     CloseAccount: _aio.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
@@ -293,6 +297,8 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         (waiting again). Checks against the credited account (existence, status, currency) are made by
         its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
         account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+        Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+        with GetTransfer.
         """
 
     @_abc_1.abstractmethod

@@ -165,8 +165,10 @@ export interface TransferResponse {
   /** The source account's version after the transfer (its debit). */
   version: number;
   /**
-   * Opaque position of the command's events in the event store (of the debit, and of the credit
-   * when COMPLETED). Pass it to a query to read a state that includes them.
+   * Opaque position of the command's events in the event store: both accounts' for a same-shard
+   * transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+   * later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+   * includes them.
    */
   consistencyToken: string;
   /** COMPLETED or PENDING (see Transfer). */
@@ -1656,6 +1658,8 @@ export const CommandServiceService = {
    * (waiting again). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+   * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+   * with GetTransfer.
    */
   transfer: {
     path: "/ledger.v1.CommandService/Transfer" as const,
@@ -1742,6 +1746,8 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
    * (waiting again). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+   * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+   * with GetTransfer.
    */
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   /** Closes an account whose balance is zero. A closed account accepts no further commands. */
@@ -1836,6 +1842,8 @@ export interface CommandServiceClient extends Client {
    * (waiting again). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
+   * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
+   * with GetTransfer.
    */
   transfer(
     request: TransferRequest,
