@@ -7,8 +7,9 @@ notice for a transfer not in flight was acted on already and appends nothing. It
 the log (TransferSent adds, TransferRefunded removes) and of the transfers topic up to what
 this shard committed having processed (a Credited notice removes); start-up rebuilds it so
 (startup.py). The memory of settled transfers only answers retries and waiting calls, so it is
-bounded: past `remembered` transfers the oldest are forgotten, and the caller is told PENDING
-(and how to learn the end) rather than a guess.
+bounded: past `remembered` transfers the oldest are forgotten (and a start remembers only what
+it read after its snapshot), and the caller is told PENDING (and how to learn the end) at once
+rather than a guess.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections import OrderedDict
 from ledger.domain.saga import InFlight
 from ledger.events.records import TransferSent
 
-PENDING, COMPLETED, REFUNDED = range(3)
-"""A cross-shard transfer's state, as the debiting shard knows it."""
+PENDING, COMPLETED, REFUNDED, FORGOTTEN = range(4)
+"""A cross-shard transfer's state, as the debiting shard knows it. FORGOTTEN: not in flight, so
+settled, but how is no longer in memory (before the last snapshot, or long ago)."""
 
 REMEMBERED = 100_000
 """Settled transfers whose end is kept for retries and waiting calls."""
@@ -60,10 +62,11 @@ class TransfersInFlight:
         return self._per_account.get(account_id, 0)
 
     def state(self, transfer_id: str) -> tuple[int, str]:
-        """(PENDING, "") while in flight or not known; (COMPLETED, "") or (REFUNDED, reason)."""
+        """(PENDING, "") while in flight; (COMPLETED, ""), (REFUNDED, reason) or FORGOTTEN.
+        Asked only about transfers whose debit this shard applied."""
         if transfer_id in self.sent:
             return PENDING, ""
-        return self._settled.get(transfer_id, (PENDING, ""))
+        return self._settled.get(transfer_id, (FORGOTTEN, ""))
 
     def of_accounts(self, account_ids: set[str]) -> list[InFlight]:
         """The transfers in flight from `account_ids` (a partition's, for its snapshot)."""

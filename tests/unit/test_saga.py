@@ -19,7 +19,12 @@ from command_server.saga_messages import (
 from command_server.shards import Shard
 from command_server.snapshots import Snapshots
 from command_server.transactions import AppendFailed
-from command_server.transfers_in_flight import COMPLETED, PENDING, REFUNDED, TransfersInFlight
+from command_server.transfers_in_flight import (
+    COMPLETED,
+    FORGOTTEN,
+    REFUNDED,
+    TransfersInFlight,
+)
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import Ack
@@ -268,7 +273,8 @@ def test_in_flight_memory_is_bounded_and_answers_pending_for_what_it_forgot() ->
     for n in range(3):
         assert transfers.settle(f"t{n}", COMPLETED)
     assert not transfers.settle("t0", COMPLETED)
-    assert [transfers.state(f"t{n}")[0] for n in range(3)] == [PENDING, COMPLETED, COMPLETED]
+    assert [transfers.state(f"t{n}")[0] for n in range(3)] == [FORGOTTEN, COMPLETED, COMPLETED]
+    assert transfers.state("t3") == (FORGOTTEN, "")
 
 
 def test_a_refund_event_settles_the_transfer_in_the_write_model() -> None:
