@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from ledger.events.consuming import consume_ready
 from ledger.kafka_security import KafkaSecurity
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ class SagaInbox:
 
     def _read(self) -> None:
         while not self._stopping.is_set():
-            messages = self._consumer.consume(READ_AT_ONCE, timeout=0.5)
+            # Not consume(n, timeout): it waits for n messages or the whole timeout.
+            messages = consume_ready(self._consumer, READ_AT_ONCE, 0.5)
             read = []
             for message in messages:
                 error = message.error()
