@@ -31,8 +31,10 @@ const (
 	TransferStatus_TRANSFER_STATUS_UNSPECIFIED TransferStatus = 0
 	// Both accounts changed: the money arrived (every transfer between accounts of one shard).
 	TransferStatus_TRANSFER_STATUS_COMPLETED TransferStatus = 1
-	// The debit is recorded and the money is in flight to an account of another shard; the credit
-	// (or a refund) follows. Learn the end with QueryService.GetTransfer or the accounts' history.
+	// The debit is recorded and the money went to an account of another shard; this server did not
+	// know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+	// ended so long ago (or before the server's restart) that the server no longer remembers how.
+	// Learn the end with QueryService.GetTransfer or the accounts' history.
 	TransferStatus_TRANSFER_STATUS_PENDING TransferStatus = 2
 )
 

@@ -30,8 +30,10 @@ class _TransferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Transf
     TRANSFER_STATUS_COMPLETED: _TransferStatus.ValueType  # 1
     """Both accounts changed: the money arrived (every transfer between accounts of one shard)."""
     TRANSFER_STATUS_PENDING: _TransferStatus.ValueType  # 2
-    """The debit is recorded and the money is in flight to an account of another shard; the credit
-    (or a refund) follows. Learn the end with QueryService.GetTransfer or the accounts' history.
+    """The debit is recorded and the money went to an account of another shard; this server did not
+    know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+    ended so long ago (or before the server's restart) that the server no longer remembers how.
+    Learn the end with QueryService.GetTransfer or the accounts' history.
     """
 
 class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper):
@@ -42,8 +44,10 @@ TRANSFER_STATUS_UNSPECIFIED: TransferStatus.ValueType  # 0
 TRANSFER_STATUS_COMPLETED: TransferStatus.ValueType  # 1
 """Both accounts changed: the money arrived (every transfer between accounts of one shard)."""
 TRANSFER_STATUS_PENDING: TransferStatus.ValueType  # 2
-"""The debit is recorded and the money is in flight to an account of another shard; the credit
-(or a refund) follows. Learn the end with QueryService.GetTransfer or the accounts' history.
+"""The debit is recorded and the money went to an account of another shard; this server did not
+know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+ended so long ago (or before the server's restart) that the server no longer remembers how.
+Learn the end with QueryService.GetTransfer or the accounts' history.
 """
 Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
 

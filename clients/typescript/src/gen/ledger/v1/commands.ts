@@ -27,8 +27,10 @@ export enum TransferStatus {
   /** TRANSFER_STATUS_COMPLETED - Both accounts changed: the money arrived (every transfer between accounts of one shard). */
   TRANSFER_STATUS_COMPLETED = 1,
   /**
-   * TRANSFER_STATUS_PENDING - The debit is recorded and the money is in flight to an account of another shard; the credit
-   * (or a refund) follows. Learn the end with QueryService.GetTransfer or the accounts' history.
+   * TRANSFER_STATUS_PENDING - The debit is recorded and the money went to an account of another shard; this server did not
+   * know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+   * ended so long ago (or before the server's restart) that the server no longer remembers how.
+   * Learn the end with QueryService.GetTransfer or the accounts' history.
    */
   TRANSFER_STATUS_PENDING = 2,
   UNRECOGNIZED = -1,
@@ -1655,7 +1657,7 @@ export const CommandServiceService = {
    * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
    * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
    * debited account if refunded). A retry with the same command_id answers from what is recorded
-   * (waiting again). Checks against the credited account (existence, status, currency) are made by
+   * (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
    * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
@@ -1743,7 +1745,7 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
    * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
    * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
    * debited account if refunded). A retry with the same command_id answers from what is recorded
-   * (waiting again). Checks against the credited account (existence, status, currency) are made by
+   * (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
    * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
@@ -1839,7 +1841,7 @@ export interface CommandServiceClient extends Client {
    * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
    * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
    * debited account if refunded). A retry with the same command_id answers from what is recorded
-   * (waiting again). Checks against the credited account (existence, status, currency) are made by
+   * (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
    * its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
    * account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
    * Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
