@@ -182,12 +182,12 @@ class CommandServiceServicer:
         by then, it answers OK with `status` PENDING: the money has left the debited account and is in
         flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
         COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
-        debited account if refunded). A retry with the same command_id answers from what is recorded
-        (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
-        its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
-        account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
-        Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
-        with GetTransfer.
+        debited account if refunded). A retry with the same command_id answers from what is recorded:
+        the debit's version and token, and the end as far as the server remembers it, else PENDING.
+        Checks against the credited account (existence, status, currency) are made by its shard, so a
+        cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+        in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+        a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

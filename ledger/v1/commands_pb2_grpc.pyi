@@ -88,12 +88,12 @@ class CommandServiceStub:
     by then, it answers OK with `status` PENDING: the money has left the debited account and is in
     flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
     COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
-    debited account if refunded). A retry with the same command_id answers from what is recorded
-    (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
-    its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
-    account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
-    Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
-    with GetTransfer.
+    debited account if refunded). A retry with the same command_id answers from what is recorded:
+    the debit's version and token, and the end as far as the server remembers it, else PENDING.
+    Checks against the credited account (existence, status, currency) are made by its shard, so a
+    cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+    in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+    a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
     """
     CloseAccount: _grpc.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
@@ -180,12 +180,12 @@ class CommandServiceAsyncStub(CommandServiceStub):
     by then, it answers OK with `status` PENDING: the money has left the debited account and is in
     flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
     COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
-    debited account if refunded). A retry with the same command_id answers from what is recorded
-    (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
-    its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
-    account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
-    Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
-    with GetTransfer.
+    debited account if refunded). A retry with the same command_id answers from what is recorded:
+    the debit's version and token, and the end as far as the server remembers it, else PENDING.
+    Checks against the credited account (existence, status, currency) are made by its shard, so a
+    cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+    in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+    a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
     """
     CloseAccount: _aio.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
@@ -293,12 +293,12 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         by then, it answers OK with `status` PENDING: the money has left the debited account and is in
         flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
         COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
-        debited account if refunded). A retry with the same command_id answers from what is recorded
-        (the debit's version and token; its end as far as the server remembers it, else PENDING). Checks against the credited account (existence, status, currency) are made by
-        its shard, so a cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An
-        account with money in flight cannot be closed (FAILED_PRECONDITION) until its transfers end.
-        Within ExecuteBatch a cross-shard transfer's result is its debit's (no wait): learn its end
-        with GetTransfer.
+        debited account if refunded). A retry with the same command_id answers from what is recorded:
+        the debit's version and token, and the end as far as the server remembers it, else PENDING.
+        Checks against the credited account (existence, status, currency) are made by its shard, so a
+        cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+        in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+        a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
         """
 
     @_abc_1.abstractmethod
