@@ -49,6 +49,11 @@ def ensure_transfers_topic(
         )
 
 
+def transfers_topic_exists(admin: AdminClient, settings: Settings, timeout: float = 30) -> bool:
+    # Every topic's metadata: asking for this one alone could create it (auto-creation).
+    return transfers_topic_name(settings.topic) in admin.list_topics(timeout=timeout).topics
+
+
 def fold_transfers(
     settings: Settings, model: WriteModel, shard: Shard, timeout: float = 600
 ) -> int:

@@ -51,7 +51,7 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         if snapshots is not None:
             snapshots.close()
         return
-    transfers = transfers_topic_name(settings.topic) if shard.count > 1 else None
+    transfers = transfers_topic_name(settings.topic) if shard.sagas else None
     batcher = Batcher(model, store, shard, transfers_topic=transfers)
     background = BackgroundSnapshots(snapshots) if snapshots is not None else None
     if background is not None:

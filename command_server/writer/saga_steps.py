@@ -128,8 +128,8 @@ class SagaSteps:
             if transfer_id in seen:
                 continue
             if isinstance(message, CreditRequest):
-                if model.outcome(transfer_id) is not None:
-                    continue  # credited already
+                if self._credited(transfer_id, message.to_account_id):
+                    continue
                 seen.add(transfer_id)
                 account = current(message.to_account_id)
                 decided = credit(message, account, now)
@@ -166,6 +166,13 @@ class SagaSteps:
             model.transfers.settle(transfer_id, COMPLETED)
         model.saga_positions.update(ends)
         self.appended = len(events)
+
+    def _credited(self, transfer_id: str, account_id: str) -> bool:
+        """Whether the transfer's credit is in the log already: its command (the transfer id)
+        has an event in the credited account's partition (its debit's partition is another:
+        partitions never change, decision 2)."""
+        outcome = self._model.outcome(transfer_id)
+        return outcome is not None and self._shard.partition_of(account_id) in outcome.positions
 
     def _message(self, message: SagaMessage) -> Message_:
         key = message_key(message)

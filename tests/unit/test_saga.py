@@ -71,8 +71,8 @@ class Record:
 class Side:
     """One shard's writer: its model, store, batcher and saga steps."""
 
-    def __init__(self, index: int) -> None:
-        self.shard = Shard(index, 2, PARTITIONS)
+    def __init__(self, index: int, count: int = 2) -> None:
+        self.shard = Shard(index, count, PARTITIONS, sagas=True)
         self.model = WriteModel(1000, self.shard.owned_partitions)
         self.store = FakeEventStore()
         self.batcher = Batcher(self.model, self.store, self.shard, lambda: NOW, TOPIC)
@@ -202,6 +202,22 @@ def test_a_saga_step_that_does_not_commit_is_decided_again_with_the_next(
 
     assert not crediting.saga.retrying
     assert kinds(crediting).count("TransferCredited") == 1
+
+
+def test_a_request_sent_before_the_shards_merged_into_one_is_still_credited(
+    sides: tuple[Side, Side],
+) -> None:
+    debiting, _ = transferred(sides)
+    (request,) = debiting.outbox()
+    merged = Side(0, count=1)
+    for event, partition in debiting.store.appended:
+        merged.model.apply(event, partition, len(merged.model.logs[partition]))
+    commit(merged.batcher, OpenAccount("o2", TARGET, "USD", ""))
+
+    merged.saga.step([request])
+
+    assert kinds(merged) == ["AccountOpened", "TransferCredited"]
+    assert merged.model.accounts[TARGET].balance == 400
 
 
 def test_a_message_that_cannot_be_read_stops_the_saga(sides: tuple[Side, Side]) -> None:
