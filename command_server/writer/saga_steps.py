@@ -3,7 +3,10 @@ topic go through the same decide/commit path as client commands (docs/design.md,
 
 Every read of the inbox is decided against the write model (overlaid with what earlier
 messages of the same read changed) and committed in one transaction together with the offsets
-it consumed, so that a message's effects and its being consumed are one:
+it consumed, so that a message's effects and its being consumed are one. A read of notices
+only writes nothing: its offsets ride the next transaction (at most DEFER_AT_MOST messages
+later), so that the waiting call does not wait for a commit of offsets alone; read again after
+a restart, a notice settles nothing twice.
 
     CreditRequested -> TransferCredited on the credited account + a Credited notice,
                        or a CreditRefused (saga.credit says why)
@@ -48,6 +51,10 @@ from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
 
+DEFER_AT_MOST = 1_000
+"""Messages whose offsets may wait for a later transaction: a restart reads again at most this
+many notices (each settles nothing a second time)."""
+
 
 class Record(Protocol):
     """What the saga needs of a consumed message (confluent_kafka.Message has it)."""
@@ -77,6 +84,9 @@ class SagaSteps:
         self._clock = clock
         self._undone: list[Record] = []
         """Messages whose transaction did not commit: decided again first."""
+        self._deferred: dict[int, int] = {}
+        """Offsets processed (notices only) and not committed yet: the next transaction's."""
+        self._deferred_messages = 0
         self.appended = 0
         """Events the last step appended."""
         self.failed: str | None = None
@@ -154,6 +164,17 @@ class SagaSteps:
         ends: dict[int, int] = {}
         for m in messages:
             ends[m.partition() or 0] = (m.offset() or 0) + 1
+        if not events and not out:
+            # Only notices (or what was done already): nothing to write, so their offsets ride
+            # the next transaction rather than cost a commit before the waiting call hears.
+            for transfer_id in settled:
+                model.transfers.settle(transfer_id, COMPLETED)
+            self._deferred.update(ends)
+            self._deferred_messages += len(messages)
+            if self._deferred_messages < DEFER_AT_MOST:
+                return
+            settled = []
+        ends = self._deferred | ends
         consumed = [TopicPartition(self._topic, p, o) for p, o in sorted(ends.items())]
         offsets = self._batcher.write(events, out, (consumed, self._group))
         if isinstance(offsets, WriteFailed):
@@ -165,6 +186,7 @@ class SagaSteps:
         for transfer_id in settled:
             model.transfers.settle(transfer_id, COMPLETED)
         model.saga_positions.update(ends)
+        self._deferred, self._deferred_messages = {}, 0
         self.appended = len(events)
 
     def _credited(self, transfer_id: str, account_id: str) -> bool:

@@ -153,6 +153,28 @@ def test_the_credit_settles_the_transfer_once_even_if_its_messages_come_twice(
     assert crediting.store.consumed[-1][0][0].offset == 1
 
 
+def test_a_read_of_notices_only_settles_at_once_and_its_offsets_ride_the_next_transaction(
+    sides: tuple[Side, Side],
+) -> None:
+    debiting, crediting = transferred(sides)
+    crediting.saga.step(debiting.outbox())
+    (notice,) = crediting.outbox()
+    before = debiting.store.transactions
+
+    debiting.saga.step([Record(notice.value(), 9, 0)])
+    assert debiting.store.transactions == before
+    assert transfer_states(debiting.model, ["t1"]) == [("t1", COMPLETED, "")]
+
+    commit(debiting.batcher, Transfer("t2", SOURCE, on_shard(1, "nobody"), "1.00"))
+    crediting.saga.step(debiting.outbox())
+    (refusal,) = crediting.outbox()
+    debiting.saga.step([Record(refusal.value(), refusal.partition(), 4)])
+
+    assert debiting.store.transactions == before + 2
+    (consumed, _) = debiting.store.consumed[-1]
+    assert [(c.partition, c.offset) for c in consumed] == sorted([(9, 1), (refusal.partition(), 5)])
+
+
 @pytest.mark.parametrize("why", ["closed", "currency mismatch", "does not exist"])
 def test_a_refused_credit_is_refunded_once(sides: tuple[Side, Side], why: str) -> None:
     debiting, crediting = sides
