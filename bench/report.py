@@ -87,6 +87,7 @@ _COLUMNS = (
     ("reads_per_s", "reads/s"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
+    ("pending", "PENDING"),
     ("ratio", "vs noop"),
     ("vs_plaintext", "vs plaintext"),
     ("server_cores", "server cores"),

@@ -76,7 +76,9 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         health_changes.add(task)
         task.add_done_callback(health_changes.discard)
 
-    servicer = CommandServicer(timedelta(seconds=settings.command_id_max_skew_seconds))
+    servicer = CommandServicer(
+        timedelta(seconds=settings.command_id_max_skew_seconds), settings.transfer_wait_seconds
+    )
     server = LedgerServer(
         SERVICE_NAME,
         servicer,
@@ -121,6 +123,7 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         on_broken=on_broken,
         on_health=on_health,
         metrics=CommandMetrics.create(),
+        transfer_waiters_max=settings.transfer_waiters_max,
     )
     commit_loop = asyncio.create_task(committer.run(), name="group-commit")
     servicer.committer = committer

@@ -18,11 +18,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from command_server.sealing import Sealing
 from command_server.transactions import (
+    COMMIT_TIMEOUT,
     AppendFailed,
     AppendUnsettled,
+    Consumed,
     DeliveryUnconfirmed,
     ErrorKind,
     Fenced,
+    Message_,
     abort,
     classify,
     commit,
@@ -46,15 +49,8 @@ FENCE_CHECK_TIMEOUT = 5.0
 """Seconds each call of that transaction may take (a batch arriving meanwhile waits): on a busy
 machine a healthy coordinator can take more than the metadata probe's 2 s."""
 
-__all__ = [
-    "AppendFailed",
-    "AppendUnsettled",
-    "DeliveryUnconfirmed",
-    "EventStore",
-    "Fenced",
-    "UnreadableLog",
-    "open_together",
-]
+__all__ = ["AppendFailed", "AppendUnsettled", "DeliveryUnconfirmed", "EventStore", "Fenced"]
+__all__ += ["UnreadableLog", "open_together"]
 
 
 class UnreadableLog(RuntimeError):
@@ -100,7 +96,6 @@ class EventStore:
         self._turn = 0
         """The producer that writes the next transaction."""
         self._bootstrap = bootstrap
-        self._security = security
         self._in_transaction = False
         """Whether the producer whose turn it is has begun its transaction (`prepare`)."""
         self._coordinator_heard = time.monotonic()
@@ -117,8 +112,14 @@ class EventStore:
         """Whether every producer is initialised (none waits to be replaced)."""
         return not self._broken
 
-    def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
-        """Write `(event, partition)` pairs in one transaction; return each event's offset."""
+    def append(
+        self,
+        events: Sequence[tuple[Event, int]],
+        messages: Sequence[Message_] = (),
+        consumed: Consumed | None = None,
+    ) -> list[int]:
+        """Write `(event, partition)` pairs in one transaction; return each event's offset.
+        The transaction also carries `messages` and `consumed` offsets (decision 13)."""
         offsets: list[int] = [-1] * len(events)
         failures: list[KafkaError] = []
 
@@ -142,6 +143,11 @@ class EventStore:
                 value = self._codec.encode(event)
                 key = event.account_id.encode()
                 send(producer, self._topic, value, key, partition, delivered(index))
+            for topic, message_key, message, message_partition in messages:
+                send(producer, topic, message, message_key.encode(), message_partition)
+            if consumed is not None:
+                positions, group = consumed
+                producer.send_offsets_to_transaction(positions, group, COMMIT_TIMEOUT)
             commit(producer)
         except KafkaException as exc:
             self._failed(turn, producer, exc.args[0])

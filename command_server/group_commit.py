@@ -31,6 +31,7 @@ from typing import Protocol
 
 from command_server.event_store import Fenced
 from command_server.shards import Shard
+from command_server.transfer_waits import ASK_EVERY, TransferState, TransferWaits
 from command_server.writer.handle import WriterLost
 from command_server.writer.protocol import (
     BROKEN,
@@ -46,7 +47,7 @@ from command_server.writer.protocol import (
     pack_command,
     unpack_verdict,
 )
-from ledger.domain.commands import Command, accounts_of
+from ledger.domain.commands import Command, Transfer, accounts_of
 from ledger.telemetry.metrics import CommandMetrics
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ class Writer(Protocol):
 
     async def probe(self) -> BatchReply:
         """What the writer knows of Kafka now (no verdicts); raises WriterLost likewise."""
+        ...
+
+    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
+        """A probe whose verdicts are how the cross-shard transfers stand (transfer id, state,
+        reason); raises WriterLost likewise."""
         ...
 
 
@@ -110,6 +116,7 @@ class GroupCommitter:
         on_health: Callable[[bool], None] = lambda serving: None,
         probe_every: float = 1.0,
         metrics: CommandMetrics | None = None,
+        transfer_waiters_max: int = 10_000,
     ) -> None:
         self._writer = writer
         self._shard = shard
@@ -135,6 +142,9 @@ class GroupCommitter:
         self._lost: WriterLost | None = None
         self.batches = 0
         self.commands = 0
+        self._waits = TransferWaits(transfer_waiters_max)
+        self._asked = 0.0
+        """When the writer was last asked how waited-for transfers stand (loop time)."""
 
     async def submit(self, command: Command) -> Ack:
         """Decide and durably append `command`; raises Rejection or one of this module's errors."""
@@ -175,31 +185,36 @@ class GroupCommitter:
         return None
 
     def _check_owner(self, command: Command) -> None:
-        """Refuse commands for accounts of other shards (a single shard owns everything)."""
-        partitions = [self._shard.partition_of(a) for a in accounts_of(command)]
-        foreign = [p for p in partitions if not self._shard.owns(p)]
-        if not foreign:
+        """Refuse commands for accounts of other shards (a single shard owns everything). A
+        command belongs to the shard of its first account (a transfer's debited one): a
+        transfer to another shard's account is a saga (docs/design.md, decision 13)."""
+        account = accounts_of(command)[0]
+        partition = self._shard.partition_of(account)
+        if self._shard.owns(partition):
             return
-        if len(foreign) < len(partitions):
-            shards = sorted({self._shard.owner_of(p) for p in partitions})
-            raise Misrouted(
-                "transfers between accounts of different shards are not supported yet: "
-                f"the accounts live on shards {shards}"
-            )
         raise Misrouted(
-            f"account {accounts_of(command)[0]!r} is owned by shard "
-            f"{self._shard.owner_of(foreign[0])} of {self._shard.count}, "
+            f"account {account!r} is owned by shard "
+            f"{self._shard.owner_of(partition)} of {self._shard.count}, "
             f"this is shard {self._shard.index}: send the command there"
         )
+
+    def crosses_shards(self, command: Transfer) -> bool:
+        """Whether the transfer's credited account lives on another shard (a saga)."""
+        return not self._shard.owns(self._shard.partition_of(command.to_account_id))
+
+    async def transfer_state(self, transfer_id: str, seconds: float) -> TransferState:
+        """How a cross-shard transfer ended, waiting up to `seconds` (PENDING if not known)."""
+        return await self._waits.wait(transfer_id, seconds)
 
     async def run(self) -> None:
         """Form and commit batches until `close()`; everything queued before it is still served."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), self._probe_every)
+                idle = ASK_EVERY if self._waits else self._probe_every
+                first = await asyncio.wait_for(self._queue.get(), idle)
             except TimeoutError:
-                await self._probe()
+                await (self._ask() if self._waits else self._probe())
                 continue
             if first is None:
                 return
@@ -230,6 +245,8 @@ class GroupCommitter:
                 # caller waits on goes on rather than leave them waiting for ever.
                 log.exception("bug committing a batch of %d submissions", len(batch))
                 self._fail(batch, error)
+            if self._waits and loop.time() - self._asked >= ASK_EVERY:
+                await self._ask()
             if stop:
                 return
 
@@ -288,6 +305,19 @@ class GroupCommitter:
             self._writer_lost(exc)
             return
         self._learn(health, why)
+
+    async def _ask(self) -> None:
+        """While calls wait for cross-shard transfers: how do those stand?"""
+        self._asked = asyncio.get_running_loop().time()
+        if self._fenced is not None or self._lost is not None or self._broken is not None:
+            return
+        try:
+            health, why, states = await self._writer.transfers(self._waits.ids())
+        except WriterLost as exc:
+            self._writer_lost(exc)
+            return
+        self._learn(health, why)
+        self._waits.settle(states)
 
     def _learn(self, health: int, why: str) -> None:
         """Act on what a reply says about Kafka: health, or a stop."""

@@ -19,6 +19,7 @@ from command_server.forwarding import (
 )
 from command_server.group_commit import GroupCommitter, Misrouted, Overloaded, Verdict
 from command_server.routing import AtomicAcrossShards, WrongOwner
+from command_server.transfers_in_flight import COMPLETED, REFUNDED
 from command_server.writer.protocol import (
     Ack,
     CommandIdReused,
@@ -104,13 +105,18 @@ _Reply = TypeVar(
 
 
 class CommandServicer(pb_grpc.CommandServiceServicer):
-    def __init__(self, command_id_max_skew: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(
+        self,
+        command_id_max_skew: timedelta = timedelta(seconds=60),
+        transfer_wait_seconds: float = 5.0,
+    ) -> None:
         # Set by the composition root once the write model is rebuilt; until then: UNAVAILABLE.
         self.committer: GroupCommitter | None = None
         # Set with more than one shard and LEDGER_COMMAND_PEERS: commands of other shards go
         # there; None: one shard, or commands of other shards are refused (Misrouted).
         self.forwarder: Forwarder | None = None
         self._max_skew = command_id_max_skew
+        self._transfer_wait = transfer_wait_seconds
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
@@ -127,7 +133,32 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
         command = requests.transfer(request)
-        return await self._submit(command, request, context, pb.TransferResponse)
+        reply = await self._submit(command, request, context, pb.TransferResponse)
+        committer = self.committer
+        if committer is None or committer.misrouted(command) is not None:
+            return reply  # forwarded: the owner's answer, its status included
+        if not committer.crosses_shards(command):
+            reply.status = pb.TRANSFER_STATUS_COMPLETED
+            return reply
+        # A saga (docs/design.md, decision 13): the debit is recorded; wait for its end, leaving
+        # a margin of the deadline to answer in.
+        remaining = context.time_remaining()
+        seconds = self._transfer_wait
+        if remaining is not None:
+            seconds = min(seconds, remaining * 0.8 - 0.05)
+        state, reason = await committer.transfer_state(command.command_id, seconds)
+        if state == REFUNDED:
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"transfer {command.command_id!r} was refused by the shard of account "
+                f"{command.to_account_id!r} ({reason}); the money was refunded to account "
+                f"{command.from_account_id!r}",
+            )
+        reply.status = (
+            pb.TRANSFER_STATUS_COMPLETED if state == COMPLETED else pb.TRANSFER_STATUS_PENDING
+        )
+        return reply
 
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context

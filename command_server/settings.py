@@ -64,6 +64,10 @@ class Settings:
     min_replication_factor: int = 1
     min_insync_replicas: int = 1
     grace_seconds: float = 10.0
+    # How long a cross-shard Transfer call waits for the credit (or refusal) at most, and how
+    # many calls may wait at once; past either the call answers PENDING (decision 13).
+    transfer_wait_seconds: float = 5.0
+    transfer_waiters_max: int = 10_000
     # The file holding the key that wraps every account's data key (ledger/personal_data.py).
     key_encryption_key_file: str | None = None
     server_limits: ServerLimits = ServerLimits(max_receive_bytes=MAX_RECEIVE_BYTES)  # noqa: RUF009
@@ -120,6 +124,12 @@ class Settings:
             ),
             min_insync_replicas=env_int(
                 env, "LEDGER_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, minimum=1
+            ),
+            transfer_wait_seconds=env_seconds(
+                env, "LEDGER_TRANSFER_WAIT_SECONDS", defaults.transfer_wait_seconds
+            ),
+            transfer_waiters_max=env_int(
+                env, "LEDGER_TRANSFER_WAITERS_MAX", defaults.transfer_waiters_max, minimum=0
             ),
             key_encryption_key_file=env.get("LEDGER_KEY_ENCRYPTION_KEY_FILE") or None,
             # LEDGER_GRPC_*

@@ -14,6 +14,10 @@ class Shard:
     index: int
     count: int
     partitions: int
+    sagas: bool = False
+    """Whether the shard takes part in cross-shard transfers (docs/design.md, decision 13): with
+    more than one shard, or when a transfers topic exists (transfers sent before the shard
+    count went down to one must still end)."""
 
     def owns(self, partition: int) -> bool:
         return partition % self.count == self.index

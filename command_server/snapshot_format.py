@@ -18,6 +18,9 @@ to this version: the first start after an upgrade replays the log once. Format 3
 partition's dedupe horizon (write_model.py); a format-2 snapshot cannot say what its partition
 had forgotten, and guessing (say, the time of its oldest remembered id) could let a forgotten
 command through again, since ids are not in time order in the log: only a replay is safe.
+Format 4 adds the partition's cross-shard transfers in flight and the position in the transfers
+topic they reflect (docs/design.md, decision 13): a format-3 snapshot cannot say which of its
+partition's transfers are still in flight.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
 from ledger.domain.account import Account, AccountStatus
+from ledger.domain.saga import InFlight
 
-FORMAT = 3
-MAGIC = b"LSS3"
+FORMAT = 4
+MAGIC = b"LSS4"
 """Opens every record of this format, before its checksum."""
 _DIGEST_BYTES = 16
 ACCOUNTS_PER_CHUNK = 10_000
@@ -76,6 +80,18 @@ _MANIFEST = _record(
     account_chunks="int",
     chunk_entries="int",
     horizon_ms="long",
+    in_flight={
+        "type": "array",
+        "items": _record(
+            "InFlight",
+            transfer_id="string",
+            account_id="string",
+            counterparty_id="string",
+            amount="long",
+            fingerprint="string",
+        ),
+    },
+    saga_next_offset="long",
 )
 _OUTCOME_CHUNK = _record(
     "OutcomeChunk",
@@ -122,6 +138,11 @@ class Manifest:
     """The size of the partition's outcome chunks (and of what it forgets at a time)."""
     horizon_ms: int
     """The partition's dedupe horizon (WriteModel.horizons); -1: it forgot no UUIDv7 command."""
+    in_flight: list[InFlight]
+    """Cross-shard transfers from the partition's accounts whose money is in flight."""
+    saga_next_offset: int
+    """The first offset of the partition of the transfers topic that `in_flight` does not
+    reflect (its Credited notices were not processed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +232,8 @@ def _to_datum(body: Body) -> tuple[str, dict[str, Any]]:
 
 def _from_datum(datum: dict[str, Any]) -> Body:
     if "next_offset" in datum:
-        return Manifest(**datum)
+        in_flight = [InFlight(**t) for t in datum.pop("in_flight")]
+        return Manifest(**datum, in_flight=in_flight)
     if "command_ids" in datum:
         ids: list[str] = datum["command_ids"]
         tokens: list[str] = datum["tokens"]
@@ -226,7 +248,13 @@ def _from_datum(datum: dict[str, Any]) -> Body:
 
 
 def _fields(manifest: Manifest) -> dict[str, Any]:
-    return {name: getattr(manifest, name) for name in Manifest.__slots__}
+    fields = {name: getattr(manifest, name) for name in Manifest.__slots__}
+    fields["in_flight"] = [_in_flight_datum(t) for t in manifest.in_flight]
+    return fields
+
+
+def _in_flight_datum(transfer: InFlight) -> dict[str, Any]:
+    return {name: getattr(transfer, name) for name in InFlight.__slots__}
 
 
 def _account_datum(account: Account) -> dict[str, Any]:

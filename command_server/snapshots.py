@@ -120,6 +120,9 @@ class Snapshots:
                 continue
             horizon = manifest.horizon_ms if manifest.horizon_ms >= 0 else None
             model.restore(p, accounts, outcomes, manifest.next_offset - 1, horizon)
+            for transfer in manifest.in_flight:
+                model.transfers.add(transfer)
+            model.saga_positions[p] = manifest.saga_next_offset
             start_chunk = manifest.outcomes_start // model.chunk_entries
             self._written[p] = _Written(
                 manifest.lineage,
@@ -287,6 +290,8 @@ class Snapshots:
             chunks,
             size,
             model.horizons.get(partition, -1),
+            model.transfers.of_accounts(model.account_ids.get(partition, set())),
+            model.saga_positions.get(partition, 0),
         )
         # Last in the transaction, although the transaction makes the order invisible.
         records.append((manifest_key(partition), manifest))

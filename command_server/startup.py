@@ -15,6 +15,11 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from command_server.event_store import EventStore, UnreadableLog, open_together
+from command_server.saga_start import (
+    ensure_transfers_topic,
+    fold_transfers,
+    transfers_topic_exists,
+)
 from command_server.sealing import Sealing
 from command_server.settings import Settings
 from command_server.shards import Shard
@@ -62,6 +67,9 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             f"LEDGER_SHARD_COUNT ({settings.shard_count}) is above the topic's {partitions} "
             "partitions: shards beyond them would own nothing"
         )
+    sagas = settings.shard_count > 1 or transfers_topic_exists(admin, settings)
+    if sagas:
+        ensure_transfers_topic(admin, settings, partitions, replication)
     codec = EventCodec(ConfluentSchemaStore.connect(settings.registry))
     codec.register(settings.topic)
     key_topic = key_topic_name(settings.topic)
@@ -77,7 +85,7 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
         settings.kafka_security,
         Sealing(key_topic, wrapper),
     )
-    shard = Shard(settings.shard_index, settings.shard_count, partitions)
+    shard = Shard(settings.shard_index, settings.shard_count, partitions, sagas)
     stores = [store]
     snapshots = None
     topic = snapshot_topic_name(settings.topic)
@@ -158,6 +166,8 @@ def rebuild(
         break
     del latest
     _check_placement(model, shard, settings.topic)
+    if shard.sagas:
+        fold_transfers(settings, model, shard)
     gc.enable()
     # The rebuilt state lives as long as the process: keep the collector off it for good.
     gc.collect()

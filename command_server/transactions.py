@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from command_server.snapshot_topic import SNAPSHOT_MAX_BYTES
 from ledger.kafka_security import KafkaSecurity
@@ -42,6 +42,13 @@ _TIMEOUTS = frozenset(
         KafkaError.REQUEST_TIMED_OUT,
     }
 )
+
+
+Message_: TypeAlias = tuple[str, str, bytes, int]
+"""A record of another topic written with events: (topic, key, value, partition)."""
+Consumed: TypeAlias = tuple[list[TopicPartition], object]
+"""Offsets processed (the next to read, per partition) and the group metadata they belong to:
+committed in the transaction of what processing them produced."""
 
 
 class Fenced(RuntimeError):

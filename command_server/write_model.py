@@ -12,11 +12,12 @@ from command_server.outcome_log import (
     OutcomeColumns,
     OutcomeLog,
 )
+from command_server.transfers_in_flight import REFUNDED, TransfersInFlight
 from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
-from ledger.events.records import Event, TransferCredited
+from ledger.events.records import Event, TransferCredited, TransferRefunded, TransferSent
 
 
 @dataclass(slots=True)
@@ -45,8 +46,9 @@ class Outcome:
 
 
 def source_version(event: Event) -> int:
-    """The version an event contributes to its command's answer: 0 for a transfer's credit."""
-    return 0 if isinstance(event, TransferCredited) else event.version
+    """The version an event contributes to its command's answer: 0 for a transfer's credit,
+    and for the refund of a cross-shard transfer (the answer is the debit's)."""
+    return 0 if isinstance(event, TransferCredited | TransferRefunded) else event.version
 
 
 # An outcome restored from a snapshot stays packed in its partition's log until it is asked for;
@@ -87,6 +89,10 @@ class WriteModel:
         self.chunk_entries = chunk_entries
         self._window = -(-dedupe_window // max(1, len(self.logs)))
         self.events_applied = 0
+        self.transfers = TransfersInFlight()
+        """Cross-shard transfers debited here whose money is in flight (decision 13)."""
+        self.saga_positions: dict[int, int] = {}
+        """Per partition of the transfers topic: the offset of the next message to process."""
 
     def apply(self, event: Event, partition: int, offset: int) -> None:
         """Fold one committed event in; raises InconsistentEvent if the log contradicts itself."""
@@ -106,6 +112,10 @@ class WriteModel:
             state = dataclasses.replace(state, owner="")
         self.accounts[account_id] = state
         self.positions[partition] = offset
+        if isinstance(event, TransferSent):
+            self.transfers.add(event)
+        elif isinstance(event, TransferRefunded):
+            self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
         command_id = event.command_id
         log = self._log(partition)
         log.append(command_id, event.command_fingerprint, offset)

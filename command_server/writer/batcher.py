@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -29,8 +29,11 @@ from command_server.event_store import (
     Fenced,
     UnreadableLog,
 )
+from command_server.saga_messages import encode, message_key
 from command_server.shards import Shard
+from command_server.transactions import Consumed, Message_
 from command_server.write_model import Outcome, WriteModel
+from command_server.writer.decisions import AtomicUnit, Decisions, WriteFailed
 from command_server.writer.protocol import (
     BROKEN,
     COMMITTING,
@@ -40,7 +43,6 @@ from command_server.writer.protocol import (
     AtomicSpan,
     BatchReply,
     CommandIdReused,
-    NotApplied,
     NotServing,
     PackedCommand,
     WriterFailed,
@@ -49,9 +51,17 @@ from command_server.writer.protocol import (
 )
 from ledger.command_ids import command_id_time, millis_time
 from ledger.domain.account import Account
-from ledger.domain.commands import Command, accounts_of, fingerprint, literal_fingerprint
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Transfer,
+    accounts_of,
+    fingerprint,
+    literal_fingerprint,
+)
 from ledger.domain.decider import InconsistentEvent, decide, evolve
 from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.saga import require_nothing_in_flight, send
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
@@ -63,7 +73,12 @@ CATCH_UP_TIMEOUT = 10.0
 class Appender(Protocol):
     """The part of the event store the batcher uses."""
 
-    def append(self, events: Sequence[tuple[Event, int]]) -> list[int]: ...
+    def append(
+        self,
+        events: Sequence[tuple[Event, int]],
+        messages: Sequence[Message_] = (),
+        consumed: Consumed | None = None,
+    ) -> list[int]: ...
 
     def recover(self) -> None: ...
 
@@ -97,21 +112,6 @@ class _Submission:
         return self._fingerprint
 
 
-_Verdict = Outcome | BaseException | None
-
-
-@dataclass(slots=True)
-class _Decisions:
-    verdicts: list[_Verdict]
-    # Events to append, each with its partition, and the index of the submission behind it.
-    events: list[tuple[Event, int]]
-    authors: list[int]
-    # The state each event leaves its account in, already computed while deciding.
-    states: list[Account]
-    # A duplicate inside the batch (index -> index of its original) shares the original's verdict.
-    aliases: dict[int, int]
-
-
 class Batcher:
     """Decides and commits one batch at a time; runs in the writer process."""
 
@@ -121,8 +121,11 @@ class Batcher:
         store: Appender,
         shard: Shard,
         clock: Callable[[], datetime] = utc_now,
+        transfers_topic: str | None = None,
     ) -> None:
         self._model = model
+        self._transfers_topic = transfers_topic
+        """Where credit requests go; None with one shard (every transfer stays on it)."""
         self._store = store
         self._shard = shard
         self._clock = clock
@@ -147,29 +150,9 @@ class Batcher:
         self.appended = 0
         health, why = UNCHANGED, ""
         if events:
-            try:
-                offsets = self._store.append(events)
-            except Fenced as exc:
-                self._halted = FENCED, str(exc)
-                return self._refuse(len(batch))
-            except DeliveryUnconfirmed as exc:
-                log.critical("the writer stops: %s", exc)
-                self._halted = BROKEN, str(exc)
-                return self._refuse(len(batch))
-            except AppendFailed as exc:
-                log.warning("batch of %d commands not committed: %s", len(batch), exc)
-                if isinstance(exc, AppendUnsettled):
-                    # The failed transaction may have committed: learn it from the log before
-                    # deciding anything again.
-                    self._behind = str(exc)
-                    self._catch_up()
-                    if self._halted is not None:
-                        return self._refuse(len(batch))
-                return STALLED, str(exc), [pack_verdict(exc)] * len(batch)
-            except Exception as exc:
-                log.exception("unexpected failure appending a batch")
-                failed = WriterFailed(f"appending the batch failed: {exc!r}")
-                return UNCHANGED, "", [pack_verdict(failed)] * len(batch)
+            offsets = self.write(events, [m for _, m in decisions.messages])
+            if isinstance(offsets, WriteFailed):
+                return offsets.health, offsets.why, [pack_verdict(offsets.error)] * len(batch)
             health = COMMITTING
             self.appended = len(events)
             apply = self._model.apply_decided
@@ -182,6 +165,44 @@ class Batcher:
         for duplicate, original in decisions.aliases.items():
             verdicts[duplicate] = verdicts[original]
         return health, why, [pack_verdict(verdict) for verdict in verdicts]
+
+    def write(
+        self,
+        events: Sequence[tuple[Event, int]],
+        messages: Sequence[Message_] = (),
+        consumed: Consumed | None = None,
+    ) -> list[int] | WriteFailed:
+        """Append in one transaction: each event's offset, or what went wrong (for the batch's
+        callers, and for the writer's health)."""
+        try:
+            if messages or consumed is not None:
+                return self._store.append(events, messages, consumed)
+            return self._store.append(events)
+        except Fenced as exc:
+            self._halted = FENCED, str(exc)
+        except DeliveryUnconfirmed as exc:
+            log.critical("the writer stops: %s", exc)
+            self._halted = BROKEN, str(exc)
+        except AppendFailed as exc:
+            log.warning("transaction of %d events not committed: %s", len(events), exc)
+            if isinstance(exc, AppendUnsettled):
+                # The failed transaction may have committed: learn it from the log before
+                # deciding anything again.
+                self._behind = str(exc)
+                self._catch_up()
+            if self._halted is None:
+                return WriteFailed(STALLED, str(exc), exc)
+        except Exception as exc:
+            log.exception("unexpected failure appending a batch")
+            return WriteFailed(UNCHANGED, "", WriterFailed(f"appending the batch failed: {exc!r}"))
+        health, why = self._halted
+        return WriteFailed(health, why, NotServing(f"the command server stops: {why}"))
+
+    def ready(self) -> str | None:
+        """None if the model may decide now; otherwise why not (halted, or behind the log)."""
+        if self._halted is not None:
+            return self._halted[1]
+        return self._catch_up() if self._behind is not None else None
 
     def probe(self) -> BatchReply:
         """Whether Kafka would take a transaction now (recovering first if need be)."""
@@ -231,12 +252,12 @@ class Batcher:
             refusal = NotServing(f"the command server stops: {why}")
         return health, why, [pack_verdict(refusal)] * commands
 
-    def _decide(self, batch: list[_Submission], atomic: dict[int, int]) -> _Decisions:
+    def _decide(self, batch: list[_Submission], atomic: dict[int, int]) -> Decisions:
         now = self._clock()
         pending: dict[str, Account] = {}
-        unit: _AtomicUnit | None = None
+        unit: AtomicUnit | None = None
         first_of: dict[str, int] = {}
-        decisions = _Decisions([None] * len(batch), [], [], [], {})
+        decisions = Decisions([None] * len(batch), [], [], [], {})
         verdicts, events, authors, states, aliases = (
             decisions.verdicts,
             decisions.events,
@@ -246,12 +267,14 @@ class Batcher:
         )
         committed = self._model.accounts
         partition_of = self._shard.partition_of
+        sending: dict[str, int] = {}
+        """Per account: the transfers to other shards this batch decided (in flight too)."""
         for index, sub in enumerate(batch):
             if unit is not None and index == unit.stop:
                 unit.settle(decisions, pending, first_of)
                 unit = None
             if index in atomic:
-                unit = _AtomicUnit(index, atomic[index], len(events))
+                unit = AtomicUnit(index, atomic[index], len(events))
             command_id = sub.command.command_id
             known = self._model.outcome(command_id)
             if known is not None:
@@ -276,7 +299,7 @@ class Batcher:
                 if (acc := pending.get(a) or committed.get(a)) is not None
             }
             try:
-                decided = decide(sub.command, current, now)
+                decided = self._decided(sub.command, current, now, decisions, sending)
             except Rejection as exc:
                 verdicts[index] = exc
                 continue
@@ -296,6 +319,32 @@ class Batcher:
             unit.settle(decisions, pending, first_of)
         return decisions
 
+    def _decided(
+        self,
+        command: Command,
+        current: dict[str, Account],
+        now: datetime,
+        decisions: Decisions,
+        sending: dict[str, int],
+    ) -> list[Event]:
+        """What `decide` says, but for the saga's part (decision 13): a transfer to an account
+        of another shard is sent (with a request for its credit, in the same transaction), and
+        an account with money in flight cannot close."""
+        if isinstance(command, Transfer) and self._transfers_topic is not None:
+            partition = self._shard.partition_of(command.to_account_id)
+            if not self._shard.owns(partition):
+                source = current.get(command.from_account_id)
+                event, request = send(command, source, now)
+                message = (self._transfers_topic, message_key(request), encode(request), partition)
+                decisions.messages.append((len(decisions.events), message))
+                sending[event.account_id] = sending.get(event.account_id, 0) + 1
+                return [event]
+        if isinstance(command, CloseAccount) and self._transfers_topic is not None:
+            account = command.account_id
+            in_flight = self._model.transfers.of_account(account) + sending.get(account, 0)
+            require_nothing_in_flight(account, in_flight)
+        return decide(command, current, now)
+
     def _too_old(self, command: Command, partition: int) -> Rejection:
         """The refusal of a command that may have been applied and forgotten since; it depends
         on nothing but the log and the command, so every replica would refuse it alike."""
@@ -311,52 +360,6 @@ class Batcher:
             "not, send the command again with a new command_id. If it is a new command, the "
             "client's clock is behind: check it",
         )
-
-
-@dataclass(slots=True)
-class _AtomicUnit:
-    """An atomic span being decided: what to take back should one of its commands fail."""
-
-    start: int
-    stop: int
-    first_event: int
-    # Each account the span changed, as the pending state held it before (None: not pending).
-    before: dict[str, Account | None] = field(default_factory=dict)
-    # The ids of the span's commands that were decided (and so may be duplicated later on).
-    decided: list[str] = field(default_factory=list)
-
-    def settle(
-        self, decisions: _Decisions, pending: dict[str, Account], first_of: dict[str, int]
-    ) -> None:
-        """Once the span is decided: if a command of it failed, take every other one back."""
-        verdicts = decisions.verdicts
-        span = range(self.start, self.stop)
-        failed = next((i for i in span if isinstance(verdicts[i], BaseException)), None)
-        if failed is None:
-            return
-        del decisions.events[self.first_event :]
-        del decisions.authors[self.first_event :]
-        del decisions.states[self.first_event :]
-        for account_id, state in self.before.items():
-            if state is None:
-                pending.pop(account_id, None)
-            else:
-                pending[account_id] = state
-        for command_id in self.decided:
-            del first_of[command_id]
-        why = NotApplied(
-            f"not applied: command {failed - self.start} of the atomic batch failed (its result "
-            "says why), so none of the batch's commands was applied"
-        )
-        aliases = decisions.aliases
-        for index in span:
-            # Decided here (None), or a duplicate of a command decided here: taken back. A
-            # command applied by an earlier call (an Outcome) or by an earlier call of this
-            # transaction (a duplicate from before the span) stays applied, answered as that;
-            # a failed one keeps its own reason.
-            if verdicts[index] is None and aliases.get(index, self.stop) >= self.start:
-                aliases.pop(index, None)
-                verdicts[index] = why
 
 
 def _reused(command: Command) -> CommandIdReused:

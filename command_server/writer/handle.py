@@ -11,7 +11,7 @@ from typing import Any
 
 from command_server.settings import Settings
 from command_server.writer.process import writer_main
-from command_server.writer.protocol import PROBE, Batch, BatchReply, unpack_start
+from command_server.writer.protocol import PROBE, TRANSFERS, Batch, BatchReply, unpack_start
 
 
 class WriterLost(RuntimeError):
@@ -61,7 +61,11 @@ class WriterProcess:
         """Ask the writer whether Kafka takes commits now (a reply without verdicts)."""
         return await self._exchange(PROBE)
 
-    async def _exchange(self, message: Batch | str) -> BatchReply:
+    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
+        """How the cross-shard transfers stand, as the writer knows them (protocol.TRANSFERS)."""
+        return await self._exchange((TRANSFERS, transfer_ids))
+
+    async def _exchange(self, message: Batch | str | tuple[str, list[str]]) -> BatchReply:
         try:
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import logging
 import signal
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 
 from command_server.background_snapshots import BackgroundSnapshots
+from command_server.saga_messages import saga_group, transfers_topic_name
 from command_server.settings import Settings
 from command_server.startup import connect, rebuild
 from command_server.writer.batcher import Batcher
-from command_server.writer.protocol import KNOWN_START_FAILURES, PROBE, ready, start_failed
+from command_server.writer.protocol import (
+    KNOWN_START_FAILURES,
+    PROBE,
+    TRANSFERS,
+    UNCHANGED,
+    ready,
+    start_failed,
+)
+from command_server.writer.saga_inbox import SagaInbox
+from command_server.writer.saga_steps import SagaSteps, transfer_states
 from ledger.telemetry.logs import configure_logging
 
 log = logging.getLogger(__name__)
+
+SAGA_RETRY_SECONDS = 1.0
+"""How soon a saga step that did not commit is tried again when nothing else happens."""
 
 
 def writer_main(conn: Connection, settings: Settings) -> None:
@@ -38,10 +51,22 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         if snapshots is not None:
             snapshots.close()
         return
-    batcher = Batcher(model, store, shard)
+    transfers = transfers_topic_name(settings.topic) if shard.sagas else None
+    batcher = Batcher(model, store, shard, transfers_topic=transfers)
     background = BackgroundSnapshots(snapshots) if snapshots is not None else None
     if background is not None:
         background.note(replayed)
+    inbox = saga = None
+    if transfers is not None:
+        inbox = SagaInbox(
+            settings.kafka_bootstrap,
+            settings.kafka_security,
+            transfers,
+            saga_group(settings.topic),
+            {p: model.saga_positions.get(p, 0) for p in shard.owned_partitions},
+        )
+        saga = SagaSteps(model, batcher, shard, transfers, inbox.group_metadata)
+        inbox.start()
     try:
         while True:
             if background is not None and background.due:
@@ -49,6 +74,9 @@ def writer_main(conn: Connection, settings: Settings) -> None:
             if not conn.poll():
                 # Idle: the next batch's transaction can begin now rather than when it arrives.
                 store.prepare()
+                if saga is not None and inbox is not None and not _pipe_first(conn, inbox, saga):
+                    _saga_step(saga, inbox, background)
+                    continue
             try:
                 message = conn.recv()
             except EOFError:
@@ -58,15 +86,40 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 if background is not None:
                     background.write_final(model)
                 break
-            reply = batcher.probe() if message == PROBE else batcher.commit(*message)
+            if message == PROBE:
+                reply = batcher.probe()
+            elif message[0] == TRANSFERS:
+                # Asked every 20 ms while calls wait: answered from memory, no probe of Kafka.
+                reply = (UNCHANGED, "", transfer_states(model, message[1]))
+            else:
+                reply = batcher.commit(*message)
             if not _send(conn, reply):
                 break
             if background is not None:
                 background.note(batcher.appended)
+            if saga is not None and inbox is not None and (inbox.waiting or saga.retrying):
+                # Between batches too, or a busy pipe would starve the saga.
+                _saga_step(saga, inbox, background)
     finally:
+        if inbox is not None:
+            inbox.close()
         if background is not None:
             background.close()
         store.close()
+
+
+def _pipe_first(conn: Connection, inbox: SagaInbox, saga: SagaSteps) -> bool:
+    """Wait for the pipe or the saga's inbox; True if the pipe has a message."""
+    timeout = SAGA_RETRY_SECONDS if saga.retrying else None
+    return conn in wait([conn, inbox.fileno()], timeout)
+
+
+def _saga_step(saga: SagaSteps, inbox: SagaInbox, background: BackgroundSnapshots | None) -> None:
+    saga.step(inbox.take())
+    if saga.failed is not None:
+        raise SystemExit(saga.failed)
+    if background is not None:
+        background.note(saga.appended)
 
 
 def _send(conn: Connection, message: object) -> bool:

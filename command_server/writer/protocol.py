@@ -152,6 +152,9 @@ def unpack_verdict(packed: PackedVerdict) -> Ack | BaseException:
 
 PROBE = "probe"
 """Sent instead of a batch while idle: the writer answers with what it knows of Kafka."""
+TRANSFERS = "transfers"
+"""Sent as (TRANSFERS, transfer ids) by calls waiting for cross-shard transfers: the reply is
+a probe's, whose verdicts are (transfer id, state, reason) of each (transfers_in_flight.py)."""
 
 # What a reply says about Kafka (the gRPC process's health follows it).
 UNCHANGED = 0

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ledger/v1/commands.proto\x12\tledger.v1\"]\n\x12OpenAccountRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\"A\n\x13OpenAccountResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x9d\x01\n\x0e\x44\x65positRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x05 \x01(\t\x12\x0c\n\x04memo\x18\x06 \x01(\tB\x13\n\x11_expected_version\"=\n\x0f\x44\x65positResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x9e\x01\n\x0fWithdrawRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x05 \x01(\t\x12\x0c\n\x04memo\x18\x06 \x01(\tB\x13\n\x11_expected_version\">\n\x10WithdrawResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\xba\x01\n\x0fTransferRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66rom_account_id\x18\x02 \x01(\t\x12\x15\n\rto_account_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\tB\x13\n\x11_expected_version\">\n\x10TransferResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"q\n\x13\x43loseAccountRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"B\n\x14\x43loseAccountResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x92\x02\n\x07\x43ommand\x12\x35\n\x0copen_account\x18\x01 \x01(\x0b\x32\x1d.ledger.v1.OpenAccountRequestH\x00\x12,\n\x07\x64\x65posit\x18\x02 \x01(\x0b\x32\x19.ledger.v1.DepositRequestH\x00\x12.\n\x08withdraw\x18\x03 \x01(\x0b\x32\x1a.ledger.v1.WithdrawRequestH\x00\x12.\n\x08transfer\x18\x04 \x01(\x0b\x32\x1a.ledger.v1.TransferRequestH\x00\x12\x37\n\rclose_account\x18\x05 \x01(\x0b\x32\x1e.ledger.v1.CloseAccountRequestH\x00\x42\t\n\x07\x63ommand\"K\n\x13\x45xecuteBatchRequest\x12$\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x12.ledger.v1.Command\x12\x0e\n\x06\x61tomic\x18\x02 \x01(\x08\"Z\n\rCommandResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x04 \x01(\t\"\\\n\x14\x45xecuteBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.ledger.v1.CommandResult\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\";\n\x11\x45raseOwnerRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"@\n\x12\x45raseOwnerResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t2\x97\x04\n\x0e\x43ommandService\x12L\n\x0bOpenAccount\x12\x1d.ledger.v1.OpenAccountRequest\x1a\x1e.ledger.v1.OpenAccountResponse\x12@\n\x07\x44\x65posit\x12\x19.ledger.v1.DepositRequest\x1a\x1a.ledger.v1.DepositResponse\x12\x43\n\x08Withdraw\x12\x1a.ledger.v1.WithdrawRequest\x1a\x1b.ledger.v1.WithdrawResponse\x12\x43\n\x08Transfer\x12\x1a.ledger.v1.TransferRequest\x1a\x1b.ledger.v1.TransferResponse\x12O\n\x0c\x43loseAccount\x12\x1e.ledger.v1.CloseAccountRequest\x1a\x1f.ledger.v1.CloseAccountResponse\x12O\n\x0c\x45xecuteBatch\x12\x1e.ledger.v1.ExecuteBatchRequest\x1a\x1f.ledger.v1.ExecuteBatchResponse\x12I\n\nEraseOwner\x12\x1c.ledger.v1.EraseOwnerRequest\x1a\x1d.ledger.v1.EraseOwnerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ledger/v1/commands.proto\x12\tledger.v1\"]\n\x12OpenAccountRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\"A\n\x13OpenAccountResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x9d\x01\n\x0e\x44\x65positRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x05 \x01(\t\x12\x0c\n\x04memo\x18\x06 \x01(\tB\x13\n\x11_expected_version\"=\n\x0f\x44\x65positResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x9e\x01\n\x0fWithdrawRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x05 \x01(\t\x12\x0c\n\x04memo\x18\x06 \x01(\tB\x13\n\x11_expected_version\">\n\x10WithdrawResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\xba\x01\n\x0fTransferRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66rom_account_id\x18\x02 \x01(\t\x12\x15\n\rto_account_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\treference\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\tB\x13\n\x11_expected_version\"i\n\x10TransferResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.ledger.v1.TransferStatus\"q\n\x13\x43loseAccountRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"B\n\x14\x43loseAccountResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x92\x02\n\x07\x43ommand\x12\x35\n\x0copen_account\x18\x01 \x01(\x0b\x32\x1d.ledger.v1.OpenAccountRequestH\x00\x12,\n\x07\x64\x65posit\x18\x02 \x01(\x0b\x32\x19.ledger.v1.DepositRequestH\x00\x12.\n\x08withdraw\x18\x03 \x01(\x0b\x32\x1a.ledger.v1.WithdrawRequestH\x00\x12.\n\x08transfer\x18\x04 \x01(\x0b\x32\x1a.ledger.v1.TransferRequestH\x00\x12\x37\n\rclose_account\x18\x05 \x01(\x0b\x32\x1e.ledger.v1.CloseAccountRequestH\x00\x42\t\n\x07\x63ommand\"K\n\x13\x45xecuteBatchRequest\x12$\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x12.ledger.v1.Command\x12\x0e\n\x06\x61tomic\x18\x02 \x01(\x08\"Z\n\rCommandResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x04 \x01(\t\"\\\n\x14\x45xecuteBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.ledger.v1.CommandResult\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\";\n\x11\x45raseOwnerRequest\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"@\n\x12\x45raseOwnerResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t*m\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1b\n\x17TRANSFER_STATUS_PENDING\x10\x02\x32\x97\x04\n\x0e\x43ommandService\x12L\n\x0bOpenAccount\x12\x1d.ledger.v1.OpenAccountRequest\x1a\x1e.ledger.v1.OpenAccountResponse\x12@\n\x07\x44\x65posit\x12\x19.ledger.v1.DepositRequest\x1a\x1a.ledger.v1.DepositResponse\x12\x43\n\x08Withdraw\x12\x1a.ledger.v1.WithdrawRequest\x1a\x1b.ledger.v1.WithdrawResponse\x12\x43\n\x08Transfer\x12\x1a.ledger.v1.TransferRequest\x1a\x1b.ledger.v1.TransferResponse\x12O\n\x0c\x43loseAccount\x12\x1e.ledger.v1.CloseAccountRequest\x1a\x1f.ledger.v1.CloseAccountResponse\x12O\n\x0c\x45xecuteBatch\x12\x1e.ledger.v1.ExecuteBatchRequest\x1a\x1f.ledger.v1.ExecuteBatchResponse\x12I\n\nEraseOwner\x12\x1c.ledger.v1.EraseOwnerRequest\x1a\x1d.ledger.v1.EraseOwnerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ledger.v1.commands_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TRANSFERSTATUS']._serialized_start=1795
+  _globals['_TRANSFERSTATUS']._serialized_end=1904
   _globals['_OPENACCOUNTREQUEST']._serialized_start=39
   _globals['_OPENACCOUNTREQUEST']._serialized_end=132
   _globals['_OPENACCOUNTRESPONSE']._serialized_start=134
@@ -46,23 +48,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSFERREQUEST']._serialized_start=650
   _globals['_TRANSFERREQUEST']._serialized_end=836
   _globals['_TRANSFERRESPONSE']._serialized_start=838
-  _globals['_TRANSFERRESPONSE']._serialized_end=900
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=902
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=1015
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=1017
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=1083
-  _globals['_COMMAND']._serialized_start=1086
-  _globals['_COMMAND']._serialized_end=1360
-  _globals['_EXECUTEBATCHREQUEST']._serialized_start=1362
-  _globals['_EXECUTEBATCHREQUEST']._serialized_end=1437
-  _globals['_COMMANDRESULT']._serialized_start=1439
-  _globals['_COMMANDRESULT']._serialized_end=1529
-  _globals['_EXECUTEBATCHRESPONSE']._serialized_start=1531
-  _globals['_EXECUTEBATCHRESPONSE']._serialized_end=1623
-  _globals['_ERASEOWNERREQUEST']._serialized_start=1625
-  _globals['_ERASEOWNERREQUEST']._serialized_end=1684
-  _globals['_ERASEOWNERRESPONSE']._serialized_start=1686
-  _globals['_ERASEOWNERRESPONSE']._serialized_end=1750
-  _globals['_COMMANDSERVICE']._serialized_start=1753
-  _globals['_COMMANDSERVICE']._serialized_end=2288
+  _globals['_TRANSFERRESPONSE']._serialized_end=943
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=945
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=1058
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=1060
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=1126
+  _globals['_COMMAND']._serialized_start=1129
+  _globals['_COMMAND']._serialized_end=1403
+  _globals['_EXECUTEBATCHREQUEST']._serialized_start=1405
+  _globals['_EXECUTEBATCHREQUEST']._serialized_end=1480
+  _globals['_COMMANDRESULT']._serialized_start=1482
+  _globals['_COMMANDRESULT']._serialized_end=1572
+  _globals['_EXECUTEBATCHRESPONSE']._serialized_start=1574
+  _globals['_EXECUTEBATCHRESPONSE']._serialized_end=1666
+  _globals['_ERASEOWNERREQUEST']._serialized_start=1668
+  _globals['_ERASEOWNERREQUEST']._serialized_end=1727
+  _globals['_ERASEOWNERRESPONSE']._serialized_start=1729
+  _globals['_ERASEOWNERRESPONSE']._serialized_end=1793
+  _globals['_COMMANDSERVICE']._serialized_start=1907
+  _globals['_COMMANDSERVICE']._serialized_end=2442
 # @@protoc_insertion_point(module_scope)

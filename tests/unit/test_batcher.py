@@ -9,6 +9,7 @@ import pytest
 
 from command_server.event_store import AppendFailed, AppendUnsettled, DeliveryUnconfirmed, Fenced
 from command_server.shards import Shard
+from command_server.transactions import Consumed, Message_
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import (
@@ -41,6 +42,8 @@ class FakeEventStore:
 
     def __init__(self) -> None:
         self.appended: list[tuple[Event, int]] = []
+        self.messages: list[Message_] = []
+        self.consumed: list[Consumed] = []
         self.offsets: list[int] = []
         self.log: dict[int, list[Event]] = {}
         self.transactions = 0
@@ -50,7 +53,12 @@ class FakeEventStore:
         self.fence: Fenced | None = None
         self.recoveries = 0
 
-    def append(self, events: Sequence[tuple[Event, int]]) -> list[int]:
+    def append(
+        self,
+        events: Sequence[tuple[Event, int]],
+        messages: Sequence[Message_] = (),
+        consumed: Consumed | None = None,
+    ) -> list[int]:
         self.transactions += 1
         failure, self.fail_next = self.fail_next, None
         if failure is not None:
@@ -58,6 +66,8 @@ class FakeEventStore:
                 self._write(events)
             raise failure
         offsets = self._write(events)
+        self.messages += messages
+        self.consumed += [consumed] if consumed is not None else []
         self.appended += events
         self.offsets += offsets
         return offsets

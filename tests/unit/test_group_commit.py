@@ -74,6 +74,9 @@ class FakeWriter:
             raise self.lost
         return self.health, "broker gone" if self.health != COMMITTING else "", []
 
+    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
+        return await self.probe()
+
     async def in_flight(self, batches: int) -> None:
         """Wait until the writer has been handed `batches` batches."""
         while len(self.batches) < batches:
@@ -281,9 +284,9 @@ async def test_a_caller_that_gave_up_does_not_break_settling_its_batch(
     ("command", "says"),
     [
         (deposit(1, account_id="a1"), "owned by shard 1 of 2, this is shard 0"),
-        (Transfer("t1", "a4", "a1", "1.00"), "different shards"),
+        (Transfer("t1", "a1", "a4", "1.00"), "owned by shard 1 of 2, this is shard 0"),
     ],
-    ids=["another shard's account", "a transfer between shards"],
+    ids=["another shard's account", "a transfer from another shard's account"],
 )
 async def test_misrouted_commands_are_refused_before_they_are_queued(
     start: Start, writer: FakeWriter, command: Command, says: str

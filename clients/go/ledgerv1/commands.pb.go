@@ -23,6 +23,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Where a transfer stands when Transfer answers.
+type TransferStatus int32
+
+const (
+	// Not set: never sent by the server.
+	TransferStatus_TRANSFER_STATUS_UNSPECIFIED TransferStatus = 0
+	// Both accounts changed: the money arrived (every transfer between accounts of one shard).
+	TransferStatus_TRANSFER_STATUS_COMPLETED TransferStatus = 1
+	// The debit is recorded and the money went to an account of another shard; this server did not
+	// know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+	// ended so long ago (or before the server's restart) that the server no longer remembers how.
+	// Learn the end with QueryService.GetTransfer or the accounts' history.
+	TransferStatus_TRANSFER_STATUS_PENDING TransferStatus = 2
+)
+
+// Enum value maps for TransferStatus.
+var (
+	TransferStatus_name = map[int32]string{
+		0: "TRANSFER_STATUS_UNSPECIFIED",
+		1: "TRANSFER_STATUS_COMPLETED",
+		2: "TRANSFER_STATUS_PENDING",
+	}
+	TransferStatus_value = map[string]int32{
+		"TRANSFER_STATUS_UNSPECIFIED": 0,
+		"TRANSFER_STATUS_COMPLETED":   1,
+		"TRANSFER_STATUS_PENDING":     2,
+	}
+)
+
+func (x TransferStatus) Enum() *TransferStatus {
+	p := new(TransferStatus)
+	*p = x
+	return p
+}
+
+func (x TransferStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_commands_proto_enumTypes[0].Descriptor()
+}
+
+func (TransferStatus) Type() protoreflect.EnumType {
+	return &file_ledger_v1_commands_proto_enumTypes[0]
+}
+
+func (x TransferStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferStatus.Descriptor instead.
+func (TransferStatus) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_commands_proto_rawDescGZIP(), []int{0}
+}
+
 // Opens an account.
 type OpenAccountRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -586,13 +642,17 @@ func (x *TransferRequest) GetMemo() string {
 // The result of Transfer.
 type TransferResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The source account's version after the transfer.
+	// The source account's version after the transfer (its debit).
 	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// Opaque position of the command's events (on both accounts) in the event store. Pass it to a
-	// query to read a state that includes this transfer.
+	// Opaque position of the command's events in the event store: both accounts' for a same-shard
+	// transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+	// later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+	// includes them.
 	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// COMPLETED or PENDING (see Transfer).
+	Status        TransferStatus `protobuf:"varint,3,opt,name=status,proto3,enum=ledger.v1.TransferStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TransferResponse) Reset() {
@@ -637,6 +697,13 @@ func (x *TransferResponse) GetConsistencyToken() string {
 		return x.ConsistencyToken
 	}
 	return ""
+}
+
+func (x *TransferResponse) GetStatus() TransferStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TransferStatus_TRANSFER_STATUS_UNSPECIFIED
 }
 
 // Closes an account. Its balance must be zero.
@@ -1255,10 +1322,11 @@ const file_ledger_v1_commands_proto_rawDesc = "" +
 	"\x10expected_version\x18\x05 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12\x1c\n" +
 	"\treference\x18\x06 \x01(\tR\treference\x12\x12\n" +
 	"\x04memo\x18\a \x01(\tR\x04memoB\x13\n" +
-	"\x11_expected_version\"Y\n" +
+	"\x11_expected_version\"\x8c\x01\n" +
 	"\x10TransferResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x98\x01\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\x121\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x19.ledger.v1.TransferStatusR\x06status\"\x98\x01\n" +
 	"\x13CloseAccountRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
@@ -1294,7 +1362,11 @@ const file_ledger_v1_commands_proto_rawDesc = "" +
 	"account_id\x18\x02 \x01(\tR\taccountId\"[\n" +
 	"\x12EraseOwnerResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12+\n" +
-	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken2\x97\x04\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken*m\n" +
+	"\x0eTransferStatus\x12\x1f\n" +
+	"\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1b\n" +
+	"\x17TRANSFER_STATUS_PENDING\x10\x022\x97\x04\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vOpenAccount\x12\x1d.ledger.v1.OpenAccountRequest\x1a\x1e.ledger.v1.OpenAccountResponse\x12@\n" +
 	"\aDeposit\x12\x19.ledger.v1.DepositRequest\x1a\x1a.ledger.v1.DepositResponse\x12C\n" +
@@ -1317,52 +1389,55 @@ func file_ledger_v1_commands_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_commands_proto_rawDescData
 }
 
+var file_ledger_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_ledger_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ledger_v1_commands_proto_goTypes = []any{
-	(*OpenAccountRequest)(nil),   // 0: ledger.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),  // 1: ledger.v1.OpenAccountResponse
-	(*DepositRequest)(nil),       // 2: ledger.v1.DepositRequest
-	(*DepositResponse)(nil),      // 3: ledger.v1.DepositResponse
-	(*WithdrawRequest)(nil),      // 4: ledger.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),     // 5: ledger.v1.WithdrawResponse
-	(*TransferRequest)(nil),      // 6: ledger.v1.TransferRequest
-	(*TransferResponse)(nil),     // 7: ledger.v1.TransferResponse
-	(*CloseAccountRequest)(nil),  // 8: ledger.v1.CloseAccountRequest
-	(*CloseAccountResponse)(nil), // 9: ledger.v1.CloseAccountResponse
-	(*Command)(nil),              // 10: ledger.v1.Command
-	(*ExecuteBatchRequest)(nil),  // 11: ledger.v1.ExecuteBatchRequest
-	(*CommandResult)(nil),        // 12: ledger.v1.CommandResult
-	(*ExecuteBatchResponse)(nil), // 13: ledger.v1.ExecuteBatchResponse
-	(*EraseOwnerRequest)(nil),    // 14: ledger.v1.EraseOwnerRequest
-	(*EraseOwnerResponse)(nil),   // 15: ledger.v1.EraseOwnerResponse
+	(TransferStatus)(0),          // 0: ledger.v1.TransferStatus
+	(*OpenAccountRequest)(nil),   // 1: ledger.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),  // 2: ledger.v1.OpenAccountResponse
+	(*DepositRequest)(nil),       // 3: ledger.v1.DepositRequest
+	(*DepositResponse)(nil),      // 4: ledger.v1.DepositResponse
+	(*WithdrawRequest)(nil),      // 5: ledger.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),     // 6: ledger.v1.WithdrawResponse
+	(*TransferRequest)(nil),      // 7: ledger.v1.TransferRequest
+	(*TransferResponse)(nil),     // 8: ledger.v1.TransferResponse
+	(*CloseAccountRequest)(nil),  // 9: ledger.v1.CloseAccountRequest
+	(*CloseAccountResponse)(nil), // 10: ledger.v1.CloseAccountResponse
+	(*Command)(nil),              // 11: ledger.v1.Command
+	(*ExecuteBatchRequest)(nil),  // 12: ledger.v1.ExecuteBatchRequest
+	(*CommandResult)(nil),        // 13: ledger.v1.CommandResult
+	(*ExecuteBatchResponse)(nil), // 14: ledger.v1.ExecuteBatchResponse
+	(*EraseOwnerRequest)(nil),    // 15: ledger.v1.EraseOwnerRequest
+	(*EraseOwnerResponse)(nil),   // 16: ledger.v1.EraseOwnerResponse
 }
 var file_ledger_v1_commands_proto_depIdxs = []int32{
-	0,  // 0: ledger.v1.Command.open_account:type_name -> ledger.v1.OpenAccountRequest
-	2,  // 1: ledger.v1.Command.deposit:type_name -> ledger.v1.DepositRequest
-	4,  // 2: ledger.v1.Command.withdraw:type_name -> ledger.v1.WithdrawRequest
-	6,  // 3: ledger.v1.Command.transfer:type_name -> ledger.v1.TransferRequest
-	8,  // 4: ledger.v1.Command.close_account:type_name -> ledger.v1.CloseAccountRequest
-	10, // 5: ledger.v1.ExecuteBatchRequest.commands:type_name -> ledger.v1.Command
-	12, // 6: ledger.v1.ExecuteBatchResponse.results:type_name -> ledger.v1.CommandResult
-	0,  // 7: ledger.v1.CommandService.OpenAccount:input_type -> ledger.v1.OpenAccountRequest
-	2,  // 8: ledger.v1.CommandService.Deposit:input_type -> ledger.v1.DepositRequest
-	4,  // 9: ledger.v1.CommandService.Withdraw:input_type -> ledger.v1.WithdrawRequest
-	6,  // 10: ledger.v1.CommandService.Transfer:input_type -> ledger.v1.TransferRequest
-	8,  // 11: ledger.v1.CommandService.CloseAccount:input_type -> ledger.v1.CloseAccountRequest
-	11, // 12: ledger.v1.CommandService.ExecuteBatch:input_type -> ledger.v1.ExecuteBatchRequest
-	14, // 13: ledger.v1.CommandService.EraseOwner:input_type -> ledger.v1.EraseOwnerRequest
-	1,  // 14: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
-	3,  // 15: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
-	5,  // 16: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
-	7,  // 17: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
-	9,  // 18: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
-	13, // 19: ledger.v1.CommandService.ExecuteBatch:output_type -> ledger.v1.ExecuteBatchResponse
-	15, // 20: ledger.v1.CommandService.EraseOwner:output_type -> ledger.v1.EraseOwnerResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	0,  // 0: ledger.v1.TransferResponse.status:type_name -> ledger.v1.TransferStatus
+	1,  // 1: ledger.v1.Command.open_account:type_name -> ledger.v1.OpenAccountRequest
+	3,  // 2: ledger.v1.Command.deposit:type_name -> ledger.v1.DepositRequest
+	5,  // 3: ledger.v1.Command.withdraw:type_name -> ledger.v1.WithdrawRequest
+	7,  // 4: ledger.v1.Command.transfer:type_name -> ledger.v1.TransferRequest
+	9,  // 5: ledger.v1.Command.close_account:type_name -> ledger.v1.CloseAccountRequest
+	11, // 6: ledger.v1.ExecuteBatchRequest.commands:type_name -> ledger.v1.Command
+	13, // 7: ledger.v1.ExecuteBatchResponse.results:type_name -> ledger.v1.CommandResult
+	1,  // 8: ledger.v1.CommandService.OpenAccount:input_type -> ledger.v1.OpenAccountRequest
+	3,  // 9: ledger.v1.CommandService.Deposit:input_type -> ledger.v1.DepositRequest
+	5,  // 10: ledger.v1.CommandService.Withdraw:input_type -> ledger.v1.WithdrawRequest
+	7,  // 11: ledger.v1.CommandService.Transfer:input_type -> ledger.v1.TransferRequest
+	9,  // 12: ledger.v1.CommandService.CloseAccount:input_type -> ledger.v1.CloseAccountRequest
+	12, // 13: ledger.v1.CommandService.ExecuteBatch:input_type -> ledger.v1.ExecuteBatchRequest
+	15, // 14: ledger.v1.CommandService.EraseOwner:input_type -> ledger.v1.EraseOwnerRequest
+	2,  // 15: ledger.v1.CommandService.OpenAccount:output_type -> ledger.v1.OpenAccountResponse
+	4,  // 16: ledger.v1.CommandService.Deposit:output_type -> ledger.v1.DepositResponse
+	6,  // 17: ledger.v1.CommandService.Withdraw:output_type -> ledger.v1.WithdrawResponse
+	8,  // 18: ledger.v1.CommandService.Transfer:output_type -> ledger.v1.TransferResponse
+	10, // 19: ledger.v1.CommandService.CloseAccount:output_type -> ledger.v1.CloseAccountResponse
+	14, // 20: ledger.v1.CommandService.ExecuteBatch:output_type -> ledger.v1.ExecuteBatchResponse
+	16, // 21: ledger.v1.CommandService.EraseOwner:output_type -> ledger.v1.EraseOwnerResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_commands_proto_init() }
@@ -1386,13 +1461,14 @@ func file_ledger_v1_commands_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_commands_proto_rawDesc), len(file_ledger_v1_commands_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_ledger_v1_commands_proto_goTypes,
 		DependencyIndexes: file_ledger_v1_commands_proto_depIdxs,
+		EnumInfos:         file_ledger_v1_commands_proto_enumTypes,
 		MessageInfos:      file_ledger_v1_commands_proto_msgTypes,
 	}.Build()
 	File_ledger_v1_commands_proto = out.File

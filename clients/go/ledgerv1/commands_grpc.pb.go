@@ -88,7 +88,22 @@ type CommandServiceClient interface {
 	Deposit(ctx context.Context, in *DepositRequest, opts ...grpc.CallOption) (*DepositResponse, error)
 	// Takes money out of an open account; the balance may not go below zero.
 	Withdraw(ctx context.Context, in *WithdrawRequest, opts ...grpc.CallOption) (*WithdrawResponse, error)
-	// Moves money between two distinct open accounts of the same currency, atomically.
+	// Moves money between two distinct open accounts of the same currency. Between accounts of one
+	// shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+	// debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+	// account cannot take it (missing, closed, another currency), a refund of the debit. The call
+	// waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+	// 5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+	// FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+	// by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+	// flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+	// COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+	// debited account if refunded). A retry with the same command_id answers from what is recorded:
+	// the debit's version and token, and the end as far as the server remembers it, else PENDING.
+	// Checks against the credited account (existence, status, currency) are made by its shard, so a
+	// cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+	// in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+	// a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
 	Transfer(ctx context.Context, in *TransferRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error)
@@ -254,7 +269,22 @@ type CommandServiceServer interface {
 	Deposit(context.Context, *DepositRequest) (*DepositResponse, error)
 	// Takes money out of an open account; the balance may not go below zero.
 	Withdraw(context.Context, *WithdrawRequest) (*WithdrawResponse, error)
-	// Moves money between two distinct open accounts of the same currency, atomically.
+	// Moves money between two distinct open accounts of the same currency. Between accounts of one
+	// shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+	// debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+	// account cannot take it (missing, closed, another currency), a refund of the debit. The call
+	// waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+	// 5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+	// FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+	// by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+	// flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+	// COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+	// debited account if refunded). A retry with the same command_id answers from what is recorded:
+	// the debit's version and token, and the end as far as the server remembers it, else PENDING.
+	// Checks against the credited account (existence, status, currency) are made by its shard, so a
+	// cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+	// in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+	// a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
 	Transfer(context.Context, *TransferRequest) (*TransferResponse, error)
 	// Closes an account whose balance is zero. A closed account accepts no further commands.
 	CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error)

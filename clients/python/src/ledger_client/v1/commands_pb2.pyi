@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TransferStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_STATUS_UNSPECIFIED: _TransferStatus.ValueType  # 0
+    """Not set: never sent by the server."""
+    TRANSFER_STATUS_COMPLETED: _TransferStatus.ValueType  # 1
+    """Both accounts changed: the money arrived (every transfer between accounts of one shard)."""
+    TRANSFER_STATUS_PENDING: _TransferStatus.ValueType  # 2
+    """The debit is recorded and the money went to an account of another shard; this server did not
+    know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+    ended so long ago (or before the server's restart) that the server no longer remembers how.
+    Learn the end with QueryService.GetTransfer or the accounts' history.
+    """
+
+class TransferStatus(_TransferStatus, metaclass=_TransferStatusEnumTypeWrapper):
+    """Where a transfer stands when Transfer answers."""
+
+TRANSFER_STATUS_UNSPECIFIED: TransferStatus.ValueType  # 0
+"""Not set: never sent by the server."""
+TRANSFER_STATUS_COMPLETED: TransferStatus.ValueType  # 1
+"""Both accounts changed: the money arrived (every transfer between accounts of one shard)."""
+TRANSFER_STATUS_PENDING: TransferStatus.ValueType  # 2
+"""The debit is recorded and the money went to an account of another shard; this server did not
+know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+ended so long ago (or before the server's restart) that the server no longer remembers how.
+Learn the end with QueryService.GetTransfer or the accounts' history.
+"""
+Global___TransferStatus: _TypeAlias = TransferStatus  # noqa: Y015
 
 @_typing.final
 class OpenAccountRequest(_message.Message):
@@ -337,21 +370,27 @@ class TransferResponse(_message.Message):
 
     VERSION_FIELD_NUMBER: _builtins.int
     CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
-    """The source account's version after the transfer."""
+    """The source account's version after the transfer (its debit)."""
     consistency_token: _builtins.str
-    """Opaque position of the command's events (on both accounts) in the event store. Pass it to a
-    query to read a state that includes this transfer.
+    """Opaque position of the command's events in the event store: both accounts' for a same-shard
+    transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+    later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+    includes them.
     """
+    status: Global___TransferStatus.ValueType
+    """COMPLETED or PENDING (see Transfer)."""
     def __init__(
         self,
         *,
         version: _builtins.int = ...,
         consistency_token: _builtins.str = ...,
+        status: Global___TransferStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

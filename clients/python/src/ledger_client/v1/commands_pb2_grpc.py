@@ -190,7 +190,22 @@ class CommandServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Transfer(self, request, context):
-        """Moves money between two distinct open accounts of the same currency, atomically.
+        """Moves money between two distinct open accounts of the same currency. Between accounts of one
+        shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+        debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+        account cannot take it (missing, closed, another currency), a refund of the debit. The call
+        waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+        5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+        FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+        by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+        flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+        COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+        debited account if refunded). A retry with the same command_id answers from what is recorded:
+        the debit's version and token, and the end as far as the server remembers it, else PENDING.
+        Checks against the credited account (existence, status, currency) are made by its shard, so a
+        cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+        in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+        a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

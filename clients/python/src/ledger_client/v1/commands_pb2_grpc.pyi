@@ -87,7 +87,23 @@ class CommandServiceStub:
     Withdraw: _grpc.UnaryUnaryMultiCallable[_commands_pb2.WithdrawRequest, _commands_pb2.WithdrawResponse]
     """Takes money out of an open account; the balance may not go below zero."""
     Transfer: _grpc.UnaryUnaryMultiCallable[_commands_pb2.TransferRequest, _commands_pb2.TransferResponse]
-    """Moves money between two distinct open accounts of the same currency, atomically."""
+    """Moves money between two distinct open accounts of the same currency. Between accounts of one
+    shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+    debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+    account cannot take it (missing, closed, another currency), a refund of the debit. The call
+    waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+    5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+    FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+    by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+    flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+    COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+    debited account if refunded). A retry with the same command_id answers from what is recorded:
+    the debit's version and token, and the end as far as the server remembers it, else PENDING.
+    Checks against the credited account (existence, status, currency) are made by its shard, so a
+    cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+    in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+    a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+    """
     CloseAccount: _grpc.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
     ExecuteBatch: _grpc.UnaryUnaryMultiCallable[_commands_pb2.ExecuteBatchRequest, _commands_pb2.ExecuteBatchResponse]
@@ -176,7 +192,23 @@ class CommandServiceAsyncStub(CommandServiceStub):
     Withdraw: _aio.UnaryUnaryMultiCallable[_commands_pb2.WithdrawRequest, _commands_pb2.WithdrawResponse]  # type: ignore[assignment]
     """Takes money out of an open account; the balance may not go below zero."""
     Transfer: _aio.UnaryUnaryMultiCallable[_commands_pb2.TransferRequest, _commands_pb2.TransferResponse]  # type: ignore[assignment]
-    """Moves money between two distinct open accounts of the same currency, atomically."""
+    """Moves money between two distinct open accounts of the same currency. Between accounts of one
+    shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+    debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+    account cannot take it (missing, closed, another currency), a refund of the debit. The call
+    waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+    5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+    FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+    by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+    flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+    COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+    debited account if refunded). A retry with the same command_id answers from what is recorded:
+    the debit's version and token, and the end as far as the server remembers it, else PENDING.
+    Checks against the credited account (existence, status, currency) are made by its shard, so a
+    cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+    in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+    a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+    """
     CloseAccount: _aio.UnaryUnaryMultiCallable[_commands_pb2.CloseAccountRequest, _commands_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """Closes an account whose balance is zero. A closed account accepts no further commands."""
     ExecuteBatch: _aio.UnaryUnaryMultiCallable[_commands_pb2.ExecuteBatchRequest, _commands_pb2.ExecuteBatchResponse]  # type: ignore[assignment]
@@ -286,7 +318,23 @@ class CommandServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _commands_pb2.TransferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_commands_pb2.TransferResponse, _abc.Awaitable[_commands_pb2.TransferResponse]]:
-        """Moves money between two distinct open accounts of the same currency, atomically."""
+        """Moves money between two distinct open accounts of the same currency. Between accounts of one
+        shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+        debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+        account cannot take it (missing, closed, another currency), a refund of the debit. The call
+        waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+        5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+        FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+        by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+        flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+        COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+        debited account if refunded). A retry with the same command_id answers from what is recorded:
+        the debit's version and token, and the end as far as the server remembers it, else PENDING.
+        Checks against the credited account (existence, status, currency) are made by its shard, so a
+        cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+        in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+        a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+        """
 
     @_abc_1.abstractmethod
     def CloseAccount(

@@ -20,6 +20,22 @@ export const protobufPackage = "ledger.v1";
 
 export const protobufFileName = "ledger/v1/commands.proto";
 
+/** Where a transfer stands when Transfer answers. */
+export enum TransferStatus {
+  /** TRANSFER_STATUS_UNSPECIFIED - Not set: never sent by the server. */
+  TRANSFER_STATUS_UNSPECIFIED = 0,
+  /** TRANSFER_STATUS_COMPLETED - Both accounts changed: the money arrived (every transfer between accounts of one shard). */
+  TRANSFER_STATUS_COMPLETED = 1,
+  /**
+   * TRANSFER_STATUS_PENDING - The debit is recorded and the money went to an account of another shard; this server did not
+   * know the end in time: still in flight (the credit, or a refund, follows), or, for a retry, it
+   * ended so long ago (or before the server's restart) that the server no longer remembers how.
+   * Learn the end with QueryService.GetTransfer or the accounts' history.
+   */
+  TRANSFER_STATUS_PENDING = 2,
+  UNRECOGNIZED = -1,
+}
+
 /** Opens an account. */
 export interface OpenAccountRequest {
   /**
@@ -200,13 +216,17 @@ export interface TransferRequest {
 
 /** The result of Transfer. */
 export interface TransferResponse {
-  /** The source account's version after the transfer. */
+  /** The source account's version after the transfer (its debit). */
   version: number;
   /**
-   * Opaque position of the command's events (on both accounts) in the event store. Pass it to a
-   * query to read a state that includes this transfer.
+   * Opaque position of the command's events in the event store: both accounts' for a same-shard
+   * transfer; for a cross-shard one, the debit's only (the credit is written by the other shard
+   * later: GetTransfer says when it is COMPLETED). Pass it to a query to read a state that
+   * includes them.
    */
   consistencyToken: string;
+  /** COMPLETED or PENDING (see Transfer). */
+  status: TransferStatus;
 }
 
 /** Closes an account. Its balance must be zero. */
@@ -983,7 +1003,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
 };
 
 function createBaseTransferResponse(): TransferResponse {
-  return { version: 0, consistencyToken: "" };
+  return { version: 0, consistencyToken: "", status: 0 };
 }
 
 export const TransferResponse: MessageFns<TransferResponse> = {
@@ -993,6 +1013,9 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     }
     if (message.consistencyToken !== "") {
       writer.uint32(18).string(message.consistencyToken);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
     }
     return writer;
   },
@@ -1026,6 +1049,14 @@ export const TransferResponse: MessageFns<TransferResponse> = {
             message.consistencyToken = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1045,6 +1076,7 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     const message = createBaseTransferResponse();
     message.version = object.version ?? 0;
     message.consistencyToken = object.consistencyToken ?? "";
+    message.status = object.status ?? 0;
     return message;
   },
 };
@@ -1754,7 +1786,24 @@ export const CommandServiceService = {
     responseSerialize: (value: WithdrawResponse): Buffer => Buffer.from(WithdrawResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WithdrawResponse => WithdrawResponse.decode(value),
   },
-  /** Moves money between two distinct open accounts of the same currency, atomically. */
+  /**
+   * Moves money between two distinct open accounts of the same currency. Between accounts of one
+   * shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+   * debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+   * account cannot take it (missing, closed, another currency), a refund of the debit. The call
+   * waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+   * 5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+   * FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+   * by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+   * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+   * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+   * debited account if refunded). A retry with the same command_id answers from what is recorded:
+   * the debit's version and token, and the end as far as the server remembers it, else PENDING.
+   * Checks against the credited account (existence, status, currency) are made by its shard, so a
+   * cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+   * in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+   * a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+   */
   transfer: {
     path: "/ledger.v1.CommandService/Transfer" as const,
     requestStream: false as const,
@@ -1829,7 +1878,24 @@ export interface CommandServiceServer extends UntypedServiceImplementation {
   deposit: handleUnaryCall<DepositRequest, DepositResponse>;
   /** Takes money out of an open account; the balance may not go below zero. */
   withdraw: handleUnaryCall<WithdrawRequest, WithdrawResponse>;
-  /** Moves money between two distinct open accounts of the same currency, atomically. */
+  /**
+   * Moves money between two distinct open accounts of the same currency. Between accounts of one
+   * shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+   * debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+   * account cannot take it (missing, closed, another currency), a refund of the debit. The call
+   * waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+   * 5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+   * FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+   * by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+   * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+   * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+   * debited account if refunded). A retry with the same command_id answers from what is recorded:
+   * the debit's version and token, and the end as far as the server remembers it, else PENDING.
+   * Checks against the credited account (existence, status, currency) are made by its shard, so a
+   * cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+   * in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+   * a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+   */
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   /** Closes an account whose balance is zero. A closed account accepts no further commands. */
   closeAccount: handleUnaryCall<CloseAccountRequest, CloseAccountResponse>;
@@ -1912,7 +1978,24 @@ export interface CommandServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WithdrawResponse) => void,
   ): ClientUnaryCall;
-  /** Moves money between two distinct open accounts of the same currency, atomically. */
+  /**
+   * Moves money between two distinct open accounts of the same currency. Between accounts of one
+   * shard it is atomic. Between accounts of two shards (a command belongs to the shard of its
+   * debited account) it is a saga: the debit, then the credit on the other shard, or, if that
+   * account cannot take it (missing, closed, another currency), a refund of the debit. The call
+   * waits for the end within its deadline and the server's cap (LEDGER_TRANSFER_WAIT_SECONDS,
+   * 5 s): credited, it answers OK with `status` COMPLETED; refused, it fails with
+   * FAILED_PRECONDITION naming the reason (the money is back on the debited account); not known
+   * by then, it answers OK with `status` PENDING: the money has left the debited account and is in
+   * flight. Its end then shows in QueryService.GetTransfer(transfer_id = the command_id: PENDING,
+   * COMPLETED or REFUNDED) and in both accounts' transactions (a TransferRefunded movement on the
+   * debited account if refunded). A retry with the same command_id answers from what is recorded:
+   * the debit's version and token, and the end as far as the server remembers it, else PENDING.
+   * Checks against the credited account (existence, status, currency) are made by its shard, so a
+   * cross-shard transfer to a missing account ends REFUNDED, not NOT_FOUND. An account with money
+   * in flight cannot be closed (FAILED_PRECONDITION) until its transfers end. Within ExecuteBatch
+   * a cross-shard transfer's result is its debit's (no wait): learn its end with GetTransfer.
+   */
   transfer(
     request: TransferRequest,
     callback: (error: ServiceError | null, response: TransferResponse) => void,
