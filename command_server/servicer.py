@@ -53,7 +53,7 @@ _STATUS_OF: tuple[tuple[type[Exception], grpc.StatusCode, str], ...] = (
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED, "{}"),
     (NotServing, grpc.StatusCode.UNAVAILABLE, "{}"),
     (NotApplied, grpc.StatusCode.ABORTED, "{}"),
-    (Misrouted, grpc.StatusCode.UNAVAILABLE, "{}"),
+    (Misrouted, grpc.StatusCode.FAILED_PRECONDITION, "{}"),
     (ShardUnreachable, grpc.StatusCode.UNAVAILABLE, "{}"),
     (ForwardsFull, grpc.StatusCode.RESOURCE_EXHAUSTED, "{}"),
     (WrongOwner, grpc.StatusCode.FAILED_PRECONDITION, "{}"),

@@ -41,9 +41,9 @@ debited account and of the shard owning its credited account (another shard when
 same), both started again after a moment; the clients enter by a random shard each attempt."""
 SHARD_FAULT_KINDS = (SHARD_PAIR,)
 """The kinds of a drill on three shards (`DrillConfig.on_three_shards`)."""
-CROSS_SHARD_TRANSFERS = False
-"""Whether a three-shard drill's transfers may cross shards (off until the cross-shard saga is
-merged: until then the debiting shard refuses them)."""
+CROSS_SHARD_TRANSFERS = True
+"""Whether a three-shard drill's transfers may cross shards (the saga of decision 13): on, so
+the pair of shards it kills are in the middle of sagas."""
 TARGET = {
     **{name: name for name in COMPONENTS},
     TAKEOVER: COMMAND_SERVER,

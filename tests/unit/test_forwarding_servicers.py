@@ -115,7 +115,7 @@ async def test_a_cross_shard_transfer_stays_here_while_the_rest_goes_to_its_owne
     reply = await _batch(entry, [pb.Command(transfer=transfer), _deposit(_on(1, "d"))])
     # The transfer is shard 0's (its debited account) and refused here, not forwarded; only
     # the deposit goes to shard 1.
-    assert [r.code for r in reply.results] == [grpc.StatusCode.UNAVAILABLE.value[0], 0]
+    assert [r.code for r in reply.results] == [grpc.StatusCode.FAILED_PRECONDITION.value[0], 0]
     assert "spans shards" in reply.results[0].message
     assert here.decided == []
     assert [accounts_of(c)[0] for c in there.decided] == [_on(1, "d")]

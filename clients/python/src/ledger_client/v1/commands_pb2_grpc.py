@@ -52,8 +52,10 @@ class CommandServiceStub:
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
     FAILED_PRECONDITION when the rules forbid the command (insufficient funds, closed account,
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
-    (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
-    the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
+    (re-read the account and decide again), UNAVAILABLE when the server is not ready (retry with
+    backoff; the same `command_id` keeps the retry safe), FAILED_PRECONDITION naming the owning
+    shard when this server does not own the command's account and has no peers to forward it to
+    (send it to that shard, or configure `LEDGER_COMMAND_PEERS`; retrying here cannot help),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
@@ -145,8 +147,10 @@ class CommandServiceServicer:
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
     FAILED_PRECONDITION when the rules forbid the command (insufficient funds, closed account,
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
-    (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
-    the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
+    (re-read the account and decide again), UNAVAILABLE when the server is not ready (retry with
+    backoff; the same `command_id` keeps the retry safe), FAILED_PRECONDITION naming the owning
+    shard when this server does not own the command's account and has no peers to forward it to
+    (send it to that shard, or configure `LEDGER_COMMAND_PEERS`; retrying here cannot help),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
@@ -325,8 +329,10 @@ class CommandService:
     NOT_FOUND for an unknown account, ALREADY_EXISTS for an account id that was already used,
     FAILED_PRECONDITION when the rules forbid the command (insufficient funds, closed account,
     closing a non-zero balance, currency mismatch), ABORTED when `expected_version` does not match
-    (re-read the account and decide again), UNAVAILABLE when the server is not ready or does not own
-    the account's partition (retry with backoff; the same `command_id` keeps the retry safe),
+    (re-read the account and decide again), UNAVAILABLE when the server is not ready (retry with
+    backoff; the same `command_id` keeps the retry safe), FAILED_PRECONDITION naming the owning
+    shard when this server does not own the command's account and has no peers to forward it to
+    (send it to that shard, or configure `LEDGER_COMMAND_PEERS`; retrying here cannot help),
     RESOURCE_EXHAUSTED when too many commands already wait for the event store (nothing was done:
     retry after the time the message names, also sent as the `grpc-retry-pushback-ms` trailer) or
     when a request is larger than the server accepts (8 MiB by default: a full ExecuteBatch).
