@@ -1,12 +1,14 @@
 """A Ledger gRPC server, set up the same way for every service.
 
 Each composition root adds its own servicer (which only translates between protobuf and the
-domain) and gets the rest from here: per-method metrics, TLS and the authentication and
-authorization of every call (`ledger.auth`, as `ServerSecurity` says), grpc.health.v1 for the
-whole server ("") and for the service by name, reflection that shows the API's comments, the
-listening port, and the limits of what clients may take (`ledger.server_limits`).
-Health answers NOT_SERVING from the moment the server starts until the service says otherwise,
-so that a probe can tell "up but not ready" (rebuilding, connecting) from "down".
+domain) and gets the rest from here: per-method metrics, requests that cannot be decoded
+refused, TLS and the authentication and authorization of every call (`ledger.auth`, as
+`ServerSecurity` says) with those three in one wrapper per method (`ledger.call_wrapping`),
+grpc.health.v1 for the whole server ("") and for the service by name, reflection that shows
+the API's comments, the listening port, and the limits of what clients may take
+(`ledger.server_limits`). Health answers NOT_SERVING from the moment the server starts until
+the service says otherwise, so that a probe can tell "up but not ready" (rebuilding,
+connecting) from "down".
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ledger.auth.interceptor import AuthInterceptor
 from ledger.auth.settings import ServerSecurity
+from ledger.call_wrapping import method_wrapping
 from ledger.reflection import documented_pool
-from ledger.request_decoding import RequestDecodingInterceptor
 from ledger.server_limits import ServerLimits
-from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.metrics import GrpcServerMetrics
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -58,16 +58,10 @@ class LedgerServer:
         limits: ServerLimits = ServerLimits(),  # noqa: B008 (frozen, so safe to share)
     ) -> None:
         self.service_name = service_name
-        # Metrics outermost, so that refused calls are counted with their status too; then
-        # undecodable requests refused, before authorization reads the request.
-        interceptors: list[grpc.aio.ServerInterceptor] = [
-            MetricsInterceptor(metrics),
-            RequestDecodingInterceptor(),
-        ]
-        if security.verifier is not None:
-            interceptors.append(AuthInterceptor(security.verifier))
+        # One interceptor and one wrapper per method for metrics, decoding and authorization:
+        # each layer more costs every call a coroutine (ledger/call_wrapping.py).
         self.server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[method_wrapping(metrics, security.verifier)],
             options=(*limits.options(), *options),
             maximum_concurrent_rpcs=limits.max_concurrent_calls,
         )

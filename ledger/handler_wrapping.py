@@ -1,15 +1,18 @@
-"""What the Ledger's grpc.aio server interceptors share: each method's handler is wrapped once
-and the wrapper reused, and a wrapper is a handler like the one it wraps (same kind, same
-serializers) around another function.
+"""How a Ledger gRPC server puts its per-call concerns around a servicer: one wrapper per method,
+built the first time the method is called and reused, run by one interceptor.
 
-    class MyInterceptor(HandlerWrappingInterceptor):
-        def wrap(self, method: str, handler: Handler) -> Handler:
-            return rewrapped(handler, my_function_calling(behavior_of(handler)))
+grpc.aio runs each interceptor's `intercept_service`, and each wrapper a handler is given, as a
+coroutine of its own on every call, and `context.invocation_metadata()` converts the call's
+metadata to Python objects again each time it is asked (a bearer token is ~600 bytes). So a
+server has one `MethodWrapping` interceptor: it hands back the method's wrapper for a dictionary
+hit, and gives `each_call` the metadata gRPC has already converted for the interceptor
+(`ledger.call_wrapping` assembles the wrapper; docs/performance.md has the measurements).
+
+    grpc.aio.server(interceptors=[MethodWrapping(lambda method, handler: ..., each_call)])
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -19,6 +22,7 @@ import grpc
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
+Wrap: TypeAlias = "Callable[[str, Handler], Handler]"
 
 _HANDLER_FACTORIES = {
     (False, False): grpc.unary_unary_rpc_method_handler,
@@ -28,11 +32,16 @@ _HANDLER_FACTORIES = {
 }
 
 
-class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor, ABC):
-    """Wraps each known method's handler with `wrap`, once: a call then pays for a dictionary
-    hit, not for building a handler."""
+class MethodWrapping(grpc.aio.ServerInterceptor):
+    """Each known method's handler wrapped once by `wrap` (method, handler -> handler); every
+    call's details given to `each_call`, when set, before its wrapper runs (in the call's task,
+    so that a context variable it sets is the call's own)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, wrap: Wrap, each_call: Callable[[grpc.HandlerCallDetails], None] | None = None
+    ) -> None:
+        self._wrap = wrap
+        self._each_call = each_call
         # method -> (the handler we wrapped, the wrapper)
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
@@ -44,15 +53,11 @@ class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor, ABC):
             return None  # an unknown method: gRPC answers UNIMPLEMENTED on its own
         method = handler_call_details.method
         known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapper = self.wrap(method, handler)
-        self._wrapped[method] = (handler, wrapper)
-        return wrapper
-
-    @abstractmethod
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        """`handler` of `method` as it should run (it may be returned as it is)."""
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, self._wrap(method, handler))
+        if self._each_call is not None:
+            self._each_call(handler_call_details)
+        return known[1]
 
 
 def behavior_of(handler: Handler) -> Any:

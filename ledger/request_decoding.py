@@ -2,32 +2,22 @@
 
 grpc.aio answers a request its deserializer cannot parse (bytes that are not protobuf, or a
 `string` field that is not UTF-8) with UNKNOWN: a client error reported as a server fault.
-This interceptor's deserializer returns an `UndecodableRequest` instead of raising, and its
-wrapper aborts such a call before any other wrapper (authorization reads the request) or the
-servicer sees it. Only unary requests are decoded this way: no Ledger method streams requests,
-and health and reflection keep gRPC's own handling.
-
-    grpc.aio.server(interceptors=[MetricsInterceptor(...), RequestDecodingInterceptor(), ...])
+`tolerant_deserializer` returns an `UndecodableRequest` instead of raising, and the server's
+wrapper of each method (`ledger.call_wrapping`) refuses such a call with `refuse` before
+authorization reads the request or the servicer sees it. Only unary requests are decoded this
+way: no Ledger method streams requests.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from ledger.handler_wrapping import (
-    Context,
-    Handler,
-    HandlerWrappingInterceptor,
-    behavior_of,
-    rewrapped,
-)
+from ledger.handler_wrapping import Context, Handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +27,14 @@ class UndecodableRequest:
     message: str
 
 
-class RequestDecodingInterceptor(HandlerWrappingInterceptor):
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        deserializer = handler.request_deserializer
-        if handler.request_streaming or deserializer is None:
-            return handler
-        return _decoding(handler, _tolerant(deserializer, _message_name(deserializer)))
+def tolerant_deserializer(handler: Handler) -> Callable[[bytes], Any] | None:
+    """`handler`'s deserializer, handing on an `UndecodableRequest` where it would raise; None
+    when `handler` streams requests or has no deserializer (gRPC's own handling stays)."""
+    deserializer = handler.request_deserializer
+    if handler.request_streaming or deserializer is None:
+        return None
+    name = _message_name(deserializer)
 
-
-def _message_name(deserializer: Callable[[bytes], Any]) -> str:
-    """The protobuf message type a generated stub's deserializer (`Type.FromString`) makes."""
-    owner = getattr(deserializer, "__self__", None)
-    descriptor = getattr(owner, "DESCRIPTOR", None)
-    return str(getattr(descriptor, "full_name", "request message"))
-
-
-def _tolerant(deserializer: Callable[[bytes], Any], name: str) -> Callable[[bytes], Any]:
     def deserialize(raw: bytes) -> Any:
         try:
             return deserializer(raw)
@@ -65,28 +47,14 @@ def _tolerant(deserializer: Callable[[bytes], Any], name: str) -> Callable[[byte
     return deserialize
 
 
-async def _refuse(context: Context, request: UndecodableRequest) -> NoReturn:
+def _message_name(deserializer: Callable[[bytes], Any]) -> str:
+    """The protobuf message type a generated stub's deserializer (`Type.FromString`) makes."""
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "request message"))
+
+
+async def refuse(context: Context, request: UndecodableRequest) -> NoReturn:
+    """Answer the call whose request could not be decoded."""
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
     raise AssertionError("abort returned")  # abort always raises; this tells the type checker
-
-
-def _decoding(handler: Handler, deserializer: Callable[[bytes], Any]) -> Handler:
-    """`handler` reading requests with `deserializer`, refusing what it could not decode."""
-    behavior = behavior_of(handler)
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            if isinstance(request, UndecodableRequest):
-                await _refuse(context, request)
-            async with aclosing(behavior(request, context)) as responses:
-                async for response in responses:
-                    yield response
-
-        return rewrapped(handler, stream, deserializer)
-
-    async def call(request: Any, context: Context) -> Any:
-        if isinstance(request, UndecodableRequest):
-            await _refuse(context, request)
-        return await behavior(request, context)
-
-    return rewrapped(handler, call, deserializer)

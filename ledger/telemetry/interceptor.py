@@ -1,42 +1,28 @@
-"""Per-method call counts, status codes and latency for any grpc.aio server.
+"""Per-method call counts, status codes and latency for any grpc.aio server, recorded by the
+server's one wrapper of each method (`ledger.call_wrapping`).
 
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create())])
+    metrics = MethodMetrics(GrpcServerMetrics.create(), method, handler)  # once per method
+    began = time.perf_counter()
+    ...  # the call
+    metrics.record(final_code(context, error), began)
 
-Each method's handler is wrapped once and the wrapper reused, with its metric children resolved
-up front, so a call pays for a clock read and two metric updates, not for label lookups.
+A method's metric children are resolved when its wrapper is built, so a call pays for a clock
+read and two metric updates, not for label lookups.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from typing import Any
 
 import grpc
 
-from ledger.handler_wrapping import (
-    Context,
-    Handler,
-    HandlerWrappingInterceptor,
-    behavior_of,
-    rewrapped,
-)
+from ledger.handler_wrapping import Context, Handler
 from ledger.telemetry.metrics import GrpcServerMetrics
 
 
-class MetricsInterceptor(HandlerWrappingInterceptor):
-    def __init__(self, metrics: GrpcServerMetrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        return _observed(handler, _MethodMetrics(self._metrics, method, handler))
-
-
-class _MethodMetrics:
+class MethodMetrics:
     """The metric children of one method, so that a call touches no label dictionaries."""
 
     def __init__(self, metrics: GrpcServerMetrics, method: str, handler: Handler) -> None:
@@ -60,7 +46,7 @@ def _type_of(handler: Handler) -> str:
     return "server_stream" if handler.response_streaming else "unary"
 
 
-def _final_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
+def final_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     """The status the caller gets: set by the servicer (abort, set_code), or implied."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -70,42 +56,3 @@ def _final_code(context: Context, error: BaseException | None) -> grpc.StatusCod
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED  # the caller went away or its deadline passed
     return grpc.StatusCode.UNKNOWN  # what gRPC answers for an exception a servicer let escape
-
-
-def _observed(handler: Handler, metrics: _MethodMetrics) -> Handler:
-    """`handler` with each call counted and timed."""
-    behavior = behavior_of(handler)
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            began = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                # aclosing: a caller that hangs up closes the servicer's generator now, not at GC.
-                async with aclosing(behavior(request, context)) as responses:
-                    async for response in responses:
-                        yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                metrics.record(_final_code(context, error), began)
-
-        observed: Callable[..., Any] = stream
-    elif inspect.iscoroutinefunction(behavior):
-
-        async def call(request: Any, context: Context) -> Any:
-            began = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                metrics.record(_final_code(context, error), began)
-
-        observed = call
-    else:
-        return handler  # a synchronous servicer (run in a thread pool): not ours to time
-    return rewrapped(handler, observed)

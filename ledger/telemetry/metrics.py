@@ -1,6 +1,6 @@
 """The Prometheus metrics of the Ledger's processes.
 
-Both gRPC servers count and time every call with `interceptor.MetricsInterceptor`, under the
+Both gRPC servers count and time every call with `interceptor.MethodMetrics`, under the
 names go-grpc-prometheus made common, so that stock dashboards and alerts apply as they are:
 
 - `grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}`: on the command

@@ -1,4 +1,5 @@
-"""Metrics: the gRPC interceptor on a real in-process server, the exporter, the process sets."""
+"""Metrics: the servers' per-method wrapper on a real in-process server, the exporter, the
+process sets."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ledger.call_wrapping import method_wrapping
 from ledger.telemetry.exporter import start_metrics_exporter
-from ledger.telemetry.interceptor import MetricsInterceptor
 from ledger.telemetry.metrics import (
     CommandMetrics,
     GrpcServerMetrics,
@@ -138,7 +139,9 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     registry = CollectorRegistry()
     service = ProbeService()
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(GrpcServerMetrics.create(registry))])
+    # Without a verifier: metrics and request decoding, as a server with LEDGER_INSECURE=1.
+    wrapping = method_wrapping(GrpcServerMetrics.create(registry), None)
+    server = grpc.aio.server(interceptors=[wrapping])
     server.add_generic_rpc_handlers((service.handler(),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
