@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from bench.harness import Bench, bench_environment
 from bench.procstat import machine
 from bench.report import Report, render, write
-from bench.scenarios import catch_up, commands, ledger_at, queries, restart, visibility
+from bench.scenarios import (
+    batches,
+    catch_up,
+    commands,
+    ledger_at,
+    queries,
+    restart,
+    sustained,
+    visibility,
+)
 
 SCENARIOS: dict[str, Callable[[Bench, Report], None]] = {
     "commands": commands.run,
@@ -25,6 +34,8 @@ SCENARIOS: dict[str, Callable[[Bench, Report], None]] = {
     "queries": queries.run,
     "restart": restart.run,
     "ledger_at": ledger_at.run,
+    "batches": batches.run,
+    "sustained": sustained.run,
 }
 
 
