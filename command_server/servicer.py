@@ -18,7 +18,7 @@ from command_server.writer.protocol import (
     NotServing,
     WriterFailed,
 )
-from ledger.consistency import ConsistencyToken
+from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.commands import Command, EraseOwner
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id, require_fields
@@ -201,18 +201,25 @@ _REBUILDING = "the command server is still rebuilding its state from the event s
 def _batch_response(verdicts: list[Verdict | None]) -> pb.ExecuteBatchResponse:
     """One result per verdict, and the token covering every successful command."""
     response = pb.ExecuteBatchResponse()
-    results = response.results
-    tokens: set[str] = set()
+    add = response.results.add
+    # The union of the tokens, from their positions: the latest offset per partition.
+    union: dict[int, int] = {}
+    acknowledged = False
     for verdict in verdicts:
         if isinstance(verdict, Ack):
-            results.add(version=verdict.version, consistency_token=verdict.token)
-            tokens.add(verdict.token)
+            add(version=verdict.version, consistency_token=verdict.token)
+            acknowledged = True
+            positions = (
+                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items()
+            )
+            for partition, offset in positions:
+                if offset > union.get(partition, -1):
+                    union[partition] = offset
         else:
             code, message = _status_of(verdict or WriterFailed("no verdict for the command"))
-            results.add(code=code.value[0], message=message)
-    if tokens:
-        union = ConsistencyToken.union(ConsistencyToken.decode(t) for t in tokens)
-        response.consistency_token = union.encode()
+            add(code=code.value[0], message=message)
+    if acknowledged:
+        response.consistency_token = encode_positions(union)
     return response
 
 

@@ -102,8 +102,13 @@ def canonical_amount(amount: str) -> str:
     return f"{whole}.{fraction}" if fraction else whole
 
 
+# What json.dumps(payload, sort_keys=True, separators=(",", ":")) uses, made once: dumps with
+# arguments builds a new encoder per call, a third of a fingerprint's cost.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _digest(payload: dict[str, str | int | None]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL_JSON.encode(payload)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
