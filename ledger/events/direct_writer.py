@@ -99,5 +99,9 @@ def _string(out: bytearray, value: str) -> None:
     if type(value) is not str:
         raise NotDirectlyWritable(f"not a string: {type(value).__name__}")
     raw = value.encode()
-    _long(out, len(raw))
+    size = len(raw)
+    if size < 64:
+        out.append(size << 1)  # the zigzag varint of a length under 64 is one byte
+    else:
+        _long(out, size)
     out += raw
