@@ -84,6 +84,14 @@ def _count(run: LoadRun, response: commands_pb2.ExecuteBatchResponse) -> None:
         run.errors[f"result code {code}"] += times
 
 
+def _pushback_s(error: grpc.aio.AioRpcError) -> float:
+    """The retry hint of a refusal (`grpc-retry-pushback-ms`), or a tenth of a second."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-retry-pushback-ms":
+            return int(value) / 1000
+    return 0.1
+
+
 async def closed_loop(
     address: str, accounts: Accounts, size: int, clients: int, seconds: float
 ) -> LoadRun:
@@ -104,6 +112,8 @@ async def closed_loop(
                     response = await execute(request, timeout=TIMEOUT_S)
                 except grpc.aio.AioRpcError as error:
                     run.errors[error.code().name] += 1
+                    # As a client should: wait as long as the server asks before sending again.
+                    await asyncio.sleep(_pushback_s(error))
                     continue
                 run.calls += 1
                 run.call_ms.append((time.monotonic() - sent) * 1000)

@@ -128,7 +128,10 @@ def _batches(bench: Bench, report: Report, plan: Plan, topic: str) -> None:
         bench.stack.kafka_bootstrap, bench.stack.registry_url, bench.new_topic("raw_produce")
     )
     events = deposit_events(ACCOUNTS, ACCOUNT_PREFIX)
-    ledger = bench.command_server(topic)
+    # Room in the queue for every client's batch at once: with the default (4,000 commands)
+    # 16 batches of 1,000 would be refused in turn (RESOURCE_EXHAUSTED) rather than measured.
+    room = max(plan.clients) * max(plan.sizes)
+    ledger = bench.command_server(topic, {"LEDGER_COMMAND_QUEUE_MAX": str(room)})
     try:
         with running(ledger) as ledger_pid:
             kafka_pid = bench.kafka_pid()
