@@ -18,12 +18,17 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 
+from bench.scenarios.visibility import percentile
 from ledger.command_ids import new_command_id
 from ledger.v1 import commands_pb2, commands_pb2_grpc, queries_pb2, queries_pb2_grpc
+
+_Reply = TypeVar("_Reply")
 
 TIMEOUT_S = 30.0
 READ_BACK_IDS = 10
@@ -74,6 +79,15 @@ class LoadRun:
     def per_s(self) -> float:
         return self.ok / self.wall_s if self.wall_s > 0 else 0.0
 
+    def call_figures(self) -> dict[str, float]:
+        """The calls' latency (median, p99), errors (failed results and calls) and client cores."""
+        return {
+            "p50_ms": percentile(self.call_ms, 0.5),
+            "p99_ms": percentile(self.call_ms, 0.99),
+            "errors": float(self.failed + sum(self.errors.values())),
+            "client_cores": self.cpu_s / self.wall_s if self.wall_s > 0 else float("nan"),
+        }
+
 
 def _count(run: LoadRun, response: commands_pb2.ExecuteBatchResponse) -> None:
     codes = Counter(result.code for result in response.results)
@@ -92,6 +106,42 @@ def _pushback_s(error: grpc.aio.AioRpcError) -> float:
     return 0.1
 
 
+async def _timed_call(run: LoadRun, call: Awaitable[_Reply]) -> _Reply | None:
+    """`call`'s answer, its latency and count recorded in `run`; None if it failed (counted, and
+    waited out as the server asks before the caller sends again, as a client should)."""
+    sent = time.monotonic()
+    try:
+        reply = await call
+    except grpc.aio.AioRpcError as error:
+        run.errors[error.code().name] += 1
+        await asyncio.sleep(_pushback_s(error))
+        return None
+    run.calls += 1
+    run.call_ms.append((time.monotonic() - sent) * 1000)
+    return reply
+
+
+async def _back_to_back(
+    clients: int, seconds: float, call: Callable[[random.Random], Awaitable[None]]
+) -> LoadRun:
+    """`clients` callers making `call` one after the other for `seconds` (each with its own
+    random numbers); `call` counts what it got into the returned run."""
+    run = LoadRun()
+    cpu_started = time.process_time()
+    started = time.monotonic()
+    deadline = started + seconds
+
+    async def caller(slot: int) -> None:
+        rng = random.Random(slot)
+        while time.monotonic() < deadline:
+            await call(rng)
+
+    await asyncio.gather(*(caller(slot) for slot in range(clients)))
+    run.wall_s = time.monotonic() - started
+    run.cpu_s = time.process_time() - cpu_started
+    return run
+
+
 async def closed_loop(
     address: str, accounts: Accounts, size: int, clients: int, seconds: float
 ) -> LoadRun:
@@ -99,29 +149,16 @@ async def closed_loop(
     run = LoadRun()
     async with grpc.aio.insecure_channel(address) as channel:
         execute = commands_pb2_grpc.CommandServiceStub(channel).ExecuteBatch
-        cpu_started = time.process_time()
-        started = time.monotonic()
-        deadline = started + seconds
 
-        async def caller(slot: int) -> None:
-            rng = random.Random(slot)
-            while time.monotonic() < deadline:
-                request = deposits(accounts.ids(rng, size))
-                sent = time.monotonic()
-                try:
-                    response = await execute(request, timeout=TIMEOUT_S)
-                except grpc.aio.AioRpcError as error:
-                    run.errors[error.code().name] += 1
-                    # As a client should: wait as long as the server asks before sending again.
-                    await asyncio.sleep(_pushback_s(error))
-                    continue
-                run.calls += 1
-                run.call_ms.append((time.monotonic() - sent) * 1000)
+        async def call(rng: random.Random) -> None:
+            response = await _timed_call(
+                run, execute(deposits(accounts.ids(rng, size)), timeout=TIMEOUT_S)
+            )
+            if response is not None:
                 _count(run, response)
 
-        await asyncio.gather(*(caller(slot) for slot in range(clients)))
-        run.wall_s = time.monotonic() - started
-        run.cpu_s = time.process_time() - cpu_started
+        timed = await _back_to_back(clients, seconds, call)
+    run.wall_s, run.cpu_s = timed.wall_s, timed.cpu_s
     return run
 
 
@@ -199,29 +236,17 @@ async def read_accounts(
     run = LoadRun()
     async with grpc.aio.insecure_channel(address) as channel:
         get_accounts = queries_pb2_grpc.QueryServiceStub(channel).GetAccounts
-        cpu_started = time.process_time()
-        started = time.monotonic()
-        deadline = started + seconds
 
-        async def caller(slot: int) -> None:
-            rng = random.Random(slot)
-            while time.monotonic() < deadline:
-                numbers = rng.sample(range(accounts.count), per_call)
-                request = queries_pb2.GetAccountsRequest(
-                    account_ids=[f"{accounts.prefix}{n}" for n in numbers]
-                )
-                sent = time.monotonic()
-                try:
-                    answer = await get_accounts(request, timeout=TIMEOUT_S)
-                except grpc.aio.AioRpcError as error:
-                    run.errors[error.code().name] += 1
-                    continue
-                run.calls += 1
-                run.call_ms.append((time.monotonic() - sent) * 1000)
+        async def call(rng: random.Random) -> None:
+            numbers = rng.sample(range(accounts.count), per_call)
+            request = queries_pb2.GetAccountsRequest(
+                account_ids=[f"{accounts.prefix}{n}" for n in numbers]
+            )
+            answer = await _timed_call(run, get_accounts(request, timeout=TIMEOUT_S))
+            if answer is not None:
                 run.ok += len(answer.accounts)
                 run.failed += len(answer.missing)
 
-        await asyncio.gather(*(caller(slot) for slot in range(clients)))
-        run.wall_s = time.monotonic() - started
-        run.cpu_s = time.process_time() - cpu_started
+        timed = await _back_to_back(clients, seconds, call)
+    run.wall_s, run.cpu_s = timed.wall_s, timed.cpu_s
     return run

@@ -18,7 +18,6 @@ commands/s, 50x the peer and 0.5x the raw produce, at the best configuration.
 from __future__ import annotations
 
 import asyncio
-import statistics
 from dataclasses import asdict, dataclass
 
 from bench.batch_client import Accounts, LoadRun, closed_loop
@@ -60,11 +59,8 @@ def _per_command_us(cpu_s: float, commands: int) -> float:
 def _ledger_figures(run: LoadRun, server: CpuMeter, kafka: CpuMeter) -> dict[str, float]:
     return {
         "commands_per_s": run.per_s,
-        "p50_ms": statistics.median(run.call_ms) if run.call_ms else float("nan"),
-        "p99_ms": _percentile(run.call_ms, 0.99),
-        "errors": float(run.failed + sum(run.errors.values())),
+        **run.call_figures(),
         "server_cores": server.cores,
-        "client_cores": run.cpu_s / run.wall_s if run.wall_s else float("nan"),
         "server_cpu_us": _per_command_us(server.cpu_s, run.ok),
         "kafka_cpu_us": _per_command_us(kafka.cpu_s, run.ok),
         "client_cpu_us": _per_command_us(run.cpu_s, run.ok),
@@ -78,13 +74,6 @@ def _raw_figures(produced: Produced, kafka: CpuMeter) -> dict[str, float]:
         "client_cpu_us": _per_command_us(produced.cpu_s, produced.events),
         "kafka_cpu_us": _per_command_us(kafka.cpu_s, produced.events),
     }
-
-
-def _percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 async def _peer(bench: Bench, report: Report, plan: Plan) -> None:

@@ -30,6 +30,7 @@ from bench.log_scan import scan
 from bench.read_model_database import checkpoints, fresh_database, wait_covered
 from bench.report import Goal, Report, Row, median_of
 from bench.scenarios.batches import add_vs_peer
+from bench.scenarios.visibility import percentile
 from ledger.events.consuming import high_watermarks
 
 ACCOUNTS = 10_000
@@ -56,13 +57,6 @@ class Plan:
 
 FULL = Plan(seconds=60, warmup_s=20, read_clients=(1, 4), read_runs=3, read_seconds=5)
 QUICK = Plan(seconds=10, warmup_s=5, read_clients=(1, 4), read_runs=1, read_seconds=3)
-
-
-def _percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 async def _sample_lag(
@@ -124,11 +118,11 @@ async def _measure(bench: Bench, report: Report, plan: Plan, topic: str) -> None
             lags = [lag for _, lag in samples]
             figures = {
                 "commands_per_s": done.ok / plan.seconds,
-                "p50_ms": statistics.median(done.call_ms) if done.call_ms else float("nan"),
-                "p99_ms": _percentile(done.call_ms, 0.99),
-                "visible_p50_ms": _percentile(done.visible_ms, 0.5),
-                "visible_p99_ms": _percentile(done.visible_ms, 0.99),
-                "send_late_p99_ms": _percentile(done.late_ms, 0.99),
+                "p50_ms": percentile(done.call_ms, 0.5),
+                "p99_ms": percentile(done.call_ms, 0.99),
+                "visible_p50_ms": percentile(done.visible_ms, 0.5),
+                "visible_p99_ms": percentile(done.visible_ms, 0.99),
+                "send_late_p99_ms": percentile(done.late_ms, 0.99),
                 "lag_slope": _slope(samples),
                 "lag_max": max(lags, default=float("nan")),
                 "lag_last": lags[-1] if lags else float("nan"),
@@ -165,14 +159,7 @@ async def _get_accounts(
             )
             server.stop()
             runs.append(
-                {
-                    "accounts_per_s": done.per_s,
-                    "p50_ms": statistics.median(done.call_ms) if done.call_ms else float("nan"),
-                    "p99_ms": _percentile(done.call_ms, 0.99),
-                    "errors": float(done.failed + sum(done.errors.values())),
-                    "server_cores": server.cores,
-                    "client_cores": done.cpu_s / done.wall_s if done.wall_s else float("nan"),
-                }
+                {"accounts_per_s": done.per_s, **done.call_figures(), "server_cores": server.cores}
             )
         row = Row(
             "get_accounts",
