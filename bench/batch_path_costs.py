@@ -10,7 +10,7 @@ this process (`time.process_time`), best of the batches, in microseconds per com
 Run as a file rather than a module, it measures whichever tree's code comes first on the path:
 `git archive <commit> | tar -x -C /tmp/before && PYTHONPATH=/tmp/before python
 bench/batch_path_costs.py` measures an older tree with this very script (docs/performance.md,
-"The batch path").
+"Where the time of the batch path goes").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ packages come before this tree's (installed in editable mode, found after the pa
 server gets its own topic of 10,000 accounts; runs of ExecuteBatch load (bench/batch_client.py,
 closed loop) alternate between them, and the figure is the median over adjacent pairs of this
 tree's commands/s and server CPU per command over the other's: on a machine shared with other
-work, side by side is the only comparison that holds (docs/performance.md, "Batches").
+work, side by side is the only comparison that holds (docs/performance.md, "Batches (issue 22)").
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class ConsistencyToken:
 def encode_positions(positions: Mapping[int, int]) -> str:
     """`ConsistencyToken(positions).encode()` for positions known to be in Kafka's range (offsets
     Kafka gave), without building and checking the token: the writer answers every command with
-    one (docs/performance.md, "The batch path")."""
+    one (docs/performance.md, "What changed in the batch path")."""
     compact = ",".join(f"{partition}:{offset}" for partition, offset in sorted(positions.items()))
     body = base64.urlsafe_b64encode(compact.encode("ascii")).decode("ascii")
     # Padding carries no information and would need escaping in URLs.

@@ -105,7 +105,7 @@ ACK, REJECTED, REUSED, APPEND_FAILED, NOT_SERVING, FAILED, NOT_APPLIED = range(7
 class Ack(NamedTuple):
     """A command's successful answer: its (source) account's version and consistency token,
     and the token's (partition, offset) pairs, so that a batch's union of tokens is taken
-    without decoding each one (docs/performance.md, "The batch path")."""
+    without decoding each one (docs/performance.md, "What changed in the batch path")."""
 
     version: int
     token: str

@@ -2,9 +2,9 @@
 
 The mirror of direct_reader.py: fastavro's writer takes a dict per event (`to_datum`) and walks
 the schema for every one, which made encoding most of the cost of producing an event in the
-command server's writer (docs/performance.md, "The batch path"). This module writes the fields
-in `direct_reader.LAYOUT`'s order straight from the record: longs as zigzag varints, strings and
-bytes with their length, the payload union's branch, the nullable balance.
+command server's writer (docs/performance.md, "What changed in the batch path"). This module
+writes the fields in `direct_reader.LAYOUT`'s order straight from the record: longs as zigzag
+varints, strings and bytes with their length, the payload union's branch, the nullable balance.
 
 The codec uses it only while the current schema has that layout (the same check as for the
 reader), and falls back to fastavro for any event it does not write (`NotDirectlyWritable`: a

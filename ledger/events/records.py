@@ -23,8 +23,8 @@ def event_id_for(account_id: str, version: int) -> str:
 
     Derived rather than random so that deciding stays a pure function and a retried write
     produces the same ids. Spelled out rather than `str(uuid.uuid5(...))`, which builds a UUID
-    object per event, at a quarter of the cost (every event pays it; docs/performance.md,
-    "The batch path"); tests/unit/test_event_ids.py holds it equal to uuid5.
+    object per event, at a third of the cost (every event pays it; docs/performance.md,
+    "What changed in the batch path"); tests/unit/test_event_ids.py holds it equal to uuid5.
     """
     digest = _NAMESPACE_HASH.copy()
     digest.update(f"{account_id}/{version}".encode())
