@@ -84,7 +84,9 @@ async def _sample_lag(
         consumer.close()
 
 
-def _slope(samples: list[tuple[float, float]]) -> float:
+def lag_slope(samples: list[tuple[float, float]]) -> float:
+    """Events/s by which the lag grew over (seconds, lag) samples: least squares; NaN if fewer
+    than three."""
     if len(samples) < 3:
         return float("nan")
     times, lags = zip(*samples, strict=True)
@@ -123,7 +125,7 @@ async def _measure(bench: Bench, report: Report, plan: Plan, topic: str) -> None
                 "visible_p50_ms": percentile(done.visible_ms, 0.5),
                 "visible_p99_ms": percentile(done.visible_ms, 0.99),
                 "send_late_p99_ms": percentile(done.late_ms, 0.99),
-                "lag_slope": _slope(samples),
+                "lag_slope": lag_slope(samples),
                 "lag_max": max(lags, default=float("nan")),
                 "lag_last": lags[-1] if lags else float("nan"),
                 "errors": float(done.failed + sum(done.errors.values())),
