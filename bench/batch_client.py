@@ -122,11 +122,10 @@ async def _timed_call(run: LoadRun, call: Awaitable[_Reply]) -> _Reply | None:
 
 
 async def _back_to_back(
-    clients: int, seconds: float, call: Callable[[random.Random], Awaitable[None]]
+    run: LoadRun, clients: int, seconds: float, call: Callable[[random.Random], Awaitable[None]]
 ) -> LoadRun:
     """`clients` callers making `call` one after the other for `seconds` (each with its own
-    random numbers); `call` counts what it got into the returned run."""
-    run = LoadRun()
+    random numbers); `call` counts what it got into `run`, this the time and CPU it took."""
     cpu_started = time.process_time()
     started = time.monotonic()
     deadline = started + seconds
@@ -157,9 +156,7 @@ async def closed_loop(
             if response is not None:
                 _count(run, response)
 
-        timed = await _back_to_back(clients, seconds, call)
-    run.wall_s, run.cpu_s = timed.wall_s, timed.cpu_s
-    return run
+        return await _back_to_back(run, clients, seconds, call)
 
 
 async def open_loop(
@@ -247,6 +244,4 @@ async def read_accounts(
                 run.ok += len(answer.accounts)
                 run.failed += len(answer.missing)
 
-        timed = await _back_to_back(clients, seconds, call)
-    run.wall_s, run.cpu_s = timed.wall_s, timed.cpu_s
-    return run
+        return await _back_to_back(run, clients, seconds, call)
