@@ -17,12 +17,14 @@ from bench.harness import Bench, bench_environment
 from bench.procstat import machine
 from bench.report import Report, render, write
 from bench.scenarios import (
+    batches,
     catch_up,
     commands,
     cross_shard,
     ledger_at,
     queries,
     restart,
+    sustained,
     visibility,
 )
 
@@ -34,6 +36,8 @@ SCENARIOS: dict[str, Callable[[Bench, Report], None]] = {
     "restart": restart.run,
     "ledger_at": ledger_at.run,
     "cross_shard": cross_shard.run,
+    "batches": batches.run,
+    "sustained": sustained.run,
 }
 
 

@@ -85,11 +85,18 @@ _COLUMNS = (
     ("commands_per_s", "cmd/s"),
     ("queries_per_s", "queries/s"),
     ("reads_per_s", "reads/s"),
+    ("accounts_per_s", "accounts/s"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("pending", "PENDING"),
     ("ratio", "vs noop"),
     ("vs_plaintext", "vs plaintext"),
+    ("vs_peer", "vs peer"),
+    ("vs_raw", "vs raw"),
+    ("visible_p50_ms", "visible p50 ms"),
+    ("visible_p99_ms", "visible p99 ms"),
+    ("lag_slope", "lag slope ev/s"),
+    ("lag_max", "lag max ev"),
     ("server_cores", "server cores"),
     ("loadgen_cores", "ghz cores"),
     ("client_cores", "client cores"),
@@ -98,6 +105,10 @@ _COLUMNS = (
     ("kafka_cpu_ms", "Kafka CPU ms/cmd"),
     ("postgres_cpu_ms", "PG CPU ms/query"),
     ("loadgen_cpu_ms", "ghz CPU ms/cmd"),
+    ("server_cpu_us", "server CPU µs/cmd"),
+    ("kafka_cpu_us", "Kafka CPU µs/cmd"),
+    ("postgres_cpu_us", "PG CPU µs/cmd"),
+    ("client_cpu_us", "client CPU µs/cmd"),
     ("loadgen_query_cpu_ms", "ghz CPU ms/query"),
     ("seconds_to_serving", "to SERVING s"),
     ("replay_s", "replay s"),
@@ -122,7 +133,7 @@ def _cell(row: Row, key: str) -> str:
         return "n/a"
     if key.endswith("_cores"):
         return f"{value:.2f}"
-    if key in ("ratio", "vs_copy", "vs_plaintext"):
+    if key in ("ratio", "vs_copy", "vs_plaintext", "vs_peer", "vs_raw"):
         return f"{value:.2f}x"
     if key.endswith("_per_s"):
         return f"{value:,.0f}"

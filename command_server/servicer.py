@@ -27,7 +27,7 @@ from command_server.writer.protocol import (
     NotServing,
     WriterFailed,
 )
-from ledger.consistency import ConsistencyToken
+from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.commands import Command, EraseOwner
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_command_id, require_fields
@@ -286,22 +286,34 @@ def _batch_response(verdicts: list[Outcome | None]) -> pb.ExecuteBatchResponse:
     """One result per verdict (those of other shards as they answered), and the token covering
     every successful command (other shards' tokens merged in)."""
     response = pb.ExecuteBatchResponse()
-    results = response.results
-    tokens: set[str] = set()
+    add = response.results.add
+    # The union of the tokens, from their positions: the latest offset per partition.
+    union: dict[int, int] = {}
+    acknowledged = False
     for verdict in verdicts:
         if isinstance(verdict, pb.CommandResult):
-            results.append(verdict)
+            # Another shard's answer: its token decoded to merge its positions.
+            add().CopyFrom(verdict)
             if verdict.code == 0 and verdict.consistency_token:
-                tokens.add(verdict.consistency_token)
+                acknowledged = True
+                merged = ConsistencyToken.decode(verdict.consistency_token).positions
+                for partition, offset in merged.items():
+                    if offset > union.get(partition, -1):
+                        union[partition] = offset
         elif isinstance(verdict, Ack):
-            results.add(version=verdict.version, consistency_token=verdict.token)
-            tokens.add(verdict.token)
+            add(version=verdict.version, consistency_token=verdict.token)
+            acknowledged = True
+            positions = (
+                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items()
+            )
+            for partition, offset in positions:
+                if offset > union.get(partition, -1):
+                    union[partition] = offset
         else:
             code, message = _status_of(verdict or WriterFailed("no verdict for the command"))
-            results.add(code=code.value[0], message=message)
-    if tokens:
-        union = ConsistencyToken.union(ConsistencyToken.decode(t) for t in tokens)
-        response.consistency_token = union.encode()
+            add(code=code.value[0], message=message)
+    if acknowledged:
+        response.consistency_token = encode_positions(union)
     return response
 
 

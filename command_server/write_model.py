@@ -14,7 +14,7 @@ from command_server.outcome_log import (
 )
 from command_server.transfers_in_flight import REFUNDED, TransfersInFlight
 from ledger.command_ids import command_id_millis, latest_command_id_millis
-from ledger.consistency import ConsistencyToken
+from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
 from ledger.events.records import Event, TransferCredited, TransferRefunded, TransferSent
@@ -34,7 +34,7 @@ class Outcome:
     def token(self) -> str:
         # Encoded once: every answer to the command (and to its retries) carries the same token.
         if self._token is None:
-            self._token = ConsistencyToken(self.positions).encode()
+            self._token = encode_positions(self.positions)
         return self._token
 
     def record(self, version: int, partition: int, offset: int) -> None:

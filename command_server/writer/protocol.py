@@ -105,16 +105,19 @@ ACK, REJECTED, REUSED, APPEND_FAILED, NOT_SERVING, FAILED, NOT_APPLIED = range(7
 
 
 class Ack(NamedTuple):
-    """A command's successful answer: its (source) account's version and consistency token."""
+    """A command's successful answer: its (source) account's version and consistency token,
+    and the token's (partition, offset) pairs, so that a batch's union of tokens is taken
+    without decoding each one (docs/performance.md, "What changed in the batch path")."""
 
     version: int
     token: str
+    positions: tuple[tuple[int, int], ...] = ()
 
 
 def pack_verdict(verdict: Outcome | BaseException | None) -> PackedVerdict:
     """A command's verdict for the pipe; None means the batch reached none for it (a bug)."""
     if isinstance(verdict, Outcome):
-        return (ACK, verdict.version, verdict.token)
+        return (ACK, verdict.version, verdict.token, tuple(verdict.positions.items()))
     if isinstance(verdict, Rejection):
         return (REJECTED, verdict.kind.value, verdict.message)
     if isinstance(verdict, CommandIdReused):
@@ -134,7 +137,7 @@ def unpack_verdict(packed: PackedVerdict) -> Ack | BaseException:
     """The answer for the caller: an Ack, or the exception the servicer maps to a status."""
     tag = packed[0]
     if tag == ACK:
-        return Ack(packed[1], packed[2])
+        return Ack(*packed[1:])
     if tag == REJECTED:
         return Rejection(RejectionKind(packed[1]), packed[2])
     if tag == REUSED:

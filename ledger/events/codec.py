@@ -23,6 +23,7 @@ from fastavro.types import Schema
 
 from ledger.events import direct_reader
 from ledger.events.avro_mapping import current_schema, from_datum, record_fields, to_datum
+from ledger.events.direct_writer import DirectWriter, NotDirectlyWritable
 from ledger.events.records import Event
 from ledger.events.schema_store import SchemaStore, UnknownSchemaId
 from ledger.events.topic import ACCOUNT_EVENTS_TOPIC, value_subject
@@ -68,6 +69,8 @@ class EventCodec:
         self._direct = _directly_readable(self._schema_json)
         self._direct_ids: set[int] = set()
         """Writer schema ids whose bodies `direct_reader` reads (the current schema's)."""
+        self._writer = DirectWriter(direct_reader.LAYOUT) if self._direct else None
+        """Writes bodies of the current schema without fastavro, when it has that layout."""
 
     @property
     def schema_id(self) -> int:
@@ -91,8 +94,16 @@ class EventCodec:
         return await asyncio.to_thread(self.register, topic)
 
     def encode(self, event: Event) -> bytes:
+        header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
+        if self._writer is not None:
+            out = bytearray(header)
+            try:
+                self._writer.body(event, out)
+                return bytes(out)
+            except NotDirectlyWritable:
+                pass  # fastavro writes it, or says why it cannot
         buffer = io.BytesIO()
-        buffer.write(_HEADER.pack(MAGIC_BYTE, self.schema_id))
+        buffer.write(header)
         schemaless_writer(buffer, self._reader_schema, to_datum(event))
         return buffer.getvalue()
 

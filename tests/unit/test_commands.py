@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
 from hashlib import sha256
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.domain import commands
 
@@ -85,3 +88,17 @@ def test_accounts_of_names_each_touched_account_once(
     command: commands.Command, accounts: tuple[str, ...]
 ) -> None:
     assert commands.accounts_of(command) == accounts
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.none() | st.integers() | st.text(max_size=40) | st.booleans() | st.floats(),
+        max_size=8,
+    )
+)
+def test_the_canonical_payload_is_what_json_dumps_writes(payload: dict[str, object]) -> None:
+    # Fingerprints are stored in events: their text must stay exactly json.dumps' for any
+    # payload, including values the commands never hold (left to the encoder).
+    expected = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    assert commands._canonical(payload) == expected  # type: ignore[arg-type]

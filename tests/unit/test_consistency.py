@@ -6,13 +6,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.consistency import ConsistencyToken
+from ledger.consistency import ConsistencyToken, encode_positions
 
 positions = st.dictionaries(
     st.integers(min_value=0, max_value=2**31 - 1),
     st.integers(min_value=0, max_value=2**63 - 1),
     max_size=20,
 )
+
+
+@settings(max_examples=200)
+@given(positions)
+def test_encoding_positions_directly_gives_the_tokens_text(positions: dict[int, int]) -> None:
+    # In whatever order the dict holds them: the writer's outcomes add partitions as they come.
+    backwards = dict(reversed(list(positions.items())))
+    assert encode_positions(backwards) == ConsistencyToken(positions).encode()
 
 
 @settings(max_examples=200)
