@@ -90,6 +90,9 @@ class DrillConfig:
     resolve_deadline_s: float = 90.0
     """After the load: how long clients keep retrying commands that have no answer yet."""
     catch_up_deadline_s: float = 120.0
+    saga_end_deadline_s: float = 90.0
+    """How long a client follows a transfer answered PENDING (GetTransfer) before its accounts
+    are uncertain, and how long the drill waits for the log to hold no saga in flight."""
     """After the load: how long the projector may take to reach the end of the log."""
     resend_sample: int = 200
     """After all faults: how many acknowledged commands are sent again (same command_id) to

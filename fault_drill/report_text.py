@@ -54,6 +54,15 @@ def render_text(report: dict[str, Any]) -> str:
             f"{_s(r['healthy_median_s']):>9}{_s(r['healthy_max_s']):>8}  "
             f"{_s(r['write_outage_median_s']):>9}{_s(r['write_outage_max_s']):>8}"
         )
+    sagas = report["cross_shard_transfers"]
+    lines += [
+        "",
+        f"cross-shard transfers: {sagas['sent']} sent, {sagas['completed']} completed, "
+        f"{sagas['refunded']} refunded, {len(sagas['in_flight'] or [])} in flight after waiting "
+        f"{sagas['in_flight_wait_s']}s; {sagas['answered_pending']} answered PENDING, ends "
+        f"learned by GetTransfer {_pairs(sagas['pending_ends_learned'])} (median "
+        f"{sagas['pending_end_median_s']}s, max {sagas['pending_end_max_s']}s)",
+    ]
     read_model = report["read_model"] or {}
     log = report["log"]
     lines += [
