@@ -61,7 +61,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"{sagas['refunded']} refunded, {len(sagas['in_flight'] or [])} in flight after waiting "
         f"{sagas['in_flight_wait_s']}s; {sagas['answered_pending']} answered PENDING, ends "
         f"learned by GetTransfer {_pairs(sagas['pending_ends_learned'])} (median "
-        f"{sagas['pending_end_median_s']}s, max {sagas['pending_end_max_s']}s)",
+        f"{_s(sagas['pending_end_median_s'])}s, max {_s(sagas['pending_end_max_s'])}s)",
     ]
     read_model = report["read_model"] or {}
     log = report["log"]
@@ -156,6 +156,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| **lost** | **{report['lost']}** |",
         f"| **duplicated** | **{report['duplicated']}** |",
         f"| events in the log | {report['log']['events']} |",
+        _saga_row(report["cross_shard_transfers"]),
         f"| read model == fold of the log | {read_model.get('equals_fold')}: {_pairs(rows)} rows; "
         f"sha256 {_checksums(read_model)} |",
         f"| projector caught up after the load | {read_model.get('caught_up_s')} s |",
@@ -189,3 +190,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Failures:", ""]
         lines += [f"- {failure[:400]}" for failure in report["failures"]]
     return "\n".join(lines) + "\n"
+
+
+def _saga_row(sagas: dict[str, Any]) -> str:
+    return (
+        f"| cross-shard transfers sent / completed / refunded / in flight after waiting "
+        f"(waited) | {sagas['sent']} / {sagas['completed']} / {sagas['refunded']} / "
+        f"{len(sagas['in_flight'] or [])} ({sagas['in_flight_wait_s']} s); "
+        f"{sagas['answered_pending']} answered PENDING, ends learned with GetTransfer: "
+        f"{_pairs(sagas['pending_ends_learned'])}, median / max {_s(sagas['pending_end_median_s'])}"
+        f" / {_s(sagas['pending_end_max_s'])} s |"
+    )
