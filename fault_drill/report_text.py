@@ -100,6 +100,8 @@ def replay_command(report: dict[str, Any]) -> str:
         words.append("--three-shards")
         cross = config["cross_shard_transfers"]
         words.append("--cross-shard-transfers" if cross else "--no-cross-shard-transfers")
+        if config.get("transfer_wait_s") is not None:
+            words.append(f"--transfer-wait {config['transfer_wait_s']:g}")
     if config["seconds"] != size.seconds:
         words.append(f"--seconds {config['seconds']:g}")
     if config["min_kills"] != size.min_kills:
