@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fault_drill.book import UNKNOWN
 from fault_drill.calls import EXPECTED_TRANSIENT
 from fault_drill.command_checks import CommandChecks
 from fault_drill.config import COMPONENTS, DrillConfig
@@ -200,6 +201,11 @@ def build_report(
         findings.append(
             f"{sagas['refunded']} cross-shard transfers were refunded, though the drill sends "
             "transfers only to open accounts of the same currency"
+        )
+    if unknown := sagas["pending_ends_learned"].get(UNKNOWN):
+        findings.append(
+            f"{unknown} transfers answered PENDING whose end GetTransfer did not show within "
+            f"{config.saga_end_deadline_s:g}s (their accounts were left uncertain)"
         )
     for fault in faults:
         if fault.start_failures and not fault.failures:

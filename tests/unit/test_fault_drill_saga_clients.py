@@ -6,8 +6,7 @@ log holds no saga in flight, and says so when the bound passes."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
@@ -19,8 +18,8 @@ from fault_drill.sagas import sagas_of, wait_sagas_ended
 from ledger.command_ids import new_command_id
 from ledger.events import records
 from ledger.v1 import commands_pb2 as cmd
-
-AT = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+from tests.unit.test_fault_drill_saga_checks import CREDITED, SENT
+from tests.unit.test_fault_drill_saga_checks import REFUNDED as REFUND_EVENT
 
 
 def _open(book: Book, account_id: str, balance: int) -> None:
@@ -114,27 +113,20 @@ async def test_the_journal_knows_which_transfers_were_answered_pending(
     assert record.answered_pending is pending
 
 
-def _record(kind: Any, transfer_id: str, offset: int, **own: Any) -> LogRecord:
-    event = kind(
-        event_id=f"e{offset}",
-        account_id="a",
-        version=2,
-        command_id=transfer_id,
-        command_fingerprint="ab" * 32,
-        occurred_at=AT,
-        amount=5,
-        transfer_id=transfer_id,
-        counterparty_id="b",
-        **own,
-    )
-    return LogRecord(0, offset, "a", event, None)
+def _record(
+    event: records.TransferSent | records.TransferCredited | records.TransferRefunded,
+    transfer_id: str,
+    offset: int,
+) -> LogRecord:
+    """The saga checks' event of that kind, for another transfer, at `offset` in the log."""
+    return LogRecord(0, offset, "a", replace(event, transfer_id=transfer_id), None)
 
 
-SENT_1 = _record(records.TransferSent, "t1", 0)
-SENT_2 = _record(records.TransferSent, "t2", 1)
-CREDITED_1 = _record(records.TransferCredited, "t1", 2)
-REFUNDED_2 = _record(records.TransferRefunded, "t2", 3, reason="closed")
-SAME_SHARD = _record(records.TransferCredited, "t3", 4)
+SENT_1 = _record(SENT, "t1", 0)
+SENT_2 = _record(SENT, "t2", 1)
+CREDITED_1 = _record(CREDITED, "t1", 2)
+REFUNDED_2 = _record(REFUND_EVENT, "t2", 3)
+SAME_SHARD = _record(CREDITED, "t3", 4)
 
 
 def test_the_log_tells_which_sagas_ended_how_and_which_are_in_flight() -> None:
