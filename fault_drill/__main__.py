@@ -58,6 +58,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --three-shards: whether transfers may cross shards (default: "
         "fault_drill.config.CROSS_SHARD_TRANSFERS)",
     )
+    parser.add_argument(
+        "--transfer-wait",
+        type=float,
+        help="with --three-shards: the shards' LEDGER_TRANSFER_WAIT_SECONDS (a short wait makes "
+        "most cross-shard transfers answered PENDING; default: the server's)",
+    )
     parser.add_argument("--seconds", type=float, help="minimum seconds of load")
     parser.add_argument("--seed", type=int, help="seed of the fault plan and the workload")
     parser.add_argument("--clients", type=int, help="concurrent command clients")
@@ -97,6 +103,8 @@ def config_from(args: argparse.Namespace) -> DrillConfig:
     changes: dict[str, object] = {}
     if args.seconds is not None:
         changes["seconds"] = args.seconds
+    if args.transfer_wait is not None:
+        changes["transfer_wait_s"] = args.transfer_wait
     if args.clients is not None:
         changes["clients"] = args.clients
     if args.kills is not None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from fault_drill.journal import OK, CommandRecord, Kind, Status
 
 OPEN, RETIRING, CLOSED, UNCERTAIN = "open", "retiring", "closed", "uncertain"
+COMPLETED, REFUNDED, UNKNOWN = "completed", "refunded", "unknown"
+"""How a cross-shard transfer answered PENDING ended, as far as its client learned."""
 
 
 @dataclass(slots=True)
@@ -65,13 +67,12 @@ class Book:
             self.accounts[record.accounts[0]].pending_debits += record.amount
 
     def end(self, record: CommandRecord) -> None:
-        """The command has its outcome: apply it (if acknowledged) to what we know."""
-        for account_id in record.accounts:
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.inflight -= 1
-                if not view.inflight:
-                    view.idle.set()
+        """The command has its outcome: apply it (if acknowledged) to what we know. A transfer
+        answered PENDING keeps both accounts in flight until `saga_ended`: the credit, or a
+        refund to the source, is still to come."""
+        in_saga = record.status is Status.ACKNOWLEDGED and record.answered_pending
+        if not in_saga:
+            self._settled(record.accounts)
         if record.kind in (Kind.WITHDRAW, Kind.TRANSFER) and record.expect == OK:
             assert record.amount is not None
             self.accounts[record.accounts[0]].pending_debits -= record.amount
@@ -97,6 +98,29 @@ class Book:
                 self.accounts[record.accounts[0]].balance -= amount
             case Kind.TRANSFER:
                 self.accounts[record.accounts[0]].balance -= amount
-                self.accounts[record.accounts[1]].balance += amount
+                if not in_saga:
+                    self.accounts[record.accounts[1]].balance += amount
             case Kind.CLOSE:
                 self.accounts[record.accounts[0]].state = CLOSED
+
+    def saga_ended(self, record: CommandRecord, end: str) -> None:
+        """The end of a transfer answered PENDING, as GetTransfer showed it: COMPLETED (the
+        destination has the money), REFUNDED (the source has it back: the transfer moved
+        nothing), or UNKNOWN (the bound passed: neither balance is known any more)."""
+        source, destination = (self.accounts[a] for a in record.accounts)
+        amount = record.amount or 0
+        if end == COMPLETED:
+            destination.balance += amount
+        elif end == REFUNDED:
+            source.balance += amount
+        else:
+            source.state = destination.state = UNCERTAIN
+        self._settled(record.accounts)
+
+    def _settled(self, accounts: tuple[str, ...]) -> None:
+        for account_id in accounts:
+            view = self.accounts.get(account_id)
+            if view is not None:
+                view.inflight -= 1
+                if not view.inflight:
+                    view.idle.set()

@@ -21,6 +21,7 @@ import grpc
 
 from fault_drill.journal import Attempt, CommandRecord, Journal, Mode, Result, Status
 from ledger.backoff import Backoff
+from ledger.v1 import commands_pb2 as cmd
 
 RETRYABLE = frozenset(
     {
@@ -113,6 +114,7 @@ async def send(
                 mode,
                 version=reply.version,
                 token=reply.consistency_token,
+                pending=getattr(reply, "status", None) == cmd.TRANSFER_STATUS_PENDING,
             )
         record.attempts.append(attempt)
         if attempt.result is not Result.TRANSIENT:
@@ -140,6 +142,7 @@ def settle(record: CommandRecord, final: Attempt | None) -> None:
         record.version = final.version
         record.token = final.token
         record.refusal = None
+        record.answered_pending = final.pending
     elif record.status is not Status.REFUSED:
         record.status = Status.REFUSED
         record.refusal = final.code

@@ -90,6 +90,9 @@ class DrillConfig:
     resolve_deadline_s: float = 90.0
     """After the load: how long clients keep retrying commands that have no answer yet."""
     catch_up_deadline_s: float = 120.0
+    saga_end_deadline_s: float = 90.0
+    """How long a client follows a transfer answered PENDING (GetTransfer) before its accounts
+    are uncertain, and how long the drill waits for the log to hold no saga in flight."""
     """After the load: how long the projector may take to reach the end of the log."""
     resend_sample: int = 200
     """After all faults: how many acknowledged commands are sent again (same command_id) to
@@ -113,6 +116,10 @@ class DrillConfig:
     shards: int = 1
     """Command-server shards (`on_three_shards`); shard 0 is the component COMMAND_SERVER."""
     cross_shard_transfers: bool = True
+    transfer_wait_s: float | None = None
+    """The shards' LEDGER_TRANSFER_WAIT_SECONDS (None: the server's default): how long a
+    cross-shard Transfer waits for its end before it answers PENDING. A short wait makes
+    most cross-shard transfers answered PENDING, so the clients must follow their sagas."""
     """With several shards: whether a transfer's accounts may be on two shards (otherwise the
     target is one of the source's shard)."""
     broker_down_s: tuple[float, float] = (6.0, 10.0)

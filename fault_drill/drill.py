@@ -61,6 +61,7 @@ from fault_drill.read_model_snapshot import NotCaughtUp, Snapshot, snapshot, wai
 from fault_drill.readers import Reader, ReadStats
 from fault_drill.report import Timing, build_report, write_json
 from fault_drill.report_text import render_text
+from fault_drill.sagas import SagaLog, TransferWatch, saga_report, wait_sagas_ended
 from fault_drill.shards import ShardedCommandServers, ShardPairKill, ledger_component
 from fault_drill.workload import Client, resend_acknowledged
 from ledger.v1 import queries_pb2_grpc as qry_grpc
@@ -229,6 +230,9 @@ async def run_drill(
     dead_letter_rows: int | None = None
     caught_up_s: float | None = None
     records: list[LogRecord] = []
+    watch: TransferWatch | None = None
+    sagas: SagaLog | None = None
+    sagas_waited_s: float | None = None
     read_back: Snapshot | None = None
     load_started = load_ended = journal.now()
     tasks: list[asyncio.Task[None]] = []
@@ -247,6 +251,10 @@ async def run_drill(
         stop_readers = asyncio.Event()
         give_up = GiveUp()
         servers.connect()
+        query_channel = query_server.channel(token, CHANNEL_OPTIONS)
+        channels.append(query_channel)
+        query = qry_grpc.QueryServiceStub(query_channel)
+        watch = TransferWatch(query, book, config)
         clients = []
         for index in range(config.clients):
             clients.append(
@@ -259,14 +267,13 @@ async def run_drill(
                     run_id=run_id,
                     stop=stop_clients,
                     give_up=give_up,
+                    watch=watch,
                 )
             )
-        query_channel = query_server.channel(token, CHANNEL_OPTIONS)
-        channels.append(query_channel)
         readers = [
             Reader(
                 index,
-                qry_grpc.QueryServiceStub(query_channel),
+                query,
                 book=book,
                 config=config,
                 stop=stop_readers,
@@ -293,6 +300,7 @@ async def run_drill(
             errors.append("not everything was healthy after the load")
         give_up.set(time.monotonic() + config.resolve_deadline_s)
         await asyncio.gather(*client_tasks)
+        await watch.drain()
         acknowledged = journal.acknowledged()
         say(
             f"{len(acknowledged)} commands acknowledged, "
@@ -315,7 +323,12 @@ async def run_drill(
 
         say("reading the whole log back (read_committed)")
         try:
-            records = await asyncio.to_thread(read_log, bootstrap, stack.registry_url, topic)
+            ended = await wait_sagas_ended(
+                functools.partial(read_log, bootstrap, stack.registry_url, topic),
+                deadline_s=config.saga_end_deadline_s,
+            )
+            records, sagas, sagas_waited_s = ended.records, ended.sagas, ended.waited_s
+            say(f"{len(sagas.in_flight)} sagas in flight after {sagas_waited_s:.1f}s")
             fold = fold_log(records)
             commands = check_commands(journal, fold)
             last_offsets: dict[int, int] = {}
@@ -338,6 +351,8 @@ async def run_drill(
         supervisor.stop()
         for task in tasks:
             task.cancel()
+        if watch is not None:
+            watch.cancel()
         if supervising is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervising
@@ -373,6 +388,7 @@ async def run_drill(
         timing=Timing(load_started, load_ended, journal.now(), caught_up_s),
         errors=errors,
         topic=topic,
+        sagas=saga_report(journal, sagas, watch.followed if watch else None, sagas_waited_s),
     )
     journal.write(out_dir / "journal.jsonl")
     write_json(report, out_dir / "report.json")

@@ -79,6 +79,8 @@ class Attempt:
     version: int | None = None
     token: str | None = None
     detail: str = ""
+    pending: bool = False
+    """An acknowledged cross-shard transfer whose end the server did not know in time."""
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ class CommandRecord:
     """From the first acknowledgement."""
     token: str | None = None
     refusal: str | None = None
+    answered_pending: bool = False
+    """A transfer acknowledged with status PENDING: the money is in flight until its saga ends."""
 
     @property
     def acks(self) -> list[Attempt]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fault_drill.book import UNKNOWN
 from fault_drill.calls import EXPECTED_TRANSIENT
 from fault_drill.command_checks import CommandChecks
 from fault_drill.config import COMPONENTS, DrillConfig
@@ -78,6 +79,7 @@ def build_report(
     timing: Timing,
     errors: Sequence[str],
     topic: str,
+    sagas: dict[str, Any],
 ) -> dict[str, Any]:
     records = list(journal)
     attempts = [a for r in records for a in r.attempts]
@@ -148,6 +150,12 @@ def build_report(
             failures.append(f"{commands.unresolved} commands never got a final answer")
     if fold is not None:
         _check(checks, failures, "log_invariants", "log invariants", fold.violations)
+        # A saga is exactly once only if it ended: still in flight after the bound is a finding
+        # of the saga, and GetTransfer must tell the end the log holds.
+        in_flight = [f"{t} sent, neither credited nor refunded" for t in sagas["in_flight"] or []]
+        _check(checks, failures, "sagas_in_flight", "sagas still in flight", in_flight)
+        disagree = sagas["end_disagreements"]
+        _check(checks, failures, "saga_end_disagreements", "GetTransfer vs the log", disagree)
     if read_model is not None:
         _check(
             checks,
@@ -188,6 +196,16 @@ def build_report(
         findings.append(
             f"query server: {len(reads.unexpected)} answers with a status it should not give "
             f"(retried), e.g. {reads.unexpected[0]}"
+        )
+    if sagas["refunded"]:
+        findings.append(
+            f"{sagas['refunded']} cross-shard transfers were refunded, though the drill sends "
+            "transfers only to open accounts of the same currency"
+        )
+    if unknown := sagas["pending_ends_learned"].get(UNKNOWN):
+        findings.append(
+            f"{unknown} transfers answered PENDING whose end GetTransfer did not show within "
+            f"{config.saga_end_deadline_s:g}s (their accounts were left uncertain)"
         )
     for fault in faults:
         if fault.start_failures and not fault.failures:
@@ -241,6 +259,7 @@ def build_report(
             if commands is None
             else commands.answered_from_memory,
         },
+        "cross_shard_transfers": sagas,
         "lost": None if commands is None else len(commands.lost),
         "duplicated": None if commands is None else len(commands.duplicated),
         "kills": {c: kills[c] for c in config.fault_kinds},

@@ -54,6 +54,15 @@ def render_text(report: dict[str, Any]) -> str:
             f"{_s(r['healthy_median_s']):>9}{_s(r['healthy_max_s']):>8}  "
             f"{_s(r['write_outage_median_s']):>9}{_s(r['write_outage_max_s']):>8}"
         )
+    sagas = report["cross_shard_transfers"]
+    lines += [
+        "",
+        f"cross-shard transfers: {sagas['sent']} sent, {sagas['completed']} completed, "
+        f"{sagas['refunded']} refunded, {len(sagas['in_flight'] or [])} in flight after waiting "
+        f"{sagas['in_flight_wait_s']}s; {sagas['answered_pending']} answered PENDING, ends "
+        f"learned by GetTransfer {_pairs(sagas['pending_ends_learned'])} (median "
+        f"{_s(sagas['pending_end_median_s'])}s, max {_s(sagas['pending_end_max_s'])}s)",
+    ]
     read_model = report["read_model"] or {}
     log = report["log"]
     lines += [
@@ -91,6 +100,8 @@ def replay_command(report: dict[str, Any]) -> str:
         words.append("--three-shards")
         cross = config["cross_shard_transfers"]
         words.append("--cross-shard-transfers" if cross else "--no-cross-shard-transfers")
+        if config.get("transfer_wait_s") is not None:
+            words.append(f"--transfer-wait {config['transfer_wait_s']:g}")
     if config["seconds"] != size.seconds:
         words.append(f"--seconds {config['seconds']:g}")
     if config["min_kills"] != size.min_kills:
@@ -147,6 +158,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| **lost** | **{report['lost']}** |",
         f"| **duplicated** | **{report['duplicated']}** |",
         f"| events in the log | {report['log']['events']} |",
+        _saga_row(report["cross_shard_transfers"]),
         f"| read model == fold of the log | {read_model.get('equals_fold')}: {_pairs(rows)} rows; "
         f"sha256 {_checksums(read_model)} |",
         f"| projector caught up after the load | {read_model.get('caught_up_s')} s |",
@@ -180,3 +192,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Failures:", ""]
         lines += [f"- {failure[:400]}" for failure in report["failures"]]
     return "\n".join(lines) + "\n"
+
+
+def _saga_row(sagas: dict[str, Any]) -> str:
+    return (
+        f"| cross-shard transfers sent / completed / refunded / in flight after waiting "
+        f"(waited) | {sagas['sent']} / {sagas['completed']} / {sagas['refunded']} / "
+        f"{len(sagas['in_flight'] or [])} ({sagas['in_flight_wait_s']} s); "
+        f"{sagas['answered_pending']} answered PENDING, ends learned with GetTransfer: "
+        f"{_pairs(sagas['pending_ends_learned'])}, median / max {_s(sagas['pending_end_median_s'])}"
+        f" / {_s(sagas['pending_end_max_s'])} s |"
+    )

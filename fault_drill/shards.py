@@ -61,6 +61,8 @@ class ShardedCommandServers(Instances):
         self._clients = config.clients
         self._rng = random.Random(f"{config.seed}/entry-shard")
         addresses = [f"{LOOPBACK}:{free_port()}" for _ in range(config.shards)]
+        if config.transfer_wait_s is not None:
+            env = {**env, "LEDGER_TRANSFER_WAIT_SECONDS": str(config.transfer_wait_s)}
         self.instances = LedgerService.command_shards(
             stack,
             out_dir,

@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
-from fault_drill.book import RETIRING, UNCERTAIN, AccountView, Book
+from fault_drill.book import RETIRING, UNCERTAIN, UNKNOWN, AccountView, Book
 from fault_drill.calls import GiveUp, Reply, RetryPolicy, send, settle
 from fault_drill.config import DrillConfig
 from fault_drill.journal import OK, Attempt, CommandRecord, Journal, Kind, Mode, Status
+from fault_drill.sagas import TransferWatch
 from ledger.command_ids import new_command_id
 from ledger.domain.money import format_amount
 from ledger.partitioning import partition_of
@@ -60,8 +61,10 @@ class Client:
         run_id: str,
         stop: asyncio.Event,
         give_up: GiveUp,
+        watch: TransferWatch | None = None,
     ) -> None:
         self.index = index
+        self._watch = watch
         self._stub_of_live = stub
         self._book = book
         self._journal = journal
@@ -185,7 +188,13 @@ class Client:
             OK,
             request,
         )
-        await self._execute(record, lambda t: self._stub.Transfer(request, timeout=t))
+        acked = await self._execute(record, lambda t: self._stub.Transfer(request, timeout=t))
+        if acked and record.answered_pending:
+            # The money is in flight until the saga ends: the book holds both accounts.
+            if self._watch is None:
+                self._book.saga_ended(record, UNKNOWN)
+            else:
+                self._watch.follow(record)
 
     async def _retire(self, mine: list[AccountView]) -> None:
         """Withdraw exactly the balance, then close: needs an exactly known balance, so no

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fault_drill.command_checks import _effects_match, _refunded
+from fault_drill.command_checks import _effects_match, _refund_answer, _refunded
 from fault_drill.event_log import LogRecord
 from fault_drill.journal import OK, CommandRecord, Kind
 from ledger.events import records
@@ -64,3 +64,12 @@ def test_only_a_refund_makes_a_transfer_move_no_money() -> None:
     assert _refunded(logged(SENT, REFUNDED))
     assert not _refunded(logged(SENT, CREDITED))
     assert not _refunded(logged(DEBITED, CREDITED))
+
+
+def test_a_refunded_transfer_answered_failed_precondition_is_the_sagas_answer_only() -> None:
+    refunded = [LogRecord(0, 1, "a", SENT, None), LogRecord(0, 2, "a", REFUNDED, None)]
+    credited = [LogRecord(0, 1, "a", SENT, None), LogRecord(1, 1, "b", CREDITED, None)]
+
+    assert _refund_answer("FAILED_PRECONDITION", refunded)
+    assert not _refund_answer("FAILED_PRECONDITION", credited)
+    assert not _refund_answer("NOT_FOUND", refunded)

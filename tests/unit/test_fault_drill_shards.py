@@ -77,3 +77,7 @@ def test_a_three_shard_run_is_replayed_with_its_flags() -> None:
     assert replay_command(report) == (
         "python -m fault_drill --three-shards --no-cross-shard-transfers --seed 7"
     )
+    report["config"] |= {"cross_shard_transfers": True, "transfer_wait_s": 0.0}
+    assert replay_command(report) == (
+        "python -m fault_drill --three-shards --cross-shard-transfers --transfer-wait 0 --seed 7"
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fault_drill.book import REFUNDED
 from fault_drill.config import (
     FAULT_KINDS,
     LEADER_BROKER,
@@ -17,8 +18,10 @@ from fault_drill.config import (
 )
 from fault_drill.faults import Fault, FaultInjector, Supervisor
 from fault_drill.journal import Journal
+from fault_drill.log_fold import fold_log
 from fault_drill.readers import ReadStats
 from fault_drill.report import Timing, build_report
+from fault_drill.sagas import Followed, SagaLog, saga_report
 
 
 async def _always() -> bool:
@@ -58,23 +61,38 @@ def test_on_three_brokers_the_plan_kills_the_leader_broker_twice_and_nothing_els
     assert set(report["kills"]) == {LEADER_BROKER}
 
 
-def _report(faults: list[Fault], config: DrillConfig) -> dict[str, Any]:
-    return build_report(
-        config=config,
-        journal=Journal(),
-        faults=faults,
-        crashes=[],
-        unrecovered=[],
-        fold=None,
-        commands=None,
-        read_model=None,
-        reads=ReadStats(),
-        dead_letter_records=0,
-        dead_letter_rows=0,
-        timing=Timing(0, 1, 2, None),
-        errors=[],
-        topic="t",
-    )
+def _report(faults: list[Fault], config: DrillConfig, **changes: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "config": config,
+        "journal": Journal(),
+        "faults": faults,
+        "crashes": [],
+        "unrecovered": [],
+        "fold": None,
+        "commands": None,
+        "read_model": None,
+        "reads": ReadStats(),
+        "dead_letter_records": 0,
+        "dead_letter_rows": 0,
+        "timing": Timing(0, 1, 2, None),
+        "errors": [],
+        "topic": "t",
+        "sagas": saga_report([], None, None, None),
+    }
+    return build_report(**(arguments | changes))
+
+
+def test_a_saga_still_in_flight_or_a_transfer_end_the_log_contradicts_fails_the_drill() -> None:
+    config = DrillConfig.test_size(7).on_three_shards()
+    sent = SagaLog(sent={"t1", "t2"}, credited={"t2"})
+    followed = Followed(ends={"t2": REFUNDED})
+
+    report = _report([], config, fold=fold_log([]), sagas=saga_report([], sent, followed, 90.0))
+
+    assert report["cross_shard_transfers"]["in_flight"] == ["t1"]
+    assert report["checks"]["sagas_in_flight"]["count"] == 1
+    assert report["checks"]["saga_end_disagreements"]["count"] == 1
+    assert any("sagas still in flight" in f for f in report["failures"])
 
 
 def test_a_drill_that_never_checked_the_log_or_the_read_model_fails() -> None:
