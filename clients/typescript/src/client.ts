@@ -69,6 +69,14 @@ export interface CommandOptions extends CallOptions {
   expectedVersion?: number;
 }
 
+/** Options of a movement (deposit, withdraw, transfer): the client's own id of it and a note. */
+export interface MovementOptions extends CommandOptions {
+  /** Your own id of the movement (at most 64 characters); ListTransactions can filter by it. */
+  reference?: string;
+  /** A note kept with the movement (at most 128 characters). */
+  memo?: string;
+}
+
 export interface QueryOptions extends CallOptions {
   /** Wait until the read model includes this position (a command's or query's token). */
   consistencyToken?: string;
@@ -160,23 +168,33 @@ export class LedgerClient {
     );
   }
 
-  async deposit(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
+  async deposit(accountId: string, value: Amount, options: MovementOptions = {}): Promise<CommandResult> {
     const checked = amount(value);
-    const expectedVersion = options.expectedVersion;
+    const { expectedVersion, reference = "", memo = "" } = options;
     return this.command(
       options,
       (commandId) => (m, o, c) =>
-        this.stubs.command.deposit({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
+        this.stubs.command.deposit(
+          { commandId, accountId, amount: checked, expectedVersion, reference, memo },
+          m,
+          o,
+          c,
+        ),
     );
   }
 
-  async withdraw(accountId: string, value: Amount, options: CommandOptions = {}): Promise<CommandResult> {
+  async withdraw(accountId: string, value: Amount, options: MovementOptions = {}): Promise<CommandResult> {
     const checked = amount(value);
-    const expectedVersion = options.expectedVersion;
+    const { expectedVersion, reference = "", memo = "" } = options;
     return this.command(
       options,
       (commandId) => (m, o, c) =>
-        this.stubs.command.withdraw({ commandId, accountId, amount: checked, expectedVersion }, m, o, c),
+        this.stubs.command.withdraw(
+          { commandId, accountId, amount: checked, expectedVersion, reference, memo },
+          m,
+          o,
+          c,
+        ),
     );
   }
 
@@ -184,15 +202,15 @@ export class LedgerClient {
     fromAccountId: string,
     toAccountId: string,
     value: Amount,
-    options: CommandOptions = {},
+    options: MovementOptions = {},
   ): Promise<CommandResult> {
     const checked = amount(value);
-    const expectedVersion = options.expectedVersion;
+    const { expectedVersion, reference = "", memo = "" } = options;
     return this.command(
       options,
       (commandId) => (m, o, c) =>
         this.stubs.command.transfer(
-          { commandId, fromAccountId, toAccountId, amount: checked, expectedVersion },
+          { commandId, fromAccountId, toAccountId, amount: checked, expectedVersion, reference, memo },
           m,
           o,
           c,

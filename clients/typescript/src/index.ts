@@ -5,6 +5,7 @@ export type {
   CommandOptions,
   CommandResult,
   LedgerClientOptions,
+  MovementOptions,
   OpenAccount,
   QueryOptions,
   Stubs,

@@ -9,6 +9,7 @@ import type {
   CommandOptions,
   CommandResult,
   LedgerClient,
+  MovementOptions,
   OpenAccount,
   QueryOptions,
 } from "./client";
@@ -56,11 +57,11 @@ export class LedgerSession {
     return this.wrote(this.client.openAccount(account, options));
   }
 
-  deposit(accountId: string, amount: Amount, options?: CommandOptions): Promise<CommandResult> {
+  deposit(accountId: string, amount: Amount, options?: MovementOptions): Promise<CommandResult> {
     return this.wrote(this.client.deposit(accountId, amount, options));
   }
 
-  withdraw(accountId: string, amount: Amount, options?: CommandOptions): Promise<CommandResult> {
+  withdraw(accountId: string, amount: Amount, options?: MovementOptions): Promise<CommandResult> {
     return this.wrote(this.client.withdraw(accountId, amount, options));
   }
 
@@ -68,7 +69,7 @@ export class LedgerSession {
     fromAccountId: string,
     toAccountId: string,
     amount: Amount,
-    options?: CommandOptions,
+    options?: MovementOptions,
   ): Promise<CommandResult> {
     return this.wrote(this.client.transfer(fromAccountId, toAccountId, amount, options));
   }

@@ -24,6 +24,8 @@ test("retries UNAVAILABLE and DEADLINE_EXCEEDED with the same command id", async
       accountId: "acc-1",
       amount: "12.34",
       expectedVersion: undefined,
+      reference: "",
+      memo: "",
     });
   }
 });
