@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.consistency import ConsistencyToken
@@ -130,15 +132,25 @@ def balance(row: BalanceRow, snapshot: Snapshot) -> pb.GetBalanceAtResponse:
     )
 
 
-def balance_at(row: BalanceAtRow) -> pb.BalanceAt:
-    return pb.BalanceAt(
-        account_id=row.account_id,
-        currency=row.currency,
-        balance=money(row.balance, row.currency),
-        version=row.version,
-        status=_STATUS[row.status],
-        opened_at=timestamp(row.opened_at),
-    )
+def add_balances_at(
+    balances: RepeatedCompositeFieldContainer[pb.BalanceAt], rows: Iterable[BalanceAtRow]
+) -> None:
+    """Appends a page of accounts as they were at an instant to `balances`.
+
+    The page's cost is mostly this loop: one `add` per row with every field as a keyword (the
+    opening time as a mapping) makes no intermediate message or object; docs/performance.md.
+    """
+    add = balances.add
+    open_, closed_ = pb.ACCOUNT_STATUS_OPEN, pb.ACCOUNT_STATUS_CLOSED
+    for account_id, currency, balance, version, closed, seconds, nanos, _ in rows:
+        add(
+            account_id=account_id,
+            currency=currency,
+            balance=money(balance, currency),
+            version=version,
+            status=closed_ if closed else open_,
+            opened_at={"seconds": seconds, "nanos": nanos},
+        )
 
 
 def currency_totals(row: CurrencyTotalsRow) -> pb.CurrencyTotals:

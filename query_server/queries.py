@@ -162,18 +162,7 @@ class ReadModel:
         if len(records) > page.size:
             del records[page.size :]
             next_after = (records[-1][0],)
-        rows = [
-            BalanceAtRow(
-                account_id,
-                currency,
-                "CLOSED" if closed else "OPEN",
-                opened_at,
-                Decimal(0) if balance is None else balance,  # opened, nothing moved yet
-                version,
-            )
-            for account_id, currency, opened_at, existed, balance, version, closed in records
-            if existed
-        ]
+        rows: list[BalanceAtRow] = [record for record in records if record[-1]]
         return Page(rows, next_after, _snapshot(tuple(checkpoints), 0))
 
     async def trial_balance(self, at: datetime) -> tuple[list[CurrencyTotalsRow], Snapshot]:

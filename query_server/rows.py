@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from query_server.page_tokens import Key
 
@@ -63,16 +63,11 @@ class BalanceRow:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceAtRow:
-    """One account as it was at an instant: its status then, and its balance and version."""
-
-    account_id: str
-    currency: str
-    status: str
-    opened_at: datetime
-    balance: Decimal
-    version: int
+BalanceAtRow: TypeAlias = tuple[str, str, Decimal, int, bool, int, int, bool]
+"""One account as it was at an instant, as statements.BALANCES_AT returns it (no object made per
+row: a page holds thousands): account id, currency, balance then, version then, whether it was
+closed then, when it was opened (whole seconds since the epoch, and nanoseconds), and whether
+it existed then (the query keeps only those that did)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,10 +180,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         query = validation.balances_at(request)
         token, side = await self._ready(request, context)
         page = await side.read_model.balances_at(query, permitted_accounts_regex())
-        return pb.ListBalancesAtResponse(
-            balances=[messages.balance_at(row) for row in page.rows],
-            **_page_fields(token, query.page, page),
-        )
+        response = pb.ListBalancesAtResponse(**_page_fields(token, query.page, page))
+        messages.add_balances_at(response.balances, page.rows)
+        return response
 
     @_unary
     async def GetTrialBalance(

@@ -103,19 +103,25 @@ CHECKPOINT_ROWS = (
 # and the permitted accounts' regular expression if any), each unchanged since $3 as it is now,
 # each changed since with its last movement at or before $3 (one probe of an index that holds
 # the balance: no table read), so a page costs the same whenever `at` is. Accounts opened after
-# $3 are read (the fourth column is false) but dropped by the caller. The prefix is an index
-# range: in the C collation (devstack's, and the README's for the read model's database), the
-# ids starting with it are exactly those from it up to it followed by chr(127), which sorts
-# after every character an id may hold. `starts_with` keeps any other collation from listing
-# an account the prefix does not name (it may then miss some: DEL is ignorable in many).
+# $3 are read (the last column is false) but dropped by the caller. The columns are the
+# BalanceAt message's as it wants them (query_server/rows.py, BalanceAtRow): the opening time
+# as whole seconds and nanoseconds since the epoch, so that no datetime is made per row. The
+# prefix is an index range: in the C collation (devstack's, and the README's for the read
+# model's database), the ids starting with it are exactly those from it up to it followed by
+# chr(127), which sorts after every character an id may hold. `starts_with` keeps any other
+# collation from listing an account the prefix does not name (it may then miss some: DEL is
+# ignorable in many).
 BALANCES_AT = {
     (prefixed, within): (
-        "SELECT a.account_id, a.currency, a.opened_at, a.opened_at <= $3, "
-        "  CASE WHEN a.updated_at <= $3 THEN a.balance ELSE m.balance_after END, "
-        # 1: opened, nothing moved yet. A closed account's version is its own: closing moves
-        # no money but is its last event.
+        "SELECT a.account_id, a.currency, "
+        # 0 and 1: opened, nothing moved yet. A closed account's version is its own: closing
+        # moves no money but is its last event.
+        "  coalesce(CASE WHEN a.updated_at <= $3 THEN a.balance ELSE m.balance_after END, 0), "
         "  CASE WHEN a.updated_at <= $3 THEN a.version ELSE coalesce(m.version, 1) END, "
-        "  coalesce(a.closed_at <= $3, false) "
+        "  coalesce(a.closed_at <= $3, false), "
+        "  extract(epoch FROM date_trunc('second', a.opened_at, 'UTC'))::bigint, "
+        "  extract(microseconds FROM a.opened_at)::bigint % 1000000 * 1000, "
+        "  a.opened_at <= $3 "
         "FROM ("
         "  SELECT account_id, currency, opened_at, closed_at, updated_at, balance, version"
         "  FROM accounts WHERE account_id > $1"

@@ -104,7 +104,7 @@ async def _statement_pages(connection: Any, at: datetime, page_size: int) -> int
     rows, after = 0, ""
     while True:
         page = await connection.fetch(statements.BALANCES_AT[(False, False)], after, page_size, at)
-        rows += sum(1 for record in page if record[3])
+        rows += sum(1 for record in page if record[-1])
         if len(page) < page_size:
             return rows
         after = page[-1][0]

@@ -109,3 +109,27 @@ def test_partition_status_reports_lag_only_when_the_watermark_is_known() -> None
     nothing_applied = messages.partition_status(2, None, 3)
     assert (nothing_applied.checkpoint_offset, nothing_applied.lag) == (-1, 3)
     assert not nothing_applied.HasField("updated_at")
+
+
+def test_a_page_of_balances_at_is_added_as_the_statement_returns_it() -> None:
+    opened = datetime(2026, 12, 7, 9, 30, 1, 123456, tzinfo=UTC)
+    seconds = int((opened - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+    response = pb.ListBalancesAtResponse()
+    messages.add_balances_at(
+        response.balances,
+        [
+            ("a-1", "USD", Decimal("12.3"), 4, False, seconds, 123_456_000, True),
+            ("a-2", "JPY", Decimal(0), 1, True, -1, 999_999_000, True),
+        ],
+    )
+    first, second = response.balances
+    assert (first.account_id, first.currency, first.balance, first.version) == (
+        "a-1",
+        "USD",
+        "12.30",
+        4,
+    )
+    assert first.status == pb.ACCOUNT_STATUS_OPEN
+    assert first.opened_at.ToDatetime(tzinfo=UTC) == opened
+    assert (second.balance, second.status) == ("0", pb.ACCOUNT_STATUS_CLOSED)
+    assert (second.opened_at.seconds, second.opened_at.nanos) == (-1, 999_999_000)
