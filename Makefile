@@ -65,6 +65,6 @@ soak: install
 bench: install
 	$(PY) -m bench
 
-## The same, short (under 2 minutes).
+## The same, short (about 4 minutes: every scenario once, briefly).
 bench-quick: install
 	$(PY) -m bench --quick

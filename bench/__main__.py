@@ -54,7 +54,7 @@ def scenario_names(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 4 minutes in all)")
     parser.add_argument(
         "--only",
         nargs="+",
