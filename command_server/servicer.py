@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeVar
 
@@ -296,25 +297,28 @@ def _batch_response(verdicts: list[Outcome | None]) -> pb.ExecuteBatchResponse:
             add().CopyFrom(verdict)
             if verdict.code == 0 and verdict.consistency_token:
                 acknowledged = True
-                merged = ConsistencyToken.decode(verdict.consistency_token).positions
-                for partition, offset in merged.items():
-                    if offset > union.get(partition, -1):
-                        union[partition] = offset
+                token = ConsistencyToken.decode(verdict.consistency_token)
+                _merge_positions(union, token.positions.items())
         elif isinstance(verdict, Ack):
             add(version=verdict.version, consistency_token=verdict.token)
             acknowledged = True
-            positions = (
-                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items()
+            _merge_positions(
+                union,
+                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items(),
             )
-            for partition, offset in positions:
-                if offset > union.get(partition, -1):
-                    union[partition] = offset
         else:
             code, message = _status_of(verdict or WriterFailed("no verdict for the command"))
             add(code=code.value[0], message=message)
     if acknowledged:
         response.consistency_token = encode_positions(union)
     return response
+
+
+def _merge_positions(union: dict[int, int], positions: Iterable[tuple[int, int]]) -> None:
+    """Keep in `union` the latest offset per partition of `positions` and its own."""
+    for partition, offset in positions:
+        if offset > union.get(partition, -1):
+            union[partition] = offset
 
 
 async def _abort(context: _Context, code: grpc.StatusCode, message: str) -> NoReturn:
