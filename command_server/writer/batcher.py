@@ -54,12 +54,15 @@ from ledger.domain.account import Account
 from ledger.domain.commands import (
     CloseAccount,
     Command,
+    Deposit,
     Transfer,
+    Withdraw,
     accounts_of,
     fingerprint,
     literal_fingerprint,
 )
-from ledger.domain.decider import InconsistentEvent, decide, evolve
+from ledger.domain.decider import InconsistentEvent, decide, event_time, evolve
+from ledger.domain.movements import decide_movement
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.saga import require_nothing_in_flight, send
 from ledger.events.records import Event
@@ -254,6 +257,7 @@ class Batcher:
 
     def _decide(self, batch: list[_Submission], atomic: dict[int, int]) -> Decisions:
         now = self._clock()
+        at = event_time(now)  # every event of the batch's movements
         pending: dict[str, Account] = {}
         unit: AtomicUnit | None = None
         first_of: dict[str, int] = {}
@@ -299,19 +303,18 @@ class Batcher:
                 if (acc := pending.get(a) or committed.get(a)) is not None
             }
             try:
-                decided = self._decided(sub.command, current, now, decisions, sending)
+                decided = self._decided(sub.command, current, now, at, decisions, sending)
             except Rejection as exc:
                 verdicts[index] = exc
                 continue
             first_of[command_id] = index
             if unit is not None:
                 unit.decided.append(command_id)
-            for event in decided:
+            for event, state in decided:
                 account_id = event.account_id
-                state = evolve(current.get(account_id), event)
                 if unit is not None and account_id not in unit.before:
                     unit.before[account_id] = pending.get(account_id)
-                pending[account_id] = current[account_id] = state
+                pending[account_id] = state
                 events.append((event, partition_of(account_id)))
                 authors.append(index)
                 states.append(state)
@@ -324,26 +327,37 @@ class Batcher:
         command: Command,
         current: dict[str, Account],
         now: datetime,
+        at: datetime,
         decisions: Decisions,
         sending: dict[str, int],
-    ) -> list[Event]:
-        """What `decide` says, but for the saga's part (decision 13): a transfer to an account
-        of another shard is sent (with a request for its credit, in the same transaction), and
-        an account with money in flight cannot close."""
+    ) -> list[tuple[Event, Account]]:
+        """What `decide` says, each event with the state it leaves its account in, but for the
+        saga's part (decision 13): a transfer to an account of another shard is sent (with a
+        request for its credit, in the same transaction), and an account with money in flight
+        cannot close."""
         if isinstance(command, Transfer) and self._transfers_topic is not None:
             partition = self._shard.partition_of(command.to_account_id)
             if not self._shard.owns(partition):
                 source = current.get(command.from_account_id)
-                event, request = send(command, source, now)
+                sent, request = send(command, source, now)
                 message = (self._transfers_topic, message_key(request), encode(request), partition)
                 decisions.messages.append((len(decisions.events), message))
-                sending[event.account_id] = sending.get(event.account_id, 0) + 1
-                return [event]
+                sending[sent.account_id] = sending.get(sent.account_id, 0) + 1
+                return [(sent, evolve(source, sent))]
+        if isinstance(command, Deposit | Withdraw | Transfer):
+            # Without `require_fields` again: every command reaches the writer from the gRPC
+            # process, which refuses any that fails it before it crosses the pipe
+            # (docs/design.md, "Every field is checked at the edge").
+            return decide_movement(command, current, at)
         if isinstance(command, CloseAccount) and self._transfers_topic is not None:
             account = command.account_id
             in_flight = self._model.transfers.of_account(account) + sending.get(account, 0)
             require_nothing_in_flight(account, in_flight)
-        return decide(command, current, now)
+        decided: list[tuple[Event, Account]] = []
+        for event in decide(command, current, now):
+            state = current[event.account_id] = evolve(current.get(event.account_id), event)
+            decided.append((event, state))
+        return decided
 
     def _too_old(self, command: Command, partition: int) -> Rejection:
         """The refusal of a command that may have been applied and forgotten since; it depends

@@ -25,3 +25,22 @@ class Account:
     """Number of events applied: 1 after opening."""
     opened_at: datetime
     updated_at: datetime
+
+
+_set = object.__setattr__  # what a frozen dataclass's own __init__ sets its fields with
+
+
+def moved(account: Account, balance: int, version: int, at: datetime) -> Account:
+    """`account` after a movement the decider decided on it (open, so it stays open), built
+    without the dataclass's keyword handling: `evolve`'s result for that movement at a third
+    less (ledger/domain/movements.py; tests/unit/test_movements.py holds the two equal)."""
+    state = object.__new__(Account)
+    _set(state, "account_id", account.account_id)
+    _set(state, "currency", account.currency)
+    _set(state, "owner", account.owner)
+    _set(state, "status", AccountStatus.OPEN)
+    _set(state, "balance", balance)
+    _set(state, "version", version)
+    _set(state, "opened_at", account.opened_at)
+    _set(state, "updated_at", at)
+    return state

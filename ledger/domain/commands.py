@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias, TypedDict
 
+from ledger.domain.money import canonical_decimal
+
 
 @dataclass(frozen=True, slots=True)
 class OpenAccount:
@@ -91,7 +93,39 @@ def fingerprint(command: Command) -> str:
     A movement's `reference` and `memo` are in it, but only when given: a command without them
     hashes exactly as it did before they existed, so retries of commands recorded then match.
     """
+    if isinstance(command, Deposit | Withdraw | Transfer):
+        return movement_fingerprint(command, canonical_amount(command.amount))
     return _digest(_payload(command, canonical_amount, with_owner=False))
+
+
+def movement_fingerprint(command: Deposit | Withdraw | Transfer, amount: str) -> str:
+    """The fingerprint of a movement whose canonical amount is `amount` (the decider has it from
+    parsing the amount): `_payload`'s canonical JSON spelled in one string, keys in sorted order,
+    rather than a dict built and sorted per command (docs/performance.md, "Deciding a command
+    for less"). tests/unit/test_movement_fingerprints.py holds it equal to the general way."""
+    version = command.expected_version
+    if version is None:
+        expected = "null"
+    elif type(version) is int:
+        expected = int.__repr__(version)
+    else:
+        return _digest(_payload(command, lambda _: amount, with_owner=False))
+    metadata = f',"memo":{_QUOTED(command.memo)}' if command.memo else ""
+    if command.reference:
+        metadata += f',"reference":{_QUOTED(command.reference)}'
+    if isinstance(command, Transfer):
+        text = (
+            f'{{"amount":{_QUOTED(amount)},"expected_version":{expected},'
+            f'"from_account_id":{_QUOTED(command.from_account_id)}{metadata},'
+            f'"to_account_id":{_QUOTED(command.to_account_id)},"type":"transfer"}}'
+        )
+    else:
+        kind = "deposit" if isinstance(command, Deposit) else "withdraw"
+        text = (
+            f'{{"account_id":{_QUOTED(command.account_id)},"amount":{_QUOTED(amount)},'
+            f'"expected_version":{expected}{metadata},"type":"{kind}"}}'
+        )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def literal_fingerprint(command: Command) -> str:
@@ -109,8 +143,7 @@ def canonical_amount(amount: str) -> str:
     match = _DECIMAL.fullmatch(amount)
     if match is None:
         return amount
-    whole, fraction = match.group(1).lstrip("0") or "0", (match.group(2) or "").rstrip("0")
-    return f"{whole}.{fraction}" if fraction else whole
+    return canonical_decimal(match.group(1), match.group(2) or "")
 
 
 # What json.dumps(payload, sort_keys=True, separators=(",", ":")) uses, for what `_canonical`
@@ -145,11 +178,11 @@ def _digest(payload: dict[str, str | int | None]) -> str:
 
 def accounts_of(command: Command) -> tuple[str, ...]:
     """The ids of the accounts the command reads and changes, without duplicates."""
-    match command:
-        case Transfer(from_account_id=source, to_account_id=destination):
-            return tuple(dict.fromkeys((source, destination)))
-        case OpenAccount() | Deposit() | Withdraw() | CloseAccount() | EraseOwner():
-            return (command.account_id,)
+    # Not `match`, whose class patterns cost more: the batch path asks this of every command.
+    if isinstance(command, Transfer):
+        source, destination = command.from_account_id, command.to_account_id
+        return (source, destination) if source != destination else (source,)
+    return (command.account_id,)
 
 
 def _payload(

@@ -59,7 +59,7 @@ def decide(command: Command, accounts: Mapping[str, Account], now: datetime) -> 
     an absent id is an account that does not exist. `now` (timezone-aware) becomes the events'
     `occurred_at`, truncated to milliseconds.
     """
-    occurred_at = _event_time(now)
+    occurred_at = event_time(now)
     require_fields(command)
     match command:
         case OpenAccount():
@@ -323,7 +323,8 @@ def _common(
     )
 
 
-def _event_time(now: datetime) -> datetime:
+def event_time(now: datetime) -> datetime:
+    """What an event decided at `now` records as `occurred_at`: UTC, whole milliseconds."""
     if now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
     utc = now.astimezone(UTC)

@@ -69,6 +69,25 @@ def parse_amount(text: str, currency: str) -> int:
     Raises Rejection(INVALID) if the text is not plain digits with an optional fraction, is zero,
     has more decimal places than the currency allows, or does not fit in 64 bits.
     """
+    return _parsed(text, currency)[0]
+
+
+def parse_canonical_amount(text: str, currency: str) -> tuple[int, str]:
+    """`parse_amount`'s minor units, and the amount's canonical text (`canonical_decimal`) from
+    the same parse: deciding a movement needs both (the second for its fingerprint)."""
+    minor, whole, fraction = _parsed(text, currency)
+    return minor, canonical_decimal(whole, fraction)
+
+
+def canonical_decimal(whole: str, fraction: str) -> str:
+    """A decimal's digits without leading zeros or trailing fractional zeros (`007`, `50` ->
+    `7.5`): the amount a command's fingerprint holds (ledger/domain/commands.py)."""
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def _parsed(text: str, currency: str) -> tuple[int, str, str]:
+    """The minor units of a positive decimal in `currency`, and its whole and fraction digits."""
     exponent = currency_exponent(currency)
     whole, fraction = _split_positive_decimal(text)
     if len(fraction) > exponent:
@@ -84,7 +103,7 @@ def parse_amount(text: str, currency: str) -> int:
             f"amount {text!r} is too large: at most {format_amount(INT64_MAX, currency)} "
             f"{currency}",
         )
-    return minor
+    return minor, whole, fraction
 
 
 def format_amount(minor: int, currency: str) -> str:

@@ -23,10 +23,10 @@ from ledger.domain.account import Account, AccountStatus
 from ledger.domain.commands import Transfer, fingerprint
 from ledger.domain.decider import (
     _debited,
-    _event_time,
     _existing,
     _require_open,
     _require_version,
+    event_time,
 )
 from ledger.domain.money import INT64_MAX, format_amount, parse_amount
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -106,7 +106,7 @@ def send(
         version=version,
         command_id=command.command_id,
         command_fingerprint=digest,
-        occurred_at=_event_time(now),
+        occurred_at=event_time(now),
         balance_after=balance,
         amount=amount,
         transfer_id=command.command_id,
@@ -151,7 +151,7 @@ def credit(
         version=version,
         command_id=request.transfer_id,
         command_fingerprint=request.fingerprint,
-        occurred_at=_event_time(now),
+        occurred_at=event_time(now),
         balance_after=balance,
         amount=request.amount,
         transfer_id=request.transfer_id,
@@ -169,7 +169,7 @@ def refund(sent: InFlight, account: Account, reason: str, now: datetime) -> Tran
         version=version,
         command_id=sent.transfer_id,
         command_fingerprint=sent.fingerprint,
-        occurred_at=_event_time(now),
+        occurred_at=event_time(now),
         balance_after=account.balance + sent.amount,
         amount=sent.amount,
         transfer_id=sent.transfer_id,
