@@ -54,15 +54,13 @@ from ledger.domain.account import Account
 from ledger.domain.commands import (
     CloseAccount,
     Command,
-    Deposit,
     Transfer,
-    Withdraw,
     accounts_of,
     fingerprint,
     literal_fingerprint,
 )
-from ledger.domain.decider import InconsistentEvent, decide, event_time, evolve
-from ledger.domain.movements import decide_movement
+from ledger.domain.decider import InconsistentEvent, event_time, evolve
+from ledger.domain.movements import decide_checked
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.saga import require_nothing_in_flight, send
 from ledger.events.records import Event
@@ -269,7 +267,8 @@ class Batcher:
             decisions.states,
             decisions.aliases,
         )
-        committed = self._model.accounts
+        model = self._model
+        committed, outcome = model.accounts, model.outcome
         partition_of = self._shard.partition_of
         sending: dict[str, int] = {}
         """Per account: the transfers to other shards this batch decided (in flight too)."""
@@ -279,8 +278,9 @@ class Batcher:
                 unit = None
             if index in atomic:
                 unit = AtomicUnit(index, atomic[index], len(events))
-            command_id = sub.command.command_id
-            known = self._model.outcome(command_id)
+            command = sub.command
+            command_id = command.command_id
+            known = outcome(command_id)
             if known is not None:
                 verdicts[index] = _retried(known, sub)
                 continue
@@ -289,21 +289,21 @@ class Batcher:
                 if batch[original].fingerprint == sub.fingerprint:
                     aliases[index] = original
                 else:
-                    verdicts[index] = _reused(sub.command)
+                    verdicts[index] = _reused(command)
                 continue
-            if self._model.horizons:
-                partitions = [partition_of(a) for a in accounts_of(sub.command)]
-                forgetful = self._model.forgotten(command_id, partitions)
+            touched = accounts_of(command)
+            if model.horizons:
+                partitions = [partition_of(a) for a in touched]
+                forgetful = model.forgotten(command_id, partitions)
                 if forgetful is not None:
-                    verdicts[index] = self._too_old(sub.command, forgetful)
+                    verdicts[index] = self._too_old(command, forgetful)
                     continue
-            current = {
-                a: acc
-                for a in accounts_of(sub.command)
-                if (acc := pending.get(a) or committed.get(a)) is not None
-            }
+            current = {}  # a loop, not a comprehension: Python 3.11 calls a function for one
+            for account_id in touched:
+                if (account := pending.get(account_id) or committed.get(account_id)) is not None:
+                    current[account_id] = account
             try:
-                decided = self._decided(sub.command, current, now, at, decisions, sending)
+                decided = self._decided(command, current, now, at, decisions, sending)
             except Rejection as exc:
                 verdicts[index] = exc
                 continue
@@ -344,20 +344,13 @@ class Batcher:
                 decisions.messages.append((len(decisions.events), message))
                 sending[sent.account_id] = sending.get(sent.account_id, 0) + 1
                 return [(sent, evolve(source, sent))]
-        if isinstance(command, Deposit | Withdraw | Transfer):
-            # Without `require_fields` again: every command reaches the writer from the gRPC
-            # process, which refuses any that fails it before it crosses the pipe
-            # (docs/design.md, "Every field is checked at the edge").
-            return decide_movement(command, current, at)
         if isinstance(command, CloseAccount) and self._transfers_topic is not None:
             account = command.account_id
             in_flight = self._model.transfers.of_account(account) + sending.get(account, 0)
             require_nothing_in_flight(account, in_flight)
-        decided: list[tuple[Event, Account]] = []
-        for event in decide(command, current, now):
-            state = current[event.account_id] = evolve(current.get(event.account_id), event)
-            decided.append((event, state))
-        return decided
+        # Fields not checked again: every command reaches the writer from the gRPC process,
+        # which refuses any that `require_fields` refuses (docs/design.md, decision 12).
+        return decide_checked(command, current, now, at)
 
     def _too_old(self, command: Command, partition: int) -> Rejection:
         """The refusal of a command that may have been applied and forgotten since; it depends

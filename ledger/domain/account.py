@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from ledger.frozen_slots import slot_setter
+
 
 class AccountStatus(enum.Enum):
     OPEN = "open"
@@ -27,20 +29,27 @@ class Account:
     updated_at: datetime
 
 
-_set = object.__setattr__  # what a frozen dataclass's own __init__ sets its fields with
+_SET_ACCOUNT_ID = slot_setter(Account, "account_id")
+_SET_CURRENCY = slot_setter(Account, "currency")
+_SET_OWNER = slot_setter(Account, "owner")
+_SET_STATUS = slot_setter(Account, "status")
+_SET_BALANCE = slot_setter(Account, "balance")
+_SET_VERSION = slot_setter(Account, "version")
+_SET_OPENED_AT = slot_setter(Account, "opened_at")
+_SET_UPDATED_AT = slot_setter(Account, "updated_at")
 
 
 def moved(account: Account, balance: int, version: int, at: datetime) -> Account:
-    """`account` after a movement the decider decided on it (open, so it stays open), built
-    without the dataclass's keyword handling: `evolve`'s result for that movement at a third
-    less (ledger/domain/movements.py; tests/unit/test_movements.py holds the two equal)."""
+    """`account` after a movement the decider decided on it (so it stays open), built slot by
+    slot (`slot_setter`): `evolve`'s result for that movement, at a fraction of its cost
+    (ledger/domain/movements.py; tests/unit/test_movements.py holds the two equal)."""
     state = object.__new__(Account)
-    _set(state, "account_id", account.account_id)
-    _set(state, "currency", account.currency)
-    _set(state, "owner", account.owner)
-    _set(state, "status", AccountStatus.OPEN)
-    _set(state, "balance", balance)
-    _set(state, "version", version)
-    _set(state, "opened_at", account.opened_at)
-    _set(state, "updated_at", at)
+    _SET_ACCOUNT_ID(state, account.account_id)
+    _SET_CURRENCY(state, account.currency)
+    _SET_OWNER(state, account.owner)
+    _SET_STATUS(state, AccountStatus.OPEN)
+    _SET_BALANCE(state, balance)
+    _SET_VERSION(state, version)
+    _SET_OPENED_AT(state, account.opened_at)
+    _SET_UPDATED_AT(state, at)
     return state

@@ -21,13 +21,15 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from ledger.domain.account import Account, moved
-from ledger.domain.commands import Deposit, Transfer, Withdraw, movement_fingerprint
+from ledger.domain.commands import Command, Deposit, Transfer, Withdraw, movement_fingerprint
 from ledger.domain.decider import (
     _credited,
     _debited,
     _existing,
     _require_open,
     _require_version,
+    decide,
+    evolve,
 )
 from ledger.domain.money import parse_canonical_amount
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -41,6 +43,25 @@ from ledger.events.records import (
     decided_movement,
     event_id_for,
 )
+
+
+def decide_checked(
+    command: Command, accounts: Mapping[str, Account], now: datetime, at: datetime
+) -> list[tuple[Event, Account]]:
+    """`decide` then `evolve`: each event of `command` with the state it leaves its account in,
+    or a Rejection; for a command `require_fields` accepted, `at` being `event_time(now)`.
+    Movements go by `decide_movement`, any other command the general way."""
+    if isinstance(command, Deposit | Withdraw | Transfer):
+        return decide_movement(command, accounts, at)
+    decided: list[tuple[Event, Account]] = []
+    states: dict[str, Account] = {}
+    for event in decide(command, accounts, now):
+        account_id = event.account_id
+        state = states[account_id] = evolve(
+            states.get(account_id) or accounts.get(account_id), event
+        )
+        decided.append((event, state))
+    return decided
 
 
 def decide_movement(
