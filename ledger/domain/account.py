@@ -40,14 +40,14 @@ _SET_UPDATED_AT = slot_setter(Account, "updated_at")
 
 
 def moved(account: Account, balance: int, version: int, at: datetime) -> Account:
-    """`account` after a movement the decider decided on it (so it stays open), built slot by
+    """`account` after a movement the decider decided on it (so it is open), built slot by
     slot (`slot_setter`): `evolve`'s result for that movement, at a fraction of its cost
     (ledger/domain/movements.py; tests/unit/test_movements.py holds the two equal)."""
     state = object.__new__(Account)
     _SET_ACCOUNT_ID(state, account.account_id)
     _SET_CURRENCY(state, account.currency)
     _SET_OWNER(state, account.owner)
-    _SET_STATUS(state, AccountStatus.OPEN)
+    _SET_STATUS(state, account.status)  # open: nothing moves on a closed account
     _SET_BALANCE(state, balance)
     _SET_VERSION(state, version)
     _SET_OPENED_AT(state, account.opened_at)

@@ -23,11 +23,19 @@ from ledger.domain.commands import (
     metadata_of,
 )
 from ledger.domain.money import (
-    INT64_MAX,
-    format_amount,
     parse_amount,
 )
 from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.rules import (
+    credited,
+    debited,
+    existing,
+    is_closed,
+    money,
+    require_open,
+    require_same_currency,
+    require_version,
+)
 from ledger.domain.validation import require_fields
 from ledger.events.records import (
     AccountClosed,
@@ -106,7 +114,7 @@ def replay(
 def _open(command: OpenAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
     existing = accounts.get(command.account_id)
     if existing is not None:
-        closed = " (closed; account ids are never reused)" if _is_closed(existing) else ""
+        closed = " (closed; account ids are never reused)" if is_closed(existing) else ""
         raise Rejection(
             RejectionKind.ALREADY_EXISTS,
             f"account {command.account_id!r} already exists{closed}",
@@ -117,14 +125,14 @@ def _open(command: OpenAccount, accounts: Mapping[str, Account], at: datetime) -
 
 def _deposit(command: Deposit, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
     account, amount = _checked_movement(command, accounts, "deposit into")
-    balance = _credited(account, amount)
+    balance = credited(account, amount)
     common = _common(command, account.account_id, account.version + 1, at, balance)
     return [MoneyDeposited(**common, amount=amount)]
 
 
 def _withdraw(command: Withdraw, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
     account, amount = _checked_movement(command, accounts, "withdraw from")
-    balance = _debited(account, amount, "withdrawal")
+    balance = debited(account, amount, "withdrawal")
     common = _common(command, account.account_id, account.version + 1, at, balance)
     return [MoneyWithdrawn(**common, amount=amount)]
 
@@ -133,28 +141,23 @@ def _checked_movement(
     command: Deposit | Withdraw, accounts: Mapping[str, Account], verb: str
 ) -> tuple[Account, int]:
     """The open account a deposit or withdrawal moves money on, and the amount in minor units."""
-    account = _existing(accounts, command.account_id)
+    account = existing(accounts, command.account_id)
     amount = parse_amount(command.amount, account.currency)
-    _require_version(account, command.expected_version)
-    _require_open(account, verb)
+    require_version(account, command.expected_version)
+    require_open(account, verb)
     return account, amount
 
 
 def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    source = _existing(accounts, command.from_account_id)
-    destination = _existing(accounts, command.to_account_id)
+    source = existing(accounts, command.from_account_id)
+    destination = existing(accounts, command.to_account_id)
     amount = parse_amount(command.amount, source.currency)
-    _require_version(source, command.expected_version)
-    _require_open(source, "transfer from")
-    _require_open(destination, "transfer to")
-    if source.currency != destination.currency:
-        raise Rejection(
-            RejectionKind.PRECONDITION,
-            f"currency mismatch: account {source.account_id!r} holds {source.currency} but "
-            f"account {destination.account_id!r} holds {destination.currency}",
-        )
-    source_balance = _debited(source, amount, "transfer")
-    destination_balance = _credited(destination, amount)
+    require_version(source, command.expected_version)
+    require_open(source, "transfer from")
+    require_open(destination, "transfer to")
+    require_same_currency(source, destination)
+    source_balance = debited(source, amount, "transfer")
+    destination_balance = credited(destination, amount)
     debit = _common(command, source.account_id, source.version + 1, at, source_balance)
     credit = _common(
         command, destination.account_id, destination.version + 1, at, destination_balance
@@ -176,9 +179,9 @@ def _transfer(command: Transfer, accounts: Mapping[str, Account], at: datetime) 
 
 
 def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
-    account = _existing(accounts, command.account_id)
-    _require_version(account, command.expected_version)
-    if _is_closed(account):
+    account = existing(accounts, command.account_id)
+    require_version(account, command.expected_version)
+    if is_closed(account):
         raise Rejection(
             RejectionKind.PRECONDITION,
             f"cannot close account {account.account_id!r}: it is already closed",
@@ -187,7 +190,7 @@ def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime)
         raise Rejection(
             RejectionKind.PRECONDITION,
             f"cannot close account {account.account_id!r}: its balance is "
-            f"{_money(account.balance, account)}, and only a zero balance can be closed",
+            f"{money(account.balance, account)}, and only a zero balance can be closed",
         )
     return [AccountClosed(**_common(command, account.account_id, account.version + 1, at, 0))]
 
@@ -195,7 +198,7 @@ def _close(command: CloseAccount, accounts: Mapping[str, Account], at: datetime)
 def _erase(command: EraseOwner, accounts: Mapping[str, Account], at: datetime) -> list[Event]:
     # Open or closed, erased before or not: erasure is always possible and repeating it is
     # harmless (its key is forgotten again), so a retry after a lost answer never fails.
-    account = _existing(accounts, command.account_id)
+    account = existing(accounts, command.account_id)
     version = account.version + 1
     return [OwnerErased(**_common(command, account.account_id, version, at, account.balance))]
 
@@ -256,7 +259,7 @@ def _changed(
 ) -> Account:
     _require_next(account, event)
     assert account is not None  # _require_next
-    if _is_closed(account):
+    if is_closed(account):
         raise InconsistentEvent(f"{_describe(event)}: the account is closed")
     status = AccountStatus.OPEN
     match event:
@@ -329,60 +332,6 @@ def event_time(now: datetime) -> datetime:
         raise ValueError(f"now must be timezone-aware, got {now!r}")
     utc = now.astimezone(UTC)
     return utc.replace(microsecond=utc.microsecond - utc.microsecond % 1000)
-
-
-def _existing(accounts: Mapping[str, Account], account_id: str) -> Account:
-    account = accounts.get(account_id)
-    if account is None:
-        raise Rejection(RejectionKind.NOT_FOUND, f"account {account_id!r} does not exist")
-    return account
-
-
-def _require_version(account: Account, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != account.version:
-        raise Rejection(
-            RejectionKind.VERSION_CONFLICT,
-            f"account {account.account_id!r} is at version {account.version}, not the expected "
-            f"version {expected_version}: read it again and decide anew",
-        )
-
-
-def _require_open(account: Account, action: str) -> None:
-    if _is_closed(account):
-        raise Rejection(
-            RejectionKind.PRECONDITION,
-            f"cannot {action} account {account.account_id!r}: it is closed",
-        )
-
-
-def _is_closed(account: Account) -> bool:
-    return account.status is AccountStatus.CLOSED
-
-
-def _credited(account: Account, amount: int) -> int:
-    balance = account.balance + amount
-    if balance > INT64_MAX:
-        raise Rejection(
-            RejectionKind.PRECONDITION,
-            f"account {account.account_id!r} cannot hold more than "
-            f"{_money(INT64_MAX, account)}: balance {_money(account.balance, account)}, "
-            f"credit {_money(amount, account)}",
-        )
-    return balance
-
-
-def _debited(account: Account, amount: int, movement: str) -> int:
-    if amount > account.balance:
-        raise Rejection(
-            RejectionKind.PRECONDITION,
-            f"insufficient funds: account {account.account_id!r} balance "
-            f"{_money(account.balance, account)}, {movement} {_money(amount, account)}",
-        )
-    return account.balance - amount
-
-
-def _money(minor: int, account: Account) -> str:
-    return f"{format_amount(minor, account.currency)} {account.currency}"
 
 
 def _positive(amount: int, event: Event) -> int:

@@ -11,7 +11,7 @@ command for less"). It asks two things of its caller, which the writer's batch p
 What it then skips is only what the rules below guarantee: the event's check of its time, the
 state's keyword construction, `evolve`'s checks that the event can follow (it was just decided
 on that very state). The rules, their order and their rejections are the general path's own
-(ledger/domain/decider.py), and tests/unit/test_movements.py holds the two paths equal (events
+(ledger/domain/rules.py), and tests/unit/test_movements.py holds the two paths equal (events
 and states field by field, rejections' kind and message) for random accounts and commands.
 """
 
@@ -21,18 +21,24 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from ledger.domain.account import Account, moved
-from ledger.domain.commands import Command, Deposit, Transfer, Withdraw, movement_fingerprint
-from ledger.domain.decider import (
-    _credited,
-    _debited,
-    _existing,
-    _require_open,
-    _require_version,
-    decide,
-    evolve,
+from ledger.domain.commands import (
+    MOVEMENTS,
+    Command,
+    Deposit,
+    Transfer,
+    Withdraw,
+    movement_fingerprint,
 )
+from ledger.domain.decider import decide, evolve
 from ledger.domain.money import parse_canonical_amount
-from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.rules import (
+    credited,
+    debited,
+    existing,
+    require_open,
+    require_same_currency,
+    require_version,
+)
 from ledger.events.records import (
     Event,
     MoneyDeposited,
@@ -51,7 +57,7 @@ def decide_checked(
     """`decide` then `evolve`: each event of `command` with the state it leaves its account in,
     or a Rejection; for a command `require_fields` accepted, `at` being `event_time(now)`.
     Movements go by `decide_movement`, any other command the general way."""
-    if isinstance(command, Deposit | Withdraw | Transfer):
+    if isinstance(command, MOVEMENTS):
         return decide_movement(command, accounts, at)
     decided: list[tuple[Event, Account]] = []
     states: dict[str, Account] = {}
@@ -72,16 +78,16 @@ def decide_movement(
     (`event_time`)."""
     if isinstance(command, Transfer):
         return _transfer(command, accounts, at)
-    account = _existing(accounts, command.account_id)
+    account = existing(accounts, command.account_id)
     amount, canonical = parse_canonical_amount(command.amount, account.currency)
-    _require_version(account, command.expected_version)
+    require_version(account, command.expected_version)
     kind: type[MoneyDeposited | MoneyWithdrawn]
     if isinstance(command, Deposit):
-        _require_open(account, "deposit into")
-        balance, kind = _credited(account, amount), MoneyDeposited
+        require_open(account, "deposit into")
+        balance, kind = credited(account, amount), MoneyDeposited
     else:
-        _require_open(account, "withdraw from")
-        balance, kind = _debited(account, amount, "withdrawal"), MoneyWithdrawn
+        require_open(account, "withdraw from")
+        balance, kind = debited(account, amount, "withdrawal"), MoneyWithdrawn
     account_id, version = account.account_id, account.version + 1
     event = decided_movement(
         kind,
@@ -102,24 +108,18 @@ def decide_movement(
 def _transfer(
     command: Transfer, accounts: Mapping[str, Account], at: datetime
 ) -> list[tuple[Event, Account]]:
-    source = _existing(accounts, command.from_account_id)
-    destination = _existing(accounts, command.to_account_id)
+    source = existing(accounts, command.from_account_id)
+    destination = existing(accounts, command.to_account_id)
     amount, canonical = parse_canonical_amount(command.amount, source.currency)
-    _require_version(source, command.expected_version)
-    _require_open(source, "transfer from")
-    _require_open(destination, "transfer to")
-    if source.currency != destination.currency:
-        raise Rejection(
-            RejectionKind.PRECONDITION,
-            f"currency mismatch: account {source.account_id!r} holds {source.currency} but "
-            f"account {destination.account_id!r} holds {destination.currency}",
-        )
-    debited = _debited(source, amount, "transfer")
-    credited = _credited(destination, amount)
+    require_version(source, command.expected_version)
+    require_open(source, "transfer from")
+    require_open(destination, "transfer to")
+    require_same_currency(source, destination)
+    debit, credit = debited(source, amount, "transfer"), credited(destination, amount)
     fingerprint = movement_fingerprint(command, canonical)
     return [
-        _leg(TransferDebited, command, fingerprint, source, debited, amount, destination, at),
-        _leg(TransferCredited, command, fingerprint, destination, credited, amount, source, at),
+        _leg(TransferDebited, command, fingerprint, source, debit, amount, destination, at),
+        _leg(TransferCredited, command, fingerprint, destination, credit, amount, source, at),
     ]
 
 

@@ -21,15 +21,10 @@ from datetime import datetime
 
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.commands import Transfer, fingerprint
-from ledger.domain.decider import (
-    _debited,
-    _existing,
-    _require_open,
-    _require_version,
-    event_time,
-)
+from ledger.domain.decider import event_time
 from ledger.domain.money import INT64_MAX, format_amount, parse_amount
 from ledger.domain.rejection import Rejection, RejectionKind
+from ledger.domain.rules import debited, existing, require_open, require_version
 from ledger.domain.validation import require_fields
 from ledger.events.records import (
     TransferCredited,
@@ -93,11 +88,11 @@ def send(
             RejectionKind.INVALID, "from_account_id and to_account_id must be different accounts"
         )
     known = {} if source is None else {source.account_id: source}
-    source = _existing(known, command.from_account_id)
+    source = existing(known, command.from_account_id)
     amount = parse_amount(command.amount, source.currency)
-    _require_version(source, command.expected_version)
-    _require_open(source, "transfer from")
-    balance = _debited(source, amount, "transfer")
+    require_version(source, command.expected_version)
+    require_open(source, "transfer from")
+    balance = debited(source, amount, "transfer")
     version = source.version + 1
     digest = fingerprint(command)
     event = TransferSent(
