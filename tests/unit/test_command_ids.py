@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.command_ids import (
     command_id_millis,
@@ -124,3 +126,35 @@ def test_the_literal_fingerprint_is_the_canonical_one_for_a_canonical_amount() -
     assert commands.literal_fingerprint(canonical) == commands.fingerprint(canonical)
     padded = commands.Withdraw(canonical.command_id, "a1", "7.50")
     assert commands.literal_fingerprint(padded) != commands.fingerprint(padded)
+
+
+def test_an_id_from_after_the_year_9999_is_refused_like_any_from_the_future() -> None:
+    message = refusal("ffffffff-ffff-7fff-bfff-ffffffffffff")
+    assert "was made after 9999, more than 60 s after the server's clock" in message
+
+
+@given(
+    st.integers(0, 253_402_300_799_999),  # up to the end of 9999 (a datetime's last year)
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9000, 1, 1)),
+    st.sampled_from([timedelta(0), SKEW, timedelta(microseconds=1500), timedelta(days=1)]),
+    st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
+def test_an_id_is_refused_exactly_when_it_was_made_more_than_the_skew_after_now(
+    millis: int, naive_now: datetime, skew: timedelta, zone: timezone
+) -> None:
+    now = naive_now.replace(tzinfo=zone)
+    command_id = new_command_id(millis)
+    made = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+    try:
+        require_command_id(command_id, now, skew)
+    except Rejection:
+        assert made - now > skew
+    else:
+        assert made - now <= skew
+
+
+def test_the_edge_of_the_skew_is_exact_to_the_microsecond() -> None:
+    made = at(NOW + SKEW + timedelta(milliseconds=1))
+    require_command_id(made, NOW + timedelta(microseconds=1000), SKEW)
+    with pytest.raises(Rejection):
+        require_command_id(made, NOW + timedelta(microseconds=999), SKEW)
