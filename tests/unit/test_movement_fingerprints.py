@@ -3,11 +3,18 @@ methods) give what the general ones give, for any text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.domain import commands
-from ledger.domain.money import parse_amount, parse_canonical_amount
+from ledger.domain.money import (
+    _split_positive_decimal,
+    parse_amount,
+    parse_canonical_amount,
+    require_positive_decimal,
+)
 from ledger.domain.rejection import Rejection
 
 texts = st.text(max_size=12) | st.sampled_from(["", "a1", 'q"uote', "back\\slash", "é", "\x00"])
@@ -57,3 +64,19 @@ def test_parsing_an_amount_with_its_canonical_text_is_parse_amount_and_canonical
     except Rejection as rejection:
         fast = rejection.kind, rejection.message
     assert fast == _parsed(text, currency)
+
+
+def _checked(check: Callable[[str], object], text: str) -> object:
+    try:
+        check(text)
+    except Rejection as rejection:
+        return rejection.kind, rejection.message
+    return None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(amounts)
+def test_checking_a_decimal_by_str_methods_is_checking_it_by_the_regular_expression(
+    text: str,
+) -> None:
+    assert _checked(require_positive_decimal, text) == _checked(_split_positive_decimal, text)
