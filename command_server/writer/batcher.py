@@ -349,7 +349,8 @@ class Batcher:
             in_flight = self._model.transfers.of_account(account) + sending.get(account, 0)
             require_nothing_in_flight(account, in_flight)
         # Fields not checked again: every command reaches the writer from the gRPC process,
-        # which refuses any that `require_fields` refuses (docs/design.md, decision 12).
+        # which refuses any that `require_fields` refuses (docs/design.md, "Every field is
+        # checked at the edge").
         return decide_checked(command, current, now, at)
 
     def _too_old(self, command: Command, partition: int) -> Rejection:
