@@ -3,11 +3,8 @@ methods) give what the general ones give, for any text."""
 
 from __future__ import annotations
 
-import dataclasses
-import pickle
 from collections.abc import Callable
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,28 +80,3 @@ def test_checking_a_decimal_by_str_methods_is_checking_it_by_the_regular_express
     text: str,
 ) -> None:
     assert _checked(require_positive_decimal, text) == _checked(_split_positive_decimal, text)
-
-
-@SETTINGS
-@given(st.sampled_from([commands.Deposit, commands.Withdraw, commands.Transfer]), st.data())
-def test_a_movement_s_own_init_sets_every_field_as_the_dataclass_s_would(
-    kind: type[commands.Deposit | commands.Withdraw | commands.Transfer], data: st.DataObject
-) -> None:
-    fields = dataclasses.fields(kind)
-    required = [f for f in fields if f.default is dataclasses.MISSING]
-    values: dict[str, object] = {f.name: data.draw(texts) for f in required}
-    given_ = data.draw(st.sets(st.sampled_from([f.name for f in fields if f not in required])))
-    optional: dict[str, object] = {
-        "expected_version": data.draw(versions),
-        "reference": "r",
-        "memo": "m",
-    }
-    values.update({name: optional[name] for name in given_})
-    by_keyword = kind(**values)  # type: ignore[arg-type]
-    expected = {f.name: values.get(f.name, f.default) for f in fields}
-    assert dataclasses.asdict(by_keyword) == expected
-    assert kind(*expected.values()) == by_keyword  # type: ignore[arg-type]
-    assert dataclasses.replace(by_keyword) == by_keyword
-    assert pickle.loads(pickle.dumps(by_keyword)) == by_keyword
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        by_keyword.amount = "1"  # type: ignore[misc]
