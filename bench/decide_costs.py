@@ -1,8 +1,8 @@
-"""`python bench/decide_costs.py [--batches N]`: CPU per command of the writer's deciding of a
+"""`python bench/decide_costs.py`: CPU per command of the writer's deciding of a
 batch (`Batcher._decide`: the outcome lookup, deciding, evolving, the pending state), for
 batches of 1,000 Deposits, Withdrawals and Transfers over 10,000 funded accounts.
 
-CPU time of this process, the best of the batches, in microseconds per command. Run as a file,
+CPU time of this process, the best of 15 batches, in microseconds per command. Run as a file,
 it measures whichever tree comes first on the path, as `bench/batch_path_costs.py` does:
 `PYTHONPATH=<a tree> python bench/decide_costs.py` (docs/performance.md, "Deciding a command
 for less").
@@ -10,11 +10,9 @@ for less").
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from command_server.shards import Shard
@@ -70,11 +68,8 @@ def measure(batches: int) -> dict[str, float]:
     return best
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--batches", type=int, default=15)
-    args = parser.parse_args(argv)
-    for kind, us in measure(args.batches).items():
+def main() -> int:
+    for kind, us in measure(batches=15).items():
         print(f"{kind:10} {us:6.2f} µs/command")
     return 0
 

@@ -45,7 +45,6 @@ from ledger.events.records import (
     MoneyWithdrawn,
     TransferCredited,
     TransferDebited,
-    decided_leg,
     decided_movement,
     event_id_for,
 )
@@ -88,21 +87,8 @@ def decide_movement(
     else:
         require_open(account, "withdraw from")
         balance, kind = debited(account, amount, "withdrawal"), MoneyWithdrawn
-    account_id, version = account.account_id, account.version + 1
-    event = decided_movement(
-        kind,
-        event_id_for(account_id, version),
-        account_id,
-        version,
-        command.command_id,
-        movement_fingerprint(command, canonical),
-        at,
-        balance,
-        command.reference,
-        command.memo,
-        amount,
-    )
-    return [(event, moved(account, balance, version, at))]
+    fingerprint = movement_fingerprint(command, canonical)
+    return [_moved(kind, command, fingerprint, account, balance, amount, at)]
 
 
 def _transfer(
@@ -118,23 +104,25 @@ def _transfer(
     debit, credit = debited(source, amount, "transfer"), credited(destination, amount)
     fingerprint = movement_fingerprint(command, canonical)
     return [
-        _leg(TransferDebited, command, fingerprint, source, debit, amount, destination, at),
-        _leg(TransferCredited, command, fingerprint, destination, credit, amount, source, at),
+        _moved(TransferDebited, command, fingerprint, source, debit, amount, at, destination),
+        _moved(TransferCredited, command, fingerprint, destination, credit, amount, at, source),
     ]
 
 
-def _leg(
-    kind: type[TransferDebited | TransferCredited],
-    command: Transfer,
+def _moved(
+    kind: type[MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited],
+    command: Deposit | Withdraw | Transfer,
     fingerprint: str,
     account: Account,
     balance: int,
     amount: int,
-    counterparty: Account,
     at: datetime,
+    counterparty: Account | None = None,
 ) -> tuple[Event, Account]:
+    """The event of a movement on `account` (a leg of a transfer with its `counterparty`), and
+    the state it leaves the account in."""
     account_id, version = account.account_id, account.version + 1
-    event = decided_leg(
+    event = decided_movement(
         kind,
         event_id_for(account_id, version),
         account_id,
@@ -146,6 +134,6 @@ def _leg(
         command.reference,
         command.memo,
         amount,
-        counterparty.account_id,
+        None if counterparty is None else counterparty.account_id,
     )
     return event, moved(account, balance, version, at)

@@ -162,8 +162,9 @@ Event: TypeAlias = (
 )
 
 
-_Movement = TypeVar("_Movement", bound=MoneyDeposited | MoneyWithdrawn)
-_Leg = TypeVar("_Leg", bound=TransferDebited | TransferCredited)
+_Money = TypeVar(
+    "_Money", bound=MoneyDeposited | MoneyWithdrawn | TransferDebited | TransferCredited
+)
 _SET_EVENT_ID = slot_setter(AccountEvent, "event_id")
 _SET_ACCOUNT_ID = slot_setter(AccountEvent, "account_id")
 _SET_VERSION = slot_setter(AccountEvent, "version")
@@ -187,7 +188,7 @@ _SET_COUNTERPARTY_ID: dict[type[AccountEvent], Setter] = {
 
 
 def decided_movement(
-    kind: type[_Movement],
+    kind: type[_Money],
     event_id: str,
     account_id: str,
     version: int,
@@ -198,11 +199,13 @@ def decided_movement(
     reference: str,
     memo: str,
     amount: int,
-) -> _Movement:
+    counterparty_id: str | None = None,
+) -> _Money:
     """`kind(...)` with these fields, without `__post_init__`'s check of `occurred_at`: for the
     decider's movements, whose time is made once per batch by `event_time`
-    (ledger/domain/movements.py). Keyword construction of the dataclass took twice as long;
-    tests/unit/test_movements.py holds the two ways equal."""
+    (ledger/domain/movements.py). A leg of a transfer within one shard names its
+    `counterparty_id`, and its `transfer_id` is the command's id. Keyword construction of the
+    dataclass took three times as long; tests/unit/test_movements.py holds the two equal."""
     event = object.__new__(kind)
     _SET_EVENT_ID(event, event_id)
     _SET_ACCOUNT_ID(event, account_id)
@@ -214,36 +217,7 @@ def decided_movement(
     _SET_REFERENCE(event, reference)
     _SET_MEMO(event, memo)
     _SET_AMOUNT[kind](event, amount)
-    return event
-
-
-def decided_leg(
-    kind: type[_Leg],
-    event_id: str,
-    account_id: str,
-    version: int,
-    command_id: str,
-    command_fingerprint: str,
-    occurred_at: datetime,
-    balance_after: int,
-    reference: str,
-    memo: str,
-    amount: int,
-    counterparty_id: str,
-) -> _Leg:
-    """`decided_movement` for a leg of a transfer within one shard, whose `transfer_id` is the
-    Transfer command's id."""
-    event = object.__new__(kind)
-    _SET_EVENT_ID(event, event_id)
-    _SET_ACCOUNT_ID(event, account_id)
-    _SET_VERSION(event, version)
-    _SET_COMMAND_ID(event, command_id)
-    _SET_FINGERPRINT(event, command_fingerprint)
-    _SET_OCCURRED_AT(event, occurred_at)
-    _SET_BALANCE_AFTER(event, balance_after)
-    _SET_REFERENCE(event, reference)
-    _SET_MEMO(event, memo)
-    _SET_AMOUNT[kind](event, amount)
-    _SET_TRANSFER_ID[kind](event, command_id)
-    _SET_COUNTERPARTY_ID[kind](event, counterparty_id)
+    if counterparty_id is not None:
+        _SET_TRANSFER_ID[kind](event, command_id)
+        _SET_COUNTERPARTY_ID[kind](event, counterparty_id)
     return event
