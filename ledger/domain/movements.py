@@ -39,6 +39,7 @@ from ledger.domain.rules import (
     require_same_currency,
     require_version,
 )
+from ledger.domain.validation import require_fields
 from ledger.events.records import (
     Event,
     MoneyDeposited,
@@ -94,6 +95,9 @@ def decide_movement(
 def _transfer(
     command: Transfer, accounts: Mapping[str, Account], at: datetime
 ) -> list[tuple[Event, Account]]:
+    if command.from_account_id == command.to_account_id:
+        # Refused at the edge already; but its two legs would both build on one state here.
+        require_fields(command)
     source = existing(accounts, command.from_account_id)
     destination = existing(accounts, command.to_account_id)
     amount, canonical = parse_canonical_amount(command.amount, source.currency)

@@ -15,7 +15,7 @@ from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, With
 from ledger.domain.decider import decide, event_time, evolve
 from ledger.domain.money import INT64_MAX
 from ledger.domain.movements import decide_checked, decide_movement
-from ledger.domain.rejection import Rejection
+from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.validation import require_fields
 from ledger.events.records import Event
 
@@ -135,3 +135,15 @@ def test_a_decided_event_equals_the_one_its_constructor_builds() -> None:
     assert event == expected
     assert hash(event) == hash(expected)
     assert state == Account("a", "USD", "", AccountStatus.OPEN, 650, 4, OPENED, event_time(now))
+
+
+def test_a_transfer_to_itself_is_refused_even_unchecked() -> None:
+    accounts = {"a": Account("a", "USD", "", AccountStatus.OPEN, 500, 3, OPENED, OPENED)}
+    transfer = Transfer("c", "a", "a", "1")
+    expected = outcome(lambda: general(transfer, accounts, OPENED))
+    assert outcome(lambda: decide_movement(transfer, accounts, OPENED)) == expected
+    assert expected == (
+        "rejected",
+        RejectionKind.INVALID,
+        "cannot transfer from account 'a' to itself",
+    )
