@@ -65,6 +65,8 @@ class EventCodec:
         self._schema_json = json.loads(self._schema_text)
         self._reader_schema = parse_schema(json.loads(self._schema_text))
         self._schema_id: int | None = None
+        self._header: bytes | None = None
+        """The wire format's prefix of every value: the magic byte and the schema's id."""
         self._writer_schemas: dict[int, Schema] = {}
         self._direct = _directly_readable(self._schema_json)
         self._direct_ids: set[int] = set()
@@ -87,6 +89,7 @@ class EventCodec:
         if self._direct:
             self._direct_ids.add(schema_id)
         self._schema_id = schema_id
+        self._header = None
         return schema_id
 
     async def register_async(self, topic: str = ACCOUNT_EVENTS_TOPIC) -> int:
@@ -94,12 +97,12 @@ class EventCodec:
         return await asyncio.to_thread(self.register, topic)
 
     def encode(self, event: Event) -> bytes:
-        header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
+        header = self._header
+        if header is None:
+            header = self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
         if self._writer is not None:
-            out = bytearray(header)
             try:
-                self._writer.body(event, out)
-                return bytes(out)
+                return self._writer.value(header, event)
             except NotDirectlyWritable:
                 pass  # fastavro writes it, or says why it cannot
         buffer = io.BytesIO()
