@@ -17,7 +17,18 @@ from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
-from ledger.events.records import Event, TransferCredited, TransferRefunded, TransferSent
+from ledger.events.records import (
+    AccountClosed,
+    AccountOpened,
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    OwnerErased,
+    TransferCredited,
+    TransferDebited,
+    TransferRefunded,
+    TransferSent,
+)
 
 
 @dataclass(slots=True)
@@ -48,7 +59,22 @@ class Outcome:
 def source_version(event: Event) -> int:
     """The version an event contributes to its command's answer: 0 for a transfer's credit,
     and for the refund of a cross-shard transfer (the answer is the debit's)."""
+    kind = type(event)
+    if kind in _OWN_VERSION:
+        return event.version
     return 0 if isinstance(event, TransferCredited | TransferRefunded) else event.version
+
+
+_OWN_VERSION = frozenset(
+    {AccountOpened, MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferSent}
+    | {AccountClosed, OwnerErased}
+)
+"""Event types whose version is their command's (`source_version` without isinstance)."""
+_NOTHING_IN_FLIGHT = frozenset(
+    {AccountOpened, MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited}
+    | {AccountClosed, OwnerErased}
+)
+"""Event types that leave the transfers in flight alone (any other is checked with isinstance)."""
 
 
 # An outcome restored from a snapshot stays packed in its partition's log until it is asked for;
@@ -89,6 +115,8 @@ class WriteModel:
         self.chunk_entries = chunk_entries
         self._window = -(-dedupe_window // max(1, len(self.logs)))
         self.events_applied = 0
+        self.forgets = 0
+        """How many times a partition forgot its oldest outcomes."""
         self.transfers = TransfersInFlight()
         """Cross-shard transfers debited here whose money is in flight (decision 13)."""
         self.saga_positions: dict[int, int] = {}
@@ -100,32 +128,47 @@ class WriteModel:
             event, evolve(self.accounts.get(event.account_id), event), partition, offset
         )
 
-    def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> None:
+    def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> Outcome:
         """Record a committed event whose resulting account `state` is already known (the batcher
-        evolved it while deciding, against this very model plus the batch's earlier events)."""
+        evolved it while deciding, against this very model plus the batch's earlier events).
+
+        Returns its command's outcome as it stands now; once `forgets` has moved, `outcome`
+        may no longer know it."""
         account_id = event.account_id
-        if account_id not in self.accounts:
+        accounts = self.accounts
+        if account_id not in accounts:
             self._partition_accounts(partition).add(account_id)
         if state.owner:
             # Deciding never needs the owner, and what this model holds goes into snapshots:
             # it keeps none (docs/design.md, decision 14).
             state = dataclasses.replace(state, owner="")
-        self.accounts[account_id] = state
+        accounts[account_id] = state
         self.positions[partition] = offset
-        if isinstance(event, TransferSent):
-            self.transfers.add(event)
-        elif isinstance(event, TransferRefunded):
-            self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
+        if type(event) not in _NOTHING_IN_FLIGHT:
+            if isinstance(event, TransferSent):
+                self.transfers.add(event)
+            elif isinstance(event, TransferRefunded):
+                self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
         command_id = event.command_id
-        log = self._log(partition)
+        log = self.logs.get(partition)
+        if log is None:
+            log = self._log(partition)
         log.append(command_id, event.command_fingerprint, offset)
-        outcome = self.outcome(command_id)
+        entry = self._index.get(command_id)
+        outcome = entry if type(entry) is Outcome else self.outcome(command_id)
         if outcome is None:
-            outcome = self._index[command_id] = Outcome(event.command_fingerprint)
-        outcome.record(source_version(event), partition, offset)
+            # What `record` would make of a fresh outcome, made at once.
+            version = source_version(event)
+            outcome = self._index[command_id] = Outcome(
+                event.command_fingerprint, version if version > 0 else 0, {partition: offset}
+            )
+        else:
+            outcome.record(source_version(event), partition, offset)
         self.events_applied += 1
         if len(log) >= self._window + self.chunk_entries:
+            self.forgets += 1
             self._forget_oldest(partition, log)
+        return outcome
 
     def outcome(self, command_id: str) -> Outcome | None:
         entry = self._index.get(command_id)
