@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -130,44 +130,69 @@ class WriteModel:
 
     def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> Outcome:
         """Record a committed event whose resulting account `state` is already known (the batcher
-        evolved it while deciding, against this very model plus the batch's earlier events).
+        evolved it while deciding, against this very model plus the batch's earlier events);
+        returns its command's outcome as it stands now (`apply_batch`)."""
+        return self.apply_batch(((event, partition),), (state,), (offset,))[0]
 
-        Returns its command's outcome as it stands now; once `forgets` has moved, `outcome`
-        may no longer know it."""
-        account_id = event.account_id
-        accounts = self.accounts
-        if account_id not in accounts:
-            self._partition_accounts(partition).add(account_id)
-        if state.owner:
-            # Deciding never needs the owner, and what this model holds goes into snapshots:
-            # it keeps none (docs/design.md, decision 14).
-            state = dataclasses.replace(state, owner="")
-        accounts[account_id] = state
-        self.positions[partition] = offset
-        if type(event) not in _NOTHING_IN_FLIGHT:
-            if isinstance(event, TransferSent):
-                self.transfers.add(event)
-            elif isinstance(event, TransferRefunded):
-                self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
-        command_id = event.command_id
-        log = self.logs.get(partition)
-        if log is None:
-            log = self._log(partition)
-        log.append(command_id, event.command_fingerprint, offset)
-        entry = self._index.get(command_id)
-        outcome = entry if type(entry) is Outcome else self.outcome(command_id)
-        if outcome is None:
-            # What `record` would make of a fresh outcome, made at once.
-            version = source_version(event)
-            outcome = self._index[command_id] = Outcome(
-                event.command_fingerprint, version if version > 0 else 0, {partition: offset}
-            )
-        else:
-            outcome.record(source_version(event), partition, offset)
-        self.events_applied += 1
-        if len(log) >= self._window + self.chunk_entries:
-            self.forgets += 1
-            self._forget_oldest(partition, log)
+    def apply_batch(
+        self,
+        events: Sequence[tuple[Event, int]],
+        states: Sequence[Account],
+        offsets: Sequence[int],
+    ) -> list[Outcome]:
+        """`apply_decided` for each (event, partition) in order, with its state and offset:
+        for each, its command's outcome as it stood then (the command's later events in the
+        batch add to the same one). Once `forgets` has moved, `outcome` may no longer know it."""
+        accounts, positions, logs, index = self.accounts, self.positions, self.logs, self._index
+        limit = self._window + self.chunk_entries
+        outcomes: list[Outcome] = []
+        add = outcomes.append
+        try:
+            for (event, partition), state, offset in zip(events, states, offsets, strict=True):
+                account_id = event.account_id
+                if account_id not in accounts:
+                    self._partition_accounts(partition).add(account_id)
+                if state.owner:
+                    # Deciding never needs the owner, and what this model holds goes into
+                    # snapshots: it keeps none (docs/design.md, decision 14).
+                    state = dataclasses.replace(state, owner="")
+                accounts[account_id] = state
+                positions[partition] = offset
+                kind = type(event)
+                if kind not in _NOTHING_IN_FLIGHT:
+                    self._track_transfer(event)
+                command_id = event.command_id
+                log = logs.get(partition)
+                if log is None:
+                    log = self._log(partition)
+                log.append(command_id, event.command_fingerprint, offset)
+                entry = index.get(command_id)
+                if entry is None:
+                    # What `Outcome.record` would make of a fresh outcome, made at once.
+                    version = event.version if kind in _OWN_VERSION else source_version(event)
+                    outcome = index[command_id] = Outcome(
+                        event.command_fingerprint, max(version, 0), {partition: offset}
+                    )
+                else:
+                    outcome = entry if type(entry) is Outcome else self._restored(command_id)
+                    outcome.record(source_version(event), partition, offset)
+                add(outcome)
+                if len(log) >= limit:
+                    self.forgets += 1
+                    self._forget_oldest(partition, log)
+        finally:
+            self.events_applied += len(outcomes)
+        return outcomes
+
+    def _track_transfer(self, event: Event) -> None:
+        if isinstance(event, TransferSent):
+            self.transfers.add(event)
+        elif isinstance(event, TransferRefunded):
+            self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
+
+    def _restored(self, command_id: str) -> Outcome:
+        outcome = self.outcome(command_id)
+        assert outcome is not None  # indexed, so restored if not already an Outcome
         return outcome
 
     def outcome(self, command_id: str) -> Outcome | None:

@@ -156,13 +156,8 @@ class Batcher:
             health = COMMITTING
             self.appended = len(events)
             model = self._model
-            forgets, apply = model.forgets, model.apply_decided
-            outcomes = [
-                apply(event, state, partition, offset)
-                for (event, partition), offset, state in zip(
-                    events, offsets, decisions.states, strict=True
-                )
-            ]
+            forgets = model.forgets
+            outcomes = model.apply_batch(events, decisions.states, offsets)
             if model.forgets == forgets:
                 # A command's events share its Outcome: the last one's holds every position.
                 for index, outcome in zip(decisions.authors, outcomes, strict=True):
