@@ -129,10 +129,10 @@ class EventStore:
                 events, keys = self._sealing.seal(events)
                 for account_id, wrapped in keys:
                     send(producer, self._sealing.key_topic, wrapped, account_id.encode(), 0)
-            produce, topic, encode = producer.produce, self._topic, self._codec.encode
-            report = deliveries.report
-            for event, partition in events:
-                value, key = encode(event), event.account_id.encode()
+            produce, topic, report = producer.produce, self._topic, deliveries.report
+            values = self._codec.encode_all([event for event, _ in events])
+            for (event, partition), value in zip(events, values, strict=True):
+                key = event.account_id.encode()
                 try:
                     produce(topic, value, key, partition, report)
                 except BufferError:
