@@ -17,18 +17,8 @@ from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
-from ledger.events.records import (
-    AccountClosed,
-    AccountOpened,
-    Event,
-    MoneyDeposited,
-    MoneyWithdrawn,
-    OwnerErased,
-    TransferCredited,
-    TransferDebited,
-    TransferRefunded,
-    TransferSent,
-)
+from ledger.events import records
+from ledger.events.records import Event, TransferCredited, TransferRefunded, TransferSent
 
 
 @dataclass(slots=True)
@@ -66,13 +56,13 @@ def source_version(event: Event) -> int:
 
 
 _OWN_VERSION = frozenset(
-    {AccountOpened, MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferSent}
-    | {AccountClosed, OwnerErased}
+    {records.AccountOpened, records.MoneyDeposited, records.MoneyWithdrawn}
+    | {records.TransferDebited, TransferSent, records.AccountClosed, records.OwnerErased}
 )
 """Event types whose version is their command's (`source_version` without isinstance)."""
 _NOTHING_IN_FLIGHT = frozenset(
-    {AccountOpened, MoneyDeposited, MoneyWithdrawn, TransferDebited, TransferCredited}
-    | {AccountClosed, OwnerErased}
+    {records.AccountOpened, records.MoneyDeposited, records.MoneyWithdrawn}
+    | {records.TransferDebited, TransferCredited, records.AccountClosed, records.OwnerErased}
 )
 """Event types that leave the transfers in flight alone (any other is checked with isinstance)."""
 
