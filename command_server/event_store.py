@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from command_server.sealing import Sealing
 from command_server.transactions import (
@@ -22,6 +22,7 @@ from command_server.transactions import (
     AppendFailed,
     AppendUnsettled,
     Consumed,
+    Deliveries,
     DeliveryUnconfirmed,
     ErrorKind,
     Fenced,
@@ -120,18 +121,7 @@ class EventStore:
     ) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset.
         The transaction also carries `messages` and `consumed` offsets (decision 13)."""
-        offsets: list[int] = [-1] * len(events)
-        failures: list[KafkaError] = []
-
-        def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
-            def report(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    failures.append(err)
-                else:
-                    offsets[index] = msg.offset() or 0
-
-            return report
-
+        deliveries = Deliveries()
         turn, producer = self._take_turn()
         try:
             self._begin(producer)
@@ -139,10 +129,14 @@ class EventStore:
                 events, keys = self._sealing.seal(events)
                 for account_id, wrapped in keys:
                     send(producer, self._sealing.key_topic, wrapped, account_id.encode(), 0)
-            for index, (event, partition) in enumerate(events):
-                value = self._codec.encode(event)
+            produce, topic, report = producer.produce, self._topic, deliveries.report
+            values = self._codec.encode_all([event for event, _ in events])
+            for (event, partition), value in zip(events, values, strict=True):
                 key = event.account_id.encode()
-                send(producer, self._topic, value, key, partition, delivered(index))
+                try:
+                    produce(topic, value, key, partition, report)
+                except BufferError:
+                    send(producer, topic, value, key, partition, report)
             for topic, message_key, message, message_partition in messages:
                 send(producer, topic, message, message_key.encode(), message_partition)
             if consumed is not None:
@@ -152,13 +146,15 @@ class EventStore:
         except KafkaException as exc:
             self._failed(turn, producer, exc.args[0])
         self._coordinator_heard = time.monotonic()
-        if failures or -1 in offsets:
+        offsets = deliveries.offsets([partition for _, partition in events])
+        if deliveries.failures or -1 in offsets:
             # librdkafka promises that a commit means delivered: the log holds the batch, and
             # this process does not know where. Only a fresh read of the log can tell.
             missing = offsets.count(-1)
+            failures = [f.str() for f in deliveries.failures]
             raise DeliveryUnconfirmed(
                 f"transaction committed but {missing} of {len(events)} delivery reports are "
-                f"missing or failed ({[f.str() for f in failures]})"
+                f"missing or failed ({failures})"
             )
         return offsets
 

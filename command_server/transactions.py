@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, TypeAlias
 
@@ -194,6 +194,41 @@ def _close_retired(producer: Producer) -> None:
         log.info("a retired producer closed with: %s", exc.args[0].str())
 
 
+class Deliveries:
+    """The delivery reports of one transaction's records, through one callback for all of them
+    (a closure per record cost more than the report itself), and where each record went.
+
+    The producer is idempotent, so a partition holds a transaction's records in the order they
+    were produced: the k-th lowest offset reported for a partition is that of the k-th record
+    produced to it, in whatever order the reports arrive."""
+
+    __slots__ = ("_reports", "failures")
+
+    def __init__(self) -> None:
+        self.failures: list[KafkaError] = []
+        self._reports: list[tuple[int, int]] = []
+
+    def report(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.failures.append(err)
+        else:
+            self._reports.append((msg.partition(), msg.offset() or 0))
+
+    def offsets(self, partitions: Sequence[int]) -> list[int]:
+        """The offset of each record produced, given the partition each was produced to, in
+        produce order; -1 for a record whose report is missing (or failed)."""
+        by_partition: dict[int, list[int]] = {}
+        for partition, offset in self._reports:
+            found = by_partition.get(partition)
+            if found is None:
+                by_partition[partition] = [offset]
+            else:
+                found.append(offset)
+        ordered = {partition: iter(sorted(offsets)) for partition, offsets in by_partition.items()}
+        missing = iter(())
+        return [next(ordered.get(partition, missing), -1) for partition in partitions]
+
+
 def send(
     producer: Producer,
     topic: str,
@@ -204,7 +239,8 @@ def send(
 ) -> None:
     while True:
         try:
-            producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+            # Positional: the fifth is the delivery callback (`callback`, alias `on_delivery`).
+            producer.produce(topic, value, key, partition, on_delivery)
             return
         except BufferError:
             producer.poll(0.01)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -17,6 +17,7 @@ from ledger.command_ids import command_id_millis, latest_command_id_millis
 from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.account import Account
 from ledger.domain.decider import evolve
+from ledger.events import records
 from ledger.events.records import Event, TransferCredited, TransferRefunded, TransferSent
 
 
@@ -48,7 +49,22 @@ class Outcome:
 def source_version(event: Event) -> int:
     """The version an event contributes to its command's answer: 0 for a transfer's credit,
     and for the refund of a cross-shard transfer (the answer is the debit's)."""
+    kind = type(event)
+    if kind in _OWN_VERSION:
+        return event.version
     return 0 if isinstance(event, TransferCredited | TransferRefunded) else event.version
+
+
+_OWN_VERSION = frozenset(
+    {records.AccountOpened, records.MoneyDeposited, records.MoneyWithdrawn}
+    | {records.TransferDebited, TransferSent, records.AccountClosed, records.OwnerErased}
+)
+"""Event types whose version is their command's (`source_version` without isinstance)."""
+_NOTHING_IN_FLIGHT = frozenset(
+    {records.AccountOpened, records.MoneyDeposited, records.MoneyWithdrawn}
+    | {records.TransferDebited, TransferCredited, records.AccountClosed, records.OwnerErased}
+)
+"""Event types that leave the transfers in flight alone (any other is checked with isinstance)."""
 
 
 # An outcome restored from a snapshot stays packed in its partition's log until it is asked for;
@@ -89,6 +105,8 @@ class WriteModel:
         self.chunk_entries = chunk_entries
         self._window = -(-dedupe_window // max(1, len(self.logs)))
         self.events_applied = 0
+        self.forgets = 0
+        """How many times a partition forgot its oldest outcomes."""
         self.transfers = TransfersInFlight()
         """Cross-shard transfers debited here whose money is in flight (decision 13)."""
         self.saga_positions: dict[int, int] = {}
@@ -100,32 +118,72 @@ class WriteModel:
             event, evolve(self.accounts.get(event.account_id), event), partition, offset
         )
 
-    def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> None:
+    def apply_decided(self, event: Event, state: Account, partition: int, offset: int) -> Outcome:
         """Record a committed event whose resulting account `state` is already known (the batcher
-        evolved it while deciding, against this very model plus the batch's earlier events)."""
-        account_id = event.account_id
-        if account_id not in self.accounts:
-            self._partition_accounts(partition).add(account_id)
-        if state.owner:
-            # Deciding never needs the owner, and what this model holds goes into snapshots:
-            # it keeps none (docs/design.md, decision 14).
-            state = dataclasses.replace(state, owner="")
-        self.accounts[account_id] = state
-        self.positions[partition] = offset
+        evolved it while deciding, against this very model plus the batch's earlier events);
+        returns its command's outcome as it stands now (`apply_batch`)."""
+        return self.apply_batch(((event, partition),), (state,), (offset,))[0]
+
+    def apply_batch(
+        self,
+        events: Sequence[tuple[Event, int]],
+        states: Sequence[Account],
+        offsets: Sequence[int],
+    ) -> list[Outcome]:
+        """`apply_decided` for each (event, partition) in order, with its state and offset:
+        for each, its command's outcome as it stood then (the command's later events in the
+        batch add to the same one). Once `forgets` has moved, `outcome` may no longer know it."""
+        accounts, positions, logs, index = self.accounts, self.positions, self.logs, self._index
+        limit = self._window + self.chunk_entries
+        outcomes: list[Outcome] = []
+        add = outcomes.append
+        try:
+            for (event, partition), state, offset in zip(events, states, offsets, strict=True):
+                account_id = event.account_id
+                if account_id not in accounts:
+                    self._partition_accounts(partition).add(account_id)
+                if state.owner:
+                    # Deciding never needs the owner, and what this model holds goes into
+                    # snapshots: it keeps none (docs/design.md, decision 14).
+                    state = dataclasses.replace(state, owner="")
+                accounts[account_id] = state
+                positions[partition] = offset
+                kind = type(event)
+                if kind not in _NOTHING_IN_FLIGHT:
+                    self._track_transfer(event)
+                command_id = event.command_id
+                log = logs.get(partition)
+                if log is None:
+                    log = self._log(partition)
+                log.append(command_id, event.command_fingerprint, offset)
+                entry = index.get(command_id)
+                if entry is None:
+                    # What `Outcome.record` would make of a fresh outcome, made at once.
+                    version = event.version if kind in _OWN_VERSION else source_version(event)
+                    outcome = index[command_id] = Outcome(
+                        event.command_fingerprint, max(version, 0), {partition: offset}
+                    )
+                else:
+                    outcome = entry if type(entry) is Outcome else self._restored(command_id)
+                    outcome.record(source_version(event), partition, offset)
+                add(outcome)
+                if len(log) >= limit:
+                    self.forgets += 1
+                    self._forget_oldest(partition, log)
+        finally:
+            self.events_applied += len(outcomes)
+        return outcomes
+
+    def _track_transfer(self, event: Event) -> None:
         if isinstance(event, TransferSent):
             self.transfers.add(event)
         elif isinstance(event, TransferRefunded):
             self.transfers.settle(event.transfer_id, REFUNDED, event.reason)
-        command_id = event.command_id
-        log = self._log(partition)
-        log.append(command_id, event.command_fingerprint, offset)
+
+    def _restored(self, command_id: str) -> Outcome:
         outcome = self.outcome(command_id)
-        if outcome is None:
-            outcome = self._index[command_id] = Outcome(event.command_fingerprint)
-        outcome.record(source_version(event), partition, offset)
-        self.events_applied += 1
-        if len(log) >= self._window + self.chunk_entries:
-            self._forget_oldest(partition, log)
+        assert outcome is not None  # indexed, so restored if not already an Outcome
+        return outcome
 
     def outcome(self, command_id: str) -> Outcome | None:
         entry = self._index.get(command_id)

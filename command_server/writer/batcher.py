@@ -156,13 +156,17 @@ class Batcher:
                 return offsets.health, offsets.why, [pack_verdict(offsets.error)] * len(batch)
             health = COMMITTING
             self.appended = len(events)
-            apply = self._model.apply_decided
-            for (event, partition), offset, state in zip(
-                events, offsets, decisions.states, strict=True
-            ):
-                apply(event, state, partition, offset)
-            for index in set(decisions.authors):
-                verdicts[index] = self._model.outcome(batch[index].command.command_id)
+            model = self._model
+            forgets = model.forgets
+            outcomes = model.apply_batch(events, decisions.states, offsets)
+            if model.forgets == forgets:
+                # A command's events share its Outcome: the last one's holds every position.
+                for index, outcome in zip(decisions.authors, outcomes, strict=True):
+                    verdicts[index] = outcome
+            else:
+                # Folding forgot old outcomes, maybe some of this batch's: as `outcome` says.
+                for index in set(decisions.authors):
+                    verdicts[index] = model.outcome(batch[index].command.command_id)
         for duplicate, original in decisions.aliases.items():
             verdicts[duplicate] = verdicts[original]
         return health, why, [pack_verdict(verdict) for verdict in verdicts]

@@ -98,7 +98,9 @@ def unpack_command(packed: PackedCommand) -> Command:
 # --- Verdicts ---------------------------------------------------------------------------------
 
 PackedVerdict: TypeAlias = tuple[Any, ...]
-"""(a verdict tag, then what that verdict carries)"""
+"""(a verdict tag, then what that verdict carries); a success with one position is
+(ACK, version, token, partition, offset), with any other number (ACK, version, token,
+((partition, offset), ...))"""
 
 # Verdict tags: the first item of a packed verdict.
 ACK, REJECTED, REUSED, APPEND_FAILED, NOT_SERVING, FAILED, NOT_APPLIED = range(7)
@@ -117,7 +119,12 @@ class Ack(NamedTuple):
 def pack_verdict(verdict: Outcome | BaseException | None) -> PackedVerdict:
     """A command's verdict for the pipe; None means the batch reached none for it (a bug)."""
     if isinstance(verdict, Outcome):
-        return (ACK, verdict.version, verdict.token, tuple(verdict.positions.items()))
+        positions = verdict.positions
+        if len(positions) == 1:
+            # Nearly every command: one position, as two plain ints (less to build and pickle).
+            ((partition, offset),) = positions.items()
+            return (ACK, verdict.version, verdict.token, partition, offset)
+        return (ACK, verdict.version, verdict.token, tuple(positions.items()))
     if isinstance(verdict, Rejection):
         return (REJECTED, verdict.kind.value, verdict.message)
     if isinstance(verdict, CommandIdReused):
@@ -137,6 +144,8 @@ def unpack_verdict(packed: PackedVerdict) -> Ack | BaseException:
     """The answer for the caller: an Ack, or the exception the servicer maps to a status."""
     tag = packed[0]
     if tag == ACK:
+        if len(packed) == 5:
+            return Ack(packed[1], packed[2], ((packed[3], packed[4]),))
         return Ack(*packed[1:])
     if tag == REJECTED:
         return Rejection(RejectionKind(packed[1]), packed[2])

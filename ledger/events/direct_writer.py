@@ -16,7 +16,9 @@ fastavro's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from ledger.events import records
@@ -48,11 +50,132 @@ def _payload_plan(
     }
 
 
+_ENVELOPE = attrgetter(
+    "event_id",
+    "account_id",
+    "version",
+    "command_id",
+    "command_fingerprint",
+    "occurred_at",
+    "balance_after",
+    "reference",
+    "memo",
+)
+_SMALL = 1 << 14
+"""Zigzag values and lengths below this have their varint looked up (one or two bytes)."""
+
+
 class DirectWriter:
     """Encodes events of the layout it was made for (`direct_reader.LAYOUT`)."""
 
     def __init__(self, layout: Any) -> None:
         self._payloads = _payload_plan(layout)
+        self._varints = [_varint(zigzag) for zigzag in range(_SMALL)]
+        """The varint of every zigzag value (or length * 2) below _SMALL."""
+        self._fast = {
+            event_type: (bytes((branch,)), self._payload_writer(fields))
+            for event_type, (branch, fields) in self._payloads.items()
+        }
+        self._time: tuple[datetime, bytes] | None = None
+        """The last `occurred_at` written and its varint: a batch's events share their time."""
+
+    def value(self, header: bytes, event: records.Event) -> bytes:
+        """`header` and `event`'s Avro body: what `body` writes, in fewer steps for the events
+        the command server writes (strings and lengths of common sizes, the batch's shared
+        time). Anything out of the ordinary goes through `body`, which checks every field and
+        raises NotDirectlyWritable for what fastavro must decide; a property test holds the
+        two equal (tests/unit/test_codec_direct_writer.py)."""
+        try:
+            return self._value(header, event)
+        except (UnicodeEncodeError, TypeError, AttributeError, KeyError, IndexError):
+            pass
+        out = bytearray(header)
+        self.body(event, out)
+        return bytes(out)
+
+    def _value(self, header: bytes, event: records.Event) -> bytes:
+        branch, payload = self._fast[type(event)]
+        event_id, account_id, version, command_id, fingerprint, occurred, balance, ref, memo = (
+            _ENVELOPE(event)
+        )
+        if not (
+            type(event_id) is str
+            and type(account_id) is str
+            and type(command_id) is str
+            and type(fingerprint) is str
+            and type(ref) is str
+            and type(memo) is str
+        ):
+            raise TypeError("not a string")
+        last = self._time
+        if last is not None and occurred == last[0]:
+            time = last[1]
+        else:
+            delta = occurred - _EPOCH
+            time = _long_bytes(
+                (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000,
+                self._varints,
+            )
+            self._time = occurred, time
+        varints = self._varints
+        event_id, account_id = event_id.encode(), account_id.encode()
+        command_id, fingerprint = command_id.encode(), fingerprint.encode()
+        ref, memo = ref.encode(), memo.encode()
+        return b"".join(
+            (
+                header,
+                varints[len(event_id) << 1],
+                event_id,
+                varints[len(account_id) << 1],
+                account_id,
+                _long_bytes(version, varints),
+                varints[len(command_id) << 1],
+                command_id,
+                varints[len(fingerprint) << 1],
+                fingerprint,
+                time,
+                branch,
+                payload(event),
+                b"\x00" if balance is None else b"\x02" + _long_bytes(balance, varints),
+                varints[len(ref) << 1],
+                ref,
+                varints[len(memo) << 1],
+                memo,
+            )
+        )
+
+    def _payload_writer(
+        self, fields: tuple[tuple[str, int], ...]
+    ) -> Callable[[records.Event], bytes]:
+        """The payload's bytes of one event type, field by field."""
+        varints = self._varints
+
+        def long(value: int) -> bytes:
+            return _long_bytes(value, varints)
+
+        def text(value: str) -> bytes:
+            if type(value) is not str:
+                raise TypeError("not a string")
+            raw = value.encode()
+            return varints[len(raw) << 1] + raw
+
+        def raw(value: bytes) -> bytes:
+            if type(value) is not bytes:
+                raise TypeError("not bytes")
+            return varints[len(value) << 1] + value
+
+        writers: dict[int, Callable[[Any], bytes]] = {_LONG: long, _STRING: text, _BYTES: raw}
+        if not fields:
+            return lambda _event: b""
+        if len(fields) == 1:
+            ((name, kind),) = fields
+            get_one, write_one = attrgetter(name), writers[kind]
+            return lambda event: write_one(get_one(event))
+        get = attrgetter(*(name for name, _kind in fields))
+        write = tuple(writers[kind] for _name, kind in fields)
+        return lambda event: b"".join(
+            [each(value) for each, value in zip(write, get(event), strict=True)]
+        )
 
     def body(self, event: records.Event, out: bytearray) -> None:
         """Append `event`'s Avro body to `out`; NotDirectlyWritable if fastavro must decide."""
@@ -96,6 +219,23 @@ def _long(out: bytearray, value: int) -> None:
         out.append((zigzag & 0x7F) | 0x80)
         zigzag >>= 7
     out.append(zigzag)
+
+
+def _long_bytes(value: int, varints: list[bytes]) -> bytes:
+    """The zigzag varint of a long; `varints` holds those of the zigzag values below _SMALL."""
+    if type(value) is not int or not _MIN_LONG <= value <= _MAX_LONG:
+        raise TypeError("not a 64-bit long")  # `body` says so, or fastavro does
+    zigzag = (value << 1) ^ (value >> 63)
+    return varints[zigzag] if zigzag < _SMALL else _varint(zigzag)
+
+
+def _varint(zigzag: int) -> bytes:
+    out = bytearray()
+    while zigzag > 0x7F:
+        out.append((zigzag & 0x7F) | 0x80)
+        zigzag >>= 7
+    out.append(zigzag)
+    return bytes(out)
 
 
 def _string(out: bytearray, value: str) -> None:
