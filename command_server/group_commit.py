@@ -95,7 +95,7 @@ Verdict = Ack | BaseException
 class _Submission:
     """One call's commands (one, or an ExecuteBatch's), committed in one transaction."""
 
-    commands: list[Command]
+    commands: list[PackedCommand]
     atomic: bool
     future: asyncio.Future[list[Verdict]]
 
@@ -150,7 +150,7 @@ class GroupCommitter:
         """Decide and durably append `command`; raises Rejection or one of this module's errors."""
         if self._shard.count > 1:
             self._check_owner(command)
-        (verdict,) = await self.submit_batch([command], atomic=False)
+        (verdict,) = await self.submit_packed([pack_command(command)], atomic=False)
         if isinstance(verdict, BaseException):
             raise verdict
         return verdict
@@ -159,6 +159,10 @@ class GroupCommitter:
         """Decide `commands` in order and durably append what they decided, in one transaction;
         `atomic`: all of them or none. One verdict per command; raises NotServing or Overloaded
         for the whole batch (nothing done). Commands must be owned by this shard (`misrouted`)."""
+        return await self.submit_packed([pack_command(c) for c in commands], atomic=atomic)
+
+    async def submit_packed(self, commands: list[PackedCommand], *, atomic: bool) -> list[Verdict]:
+        """`submit_batch` of commands already packed for the pipe (`protocol.pack_command`)."""
         if self._fenced is not None:
             raise NotServing(f"this shard was taken over by another instance: {self._fenced}")
         if self._lost is not None:
@@ -173,6 +177,11 @@ class GroupCommitter:
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
         return await future
+
+    @property
+    def owns_every_account(self) -> bool:
+        """Whether no command can be misrouted here (one shard): `misrouted` is always None."""
+        return self._shard.count == 1
 
     def misrouted(self, command: Command) -> Misrouted | None:
         """Why this shard cannot take `command`, if it cannot."""
@@ -275,7 +284,7 @@ class GroupCommitter:
         for submission in batch:
             if submission.atomic:
                 spans.append((len(packed), len(packed) + len(submission.commands)))
-            packed.extend(pack_command(c) for c in submission.commands)
+            packed.extend(submission.commands)
         try:
             health, why, verdicts = await self._writer.commit((packed, spans))
         except WriterLost as exc:
