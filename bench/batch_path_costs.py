@@ -115,7 +115,7 @@ def _checked_and_packed(request: pb.ExecuteBatchRequest) -> list[Any]:
         from command_server.batch_admission import admitted
     except ImportError:
         return [pack_command(c) for c in _servicer_side(request)]
-    return list(admitted(request.commands, datetime.now(UTC), timedelta(seconds=60)))
+    return admitted(request.commands, datetime.now(UTC), timedelta(seconds=60)).packed
 
 
 def _timed(costs: dict[str, list[float]], stage: str, work: Callable[[], _T]) -> _T:

@@ -13,7 +13,8 @@ unary call's by construction. tests/unit/test_batch_admission.py holds the two e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,14 +52,23 @@ def id_horizon(now: datetime, max_skew: timedelta) -> str:
     return f"{text[:8]}-{text[8:]}"
 
 
-def admitted(
-    messages: Iterable[pb.Command], now: datetime, max_skew: timedelta
-) -> list[PackedCommand | Rejection]:
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A batch's commands checked: those that passed, packed, with their positions in the
+    batch, and the refusal of each other position."""
+
+    packed: list[PackedCommand]
+    positions: Sequence[int]
+    refusals: dict[int, Rejection]
+
+
+def admitted(messages: Iterable[pb.Command], now: datetime, max_skew: timedelta) -> Admission:
     """Each message's command packed for the writer, or the Rejection its unary call would
-    raise, in order; ids are checked against `now`."""
+    raise; ids are checked against `now`."""
     horizon = id_horizon(now, max_skew)
-    results: list[PackedCommand | Rejection] = []
-    add = results.append
+    packed_commands: list[PackedCommand] = []
+    add = packed_commands.append
+    refusals: dict[int, Rejection] = {}
     for message in messages:
         kind = message.WhichOneof("command")
         packed = None if kind is None else _PACKERS[kind](getattr(message, kind), horizon)
@@ -66,10 +76,12 @@ def admitted(
             try:
                 packed = checked(message, now, max_skew)
             except Rejection as refusal:
-                add(refusal)
+                refusals[len(packed_commands) + len(refusals)] = refusal
                 continue
         add(packed)
-    return results
+    count = len(packed_commands) + len(refusals)
+    positions = [i for i in range(count) if i not in refusals] if refusals else range(count)
+    return Admission(packed_commands, positions, refusals)
 
 
 def checked(message: pb.Command, now: datetime, max_skew: timedelta) -> PackedCommand:

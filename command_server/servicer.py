@@ -26,7 +26,6 @@ from command_server.writer.protocol import (
     CommandIdReused,
     NotApplied,
     NotServing,
-    PackedCommand,
     WriterFailed,
     pack_command,
     unpack_command,
@@ -190,15 +189,14 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         # Commands are needed as objects only to route them between shards.
         sharded = forwarder is not None or not committer.owns_every_account
         verdicts: list[Outcome | None] = [None] * count
-        admitted: list[PackedCommand] = []
+        admission = batch_admission.admitted(request.commands, datetime.now(UTC), self._max_skew)
+        for index, refusal in admission.refusals.items():
+            verdicts[index] = refusal
+        admitted, positions = admission.packed, admission.positions
         commands: list[Command] = []
-        positions: list[int] = []
-        checked = batch_admission.admitted(request.commands, datetime.now(UTC), self._max_skew)
-        for index, packed in enumerate(checked):
-            if isinstance(packed, Rejection):
-                verdicts[index] = packed
-                continue
-            if sharded:
+        if sharded:
+            admitted, kept = [], []
+            for index, packed in zip(admission.positions, admission.packed, strict=True):
                 command = unpack_command(packed)
                 misrouted = committer.misrouted(command)
                 # A command another shard owns is forwarded there (below), not refused.
@@ -208,8 +206,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                     verdicts[index] = misrouted
                     continue
                 commands.append(command)
-            admitted.append(packed)
-            positions.append(index)
+                admitted.append(packed)
+                kept.append(index)
+            positions = kept
         if request.atomic and len(admitted) < count:
             failed = next(i for i, verdict in enumerate(verdicts) if verdict is not None)
             not_applied = NotApplied(

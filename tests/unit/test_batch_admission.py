@@ -4,7 +4,6 @@ the general path refuses; every refusal keeps the unary call's message."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from command_server import batch_admission
-from command_server.batch_admission import admitted, checked, id_horizon, packed_if_valid
+from command_server.batch_admission import Admission, admitted, checked, id_horizon, packed_if_valid
 from ledger.command_ids import new_command_id
 from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.v1 import commands_pb2 as pb
@@ -117,8 +116,14 @@ def _general(message: pb.Command) -> object:
         return (refusal.kind, refusal.message)
 
 
-def _answers(results: Sequence[object]) -> list[object]:
-    return [(r.kind, r.message) if isinstance(r, Rejection) else r for r in results]
+def _answers(admission: Admission) -> list[object]:
+    """One answer per command, in order: its packed form or its refusal's kind and message."""
+    answers: list[object] = [None] * (len(admission.packed) + len(admission.refusals))
+    for position, packed in zip(admission.positions, admission.packed, strict=True):
+        answers[position] = packed
+    for position, refusal in admission.refusals.items():
+        answers[position] = (refusal.kind, refusal.message)
+    return answers
 
 
 @settings(max_examples=3000)
@@ -129,6 +134,12 @@ def test_the_fast_path_packs_what_the_general_path_would_and_only_that(message: 
     if fast is not None:
         assert fast == general
     assert _answers(admitted([message], NOW, SKEW)) == [general]
+
+
+@settings(max_examples=200)
+@given(st.lists(_messages(), max_size=8))
+def test_a_batch_is_answered_in_order_command_by_command(messages: list[pb.Command]) -> None:
+    assert _answers(admitted(messages, NOW, SKEW)) == [_general(m) for m in messages]
 
 
 def test_commands_that_pass_take_the_fast_path() -> None:
@@ -162,8 +173,7 @@ def test_commands_that_pass_take_the_fast_path() -> None:
 def test_an_id_made_after_the_year_9999_is_refused_as_from_the_future() -> None:
     far = "ffffffff-ffff-7fff-bfff-ffffffffffff"
     message = pb.Command(deposit=pb.DepositRequest(command_id=far, account_id="a", amount="1"))
-    (refusal,) = admitted([message], NOW, SKEW)
-    assert isinstance(refusal, Rejection)
+    (refusal,) = admitted([message], NOW, SKEW).refusals.values()
     assert refusal.kind is RejectionKind.INVALID
     assert "after the year 9999" in refusal.message
     assert batch_admission.packed_if_valid(message, id_horizon(NOW, SKEW)) is None
