@@ -103,6 +103,13 @@ def packed_if_valid(message: pb.Command, horizon: str) -> PackedCommand | None:
     return _PACKERS[kind](getattr(message, kind), horizon)
 
 
+def packed_request(kind: str, request: Any, horizon: str) -> PackedCommand | None:
+    """A unary call's request (`kind` names its field of the `Command` oneof) packed as
+    `packed_if_valid` packs it in a batch; None when it might not pass (the general path
+    decides then)."""
+    return _PACKERS[kind](request, horizon)
+
+
 # Each check below holds only where the unary call's check passes; a canonical UUIDv7 (36
 # characters, printable) also passes require_fields' checks of an id.
 _id = _CANONICAL_V7.fullmatch

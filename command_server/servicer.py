@@ -26,6 +26,7 @@ from command_server.writer.protocol import (
     CommandIdReused,
     NotApplied,
     NotServing,
+    PackedCommand,
     WriterFailed,
     pack_command,
     unpack_command,
@@ -124,17 +125,32 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
     ) -> pb.OpenAccountResponse:
+        packed = self._packed_here("open_account", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.OpenAccountResponse)
         command = requests.open_account(request)
         return await self._submit(command, request, context, pb.OpenAccountResponse)
 
     async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
+        packed = self._packed_here("deposit", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.DepositResponse)
         return await self._submit(requests.deposit(request), request, context, pb.DepositResponse)
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
+        packed = self._packed_here("withdraw", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.WithdrawResponse)
         command = requests.withdraw(request)
         return await self._submit(command, request, context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
+        packed = self._packed_here("transfer", request)
+        if packed is not None:
+            # One shard owns both accounts: never a saga, completed once committed.
+            fast = await self._submit_packed(packed, context, pb.TransferResponse)
+            fast.status = pb.TRANSFER_STATUS_COMPLETED
+            return fast
         command = requests.transfer(request)
         reply = await self._submit(command, request, context, pb.TransferResponse)
         committer = self.committer
@@ -166,6 +182,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context
     ) -> pb.CloseAccountResponse:
+        packed = self._packed_here("close_account", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.CloseAccountResponse)
         command = requests.close_account(request)
         return await self._submit(command, request, context, pb.CloseAccountResponse)
 
@@ -278,6 +297,30 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         except Exception as error:
             await self._refuse(context, error)
         return reply(version=ack.version, consistency_token=ack.token)
+
+    def _packed_here(self, kind: str, request: object) -> PackedCommand | None:
+        """A unary request packed straight from its fields (`batch_admission`) when this one
+        shard commits it and it passes every check; None: `_submit` checks and routes it."""
+        committer = self.committer
+        if committer is None or self.forwarder is not None or not committer.owns_every_account:
+            return None
+        horizon = batch_admission.id_horizon(datetime.now(UTC), self._max_skew)
+        return batch_admission.packed_request(kind, request, horizon)
+
+    async def _submit_packed(
+        self, packed: PackedCommand, context: _Context, reply: type[_Reply]
+    ) -> _Reply:
+        """`_submit` of a command `_packed_here` packed: committed here, nothing to route."""
+        committer = self.committer
+        try:
+            if committer is None:
+                raise NotServing(_REBUILDING)
+            (verdict,) = await committer.submit_packed([packed], atomic=False)
+            if isinstance(verdict, BaseException):
+                raise verdict
+        except Exception as error:
+            await self._refuse(context, error)
+        return reply(version=verdict.version, consistency_token=verdict.token)
 
     async def _refuse(self, context: _Context, error: Exception) -> NoReturn:
         if isinstance(error, Overloaded | ForwardsFull):
