@@ -148,15 +148,12 @@ def _movement(tag: int) -> Callable[[Any, str], PackedCommand | None]:
     def packed(request: pb.DepositRequest | pb.WithdrawRequest, horizon: str) -> Any:
         command_id, account_id, amount = request.command_id, request.account_id, request.amount
         reference, memo = request.reference, request.memo
-        version = request.expected_version if request.HasField("expected_version") else None
+        version = _expected_version(request)
         if (
             command_id < horizon
             and _id(command_id)
             and _account(account_id)
-            and _positive_decimal(amount)
-            and (version is None or version >= 1)
-            and (not reference or _text(reference, MAX_REFERENCE_LENGTH))
-            and (not memo or _text(memo, MAX_MEMO_LENGTH))
+            and _movement_fields(amount, version, reference, memo)
         ):
             return tag, (command_id, account_id, amount, version, reference, memo)
         return None
@@ -168,17 +165,14 @@ def _transfer(request: pb.TransferRequest, horizon: str) -> PackedCommand | None
     command_id, amount = request.command_id, request.amount
     source, destination = request.from_account_id, request.to_account_id
     reference, memo = request.reference, request.memo
-    version = request.expected_version if request.HasField("expected_version") else None
+    version = _expected_version(request)
     if (
         command_id < horizon
         and _id(command_id)
         and _account(source)
         and _account(destination)
         and source != destination
-        and _positive_decimal(amount)
-        and (version is None or version >= 1)
-        and (not reference or _text(reference, MAX_REFERENCE_LENGTH))
-        and (not memo or _text(memo, MAX_MEMO_LENGTH))
+        and _movement_fields(amount, version, reference, memo)
     ):
         return _TRANSFER, (command_id, source, destination, amount, version, reference, memo)
     return None
@@ -186,7 +180,7 @@ def _transfer(request: pb.TransferRequest, horizon: str) -> PackedCommand | None
 
 def _close_account(request: pb.CloseAccountRequest, horizon: str) -> PackedCommand | None:
     command_id, account_id = request.command_id, request.account_id
-    version = request.expected_version if request.HasField("expected_version") else None
+    version = _expected_version(request)
     if (
         command_id < horizon
         and _id(command_id)
@@ -195,6 +189,21 @@ def _close_account(request: pb.CloseAccountRequest, horizon: str) -> PackedComma
     ):
         return _CLOSE, (command_id, account_id, version)
     return None
+
+
+def _expected_version(request: Any) -> int | None:
+    version: int | None = request.expected_version if request.HasField("expected_version") else None
+    return version
+
+
+def _movement_fields(amount: str, version: int | None, reference: str, memo: str) -> bool:
+    """A movement's amount, expected version, reference and memo pass their checks."""
+    return (
+        _positive_decimal(amount)
+        and (version is None or version >= 1)
+        and (not reference or _text(reference, MAX_REFERENCE_LENGTH))
+        and (not memo or _text(memo, MAX_MEMO_LENGTH))
+    )
 
 
 def _text(text: str, limit: int) -> bool:
