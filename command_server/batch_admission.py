@@ -13,6 +13,7 @@ unary call's by construction. tests/unit/test_batch_admission.py holds the two e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from ledger.domain.validation import (
 from ledger.v1 import commands_pb2 as pb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _MAX_AMOUNT_TEXT = 40
 """`money._split_positive_decimal`'s bound: a longer amount is left to the general path."""
 
@@ -47,8 +49,17 @@ def id_horizon(now: datetime, max_skew: timedelta) -> str:
     The 48-bit time leads a canonical UUIDv7 in fixed-width lowercase hex, so ids sort as their
     times do. The margin of 2 ms covers `millis_time`'s rounding through a float (under 0.1 ms
     for any 48-bit time) and the truncation to whole milliseconds here."""
-    millis = (now + max_skew - _EPOCH) // timedelta(milliseconds=1) - 2
-    text = f"{max(millis, 0):012x}"
+    return _horizon((now - _EPOCH) // _MICROSECOND + max_skew // _MICROSECOND)
+
+
+def id_horizon_now(max_skew_us: int) -> str:
+    """`id_horizon(datetime.now(UTC), max_skew)` for a unary call, from the same clock's integer
+    time: `datetime` arithmetic would cost it a few µs per call."""
+    return _horizon(time.time_ns() // 1000 + max_skew_us)
+
+
+def _horizon(micros: int) -> str:
+    text = f"{max(micros // 1000 - 2, 0):012x}"
     return f"{text[:8]}-{text[8:]}"
 
 

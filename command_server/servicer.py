@@ -120,6 +120,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         # there; None: one shard, or commands of other shards are refused (Misrouted).
         self.forwarder: Forwarder | None = None
         self._max_skew = command_id_max_skew
+        self._max_skew_us = command_id_max_skew // timedelta(microseconds=1)
         self._transfer_wait = transfer_wait_seconds
 
     async def OpenAccount(
@@ -304,7 +305,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         committer = self.committer
         if committer is None or self.forwarder is not None or not committer.owns_every_account:
             return None
-        horizon = batch_admission.id_horizon(datetime.now(UTC), self._max_skew)
+        horizon = batch_admission.id_horizon_now(self._max_skew_us)
         return batch_admission.packed_request(kind, request, horizon)
 
     async def _submit_packed(

@@ -177,3 +177,13 @@ def test_an_id_made_after_the_year_9999_is_refused_as_from_the_future() -> None:
     assert refusal.kind is RejectionKind.INVALID
     assert "after the year 9999" in refusal.message
     assert batch_admission.packed_if_valid(message, id_horizon(NOW, SKEW)) is None
+
+
+def test_a_unary_calls_horizon_is_the_batchs_at_the_same_moment() -> None:
+    before = id_horizon(datetime.now(UTC), SKEW)
+    now = batch_admission.id_horizon_now(SKEW // timedelta(microseconds=1))
+    after = id_horizon(datetime.now(UTC), SKEW)
+    assert before <= now <= after
+    assert (
+        id_horizon(NOW, SKEW) == f"{HORIZON_MS - 2:012x}"[:8] + "-" + f"{HORIZON_MS - 2:012x}"[8:]
+    )
