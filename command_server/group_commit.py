@@ -95,7 +95,7 @@ Verdict = Ack | BaseException
 class _Submission:
     """One call's commands (one, or an ExecuteBatch's), committed in one transaction."""
 
-    commands: list[Command]
+    commands: list[PackedCommand]
     atomic: bool
     future: asyncio.Future[list[Verdict]]
 
@@ -145,12 +145,15 @@ class GroupCommitter:
         self._waits = TransferWaits(transfer_waiters_max)
         self._asked = 0.0
         """When the writer was last asked how waited-for transfers stand (loop time)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop `run` runs on: asking asyncio for it costs a getpid() system call per call
+        on Python 3.11, once per command on the unary path."""
 
     async def submit(self, command: Command) -> Ack:
         """Decide and durably append `command`; raises Rejection or one of this module's errors."""
         if self._shard.count > 1:
             self._check_owner(command)
-        (verdict,) = await self.submit_batch([command], atomic=False)
+        (verdict,) = await self.submit_packed([pack_command(command)], atomic=False)
         if isinstance(verdict, BaseException):
             raise verdict
         return verdict
@@ -159,6 +162,10 @@ class GroupCommitter:
         """Decide `commands` in order and durably append what they decided, in one transaction;
         `atomic`: all of them or none. One verdict per command; raises NotServing or Overloaded
         for the whole batch (nothing done). Commands must be owned by this shard (`misrouted`)."""
+        return await self.submit_packed([pack_command(c) for c in commands], atomic=atomic)
+
+    async def submit_packed(self, commands: list[PackedCommand], *, atomic: bool) -> list[Verdict]:
+        """`submit_batch` of commands already packed for the pipe (`protocol.pack_command`)."""
         if self._fenced is not None:
             raise NotServing(f"this shard was taken over by another instance: {self._fenced}")
         if self._lost is not None:
@@ -169,10 +176,16 @@ class GroupCommitter:
             raise NotServing("the command server is shutting down; retry on its successor")
         if self._queued and self._queued + len(commands) > self._max_queued:
             raise Overloaded(self._queued, self._max_queued, self._retry_after_ms, len(commands))
-        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
         return await future
+
+    @property
+    def owns_every_account(self) -> bool:
+        """Whether no command can be misrouted here (one shard): `misrouted` is always None."""
+        return self._shard.count == 1
 
     def misrouted(self, command: Command) -> Misrouted | None:
         """Why this shard cannot take `command`, if it cannot."""
@@ -208,7 +221,7 @@ class GroupCommitter:
 
     async def run(self) -> None:
         """Form and commit batches until `close()`; everything queued before it is still served."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while True:
             try:
                 idle = ASK_EVERY if self._waits else self._probe_every
@@ -275,7 +288,7 @@ class GroupCommitter:
         for submission in batch:
             if submission.atomic:
                 spans.append((len(packed), len(packed) + len(submission.commands)))
-            packed.extend(pack_command(c) for c in submission.commands)
+            packed.extend(submission.commands)
         try:
             health, why, verdicts = await self._writer.commit((packed, spans))
         except WriterLost as exc:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeVar
 
 import grpc
 
-from command_server import requests
+from command_server import batch_admission, requests
 from command_server.event_store import AppendFailed
 from command_server.forwarding import (
     Forwarder,
@@ -26,12 +26,15 @@ from command_server.writer.protocol import (
     CommandIdReused,
     NotApplied,
     NotServing,
+    PackedCommand,
     WriterFailed,
+    pack_command,
+    unpack_command,
 )
 from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.commands import Command, EraseOwner
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.validation import require_command_id, require_fields
+from ledger.domain.validation import require_fields
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
@@ -117,22 +120,38 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         # there; None: one shard, or commands of other shards are refused (Misrouted).
         self.forwarder: Forwarder | None = None
         self._max_skew = command_id_max_skew
+        self._max_skew_us = command_id_max_skew // timedelta(microseconds=1)
         self._transfer_wait = transfer_wait_seconds
 
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: _Context
     ) -> pb.OpenAccountResponse:
+        packed = self._packed_here("open_account", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.OpenAccountResponse)
         command = requests.open_account(request)
         return await self._submit(command, request, context, pb.OpenAccountResponse)
 
     async def Deposit(self, request: pb.DepositRequest, context: _Context) -> pb.DepositResponse:
+        packed = self._packed_here("deposit", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.DepositResponse)
         return await self._submit(requests.deposit(request), request, context, pb.DepositResponse)
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: _Context) -> pb.WithdrawResponse:
+        packed = self._packed_here("withdraw", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.WithdrawResponse)
         command = requests.withdraw(request)
         return await self._submit(command, request, context, pb.WithdrawResponse)
 
     async def Transfer(self, request: pb.TransferRequest, context: _Context) -> pb.TransferResponse:
+        packed = self._packed_here("transfer", request)
+        if packed is not None:
+            # One shard owns both accounts: never a saga, completed once committed.
+            fast = await self._submit_packed(packed, context, pb.TransferResponse)
+            fast.status = pb.TRANSFER_STATUS_COMPLETED
+            return fast
         command = requests.transfer(request)
         reply = await self._submit(command, request, context, pb.TransferResponse)
         committer = self.committer
@@ -164,6 +183,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
     async def CloseAccount(
         self, request: pb.CloseAccountRequest, context: _Context
     ) -> pb.CloseAccountResponse:
+        packed = self._packed_here("close_account", request)
+        if packed is not None:
+            return await self._submit_packed(packed, context, pb.CloseAccountResponse)
         command = requests.close_account(request)
         return await self._submit(command, request, context, pb.CloseAccountResponse)
 
@@ -184,25 +206,29 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         if committer is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, _REBUILDING)
         forwarder = self.forwarder
+        # Commands are needed as objects only to route them between shards.
+        sharded = forwarder is not None or not committer.owns_every_account
         verdicts: list[Outcome | None] = [None] * count
-        admitted: list[Command] = []
-        positions: list[int] = []
-        now = datetime.now(UTC)
-        for index, message in enumerate(request.commands):
-            try:
-                command = requests.command_of(message)
-                require_command_id(command.command_id, now, self._max_skew)
-                require_fields(command)
-            except Rejection as refusal:
-                verdicts[index] = refusal
-                continue
-            misrouted = committer.misrouted(command)
-            # A command another shard owns is forwarded there (below), not refused.
-            if misrouted is not None and (forwarder is None or forwarder.router.is_local(command)):
-                verdicts[index] = misrouted
-                continue
-            admitted.append(command)
-            positions.append(index)
+        admission = batch_admission.admitted(request.commands, datetime.now(UTC), self._max_skew)
+        for index, refusal in admission.refusals.items():
+            verdicts[index] = refusal
+        admitted, positions = admission.packed, admission.positions
+        commands: list[Command] = []
+        if sharded:
+            admitted, kept = [], []
+            for index, packed in zip(admission.positions, admission.packed, strict=True):
+                command = unpack_command(packed)
+                misrouted = committer.misrouted(command)
+                # A command another shard owns is forwarded there (below), not refused.
+                if misrouted is not None and (
+                    forwarder is None or forwarder.router.is_local(command)
+                ):
+                    verdicts[index] = misrouted
+                    continue
+                commands.append(command)
+                admitted.append(packed)
+                kept.append(index)
+            positions = kept
         if request.atomic and len(admitted) < count:
             failed = next(i for i, verdict in enumerate(verdicts) if verdict is not None)
             not_applied = NotApplied(
@@ -212,7 +238,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             verdicts = [not_applied if v is None else v for v in verdicts]
         elif admitted:
             if forwarder is not None:
-                by_position = dict(zip(positions, admitted, strict=True))
+                by_position = dict(zip(positions, commands, strict=True))
                 try:
                     plan = await forwarder.plan_batch(by_position, request.atomic, context)
                     misrouted_here = any(isinstance(v, Misrouted) for v in verdicts)
@@ -226,17 +252,19 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
                 if plan.foreign:
 
                     async def decide_here(here: list[int]) -> list[Verdict]:
-                        local = [by_position[p] for p in here]
-                        return await committer.submit_batch(local, atomic=False)
+                        local = [pack_command(by_position[p]) for p in here]
+                        return await committer.submit_packed(local, atomic=False)
 
                     split = await forwarder.split_batch(plan, request, decide_here, context)
                     for index, outcome in split.items():
                         verdicts[index] = outcome
                     return _batch_response(verdicts)
             try:
-                decided = await committer.submit_batch(admitted, atomic=request.atomic)
+                decided = await committer.submit_packed(admitted, atomic=request.atomic)
             except Exception as error:
                 await self._refuse(context, error)
+            if len(decided) == count:
+                return _batch_response(decided)
             for index, verdict in zip(positions, decided, strict=True):
                 verdicts[index] = verdict
         return _batch_response(verdicts)
@@ -257,7 +285,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         (which checks them again: `decide` runs the same `require_fields`)."""
         try:
             # Here, not in the writer: the clock an id is checked against is this process's.
-            require_command_id(command.command_id, datetime.now(UTC), self._max_skew)
+            requests.check_command_id(command.command_id, datetime.now(UTC), self._max_skew)
             require_fields(command)
             if self.committer is None:
                 raise NotServing(_REBUILDING)
@@ -271,6 +299,30 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
             await self._refuse(context, error)
         return reply(version=ack.version, consistency_token=ack.token)
 
+    def _packed_here(self, kind: str, request: object) -> PackedCommand | None:
+        """A unary request packed straight from its fields (`batch_admission`) when this one
+        shard commits it and it passes every check; None: `_submit` checks and routes it."""
+        committer = self.committer
+        if committer is None or self.forwarder is not None or not committer.owns_every_account:
+            return None
+        horizon = batch_admission.id_horizon_now(self._max_skew_us)
+        return batch_admission.packed_request(kind, request, horizon)
+
+    async def _submit_packed(
+        self, packed: PackedCommand, context: _Context, reply: type[_Reply]
+    ) -> _Reply:
+        """`_submit` of a command `_packed_here` packed: committed here, nothing to route."""
+        committer = self.committer
+        try:
+            if committer is None:
+                raise NotServing(_REBUILDING)
+            (verdict,) = await committer.submit_packed([packed], atomic=False)
+            if isinstance(verdict, BaseException):
+                raise verdict
+        except Exception as error:
+            await self._refuse(context, error)
+        return reply(version=verdict.version, consistency_token=verdict.token)
+
     async def _refuse(self, context: _Context, error: Exception) -> NoReturn:
         if isinstance(error, Overloaded | ForwardsFull):
             # gRPC's standard hint, which clients' retry policies honour, beside the message's.
@@ -283,29 +335,32 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
 _REBUILDING = "the command server is still rebuilding its state from the event store; retry"
 
 
-def _batch_response(verdicts: list[Outcome | None]) -> pb.ExecuteBatchResponse:
+def _batch_response(verdicts: Sequence[Outcome | None]) -> pb.ExecuteBatchResponse:
     """One result per verdict (those of other shards as they answered), and the token covering
     every successful command (other shards' tokens merged in)."""
     response = pb.ExecuteBatchResponse()
     add = response.results.add
     # The union of the tokens, from their positions: the latest offset per partition.
     union: dict[int, int] = {}
+    latest = union.get
     acknowledged = False
     for verdict in verdicts:
-        if isinstance(verdict, pb.CommandResult):
+        if isinstance(verdict, Ack):  # the many: one message each, the positions merged inline
+            add(version=verdict.version, consistency_token=verdict.token)
+            acknowledged = True
+            positions = (
+                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items()
+            )
+            for partition, offset in positions:
+                if offset > latest(partition, -1):
+                    union[partition] = offset
+        elif isinstance(verdict, pb.CommandResult):
             # Another shard's answer: its token decoded to merge its positions.
             add().CopyFrom(verdict)
             if verdict.code == 0 and verdict.consistency_token:
                 acknowledged = True
                 token = ConsistencyToken.decode(verdict.consistency_token)
                 _merge_positions(union, token.positions.items())
-        elif isinstance(verdict, Ack):
-            add(version=verdict.version, consistency_token=verdict.token)
-            acknowledged = True
-            _merge_positions(
-                union,
-                verdict.positions or ConsistencyToken.decode(verdict.token).positions.items(),
-            )
         else:
             code, message = _status_of(verdict or WriterFailed("no verdict for the command"))
             add(code=code.value[0], message=message)

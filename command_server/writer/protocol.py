@@ -85,6 +85,11 @@ Batch: TypeAlias = tuple[list[PackedCommand], list[AtomicSpan]]
 spans (disjoint, in order; a command outside every span succeeds or fails alone)."""
 
 
+def command_tag(kind: type[Command]) -> int:
+    """The tag a packed command of type `kind` carries (for packing without the dataclass)."""
+    return _TAGS[kind]
+
+
 def pack_command(command: Command) -> PackedCommand:
     kind = type(command)
     return _TAGS[kind], _VALUES[kind](command)

@@ -3,12 +3,22 @@ every failure of the round trip with its documented status (INTERNAL only for a 
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
 from command_server.event_store import AppendFailed
+from command_server.group_commit import Verdict
 from command_server.servicer import CommandServicer
-from command_server.writer.protocol import Ack, NotServing, WriterFailed
+from command_server.writer.protocol import (
+    Ack,
+    NotServing,
+    PackedCommand,
+    WriterFailed,
+    pack_command,
+    unpack_command,
+)
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command
 from ledger.v1 import commands_pb2 as pb
@@ -17,22 +27,40 @@ from tests.unit.test_request_decoding import _started
 
 
 class _Committer:
-    """Stands in for the group committer: records what it is given, answers with `outcome`."""
+    """Stands in for the group committer of one shard (or of several, `owns_every_account`
+    False): records what it is given, answers with `outcome`."""
 
-    def __init__(self, outcome: Ack | Exception) -> None:
+    def __init__(self, outcome: Ack | Exception, owns_every_account: bool = True) -> None:
         self.outcome = outcome
+        self.owns_every_account = owns_every_account
         self.submitted: list[Command] = []
 
+    def misrouted(self, command: Command) -> None:
+        return None
+
+    def crosses_shards(self, command: Command) -> bool:
+        return False
+
     async def submit(self, command: Command) -> Ack:
-        self.submitted.append(command)
+        (verdict,) = await self.submit_packed([pack_command(command)], atomic=False)
+        if isinstance(verdict, BaseException):
+            raise verdict
+        return verdict
+
+    async def submit_packed(self, packed: list[PackedCommand], *, atomic: bool) -> list[Verdict]:
+        self.submitted += [unpack_command(p) for p in packed]
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return self.outcome
+        return [self.outcome] * len(packed)
 
 
 async def _deposit(
     committer: _Committer, request: pb.DepositRequest
 ) -> grpc.aio.AioRpcError | None:
+    return await _call(committer, "Deposit", request)
+
+
+async def _call(committer: _Committer, method: str, request: Any) -> grpc.aio.AioRpcError | None:
     servicer = CommandServicer()
     servicer.committer = committer  # type: ignore[assignment]
     server = await _started(
@@ -41,7 +69,7 @@ async def _deposit(
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             try:
-                await pb_grpc.CommandServiceStub(channel).Deposit(request, timeout=5)
+                await getattr(pb_grpc.CommandServiceStub(channel), method)(request, timeout=5)
             except grpc.aio.AioRpcError as error:
                 return error
             return None
@@ -81,3 +109,31 @@ async def test_each_failure_of_the_round_trip_has_its_status(
     assert refused.code() == code
     assert told in (refused.details() or "")
     assert "surprise" not in (refused.details() or "")
+
+
+_REQUESTS = [
+    ("OpenAccount", lambda i: pb.OpenAccountRequest(command_id=i, account_id="a", currency="USD")),
+    ("Deposit", lambda i: pb.DepositRequest(command_id=i, account_id="a", amount="2.50", memo="m")),
+    ("Withdraw", lambda i: pb.WithdrawRequest(command_id=i, account_id="a", amount="1")),
+    (
+        "Transfer",
+        lambda i: pb.TransferRequest(
+            command_id=i, from_account_id="a", to_account_id="b", amount="3", expected_version=4
+        ),
+    ),
+    ("CloseAccount", lambda i: pb.CloseAccountRequest(command_id=i, account_id="a")),
+]
+
+
+@pytest.mark.parametrize(("method", "request_of"), _REQUESTS)
+async def test_one_shard_commits_what_the_general_path_would_have(
+    method: str, request_of: Any
+) -> None:
+    """The one-shard path packs a unary request straight from its fields; the general path
+    (several shards) builds the domain command first: the writer gets the same command."""
+    request = request_of(new_command_id())
+    straight, general = _Committer(Ack(2, "v1.MDox")), _Committer(Ack(2, "v1.MDox"), False)
+    assert await _call(straight, method, request) is None
+    assert await _call(general, method, request) is None
+    assert straight.submitted == general.submitted
+    assert len(straight.submitted) == 1

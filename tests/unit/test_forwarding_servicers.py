@@ -14,7 +14,7 @@ from command_server.peers import Peers
 from command_server.routing import Router
 from command_server.servicer import CommandServicer
 from command_server.shards import Shard
-from command_server.writer.protocol import Ack
+from command_server.writer.protocol import Ack, PackedCommand, unpack_command
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command, Transfer, accounts_of
 from ledger.grpc_server import LedgerServer
@@ -38,7 +38,8 @@ class _Committer:
         owners = {self.shard.owner_of(self.shard.partition_of(a)) for a in accounts_of(command)}
         return None if owners == {self.shard.index} else Misrouted(f"spans shards {owners}")
 
-    async def submit_batch(self, commands: list[Command], *, atomic: bool) -> list[Verdict]:
+    async def submit_packed(self, packed: list[PackedCommand], *, atomic: bool) -> list[Verdict]:
+        commands = [unpack_command(p) for p in packed]
         self.decided += commands
         return [Ack(self.shard.index + 1, f"v1.{'MDox' if self.shard.index else 'MTox'}")] * len(
             commands
