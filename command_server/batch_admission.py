@@ -32,6 +32,7 @@ from ledger.domain.validation import (
     MAX_MEMO_LENGTH,
     MAX_OWNER_LENGTH,
     MAX_REFERENCE_LENGTH,
+    require_command_id,
     require_fields,
 )
 from ledger.v1 import commands_pb2 as pb
@@ -99,7 +100,7 @@ def checked(message: pb.Command, now: datetime, max_skew: timedelta) -> PackedCo
     """The general path: `message`'s command packed for the writer once it passed the unary
     call's checks, which raise their Rejection otherwise."""
     command = requests.command_of(message)
-    requests.check_command_id(command.command_id, now, max_skew)
+    require_command_id(command.command_id, now, max_skew)
     require_fields(command)
     return pack_command(command)
 

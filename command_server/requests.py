@@ -4,12 +4,10 @@ type, shared by the unary calls and ExecuteBatch."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ledger.domain.commands import CloseAccount, Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.validation import require_command_id
 from ledger.v1 import commands_pb2 as pb
 
 
@@ -90,18 +88,3 @@ def _expected_version(
     request: pb.DepositRequest | pb.WithdrawRequest | pb.TransferRequest | pb.CloseAccountRequest,
 ) -> int | None:
     return request.expected_version if request.HasField("expected_version") else None
-
-
-def check_command_id(command_id: str, now: datetime, max_skew: timedelta) -> None:
-    """`require_command_id`, with an id whose time is past the year 9999 (which no datetime
-    holds, so that the check itself failed: INTERNAL, or UNKNOWN in a batch) refused as made in
-    the future, as any id more than `max_skew` ahead is."""
-    try:
-        require_command_id(command_id, now, max_skew)
-    except (ValueError, OverflowError):
-        raise Rejection(
-            RejectionKind.INVALID,
-            f"command_id {command_id!r} was made after the year 9999, more than "
-            f"{max_skew.total_seconds():g} s after the server's clock ({now.isoformat()}): "
-            "check the client's clock",
-        ) from None

@@ -34,7 +34,7 @@ from command_server.writer.protocol import (
 from ledger.consistency import ConsistencyToken, encode_positions
 from ledger.domain.commands import Command, EraseOwner
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.validation import require_fields
+from ledger.domain.validation import require_command_id, require_fields
 from ledger.v1 import commands_pb2 as pb
 from ledger.v1 import commands_pb2_grpc as pb_grpc
 
@@ -285,7 +285,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         (which checks them again: `decide` runs the same `require_fields`)."""
         try:
             # Here, not in the writer: the clock an id is checked against is this process's.
-            requests.check_command_id(command.command_id, datetime.now(UTC), self._max_skew)
+            require_command_id(command.command_id, datetime.now(UTC), self._max_skew)
             require_fields(command)
             if self.committer is None:
                 raise NotServing(_REBUILDING)

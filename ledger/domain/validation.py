@@ -93,7 +93,9 @@ def _latest_millis(now: datetime, max_skew: timedelta) -> int:
 def _made_at(millis: int) -> str:
     # 48 bits of milliseconds reach the year 10889; a datetime stops at 9999 (such an id was
     # answered INTERNAL, its refusal failing to say when it was made).
-    return f"at {millis_time(millis).isoformat()}" if millis <= _LAST_MILLIS else "after 9999"
+    return (
+        f"at {millis_time(millis).isoformat()}" if millis <= _LAST_MILLIS else "after the year 9999"
+    )
 
 
 def require_account_id(account_id: str, field: str) -> None:

@@ -130,7 +130,7 @@ def test_the_literal_fingerprint_is_the_canonical_one_for_a_canonical_amount() -
 
 def test_an_id_from_after_the_year_9999_is_refused_like_any_from_the_future() -> None:
     message = refusal("ffffffff-ffff-7fff-bfff-ffffffffffff")
-    assert "was made after 9999, more than 60 s after the server's clock" in message
+    assert "was made after the year 9999, more than 60 s after the server's clock" in message
 
 
 @given(
