@@ -36,6 +36,7 @@ from command_server.snapshot_format import (
     outcomes_key,
     partition_of_key,
 )
+from command_server.snapshot_writer import GrowingChunks
 from command_server.topic import partitions_changed
 from command_server.write_model import WriteModel
 from ledger.domain.account import Account
@@ -97,6 +98,8 @@ class Snapshots:
         self._target = target
         self._written: dict[int, _Written] = {}
         self._since = 0
+        self._growing = GrowingChunks()
+        """Touched only by `publish` (at most one runs at a time: background_snapshots.py)."""
 
     def restore(
         self, model: WriteModel, partitions: Sequence[int], latest: Mapping[str, bytes]
@@ -216,7 +219,10 @@ class Snapshots:
 
     def publish(self, capture: Capture) -> None:
         """Encode and write `capture` in one transaction (reads nothing but the capture)."""
-        records = [(key, None if body is None else encode(body)) for key, body in capture.records]
+        growing = self._growing
+        records = [
+            (key, None if body is None else encode(body, growing)) for key, body in capture.records
+        ]
         self._store.publish(self._target.topic, records)
 
     def recorded(self, capture: Capture) -> None:
