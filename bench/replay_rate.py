@@ -57,12 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             fill(bench, topic, in_log // EVENTS_PER_ACCOUNT, tail)
             in_log += tail
             serving, events, restoring, replaying = _start(bench, topic)
-            print(
-                f"snapshot of {in_log - tail:,} events + a tail of {events:,}: SERVING in"
-                f" {serving:.2f}s, restoring {restoring:.2f}s, replaying {replaying:.2f}s:"
-                f" {events / max(replaying, 1e-9):,.0f} events/s",
-                flush=True,
-            )
+            rate = events / max(replaying, 1e-9)
+            snapshot = f"snapshot of {in_log - tail:,} events + a tail of {events:,}"
+            times = f"restoring {restoring:.2f}s, replaying {replaying:.2f}s"
+            print(f"{snapshot}: SERVING in {serving:.2f}s, {times}: {rate:,.0f} events/s")
     return 0
 
 

@@ -30,19 +30,19 @@ from tests.unit.test_write_model_snapshots import (
 def chunk_entry_by_entry(model: WriteModel, partition: int, first: int, end: int) -> OutcomeColumns:
     """What WriteModel.chunk answered before it took the answers column-wise."""
     log = model.logs[partition]
-    versions, tokens = array("q"), []
-    index = model._index
-    for at in log.span(first, end):
-        entry = index.get(log.command_id(at))
-        if isinstance(entry, Outcome):
-            version, token = entry.version, entry.token
-        elif entry is not None:
-            version, token = model.logs[entry[0]].answer(entry[1])
-        else:
-            version, token = 0, ""
-        versions.append(version)
-        tokens.append(token)
-    return log.columns(log.span(first, end), versions, tokens)
+    answers = [answer(model, model._index.get(log.command_id(at))) for at in log.span(first, end)]
+    versions = array("q", (version for version, _ in answers))
+    return log.columns(log.span(first, end), versions, [token for _, token in answers])
+
+
+def answer(model: WriteModel, entry: Outcome | tuple[int, int] | None) -> tuple[int, str]:
+    if entry is None:
+        # A transfer whose other event was forgotten in its partition.
+        return 0, ""
+    if isinstance(entry, Outcome):
+        return entry.version, entry.token
+    # Restored and never asked for.
+    return model.logs[entry[0]].answer(entry[1])
 
 
 def assert_chunks_as_entry_by_entry(model: WriteModel, rng: random.Random) -> None:
