@@ -29,7 +29,7 @@ import hashlib
 import io
 import sys
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from command_server import snapshot_writer
 from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
-from command_server.snapshot_writer import GrowingChunks, little_endian
+from command_server.snapshot_writer import GrowingChunks, KnownAccounts, little_endian
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.saga import InFlight
 from ledger.events.direct_writer import NotDirectlyWritable
@@ -183,11 +183,11 @@ def partition_of_key(key: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def encode(body: Body, growing: GrowingChunks | None = None) -> bytes:
-    """The record's value; `growing`, if given, keeps encoded outcome columns for the next
-    snapshot (the same bytes either way)."""
+def encode(body: Body, memory: Memory | None = None) -> bytes:
+    """The record's value; `memory`, if given, keeps what the next snapshots encode again (the
+    same bytes either way)."""
     try:
-        data = _directly(body, growing)
+        data = _directly(body, memory or _NO_MEMORY)
     except NotDirectlyWritable:
         data = None
     if data is None:
@@ -195,16 +195,29 @@ def encode(body: Body, growing: GrowingChunks | None = None) -> bytes:
     return MAGIC + _digest(data) + data
 
 
-def _directly(body: Body, growing: GrowingChunks | None) -> bytes | None:
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What a snapshot writer's encoding keeps from one snapshot to the next (snapshot_writer)."""
+
+    growing: GrowingChunks | None = field(default_factory=GrowingChunks)
+    known: KnownAccounts | None = field(default_factory=KnownAccounts)
+
+
+_NO_MEMORY = Memory(None, None)
+
+
+def _directly(body: Body, memory: Memory) -> bytes | None:
     """The chunks' record written directly (the same bytes as fastavro's); None for a manifest,
     one per partition per snapshot, which fastavro writes."""
     match body:
         case OutcomeChunk(lineage=lineage, columns=columns):
             return snapshot_writer.outcome_chunk(
-                FORMAT, _OUTCOMES_BRANCH, lineage, columns, growing
+                FORMAT, _OUTCOMES_BRANCH, lineage, columns, memory.growing
             )
         case AccountChunk(generation=generation, accounts=accounts):
-            return snapshot_writer.account_chunk(FORMAT, _ACCOUNTS_BRANCH, generation, accounts)
+            return snapshot_writer.account_chunk(
+                FORMAT, _ACCOUNTS_BRANCH, generation, accounts, memory.known
+            )
     return None
 
 

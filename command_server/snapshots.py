@@ -28,6 +28,7 @@ from command_server.snapshot_format import (
     AccountChunk,
     Body,
     Manifest,
+    Memory,
     OutcomeChunk,
     UnreadableSnapshot,
     accounts_key,
@@ -37,7 +38,6 @@ from command_server.snapshot_format import (
     outcomes_key,
     partition_of_key,
 )
-from command_server.snapshot_writer import GrowingChunks
 from command_server.topic import partitions_changed
 from command_server.write_model import WriteModel
 from ledger.domain.account import Account
@@ -106,7 +106,7 @@ class Snapshots:
         self._since = 0
         self._began = -math.inf
         """When the last capture was taken (time.monotonic)."""
-        self._growing = GrowingChunks()
+        self._memory = Memory()
         """Touched only by `publish` (at most one runs at a time: background_snapshots.py)."""
 
     def restore(
@@ -232,9 +232,9 @@ class Snapshots:
 
     def publish(self, capture: Capture) -> None:
         """Encode and write `capture` in one transaction (reads nothing but the capture)."""
-        growing = self._growing
+        memory = self._memory
         records = [
-            (key, None if body is None else encode(body, growing)) for key, body in capture.records
+            (key, None if body is None else encode(body, memory)) for key, body in capture.records
         ]
         self._store.publish(self._target.topic, records)
 

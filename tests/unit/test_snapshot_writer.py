@@ -6,6 +6,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,12 +16,13 @@ from command_server.snapshot_format import (
     MAGIC,
     AccountChunk,
     Body,
+    Memory,
     OutcomeChunk,
     by_fastavro,
     decode,
     encode,
 )
-from command_server.snapshot_writer import GrowingChunks
+from command_server.snapshot_writer import GrowingChunks, KnownAccounts
 from ledger.domain.account import Account, AccountStatus
 
 LONGS = st.integers(-(2**63), 2**63 - 1)
@@ -132,4 +134,44 @@ def test_a_growing_chunk_is_written_as_without_memory(
             tokens[:length],
         )
         body = OutcomeChunk("lineage", columns)
-        assert encode(body, growing) == encode(body)
+        assert encode(body, Memory(growing, None)) == encode(body)
+
+
+# Versions of a few accounts, one snapshot after another: the same account again (its currency
+# and opening time the same objects), or one whose opening time is another object, even another
+# moment, or whose currency changed; more accounts than the memory keeps.
+versions = st.lists(
+    st.tuples(st.integers(0, 5), LONGS, st.sampled_from(["same", "equal", "later", "currency"])),
+    max_size=30,
+)
+
+
+@settings(max_examples=200)
+@given(start=st.lists(accounts, min_size=6, max_size=6), changes=versions, limit=st.integers(0, 8))
+def test_known_accounts_are_written_as_without_memory(
+    start: list[Account], changes: list[tuple[int, int, str]], limit: int
+) -> None:
+    known = KnownAccounts(limit)
+    current = list(start)
+    for at, balance, how in changes:
+        account = current[at]
+        opened_at, currency = account.opened_at, account.currency
+        if how == "equal":
+            opened_at = opened_at.replace()
+        elif how == "later":
+            opened_at = opened_at.replace(microsecond=(opened_at.microsecond + 1000) % 10**6)
+        elif how == "currency":
+            currency = currency + "X"
+        current[at] = Account(
+            account.account_id,
+            currency,
+            "",
+            account.status,
+            balance,
+            account.version + 1,
+            opened_at,
+            account.updated_at,
+        )
+        body = AccountChunk("generation", current[: at + 1])
+        remembered = outcome(partial(encode, body, Memory(None, known)))
+        assert remembered == outcome(partial(encode, body))
