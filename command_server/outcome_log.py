@@ -115,17 +115,16 @@ class OutcomeLog:
         del self._tokens[:count]
         self._first += count
 
-    def columns(self, first: int, end: int, answers: list[tuple[int, str]]) -> OutcomeColumns:
-        """Entries [first, end), clipped to what the log still holds, with `answers` for them."""
-        lo = max(first, self._first) - self._first
-        hi = max(min(end, self.end) - self._first, lo)
+    def columns(self, span: range, versions: array[int], tokens: list[str]) -> OutcomeColumns:
+        """The entries of `span` (from `span()`), with their commands' `versions` and `tokens`."""
+        lo, hi = span.start - self._first, span.stop - self._first
         return OutcomeColumns(
-            lo + self._first,
+            span.start,
             self._ids[lo:hi],
             bytes(self._fingerprints[lo * FINGERPRINT_BYTES : hi * FINGERPRINT_BYTES]),
             self._offsets[lo:hi],
-            array("q", (version for version, _ in answers)),
-            [token for _, token in answers],
+            versions,
+            tokens,
         )
 
     def span(self, first: int, end: int) -> range:

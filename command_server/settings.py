@@ -56,6 +56,9 @@ class Settings:
     # A snapshot of the write model every this many events (0: never), so that a restart
     # replays only the events after it.
     snapshot_every_events: int = 10_000
+    # And at most one per this many seconds: under load a snapshot then costs per second, not per
+    # event, and a crash replays this long's events more (docs/performance.md, "Snapshots").
+    snapshot_min_seconds: float = 2.0
     # Transactional producers taking turns for events (see EventStore); 1: the shard's own id
     # only, each transaction then waiting out the previous one's markers.
     producers: int = 2
@@ -114,6 +117,9 @@ class Settings:
             ),
             snapshot_every_events=env_int(
                 env, "LEDGER_SNAPSHOT_EVERY_EVENTS", defaults.snapshot_every_events
+            ),
+            snapshot_min_seconds=env_seconds(
+                env, "LEDGER_SNAPSHOT_MIN_SECONDS", defaults.snapshot_min_seconds
             ),
             # Transactions never overlap, so more producers would only wait their turn.
             producers=env_int(

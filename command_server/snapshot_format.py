@@ -29,15 +29,18 @@ import hashlib
 import io
 import sys
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from command_server import snapshot_writer
 from command_server.outcome_log import FINGERPRINT_BYTES, OutcomeColumns
+from command_server.snapshot_writer import GrowingChunks, KnownAccounts, little_endian
 from ledger.domain.account import Account, AccountStatus
 from ledger.domain.saga import InFlight
+from ledger.events.direct_writer import NotDirectlyWritable
 
 FORMAT = 4
 MAGIC = b"LSS4"
@@ -106,9 +109,12 @@ _OUTCOME_CHUNK = _record(
 _ACCOUNT_CHUNK = _record(
     "AccountChunk", generation="string", accounts={"type": "array", "items": _ACCOUNT}
 )
+_BODIES = [_MANIFEST, _OUTCOME_CHUNK, _ACCOUNT_CHUNK]
+_OUTCOMES_BRANCH, _ACCOUNTS_BRANCH = 1, 2
+"""The chunks' indexes in the record's body union (_BODIES)."""
 _SCHEMA = parse_schema(
     {
-        **_record("SnapshotRecord", format="int", body=[_MANIFEST, _OUTCOME_CHUNK, _ACCOUNT_CHUNK]),
+        **_record("SnapshotRecord", format="int", body=_BODIES),
         "namespace": "ledger.command_server.snapshot",
     }
 )
@@ -177,11 +183,49 @@ def partition_of_key(key: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def encode(body: Body) -> bytes:
+def encode(body: Body, memory: Memory | None = None) -> bytes:
+    """The record's value; `memory`, if given, keeps what the next snapshots encode again (the
+    same bytes either way)."""
+    try:
+        data = _directly(body, memory or _NO_MEMORY)
+    except NotDirectlyWritable:
+        data = None
+    if data is None:
+        data = by_fastavro(body)
+    return MAGIC + _digest(data) + data
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """What a snapshot writer's encoding keeps from one snapshot to the next (snapshot_writer)."""
+
+    growing: GrowingChunks | None = field(default_factory=GrowingChunks)
+    known: KnownAccounts | None = field(default_factory=KnownAccounts)
+
+
+_NO_MEMORY = Memory(None, None)
+
+
+def _directly(body: Body, memory: Memory) -> bytes | None:
+    """The chunks' record written directly (the same bytes as fastavro's); None for a manifest,
+    one per partition per snapshot, which fastavro writes."""
+    match body:
+        case OutcomeChunk(lineage=lineage, columns=columns):
+            return snapshot_writer.outcome_chunk(
+                FORMAT, _OUTCOMES_BRANCH, lineage, columns, memory.growing
+            )
+        case AccountChunk(generation=generation, accounts=accounts):
+            return snapshot_writer.account_chunk(
+                FORMAT, _ACCOUNTS_BRANCH, generation, accounts, memory.known
+            )
+    return None
+
+
+def by_fastavro(body: Body) -> bytes:
+    """The record's Avro (after MAGIC and the checksum), written by fastavro."""
     out = io.BytesIO()
     schemaless_writer(out, _SCHEMA, {"format": FORMAT, "body": _to_datum(body)})
-    data = out.getvalue()
-    return MAGIC + _digest(data) + data
+    return out.getvalue()
 
 
 def _digest(data: bytes) -> bytes:
@@ -218,8 +262,8 @@ def _to_datum(body: Body) -> tuple[str, dict[str, Any]]:
                     "first": columns.first,
                     "command_ids": columns.command_ids,
                     "fingerprints": columns.fingerprints,
-                    "offsets": _little_endian(columns.offsets),
-                    "versions": _little_endian(columns.versions),
+                    "offsets": little_endian(columns.offsets),
+                    "versions": little_endian(columns.versions),
                     "tokens": columns.tokens,
                 },
             )
@@ -285,14 +329,6 @@ def _account(datum: dict[str, Any]) -> Account:
         opened_at,
         updated_at,
     )
-
-
-def _little_endian(words: array[int]) -> bytes:
-    if sys.byteorder == "little":
-        return words.tobytes()
-    swapped = array("q", words)
-    swapped.byteswap()
-    return swapped.tobytes()
 
 
 def _words(data: bytes) -> array[int]:

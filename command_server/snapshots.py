@@ -14,6 +14,7 @@ on another thread while the model moves on; see background_snapshots.py).
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from command_server.snapshot_format import (
     AccountChunk,
     Body,
     Manifest,
+    Memory,
     OutcomeChunk,
     UnreadableSnapshot,
     accounts_key,
@@ -89,6 +91,11 @@ class SnapshotTarget:
     """Write once this many events were folded in since the last snapshot; 0: never."""
     partitions: int = 0
     """The event topic's partition count now."""
+    min_seconds: float = 0.0
+    """And once this many seconds have passed since the last one began (0: no floor). Under
+    load, every snapshot writes most accounts and each partition's last outcome chunk again,
+    whatever the events since: the floor bounds that cost per second rather than per event,
+    and a crash then replays up to this many seconds of events (LEDGER_SNAPSHOT_MIN_SECONDS)."""
 
 
 class Snapshots:
@@ -97,6 +104,10 @@ class Snapshots:
         self._target = target
         self._written: dict[int, _Written] = {}
         self._since = 0
+        self._began = -math.inf
+        """When the last capture was taken (time.monotonic)."""
+        self._memory = Memory()
+        """Touched only by `publish` (at most one runs at a time: background_snapshots.py)."""
 
     def restore(
         self, model: WriteModel, partitions: Sequence[int], latest: Mapping[str, bytes]
@@ -187,7 +198,11 @@ class Snapshots:
 
     @property
     def due(self) -> bool:
-        return 0 < self._target.every_events <= self._since
+        target = self._target
+        return (
+            0 < target.every_events <= self._since
+            and time.monotonic() - self._began >= target.min_seconds
+        )
 
     def write(self, model: WriteModel) -> None:
         """Write a snapshot of every partition that changed since its last one, now.
@@ -209,14 +224,18 @@ class Snapshots:
             if position is None or position + 1 == written.next_offset:
                 continue
             updated[partition] = self._partition_records(partition, written, model, records)
-        # Whatever happens, the next attempt waits for another `every_events` events: a broken
-        # snapshot topic must not cost every batch a failed transaction.
+        # Whatever happens, the next attempt waits for another `every_events` events (and
+        # `min_seconds`): a broken snapshot topic must not cost every batch a failed transaction.
         self._since = 0
-        return Capture(records, updated, time.monotonic()) if records else None
+        self._began = time.monotonic()
+        return Capture(records, updated, self._began) if records else None
 
     def publish(self, capture: Capture) -> None:
         """Encode and write `capture` in one transaction (reads nothing but the capture)."""
-        records = [(key, None if body is None else encode(body)) for key, body in capture.records]
+        memory = self._memory
+        records = [
+            (key, None if body is None else encode(body, memory)) for key, body in capture.records
+        ]
         self._store.publish(self._target.topic, records)
 
     def recorded(self, capture: Capture) -> None:

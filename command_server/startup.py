@@ -96,6 +96,7 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             topic_id(admin, settings.topic),
             settings.snapshot_every_events,
             partitions,
+            settings.snapshot_min_seconds,
         )
         # Its own producer: snapshots are written while batches go on (background_snapshots).
         snapshot_store = EventStore(

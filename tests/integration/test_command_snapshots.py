@@ -55,10 +55,10 @@ def _last(pattern: re.Pattern[str], text: str) -> tuple[int, ...]:
 async def test_restarts_from_snapshots_give_the_same_state_and_answers(
     stack: LocalStack, topic: str, tmp_path: Path
 ) -> None:
-    # A snapshot every few events, so that the kill below leaves a tail after the last one.
-    service = LedgerService.command_server(
-        stack, tmp_path, topic=topic, extra_env={"LEDGER_SNAPSHOT_EVERY_EVENTS": "7"}
-    )
+    # A snapshot every few events (however soon after the last), so that the kill below leaves
+    # a tail after the last one.
+    every_7 = {"LEDGER_SNAPSHOT_EVERY_EVENTS": "7", "LEDGER_SNAPSHOT_MIN_SECONDS": "0"}
+    service = LedgerService.command_server(stack, tmp_path, topic=topic, extra_env=every_7)
     rng = random.Random(8)
     balances: dict[str, int] = {}
     versions: dict[str, int] = {}

@@ -55,6 +55,7 @@ class Shards:
                     "LEDGER_TRANSFER_WAIT_SECONDS": "3",
                     # Restarts then start from snapshots holding transfers in flight.
                     "LEDGER_SNAPSHOT_EVERY_EVENTS": "5",
+                    "LEDGER_SNAPSHOT_MIN_SECONDS": "0",
                 },
             )
             for i in range(SHARDS)

@@ -86,3 +86,10 @@ def test_dedupe_chunks_and_command_id_skew_are_read_by_name(
     assert getattr(Settings.from_env({variable: "2"}), field) == 2
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: "-1"})
+
+
+def test_the_snapshot_floor_in_seconds_defaults_to_two_and_is_checked_by_name() -> None:
+    assert Settings.from_env({}).snapshot_min_seconds == 2.0
+    assert Settings.from_env({"LEDGER_SNAPSHOT_MIN_SECONDS": "0"}).snapshot_min_seconds == 0.0
+    with pytest.raises(SettingsError, match="LEDGER_SNAPSHOT_MIN_SECONDS"):
+        Settings.from_env({"LEDGER_SNAPSHOT_MIN_SECONDS": "-1"})
