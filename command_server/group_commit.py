@@ -3,9 +3,10 @@
 The writer process (command_server/writer) decides a batch's commands in order and writes
 their events in one Kafka transaction. While it works on one batch, the next one queues up
 here: a batch is whatever arrived during the previous commit (bounded by `max_commands`,
-optionally lingering up to `max_wait_ms`). Every caller is answered once the writer has
-answered its batch, that is once the transaction committed or aborted (docs/design.md,
-decision 3).
+optionally lingering up to `max_wait_ms`); a second batch goes into the pipe before the first
+is answered only when a full one waits, so that the writer takes it at once (docs/performance.md,
+"Two batches in the pipe"). Every caller is answered once the writer has answered its batch,
+that is once the transaction committed or aborted (docs/design.md, decision 3).
 
 Each reply also says what the writer learnt about Kafka, which health follows: NOT_SERVING
 while the writer cannot commit, SERVING again once a transaction commits. While no command
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -137,6 +139,7 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._queued = 0
         """Commands in the queue."""
+        self._full = asyncio.Event()  # set once `max_commands` wait: a second batch may go
         self._closing = False
         self._fenced: Fenced | None = None
         self._lost: WriterLost | None = None
@@ -180,6 +183,8 @@ class GroupCommitter:
         future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
+        if self._queued >= self._max_commands:
+            self._full.set()
         return await future
 
     @property
@@ -222,51 +227,78 @@ class GroupCommitter:
     async def run(self) -> None:
         """Form and commit batches until `close()`; everything queued before it is still served."""
         loop = self._loop = asyncio.get_running_loop()
-        while True:
-            try:
-                idle = ASK_EVERY if self._waits else self._probe_every
-                first = await asyncio.wait_for(self._queue.get(), idle)
-            except TimeoutError:
-                await (self._ask() if self._waits else self._probe())
-                continue
-            if first is None:
-                return
-            batch = [first]
-            commands = self._took(first)
-            deadline = loop.time() + self._max_wait
-            stop = False
-            while commands < self._max_commands:
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            while True:
+                if in_flight and not self._room_for_another(in_flight):
+                    await self._answer_or_full_batch(in_flight)
+                    continue
                 try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-                commands += self._took(item)
-            try:
-                await self._commit(batch)
-            except Exception as error:
-                # A bug, but one batch's: its callers get INTERNAL, and the loop that every later
-                # caller waits on goes on rather than leave them waiting for ever.
-                log.exception("bug committing a batch of %d submissions", len(batch))
-                self._fail(batch, error)
-            if self._waits and loop.time() - self._asked >= ASK_EVERY:
-                await self._ask()
-            if stop:
-                return
+                    idle = ASK_EVERY if self._waits else self._probe_every
+                    first = await asyncio.wait_for(self._queue.get(), idle)
+                except TimeoutError:
+                    await (self._ask() if self._waits else self._probe())
+                    continue
+                if first is None:
+                    return
+                batch, stop = await self._gather(first, loop)
+                # Tasks start in the order they are made, and `_commit` sends its batch before it
+                # first waits: batches reach the pipe in the order they were formed.
+                in_flight.append(loop.create_task(self._commit_guarded(batch)))
+                if self._waits and loop.time() - self._asked >= ASK_EVERY:
+                    await self._ask()
+                if stop:
+                    return
+        finally:
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _took(self, submission: _Submission) -> int:
-        """Count `submission` out of the queue; its number of commands."""
-        self._queued -= len(submission.commands)
-        return len(submission.commands)
+    def _room_for_another(self, in_flight: deque[asyncio.Task[None]]) -> bool:
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        return not in_flight or (len(in_flight) < 2 and self._queued >= self._max_commands)
+
+    async def _answer_or_full_batch(self, in_flight: deque[asyncio.Task[None]]) -> None:
+        """Wait until the oldest batch is answered or a full batch waits in the queue."""
+        self._full.clear()
+        full = asyncio.ensure_future(self._full.wait())
+        try:
+            await asyncio.wait((in_flight[0], full), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            full.cancel()
+
+    async def _gather(
+        self, first: _Submission, loop: asyncio.AbstractEventLoop
+    ) -> tuple[list[_Submission], bool]:
+        """`first` and what else is queued, up to `max_commands` (lingering up to
+        `max_wait_ms`); and whether `close()` was met on the way."""
+        batch = [first]
+        commands = len(first.commands)
+        self._queued -= commands
+        deadline = loop.time() + self._max_wait
+        while commands < self._max_commands:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if item is None:
+                return batch, True
+            batch.append(item)
+            commands += len(item.commands)
+            self._queued -= len(item.commands)
+        return batch, False
+
+    async def _commit_guarded(self, batch: list[_Submission]) -> None:
+        try:
+            await self._commit(batch)
+        except Exception as error:  # a bug, but one batch's: its callers get INTERNAL
+            log.exception("bug committing a batch of %d submissions", len(batch))
+            self._fail(batch, error)
 
     async def close(self) -> None:
         self._closing = True

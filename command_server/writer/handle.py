@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ class WriterProcess:
             daemon=True,
         )
         self._child_conn = child_conn
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        """Callers waiting for the writer's messages, oldest first."""
 
     def start(self) -> None:
         self._process.start()
@@ -73,26 +76,33 @@ class WriterProcess:
         reply: BatchReply = await self._receive()
         return reply
 
-    async def _receive(self) -> Any:
+    def _receive(self) -> asyncio.Future[Any]:
+        """The writer's next message not yet claimed: the writer answers in the order it was
+        asked, so the oldest waiting future gets the next message (two batches may be in the
+        pipe; an answer whose caller gave up is read and dropped)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        fd = self._conn.fileno()
+        if not self._waiting:
+            loop.add_reader(self._conn.fileno(), self._readable, loop)
+        self._waiting.append(future)
+        return future
 
-        def readable() -> None:
-            loop.remove_reader(fd)
-            if future.done():
-                return
-            try:
-                # The writer sends each message whole, so this does not wait for long.
-                future.set_result(self._conn.recv())
-            except (EOFError, OSError) as exc:
-                future.set_exception(WriterLost(f"the writer process is gone: {exc!r}"))
-
-        loop.add_reader(fd, readable)
+    def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        future = self._waiting.popleft()
         try:
-            return await future
-        finally:
-            loop.remove_reader(fd)
+            # The writer sends each message whole, so this does not wait for long.
+            message = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            lost = WriterLost(f"the writer process is gone: {exc!r}")
+            for waiting in (future, *self._waiting):
+                if not waiting.done():
+                    waiting.set_exception(lost)
+            self._waiting.clear()
+        else:
+            if not future.done():
+                future.set_result(message)
+        if not self._waiting:
+            loop.remove_reader(self._conn.fileno())
 
     async def stop(self, grace_seconds: float = 30) -> int | None:
         """Ask the writer to close its producer and exit; returns its exit code."""
@@ -103,5 +113,7 @@ class WriterProcess:
         if self._process.is_alive():
             self._process.kill()
             await loop.run_in_executor(None, self._process.join, 5)
+        if self._waiting:
+            loop.remove_reader(self._conn.fileno())
         self._conn.close()
         return self._process.exitcode

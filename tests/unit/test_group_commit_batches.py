@@ -74,3 +74,23 @@ async def test_a_batch_larger_than_the_whole_queue_is_taken_into_an_empty_one(
     writer.gate.set()
     assert len(await asyncio.wait_for(large, 5)) == 5
     await asyncio.wait_for(asyncio.gather(*held), 5)
+
+
+async def test_a_full_batch_goes_to_the_writer_before_the_first_is_answered_a_smaller_one_waits(
+    start: Start, writer: FakeWriter
+) -> None:
+    committer = start(max_commands=3)
+    held = await behind_one_in_flight(committer, writer, deposit(1), deposit(2))
+    await asyncio.sleep(0.05)
+    assert ids(writer.batches) == [["d1"]]  # one command waits: not a full batch
+
+    full = asyncio.create_task(committer.submit_batch(deposits(3), atomic=False))
+    await writer.in_flight(2)
+    assert len(writer.batches[1]) == 4  # what waited, with the batch that filled it
+    after = asyncio.create_task(committer.submit(deposit(3)))
+    await asyncio.sleep(0.05)
+    assert len(writer.batches) == 2  # never more than two in the pipe
+
+    writer.gate.set()
+    await asyncio.wait_for(asyncio.gather(*held, full, after), 5)
+    assert ids(writer.batches)[2] == ["d3"]
