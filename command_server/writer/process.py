@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
+import sys
 from multiprocessing.connection import Connection, wait
 
 from command_server.background_snapshots import BackgroundSnapshots
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 SAGA_RETRY_SECONDS = 1.0
 """How soon a saga step that did not commit is tried again when nothing else happens."""
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the interpreter lock while another waits for it."""
+FREEZE_EVERY_EVENTS = 50_000
+"""Events folded in between two freezes of what the collector tracks (`_freeze`)."""
 
 
 def writer_main(conn: Connection, settings: Settings) -> None:
@@ -36,6 +42,11 @@ def writer_main(conn: Connection, settings: Settings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging("command-server")
+    # The snapshot thread encodes while the main thread decides; each time the main thread comes
+    # back from Kafka or the pipe it waits for the interpreter lock up to this long (Python's
+    # default, 5 ms, let a snapshot stretch batches by hundreds of milliseconds:
+    # docs/performance.md, "Snapshots and the interpreter lock").
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         store, shard, snapshots = connect(settings)
         model, replayed = rebuild(settings, store, shard, snapshots)
@@ -67,6 +78,7 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         )
         saga = SagaSteps(model, batcher, shard, transfers, inbox.group_metadata)
         inbox.start()
+    frozen_at = model.events_applied
     try:
         while True:
             if background is not None and background.due:
@@ -97,6 +109,8 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 break
             if background is not None:
                 background.note(batcher.appended)
+            if model.events_applied - frozen_at >= FREEZE_EVERY_EVENTS:
+                frozen_at = _freeze(model.events_applied)
             if saga is not None and inbox is not None and (inbox.waiting or saga.retrying):
                 # Between batches too, or a busy pipe would starve the saga.
                 _saga_step(saga, inbox, background)
@@ -106,6 +120,20 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         if background is not None:
             background.close()
         store.close()
+
+
+def _freeze(events_applied: int) -> int:
+    """Collect, then keep the cyclic collector off everything alive now.
+
+    The model grows by a few tracked objects per command (outcomes, accounts), none in a cycle:
+    left to itself the collector's full passes walked all of them every second or two, pausing
+    the writer 26-120 ms each time under 10,000 commands/s, and collecting nothing
+    (docs/performance.md, "The collector's pauses"). Frozen objects are still freed when their
+    last reference goes; only a cycle formed among them later would stay, and the writer's
+    state forms none. Each collection now walks only what was made since the last freeze."""
+    gc.collect()
+    gc.freeze()
+    return events_applied
 
 
 def _pipe_first(conn: Connection, inbox: SagaInbox, saga: SagaSteps) -> bool:
