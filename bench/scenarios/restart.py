@@ -19,6 +19,7 @@ from bench.log_scan import scan
 from bench.report import Goal, Report, Row, median_of
 from devstack.ledger_services import LedgerService, grpc_serving
 from devstack.ports import LOOPBACK, free_port
+from ledger.auth.local import ensure_key_encryption_key
 
 GOAL_SECONDS = 5.0
 GOAL_EVENTS = 1_000_000
@@ -59,6 +60,10 @@ def time_to_serving(bench: Bench, topic: str, timeout: float = 900) -> tuple[flo
         "LEDGER_TOPIC": topic,
         "LEDGER_LOG_LEVEL": "INFO",
         "LEDGER_SNAPSHOT_EVERY_EVENTS": str(SNAPSHOT_EVERY),
+        # The key that seals owners (decision 14): without one the server refuses to start.
+        "LEDGER_KEY_ENCRYPTION_KEY_FILE": str(
+            ensure_key_encryption_key(bench.stack.data_dir / "key-encryption.key")
+        ),
     }
     service = LedgerService(
         "command-server",
