@@ -25,7 +25,7 @@ from command_server.writer.protocol import PackedCommand, command_tag, pack_comm
 # The pattern command_id_millis matches, without the time it then parses and its call.
 from ledger.command_ids import _CANONICAL_V7
 from ledger.domain.commands import CloseAccount, Deposit, OpenAccount, Transfer, Withdraw
-from ledger.domain.money import known_currencies
+from ledger.domain.money import known_currencies, plain_digits
 from ledger.domain.rejection import Rejection
 from ledger.domain.validation import (
     ACCOUNT_ID_PATTERN,
@@ -39,8 +39,6 @@ from ledger.v1 import commands_pb2 as pb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MAX_AMOUNT_TEXT = 40
-"""`money._split_positive_decimal`'s bound: a longer amount is left to the general path."""
 
 
 def id_horizon(now: datetime, max_skew: timedelta) -> str:
@@ -130,15 +128,8 @@ _account = ACCOUNT_ID_PATTERN.fullmatch
 
 def _positive_decimal(amount: str) -> bool:
     """What `require_positive_decimal` passes: ASCII digits, an optional fraction, not zero."""
-    whole, dot, fraction = amount.partition(".")
-    return (
-        len(amount) <= _MAX_AMOUNT_TEXT
-        and amount.isascii()
-        and whole.isdigit()
-        and (fraction.isdigit() or not dot)
-        # Only digits and one dot: anything left after stripping zeros and dots is a digit 1-9.
-        and amount.strip("0.") != ""
-    )
+    # Only digits and one dot: anything left after stripping zeros and dots is a digit 1-9.
+    return plain_digits(amount) is not None and amount.strip("0.") != ""
 
 
 def _open_account(request: pb.OpenAccountRequest, horizon: str) -> PackedCommand | None:

@@ -60,7 +60,7 @@ def require_positive_decimal(text: str) -> None:
 
     Lets a caller report a malformed amount before it looks the account (and its currency) up.
     """
-    digits = _plain_digits(text)
+    digits = plain_digits(text)
     if digits is None or not (digits[0] + digits[1]).strip("0"):
         _split_positive_decimal(text)  # which says what is wrong
 
@@ -77,7 +77,7 @@ def parse_amount(text: str, currency: str) -> int:
 def parse_canonical_amount(text: str, currency: str) -> tuple[int, str]:
     """`parse_amount`'s minor units, and the amount's canonical text (`canonical_decimal`) from
     the same parse: deciding a movement needs both (the second for its fingerprint)."""
-    digits = _plain_digits(text)
+    digits = plain_digits(text)
     exponent = _EXPONENTS.get(currency, -1)
     if digits is not None and len(digits[1]) <= exponent:
         whole, fraction = digits
@@ -126,7 +126,7 @@ def format_amount(minor: int, currency: str) -> str:
     return f"{sign}{digits[:-exponent]}.{digits[-exponent:]}"
 
 
-def _plain_digits(text: str) -> tuple[str, str] | None:
+def plain_digits(text: str) -> tuple[str, str] | None:
     """The whole and fraction digits of `text` if `_DECIMAL` matches it and it is not too long,
     otherwise None: checked by str's methods, in C, at a fraction of the regular expression's
     cost (tests/unit/test_movement_fingerprints.py holds the two ways equal)."""
