@@ -242,8 +242,8 @@ class GroupCommitter:
                 if first is None:
                     return
                 batch, stop = await self._gather(first, loop)
-                # Tasks start in the order they are made, and `_commit` sends its batch before it
-                # first waits: batches reach the pipe in the order they were formed.
+                # Tasks start in the order they are made, and `_commit` hands its batch to the
+                # pipe before it first waits: batches reach the writer in the order formed.
                 in_flight.append(loop.create_task(self._commit_guarded(batch)))
                 if self._waits and loop.time() - self._asked >= ASK_EVERY:
                     await self._ask()

@@ -281,8 +281,8 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         """The reply to `command` (parsed from `request`) once committed, here or by the shard
         that owns it; a refusal aborts the call with its status (the owner's, unchanged).
 
-        Malformed fields are refused here, so that they never cross the pipe to the writer
-        (which checks them again: `decide` runs the same `require_fields`)."""
+        Malformed fields are refused here, so that they never cross the pipe to the writer (which
+        trusts the pipe for movements and checks other commands again through `decide`)."""
         try:
             # Here, not in the writer: the clock an id is checked against is this process's.
             require_command_id(command.command_id, datetime.now(UTC), self._max_skew)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import multiprocessing
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,9 @@ class WriterProcess:
         self._child_conn = child_conn
         self._waiting: deque[asyncio.Future[Any]] = deque()
         """Callers waiting for the writer's messages, oldest first."""
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer-pipe")
+        """Sends a message while an earlier one is unanswered (`_exchange`); one thread, so
+        messages leave in the order they were handed to it."""
 
     def start(self) -> None:
         self._process.start()
@@ -69,12 +73,25 @@ class WriterProcess:
         return await self._exchange((TRANSFERS, transfer_ids))
 
     async def _exchange(self, message: Batch | str | tuple[str, list[str]]) -> BatchReply:
+        """Send `message` and wait for its answer. Sent from the event loop only while no
+        earlier message waits for its answer: the writer is then reading the pipe. Otherwise
+        the writer may be busy with the previous batch, and a message larger than the pipe's
+        buffer would block until it reads, so it is sent from the sender thread, in order: a
+        blocked event loop would not read the writer's answer either, and both would wait for
+        ever."""
+        direct = not self._waiting
+        reply = self._receive()
         try:
-            self._conn.send(message)
+            if direct:
+                self._conn.send(message)
+            else:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._sender, self._conn.send, message)
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            reply.cancel()
             raise WriterLost(f"the writer process is gone: {exc!r}") from exc
-        reply: BatchReply = await self._receive()
-        return reply
+        answer: BatchReply = await reply
+        return answer
 
     def _receive(self) -> asyncio.Future[Any]:
         """The writer's next message not yet claimed: the writer answers in the order it was
@@ -115,5 +132,11 @@ class WriterProcess:
             await loop.run_in_executor(None, self._process.join, 5)
         if self._waiting:
             loop.remove_reader(self._conn.fileno())
+            lost = WriterLost("the writer process was stopped")
+            for waiting in self._waiting:
+                if not waiting.done():
+                    waiting.set_exception(lost)
+            self._waiting.clear()
+        self._sender.shutdown(wait=False)
         self._conn.close()
         return self._process.exitcode

@@ -109,7 +109,10 @@ def writer_main(conn: Connection, settings: Settings) -> None:
                 break
             if background is not None:
                 background.note(batcher.appended)
-            if model.events_applied - frozen_at >= FREEZE_EVERY_EVENTS:
+            if model.events_applied - frozen_at >= FREEZE_EVERY_EVENTS and not (
+                # A failed snapshot's exception holds a cycle until it is settled: not frozen.
+                background is not None and background.writing
+            ):
                 frozen_at = _freeze(model.events_applied)
             if saga is not None and inbox is not None and (inbox.waiting or saga.retrying):
                 # Between batches too, or a busy pipe would starve the saga.
