@@ -31,8 +31,10 @@ SAGA_RETRY_SECONDS = 1.0
 """How soon a saga step that did not commit is tried again when nothing else happens."""
 SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the interpreter lock while another waits for it."""
-FREEZE_EVERY_EVENTS = 50_000
-"""Events folded in between two freezes of what the collector tracks (`_freeze`)."""
+FREEZE_EVERY_EVENTS = 10_000
+"""Events folded in between two freezes of what the collector tracks (`_freeze`): each pause
+walks what these events left, so fewer events make shorter pauses (4-9 ms against 25-36 ms
+every 50,000; docs/performance.md, "The collector's pauses")."""
 
 
 def writer_main(conn: Connection, settings: Settings) -> None:
@@ -131,7 +133,7 @@ def _freeze(events_applied: int) -> int:
     The model grows by a few tracked objects per command (outcomes, accounts), none in a cycle:
     left to itself the collector's full passes walked all of them every second or two, pausing
     the writer 26-120 ms each time under 10,000 commands/s, and collecting nothing
-    (docs/performance.md, "The collector's pauses"). Frozen objects are still freed when their
+    (docs/performance.md, "The writer's stalls"). Frozen objects are still freed when their
     last reference goes; only a cycle formed among them later would stay, and the writer's
     state forms none. Each collection now walks only what was made since the last freeze."""
     gc.collect()
