@@ -34,7 +34,7 @@ SWITCH_INTERVAL = 0.0005
 FREEZE_EVERY_EVENTS = 10_000
 """Events folded in between two freezes of what the collector tracks (`_freeze`): each pause
 walks what these events left, so fewer events make shorter pauses (4-9 ms against 25-36 ms
-every 50,000; docs/performance.md, "The collector's pauses")."""
+every 50,000; docs/performance.md, "The writer's stalls")."""
 
 
 def writer_main(conn: Connection, settings: Settings) -> None:
