@@ -6,9 +6,10 @@ commands' answers). Rebuilding it took a step per entry on the writer's main thr
 batches: with chunks of 10,000 entries, tens of milliseconds per snapshot whatever happened
 since the last one. The columns captured last time stay right as long as none of their entries'
 answers changed; then only the entries appended since are answered, their outcomes taken from
-the log's column of them (a slice, not a lookup each), and the columns are joined (list, bytes
-and array concatenation; new objects, so that what an earlier capture handed to the snapshot
-thread never changes).
+the log's column of them (a slice, not a lookup each). The capture hands the chunk over in
+pieces (those of the captures before, which never change, and the new one), and the snapshot
+thread joins them (`GrowingChunk.body`): joining copies every entry, which the main thread
+then does not.
 
 An answer already captured changes only when
 - its command gets another event (a transfer's second event in a later batch, an id used again,
@@ -25,26 +26,47 @@ property test holds the two equal (tests/unit/test_captured_outcomes.py).
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
+from itertools import chain
 from operator import is_
 from typing import cast
 
 from command_server.outcome_log import OutcomeColumns, OutcomeLog
+from command_server.snapshot_format import OutcomeChunk
 from command_server.write_model import IndexEntry, WriteModel
+
+_MAX_PIECES = 32
+"""A chunk captured in more pieces is joined on the main thread (small, frequent snapshots)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrowingChunk:
+    """An outcome chunk as a capture took it: pieces to join on the snapshot thread."""
+
+    lineage: str
+    pieces: tuple[OutcomeColumns, ...]
+
+    def body(self) -> OutcomeChunk:
+        return OutcomeChunk(self.lineage, joined(self.pieces))
 
 
 @dataclass(slots=True)
 class _Growing:
-    """One partition's growing chunk as captured: its columns (handed out, so never changed)
+    """One partition's growing chunk as captured: its pieces (handed out, so never changed)
     and the index entries they answer (this module's own)."""
 
     number: int
-    columns: OutcomeColumns
+    pieces: tuple[OutcomeColumns, ...]
     entries: list[IndexEntry | None]
 
     @property
     def end(self) -> int:
-        return self.columns.first + len(self.columns)
+        last = self.pieces[-1]
+        return last.first + len(last)
+
+    def command_ids(self) -> list[str]:
+        return list(chain.from_iterable(piece.command_ids for piece in self.pieces))
 
 
 class CapturedOutcomes:
@@ -77,9 +99,9 @@ class CapturedOutcomes:
         self._logs = {p: (log, log.end) for p, log in model.logs.items()}
         self._forgets = model.forgets
 
-    def chunk(self, model: WriteModel, partition: int, number: int) -> OutcomeColumns:
-        """Outcome chunk `number` of `partition`, as `model.chunk` would build it now (call
-        `begin` first)."""
+    def chunk(self, model: WriteModel, partition: int, number: int) -> tuple[OutcomeColumns, ...]:
+        """Outcome chunk `number` of `partition` in pieces whose `joined` is what `model.chunk`
+        would build now (call `begin` first)."""
         size = model.chunk_entries
         first = number * size
         log = model.logs[partition]
@@ -88,23 +110,26 @@ class CapturedOutcomes:
         if (
             growing is not None
             and growing.number == number
-            and growing.columns.first == span.start
+            and growing.pieces[0].first == span.start
             and growing.end <= span.stop
         ):
             entries = self._entries(model, partition, growing.end, span.stop)
             new = log.columns(range(growing.end, span.stop), *model.answers(entries))
-            growing.columns = columns = _joined(growing.columns, new)
+            pieces = (*growing.pieces, new)
+            if len(pieces) > _MAX_PIECES:
+                pieces = (joined(pieces),)
+            growing.pieces = pieces
             growing.entries += entries
         else:
             entries = self._entries(model, partition, span.start, span.stop)
-            columns = new = log.columns(span, *model.answers(entries))
-            growing = _Growing(number, columns, entries)
+            new = log.columns(span, *model.answers(entries))
+            growing = _Growing(number, (new,), entries)
         # A token "" answers an entry forgotten already (every other token has a position).
         if span.stop < first + size and "" not in new.tokens:
             self._growing[partition] = growing
         elif self._growing.get(partition) is growing:
             del self._growing[partition]
-        return columns
+        return growing.pieces
 
     def _entries(
         self, model: WriteModel, partition: int, first: int, end: int
@@ -127,22 +152,29 @@ class CapturedOutcomes:
         kept = self._growing
         if again:
             recorded = set(again)
-            kept = {p: g for p, g in kept.items() if recorded.isdisjoint(g.columns.command_ids)}
+            kept = {p: g for p, g in kept.items() if recorded.isdisjoint(g.command_ids())}
         if model.forgets == self._forgets:
             return kept
         return {
             p: g
             for p, g in kept.items()
-            if all(map(is_, model.entries(g.columns.command_ids), g.entries))
+            if all(map(is_, model.entries(g.command_ids()), g.entries))
         }
 
 
-def _joined(head: OutcomeColumns, tail: OutcomeColumns) -> OutcomeColumns:
+def joined(pieces: tuple[OutcomeColumns, ...]) -> OutcomeColumns:
+    """The columns of consecutive `pieces` as one."""
+    if len(pieces) == 1:
+        return pieces[0]
+    offsets, versions = array("q"), array("q")
+    for piece in pieces:
+        offsets += piece.offsets
+        versions += piece.versions
     return OutcomeColumns(
-        head.first,
-        head.command_ids + tail.command_ids,
-        head.fingerprints + tail.fingerprints,
-        head.offsets + tail.offsets,
-        head.versions + tail.versions,
-        head.tokens + tail.tokens,
+        pieces[0].first,
+        list(chain.from_iterable(piece.command_ids for piece in pieces)),
+        b"".join(piece.fingerprints for piece in pieces),
+        offsets,
+        versions,
+        list(chain.from_iterable(piece.tokens for piece in pieces)),
     )

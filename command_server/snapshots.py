@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from command_server.captured_outcomes import CapturedOutcomes
+from command_server.captured_outcomes import CapturedOutcomes, GrowingChunk
 from command_server.event_store import EventStore
 from command_server.outcome_log import OutcomeColumns
 from command_server.snapshot_format import (
@@ -75,7 +75,7 @@ class Capture:
     """A snapshot taken from the model and not written yet: records to write (None: a
     tombstone), and what the topic holds per partition once they are written."""
 
-    records: list[tuple[str, Body | None]]
+    records: list[tuple[str, Body | GrowingChunk | None]]
     updated: dict[int, _Written]
     accounts: dict[int, set[str]]
     """Per partition updated: the accounts changed since the last snapshot written, which
@@ -227,14 +227,15 @@ class Snapshots:
 
     def capture(self, model: WriteModel) -> Capture | None:
         """What a snapshot of `model` as it is now would write; None if nothing changed."""
-        records: list[tuple[str, Body | None]] = []
+        records: list[tuple[str, Body | GrowingChunk | None]] = []
         updated: dict[int, _Written] = {}
         # A model this writer neither restored nor captured: its changes are not relative to
         # the topic's accounts, so every account is written again (a new generation).
         unknown = model is not self._model
         unwritten = {} if unknown else self._unwritten
         for partition, changed in model.take_changed_accounts().items():
-            unwritten[partition] = unwritten.get(partition, set()) | changed
+            earlier = unwritten.get(partition)
+            unwritten[partition] = earlier | changed if earlier else changed
         self._model, self._unwritten = model, unwritten
         self._outcomes.begin(model)
         accounts: dict[int, set[str]] = {}
@@ -256,7 +257,8 @@ class Snapshots:
         """Encode and write `capture` in one transaction (reads nothing but the capture)."""
         memory = self._memory
         records = [
-            (key, None if body is None else encode(body, memory)) for key, body in capture.records
+            (key, None if body is None else encode(_whole(body), memory))
+            for key, body in capture.records
         ]
         self._store.publish(self._target.topic, records)
 
@@ -265,7 +267,9 @@ class Snapshots:
         self._written.update(capture.updated)
         unwritten = self._unwritten
         for partition, written in capture.accounts.items():
-            unwritten[partition] = unwritten.get(partition, set()) - written
+            left = unwritten.get(partition, set())
+            # Usually the very set written: no capture since.
+            unwritten[partition] = set() if left is written else left - written
         log.info(
             "snapshot of partitions %s written (%d records) in %.3fs",
             sorted(capture.updated),
@@ -282,7 +286,7 @@ class Snapshots:
         written: _Written,
         model: WriteModel,
         changed_ids: set[str] | None,
-        records: list[tuple[str, Body | None]],
+        records: list[tuple[str, Body | GrowingChunk | None]],
     ) -> _Written:
         """The records of one partition's snapshot, appended to `records`; `changed_ids`: its
         accounts changed since its last snapshot written (None: unknown)."""
@@ -292,7 +296,7 @@ class Snapshots:
         complete = {c for c in written.complete if c * size >= start}
         keys = {manifest_key(partition)}
 
-        def add(key: str, body: Body) -> None:
+        def add(key: str, body: Body | GrowingChunk) -> None:
             keys.add(key)
             records.append((key, body))
 
@@ -301,7 +305,7 @@ class Snapshots:
             if chunk in complete:
                 keys.add(key)
                 continue
-            add(key, OutcomeChunk(written.lineage, self._outcomes.chunk(model, partition, chunk)))
+            add(key, GrowingChunk(written.lineage, self._outcomes.chunk(model, partition, chunk)))
             if (chunk + 1) * size <= end:
                 complete.add(chunk)
         account = model.accounts.__getitem__
@@ -346,6 +350,10 @@ class Snapshots:
         # Last in the transaction, although the transaction makes the order invisible.
         records.append((manifest_key(partition), manifest))
         return _Written(written.lineage, complete, keys, next_offset, generation, chunks, entries)
+
+
+def _whole(body: Body | GrowingChunk) -> Body:
+    return body.body() if isinstance(body, GrowingChunk) else body
 
 
 def _expect(kind: type[_Body], latest: Mapping[str, bytes], key: str) -> _Body:
