@@ -5,33 +5,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from command_server.captured_outcomes import CapturedOutcomes, joined
+from command_server.captured_outcomes import CapturedOutcomes, GrowingChunk, joined
 from command_server.snapshot_format import encode
 from command_server.snapshots import Capture, Snapshots
 from command_server.write_model import WriteModel
-from ledger.command_ids import new_command_id
-from ledger.domain.account import Account
-from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
-from ledger.domain.decider import decide, evolve
-from ledger.domain.rejection import Rejection
 from ledger.events.records import Event
-from ledger.partitioning import partition_of
 from tests.unit.test_write_model_snapshots import (
     CHUNK,
-    MILLIS,
     PARTITIONS,
-    START,
     TARGET,
     CapturedTopic,
     answers,
     assert_same_answers,
     fold,
+    history,
     restored,
     small_chunks,
     tail,
@@ -40,42 +32,6 @@ from tests.unit.test_write_model_snapshots import (
 __all__ = ["small_chunks"]  # the autouse fixture: many account chunks from a few accounts
 
 Log = list[tuple[Event, int, int]]
-
-
-def history(seed: int, commands: int, reuse: float) -> Log:
-    """A log of random commands over ten accounts, some of which use again the id of an
-    earlier command (a retry long after, or a client's mistake): its outcome then changes."""
-    rng = random.Random(seed)
-    state: dict[str, Account] = {}
-    offsets = dict.fromkeys(PARTITIONS, -1)
-    log: Log = []
-    ids = [f"acct-{n}" for n in range(10)]
-    used: list[str] = []
-    script: list[Command] = [OpenAccount(new_command_id(), a, "EUR", "owner") for a in ids]
-    for n in range(commands):
-        source, target = rng.sample(ids, 2)
-        amount = str(rng.randint(1, 300))
-        command_id = new_command_id(MILLIS + (n + rng.randint(-20, 20)) * 1000)
-        if used and rng.random() < reuse:
-            command_id = rng.choice(used)
-        used.append(command_id)
-        choices: list[Command] = [
-            Deposit(command_id, source, amount),
-            Withdraw(command_id, source, amount),
-            Transfer(command_id, source, target, amount),
-        ]
-        script.append(rng.choice(choices))
-    for step, command in enumerate(script):
-        try:
-            events = decide(command, state, START + timedelta(seconds=step))
-        except Rejection:
-            continue
-        for event in events:
-            state[event.account_id] = evolve(state.get(event.account_id), event)
-            partition = partition_of(event.account_id, len(PARTITIONS))
-            offsets[partition] += 2
-            log.append((event, partition, offsets[partition]))
-    return log
 
 
 def batches(log: Log, rng: random.Random, whole_commands: bool = False) -> list[Log]:
@@ -168,7 +124,12 @@ class FlakyTopic(CapturedTopic):
 
 def _encoded(capture: Capture) -> list[tuple[str, bytes | None]]:
     return [
-        (key, None if body is None else encode(body.body() if hasattr(body, "body") else body))
+        (
+            key,
+            None
+            if body is None
+            else encode(body.body() if isinstance(body, GrowingChunk) else body),
+        )
         for key, body in capture.records
     ]
 
