@@ -115,6 +115,9 @@ class Snapshots:
         self._unwritten: dict[int, set[str]] = {}
         """Per partition: accounts changed since the last snapshot written (not changed in
         place: a capture holds them)."""
+        self._rewrite: set[int] = set()
+        """Partitions whose accounts are all written again (a new generation) by their next
+        snapshot written: the model's changes are not relative to what the topic holds."""
         self._outcomes = CapturedOutcomes()
 
     def restore(
@@ -155,7 +158,7 @@ class Snapshots:
             start[p] = manifest.next_offset
         # The accounts restored are those the topic holds; the replay changes them.
         model.take_changed_accounts()
-        self._model, self._unwritten = model, {}
+        self._model, self._unwritten, self._rewrite = model, {}, set()
         return start
 
     def _read(
@@ -229,10 +232,11 @@ class Snapshots:
         """What a snapshot of `model` as it is now would write; None if nothing changed."""
         records: list[tuple[str, Body | GrowingChunk | None]] = []
         updated: dict[int, _Written] = {}
-        # A model this writer neither restored nor captured: its changes are not relative to
-        # the topic's accounts, so every account is written again (a new generation).
-        unknown = model is not self._model
-        unwritten = {} if unknown else self._unwritten
+        unwritten = self._unwritten
+        if model is not self._model:
+            # A model this writer neither restored nor captured: its changes are not relative
+            # to the topic's accounts.
+            unwritten, self._rewrite = {}, set(self._written)
         for partition, changed in model.take_changed_accounts().items():
             earlier = unwritten.get(partition)
             unwritten[partition] = earlier | changed if earlier else changed
@@ -245,7 +249,7 @@ class Snapshots:
                 continue
             changed = accounts[partition] = unwritten.get(partition, set())
             updated[partition] = self._partition_records(
-                partition, written, model, None if unknown else changed, records
+                partition, written, model, None if partition in self._rewrite else changed, records
             )
         # Whatever happens, the next attempt waits for another `every_events` events (and
         # `min_seconds`): a broken snapshot topic must not cost every batch a failed transaction.
@@ -265,6 +269,7 @@ class Snapshots:
     def recorded(self, capture: Capture) -> None:
         """`capture` is in the topic: later snapshots build on it."""
         self._written.update(capture.updated)
+        self._rewrite.difference_update(capture.updated)
         unwritten = self._unwritten
         for partition, written in capture.accounts.items():
             left = unwritten.get(partition, set())
