@@ -86,15 +86,11 @@ class CapturedOutcomes:
         """A capture of `model` starts: forget the chunks whose answers may have changed."""
         again = model.recorded_again
         model.recorded_again = []
-        known = model is self._model and again is not None
+        intact = again is not None and model is self._model and self._intact(model)
         self._appended_since = {}
-        if known and model.forgets == self._forgets:
-            self._appended_since = {
-                p: end for p, (log, end) in self._logs.items() if model.logs.get(p) is log
-            }
-        self._growing = (
-            self._unchanged(model, again) if again is not None and known and self._growing else {}
-        )
+        if intact and model.forgets == self._forgets:
+            self._appended_since = {p: end for p, (_, end) in self._logs.items()}
+        self._growing = self._unchanged(model, again) if again is not None and intact else {}
         self._model = model
         self._logs = {p: (log, log.end) for p, log in model.logs.items()}
         self._forgets = model.forgets
@@ -142,13 +138,18 @@ class CapturedOutcomes:
                 return cast("list[IndexEntry | None]", outcomes)
         return model.entries(log.command_ids(first, end))
 
-    def _unchanged(self, model: WriteModel, again: list[str]) -> dict[int, _Growing]:
-        """The growing chunks whose answers are still those captured."""
+    def _intact(self, model: WriteModel) -> bool:
+        """Whether every log is the one of the last capture (none replaced by a restore, which
+        also changes other partitions' index entries) and forgot none of the entries appended
+        since (whose ids are then unknown)."""
         for partition, log in model.logs.items():
             then, end = self._logs.get(partition, (log, 0))
             if then is not log or log.start > end:
-                # Replaced by a restore, or it forgot entries appended since.
-                return {}
+                return False
+        return True
+
+    def _unchanged(self, model: WriteModel, again: list[str]) -> dict[int, _Growing]:
+        """The growing chunks whose answers are still those captured."""
         kept = self._growing
         if again:
             recorded = set(again)
