@@ -120,10 +120,10 @@ class WriteModel:
         self.recorded_again: list[str] | None = None
         """Once snapshots set it to a list: the commands that got another event since they took
         it, whose earlier entries' answers have changed (captured_outcomes.py)."""
-        self.changed_accounts: defaultdict[int, set[str]] = defaultdict(set)
-        """Per partition: the accounts folded into since snapshots last took these sets
-        (`take_changed_accounts`), so that a snapshot looks at those rather than at every
-        account; a set per partition is bounded by the partition's accounts."""
+        self.changed_accounts: defaultdict[int, set[str]] | None = None
+        """Once snapshots take them (`take_changed_accounts`), per partition: the accounts
+        folded into since they last did, so that a snapshot looks at those rather than at every
+        account (a set per partition, bounded by the partition's accounts)."""
 
     def apply(self, event: Event, partition: int, offset: int) -> None:
         """Fold one committed event in; raises InconsistentEvent if the log contradicts itself."""
@@ -161,7 +161,8 @@ class WriteModel:
                     # snapshots: it keeps none (docs/design.md, decision 14).
                     state = dataclasses.replace(state, owner="")
                 accounts[account_id] = state
-                changed[partition].add(account_id)
+                if changed is not None:
+                    changed[partition].add(account_id)
                 positions[partition] = offset
                 kind = type(event)
                 if kind not in _NOTHING_IN_FLIGHT:
@@ -264,10 +265,10 @@ class WriteModel:
         return versions, tokens
 
     def take_changed_accounts(self) -> dict[int, set[str]]:
-        """The accounts folded into since the last call, per partition; the sets start empty."""
-        taken = dict(self.changed_accounts)
-        self.changed_accounts.clear()
-        return taken
+        """The accounts folded into since the last call, per partition (none at the first,
+        which starts keeping them)."""
+        taken, self.changed_accounts = self.changed_accounts, defaultdict(set)
+        return {} if taken is None else taken
 
     def restore(
         self,

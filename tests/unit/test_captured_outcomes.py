@@ -240,3 +240,18 @@ def test_a_model_the_writer_did_not_restore_gets_every_account_written() -> None
     again, start = restored(topic)
     assert tail(log, start) == []
     assert again.accounts == other.accounts
+
+
+def test_a_model_without_snapshots_keeps_no_changes() -> None:
+    """What only snapshots read is kept once they first take it, not before."""
+    log = history(7, 40, 0.0)
+    model = fold(log[:20])
+    assert model.changed_accounts is None
+    assert model.recorded_again is None
+    assert model.take_changed_accounts() == {}
+    CapturedOutcomes().begin(model)
+    for event, partition, offset in log[20:]:
+        model.apply(event, partition, offset)
+    changed = model.take_changed_accounts()
+    assert set().union(*changed.values()) == {e.account_id for e, _, _ in log[20:]}
+    assert model.take_changed_accounts() == {}
