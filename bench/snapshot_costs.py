@@ -10,7 +10,9 @@ time of this process (`time.process_time`), the best of `--runs` runs, in micros
 event folded since the snapshot before; and the capture alone per snapshot (the time batches
 wait for it), median and slowest over the run's snapshots, in milliseconds.
 
-Run as a file rather than a module, it measures whichever tree's code comes first on the path:
+Run as a file rather than a module, it measures whichever tree's code comes first on the path
+(the script's directory starts it, not the working directory, so name the tree measured on
+PYTHONPATH, this one's too, or an installed tree is measured):
 `git archive <commit> | tar -x -C /tmp/before && PYTHONPATH=/tmp/before python
 bench/snapshot_costs.py` measures an older tree with this very script (docs/performance.md,
 "Batches (issue 22)", "Snapshots").
