@@ -7,9 +7,12 @@ writer takes them: `Snapshots.capture` (the writer's main thread, between two ba
 `Snapshots.publish` encoding every record (the snapshot thread, which shares the main thread's
 interpreter lock; the transaction itself is left out). Deciding and folding are not timed. CPU
 time of this process (`time.process_time`), the best of `--runs` runs, in microseconds per
-event folded since the snapshot before.
+event folded since the snapshot before; and the capture alone per snapshot (the time batches
+wait for it), median and slowest over the run's snapshots, in milliseconds.
 
-Run as a file rather than a module, it measures whichever tree's code comes first on the path:
+Run as a file rather than a module, it measures whichever tree's code comes first on the path
+(the script's directory starts it, not the working directory, so name the tree measured on
+PYTHONPATH, this one's too, or an installed tree is measured):
 `git archive <commit> | tar -x -C /tmp/before && PYTHONPATH=/tmp/before python
 bench/snapshot_costs.py` measures an older tree with this very script (docs/performance.md,
 "Batches (issue 22)", "Snapshots").
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -86,6 +90,7 @@ def measure(accounts: int, deposits: int, every: int, seed: int) -> dict[str, fl
         )
     snapshots.write(model)
     captured = encoded = 0.0
+    captures: list[float] = []
     since = 0
     for step in range(0, deposits, BATCH):
         now += timedelta(milliseconds=100)
@@ -110,6 +115,7 @@ def measure(accounts: int, deposits: int, every: int, seed: int) -> dict[str, fl
                 snapshots.recorded(capture)
             ended = time.process_time()
             captured += middle - started
+            captures.append(middle - started)
             encoded += ended - middle
     folded = deposits - deposits % every
     return {
@@ -117,6 +123,8 @@ def measure(accounts: int, deposits: int, every: int, seed: int) -> dict[str, fl
         "encode (snapshot thread)": encoded * 1e6 / folded,
         "total": (captured + encoded) * 1e6 / folded,
         "MB encoded per 10,000 events": store.bytes / folded * 10_000 / 1e6,
+        "capture per snapshot, median": statistics.median(captures) * 1e3,
+        "capture per snapshot, slowest": max(captures) * 1e3,
     }
 
 
@@ -130,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [measure(args.accounts, args.deposits, args.every, seed) for seed in range(args.runs)]
     for name in runs[0]:
         best = min(run[name] for run in runs)
-        print(f"{name:30} {best:8.2f}" + ("" if name.startswith("MB") else " µs/event"))
+        unit = "" if name.startswith("MB") else " ms" if "per snapshot" in name else " µs/event"
+        print(f"{name:30} {best:8.2f}{unit}")
     return 0
 
 

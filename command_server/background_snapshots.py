@@ -2,10 +2,12 @@
 
 Writing a snapshot (encoding, then a transaction of a few megabytes) takes long enough that
 every command arriving meanwhile would wait for it (docs/performance.md, "Next levers for
-throughput", item 1). So the writer only captures the snapshot between two batches (copies of
-the new outcome entries and references to the immutable accounts); encoding and the
-transaction run on this thread, through the snapshot producer, while batches go on. At most one
-snapshot is in flight; a clean stop waits for it and then writes the final one itself.
+throughput", item 1). So the writer only captures the snapshot between two batches (the outcome
+entries appended since the last capture with their answers, the growing chunks' earlier pieces,
+and the immutable accounts changed since: a cost proportional to what changed,
+captured_outcomes.py); joining the pieces, encoding and the transaction run on this thread,
+through the snapshot producer, while batches go on. At most one snapshot is in flight; a clean
+stop waits for it and then writes the final one itself.
 """
 
 from __future__ import annotations

@@ -42,7 +42,9 @@ class OutcomeLog:
     """One entry per event: who wrote it (command id and fingerprint) and where it is.
 
     Answers are kept only for entries restored from a snapshot; for the others the write model
-    holds the command's Outcome, which a snapshot copies next to the entry.
+    holds the command's Outcome, which a snapshot copies next to the entry. Each of those
+    entries also keeps the outcome object it was appended with, so that a snapshot takes the
+    outcomes of the entries appended since the last one as a slice rather than a lookup each.
     """
 
     def __init__(self, first: int = 0) -> None:
@@ -53,6 +55,10 @@ class OutcomeLog:
         self._offsets = array("q")
         self._versions = array("q")
         self._tokens: list[str] = []
+        self._outcomes: list[object] = []
+        """The outcome each entry was appended with; None for those restored."""
+        self._restored_end = first
+        """Entries before this absolute index came from a snapshot."""
 
     @property
     def start(self) -> int:
@@ -65,13 +71,14 @@ class OutcomeLog:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def append(self, command_id: str, fingerprint: str, offset: int) -> int:
-        """Record one event; returns its absolute index."""
+    def append(self, command_id: str, fingerprint: str, offset: int, outcome: object) -> int:
+        """Record one event, whose command has `outcome` now; returns its absolute index."""
         self._ids.append(command_id)
         self._fingerprints += bytes.fromhex(fingerprint)
         self._offsets.append(offset)
         self._versions.append(0)
         self._tokens.append("")
+        self._outcomes.append(outcome)
         return self._first + len(self._ids) - 1
 
     def extend(self, columns: OutcomeColumns) -> None:
@@ -85,6 +92,8 @@ class OutcomeLog:
         self._offsets += columns.offsets
         self._versions += columns.versions
         self._tokens += columns.tokens
+        self._outcomes += [None] * len(columns)
+        self._restored_end = self.end
 
     def command_id(self, index: int) -> str:
         return self._ids[index - self._first]
@@ -92,6 +101,12 @@ class OutcomeLog:
     def command_ids(self, first: int, end: int) -> list[str]:
         """The ids of entries [first, end), which the log must hold."""
         return self._ids[first - self._first : end - self._first]
+
+    def outcomes(self, first: int, end: int) -> list[object] | None:
+        """The outcomes entries [first, end) were appended with; None if some were restored."""
+        if first < self._restored_end:
+            return None
+        return self._outcomes[first - self._first : end - self._first]
 
     def offset(self, index: int) -> int:
         return self._offsets[index - self._first]
@@ -113,6 +128,7 @@ class OutcomeLog:
         del self._offsets[:count]
         del self._versions[:count]
         del self._tokens[:count]
+        del self._outcomes[:count]
         self._first += count
 
     def columns(self, span: range, versions: array[int], tokens: list[str]) -> OutcomeColumns:

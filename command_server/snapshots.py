@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from command_server.captured_outcomes import CapturedOutcomes, GrowingChunk
 from command_server.event_store import EventStore
 from command_server.outcome_log import OutcomeColumns
 from command_server.snapshot_format import (
@@ -67,9 +68,6 @@ class _Written:
     account_chunks: int = 0
     account_entries: int = 0
     """Accounts in those chunks, counting each time one was written again."""
-    seen: dict[str, Account] = field(default_factory=dict)
-    """Each account as the topic holds it: accounts are immutable, so one whose object is not
-    this one has changed since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +75,11 @@ class Capture:
     """A snapshot taken from the model and not written yet: records to write (None: a
     tombstone), and what the topic holds per partition once they are written."""
 
-    records: list[tuple[str, Body | None]]
+    records: list[tuple[str, Body | GrowingChunk | None]]
     updated: dict[int, _Written]
+    accounts: dict[int, set[str]]
+    """Per partition updated: the accounts changed since the last snapshot written, which
+    this one writes."""
     taken_at: float
 
 
@@ -108,6 +109,16 @@ class Snapshots:
         """When the last capture was taken (time.monotonic)."""
         self._memory = Memory()
         """Touched only by `publish` (at most one runs at a time: background_snapshots.py)."""
+        self._model: WriteModel | None = None
+        """The model restored or captured last: its changed accounts are relative to what
+        `_written` and `_unwritten` say."""
+        self._unwritten: dict[int, set[str]] = {}
+        """Per partition: accounts changed since the last snapshot written (not changed in
+        place: a capture holds them)."""
+        self._rewrite: set[int] = set()
+        """Partitions whose accounts are all written again (a new generation) by their next
+        snapshot written: the model's changes are not relative to what the topic holds."""
+        self._outcomes = CapturedOutcomes()
 
     def restore(
         self, model: WriteModel, partitions: Sequence[int], latest: Mapping[str, bytes]
@@ -143,9 +154,11 @@ class Snapshots:
                 manifest.generation,
                 manifest.account_chunks,
                 len(accounts),
-                {a: model.accounts[a] for a in model.account_ids.get(p, ())},
             )
             start[p] = manifest.next_offset
+        # The accounts restored are those the topic holds; the replay changes them.
+        model.take_changed_accounts()
+        self._model, self._unwritten, self._rewrite = model, {}, set()
         return start
 
     def _read(
@@ -217,30 +230,51 @@ class Snapshots:
 
     def capture(self, model: WriteModel) -> Capture | None:
         """What a snapshot of `model` as it is now would write; None if nothing changed."""
-        records: list[tuple[str, Body | None]] = []
+        records: list[tuple[str, Body | GrowingChunk | None]] = []
         updated: dict[int, _Written] = {}
+        unwritten = self._unwritten
+        if model is not self._model:
+            # A model this writer neither restored nor captured: its changes are not relative
+            # to the topic's accounts.
+            unwritten, self._rewrite = {}, set(self._written)
+        for partition, changed in model.take_changed_accounts().items():
+            earlier = unwritten.get(partition)
+            unwritten[partition] = earlier | changed if earlier else changed
+        self._model, self._unwritten = model, unwritten
+        self._outcomes.begin(model)
+        accounts: dict[int, set[str]] = {}
         for partition, written in self._written.items():
             position = model.positions.get(partition)
             if position is None or position + 1 == written.next_offset:
                 continue
-            updated[partition] = self._partition_records(partition, written, model, records)
+            changed = accounts[partition] = unwritten.get(partition, set())
+            updated[partition] = self._partition_records(
+                partition, written, model, None if partition in self._rewrite else changed, records
+            )
         # Whatever happens, the next attempt waits for another `every_events` events (and
         # `min_seconds`): a broken snapshot topic must not cost every batch a failed transaction.
         self._since = 0
         self._began = time.monotonic()
-        return Capture(records, updated, self._began) if records else None
+        return Capture(records, updated, accounts, self._began) if records else None
 
     def publish(self, capture: Capture) -> None:
         """Encode and write `capture` in one transaction (reads nothing but the capture)."""
         memory = self._memory
         records = [
-            (key, None if body is None else encode(body, memory)) for key, body in capture.records
+            (key, None if body is None else encode(_whole(body), memory))
+            for key, body in capture.records
         ]
         self._store.publish(self._target.topic, records)
 
     def recorded(self, capture: Capture) -> None:
         """`capture` is in the topic: later snapshots build on it."""
         self._written.update(capture.updated)
+        self._rewrite.difference_update(capture.updated)
+        unwritten = self._unwritten
+        for partition, written in capture.accounts.items():
+            left = unwritten.get(partition, set())
+            # Usually the very set written: no capture since.
+            unwritten[partition] = set() if left is written else left - written
         log.info(
             "snapshot of partitions %s written (%d records) in %.3fs",
             sorted(capture.updated),
@@ -256,15 +290,18 @@ class Snapshots:
         partition: int,
         written: _Written,
         model: WriteModel,
-        records: list[tuple[str, Body | None]],
+        changed_ids: set[str] | None,
+        records: list[tuple[str, Body | GrowingChunk | None]],
     ) -> _Written:
+        """The records of one partition's snapshot, appended to `records`; `changed_ids`: its
+        accounts changed since its last snapshot written (None: unknown)."""
         outcomes = model.logs[partition]
         start, end = outcomes.start, outcomes.end
         size = model.chunk_entries
         complete = {c for c in written.complete if c * size >= start}
         keys = {manifest_key(partition)}
 
-        def add(key: str, body: Body) -> None:
+        def add(key: str, body: Body | GrowingChunk) -> None:
             keys.add(key)
             records.append((key, body))
 
@@ -273,22 +310,25 @@ class Snapshots:
             if chunk in complete:
                 keys.add(key)
                 continue
-            first = chunk * size
-            add(key, OutcomeChunk(written.lineage, model.chunk(partition, first, first + size)))
-            if first + size <= end:
+            add(key, GrowingChunk(written.lineage, self._outcomes.chunk(model, partition, chunk)))
+            if (chunk + 1) * size <= end:
                 complete.add(chunk)
-        current = model.accounts
-        seen = {a: current[a] for a in model.account_ids.get(partition, ())}
-        changed = [account for a, account in seen.items() if written.seen.get(a) is not account]
+        account = model.accounts.__getitem__
+        ids = model.account_ids.get(partition, set())
         generation, chunks, entries = written.generation, written.account_chunks, 0
-        if generation and written.account_entries + len(changed) <= _REWRITE_AFTER * len(seen):
+        if (
+            generation
+            and changed_ids is not None
+            and written.account_entries + len(changed_ids) <= _REWRITE_AFTER * len(ids)
+        ):
             # Only what changed, after the chunks already there: a snapshot costs what happened
             # since the last one, not the number of accounts.
             entries = written.account_entries
             keys.update(accounts_key(partition, n) for n in range(chunks))
+            changed = list(map(account, changed_ids))
         else:
             # A new generation of every account, once the changes outweigh the accounts.
-            generation, chunks, changed = uuid.uuid4().hex, 0, list(seen.values())
+            generation, chunks, changed = uuid.uuid4().hex, 0, list(map(account, ids))
         for at in range(0, len(changed), ACCOUNTS_PER_CHUNK):
             slice_ = changed[at : at + ACCOUNTS_PER_CHUNK]
             add(accounts_key(partition, chunks), AccountChunk(generation, slice_))
@@ -314,9 +354,11 @@ class Snapshots:
         )
         # Last in the transaction, although the transaction makes the order invisible.
         records.append((manifest_key(partition), manifest))
-        return _Written(
-            written.lineage, complete, keys, next_offset, generation, chunks, entries, seen
-        )
+        return _Written(written.lineage, complete, keys, next_offset, generation, chunks, entries)
+
+
+def _whole(body: Body | GrowingChunk) -> Body:
+    return body.body() if isinstance(body, GrowingChunk) else body
 
 
 def _expect(kind: type[_Body], latest: Mapping[str, bytes], key: str) -> _Body:

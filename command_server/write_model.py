@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -70,10 +71,11 @@ _NOTHING_IN_FLIGHT = frozenset(
 _OUTCOMES_ONLY = frozenset((Outcome,))
 _VERSION = attrgetter("version")
 _TOKEN = attrgetter("token")
+_ENCODED_TOKEN = attrgetter("_token")
 
 # An outcome restored from a snapshot stays packed in its partition's log until it is asked for;
 # the index then holds (partition, absolute index) instead of an Outcome.
-_Entry = Outcome | tuple[int, int]
+IndexEntry = Outcome | tuple[int, int]
 
 
 class WriteModel:
@@ -99,7 +101,7 @@ class WriteModel:
         chunk_entries: int = CHUNK_ENTRIES,
     ) -> None:
         self.accounts: dict[str, Account] = {}
-        self._index: dict[str, _Entry] = {}
+        self._index: dict[str, IndexEntry] = {}
         self.logs: dict[int, OutcomeLog] = {p: OutcomeLog() for p in partitions or []}
         self.account_ids: dict[int, set[str]] = {p: set() for p in partitions or []}
         self.positions: dict[int, int] = {}
@@ -115,6 +117,13 @@ class WriteModel:
         """Cross-shard transfers debited here whose money is in flight (decision 13)."""
         self.saga_positions: dict[int, int] = {}
         """Per partition of the transfers topic: the offset of the next message to process."""
+        self.recorded_again: list[str] | None = None
+        """Once snapshots set it to a list: the commands that got another event since they took
+        it, whose earlier entries' answers have changed (captured_outcomes.py)."""
+        self.changed_accounts: defaultdict[int, set[str]] | None = None
+        """Once snapshots take them (`take_changed_accounts`), per partition: the accounts
+        folded into since they last did, so that a snapshot looks at those rather than at every
+        account (a set per partition, bounded by the partition's accounts)."""
 
     def apply(self, event: Event, partition: int, offset: int) -> None:
         """Fold one committed event in; raises InconsistentEvent if the log contradicts itself."""
@@ -138,6 +147,7 @@ class WriteModel:
         for each, its command's outcome as it stood then (the command's later events in the
         batch add to the same one). Once `forgets` has moved, `outcome` may no longer know it."""
         accounts, positions, logs, index = self.accounts, self.positions, self.logs, self._index
+        changed, again = self.changed_accounts, self.recorded_again
         limit = self._window + self.chunk_entries
         outcomes: list[Outcome] = []
         add = outcomes.append
@@ -151,6 +161,8 @@ class WriteModel:
                     # snapshots: it keeps none (docs/design.md, decision 14).
                     state = dataclasses.replace(state, owner="")
                 accounts[account_id] = state
+                if changed is not None:
+                    changed[partition].add(account_id)
                 positions[partition] = offset
                 kind = type(event)
                 if kind not in _NOTHING_IN_FLIGHT:
@@ -159,7 +171,6 @@ class WriteModel:
                 log = logs.get(partition)
                 if log is None:
                     log = self._log(partition)
-                log.append(command_id, event.command_fingerprint, offset)
                 entry = index.get(command_id)
                 if entry is None:
                     # What `Outcome.record` would make of a fresh outcome, made at once.
@@ -170,6 +181,9 @@ class WriteModel:
                 else:
                     outcome = entry if type(entry) is Outcome else self._restored(command_id)
                     outcome.record(source_version(event), partition, offset)
+                    if again is not None:
+                        again.append(command_id)
+                log.append(command_id, event.command_fingerprint, offset, outcome)
                 add(outcome)
                 if len(log) >= limit:
                     self.forgets += 1
@@ -219,12 +233,23 @@ class WriteModel:
         """Entries [first, end) of a partition's log, each with its command's answer."""
         log = self.logs[partition]
         span = log.span(first, end)
-        entries = list(map(self._index.get, log.command_ids(span.start, span.stop)))
+        entries = self.entries(log.command_ids(span.start, span.stop))
+        return log.columns(span, *self.answers(entries))
+
+    def entries(self, command_ids: list[str]) -> list[IndexEntry | None]:
+        """What the outcome index holds for each of `command_ids` (None: forgotten)."""
+        return list(map(self._index.get, command_ids))
+
+    def answers(self, entries: list[IndexEntry | None]) -> tuple[array[int], list[str]]:
+        """The version and token columns answering `entries` (from `entries`)."""
         if _OUTCOMES_ONLY.issuperset(map(type, entries)):
             # Every entry's command answered since the start (a snapshot's usual case): the
             # answers taken column-wise, without a Python step per entry.
-            versions = array("q", map(_VERSION, entries))
-            return log.columns(span, versions, list(map(_TOKEN, entries)))
+            tokens = list(map(_ENCODED_TOKEN, entries))
+            if None in tokens:
+                # Some not encoded yet (every answered command's is): the property encodes them.
+                tokens = list(map(_TOKEN, entries))
+            return array("q", list(map(_VERSION, entries))), tokens
         versions, tokens = array("q"), []
         for entry in entries:
             if isinstance(entry, Outcome):
@@ -237,7 +262,13 @@ class WriteModel:
                 version, token = 0, ""
             versions.append(version)
             tokens.append(token)
-        return log.columns(span, versions, tokens)
+        return versions, tokens
+
+    def take_changed_accounts(self) -> dict[int, set[str]]:
+        """The accounts folded into since the last call, per partition (none at the first,
+        which starts keeping them)."""
+        taken, self.changed_accounts = self.changed_accounts, defaultdict(set)
+        return {} if taken is None else taken
 
     def restore(
         self,
@@ -259,7 +290,9 @@ class WriteModel:
             # Every entry carries its command's whole answer, so the two events of a transfer
             # index the same answer and either may stand for it.
             places = zip(repeat(partition, count), range(first, first + count), strict=True)
-            entries: Iterable[tuple[str, _Entry]] = zip(columns.command_ids, places, strict=True)
+            entries: Iterable[tuple[str, IndexEntry]] = zip(
+                columns.command_ids, places, strict=True
+            )
             if "" in columns.tokens:
                 # Forgotten by the time the chunk was written: stays forgotten.
                 tokens = columns.tokens

@@ -62,19 +62,25 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshots, "ACCOUNTS_PER_CHUNK", 3)
 
 
-def history(seed: int, commands: int) -> list[tuple[Event, int, int]]:
-    """A valid log: (event, partition, offset) of random commands over ten accounts."""
+def history(seed: int, commands: int, reuse: float = 0.0) -> list[tuple[Event, int, int]]:
+    """A valid log: (event, partition, offset) of random commands over ten accounts; with
+    `reuse`, that share of them use again the id of an earlier command (a retry long after, or
+    a client's mistake): its outcome then changes."""
     rng = random.Random(seed)
     state: dict[str, Account] = {}
     offsets = dict.fromkeys(PARTITIONS, -1)
     log: list[tuple[Event, int, int]] = []
     ids = [f"acct-{n}" for n in range(10)]
+    used: list[str] = []
     script: list[Command] = [OpenAccount(new_command_id(), a, "EUR", "owner") for a in ids]
     for n in range(commands):
         source, target = rng.sample(ids, 2)
         amount = str(rng.randint(1, 300))
         # Ids made by many clients: roughly, not strictly, in the order they reach the log.
         command_id = new_command_id(MILLIS + (n + rng.randint(-20, 20)) * 1000)
+        if reuse and used and rng.random() < reuse:
+            command_id = rng.choice(used)
+        used.append(command_id)
         choices: list[Command] = [
             Deposit(command_id, source, amount),
             Withdraw(command_id, source, amount),
