@@ -208,10 +208,19 @@ def _write_inline() -> str:
     return "WITH " + ",\n".join(parts) + ",\n" + _advance_and_announce(first)
 
 
-# Truncated at the start of each staged write rather than on commit, because a rebuild's
-# catch-up applies several batches in one transaction.
+# Emptied at commit, in place (ON COMMIT DELETE ROWS), so a transaction finds them empty; and
+# truncated at the start of a staged write only if an earlier one in the same transaction left
+# rows (a rebuild's catch-up applies several batches in one transaction). A TRUNCATE at every
+# batch gave each of the five tables a new file and catalog row: ~2 ms of every staged batch
+# (docs/performance.md, "Batches (issue 22)", "The read side's live batches"). The second
+# TRUNCATE in a transaction is done in place.
+_STAGED = [f"pg_temp.{rows.staging_table}" for rows in _ALL_ROWS]
 _STAGING = "\n".join(rows.create_staging() for rows in _ALL_ROWS) + (
-    "\nTRUNCATE " + ", ".join(f"pg_temp.{rows.staging_table}" for rows in _ALL_ROWS) + ";"
+    "\nDO $$ BEGIN IF "
+    + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in _STAGED)
+    + " THEN TRUNCATE "
+    + ", ".join(_STAGED)
+    + "; END IF; END $$;"
 )
 _WRITE_INLINE = _write_inline()
 _FROM_STAGING = tuple(rows.from_staging() for rows in _ALL_ROWS)
@@ -241,12 +250,16 @@ async def write(
         await connection.execute(_WRITE_INLINE, *arrays, *checkpoints)
         return
     await connection.execute(_STAGING)
+    inserts = []
     for rows, batch, insert in zip(_ALL_ROWS, batches, _FROM_STAGING, strict=True):
         if batch:
             await connection.copy_records_to_table(
                 rows.staging_table, records=batch, columns=rows.names, schema_name="pg_temp"
             )
-            await connection.execute(insert)
+            inserts.append(insert)
+    # One round trip for all of them (a script of statements without parameters).
+    if inserts:
+        await connection.execute(";\n".join(inserts))
     await connection.execute(_ADVANCE_AND_ANNOUNCE, *checkpoints)
 
 

@@ -48,7 +48,10 @@ class Rows:
 
     def create_staging(self) -> str:
         columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in self.columns)
-        return f"CREATE TEMP TABLE IF NOT EXISTS {self.staging_table} ({columns});"
+        return (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.staging_table} ({columns})"
+            " ON COMMIT DELETE ROWS;"
+        )
 
     def from_staging(self) -> str:
         return self.insert.replace("{rows}", f"pg_temp.{self.staging_table}")

@@ -90,3 +90,26 @@ async def test_the_default_sends_small_batches_in_one_statement_and_large_ones_s
     assert sum("pg_notify" in query for query in small) == 1
     assert any("TRUNCATE pg_temp.staged_movements" in query for query in large)
     assert sum("pg_notify" in query for query in large) == 1
+
+
+async def test_staged_batches_sharing_a_transaction_each_write_their_own_rows_only(
+    stack: LocalStack, topic: str, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging tables are emptied at commit and, between two staged batches of one
+    transaction (a rebuild's catch-up), at the start of the second: a batch rolled back, or
+    one before it in the same transaction, leaves nothing behind for the next."""
+    log, records = await written_log(stack, topic, db, 9, 2000)
+    monkeypatch.setattr(batch_writes, "INLINE_MAX_ROWS", -1)
+    batches = cut(records, 150)
+    rolled_back = db.transaction()
+    await rolled_back.start()
+    await apply_batch(db, topic, batches[0])
+    await rolled_back.rollback()
+    half = len(batches) // 2
+    async with db.transaction():
+        for batch in batches[:half]:
+            await apply_batch(db, topic, batch)
+    for batch in batches[half:]:
+        await apply_batch(db, topic, batch)
+
+    assert await checks.read_model(db) == checks.fold(log.logged)
