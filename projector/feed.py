@@ -108,6 +108,9 @@ class Feed:
         self._lag = LagOffsets(topic)
         self._assigned: set[int] = set()
         self._in_flight: Future[BatchResult] | None = None
+        self._ahead: dict[int, tuple[Message, ConsumedRecord]] = {}
+        """Records decoded while the batch before them committed (`_decode_ahead`), by the id
+        of their message (kept beside it, so that the id cannot be another message's)."""
         self._failed: BaseException | None = None
         """What the batch in flight raised, if a rebalance callback found out: kept so that
         the callback still commits and forgets its partitions, and raised once the poll that
@@ -178,6 +181,7 @@ class Feed:
             if records:
                 self._in_flight = self._apply_batch(records, prediction)
                 self._view.sent(prediction)
+        self._ahead = {}
         if not self._catching_up(messages):
             self._finish_in_flight()
         return True
@@ -217,6 +221,7 @@ class Feed:
         polled = consume_ready(consumer, most, 0) if self._in_flight is not None else []
         self._raise_if_failed()
         if not self._catching_up(polled):
+            self._decode_ahead(polled)
             self._finish_in_flight()
             if polled:
                 polled += consumer.consume(most - len(polled), 0)
@@ -237,8 +242,40 @@ class Feed:
                 log.warning("consuming %s: %s", self._topic, error.str())
         return messages
 
+    def _decode_ahead(self, polled: Sequence[Message]) -> None:
+        """Decode live records fetched while a batch is in flight before waiting for it: the
+        event loop feeds PostgreSQL meanwhile, and the next batch (these and what arrives
+        while it commits) then decodes only the rest (docs/performance.md, "Live batches:
+        decoding while the previous one commits")."""
+        if self._in_flight is None:
+            return
+        usable = [message for message in polled if message.error() is None]
+        if not usable:
+            return
+        try:
+            records = consumed_records(self._codec, usable)
+        except Exception:
+            return  # the registry did not answer: `_decoded` tries again, and waits
+        self._ahead = {id(m): (m, r) for m, r in zip(usable, records, strict=True)}
+
     def _decoded(self, messages: Sequence[Message]) -> list[ConsumedRecord] | None:
-        """The messages as records, or None if we were stopped while the registry was down."""
+        """The messages as records (those decoded ahead taken as they are), or None if we
+        were stopped while the registry was down."""
+        ahead = self._ahead
+        if not ahead:
+            return self._decoded_now(messages)
+        rest = [m for m in messages if ahead.get(id(m), (None,))[0] is not m]
+        decoded = self._decoded_now(rest) if rest else []
+        if decoded is None:
+            return None
+        fresh = iter(decoded)
+        records = []
+        for message in messages:
+            entry = ahead.get(id(message))
+            records.append(entry[1] if entry is not None and entry[0] is message else next(fresh))
+        return records
+
+    def _decoded_now(self, messages: Sequence[Message]) -> list[ConsumedRecord] | None:
         delay = 0.1
         while True:
             try:

@@ -15,7 +15,7 @@ from ledger.events.codec import EventCodec
 from ledger.events.records import AccountOpened
 from ledger.events.schema_store import SchemaStore
 from projector.batch import BatchResult
-from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord
+from projector.consumed import ConsumedRecord, DecodedRecord, UndecodableRecord, consumed_records
 from projector.feed import Feed, FeedFailed
 from projector.prediction import Prediction
 from projector.status import Status
@@ -179,7 +179,8 @@ def test_live_records_wait_for_the_batch_in_flight_and_take_what_arrived_meanwhi
 ) -> None:
     messages = deposits(codec, 8)
     consumer = FakeConsumer(log, [messages[6:7], messages[7:8]])
-    feed = feed_of(codec, Recorder(log), 2)
+    recorder = Recorder(log)
+    feed = feed_of(codec, recorder, 2)
     _assign(feed, consumer, 0)
     assert feed._apply_in_order(messages[4:6])
     log.clear()
@@ -187,8 +188,20 @@ def test_live_records_wait_for_the_batch_in_flight_and_take_what_arrived_meanwhi
     polled = feed._next_messages(consumer)  # type: ignore[arg-type]
 
     # Fewer than a batch: what arrived while the batch in flight committed goes with them.
+    # What was already fetched is decoded before the wait, while that batch commits.
     assert [m.offset() for m in polled] == [6, 7]
-    assert log == ["poll 0", "consume 0", "wait 1", "consume 0"]
+    assert log == ["poll 0", "consume 0", "decode 1", "wait 1", "consume 0"]
+    log.clear()
+    assert feed._apply_in_order(polled)
+    # Only the record that arrived meanwhile is decoded now; the batch is in log order.
+    assert log == ["decode 1", "apply 2"]
+    assert [r.offset for r in recorder.batches[-1]] == [6, 7]
+    assert recorder.batches[-1] == [_decoded(codec, m) for m in polled]
+
+
+def _decoded(codec: EventCodec, message: Any) -> ConsumedRecord:
+    (record,) = consumed_records(codec, [message])
+    return record
 
 
 def test_records_of_partitions_no_longer_ours_are_dropped(
