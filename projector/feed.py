@@ -3,7 +3,8 @@
 librdkafka's consumer blocks, so it runs on a dedicated thread that hands each batch to the event
 loop. One batch is in flight at a time: the thread decodes and projects the next one
 (prediction.py) while PostgreSQL applies it, across polls too when catching up, since the next
-poll's records are already fetched; a live batch is waited for before the next poll.
+poll's records are already fetched; a live batch is waited for before the next poll, once the
+records already fetched are decoded.
 Rebalance callbacks run inside poll/consume on this thread, and the revocation ones finish the
 batch in flight first, so no batch is in flight when partitions go (records of theirs that
 the same call returned are dropped); on assignment we read the partitions' checkpoints from
