@@ -57,6 +57,30 @@ def id_horizon_now(max_skew_us: int) -> str:
     return _horizon(time.time_ns() // 1000 + max_skew_us)
 
 
+class UnaryHorizon:
+    """`id_horizon_now(max_skew_us)` for one servicer's calls, its text made once per
+    millisecond: the horizon moves in whole milliseconds, and formatting it cost ~1 µs of the
+    unary call, where comparing the millisecond costs a fifth of that."""
+
+    __slots__ = ("_max_skew_us", "_millis", "_text")
+
+    def __init__(self, max_skew_us: int) -> None:
+        self._max_skew_us = max_skew_us
+        self._millis = -1
+        self._text = ""
+
+    def at(self, micros: int) -> str:
+        """The horizon of a call at `micros` (µs since the epoch): `_horizon`'s text."""
+        millis = (micros + self._max_skew_us) // 1000
+        if millis != self._millis:
+            self._text = _horizon(micros + self._max_skew_us)
+            self._millis = millis
+        return self._text
+
+    def now(self) -> str:
+        return self.at(time.time_ns() // 1000)
+
+
 def _horizon(micros: int) -> str:
     text = f"{max(micros // 1000 - 2, 0):012x}"
     return f"{text[:8]}-{text[8:]}"

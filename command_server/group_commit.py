@@ -26,15 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import wait_for
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from command_server.event_store import Fenced
 from command_server.shards import Shard
 from command_server.transfer_waits import ASK_EVERY, TransferState, TransferWaits
-from command_server.writer.handle import WriterLost
+from command_server.writer.handle import Writer, WriterLost
 from command_server.writer.protocol import (
     BROKEN,
     COMMITTING,
@@ -42,8 +42,6 @@ from command_server.writer.protocol import (
     STALLED,
     Ack,
     AtomicSpan,
-    Batch,
-    BatchReply,
     NotServing,
     PackedCommand,
     pack_command,
@@ -57,23 +55,6 @@ log = logging.getLogger(__name__)
 
 class Misrouted(RuntimeError):
     """The command touches accounts this shard does not own."""
-
-
-class Writer(Protocol):
-    """What the committer needs of the writer (`WriterProcess`): one batch's round trip."""
-
-    async def commit(self, batch: Batch) -> BatchReply:
-        """The batch's reply; raises WriterLost if the writer is gone."""
-        ...
-
-    async def probe(self) -> BatchReply:
-        """What the writer knows of Kafka now (no verdicts); raises WriterLost likewise."""
-        ...
-
-    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
-        """A probe whose verdicts are how the cross-shard transfers stand (transfer id, state,
-        reason); raises WriterLost likewise."""
-        ...
 
 
 class Overloaded(RuntimeError):
@@ -139,7 +120,7 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._queued = 0
         """Commands in the queue."""
-        self._full = asyncio.Event()  # set once `max_commands` wait: a second batch may go
+        self._wake: asyncio.Future[None] | None = None  # `run` waits: an answer, or a full batch
         self._closing = False
         self._fenced: Fenced | None = None
         self._lost: WriterLost | None = None
@@ -184,7 +165,7 @@ class GroupCommitter:
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
         if self._queued >= self._max_commands:
-            self._full.set()
+            self._answered()  # a second batch may go
         return await future
 
     @property
@@ -233,9 +214,13 @@ class GroupCommitter:
                 if in_flight and not self._room_for_another(in_flight):
                     await self._answer_or_full_batch(in_flight)
                     continue
+                queue = self._queue
                 try:
                     idle = ASK_EVERY if self._waits else self._probe_every
-                    first = await asyncio.wait_for(self._queue.get(), idle)
+                    # Under load a command waits already: no timer and no task for it then.
+                    first = (
+                        queue.get_nowait() if queue.qsize() else await wait_for(queue.get(), idle)
+                    )
                 except TimeoutError:
                     await (self._ask() if self._waits else self._probe())
                     continue
@@ -258,13 +243,20 @@ class GroupCommitter:
         return not in_flight or (len(in_flight) < 2 and self._queued >= self._max_commands)
 
     async def _answer_or_full_batch(self, in_flight: deque[asyncio.Task[None]]) -> None:
-        """Wait until the oldest batch is answered or a full batch waits in the queue."""
-        self._full.clear()
-        full = asyncio.ensure_future(self._full.wait())
+        """Wait until the oldest batch is answered or a full batch waits in the queue: one
+        future either wakes (under unary load this runs once per batch)."""
+        oldest = in_flight[0]
+        wake = self._wake = (self._loop or asyncio.get_running_loop()).create_future()
+        oldest.add_done_callback(self._answered)
         try:
-            await asyncio.wait((in_flight[0], full), return_when=asyncio.FIRST_COMPLETED)
+            await wake
         finally:
-            full.cancel()
+            oldest.remove_done_callback(self._answered)
+            self._wake = None
+
+    def _answered(self, _: object = None) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _gather(
         self, first: _Submission, loop: asyncio.AbstractEventLoop

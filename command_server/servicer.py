@@ -120,7 +120,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         # there; None: one shard, or commands of other shards are refused (Misrouted).
         self.forwarder: Forwarder | None = None
         self._max_skew = command_id_max_skew
-        self._max_skew_us = command_id_max_skew // timedelta(microseconds=1)
+        self._horizon = batch_admission.UnaryHorizon(
+            command_id_max_skew // timedelta(microseconds=1)
+        )
         self._transfer_wait = transfer_wait_seconds
 
     async def OpenAccount(
@@ -305,8 +307,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer):
         committer = self.committer
         if committer is None or self.forwarder is not None or not committer.owns_every_account:
             return None
-        horizon = batch_admission.id_horizon_now(self._max_skew_us)
-        return batch_admission.packed_request(kind, request, horizon)
+        return batch_admission.packed_request(kind, request, self._horizon.now())
 
     async def _submit_packed(
         self, packed: PackedCommand, context: _Context, reply: type[_Reply]

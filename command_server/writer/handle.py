@@ -9,7 +9,7 @@ import multiprocessing
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from command_server.settings import Settings
 from command_server.writer.process import writer_main
@@ -18,6 +18,23 @@ from command_server.writer.protocol import PROBE, TRANSFERS, Batch, BatchReply, 
 
 class WriterLost(RuntimeError):
     """The writer process exited or closed its end of the pipe."""
+
+
+class Writer(Protocol):
+    """What the committer needs of the writer (`WriterProcess`): one batch's round trip."""
+
+    async def commit(self, batch: Batch) -> BatchReply:
+        """The batch's reply; raises WriterLost if the writer is gone."""
+        ...
+
+    async def probe(self) -> BatchReply:
+        """What the writer knows of Kafka now (no verdicts); raises WriterLost likewise."""
+        ...
+
+    async def transfers(self, transfer_ids: list[str]) -> BatchReply:
+        """A probe whose verdicts are how the cross-shard transfers stand (transfer id, state,
+        reason); raises WriterLost likewise."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,3 +187,22 @@ def test_a_unary_calls_horizon_is_the_batchs_at_the_same_moment() -> None:
     assert (
         id_horizon(NOW, SKEW) == f"{HORIZON_MS - 2:012x}"[:8] + "-" + f"{HORIZON_MS - 2:012x}"[8:]
     )
+
+
+@given(
+    st.integers(0, 10**6),
+    st.lists(st.integers(0, 5_000), min_size=1, max_size=30),
+    st.integers(0, 2**47),
+)
+def test_a_servicers_horizon_made_once_per_millisecond_is_the_horizon_of_each_moment(
+    skew_ms: int, steps: list[int], start_us: int
+) -> None:
+    """Moments close together (the same millisecond, the next) and apart, clock steps back
+    included: each gets the text `id_horizon` gives for it."""
+    skew = timedelta(milliseconds=skew_ms)
+    horizon = batch_admission.UnaryHorizon(skew // timedelta(microseconds=1))
+    micros = start_us
+    for step in steps:
+        micros = max(0, micros + step - 1_000)
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+        assert horizon.at(micros) == id_horizon(moment, skew)
