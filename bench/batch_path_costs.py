@@ -74,6 +74,14 @@ class _EncodingStore:
         self._offset += len(events)
         return list(range(first, self._offset))
 
+    def begin_append(
+        self, events: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()
+    ) -> Sequence[tuple[Event, int]]:
+        return events
+
+    def end_append(self, appending: Sequence[tuple[Event, int]]) -> list[int]:
+        return self.append(appending)
+
     def recover(self) -> None: ...
 
     def probe(self, partitions: Sequence[int]) -> str | None:

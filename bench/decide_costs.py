@@ -1,5 +1,5 @@
 """`python bench/decide_costs.py`: CPU per command of the writer's deciding of a
-batch (`Batcher._decide`: the outcome lookup, deciding, evolving, the pending state), for
+batch (`Decider.decide`: the outcome lookup, deciding, evolving, the pending state), for
 batches of 1,000 Deposits, Withdrawals and Transfers over 10,000 funded accounts.
 
 CPU time of this process, the best of 15 batches, in microseconds per command. Run as a file,
@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from command_server.shards import Shard
 from command_server.write_model import WriteModel
-from command_server.writer.batcher import Batcher, _Submission
+from command_server.writer.batcher import Batcher
+from command_server.writer.deciding import Submission
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.decider import decide, replay
@@ -59,9 +60,9 @@ def measure(batches: int) -> dict[str, float]:
     best: dict[str, float] = {}
     for kind in ("deposit", "withdraw", "transfer"):
         for _ in range(batches):
-            batch = [_Submission(_command(kind, rng)) for _ in range(BATCH)]
+            batch = [Submission(_command(kind, rng)) for _ in range(BATCH)]
             started = time.process_time()
-            decisions = batcher._decide(batch, {})
+            decisions = batcher.decider.decide(batch, {})
             spent = (time.process_time() - started) * 1e6 / BATCH
             assert all(verdict is None for verdict in decisions.verdicts), "a command failed"
             best[kind] = min(best.get(kind, spent), spent)

@@ -116,6 +116,7 @@ async def serve(settings: Settings, security: ServerSecurity) -> int:
         shard,
         max_commands=settings.batch_max_commands,
         max_wait_ms=settings.batch_max_wait_ms,
+        ahead_commands=settings.batch_ahead_commands,
         max_queued=settings.queue_max_commands,
         retry_after_ms=settings.queue_retry_after_ms,
         on_fenced=on_fenced,

@@ -16,10 +16,12 @@ from typing import NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from command_server.read_back import UnreadableLog, read_back
 from command_server.sealing import Sealing
 from command_server.transactions import (
     COMMIT_TIMEOUT,
     AppendFailed,
+    Appending,
     AppendUnsettled,
     Consumed,
     Deliveries,
@@ -36,8 +38,8 @@ from command_server.transactions import (
     retire,
     send,
 )
-from ledger.events.codec import EventCodec, UndecodableEvent
-from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
+from ledger.events.codec import EventCodec
+from ledger.events.consuming import read_to_end_config
 from ledger.events.records import Event
 from ledger.kafka_security import KafkaSecurity
 
@@ -50,12 +52,9 @@ FENCE_CHECK_TIMEOUT = 5.0
 """Seconds each call of that transaction may take (a batch arriving meanwhile waits): on a busy
 machine a healthy coordinator can take more than the metadata probe's 2 s."""
 
-__all__ = ["AppendFailed", "AppendUnsettled", "DeliveryUnconfirmed", "EventStore", "Fenced"]
+__all__ = ["AppendFailed", "AppendUnsettled", "Appending", "DeliveryUnconfirmed", "EventStore"]
+__all__ += ["Fenced"]
 __all__ += ["UnreadableLog", "open_together"]
-
-
-class UnreadableLog(RuntimeError):
-    """A record of an owned partition cannot be folded in: the writer must not guess past it."""
 
 
 class EventStore:
@@ -121,6 +120,17 @@ class EventStore:
     ) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset.
         The transaction also carries `messages` and `consumed` offsets (decision 13)."""
+        return self.end_append(self.begin_append(events, messages, consumed))
+
+    def begin_append(
+        self,
+        events: Sequence[tuple[Event, int]],
+        messages: Sequence[Message_] = (),
+        consumed: Consumed | None = None,
+    ) -> Appending:
+        """`append` up to its commit: the records are produced (librdkafka sends them on its
+        own threads meanwhile) and the transaction is left open for `end_append`. The next
+        transaction may only begin after that: appends never overlap."""
         deliveries = Deliveries()
         turn, producer = self._take_turn()
         try:
@@ -142,18 +152,26 @@ class EventStore:
             if consumed is not None:
                 positions, group = consumed
                 producer.send_offsets_to_transaction(positions, group, COMMIT_TIMEOUT)
-            commit(producer)
         except KafkaException as exc:
             self._failed(turn, producer, exc.args[0])
+        return Appending(turn, producer, [partition for _, partition in events], deliveries)
+
+    def end_append(self, appending: Appending) -> list[int]:
+        """Commit the transaction `begin_append` left open; each event's offset."""
+        deliveries = appending.deliveries
+        try:
+            commit(appending.producer)
+        except KafkaException as exc:
+            self._failed(appending.turn, appending.producer, exc.args[0])
         self._coordinator_heard = time.monotonic()
-        offsets = deliveries.offsets([partition for _, partition in events])
+        offsets = deliveries.offsets(appending.partitions)
         if deliveries.failures or -1 in offsets:
             # librdkafka promises that a commit means delivered: the log holds the batch, and
             # this process does not know where. Only a fresh read of the log can tell.
             missing = offsets.count(-1)
             failures = [f.str() for f in deliveries.failures]
             raise DeliveryUnconfirmed(
-                f"transaction committed but {missing} of {len(events)} delivery reports are "
+                f"transaction committed but {missing} of {len(offsets)} delivery reports are "
                 f"missing or failed ({failures})"
             )
         return offsets
@@ -338,38 +356,17 @@ class EventStore:
             }
         )
         try:
-            return self._replay(
-                consumer, partitions, apply, start or {}, time.monotonic() + timeout
+            return read_back(
+                consumer,
+                self._codec,
+                self._topic,
+                partitions,
+                apply,
+                start or {},
+                time.monotonic() + timeout,
             )
         finally:
             consumer.close()
-
-    def _replay(
-        self,
-        consumer: Consumer,
-        partitions: Sequence[int],
-        apply: Callable[[Event, int, int], None],
-        start: Mapping[int, int],
-        deadline: float,
-    ) -> int:
-        ends = high_watermarks(consumer, self._topic, partitions, timeout=30)
-        reader = ReadToEnd(consumer, self._topic, start, ends)
-        count = 0
-        for records in reader.batches(deadline):
-            decoded = self._codec.decode_batch([m.value() or b"" for m in records])
-            for msg, event in zip(records, decoded, strict=True):
-                if isinstance(event, UndecodableEvent):
-                    # Skipping it would fold a state the log does not hold: a missing deposit,
-                    # a version gap. The projector may dead-letter such bytes; the writer stops.
-                    raise UnreadableLog(
-                        f"record at topic {self._topic!r} partition {msg.partition()} offset "
-                        f"{msg.offset()} cannot be decoded ({event}); the write side does not "
-                        "guess past it: find out what wrote it (the registry's schemas, a "
-                        "foreign producer) and repair the log or the registry before restarting"
-                    )
-                apply(event, msg.partition() or 0, msg.offset() or 0)
-                count += 1
-        return count
 
 
 def open_together(

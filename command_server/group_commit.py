@@ -4,9 +4,9 @@ The writer process (command_server/writer) decides a batch's commands in order a
 their events in one Kafka transaction. While it works on one batch, the next one queues up
 here: a batch is whatever arrived during the previous commit (bounded by `max_commands`,
 optionally lingering up to `max_wait_ms`); a second batch goes into the pipe before the first
-is answered only when a full one waits, so that the writer takes it at once (docs/performance.md,
-"Two batches in the pipe"). Every caller is answered once the writer has answered its batch,
-that is once the transaction committed or aborted (docs/design.md, decision 3).
+is answered once `ahead_commands` wait, so that the writer decides it while the first one's
+transaction commits. Every caller is answered once the writer has answered its batch, that is
+once the transaction committed or aborted (docs/design.md, decision 3).
 
 Each reply also says what the writer learnt about Kafka, which health follows: NOT_SERVING
 while the writer cannot commit, SERVING again once a transaction commits. While no command
@@ -91,6 +91,7 @@ class GroupCommitter:
         *,
         max_commands: int,
         max_wait_ms: int,
+        ahead_commands: int | None = None,
         max_queued: int,
         retry_after_ms: int,
         on_fenced: Callable[[Fenced], None],
@@ -104,6 +105,8 @@ class GroupCommitter:
         self._writer = writer
         self._shard = shard
         self._max_commands = max_commands
+        self._ahead_commands = max_commands if ahead_commands is None else ahead_commands
+        """Commands that must wait before a second batch goes into the pipe."""
         self._max_wait = max_wait_ms / 1000
         self._max_queued = max_queued
         self._retry_after_ms = retry_after_ms
@@ -164,7 +167,7 @@ class GroupCommitter:
         future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._queue.put_nowait(_Submission(commands, atomic, future))
         self._queued += len(commands)
-        if self._queued >= self._max_commands:
+        if self._queued >= self._ahead_commands:
             self._answered()  # a second batch may go
         return await future
 
@@ -240,7 +243,7 @@ class GroupCommitter:
     def _room_for_another(self, in_flight: deque[asyncio.Task[None]]) -> bool:
         while in_flight and in_flight[0].done():
             in_flight.popleft()
-        return not in_flight or (len(in_flight) < 2 and self._queued >= self._max_commands)
+        return not in_flight or (len(in_flight) < 2 and self._queued >= self._ahead_commands)
 
     async def _answer_or_full_batch(self, in_flight: deque[asyncio.Task[None]]) -> None:
         """Wait until the oldest batch is answered or a full batch waits in the queue: one

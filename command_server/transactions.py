@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeAlias
 
@@ -227,6 +228,17 @@ class Deliveries:
         ordered = {partition: iter(sorted(offsets)) for partition, offsets in by_partition.items()}
         missing = iter(())
         return [next(ordered.get(partition, missing), -1) for partition in partitions]
+
+
+@dataclass(frozen=True, slots=True)
+class Appending:
+    """A transaction whose records are produced and not yet committed (`begin_append`)."""
+
+    turn: int
+    producer: Producer
+    partitions: list[int]
+    """Each record's partition, in the order produced."""
+    deliveries: Deliveries
 
 
 def send(

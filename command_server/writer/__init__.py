@@ -15,5 +15,9 @@ Modules:
 - `handle`: the gRPC process's side: `WriterProcess` spawns the writer, waits until it has
   rebuilt its state and exchanges batches with it without blocking the event loop.
 - `process`: the writer process's loop (`writer_main`): start-up, batches, snapshots, stop.
-- `batcher`: the `Batcher`, which decides, appends and applies one batch.
+- `batcher`: the `Batcher`, which decides, appends and applies one batch, and may decide the
+  next one while that batch's transaction commits.
+- `deciding`: the `Decider`, which decides a batch's commands in order against the committed and
+  pending state.
+- `decisions`: what deciding a batch produces, and how an atomic span of it is taken back.
 """

@@ -1,17 +1,13 @@
-"""The Batcher: decides a batch's commands in order, appends their events in one transaction,
-folds them into the write model once committed, and answers one verdict per command.
+"""The Batcher: decides a batch's commands in order (deciding.py), appends their events in one
+transaction, folds them into the write model once committed, and answers one verdict per command.
 
-Each command is decided against the committed state overlaid with what the batch's earlier
-commands changed. Every verdict (a rejection too: it may rest on that pending state) holds only
-if the transaction commits; if it aborts, every command of the batch gets the failure and the
-pending state is dropped, so a retry is decided afresh (docs/design.md, decision 3). A command
-whose id already has an outcome gets that outcome again, or a refusal if it is not the same
-command; one whose id is no longer remembered but is not newer than what its partitions forgot
-is refused as too old to deduplicate (docs/design.md, decision 4).
+Every verdict (a rejection too: it may rest on the batch's pending state) holds only if the
+transaction commits; if it aborts, every command of the batch gets the failure and the pending
+state is dropped, so a retry is decided afresh (docs/design.md, decision 3).
 
-An atomic span of the batch (one ExecuteBatch with `atomic`) is decided like the rest, each
-command seeing the earlier ones' effects; if any of its commands fails, the span's events and
-pending state are taken back, and its other commands are answered `NotApplied`.
+While one batch's transaction is open, the next may be decided against its pending state
+(`decide_ahead`); it is produced only once that transaction committed, and decided again where
+the answers could differ from deciding it then (design.md, decision 3).
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from command_server.event_store import (
     AppendFailed,
@@ -29,11 +25,11 @@ from command_server.event_store import (
     Fenced,
     UnreadableLog,
 )
-from command_server.saga_messages import encode, message_key
 from command_server.shards import Shard
 from command_server.transactions import Consumed, Message_
-from command_server.write_model import Outcome, WriteModel
-from command_server.writer.decisions import AtomicUnit, Decisions, WriteFailed
+from command_server.write_model import WriteModel
+from command_server.writer.deciding import Decider, Submission
+from command_server.writer.decisions import Decisions, WriteFailed
 from command_server.writer.protocol import (
     BROKEN,
     COMMITTING,
@@ -42,33 +38,21 @@ from command_server.writer.protocol import (
     UNCHANGED,
     AtomicSpan,
     BatchReply,
-    CommandIdReused,
     NotServing,
     PackedCommand,
     WriterFailed,
     pack_verdict,
     unpack_command,
 )
-from ledger.command_ids import command_id_time, millis_time
-from ledger.domain.account import Account
-from ledger.domain.commands import (
-    CloseAccount,
-    Command,
-    Transfer,
-    accounts_of,
-    fingerprint,
-    literal_fingerprint,
-)
-from ledger.domain.decider import InconsistentEvent, event_time, evolve
-from ledger.domain.movements import decide_checked
-from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.domain.saga import require_nothing_in_flight, send
+from ledger.domain.decider import InconsistentEvent
 from ledger.events.records import Event
 
 log = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT = 10.0
 """Seconds a read of the log after an unsettled transaction may take before it is retried."""
+
+_T = TypeVar("_T")
 
 
 class Appender(Protocol):
@@ -80,6 +64,16 @@ class Appender(Protocol):
         messages: Sequence[Message_] = (),
         consumed: Consumed | None = None,
     ) -> list[int]: ...
+
+    def begin_append(
+        self, events: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()
+    ) -> object:
+        """`append` up to its commit: the records produced, the transaction left open."""
+        ...
+
+    def end_append(self, appending: Any) -> list[int]:
+        """Commit what `begin_append` left open; each event's offset."""
+        ...
 
     def recover(self) -> None: ...
 
@@ -100,21 +94,33 @@ def utc_now() -> datetime:
 
 
 @dataclass(slots=True)
-class _Submission:
-    command: Command
-    # Computed only when needed (a retry or a duplicate in the batch): `decide` hashes the
-    # command itself for its events, so the common path pays for one fingerprint, not two.
-    _fingerprint: str | None = None
+class Opened:
+    """A batch decided, its events produced in a transaction not committed yet."""
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint(self.command)
-        return self._fingerprint
+    batch: list[Submission]
+    decisions: Decisions
+    appending: object
+    committed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """The next batch, decided while `after`'s transaction was open."""
+
+    batch: list[Submission]
+    decisions: Decisions
+    after: Opened
+    forgets: int
+    """The model's `forgets` then: a fold that forgot outcomes since voids the decisions."""
+
+
+Open: TypeAlias = Opened | BatchReply
+"""What opening a batch gives: its open transaction, or its reply when there is none."""
 
 
 class Batcher:
-    """Decides and commits one batch at a time; runs in the writer process."""
+    """Decides and commits one batch at a time; runs in the writer process. The next batch
+    may be decided while one's transaction is open, and is produced once it committed."""
 
     def __init__(
         self,
@@ -129,7 +135,7 @@ class Batcher:
         """Where credit requests go; None with one shard (every transfer stays on it)."""
         self._store = store
         self._shard = shard
-        self._clock = clock
+        self.decider = Decider(model, shard, clock, transfers_topic)
         self._halted: tuple[int, str] | None = None
         """(FENCED or BROKEN, why): no batch is taken any more."""
         self._behind: str | None = None
@@ -138,7 +144,14 @@ class Batcher:
         """Events the last batch appended (or a catch-up folded in)."""
 
     def commit(self, packed: list[PackedCommand], atomic: Sequence[AtomicSpan] = ()) -> BatchReply:
-        batch = [_Submission(unpack_command(command)) for command in packed]
+        """Decide, append and answer one batch."""
+        opened = self.open(packed, atomic)
+        return opened if isinstance(opened, tuple) else self.close(opened)
+
+    def open(self, packed: list[PackedCommand], atomic: Sequence[AtomicSpan] = ()) -> Open:
+        """Decide the batch and produce its events in a transaction left open (`close` commits
+        it); or, if it has nothing to append or cannot be taken, its reply at once."""
+        batch = [Submission(unpack_command(command)) for command in packed]
         if self._halted is not None:
             return self._refuse(len(batch))
         if self._behind is not None:
@@ -146,30 +159,75 @@ class Batcher:
             if why is not None:
                 refusal = NotServing(f"the event store cannot take writes now ({why}); retry")
                 return STALLED, why, [pack_verdict(refusal)] * len(batch)
-        decisions = self._decide(batch, dict(atomic))
-        verdicts, events = decisions.verdicts, decisions.events
+        return self._produce(batch, self.decider.decide(batch, dict(atomic)))
+
+    def decide_ahead(
+        self, packed: list[PackedCommand], atomic: Sequence[AtomicSpan], after: Opened
+    ) -> Ahead | None:
+        """Decide the next batch while `after`'s records are on their way, as if `after` had
+        committed: against its pending state (docs/design.md, decision 3). None where that
+        could answer otherwise than deciding after it: a command of `after` sent again (its
+        outcome is not known before the commit), or a saga (its steps run between batches)."""
+        if self._transfers_topic is not None:
+            return None
+        batch = [Submission(unpack_command(command)) for command in packed]
+        decided = after.decisions.decided
+        for sub in batch:
+            if sub.command.command_id in decided:
+                return None
+        pending = dict(after.decisions.pending)
+        decisions = self.decider.decide(batch, dict(atomic), pending)
+        return Ahead(batch, decisions, after, self._model.forgets)
+
+    def open_ahead(self, ahead: Ahead) -> Open | None:
+        """`open` with what was decided ahead; None if it no longer holds: the transaction it
+        was decided after did not commit, or its fold forgot outcomes (the batch must then
+        be decided again, by `open`)."""
+        if not ahead.after.committed or self._model.forgets != ahead.forgets:
+            return None
+        if self._halted is not None or self._behind is not None:
+            return None
+        return self._produce(ahead.batch, ahead.decisions)
+
+    def close(self, opened: Opened) -> BatchReply:
+        """Commit the open transaction, fold its events in and answer its batch."""
+        batch, decisions = opened.batch, opened.decisions
+        offsets = self._guarded(len(decisions.events), self._store.end_append, opened.appending)
+        if isinstance(offsets, WriteFailed):
+            return offsets.health, offsets.why, [pack_verdict(offsets.error)] * len(batch)
+        opened.committed = True
+        self.appended = len(decisions.events)
+        verdicts, model = decisions.verdicts, self._model
+        forgets = model.forgets
+        outcomes = model.apply_batch(decisions.events, decisions.states, offsets)
+        if model.forgets == forgets:
+            # A command's events share its Outcome: the last one's holds every position.
+            for index, outcome in zip(decisions.authors, outcomes, strict=True):
+                verdicts[index] = outcome
+        else:
+            # Folding forgot old outcomes, maybe some of this batch's: as `outcome` says.
+            for index in set(decisions.authors):
+                verdicts[index] = model.outcome(batch[index].command.command_id)
+        return self._answer(decisions, COMMITTING)
+
+    def _produce(self, batch: list[Submission], decisions: Decisions) -> Open:
         self.appended = 0
-        health, why = UNCHANGED, ""
-        if events:
-            offsets = self.write(events, [m for _, m in decisions.messages])
-            if isinstance(offsets, WriteFailed):
-                return offsets.health, offsets.why, [pack_verdict(offsets.error)] * len(batch)
-            health = COMMITTING
-            self.appended = len(events)
-            model = self._model
-            forgets = model.forgets
-            outcomes = model.apply_batch(events, decisions.states, offsets)
-            if model.forgets == forgets:
-                # A command's events share its Outcome: the last one's holds every position.
-                for index, outcome in zip(decisions.authors, outcomes, strict=True):
-                    verdicts[index] = outcome
-            else:
-                # Folding forgot old outcomes, maybe some of this batch's: as `outcome` says.
-                for index in set(decisions.authors):
-                    verdicts[index] = model.outcome(batch[index].command.command_id)
+        if not decisions.events:
+            return self._answer(decisions, UNCHANGED)
+        messages = [m for _, m in decisions.messages]
+        appending = self._guarded(
+            len(decisions.events), self._store.begin_append, decisions.events, messages
+        )
+        if isinstance(appending, WriteFailed):
+            return appending.health, appending.why, [pack_verdict(appending.error)] * len(batch)
+        return Opened(batch, decisions, appending)
+
+    @staticmethod
+    def _answer(decisions: Decisions, health: int) -> BatchReply:
+        verdicts = decisions.verdicts
         for duplicate, original in decisions.aliases.items():
             verdicts[duplicate] = verdicts[original]
-        return health, why, [pack_verdict(verdict) for verdict in verdicts]
+        return health, "", [pack_verdict(verdict) for verdict in verdicts]
 
     def write(
         self,
@@ -179,17 +237,21 @@ class Batcher:
     ) -> list[int] | WriteFailed:
         """Append in one transaction: each event's offset, or what went wrong (for the batch's
         callers, and for the writer's health)."""
+        if messages or consumed is not None:
+            return self._guarded(len(events), self._store.append, events, messages, consumed)
+        return self._guarded(len(events), self._store.append, events)
+
+    def _guarded(self, events: int, step: Callable[..., _T], *args: Any) -> _T | WriteFailed:
+        """`step` of a transaction of `events` events, or what its failure means."""
         try:
-            if messages or consumed is not None:
-                return self._store.append(events, messages, consumed)
-            return self._store.append(events)
+            return step(*args)
         except Fenced as exc:
             self._halted = FENCED, str(exc)
         except DeliveryUnconfirmed as exc:
             log.critical("the writer stops: %s", exc)
             self._halted = BROKEN, str(exc)
         except AppendFailed as exc:
-            log.warning("transaction of %d events not committed: %s", len(events), exc)
+            log.warning("transaction of %d events not committed: %s", events, exc)
             if isinstance(exc, AppendUnsettled):
                 # The failed transaction may have committed: learn it from the log before
                 # deciding anything again.
@@ -256,138 +318,3 @@ class Batcher:
         else:
             refusal = NotServing(f"the command server stops: {why}")
         return health, why, [pack_verdict(refusal)] * commands
-
-    def _decide(self, batch: list[_Submission], atomic: dict[int, int]) -> Decisions:
-        now = self._clock()
-        at = event_time(now)  # every event of the batch's movements
-        pending: dict[str, Account] = {}
-        unit: AtomicUnit | None = None
-        first_of: dict[str, int] = {}
-        decisions = Decisions([None] * len(batch), [], [], [], {})
-        verdicts, events, authors, states, aliases = (
-            decisions.verdicts,
-            decisions.events,
-            decisions.authors,
-            decisions.states,
-            decisions.aliases,
-        )
-        model = self._model
-        committed, outcome = model.accounts, model.outcome
-        partition_of = self._shard.partition_of
-        sending: dict[str, int] = {}
-        """Per account: the transfers to other shards this batch decided (in flight too)."""
-        for index, sub in enumerate(batch):
-            if unit is not None and index == unit.stop:
-                unit.settle(decisions, pending, first_of)
-                unit = None
-            if index in atomic:
-                unit = AtomicUnit(index, atomic[index], len(events))
-            command = sub.command
-            command_id = command.command_id
-            known = outcome(command_id)
-            if known is not None:
-                verdicts[index] = _retried(known, sub)
-                continue
-            if command_id in first_of:
-                original = first_of[command_id]
-                if batch[original].fingerprint == sub.fingerprint:
-                    aliases[index] = original
-                else:
-                    verdicts[index] = _reused(command)
-                continue
-            touched = accounts_of(command)
-            if model.horizons:
-                partitions = [partition_of(a) for a in touched]
-                forgetful = model.forgotten(command_id, partitions)
-                if forgetful is not None:
-                    verdicts[index] = self._too_old(command, forgetful)
-                    continue
-            current = {}  # a loop, not a comprehension: Python 3.11 calls a function for one
-            for account_id in touched:
-                if (account := pending.get(account_id) or committed.get(account_id)) is not None:
-                    current[account_id] = account
-            try:
-                decided = self._decided(command, current, now, at, decisions, sending)
-            except Rejection as exc:
-                verdicts[index] = exc
-                continue
-            first_of[command_id] = index
-            if unit is not None:
-                unit.decided.append(command_id)
-            for event, state in decided:
-                account_id = event.account_id
-                if unit is not None and account_id not in unit.before:
-                    unit.before[account_id] = pending.get(account_id)
-                pending[account_id] = state
-                events.append((event, partition_of(account_id)))
-                authors.append(index)
-                states.append(state)
-        if unit is not None:
-            unit.settle(decisions, pending, first_of)
-        return decisions
-
-    def _decided(
-        self,
-        command: Command,
-        current: dict[str, Account],
-        now: datetime,
-        at: datetime,
-        decisions: Decisions,
-        sending: dict[str, int],
-    ) -> list[tuple[Event, Account]]:
-        """What `decide` says, each event with the state it leaves its account in, but for the
-        saga's part (decision 13): a transfer to an account of another shard is sent (with a
-        request for its credit, in the same transaction), and an account with money in flight
-        cannot close."""
-        if isinstance(command, Transfer) and self._transfers_topic is not None:
-            partition = self._shard.partition_of(command.to_account_id)
-            if not self._shard.owns(partition):
-                source = current.get(command.from_account_id)
-                sent, request = send(command, source, now)
-                message = (self._transfers_topic, message_key(request), encode(request), partition)
-                decisions.messages.append((len(decisions.events), message))
-                sending[sent.account_id] = sending.get(sent.account_id, 0) + 1
-                return [(sent, evolve(source, sent))]
-        if isinstance(command, CloseAccount) and self._transfers_topic is not None:
-            account = command.account_id
-            in_flight = self._model.transfers.of_account(account) + sending.get(account, 0)
-            require_nothing_in_flight(account, in_flight)
-        # Fields not checked again: every command reaches the writer from the gRPC process,
-        # which refuses any that `require_fields` refuses (docs/design.md, "Every field is
-        # checked at the edge").
-        return decide_checked(command, current, now, at)
-
-    def _too_old(self, command: Command, partition: int) -> Rejection:
-        """The refusal of a command that may have been applied and forgotten since; it depends
-        on nothing but the log and the command, so every replica would refuse it alike."""
-        made = command_id_time(command.command_id)
-        horizon = millis_time(self._model.horizons[partition]).isoformat()
-        when = f"made at {made.isoformat()}" if made is not None else "not a UUIDv7"
-        return Rejection(
-            RejectionKind.PRECONDITION,
-            f"command_id {command.command_id!r} is too old to deduplicate: it was {when}, and "
-            f"the server no longer remembers which commands made up to {horizon} were applied "
-            f"(partition {partition}). If this is a retry, check whether the original was "
-            "applied (ListTransactions shows each transaction's command_id); only if it was "
-            "not, send the command again with a new command_id. If it is a new command, the "
-            "client's clock is behind: check it",
-        )
-
-
-def _reused(command: Command) -> CommandIdReused:
-    return CommandIdReused(
-        f"command_id {command.command_id!r} was already used for a different command; "
-        "a retry must repeat the original request exactly, a new command needs a new command_id"
-    )
-
-
-def _retried(known: Outcome, sub: _Submission) -> Outcome | CommandIdReused:
-    """A command whose id has a recorded outcome: the same answer again, or a refusal.
-
-    Events written before amounts were made canonical hold the fingerprint of the amount as
-    sent: an exact retry of such a command still matches it."""
-    if known.fingerprint == sub.fingerprint or known.fingerprint == literal_fingerprint(
-        sub.command
-    ):
-        return known
-    return _reused(sub.command)

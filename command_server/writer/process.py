@@ -7,17 +7,21 @@ import logging
 import signal
 import sys
 from multiprocessing.connection import Connection, wait
+from typing import cast
 
 from command_server.background_snapshots import BackgroundSnapshots
+from command_server.event_store import EventStore
 from command_server.saga_messages import saga_group, transfers_topic_name
 from command_server.settings import Settings
 from command_server.startup import connect, rebuild
+from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import (
     KNOWN_START_FAILURES,
     PROBE,
-    TRANSFERS,
     UNCHANGED,
+    Batch,
+    BatchReply,
     ready,
     start_failed,
 )
@@ -80,51 +84,142 @@ def writer_main(conn: Connection, settings: Settings) -> None:
         )
         saga = SagaSteps(model, batcher, shard, transfers, inbox.group_metadata)
         inbox.start()
-    frozen_at = model.events_applied
+    loop = _Loop(conn, model, store, batcher, background, inbox, saga)
     try:
-        while True:
-            if background is not None and background.due:
-                background.start(model)
-            if not conn.poll():
-                # Idle: the next batch's transaction can begin now rather than when it arrives.
-                store.prepare()
-                if saga is not None and inbox is not None and not _pipe_first(conn, inbox, saga):
-                    _saga_step(saga, inbox, background)
-                    continue
-            try:
-                message = conn.recv()
-            except EOFError:
-                log.error("the gRPC process went away; the writer stops")
-                break
-            if message is None:
-                if background is not None:
-                    background.write_final(model)
-                break
-            if message == PROBE:
-                reply = batcher.probe()
-            elif message[0] == TRANSFERS:
-                # Asked every 20 ms while calls wait: answered from memory, no probe of Kafka.
-                reply = (UNCHANGED, "", transfer_states(model, message[1]))
-            else:
-                reply = batcher.commit(*message)
-            if not _send(conn, reply):
-                break
-            if background is not None:
-                background.note(batcher.appended)
-            if model.events_applied - frozen_at >= FREEZE_EVERY_EVENTS and not (
-                # A failed snapshot's exception holds a cycle until it is settled: not frozen.
-                background is not None and background.writing
-            ):
-                frozen_at = _freeze(model.events_applied)
-            if saga is not None and inbox is not None and (inbox.waiting or saga.retrying):
-                # Between batches too, or a busy pipe would starve the saga.
-                _saga_step(saga, inbox, background)
+        loop.run()
     finally:
         if inbox is not None:
             inbox.close()
         if background is not None:
             background.close()
         store.close()
+
+
+class _Loop:
+    """Messages from the pipe, one at a time, each answered in order; between two batches,
+    what the writer does besides (snapshots, the collector, saga steps)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        model: WriteModel,
+        store: EventStore,
+        batcher: Batcher,
+        background: BackgroundSnapshots | None,
+        inbox: SagaInbox | None,
+        saga: SagaSteps | None,
+    ) -> None:
+        self._conn = conn
+        self._model = model
+        self._store = store
+        self._batcher = batcher
+        self._background = background
+        self._inbox = inbox
+        self._saga = saga
+        self._frozen_at = model.events_applied
+        self._held: object = _NOTHING
+        """A message taken from the pipe while a transaction was open, not acted on yet."""
+
+    def run(self) -> None:
+        conn, batcher, background = self._conn, self._batcher, self._background
+        saga, inbox = self._saga, self._inbox
+        while True:
+            message, self._held = self._held, _NOTHING
+            if message is _NOTHING:
+                if background is not None and background.due:
+                    background.start(self._model)
+                if not conn.poll():
+                    # Idle: the next batch's transaction can begin now rather than when it arrives.
+                    self._store.prepare()
+                    if (
+                        saga is not None
+                        and inbox is not None
+                        and not _pipe_first(conn, inbox, saga)
+                    ):
+                        _saga_step(saga, inbox, background)
+                        continue
+                message = _receive(conn)
+            if message is _GONE:
+                log.error("the gRPC process went away; the writer stops")
+                return
+            if message is None:
+                if background is not None:
+                    background.write_final(self._model)
+                return
+            batch = _as_batch(message)
+            if batch is not None:
+                if not self._batches(batch):
+                    return
+                continue
+            if message == PROBE:
+                reply = batcher.probe()
+            else:
+                # (TRANSFERS, ids), asked every 20 ms while calls wait: answered from memory.
+                _, transfer_ids = cast(tuple[str, list[str]], message)
+                reply = (UNCHANGED, "", transfer_states(self._model, transfer_ids))
+            if not _send(conn, reply):
+                return
+
+    def _batches(self, message: Batch) -> bool:
+        """Answer the batch, and the batches after it for as long as each one waits in the pipe
+        by the time the previous one's records are produced: each is decided while those
+        records are on their way (`Batcher.decide_ahead`). False once the pipe is gone."""
+        batcher, conn = self._batcher, self._conn
+        opened = batcher.open(*message)
+        while not isinstance(opened, tuple):
+            following = ahead = None
+            if conn.poll():
+                self._held = _receive(conn)
+                following = _as_batch(self._held)
+                if following is not None:
+                    ahead = batcher.decide_ahead(*following, after=opened)
+            reply = batcher.close(opened)
+            if not self._answered(reply):
+                return False
+            if following is None or ahead is None:
+                return True
+            self._held = _NOTHING
+            opened = batcher.open_ahead(ahead) or batcher.open(*following)
+        return self._answered(opened)
+
+    def _answered(self, reply: BatchReply) -> bool:
+        """Send a batch's reply, then what is due between batches; False if the pipe is gone."""
+        if not _send(self._conn, reply):
+            return False
+        model, background, saga, inbox = self._model, self._background, self._saga, self._inbox
+        if background is not None:
+            background.note(self._batcher.appended)
+        if model.events_applied - self._frozen_at >= FREEZE_EVERY_EVENTS and not (
+            # A failed snapshot's exception holds a cycle until it is settled: not frozen.
+            background is not None and background.writing
+        ):
+            self._frozen_at = _freeze(model.events_applied)
+        if saga is not None and inbox is not None and (inbox.waiting or saga.retrying):
+            # Between batches too, or a busy pipe would starve the saga.
+            _saga_step(saga, inbox, background)
+        if background is not None and background.due:
+            background.start(model)
+        return True
+
+
+_NOTHING = object()
+"""No message held (`_Loop._held`): None is a message, the one that stops the writer."""
+_GONE = object()
+"""What `_receive` gives once the gRPC process closed its end of the pipe."""
+
+
+def _as_batch(message: object) -> Batch | None:
+    """The message as a batch of commands, if it is one (a batch's first item is a list)."""
+    if isinstance(message, tuple) and isinstance(message[0], list):
+        return cast(Batch, message)
+    return None
+
+
+def _receive(conn: Connection) -> object:
+    try:
+        return conn.recv()
+    except EOFError:
+        return _GONE
 
 
 def _freeze(events_applied: int) -> int:

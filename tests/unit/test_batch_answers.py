@@ -18,7 +18,8 @@ from command_server.writer.protocol import Ack, WriterFailed, pack_verdict, unpa
 from ledger.consistency import encode_positions
 from ledger.domain.commands import Deposit
 from ledger.events.records import TransferCredited, TransferRefunded
-from tests.unit.test_batcher import NOW, FakeEventStore, commit, funded
+from tests.unit.fake_event_store import FakeEventStore
+from tests.unit.test_batcher import NOW, commit, funded
 from tests.unit.test_codec import SAMPLES
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
 
 from command_server.event_store import AppendFailed, AppendUnsettled, DeliveryUnconfirmed, Fenced
 from command_server.shards import Shard
-from command_server.transactions import Consumed, Message_
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher
 from command_server.writer.protocol import (
@@ -28,84 +26,10 @@ from command_server.writer.protocol import (
 from ledger.consistency import ConsistencyToken
 from ledger.domain.commands import Command, Deposit, OpenAccount, Transfer, Withdraw
 from ledger.domain.rejection import Rejection, RejectionKind
-from ledger.events.records import Event
+from tests.unit.fake_event_store import FakeEventStore
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
 SHARD = Shard(index=0, count=1, partitions=4)
-
-
-class FakeEventStore:
-    """Records the `(event, partition)` pairs appended and gives each the next offset of its
-    partition; `fail_next` makes the next append raise instead, and `commit_anyway` makes that
-    failed append's events land in the log all the same (an unsettled transaction that
-    committed). `down` says why Kafka does not answer (recover and probe), None when it does."""
-
-    def __init__(self) -> None:
-        self.appended: list[tuple[Event, int]] = []
-        self.messages: list[Message_] = []
-        self.consumed: list[Consumed] = []
-        self.offsets: list[int] = []
-        self.log: dict[int, list[Event]] = {}
-        self.transactions = 0
-        self.fail_next: Exception | None = None
-        self.commit_anyway = False
-        self.down: str | None = None
-        self.fence: Fenced | None = None
-        self.recoveries = 0
-
-    def append(
-        self,
-        events: Sequence[tuple[Event, int]],
-        messages: Sequence[Message_] = (),
-        consumed: Consumed | None = None,
-    ) -> list[int]:
-        self.transactions += 1
-        failure, self.fail_next = self.fail_next, None
-        if failure is not None:
-            if self.commit_anyway:
-                self._write(events)
-            raise failure
-        offsets = self._write(events)
-        self.messages += messages
-        self.consumed += [consumed] if consumed is not None else []
-        self.appended += events
-        self.offsets += offsets
-        return offsets
-
-    def _write(self, events: Sequence[tuple[Event, int]]) -> list[int]:
-        offsets = []
-        for event, partition in events:
-            offsets.append(len(self.log.setdefault(partition, [])))
-            self.log[partition].append(event)
-        return offsets
-
-    def recover(self) -> None:
-        self.recoveries += 1
-        if self.down is not None:
-            raise AppendUnsettled(self.down)
-
-    def probe(self, partitions: Sequence[int]) -> str | None:
-        if self.fence is not None:
-            raise self.fence
-        return self.down
-
-    def replay(
-        self,
-        partitions: Sequence[int],
-        apply: Callable[[Event, int, int], None],
-        start: dict[int, int] | None = None,
-        timeout: float = 600,
-    ) -> int:
-        if self.down is not None:
-            raise TimeoutError(self.down)
-        count = 0
-        for partition in partitions:
-            events = self.log.get(partition, [])
-            first = (start or {}).get(partition, 0)
-            for offset in range(first, len(events)):
-                apply(events[offset], partition, offset)
-                count += 1
-        return count
 
 
 @pytest.fixture

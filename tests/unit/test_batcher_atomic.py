@@ -15,7 +15,8 @@ from command_server.writer.protocol import (
 from ledger.domain.commands import Command, Deposit, Transfer, Withdraw
 from ledger.domain.rejection import RejectionKind
 from tests.unit import test_batcher
-from tests.unit.test_batcher import FakeEventStore, funded, opened, rejection
+from tests.unit.fake_event_store import FakeEventStore
+from tests.unit.test_batcher import funded, opened, rejection
 
 # The same event store, model and batcher as test_batcher's.
 store = test_batcher.store

@@ -17,7 +17,8 @@ from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.events.records import Event
 from ledger.partitioning import partition_of
 from tests.unit import test_write_model_snapshots as folding
-from tests.unit.test_batcher import NOW, SHARD, FakeEventStore, commit, funded
+from tests.unit.fake_event_store import FakeEventStore
+from tests.unit.test_batcher import NOW, SHARD, commit, funded
 
 # Small chunks and a small window: several evictions from a log of a few hundred events.
 PARTITIONS, MILLIS, WINDOW = folding.PARTITIONS, folding.MILLIS, 30

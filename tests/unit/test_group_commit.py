@@ -117,12 +117,14 @@ async def start(writer: FakeWriter, calls: Calls) -> AsyncIterator[Start]:
         max_commands: int = 100,
         probe_every: float = 60,
         max_queued: int = 1000,
+        ahead_commands: int | None = None,
     ) -> GroupCommitter:
         committer = GroupCommitter(
             writer,
             shard,
             max_commands=max_commands,
             max_wait_ms=0,
+            ahead_commands=ahead_commands,
             max_queued=max_queued,
             retry_after_ms=250,
             on_fenced=calls.fenced.append,

@@ -94,3 +94,19 @@ async def test_a_full_batch_goes_to_the_writer_before_the_first_is_answered_a_sm
     writer.gate.set()
     await asyncio.wait_for(asyncio.gather(*held, full, after), 5)
     assert ids(writer.batches)[2] == ["d3"]
+
+
+async def test_a_second_batch_goes_once_the_ahead_threshold_waits_and_is_not_full(
+    start: Start, writer: FakeWriter
+) -> None:
+    committer = start(max_commands=100, ahead_commands=3)
+    held = await behind_one_in_flight(committer, writer, deposit(1), deposit(2), deposit(3))
+    await asyncio.sleep(0.05)
+    assert ids(writer.batches) == [["d1"]]  # two wait: fewer than the threshold
+
+    after = asyncio.create_task(committer.submit(deposit(4)))
+    await writer.in_flight(2)
+    assert ids(writer.batches)[1] == ["d2", "d3", "d4"]  # far from full, but enough to go
+
+    writer.gate.set()
+    await asyncio.wait_for(asyncio.gather(*held, after), 5)

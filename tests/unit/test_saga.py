@@ -35,7 +35,8 @@ from ledger.domain.rejection import Rejection, RejectionKind
 from ledger.domain.saga import CreditRefusal, CreditRequest, InFlight, credit, refund, send
 from ledger.events.records import TransferCredited, TransferRefunded, TransferSent
 from ledger.partitioning import partition_of
-from tests.unit.test_batcher import NOW, FakeEventStore, commit
+from tests.unit.fake_event_store import FakeEventStore
+from tests.unit.test_batcher import NOW, commit
 from tests.unit.test_write_model_snapshots import PARTITIONS as SNAPSHOT_PARTITIONS
 from tests.unit.test_write_model_snapshots import TARGET as SNAPSHOT_TARGET
 from tests.unit.test_write_model_snapshots import CapturedTopic

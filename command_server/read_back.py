@@ -1,0 +1,47 @@
+"""Reading an owned partition's log back into the write model: at start-up, and after a
+transaction whose fate only the log can tell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from confluent_kafka import Consumer
+
+from ledger.events.codec import EventCodec, UndecodableEvent
+from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.records import Event
+
+
+class UnreadableLog(RuntimeError):
+    """A record of an owned partition cannot be folded in: the writer must not guess past it."""
+
+
+def read_back(
+    consumer: Consumer,
+    codec: EventCodec,
+    topic: str,
+    partitions: Sequence[int],
+    apply: Callable[[Event, int, int], None],
+    start: Mapping[int, int],
+    deadline: float,
+) -> int:
+    """Feed every committed event of `partitions` from `start` to their current end to
+    `apply`; the number of events fed."""
+    ends = high_watermarks(consumer, topic, partitions, timeout=30)
+    reader = ReadToEnd(consumer, topic, start, ends)
+    count = 0
+    for records in reader.batches(deadline):
+        decoded = codec.decode_batch([m.value() or b"" for m in records])
+        for msg, event in zip(records, decoded, strict=True):
+            if isinstance(event, UndecodableEvent):
+                # Skipping it would fold a state the log does not hold: a missing deposit,
+                # a version gap. The projector may dead-letter such bytes; the writer stops.
+                raise UnreadableLog(
+                    f"record at topic {topic!r} partition {msg.partition()} offset "
+                    f"{msg.offset()} cannot be decoded ({event}); the write side does not "
+                    "guess past it: find out what wrote it (the registry's schemas, a "
+                    "foreign producer) and repair the log or the registry before restarting"
+                )
+            apply(event, msg.partition() or 0, msg.offset() or 0)
+            count += 1
+    return count

@@ -1,0 +1,118 @@
+"""Deciding a batch while the previous one's transaction is open (`Batcher.decide_ahead`) held
+to deciding it after that transaction: the same answers, the same events, the same state,
+whether the previous transaction commits or fails."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from command_server.event_store import AppendFailed, AppendUnsettled
+from command_server.shards import Shard
+from command_server.write_model import WriteModel
+from command_server.writer.batcher import Batcher, Opened
+from command_server.writer.protocol import AtomicSpan, BatchReply, PackedCommand, pack_command
+from ledger.domain.commands import CloseAccount, Deposit, OpenAccount, Transfer, Withdraw
+from tests.unit.fake_event_store import FakeEventStore
+from tests.unit.test_batcher import NOW, funded
+
+SHARD = Shard(index=0, count=1, partitions=4)
+ACCOUNTS = ["a", "b", "c", "d"]
+IDS = [f"id-{n}" for n in range(12)]
+"""Few enough that batches reuse each other's ids: retries, duplicates and reuses."""
+
+accounts = st.sampled_from(ACCOUNTS)
+ids = st.sampled_from(IDS)
+amounts = st.sampled_from(["0.01", "1.00", "5.00", "20.00"])
+commands = st.one_of(
+    st.builds(OpenAccount, ids, accounts, st.just("USD"), st.just("someone")),
+    st.builds(Deposit, ids, accounts, amounts),
+    st.builds(Withdraw, ids, accounts, amounts),
+    st.builds(Transfer, ids, accounts, accounts, amounts),
+    st.builds(CloseAccount, ids, accounts),
+)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[list[PackedCommand], list[AtomicSpan]]:
+    batch = draw(st.lists(commands, max_size=8))
+    spans: list[AtomicSpan] = []
+    start = 0
+    while start < len(batch):
+        stop = draw(st.integers(start + 1, len(batch)))
+        if draw(st.booleans()):
+            spans.append((start, stop))
+        start = stop
+    return [pack_command(c) for c in batch], spans
+
+
+def _ledger() -> tuple[Batcher, FakeEventStore, WriteModel]:
+    model = WriteModel(dedupe_window=1000, partitions=SHARD.owned_partitions)
+    store = FakeEventStore()
+    batcher = Batcher(model, store, SHARD, clock=lambda: NOW)
+    funded(batcher, "a", "10.00")
+    funded(batcher, "b", "3.00")
+    return batcher, store, model
+
+
+def _pipelined(
+    batcher: Batcher,
+    first: tuple[list[PackedCommand], list[AtomicSpan]],
+    second: tuple[list[PackedCommand], list[AtomicSpan]],
+) -> tuple[BatchReply, BatchReply, bool]:
+    """As the writer's loop does it: the second decided while the first is open."""
+    opened = batcher.open(*first)
+    if not isinstance(opened, Opened):
+        return opened, batcher.commit(*second), False
+    ahead = batcher.decide_ahead(*second, after=opened)
+    reply = batcher.close(opened)
+    following = (batcher.open_ahead(ahead) if ahead is not None else None) or batcher.open(*second)
+    if isinstance(following, Opened):
+        return reply, batcher.close(following), ahead is not None
+    return reply, following, ahead is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    first=batches(),
+    second=batches(),
+    failure=st.sampled_from([None, "aborted", "unsettled", "unsettled but committed"]),
+)
+def test_deciding_ahead_answers_and_appends_as_deciding_after(
+    first: tuple[list[PackedCommand], list[AtomicSpan]],
+    second: tuple[list[PackedCommand], list[AtomicSpan]],
+    failure: str | None,
+) -> None:
+    ledgers = [_ledger(), _ledger()]
+    for _, store, _ in ledgers:
+        if failure is not None:
+            store.fail_next = (
+                AppendFailed("aborted") if failure == "aborted" else AppendUnsettled(failure)
+            )
+            store.commit_anyway = failure == "unsettled but committed"
+    (after, after_store, after_model), (ahead, ahead_store, ahead_model) = ledgers
+    expected = after.commit(*first), after.commit(*second)
+    *replies, _ = _pipelined(ahead, first, second)
+    assert replies == list(expected)
+    assert ahead_store.log == after_store.log
+    assert ahead_model.accounts == after_model.accounts
+    assert ahead_model.positions == after_model.positions
+
+
+def test_a_batch_waiting_behind_an_open_transaction_is_decided_ahead() -> None:
+    batcher, _, model = _ledger()
+    first = [pack_command(Deposit("d1", "a", "1.00"))]
+    # Needs the first batch's deposit: decided against its pending state, it is taken.
+    second = [pack_command(Withdraw("w2", "a", "11.00"))]
+    *_, decided_ahead = _pipelined(batcher, (first, []), (second, []))
+    assert decided_ahead
+    assert model.accounts["a"].balance == 0
+
+
+def test_a_batch_retrying_a_command_of_the_open_transaction_waits_for_its_commit() -> None:
+    batcher, store, _ = _ledger()
+    first = [pack_command(Deposit("d1", "a", "1.00"))]
+    first_reply, second_reply, decided_ahead = _pipelined(batcher, (first, []), (first, []))
+    assert not decided_ahead
+    assert second_reply[2] == first_reply[2]  # the original's answer again
+    assert store.transactions == 2 + 1  # funding a and b, then d1 once
