@@ -12,18 +12,20 @@ from command_server.shards import Shard
 from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher, Opened
 from command_server.writer.protocol import AtomicSpan, BatchReply, PackedCommand, pack_command
+from ledger.command_ids import new_command_id
 from ledger.domain.commands import CloseAccount, Deposit, OpenAccount, Transfer, Withdraw
 from tests.unit.fake_event_store import FakeEventStore
 from tests.unit.test_batcher import NOW, funded
 
 SHARD = Shard(index=0, count=1, partitions=4)
 ACCOUNTS = ["a", "b", "c", "d"]
-IDS = [f"id-{n}" for n in range(12)]
-"""Few enough that batches reuse each other's ids: retries, duplicates and reuses."""
+IDS = [f"id-{n}" for n in range(12)] + ["open-a", "fund-a", "fund-b"]
+"""Few enough that batches reuse each other's ids (retries, duplicates and reuses), and the
+funding's: retries of commands folding may forget."""
 
 accounts = st.sampled_from(ACCOUNTS)
 ids = st.sampled_from(IDS)
-amounts = st.sampled_from(["0.01", "1.00", "5.00", "20.00"])
+amounts = st.sampled_from(["0.01", "1.00", "3.00", "10.00", "20.00"])
 commands = st.one_of(
     st.builds(OpenAccount, ids, accounts, st.just("USD"), st.just("someone")),
     st.builds(Deposit, ids, accounts, amounts),
@@ -46,8 +48,9 @@ def batches(draw: st.DrawFn) -> tuple[list[PackedCommand], list[AtomicSpan]]:
     return [pack_command(c) for c in batch], spans
 
 
-def _ledger() -> tuple[Batcher, FakeEventStore, WriteModel]:
-    model = WriteModel(dedupe_window=1000, partitions=SHARD.owned_partitions)
+def _ledger(window: int = 1000) -> tuple[Batcher, FakeEventStore, WriteModel]:
+    """Two accounts funded; with a small `window`, folding forgets outcomes as it goes."""
+    model = WriteModel(window, SHARD.owned_partitions, chunk_entries=2 if window < 10 else 100)
     store = FakeEventStore()
     batcher = Batcher(model, store, SHARD, clock=lambda: NOW)
     funded(batcher, "a", "10.00")
@@ -77,13 +80,15 @@ def _pipelined(
     first=batches(),
     second=batches(),
     failure=st.sampled_from([None, "aborted", "unsettled", "unsettled but committed"]),
+    window=st.sampled_from([1000, 3]),
 )
 def test_deciding_ahead_answers_and_appends_as_deciding_after(
     first: tuple[list[PackedCommand], list[AtomicSpan]],
     second: tuple[list[PackedCommand], list[AtomicSpan]],
     failure: str | None,
+    window: int,
 ) -> None:
-    ledgers = [_ledger(), _ledger()]
+    ledgers = [_ledger(window), _ledger(window)]
     for _, store, _ in ledgers:
         if failure is not None:
             store.fail_next = (
@@ -116,3 +121,21 @@ def test_a_batch_retrying_a_command_of_the_open_transaction_waits_for_its_commit
     assert not decided_ahead
     assert second_reply[2] == first_reply[2]  # the original's answer again
     assert store.transactions == 2 + 1  # funding a and b, then d1 once
+
+
+def test_a_retry_decided_ahead_is_decided_again_when_the_fold_before_it_forgot() -> None:
+    original = Deposit(new_command_id(), "a", "1.00")
+    first = ([pack_command(Deposit(new_command_id(), "a", "1.00")) for _ in range(6)], [])
+    retry = ([pack_command(original)], [])
+    replies = []
+    for pipelined in (False, True):
+        batcher, _, model = _ledger(3)
+        batcher.commit([pack_command(original)])
+        if pipelined:
+            *answers, decided_ahead = _pipelined(batcher, first, retry)
+            assert decided_ahead
+        else:
+            answers = [batcher.commit(*first), batcher.commit(*retry)]
+            assert model.outcome(original.command_id) is None  # forgotten by the first's fold
+        replies.append(answers)
+    assert replies[0] == replies[1]
