@@ -125,8 +125,9 @@ def test_a_batch_retrying_a_command_of_the_open_transaction_waits_for_its_commit
 
 def test_a_retry_decided_ahead_is_decided_again_when_the_fold_before_it_forgot() -> None:
     original = Deposit(new_command_id(), "a", "1.00")
-    first = ([pack_command(Deposit(new_command_id(), "a", "1.00")) for _ in range(6)], [])
-    retry = ([pack_command(original)], [])
+    none: list[AtomicSpan] = []
+    first = ([pack_command(Deposit(new_command_id(), "a", "1.00")) for _ in range(6)], none)
+    retry = ([pack_command(original)], none)
     replies = []
     for pipelined in (False, True):
         batcher, _, model = _ledger(3)
