@@ -43,7 +43,8 @@ class Settings:
     batch_max_wait_ms: int = 0
     # Once this many commands wait, they go into the pipe while the writer has a batch: it
     # decides them while that batch's transaction commits (at most two batches in the pipe).
-    batch_ahead_commands: int = 100
+    # Lower sends more, smaller transactions (docs/performance.md, "Deciding the next batch").
+    batch_ahead_commands: int = 1000
     # Commands waiting for a batch at most; past it a command is refused (RESOURCE_EXHAUSTED)
     # instead of piling up in memory while Kafka is slow or gone. Default: 4 batches' worth.
     queue_max_commands: int = 4 * 1000
@@ -106,7 +107,7 @@ class Settings:
             batch_max_commands=batch_max_commands,
             batch_max_wait_ms=env_int(env, "LEDGER_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms),
             batch_ahead_commands=env_int(
-                env, "LEDGER_BATCH_AHEAD_COMMANDS", defaults.batch_ahead_commands, minimum=1
+                env, "LEDGER_BATCH_AHEAD_COMMANDS", batch_max_commands, minimum=1
             ),
             queue_max_commands=env_int(
                 env, "LEDGER_COMMAND_QUEUE_MAX", 4 * batch_max_commands, minimum=1

@@ -93,3 +93,12 @@ def test_the_snapshot_floor_in_seconds_defaults_to_two_and_is_checked_by_name() 
     assert Settings.from_env({"LEDGER_SNAPSHOT_MIN_SECONDS": "0"}).snapshot_min_seconds == 0.0
     with pytest.raises(SettingsError, match="LEDGER_SNAPSHOT_MIN_SECONDS"):
         Settings.from_env({"LEDGER_SNAPSHOT_MIN_SECONDS": "-1"})
+
+
+def test_a_second_batch_goes_ahead_at_a_full_batch_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).batch_ahead_commands == 1000
+    assert Settings.from_env({"LEDGER_BATCH_MAX_COMMANDS": "10"}).batch_ahead_commands == 10
+    told = Settings.from_env({"LEDGER_BATCH_AHEAD_COMMANDS": "100"})
+    assert (told.batch_ahead_commands, told.batch_max_commands) == (100, 1000)
+    with pytest.raises(SettingsError, match="LEDGER_BATCH_AHEAD_COMMANDS"):
+        Settings.from_env({"LEDGER_BATCH_AHEAD_COMMANDS": "0"})
