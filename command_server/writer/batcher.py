@@ -27,7 +27,7 @@ from command_server.event_store import (
 )
 from command_server.shards import Shard
 from command_server.transactions import Consumed, Message_
-from command_server.write_model import WriteModel
+from command_server.write_model import Outcome, WriteModel
 from command_server.writer.deciding import Decider, Submission
 from command_server.writer.decisions import Decisions, WriteFailed
 from command_server.writer.protocol import (
@@ -205,9 +205,21 @@ class Batcher:
             for index, outcome in zip(decisions.authors, outcomes, strict=True):
                 verdicts[index] = outcome
         else:
-            # Folding forgot old outcomes, maybe some of this batch's: as `outcome` says.
-            for index in set(decisions.authors):
-                verdicts[index] = model.outcome(batch[index].command.command_id)
+            # Folding forgot old outcomes, maybe some of this batch's (a batch with more
+            # commands on a partition than its share of the window): as `outcome` says, or, if
+            # already forgotten, as the fold made it: every position of the command's events.
+            made: dict[int, Outcome] = {}
+            for index, outcome in zip(decisions.authors, outcomes, strict=True):
+                earlier = made.get(index)
+                if earlier is not None and earlier is not outcome:
+                    outcome = Outcome(
+                        outcome.fingerprint,
+                        max(earlier.version, outcome.version),
+                        {**earlier.positions, **outcome.positions},
+                    )
+                made[index] = outcome
+            for index, outcome in made.items():
+                verdicts[index] = model.outcome(batch[index].command.command_id) or outcome
         return self._answer(decisions, COMMITTING)
 
     def _produce(self, batch: list[Submission], decisions: Decisions) -> Open:

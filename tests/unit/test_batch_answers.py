@@ -14,7 +14,7 @@ from command_server.shards import Shard
 from command_server.transactions import Deliveries
 from command_server.write_model import Outcome, WriteModel, source_version
 from command_server.writer.batcher import Batcher
-from command_server.writer.protocol import Ack, WriterFailed, pack_verdict, unpack_verdict
+from command_server.writer.protocol import Ack, pack_verdict, unpack_verdict
 from ledger.consistency import encode_positions
 from ledger.domain.commands import Deposit
 from ledger.events.records import TransferCredited, TransferRefunded
@@ -87,7 +87,8 @@ def _verdicts_as_the_model_says(batcher: Batcher, model: WriteModel) -> None:
     for deposit, answer in zip(deposits, answers, strict=True):
         outcome = model.outcome(deposit.command_id)
         if outcome is None:
-            assert isinstance(answer, WriterFailed)
+            # Forgotten by its own batch's fold, but applied: answered as the fold made it.
+            assert isinstance(answer, Ack)
         else:
             assert answer == Ack(outcome.version, outcome.token, tuple(outcome.positions.items()))
 
@@ -111,4 +112,4 @@ def test_a_batch_whose_fold_forgets_answers_what_the_model_still_remembers() -> 
         funded(batcher, f"acc-{n}", "5.00")
     forgets = model.forgets
     _verdicts_as_the_model_says(batcher, model)
-    assert model.forgets > forgets  # the answers were looked up again
+    assert model.forgets > forgets  # the answers were looked up again, or taken from the fold

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from command_server.shards import Shard
 from command_server.snapshot_format import MAGIC, Manifest, decode
 from command_server.snapshots import Snapshots
 from command_server.write_model import WriteModel
@@ -234,3 +235,19 @@ def test_an_event_fingerprinted_on_its_literal_amount_matches_its_exact_retry() 
     assert commit(batcher, old) == [first]
     (canonical,) = commit(batcher, Deposit(old.command_id, "a1", "7.5"))
     assert isinstance(canonical, CommandIdReused)
+
+
+def test_a_batch_longer_than_its_partitions_share_of_the_window_is_answered_in_full() -> None:
+    # Six partitions share a window of 12: two outcomes each, and a chunk of 2 forgotten at a
+    # time. Folding the batch forgets some of its own commands before it is answered.
+    shard = Shard(index=0, count=1, partitions=6)
+    model = WriteModel(12, shard.owned_partitions, chunk_entries=2)
+    store = FakeEventStore()
+    batcher = Batcher(model, store, shard, clock=lambda: NOW)
+    funded(batcher, "a1", "10.00")
+    deposits = [Deposit(new_command_id(), "a1", "0.01") for _ in range(10)]
+    answers = commit(batcher, *deposits)
+    assert model.outcome(deposits[0].command_id) is None  # forgotten by its own batch's fold
+    acks = [answer for answer in answers if isinstance(answer, Ack)]
+    assert len(acks) == len(deposits), answers
+    assert [ack.positions[0][1] for ack in acks] == store.offsets[-10:]
