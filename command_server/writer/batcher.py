@@ -175,7 +175,12 @@ class Batcher:
         for sub in batch:
             if sub.command.command_id in decided:
                 return None
-        pending = dict(after.decisions.pending)
+        # What `after` changed (the model already holds everything before it): the state its
+        # last event left each account in.
+        events, states = after.decisions.events, after.decisions.states
+        pending = {
+            event.account_id: state for (event, _), state in zip(events, states, strict=True)
+        }
         decisions = self.decider.decide(batch, dict(atomic), pending)
         return Ahead(batch, decisions, after, self._model.forgets)
 

@@ -84,7 +84,7 @@ class Decider:
         pending = {} if pending is None else pending
         unit: AtomicUnit | None = None
         first_of: dict[str, int] = {}
-        decisions = Decisions([None] * len(batch), [], [], [], {}, pending=pending)
+        decisions = Decisions([None] * len(batch), [], [], [], {})
         verdicts, events, authors, states, aliases = (
             decisions.verdicts,
             decisions.events,

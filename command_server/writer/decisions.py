@@ -25,8 +25,6 @@ class Decisions:
     # Messages to the transfers topic (credit requests), each with the number of events
     # decided before it: taking an atomic span back drops the messages of its events too.
     messages: list[tuple[int, tuple[str, str, bytes, int]]] = field(default_factory=list)
-    # The state each account the batch changed is left in, once decided.
-    pending: dict[str, Account] = field(default_factory=dict)
     # The id of each command that decided events, with its index.
     decided: dict[str, int] = field(default_factory=dict)
 

@@ -35,8 +35,11 @@ commands = st.one_of(
 )
 
 
+Batch = tuple[list[PackedCommand], list[AtomicSpan]]
+
+
 @st.composite
-def batches(draw: st.DrawFn) -> tuple[list[PackedCommand], list[AtomicSpan]]:
+def batches(draw: st.DrawFn) -> Batch:
     batch = draw(st.lists(commands, max_size=8))
     spans: list[AtomicSpan] = []
     start = 0
@@ -102,6 +105,43 @@ def test_deciding_ahead_answers_and_appends_as_deciding_after(
     assert ahead_store.log == after_store.log
     assert ahead_model.accounts == after_model.accounts
     assert ahead_model.positions == after_model.positions
+
+
+def _chained(batcher: Batcher, batches: list[Batch]) -> tuple[list[BatchReply], int]:
+    """As the writer's loop does it for batches that each wait in the pipe: every one decided
+    while the previous one is open; the replies, and how many were decided ahead."""
+    replies: list[BatchReply] = []
+    decided_ahead = 0
+    opened = batcher.open(*batches[0])
+    for following in [*batches[1:], None]:
+        if not isinstance(opened, Opened):
+            replies.append(opened)
+            if following is not None:
+                opened = batcher.open(*following)
+            continue
+        ahead = batcher.decide_ahead(*following, after=opened) if following is not None else None
+        replies.append(batcher.close(opened))
+        if following is not None:
+            decided_ahead += ahead is not None
+            opened = (batcher.open_ahead(ahead) if ahead is not None else None) or batcher.open(
+                *following
+            )
+    if isinstance(opened, Opened) and len(replies) < len(batches):
+        replies.append(batcher.close(opened))
+    return replies, decided_ahead
+
+
+@settings(max_examples=200, deadline=None)
+@given(chain=st.lists(batches(), min_size=3, max_size=6))
+def test_a_chain_of_batches_each_decided_ahead_answers_as_one_after_the_other(
+    chain: list[Batch],
+) -> None:
+    (after, after_store, after_model), (ahead, ahead_store, ahead_model) = _ledger(), _ledger()
+    expected = [after.commit(*batch) for batch in chain]
+    replies, _ = _chained(ahead, chain)
+    assert replies == expected
+    assert ahead_store.log == after_store.log
+    assert ahead_model.accounts == after_model.accounts
 
 
 def test_a_batch_waiting_behind_an_open_transaction_is_decided_ahead() -> None:
