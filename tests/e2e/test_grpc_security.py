@@ -25,6 +25,7 @@ from ledger.v1 import commands_pb2 as cmd
 from ledger.v1 import commands_pb2_grpc as cmd_grpc
 from ledger.v1 import queries_pb2 as q
 from ledger.v1 import queries_pb2_grpc as q_grpc
+from query_server.messages import day
 from tests.e2e.running_ledger import PROMPTLY_S, RunningLedger
 from tests.eventually import eventually_async
 
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.integration
 LEDGER_SECURE = True
 ACME = ("acme-1", "acme-2")
 GLOBEX = "globex-1"
-TODAY = dt.datetime.now(dt.UTC).date()
 
 
 @dataclass(frozen=True)
@@ -225,9 +225,11 @@ async def test_a_token_for_acme_accounts_may_not_touch_globex(
         assert [a.account_id for page in pages for a in page.accounts] == list(ACME)
         history = await queries.ListTransactions(q.ListTransactionsRequest(account_id="acme-1"))
         assert len(history.transactions) == 2  # the deposit and the transfer
-        day = q.Date(year=TODAY.year, month=TODAY.month, day=TODAY.day)
+        # From yesterday, so that a run crossing midnight UTC still finds the day it wrote on.
+        today = dt.datetime.now(dt.UTC).date()
+        yesterday = today - dt.timedelta(days=1)
         summaries = await queries.GetDailySummaries(
-            q.GetDailySummariesRequest(first_day=day, last_day=day)
+            q.GetDailySummariesRequest(first_day=day(yesterday), last_day=day(today))
         )
         assert {s.account_id for s in summaries.summaries} == set(ACME)
         now = Timestamp()
