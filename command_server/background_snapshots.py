@@ -26,7 +26,7 @@ class BackgroundSnapshots:
     def __init__(self, snapshots: Snapshots) -> None:
         self._snapshots = snapshots
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshots")
-        self._in_flight: Future[Capture] | None = None
+        self._in_flight: Future[tuple[Capture, int]] | None = None
         self._fenced = False
 
     def note(self, events: int) -> None:
@@ -65,9 +65,8 @@ class BackgroundSnapshots:
         self._thread.shutdown()
         self._snapshots.close()
 
-    def _publish(self, capture: Capture) -> Capture:
-        self._snapshots.publish(capture)
-        return capture
+    def _publish(self, capture: Capture) -> tuple[Capture, int]:
+        return capture, self._snapshots.publish(capture)
 
     def _settle(self, wait: bool) -> None:
         in_flight = self._in_flight
@@ -75,7 +74,7 @@ class BackgroundSnapshots:
             return
         self._in_flight = None
         try:
-            self._snapshots.recorded(in_flight.result())
+            self._snapshots.recorded(*in_flight.result())
         except Fenced as exc:
             # Another instance took the shard over; the next batch finds out for itself.
             self._fenced = True

@@ -225,8 +225,7 @@ class Snapshots:
         """
         capture = self.capture(model)
         if capture is not None:
-            self.publish(capture)
-            self.recorded(capture)
+            self.recorded(capture, self.publish(capture))
 
     def capture(self, model: WriteModel) -> Capture | None:
         """What a snapshot of `model` as it is now would write; None if nothing changed."""
@@ -257,17 +256,19 @@ class Snapshots:
         self._began = time.monotonic()
         return Capture(records, updated, accounts, self._began) if records else None
 
-    def publish(self, capture: Capture) -> None:
-        """Encode and write `capture` in one transaction (reads nothing but the capture)."""
+    def publish(self, capture: Capture) -> int:
+        """Encode and write `capture` in one transaction (reads nothing but the capture);
+        returns the bytes written."""
         memory = self._memory
         records = [
             (key, None if body is None else encode(_whole(body), memory))
             for key, body in capture.records
         ]
         self._store.publish(self._target.topic, records)
+        return sum(len(value) for _, value in records if value is not None)
 
-    def recorded(self, capture: Capture) -> None:
-        """`capture` is in the topic: later snapshots build on it."""
+    def recorded(self, capture: Capture, size: int) -> None:
+        """`capture` is in the topic (`size` bytes): later snapshots build on it."""
         self._written.update(capture.updated)
         self._rewrite.difference_update(capture.updated)
         unwritten = self._unwritten
@@ -276,9 +277,10 @@ class Snapshots:
             # Usually the very set written: no capture since.
             unwritten[partition] = set() if left is written else left - written
         log.info(
-            "snapshot of partitions %s written (%d records) in %.3fs",
+            "snapshot of partitions %s written (%d records, %.2f MB) in %.3fs",
             sorted(capture.updated),
             len(capture.records),
+            size / 1e6,
             time.monotonic() - capture.taken_at,
         )
 

@@ -162,11 +162,11 @@ def test_snapshots_with_failed_transactions_restore_the_whole_fold(
             assert _encoded(capture) == encoded
             topic.fail = rng.random() < failures
             try:
-                writer.publish(capture)
+                size = writer.publish(capture)
             except RuntimeError:
                 pass
             else:
-                writer.recorded(capture)
+                writer.recorded(capture, size)
             pending = None
         if rng.random() < 0.3:
             capture_ = writer.capture(model)

@@ -280,16 +280,14 @@ def test_a_snapshot_writes_only_the_accounts_changed_since_the_last_one(
     first = writer.capture(model)
     assert first is not None
     assert sorted(_accounts_written(first)) == sorted(model.accounts)
-    writer.publish(first)
-    writer.recorded(first)
+    writer.recorded(first, writer.publish(first))
 
     for event, partition, offset in log[100:104]:
         model.apply(event, partition, offset)
     second = writer.capture(model)
     assert second is not None
     assert sorted(_accounts_written(second)) == sorted({e.account_id for e, _, _ in log[100:104]})
-    writer.publish(second)
-    writer.recorded(second)
+    writer.recorded(second, writer.publish(second))
     again, start = restored(topic)
     assert tail(log[:104], start) == []
     assert again.accounts == fold(log[:104]).accounts
