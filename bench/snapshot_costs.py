@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from command_server.outcome_log import CHUNK_ENTRIES
 from command_server.shards import Shard
 from command_server.snapshots import Snapshots, SnapshotTarget
 from command_server.write_model import WriteModel
@@ -55,10 +56,12 @@ class _Discard:
     def close(self) -> None: ...
 
 
-def measure(accounts: int, deposits: int, every: int, seed: int) -> dict[str, float]:
+def measure(
+    accounts: int, deposits: int, every: int, seed: int, chunk_entries: int = CHUNK_ENTRIES
+) -> dict[str, float]:
     """CPU µs per event folded of capturing and of encoding, over one run of the history."""
     shard = Shard(0, 1, PARTITIONS)
-    model = WriteModel(10 * (accounts + deposits), shard.owned_partitions)
+    model = WriteModel(10 * (accounts + deposits), shard.owned_partitions, chunk_entries)
     store = _Discard()
     snapshots = Snapshots(store, _TARGET)  # type: ignore[arg-type]
     snapshots.restore(model, shard.owned_partitions, {})
@@ -111,8 +114,7 @@ def measure(accounts: int, deposits: int, every: int, seed: int) -> dict[str, fl
             capture = snapshots.capture(model)
             middle = time.process_time()
             if capture is not None:
-                snapshots.publish(capture)
-                snapshots.recorded(capture)
+                snapshots.recorded(capture, snapshots.publish(capture))
             ended = time.process_time()
             captured += middle - started
             captures.append(middle - started)
@@ -134,8 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deposits", type=int, default=100_000)
     parser.add_argument("--every", type=int, default=10_000, help="events between snapshots")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--chunk-entries",
+        type=int,
+        default=CHUNK_ENTRIES,
+        help="entries per outcome chunk (LEDGER_DEDUPE_CHUNK_ENTRIES)",
+    )
     args = parser.parse_args(argv)
-    runs = [measure(args.accounts, args.deposits, args.every, seed) for seed in range(args.runs)]
+    runs = [
+        measure(args.accounts, args.deposits, args.every, seed, args.chunk_entries)
+        for seed in range(args.runs)
+    ]
     for name in runs[0]:
         best = min(run[name] for run in runs)
         unit = "" if name.startswith("MB") else " ms" if "per snapshot" in name else " µs/event"
