@@ -3,13 +3,13 @@ rebuilt by the next capture.
 
 A snapshot writes each partition's last, growing outcome chunk whole (its entries with their
 commands' answers). Rebuilding it took a step per entry on the writer's main thread, between two
-batches: with chunks of 10,000 entries, tens of milliseconds per snapshot whatever happened
-since the last one. The columns captured last time stay right as long as none of their entries'
-answers changed; then only the entries appended since are answered, their outcomes taken from
-the log's column of them (a slice, not a lookup each). The capture hands the chunk over in
-pieces (those of the captures before, which never change, and the new one), and the snapshot
-thread joins them (`GrowingChunk.body`): joining copies every entry, which the main thread
-then does not.
+batches: with chunks of 10,000 entries (the default then), tens of milliseconds per snapshot
+whatever happened since the last one. The columns captured last time stay right as long as
+none of their entries' answers changed; then only the entries appended since are answered,
+their outcomes taken from the log's column of them (a slice, not a lookup each). The capture
+hands the chunk over in pieces (those of the captures before, which never change, and the new
+one), and the snapshot thread joins them (`GrowingChunk.body`): joining copies every entry,
+which the main thread then does not.
 
 An answer already captured changes only when
 - its command gets another event (a transfer's second event in a later batch, an id used again,

@@ -75,7 +75,7 @@ def test_replication_minimums_default_to_one_broker_and_are_read_by_name() -> No
 @pytest.mark.parametrize(
     ("variable", "field", "default"),
     [
-        ("LEDGER_DEDUPE_CHUNK_ENTRIES", "dedupe_chunk_entries", 10_000),
+        ("LEDGER_DEDUPE_CHUNK_ENTRIES", "dedupe_chunk_entries", 1_000),
         ("LEDGER_COMMAND_ID_MAX_SKEW_SECONDS", "command_id_max_skew_seconds", 60),
     ],
 )
