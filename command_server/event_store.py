@@ -81,6 +81,7 @@ class EventStore:
         codec: EventCodec,
         security: KafkaSecurity = KafkaSecurity(),  # noqa: B008 (frozen, so safe to share)
         sealing: Sealing | None = None,
+        compression: str = "none",
     ) -> None:
         if not transactional_ids:
             raise ValueError("an event store needs at least one transactional id")
@@ -90,7 +91,11 @@ class EventStore:
         """Seals owners and writes their keys (sealing.py); None only where no owner is written."""
         self._security = security
         self._ids = list(transactional_ids)
-        self._producers = [new_producer(bootstrap, tid, security) for tid in transactional_ids]
+        self._compression = compression
+        """The producers' `compression.type` (snapshot_topic.SNAPSHOT_COMPRESSION for snapshots)."""
+        self._producers = [
+            new_producer(bootstrap, tid, security, compression) for tid in transactional_ids
+        ]
         self._broken: set[int] = set()
         """Producers replaced after a failure whose replacement is not initialised yet."""
         self._turn = 0
@@ -320,7 +325,9 @@ class EventStore:
         if turn == self._turn:
             self._in_transaction = False
         retire(self._producers[turn])
-        self._producers[turn] = new_producer(self._bootstrap, self._ids[turn], self._security)
+        self._producers[turn] = new_producer(
+            self._bootstrap, self._ids[turn], self._security, self._compression
+        )
         self._broken.add(turn)
 
     def close(self) -> None:

@@ -20,6 +20,12 @@ from ledger.kafka_security import KafkaSecurity
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024
+SNAPSHOT_COMPRESSION = "zstd"
+"""How the snapshot producer compresses: its records (ids, fingerprints, offsets as 64-bit words,
+tokens) shrink to about half, and the bytes a snapshot sends are what the event producer's
+commits waited behind (docs/performance.md, "Snapshots compressed"). librdkafka compresses on
+its own thread, outside the interpreter lock; the events stay uncompressed (small records,
+latency first)."""
 SNAPSHOT_TOPIC_CONFIG = {
     "cleanup.policy": "compact",
     "max.message.bytes": str(SNAPSHOT_MAX_BYTES),

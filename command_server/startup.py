@@ -23,7 +23,12 @@ from command_server.saga_start import (
 from command_server.sealing import Sealing
 from command_server.settings import Settings
 from command_server.shards import Shard
-from command_server.snapshot_topic import ensure_snapshot_topic, read_latest, snapshot_topic_name
+from command_server.snapshot_topic import (
+    SNAPSHOT_COMPRESSION,
+    ensure_snapshot_topic,
+    read_latest,
+    snapshot_topic_name,
+)
 from command_server.snapshots import Snapshots, SnapshotTarget
 from command_server.topic import (
     Replication,
@@ -105,6 +110,7 @@ def connect(settings: Settings) -> tuple[EventStore, Shard, Snapshots | None]:
             (settings.snapshot_transactional_id,),
             codec,
             settings.kafka_security,
+            compression=SNAPSHOT_COMPRESSION,
         )
         snapshots = Snapshots(snapshot_store, target)
         stores.append(snapshot_store)

@@ -95,9 +95,13 @@ def classify(err: KafkaError) -> ErrorKind:
     return ErrorKind.REINITIALISE
 
 
-def new_producer(bootstrap: str, transactional_id: str, security: KafkaSecurity) -> Producer:
+def new_producer(
+    bootstrap: str, transactional_id: str, security: KafkaSecurity, compression: str = "none"
+) -> Producer:
+    """A transactional producer; `compression` is librdkafka's `compression.type`."""
     return Producer(
         {
+            "compression.type": compression,
             **security.config(),
             "logger": log,
             "bootstrap.servers": bootstrap,
