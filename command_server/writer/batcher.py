@@ -111,7 +111,8 @@ class Ahead:
     decisions: Decisions
     after: Opened
     forgets: int
-    """The model's `forgets` then: a fold that forgot outcomes since voids the decisions."""
+    """The model's `forgets` then: after a fold that forgot outcomes, the decisions hold only
+    if none of them read what was forgotten (`Decider.holds_after_forgetting`)."""
 
 
 Open: TypeAlias = Opened | BatchReply
@@ -186,9 +187,13 @@ class Batcher:
 
     def open_ahead(self, ahead: Ahead) -> Open | None:
         """`open` with what was decided ahead; None if it no longer holds: the transaction it
-        was decided after did not commit, or its fold forgot outcomes (the batch must then
-        be decided again, by `open`)."""
-        if not ahead.after.committed or self._model.forgets != ahead.forgets:
+        was decided after did not commit, or its fold forgot outcomes the decisions read
+        (the batch must then be decided again, by `open`)."""
+        if not ahead.after.committed:
+            return None
+        if self._model.forgets != ahead.forgets and not self.decider.holds_after_forgetting(
+            ahead.batch, ahead.decisions
+        ):
             return None
         if self._halted is not None or self._behind is not None:
             return None

@@ -22,7 +22,7 @@ from command_server.shards import Shard
 from command_server.write_model import Outcome, WriteModel
 from command_server.writer.decisions import AtomicUnit, Decisions
 from command_server.writer.protocol import CommandIdReused
-from ledger.command_ids import command_id_time, millis_time
+from ledger.command_ids import command_id_millis, command_id_time, millis_time
 from ledger.domain.account import Account
 from ledger.domain.commands import (
     CloseAccount,
@@ -147,6 +147,28 @@ class Decider:
             unit.settle(decisions, pending, first_of)
         decisions.decided = first_of
         return decisions
+
+    def holds_after_forgetting(self, batch: list[Submission], decisions: Decisions) -> bool:
+        """Whether `decisions`, made before the model forgot outcomes, are what deciding `batch`
+        now would give (a batch decided ahead: Batcher.open_ahead). Forgetting only removes
+        outcomes and moves horizons on, and only two reads of `decide` see it: a command
+        answered from memory (or refused as reusing an id) must still be remembered, and a
+        command decided afresh must still be newer than the horizons of the partitions it
+        touches, all of them here, which is stricter. Otherwise it is decided again: so it is
+        for the few batches that hold a retry of a command just forgotten, or an id older
+        than the dedupe window (ids without a time among them)."""
+        model = self._model
+        horizon = max(model.horizons.values(), default=None)
+        outcome = model.outcome
+        for sub, verdict in zip(batch, decisions.verdicts, strict=True):
+            command_id = sub.command.command_id
+            if horizon is not None:
+                millis = command_id_millis(command_id)
+                if millis is None or millis <= horizon:
+                    return False
+            if isinstance(verdict, Outcome | CommandIdReused) and outcome(command_id) is None:
+                return False
+        return True
 
     def _decided(
         self,

@@ -13,7 +13,14 @@ from command_server.write_model import WriteModel
 from command_server.writer.batcher import Batcher, Opened
 from command_server.writer.protocol import AtomicSpan, BatchReply, PackedCommand, pack_command
 from ledger.command_ids import new_command_id
-from ledger.domain.commands import CloseAccount, Deposit, OpenAccount, Transfer, Withdraw
+from ledger.domain.commands import (
+    CloseAccount,
+    Command,
+    Deposit,
+    OpenAccount,
+    Transfer,
+    Withdraw,
+)
 from tests.unit.fake_event_store import FakeEventStore
 from tests.unit.test_batcher import NOW, funded
 
@@ -22,25 +29,30 @@ ACCOUNTS = ["a", "b", "c", "d"]
 IDS = [f"id-{n}" for n in range(12)] + ["open-a", "fund-a", "fund-b"]
 """Few enough that batches reuse each other's ids (retries, duplicates and reuses), and the
 funding's: retries of commands folding may forget."""
+TIMED_IDS = [f"0190a000-{n:04x}-7000-8000-000000000000" for n in range(12)]
+"""UUIDv7s one after the other in time: forgetting them moves horizons (WriteModel.horizons),
+which a later batch's ids may be older or newer than."""
 
 accounts = st.sampled_from(ACCOUNTS)
-ids = st.sampled_from(IDS)
 amounts = st.sampled_from(["0.01", "1.00", "3.00", "10.00", "20.00"])
-commands = st.one_of(
-    st.builds(OpenAccount, ids, accounts, st.just("USD"), st.just("someone")),
-    st.builds(Deposit, ids, accounts, amounts),
-    st.builds(Withdraw, ids, accounts, amounts),
-    st.builds(Transfer, ids, accounts, accounts, amounts),
-    st.builds(CloseAccount, ids, accounts),
-)
+
+
+def commands(ids: st.SearchStrategy[str]) -> st.SearchStrategy[Command]:
+    return st.one_of(
+        st.builds(OpenAccount, ids, accounts, st.just("USD"), st.just("someone")),
+        st.builds(Deposit, ids, accounts, amounts),
+        st.builds(Withdraw, ids, accounts, amounts),
+        st.builds(Transfer, ids, accounts, accounts, amounts),
+        st.builds(CloseAccount, ids, accounts),
+    )
 
 
 Batch = tuple[list[PackedCommand], list[AtomicSpan]]
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> Batch:
-    batch = draw(st.lists(commands, max_size=8))
+def batches(draw: st.DrawFn, ids: list[str] = IDS) -> Batch:
+    batch = draw(st.lists(commands(st.sampled_from(ids)), max_size=8))
     spans: list[AtomicSpan] = []
     start = 0
     while start < len(batch):
@@ -105,6 +117,23 @@ def test_deciding_ahead_answers_and_appends_as_deciding_after(
     assert ahead_store.log == after_store.log
     assert ahead_model.accounts == after_model.accounts
     assert ahead_model.positions == after_model.positions
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=batches(TIMED_IDS), first=batches(TIMED_IDS + IDS), second=batches(TIMED_IDS + IDS))
+def test_deciding_ahead_answers_as_deciding_after_where_forgetting_moves_horizons(
+    history: Batch, first: Batch, second: Batch
+) -> None:
+    ledgers = [_ledger(3), _ledger(3)]
+    for batcher, _, _ in ledgers:
+        batcher.commit(*history)
+    (after, after_store, after_model), (ahead, ahead_store, ahead_model) = ledgers
+    expected = after.commit(*first), after.commit(*second)
+    *replies, _ = _pipelined(ahead, first, second)
+    assert replies == list(expected)
+    assert ahead_store.log == after_store.log
+    assert ahead_model.accounts == after_model.accounts
+    assert ahead_model.horizons == after_model.horizons
 
 
 def _chained(batcher: Batcher, batches: list[Batch]) -> tuple[list[BatchReply], int]:
@@ -180,3 +209,23 @@ def test_a_retry_decided_ahead_is_decided_again_when_the_fold_before_it_forgot()
             assert model.outcome(original.command_id) is None  # forgotten by the first's fold
         replies.append(answers)
     assert replies[0] == replies[1]
+
+
+def test_a_batch_decided_ahead_stands_when_the_fold_before_it_forgot_other_commands() -> None:
+    batcher, _, model = _ledger(3)
+    now_ms = int(NOW.timestamp() * 1000)
+    old = [pack_command(Deposit(new_command_id(now_ms - 60_000), "a", "1.00")) for _ in range(6)]
+    batcher.commit(old)
+    assert model.horizons  # the window of 3 forgot some of them
+    first = [pack_command(Deposit(new_command_id(now_ms), "a", "1.00")) for _ in range(6)]
+    # Made after every command the folds forget (the first's own, at a window of 1 each).
+    second = [pack_command(Deposit(new_command_id(now_ms + 1), "b", "1.00"))]
+    opened = batcher.open(first, [])
+    assert isinstance(opened, Opened)
+    ahead = batcher.decide_ahead(second, [], after=opened)
+    assert ahead is not None
+    forgets = model.forgets
+    batcher.close(opened)
+    assert model.forgets > forgets
+    # Newer than every horizon and not answered from memory: nothing it read was forgotten.
+    assert batcher.open_ahead(ahead) is not None
