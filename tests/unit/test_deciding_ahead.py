@@ -110,13 +110,7 @@ def test_deciding_ahead_answers_and_appends_as_deciding_after(
                 AppendFailed("aborted") if failure == "aborted" else AppendUnsettled(failure)
             )
             store.commit_anyway = failure == "unsettled but committed"
-    (after, after_store, after_model), (ahead, ahead_store, ahead_model) = ledgers
-    expected = after.commit(*first), after.commit(*second)
-    *replies, _ = _pipelined(ahead, first, second)
-    assert replies == list(expected)
-    assert ahead_store.log == after_store.log
-    assert ahead_model.accounts == after_model.accounts
-    assert ahead_model.positions == after_model.positions
+    _assert_pipelined_as_after(ledgers, first, second)
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,12 +121,21 @@ def test_deciding_ahead_answers_as_deciding_after_where_forgetting_moves_horizon
     ledgers = [_ledger(3), _ledger(3)]
     for batcher, _, _ in ledgers:
         batcher.commit(*history)
+    _assert_pipelined_as_after(ledgers, first, second)
+
+
+def _assert_pipelined_as_after(
+    ledgers: list[tuple[Batcher, FakeEventStore, WriteModel]], first: Batch, second: Batch
+) -> None:
+    """Two ledgers alike: the first commits `first` then `second`, the second decides `second`
+    while `first` is open; the same answers, log and state."""
     (after, after_store, after_model), (ahead, ahead_store, ahead_model) = ledgers
     expected = after.commit(*first), after.commit(*second)
     *replies, _ = _pipelined(ahead, first, second)
     assert replies == list(expected)
     assert ahead_store.log == after_store.log
     assert ahead_model.accounts == after_model.accounts
+    assert ahead_model.positions == after_model.positions
     assert ahead_model.horizons == after_model.horizons
 
 
