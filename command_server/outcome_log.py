@@ -22,7 +22,7 @@ growing chunk whole again: at 10,000 entries (~1 MB) that was most of a snapshot
 load, and one transaction of 3-8 MB every 2 s was what the sustained ack tail began at
 (docs/performance.md, "Smaller outcome chunks"). At 1,000 a chunk is ~110 KB and a snapshot
 writes little more than the entries since the last one; a restart reads ten times as many
-records, a millisecond or so of work per hundred."""
+records, for the same bytes and the same CPU (measured there)."""
 
 
 @dataclass(frozen=True, slots=True)
