@@ -25,7 +25,7 @@ from typing import TypeVar
 import grpc
 
 from bench.scenarios.visibility import percentile
-from ledger.command_ids import new_command_id
+from ledger.command_ids import new_command_ids
 from ledger.v1 import commands_pb2, commands_pb2_grpc, queries_pb2, queries_pb2_grpc
 
 _Reply = TypeVar("_Reply")
@@ -49,13 +49,9 @@ class Accounts:
 def deposits(accounts: list[str]) -> commands_pb2.ExecuteBatchRequest:
     """A batch of Deposits of 1.00, one per account id (repeats allowed), each a new command."""
     request = commands_pb2.ExecuteBatchRequest()
-    add = request.commands.add
-    for account_id in accounts:
-        add(
-            deposit=commands_pb2.DepositRequest(
-                command_id=new_command_id(), account_id=account_id, amount="1.00"
-            )
-        )
+    add, deposit = request.commands.add, commands_pb2.DepositRequest
+    for account_id, command_id in zip(accounts, new_command_ids(len(accounts)), strict=True):
+        add(deposit=deposit(command_id=command_id, account_id=account_id, amount="1.00"))
     return request
 
 

@@ -67,20 +67,23 @@ class _EncodingStore:
         messages: Sequence[Message_] = (),
         consumed: Consumed | None = None,
     ) -> list[int]:
+        return self.end_append(self.begin_append(self.encode(events)))
+
+    def encode(self, events: Sequence[tuple[Event, int]]) -> Sequence[tuple[Event, int]]:
         encode = self._codec.encode
         for event, _partition in events:
             encode(event)
-        first = self._offset
-        self._offset += len(events)
-        return list(range(first, self._offset))
-
-    def begin_append(
-        self, events: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()
-    ) -> Sequence[tuple[Event, int]]:
         return events
 
+    def begin_append(
+        self, encoded: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()
+    ) -> Sequence[tuple[Event, int]]:
+        return encoded
+
     def end_append(self, appending: Sequence[tuple[Event, int]]) -> list[int]:
-        return self.append(appending)
+        first = self._offset
+        self._offset += len(appending)
+        return list(range(first, self._offset))
 
     def recover(self) -> None: ...
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from command_server.read_back import UnreadableLog, read_back
 from command_server.sealing import Sealing
@@ -26,6 +26,7 @@ from command_server.transactions import (
     Consumed,
     Deliveries,
     DeliveryUnconfirmed,
+    Encoded,
     ErrorKind,
     Fenced,
     Message_,
@@ -39,7 +40,6 @@ from command_server.transactions import (
     send,
 )
 from ledger.events.codec import EventCodec
-from ledger.events.consuming import read_to_end_config
 from ledger.events.records import Event
 from ledger.kafka_security import KafkaSecurity
 
@@ -125,11 +125,24 @@ class EventStore:
     ) -> list[int]:
         """Write `(event, partition)` pairs in one transaction; return each event's offset.
         The transaction also carries `messages` and `consumed` offsets (decision 13)."""
-        return self.end_append(self.begin_append(events, messages, consumed))
+        return self.end_append(self.begin_append(self.encode(events), messages, consumed))
+
+    def encode(self, events: Sequence[tuple[Event, int]]) -> Encoded:
+        """`events` as records, owners sealed: CPU only, so the writer may encode a batch while
+        the previous one's transaction is still committing (batcher.py)."""
+        keys: list[tuple[str, bytes | None]] = []
+        if self._sealing is not None:
+            events, keys = self._sealing.seal(events)
+        values = self._codec.encode_all([event for event, _ in events])
+        records = [
+            (value, event.account_id.encode(), partition)
+            for (event, partition), value in zip(events, values, strict=True)
+        ]
+        return Encoded(records, keys)
 
     def begin_append(
         self,
-        events: Sequence[tuple[Event, int]],
+        encoded: Encoded,
         messages: Sequence[Message_] = (),
         consumed: Consumed | None = None,
     ) -> Appending:
@@ -141,13 +154,10 @@ class EventStore:
         try:
             self._begin(producer)
             if self._sealing is not None:
-                events, keys = self._sealing.seal(events)
-                for account_id, wrapped in keys:
+                for account_id, wrapped in encoded.keys:
                     send(producer, self._sealing.key_topic, wrapped, account_id.encode(), 0)
             produce, topic, report = producer.produce, self._topic, deliveries.report
-            values = self._codec.encode_all([event for event, _ in events])
-            for (event, partition), value in zip(events, values, strict=True):
-                key = event.account_id.encode()
+            for value, key, partition in encoded.records:
                 try:
                     produce(topic, value, key, partition, report)
                 except BufferError:
@@ -159,7 +169,9 @@ class EventStore:
                 producer.send_offsets_to_transaction(positions, group, COMMIT_TIMEOUT)
         except KafkaException as exc:
             self._failed(turn, producer, exc.args[0])
-        return Appending(turn, producer, [partition for _, partition in events], deliveries)
+        return Appending(
+            turn, producer, [partition for _, _, partition in encoded.records], deliveries
+        )
 
     def end_append(self, appending: Appending) -> list[int]:
         """Commit the transaction `begin_append` left open; each event's offset."""
@@ -354,26 +366,17 @@ class EventStore:
         offset) stops short of it; fencing the shard's producers waits for their transactions
         to complete, so the end is then every transaction committed before.
         """
-        consumer = Consumer(
-            {
-                **read_to_end_config(
-                    self._bootstrap, "ledger-command-replay", security=self._security
-                ),
-                "logger": log,
-            }
+        deadline = time.monotonic() + timeout
+        return read_back(
+            self._bootstrap,
+            self._security,
+            self._codec,
+            self._topic,
+            partitions,
+            apply,
+            start or {},
+            deadline,
         )
-        try:
-            return read_back(
-                consumer,
-                self._codec,
-                self._topic,
-                partitions,
-                apply,
-                start or {},
-                time.monotonic() + timeout,
-            )
-        finally:
-            consumer.close()
 
 
 def open_together(

@@ -4,9 +4,9 @@ The writer process (command_server/writer) decides a batch's commands in order a
 their events in one Kafka transaction. While it works on one batch, the next one queues up
 here: a batch is whatever arrived during the previous commit (bounded by `max_commands`,
 optionally lingering up to `max_wait_ms`); a second batch goes into the pipe before the first
-is answered once `ahead_commands` wait, so that the writer decides it while the first one's
-transaction commits. Every caller is answered once the writer has answered its batch, that is
-once the transaction committed or aborted (docs/design.md, decision 3).
+is answered once `ahead_commands` wait (up to `BATCHES_IN_PIPE`), so that the writer decides
+it while the first one's transaction commits. Every caller is answered once the writer has
+answered its batch, that is once the transaction committed or aborted (decision 3).
 
 Each reply also says what the writer learnt about Kafka, which health follows: NOT_SERVING
 while the writer cannot commit, SERVING again once a transaction commits. While no command
@@ -51,6 +51,10 @@ from ledger.domain.commands import Command, Transfer, accounts_of
 from ledger.telemetry.metrics import CommandMetrics
 
 log = logging.getLogger(__name__)
+
+BATCHES_IN_PIPE = 3
+"""Batches at the writer, unanswered: one committing, one decided meanwhile, one waiting (the
+writer replies only after producing the next; docs/performance.md, "Producing first")."""
 
 
 class Misrouted(RuntimeError):
@@ -243,7 +247,8 @@ class GroupCommitter:
     def _room_for_another(self, in_flight: deque[asyncio.Task[None]]) -> bool:
         while in_flight and in_flight[0].done():
             in_flight.popleft()
-        return not in_flight or (len(in_flight) < 2 and self._queued >= self._ahead_commands)
+        enough = self._queued >= self._ahead_commands
+        return not in_flight or (len(in_flight) < BATCHES_IN_PIPE and enough)
 
     async def _answer_or_full_batch(self, in_flight: deque[asyncio.Task[None]]) -> None:
         """Wait until the oldest batch is answered or a full batch waits in the queue: one

@@ -3,13 +3,17 @@ transaction whose fate only the log can tell."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer
 
 from ledger.events.codec import EventCodec, UndecodableEvent
-from ledger.events.consuming import ReadToEnd, high_watermarks
+from ledger.events.consuming import ReadToEnd, high_watermarks, read_to_end_config
 from ledger.events.records import Event
+from ledger.kafka_security import KafkaSecurity
+
+log = logging.getLogger(__name__)
 
 
 class UnreadableLog(RuntimeError):
@@ -17,7 +21,8 @@ class UnreadableLog(RuntimeError):
 
 
 def read_back(
-    consumer: Consumer,
+    bootstrap: str,
+    security: KafkaSecurity,
     codec: EventCodec,
     topic: str,
     partitions: Sequence[int],
@@ -26,7 +31,24 @@ def read_back(
     deadline: float,
 ) -> int:
     """Feed every committed event of `partitions` from `start` to their current end to
-    `apply`; the number of events fed."""
+    `apply`, through a consumer of its own; the number of events fed."""
+    config = read_to_end_config(bootstrap, "ledger-command-replay", security=security)
+    consumer = Consumer({**config, "logger": log})
+    try:
+        return _read_back(consumer, codec, topic, partitions, apply, start, deadline)
+    finally:
+        consumer.close()
+
+
+def _read_back(
+    consumer: Consumer,
+    codec: EventCodec,
+    topic: str,
+    partitions: Sequence[int],
+    apply: Callable[[Event, int, int], None],
+    start: Mapping[int, int],
+    deadline: float,
+) -> int:
     ends = high_watermarks(consumer, topic, partitions, timeout=30)
     reader = ReadToEnd(consumer, topic, start, ends)
     count = 0

@@ -235,6 +235,16 @@ class Deliveries:
 
 
 @dataclass(frozen=True, slots=True)
+class Encoded:
+    """A transaction's events as the records `begin_append` produces (`EventStore.encode`)."""
+
+    records: list[tuple[bytes, bytes, int]]
+    """(value, key, partition) of each event, in order."""
+    keys: list[tuple[str, bytes | None]]
+    """The key records sealing made for them: (account id, wrapped data key or None)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Appending:
     """A transaction whose records are produced and not yet committed (`begin_append`)."""
 

@@ -7,14 +7,15 @@ command (docs/design.md, decision 4), so every client makes its ids this way.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 
 _VERSION = 7
 _VARIANT_RFC_9562 = 0b10
+_RANDOM_BYTES = 10
+"""Per id: 80 random bits, of which 12 fill rand_a and 62 rand_b."""
 # Canonical text only: lowercase, so that one command cannot be spelled two ways (a retry in
 # capitals would otherwise be a different id, and be applied again).
 _CANONICAL_V7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -22,15 +23,24 @@ _CANONICAL_V7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]
 
 def new_command_id(at_ms: int | None = None) -> str:
     """A fresh UUIDv7 in its canonical text form, stamped with `at_ms` (default: now)."""
+    return new_command_ids(1, at_ms)[0]
+
+
+def new_command_ids(count: int, at_ms: int | None = None) -> list[str]:
+    """`count` fresh UUIDv7s stamped with `at_ms` (default: now), for a batch of commands.
+
+    The random bits come from the operating system's generator, as `secrets` takes them, in one
+    read for all the ids: a load of thousands of commands per call spent more on reading them
+    id by id, and on `uuid.UUID`, than on building its requests."""
     millis = time.time_ns() // 1_000_000 if at_ms is None else at_ms
-    value = (
-        (millis & (2**48 - 1)) << 80
-        | _VERSION << 76
-        | secrets.randbits(12) << 64
-        | _VARIANT_RFC_9562 << 62
-        | secrets.randbits(62)
-    )
-    return str(uuid.UUID(int=value))
+    stamp = (millis & (2**48 - 1)) << 80 | _VERSION << 76 | _VARIANT_RFC_9562 << 62
+    random = os.urandom(_RANDOM_BYTES * count)
+    ids = []
+    for start in range(0, len(random), _RANDOM_BYTES):
+        bits = int.from_bytes(random[start : start + _RANDOM_BYTES])
+        text = f"{stamp | (bits >> 68) << 64 | bits & (2**62 - 1):032x}"
+        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
+    return ids
 
 
 def command_id_millis(command_id: str) -> int | None:

@@ -65,9 +65,11 @@ class Appender(Protocol):
         consumed: Consumed | None = None,
     ) -> list[int]: ...
 
-    def begin_append(
-        self, events: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()
-    ) -> object:
+    def encode(self, events: Sequence[tuple[Event, int]]) -> Any:
+        """The events as the records `begin_append` produces: CPU only, no I/O."""
+        ...
+
+    def begin_append(self, encoded: Any, messages: Sequence[Message_] = ()) -> object:
         """`append` up to its commit: the records produced, the transaction left open."""
         ...
 
@@ -110,6 +112,9 @@ class Ahead:
     batch: list[Submission]
     decisions: Decisions
     after: Opened
+    encoded: object | None
+    """Its events as records, encoded while `after` committed (None: encode them when
+    producing)."""
     forgets: int
     """The model's `forgets` then: after a fold that forgot outcomes, the decisions hold only
     if none of them read what was forgotten (`Decider.holds_after_forgetting`)."""
@@ -117,6 +122,9 @@ class Ahead:
 
 Open: TypeAlias = Opened | BatchReply
 """What opening a batch gives: its open transaction, or its reply when there is none."""
+Settled: TypeAlias = Decisions | BatchReply
+"""What settling an open transaction gives: the batch's decisions with their verdicts final
+(committed), or its reply when the transaction failed."""
 
 
 class Batcher:
@@ -183,7 +191,18 @@ class Batcher:
             event.account_id: state for (event, _), state in zip(events, states, strict=True)
         }
         decisions = self.decider.decide(batch, dict(atomic), pending)
-        return Ahead(batch, decisions, after, self._model.forgets)
+        return Ahead(batch, decisions, after, self._encoded(decisions), self._model.forgets)
+
+    def _encoded(self, decisions: Decisions) -> object | None:
+        """The decided events as records, or None to leave the encoding (and any failure of it,
+        reported as the append's) to `_produce`."""
+        if not decisions.events:
+            return None
+        try:
+            encoded: object = self._store.encode(decisions.events)
+        except Exception:
+            return None
+        return encoded
 
     def open_ahead(self, ahead: Ahead) -> Open | None:
         """`open` with what was decided ahead; None if it no longer holds: the transaction it
@@ -197,10 +216,16 @@ class Batcher:
             return None
         if self._halted is not None or self._behind is not None:
             return None
-        return self._produce(ahead.batch, ahead.decisions)
+        return self._produce(ahead.batch, ahead.decisions, ahead.encoded)
 
     def close(self, opened: Opened) -> BatchReply:
         """Commit the open transaction, fold its events in and answer its batch."""
+        return self.reply(self.settle(opened))
+
+    def settle(self, opened: Opened) -> Settled:
+        """Commit the open transaction and fold its events in: its batch's verdicts are then
+        final, and `reply` packs them. The writer produces the next batch in between, so that
+        the packing and sending overlap its transaction rather than hold it back."""
         batch, decisions = opened.batch, opened.decisions
         offsets = self._guarded(len(decisions.events), self._store.end_append, opened.appending)
         if isinstance(offsets, WriteFailed):
@@ -230,19 +255,34 @@ class Batcher:
                 made[index] = outcome
             for index, outcome in made.items():
                 verdicts[index] = model.outcome(batch[index].command.command_id) or outcome
-        return self._answer(decisions, COMMITTING)
+        return decisions
 
-    def _produce(self, batch: list[Submission], decisions: Decisions) -> Open:
+    def reply(self, settled: Settled) -> BatchReply:
+        """The reply of a batch `settle` committed (or failed to)."""
+        if isinstance(settled, tuple):
+            return settled
+        return self._answer(settled, COMMITTING)
+
+    def _produce(
+        self, batch: list[Submission], decisions: Decisions, encoded: object | None = None
+    ) -> Open:
         self.appended = 0
         if not decisions.events:
             return self._answer(decisions, UNCHANGED)
         messages = [m for _, m in decisions.messages]
         appending = self._guarded(
-            len(decisions.events), self._store.begin_append, decisions.events, messages
+            len(decisions.events), self._begin_append, decisions.events, messages, encoded
         )
         if isinstance(appending, WriteFailed):
             return appending.health, appending.why, [pack_verdict(appending.error)] * len(batch)
         return Opened(batch, decisions, appending)
+
+    def _begin_append(
+        self, events: Sequence[tuple[Event, int]], messages: list[Message_], encoded: object | None
+    ) -> object:
+        if encoded is None:
+            encoded = self._store.encode(events)
+        return self._store.begin_append(encoded, messages)
 
     @staticmethod
     def _answer(decisions: Decisions, health: int) -> BatchReply:

@@ -162,8 +162,10 @@ class _Loop:
 
     def _batches(self, message: Batch) -> bool:
         """Answer the batch, and the batches after it for as long as each one waits in the pipe
-        by the time the previous one's records are produced: each is decided while those
-        records are on their way (`Batcher.decide_ahead`). False once the pipe is gone."""
+        by the time the previous one's records are produced: each is decided and encoded while
+        those records are on their way (`Batcher.decide_ahead`), and produced as soon as they
+        are committed, before the previous batch's reply is packed and sent. False once the
+        pipe is gone."""
         batcher, conn = self._batcher, self._conn
         opened = batcher.open(*message)
         while not isinstance(opened, tuple):
@@ -173,22 +175,29 @@ class _Loop:
                 following = _as_batch(self._held)
                 if following is not None:
                     ahead = batcher.decide_ahead(*following, after=opened)
-            reply = batcher.close(opened)
-            if not self._answered(reply):
+            settled = batcher.settle(opened)
+            appended = batcher.appended
+            produced = None
+            if ahead is not None:
+                # No saga runs here (none decides ahead), so nothing between batches appends
+                # while this transaction is open.
+                self._held = _NOTHING
+                produced = batcher.open_ahead(ahead)
+            if not self._answered(batcher.reply(settled), appended):
                 return False
             if following is None or ahead is None:
                 return True
-            self._held = _NOTHING
-            opened = batcher.open_ahead(ahead) or batcher.open(*following)
-        return self._answered(opened)
+            opened = produced or batcher.open(*following)
+        return self._answered(opened, batcher.appended)
 
-    def _answered(self, reply: BatchReply) -> bool:
-        """Send a batch's reply, then what is due between batches; False if the pipe is gone."""
+    def _answered(self, reply: BatchReply, appended: int) -> bool:
+        """Send a batch's reply, then what is due between batches (`appended`: the events its
+        transaction appended); False if the pipe is gone."""
         if not _send(self._conn, reply):
             return False
         model, background, saga, inbox = self._model, self._background, self._saga, self._inbox
         if background is not None:
-            background.note(self._batcher.appended)
+            background.note(appended)
         if model.events_applied - self._frozen_at >= FREEZE_EVERY_EVENTS and not (
             # A failed snapshot's exception holds a cycle until it is settled: not frozen.
             background is not None and background.writing

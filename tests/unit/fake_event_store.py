@@ -24,6 +24,7 @@ class FakeEventStore:
         self.log: dict[int, list[Event]] = {}
         self.transactions = 0
         self.begun = 0
+        self.encoded = 0
         self.fail_next: Exception | None = None
         self.commit_anyway = False
         self.down: str | None = None
@@ -48,6 +49,11 @@ class FakeEventStore:
         self.appended += events
         self.offsets += offsets
         return offsets
+
+    def encode(self, events: Sequence[tuple[Event, int]]) -> Sequence[tuple[Event, int]]:
+        """The events are their own records here."""
+        self.encoded += 1
+        return events
 
     def begin_append(
         self, events: Sequence[tuple[Event, int]], messages: Sequence[Message_] = ()

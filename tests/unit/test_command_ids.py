@@ -14,6 +14,7 @@ from ledger.command_ids import (
     command_id_time,
     latest_command_id_millis,
     new_command_id,
+    new_command_ids,
 )
 from ledger.domain import commands
 from ledger.domain.rejection import Rejection, RejectionKind
@@ -41,6 +42,19 @@ def test_a_new_id_is_a_canonical_uuid7_stamped_with_its_time() -> None:
     assert command_id_time(command_id) == NOW
     assert command_id_millis(command_id) == int(NOW.timestamp() * 1000)
     require_command_id(command_id, NOW, SKEW)
+
+
+def test_ids_made_for_a_batch_are_distinct_canonical_uuid7s_stamped_alike() -> None:
+    made = new_command_ids(500, int(NOW.timestamp() * 1000))
+    assert len(set(made)) == 500
+    for command_id in made:
+        parsed = uuid.UUID(command_id)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert str(parsed) == command_id
+        assert command_id_time(command_id) == NOW
+    # The 74 random bits vary in both their parts (rand_a, rand_b).
+    assert len({uuid.UUID(c).int >> 64 & 0xFFF for c in made}) > 100
+    assert len({uuid.UUID(c).int & (2**62 - 1) for c in made}) == 500
 
 
 @pytest.mark.parametrize(

@@ -83,8 +83,10 @@ def _pipelined(
     if not isinstance(opened, Opened):
         return opened, batcher.commit(*second), False
     ahead = batcher.decide_ahead(*second, after=opened)
-    reply = batcher.close(opened)
-    following = (batcher.open_ahead(ahead) if ahead is not None else None) or batcher.open(*second)
+    settled = batcher.settle(opened)
+    produced = batcher.open_ahead(ahead) if ahead is not None else None
+    reply = batcher.reply(settled)
+    following = produced or batcher.open(*second)
     if isinstance(following, Opened):
         return reply, batcher.close(following), ahead is not None
     return reply, following, ahead is not None
@@ -152,12 +154,12 @@ def _chained(batcher: Batcher, batches: list[Batch]) -> tuple[list[BatchReply], 
                 opened = batcher.open(*following)
             continue
         ahead = batcher.decide_ahead(*following, after=opened) if following is not None else None
-        replies.append(batcher.close(opened))
+        settled = batcher.settle(opened)
+        produced = batcher.open_ahead(ahead) if ahead is not None else None
+        replies.append(batcher.reply(settled))
         if following is not None:
             decided_ahead += ahead is not None
-            opened = (batcher.open_ahead(ahead) if ahead is not None else None) or batcher.open(
-                *following
-            )
+            opened = produced or batcher.open(*following)
     if isinstance(opened, Opened) and len(replies) < len(batches):
         replies.append(batcher.close(opened))
     return replies, decided_ahead
@@ -177,13 +179,16 @@ def test_a_chain_of_batches_each_decided_ahead_answers_as_one_after_the_other(
 
 
 def test_a_batch_waiting_behind_an_open_transaction_is_decided_ahead() -> None:
-    batcher, _, model = _ledger()
+    batcher, store, model = _ledger()
+    encoded = store.encoded
     first = [pack_command(Deposit("d1", "a", "1.00"))]
     # Needs the first batch's deposit: decided against its pending state, it is taken.
     second = [pack_command(Withdraw("w2", "a", "11.00"))]
     *_, decided_ahead = _pipelined(batcher, (first, []), (second, []))
     assert decided_ahead
     assert model.accounts["a"].balance == 0
+    # Encoded while the first committed, and not again when produced.
+    assert store.encoded - encoded == 2
 
 
 def test_a_batch_retrying_a_command_of_the_open_transaction_waits_for_its_commit() -> None:

@@ -351,11 +351,13 @@ async def test_commands_past_the_queue_bound_are_refused_at_once_with_a_retry_hi
     start: Start, writer: FakeWriter
 ) -> None:
     committer = start(max_commands=2, max_queued=3)
-    # Two batches at the (stalled) writer, the second a full one (which may go before the first
-    # is answered), then three commands queued behind them: the bound.
+    # Three batches at the (stalled) writer, the second and third full ones (which may go
+    # before the first is answered), then three commands queued behind them: the bound.
     first, *full = (Deposit(new_command_id(), "a1", "1.00") for _ in range(3))
     tasks = await behind_one_in_flight(committer, writer, first, *full)
     await writer.in_flight(2)
+    tasks += submitted(committer, *(Deposit(new_command_id(), "a1", "1.00") for _ in range(2)))
+    await writer.in_flight(3)
     tasks += submitted(committer, *(Deposit(new_command_id(), "a1", "1.00") for _ in range(3)))
     for _ in range(5):
         await asyncio.sleep(0)
@@ -369,8 +371,8 @@ async def test_commands_past_the_queue_bound_are_refused_at_once_with_a_retry_hi
     writer.gate.set()
     await acked(tasks)
     # Once the queue drained, commands are taken again.
-    assert (await committer.submit(Deposit(new_command_id(), "a1", "1.00"))).version == 5
-    assert [len(batch) for batch in writer.batches] == [1, 2, 2, 1, 1]
+    assert (await committer.submit(Deposit(new_command_id(), "a1", "1.00"))).version == 6
+    assert [len(batch) for batch in writer.batches] == [1, 2, 2, 2, 1, 1]
 
 
 async def test_close_still_fits_behind_a_full_queue(start: Start, writer: FakeWriter) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from command_server.group_commit import Overloaded
+from command_server.group_commit import BATCHES_IN_PIPE, Overloaded
 from command_server.writer.protocol import Ack
 from ledger.command_ids import new_command_id
 from ledger.domain.commands import Command, Deposit
@@ -89,11 +89,17 @@ async def test_a_full_batch_goes_to_the_writer_before_the_first_is_answered_a_sm
     assert len(writer.batches[1]) == 4  # what waited, with the batch that filled it
     after = asyncio.create_task(committer.submit(deposit(3)))
     await asyncio.sleep(0.05)
-    assert len(writer.batches) == 2  # never more than two in the pipe
+    assert len(writer.batches) == 2  # one command waits: not a full batch
+
+    third = asyncio.create_task(committer.submit_batch(deposits(3), atomic=False))
+    await writer.in_flight(3)
+    fourth = asyncio.create_task(committer.submit_batch(deposits(3), atomic=False))
+    await asyncio.sleep(0.05)
+    assert len(writer.batches) == BATCHES_IN_PIPE == 3  # never more in the pipe
 
     writer.gate.set()
-    await asyncio.wait_for(asyncio.gather(*held, full, after), 5)
-    assert ids(writer.batches)[2] == ["d3"]
+    await asyncio.wait_for(asyncio.gather(*held, full, after, third, fourth), 5)
+    assert ids(writer.batches)[2][0] == "d3"
 
 
 async def test_a_second_batch_goes_once_the_ahead_threshold_waits_and_is_not_full(
