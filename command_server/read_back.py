@@ -35,22 +35,20 @@ def read_back(
     config = read_to_end_config(bootstrap, "ledger-command-replay", security=security)
     consumer = Consumer({**config, "logger": log})
     try:
-        return _read_back(consumer, codec, topic, partitions, apply, start, deadline)
+        ends = high_watermarks(consumer, topic, partitions, timeout=30)
+        return _fold(ReadToEnd(consumer, topic, start, ends), codec, topic, apply, deadline)
     finally:
         consumer.close()
 
 
-def _read_back(
-    consumer: Consumer,
+def _fold(
+    reader: ReadToEnd,
     codec: EventCodec,
     topic: str,
-    partitions: Sequence[int],
     apply: Callable[[Event, int, int], None],
-    start: Mapping[int, int],
     deadline: float,
 ) -> int:
-    ends = high_watermarks(consumer, topic, partitions, timeout=30)
-    reader = ReadToEnd(consumer, topic, start, ends)
+    """Feed each event `reader` reads to `apply`, refusing a record that cannot be decoded."""
     count = 0
     for records in reader.batches(deadline):
         decoded = codec.decode_batch([m.value() or b"" for m in records])

@@ -112,7 +112,7 @@ class WriterProcess:
 
     def _receive(self) -> asyncio.Future[Any]:
         """The writer's next message not yet claimed: the writer answers in the order it was
-        asked, so the oldest waiting future gets the next message (two batches may be in the
+        asked, so the oldest waiting future gets the next message (three batches may be in the
         pipe; an answer whose caller gave up is read and dropped)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
